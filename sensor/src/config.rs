@@ -1,0 +1,286 @@
+//! The sensor's TOML configuration: parsed with unknown fields refused, then validated into typed
+//! settings. Defaults live here, next to the structs.
+
+use crate::capture::LiveOptions;
+use crate::flow::FlowConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sensor: SensorSection,
+    pub kafka: KafkaSection,
+    #[serde(default)]
+    pub input: InputSection,
+    #[serde(default)]
+    pub flows: FlowsSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSection {
+    /// `observer.id` of every event.
+    pub id: String,
+    /// `organization.id` of every event: the province or ministry.
+    pub tenant: String,
+    #[serde(default)]
+    pub community_id_seed: u16,
+    /// Where the sensor keeps state across restarts (the event sequence epoch).
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    /// Topics are `<prefix><dataset>`, e.g. `canh-flow`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    #[serde(default = "default_true")]
+    pub idempotence: bool,
+    /// How long a batch may wait to fill, as a duration string.
+    #[serde(default = "default_linger")]
+    pub linger: String,
+    /// How long the sensor waits at exit for Kafka to acknowledge what it sent.
+    #[serde(default = "default_flush_timeout")]
+    pub flush_timeout: String,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl. SASL credentials come from the environment
+    /// (CANH_KAFKA_USERNAME, CANH_KAFKA_PASSWORD), never from this file.
+    #[serde(default = "default_security_protocol")]
+    pub security_protocol: String,
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    #[serde(default)]
+    pub ssl_ca_location: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSection {
+    #[serde(default)]
+    pub pcap_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub interface: Option<InterfaceSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSection {
+    pub name: String,
+    #[serde(default = "default_snaplen")]
+    pub snaplen: i32,
+    #[serde(default = "default_true")]
+    pub promiscuous: bool,
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: i32,
+    #[serde(default)]
+    pub immediate: bool,
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsSection {
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout: String,
+    #[serde(default = "default_udp_idle")]
+    pub udp_idle_timeout: String,
+    #[serde(default = "default_udp_idle")]
+    pub other_idle_timeout: String,
+    #[serde(default = "default_close_delay")]
+    pub tcp_close_delay: String,
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+}
+
+impl Default for FlowsSection {
+    fn default() -> FlowsSection {
+        FlowsSection {
+            tcp_idle_timeout: default_tcp_idle(),
+            udp_idle_timeout: default_udp_idle(),
+            other_idle_timeout: default_udp_idle(),
+            tcp_close_delay: default_close_delay(),
+            max_flows: default_max_flows(),
+        }
+    }
+}
+
+fn default_topic_prefix() -> String {
+    "canh-".into()
+}
+fn default_compression() -> String {
+    "zstd".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_linger() -> String {
+    "20ms".into()
+}
+fn default_flush_timeout() -> String {
+    "30s".into()
+}
+fn default_security_protocol() -> String {
+    "plaintext".into()
+}
+fn default_snaplen() -> i32 {
+    65535
+}
+fn default_buffer_size() -> i32 {
+    64 << 20
+}
+fn default_tcp_idle() -> String {
+    "5m".into()
+}
+fn default_udp_idle() -> String {
+    "1m".into()
+}
+fn default_close_delay() -> String {
+    "5s".into()
+}
+fn default_max_flows() -> usize {
+    1_000_000
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing config {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("config {path}: {field}: {message}")]
+    Invalid { path: String, field: &'static str, message: String },
+}
+
+/// Validated settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub flows: FlowConfig,
+    pub linger: Duration,
+    pub flush_timeout: Duration,
+    pub live: Option<LiveOptions>,
+}
+
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+    let config: Config = toml::from_str(&text)
+        .map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
+    validate(&name, config)
+}
+
+fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
+    let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_string(),
+        field,
+        message,
+    };
+    let duration = |field: &'static str, text: &str| {
+        humantime::parse_duration(text).map_err(|e| invalid(field, format!("{text:?}: {e}")))
+    };
+    if config.sensor.id.trim().is_empty() {
+        return Err(invalid("sensor.id", "must not be empty".into()));
+    }
+    if config.sensor.tenant.trim().is_empty() {
+        return Err(invalid("sensor.tenant", "must not be empty".into()));
+    }
+    if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&config.kafka.compression.as_str()) {
+        return Err(invalid(
+            "kafka.compression",
+            format!("unknown codec {:?}", config.kafka.compression),
+        ));
+    }
+    if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+        .contains(&config.kafka.security_protocol.as_str())
+    {
+        return Err(invalid(
+            "kafka.security_protocol",
+            format!("unknown protocol {:?}", config.kafka.security_protocol),
+        ));
+    }
+    if config.input.pcap_files.is_empty() && config.input.interface.is_none() {
+        return Err(invalid("input", "configure pcap_files or an interface".into()));
+    }
+    if config.flows.max_flows == 0 {
+        return Err(invalid("flows.max_flows", "must be at least 1".into()));
+    }
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    let flows = FlowConfig {
+        tcp_idle_timeout_ns: nanos(duration(
+            "flows.tcp_idle_timeout",
+            &config.flows.tcp_idle_timeout,
+        )?),
+        udp_idle_timeout_ns: nanos(duration(
+            "flows.udp_idle_timeout",
+            &config.flows.udp_idle_timeout,
+        )?),
+        other_idle_timeout_ns: nanos(duration(
+            "flows.other_idle_timeout",
+            &config.flows.other_idle_timeout,
+        )?),
+        tcp_close_delay_ns: nanos(duration(
+            "flows.tcp_close_delay",
+            &config.flows.tcp_close_delay,
+        )?),
+        max_flows: config.flows.max_flows,
+    };
+    let linger = duration("kafka.linger", &config.kafka.linger)?;
+    let flush_timeout = duration("kafka.flush_timeout", &config.kafka.flush_timeout)?;
+    let live = config.input.interface.as_ref().map(|i| LiveOptions {
+        interface: i.name.clone(),
+        snaplen: i.snaplen,
+        promiscuous: i.promiscuous,
+        buffer_size: i.buffer_size,
+        immediate: i.immediate,
+        filter: i.filter.clone(),
+    });
+    Ok(Settings { config, flows, linger, flush_timeout, live })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("sensor/config exists") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no example configs in {}", dir.display());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let text = r#"
+            [sensor]
+            id = "s"
+            tenant = "t"
+            state_dir = "/tmp/x"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            compression = "brotli"
+            [input]
+            pcap_files = ["a.pcap"]
+        "#;
+        let config: Config = toml::from_str(text).expect("parses");
+        let err = validate("x.toml", config).expect_err("bad codec");
+        assert!(err.to_string().contains("kafka.compression"), "{err}");
+        let unknown = toml::from_str::<Config>(&text.replace("[input]", "[input]\ntypo = 1"));
+        assert!(unknown.is_err());
+    }
+}

@@ -1,0 +1,693 @@
+//! Bidirectional flow tracking with Zeek conn.log semantics (originator, per-direction packets and IP
+//! bytes, payload bytes from TCP sequence numbers, conn_state, history). Pure: time comes from the
+//! packets, not from a clock.
+
+use crate::decode::Packet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+const NANOS: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    pub tcp_idle_timeout_ns: i64,
+    pub udp_idle_timeout_ns: i64,
+    pub other_idle_timeout_ns: i64,
+    /// How long a closed or reset TCP flow lingers for its last packets before it is written.
+    pub tcp_close_delay_ns: i64,
+    /// The most flows held at once; beyond it the oldest-looking flow is written early.
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> FlowConfig {
+        // Zeek's defaults: tcp_inactivity_timeout 5 min, udp/icmp 1 min, tcp_close_delay 5 s.
+        FlowConfig {
+            tcp_idle_timeout_ns: 300 * NANOS,
+            udp_idle_timeout_ns: 60 * NANOS,
+            other_idle_timeout_ns: 60 * NANOS,
+            tcp_close_delay_ns: 5 * NANOS,
+            max_flows: 1_000_000,
+        }
+    }
+}
+
+/// Why a flow record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Closed (FIN/RST) or idle past its timeout.
+    End,
+    /// Pushed out because the table was full.
+    Evicted,
+    /// The input ended while the flow was still open.
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::End => "end",
+            EndReason::Evicted => "evicted",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// TCP endpoint states, as Zeek names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TcpState {
+    Inactive,
+    SynSent,
+    SynAckSent,
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+#[derive(Debug, Clone)]
+struct Side {
+    packets: u64,
+    ip_bytes: u64,
+    /// UDP/ICMP/other: sum of payload lengths.
+    payload_sum: u64,
+    state: TcpState,
+    /// TCP: sequence number of the first payload byte; set from the SYN or the first packet seen.
+    seq_base: Option<u32>,
+    /// TCP: highest payload end seen, relative to `seq_base`.
+    seq_high: u64,
+    /// TCP: payload bytes seen in packets that were not retransmissions.
+    seen_payload: u64,
+    /// History letters already recorded for this side.
+    letters: u32,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            packets: 0,
+            ip_bytes: 0,
+            payload_sum: 0,
+            state: TcpState::Inactive,
+            seq_base: None,
+            seq_high: 0,
+            seen_payload: 0,
+            letters: 0,
+        }
+    }
+}
+
+/// One finished (or flushed) flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub orig_ip: IpAddr,
+    pub orig_port: u16,
+    pub resp_ip: IpAddr,
+    pub resp_port: u16,
+    pub proto: u8,
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub orig_packets: u64,
+    pub orig_ip_bytes: u64,
+    pub resp_packets: u64,
+    pub resp_ip_bytes: u64,
+    pub orig_payload_bytes: u64,
+    pub resp_payload_bytes: u64,
+    pub missed_bytes: u64,
+    pub state: &'static str,
+    pub history: String,
+    pub reason: EndReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    lo_ip: IpAddr,
+    lo_port: u16,
+    hi_ip: IpAddr,
+    hi_port: u16,
+    proto: u8,
+    vlan: Option<u16>,
+    inner_vlan: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    orig_ip: IpAddr,
+    orig_port: u16,
+    start_ns: i64,
+    last_ns: i64,
+    /// When a closed/reset TCP flow may be written.
+    close_at: Option<i64>,
+    orig: Side,
+    resp: Side,
+    history: String,
+}
+
+/// Counters the caller turns into metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub created: u64,
+    pub evicted: u64,
+}
+
+pub struct FlowTable {
+    config: FlowConfig,
+    flows: HashMap<Key, Flow>,
+    last_sweep_ns: i64,
+    pub stats: FlowStats,
+}
+
+impl FlowTable {
+    pub fn new(config: FlowConfig) -> FlowTable {
+        FlowTable {
+            config,
+            flows: HashMap::new(),
+            last_sweep_ns: i64::MIN,
+            stats: FlowStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Account one packet seen at `ts_ns`; finished flows are appended to `out`.
+    pub fn observe(&mut self, ts_ns: i64, packet: &Packet<'_>, out: &mut Vec<FlowRecord>) {
+        if ts_ns.saturating_sub(self.last_sweep_ns) >= NANOS {
+            self.expire(ts_ns, out);
+            self.last_sweep_ns = ts_ns;
+        }
+        let key = key_of(packet);
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.config.max_flows {
+                self.evict_one(out);
+            }
+            self.flows.insert(key.clone(), new_flow(ts_ns, packet));
+            self.stats.created += 1;
+        }
+        let Some(flow) = self.flows.get_mut(&key) else { return };
+        update(flow, ts_ns, packet, &self.config);
+    }
+
+    /// Write every flow whose idle timeout or close delay has passed at `now_ns`.
+    pub fn expire(&mut self, now_ns: i64, out: &mut Vec<FlowRecord>) {
+        let config = &self.config;
+        let done: Vec<Key> = self
+            .flows
+            .iter()
+            .filter(|(key, flow)| {
+                flow.close_at.is_some_and(|at| now_ns >= at)
+                    || now_ns.saturating_sub(flow.last_ns) > idle_timeout(config, key.proto)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in done {
+            if let Some(flow) = self.flows.remove(&key) {
+                out.push(finish(&key, flow, EndReason::End));
+            }
+        }
+    }
+
+    /// Write every flow still open (the input ended).
+    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        let mut all: Vec<(Key, Flow)> = self.flows.drain().collect();
+        // Deterministic output order for offline runs: by start time, then addresses.
+        all.sort_by(|a, b| {
+            (a.1.start_ns, a.1.orig_ip, a.1.orig_port).cmp(&(
+                b.1.start_ns,
+                b.1.orig_ip,
+                b.1.orig_port,
+            ))
+        });
+        for (key, flow) in all {
+            let reason = if flow.close_at.is_some() { EndReason::End } else { EndReason::Shutdown };
+            out.push(finish(&key, flow, reason));
+        }
+    }
+
+    fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
+        let victim = self.flows.iter().min_by_key(|(_, f)| f.last_ns).map(|(k, _)| k.clone());
+        if let Some(key) = victim {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.stats.evicted += 1;
+                out.push(finish(&key, flow, EndReason::Evicted));
+            }
+        }
+    }
+}
+
+fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
+    match proto {
+        6 => config.tcp_idle_timeout_ns,
+        17 => config.udp_idle_timeout_ns,
+        _ => config.other_idle_timeout_ns,
+    }
+}
+
+fn key_of(p: &Packet<'_>) -> Key {
+    let (lo, hi) = if (p.src, p.src_port) <= (p.dst, p.dst_port) {
+        ((p.src, p.src_port), (p.dst, p.dst_port))
+    } else {
+        ((p.dst, p.dst_port), (p.src, p.src_port))
+    };
+    Key {
+        lo_ip: lo.0,
+        lo_port: lo.1,
+        hi_ip: hi.0,
+        hi_port: hi.1,
+        proto: p.proto,
+        vlan: p.vlan,
+        inner_vlan: p.inner_vlan,
+    }
+}
+
+/// A new flow, with the originator chosen as Zeek does: the sender of a SYN; the receiver of a
+/// SYN-ACK; otherwise the sender, unless only the sender's port looks like a service port.
+fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
+    let sender_is_orig = match p.tcp {
+        Some(tcp) if tcp.syn && !tcp.ack => true,
+        Some(tcp) if tcp.syn && tcp.ack => false,
+        _ => !(is_service_port(p.proto, p.src_port) && !is_service_port(p.proto, p.dst_port)),
+    };
+    let (orig_ip, orig_port) =
+        if sender_is_orig { (p.src, p.src_port) } else { (p.dst, p.dst_port) };
+    let mut history = String::new();
+    if !sender_is_orig {
+        history.push('^');
+    }
+    Flow {
+        orig_ip,
+        orig_port,
+        start_ns: ts_ns,
+        last_ns: ts_ns,
+        close_at: None,
+        orig: Side::new(),
+        resp: Side::new(),
+        history,
+    }
+}
+
+fn is_service_port(proto: u8, port: u16) -> bool {
+    match proto {
+        6 | 17 => port < 1024,
+        _ => false,
+    }
+}
+
+fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
+    flow.last_ns = flow.last_ns.max(ts_ns);
+    let from_orig = p.src == flow.orig_ip && p.src_port == flow.orig_port;
+    let (me, peer) =
+        if from_orig { (&mut flow.orig, &mut flow.resp) } else { (&mut flow.resp, &mut flow.orig) };
+    me.packets += 1;
+    me.ip_bytes += u64::from(p.ip_len);
+
+    let Some(tcp) = p.tcp else {
+        me.payload_sum += u64::from(p.payload_len);
+        if p.payload_len > 0 && p.proto == 17 {
+            record(&mut flow.history, me, 'D', from_orig);
+        }
+        return;
+    };
+
+    // Sequence space: payload bytes are counted from the SYN (or the first packet) to the highest
+    // byte seen, so retransmissions count once.
+    let mut retransmit = false;
+    if tcp.syn {
+        me.seq_base.get_or_insert(tcp.seq.wrapping_add(1));
+    }
+    let base = *me.seq_base.get_or_insert(tcp.seq);
+    let len = u64::from(p.payload_len);
+    if len > 0 {
+        let rel = u64::from(tcp.seq.wrapping_sub(base));
+        // A start far "behind" the base wraps to a huge offset: treat as old data.
+        if rel < (1 << 31) {
+            let end = rel + len;
+            if end <= me.seq_high {
+                retransmit = true;
+            } else {
+                me.seen_payload += end - rel.max(me.seq_high);
+                me.seq_high = end;
+            }
+        } else {
+            retransmit = true;
+        }
+    }
+
+    // History letters.
+    if tcp.syn && (tcp.fin || tcp.rst) {
+        record(&mut flow.history, me, 'Q', from_orig);
+    }
+    if tcp.syn && !tcp.ack {
+        record(&mut flow.history, me, 'S', from_orig);
+    } else if tcp.syn && tcp.ack {
+        record(&mut flow.history, me, 'H', from_orig);
+    }
+    if tcp.fin {
+        record(&mut flow.history, me, 'F', from_orig);
+    }
+    if tcp.rst {
+        record(&mut flow.history, me, 'R', from_orig);
+    }
+    if len > 0 {
+        record(&mut flow.history, me, if retransmit { 'T' } else { 'D' }, from_orig);
+    } else if tcp.ack && !tcp.syn && !tcp.fin && !tcp.rst {
+        record(&mut flow.history, me, 'A', from_orig);
+    }
+
+    // Endpoint states.
+    if tcp.rst {
+        me.state = TcpState::Reset;
+        flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+        return;
+    }
+    if tcp.syn {
+        if me.state == TcpState::Inactive {
+            me.state = if tcp.ack { TcpState::SynAckSent } else { TcpState::SynSent };
+        }
+    } else if tcp.ack || len > 0 {
+        match me.state {
+            TcpState::SynSent | TcpState::SynAckSent => {
+                me.state = TcpState::Established;
+                if matches!(peer.state, TcpState::SynSent | TcpState::SynAckSent) {
+                    peer.state = TcpState::Established;
+                }
+            }
+            TcpState::Inactive => me.state = TcpState::Partial,
+            _ => {}
+        }
+    }
+    if tcp.fin && me.state != TcpState::Reset {
+        me.state = TcpState::Closed;
+        if peer.state == TcpState::Closed {
+            flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+        }
+    }
+}
+
+/// Add a history letter the first time it happens in a direction (upper case: originator).
+fn record(history: &mut String, side: &mut Side, letter: char, from_orig: bool) {
+    let bit = 1u32 << (letter as u32 - 'A' as u32);
+    if side.letters & bit != 0 {
+        return;
+    }
+    side.letters |= bit;
+    history.push(if from_orig { letter } else { letter.to_ascii_lowercase() });
+}
+
+fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
+    let (resp_ip, resp_port) = if (key.lo_ip, key.lo_port) == (flow.orig_ip, flow.orig_port) {
+        (key.hi_ip, key.hi_port)
+    } else {
+        (key.lo_ip, key.lo_port)
+    };
+    let is_tcp = key.proto == 6;
+    let payload = |s: &Side| if is_tcp { s.seq_high } else { s.payload_sum };
+    let missed = |s: &Side| if is_tcp { s.seq_high.saturating_sub(s.seen_payload) } else { 0 };
+    FlowRecord {
+        orig_ip: flow.orig_ip,
+        orig_port: flow.orig_port,
+        resp_ip,
+        resp_port,
+        proto: key.proto,
+        vlan: key.vlan,
+        inner_vlan: key.inner_vlan,
+        start_ns: flow.start_ns,
+        end_ns: flow.last_ns,
+        orig_packets: flow.orig.packets,
+        orig_ip_bytes: flow.orig.ip_bytes,
+        resp_packets: flow.resp.packets,
+        resp_ip_bytes: flow.resp.ip_bytes,
+        orig_payload_bytes: payload(&flow.orig),
+        resp_payload_bytes: payload(&flow.resp),
+        missed_bytes: missed(&flow.orig) + missed(&flow.resp),
+        state: conn_state(key.proto, &flow),
+        history: flow.history,
+        reason,
+    }
+}
+
+/// Zeek's conn_state code from the two endpoint states.
+fn conn_state(proto: u8, flow: &Flow) -> &'static str {
+    let (os, rs) = (flow.orig.state, flow.resp.state);
+    match proto {
+        6 => {
+            let o_inactive = matches!(os, TcpState::Inactive | TcpState::Partial);
+            let r_inactive = matches!(rs, TcpState::Inactive | TcpState::Partial);
+            if rs == TcpState::Reset {
+                if matches!(os, TcpState::SynSent | TcpState::SynAckSent)
+                    || (os == TcpState::Reset && flow.orig.seq_high == 0 && flow.resp.seq_high == 0)
+                {
+                    "REJ"
+                } else if o_inactive {
+                    "RSTRH"
+                } else {
+                    "RSTR"
+                }
+            } else if os == TcpState::Reset {
+                if r_inactive {
+                    if is_syn_then_reset(&flow.history) {
+                        "RSTOS0"
+                    } else {
+                        "OTH"
+                    }
+                } else {
+                    "RSTO"
+                }
+            } else if rs == TcpState::Closed && os == TcpState::Closed {
+                "SF"
+            } else if os == TcpState::Closed {
+                if r_inactive {
+                    "SH"
+                } else {
+                    "S2"
+                }
+            } else if rs == TcpState::Closed {
+                if o_inactive {
+                    "SHR"
+                } else {
+                    "S3"
+                }
+            } else if os == TcpState::SynSent && rs == TcpState::Inactive {
+                "S0"
+            } else if os == TcpState::Established && rs == TcpState::Established {
+                "S1"
+            } else {
+                "OTH"
+            }
+        }
+        17 => match (flow.orig.packets > 0, flow.resp.packets > 0) {
+            (true, true) => "SF",
+            (true, false) => "S0",
+            (false, true) => "SHR",
+            (false, false) => "OTH",
+        },
+        _ => "OTH",
+    }
+}
+
+/// Zeek's `^?S[^HAFGIQ]*R.*` on the history: a SYN, then a reset before any handshake or data.
+fn is_syn_then_reset(history: &str) -> bool {
+    let rest = history.strip_prefix('^').unwrap_or(history);
+    let Some(rest) = rest.strip_prefix('S') else { return false };
+    for c in rest.chars() {
+        if c == 'R' {
+            return true;
+        }
+        if "HAFGIQ".contains(c) {
+            return false;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpInfo;
+
+    fn tcp(
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        flags: &str,
+        seq: u32,
+        len: u32,
+    ) -> Packet<'static> {
+        Packet {
+            src: src.parse().expect("ip"),
+            dst: dst.parse().expect("ip"),
+            proto: 6,
+            src_port: sport,
+            dst_port: dport,
+            ip_len: 40 + len,
+            payload_len: len,
+            payload: &[],
+            tcp: Some(TcpInfo {
+                syn: flags.contains('S'),
+                ack: flags.contains('A'),
+                fin: flags.contains('F'),
+                rst: flags.contains('R'),
+                seq,
+                ack_number: 0,
+            }),
+            vlan: None,
+            inner_vlan: None,
+        }
+    }
+
+    fn run(packets: &[Packet<'static>]) -> Vec<FlowRecord> {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            table.observe(i as i64 * 1000, p, &mut out);
+        }
+        table.flush(&mut out);
+        out
+    }
+
+    const C: &str = "10.0.0.1";
+    const S: &str = "10.0.0.2";
+
+    #[test]
+    fn full_connection_is_sf() {
+        let out = run(&[
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(S, 80, C, 40000, "SA", 500, 0),
+            tcp(C, 40000, S, 80, "A", 101, 0),
+            tcp(C, 40000, S, 80, "A", 101, 10),
+            tcp(S, 80, C, 40000, "A", 501, 20),
+            tcp(C, 40000, S, 80, "FA", 111, 0),
+            tcp(S, 80, C, 40000, "FA", 521, 0),
+            tcp(C, 40000, S, 80, "A", 112, 0),
+        ]);
+        assert_eq!(out.len(), 1);
+        let f = &out[0];
+        assert_eq!((f.orig_port, f.resp_port), (40000, 80));
+        assert_eq!(f.state, "SF");
+        // The responder sent no pure ACK, so no `a` (Zeek records `A` for ACKs without payload).
+        assert_eq!(f.history, "ShADdFf");
+        assert_eq!((f.orig_payload_bytes, f.resp_payload_bytes, f.missed_bytes), (10, 20, 0));
+        assert_eq!((f.orig_packets, f.resp_packets), (5, 3));
+        assert_eq!(f.orig_ip_bytes, 5 * 40 + 10);
+    }
+
+    #[test]
+    fn rejected_and_unanswered() {
+        let out = run(&[tcp(C, 40000, S, 81, "S", 1, 0), tcp(S, 81, C, 40000, "RA", 0, 0)]);
+        assert_eq!(out[0].state, "REJ");
+        assert_eq!(out[0].history, "Sr");
+        let out = run(&[tcp(C, 40001, S, 81, "S", 1, 0)]);
+        assert_eq!(out[0].state, "S0");
+    }
+
+    #[test]
+    fn syn_ack_first_flips_the_originator() {
+        let out = run(&[tcp(S, 80, C, 40000, "SA", 500, 0), tcp(C, 40000, S, 80, "A", 101, 0)]);
+        assert_eq!((out[0].orig_ip, out[0].orig_port), (C.parse().expect("ip"), 40000));
+        assert!(out[0].history.starts_with('^'));
+    }
+
+    #[test]
+    fn retransmission_counts_once() {
+        let out = run(&[
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(C, 40000, S, 80, "A", 101, 10),
+            tcp(C, 40000, S, 80, "A", 101, 10),
+        ]);
+        assert_eq!(out[0].orig_payload_bytes, 10);
+        assert!(out[0].history.contains('T'));
+    }
+
+    #[test]
+    fn idle_flows_expire_and_table_is_bounded() {
+        let mut table = FlowTable::new(FlowConfig { max_flows: 2, ..FlowConfig::default() });
+        let mut out = Vec::new();
+        for port in 0..5u16 {
+            table.observe(i64::from(port), &tcp(C, 1000 + port, S, 80, "S", 1, 0), &mut out);
+        }
+        assert_eq!(table.len(), 2);
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|f| f.reason == EndReason::Evicted));
+        assert_eq!(table.stats.evicted, 3);
+        table.expire(1000 * NANOS, &mut out);
+        assert!(table.is_empty());
+    }
+}
+
+/// Who is writing events: the sensor's identity, the Community ID seed, and the sequence numbers
+/// that make `event.id` deterministic.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sensor_id: String,
+    pub tenant: String,
+    pub community_id_seed: u16,
+}
+
+impl FlowRecord {
+    pub fn to_event(&self, who: &Identity, seq: u64) -> canh_event::Event {
+        use canh_event::{
+            community_id, Dataset, Endpoint, Event, Flow, InnerNetwork, Network, Timestamp, Vlan,
+        };
+        let mut event = Event::new(
+            Dataset::Flow,
+            canh_event::event_id(&who.sensor_id, seq),
+            Timestamp(self.start_ns),
+            &who.sensor_id,
+            &who.tenant,
+        );
+        event.event.start = Some(Timestamp(self.start_ns));
+        event.event.end = Some(Timestamp(self.end_ns));
+        event.event.duration = Some(self.end_ns - self.start_ns);
+        event.source = Some(Endpoint {
+            ip: Some(self.orig_ip),
+            port: Some(self.orig_port),
+            packets: Some(self.orig_packets),
+            bytes: Some(self.orig_ip_bytes),
+        });
+        event.destination = Some(Endpoint {
+            ip: Some(self.resp_ip),
+            port: Some(self.resp_port),
+            packets: Some(self.resp_packets),
+            bytes: Some(self.resp_ip_bytes),
+        });
+        let transport = match self.proto {
+            6 => "tcp".to_string(),
+            17 => "udp".to_string(),
+            1 => "icmp".to_string(),
+            58 => "ipv6-icmp".to_string(),
+            other => other.to_string(),
+        };
+        event.network = Some(Network {
+            transport: Some(transport),
+            iana_number: Some(self.proto),
+            community_id: Some(community_id::community_id_v1(
+                who.community_id_seed,
+                self.orig_ip,
+                self.resp_ip,
+                self.proto,
+                self.orig_port,
+                self.resp_port,
+            )),
+            vlan: self.vlan.map(|id| Vlan { id }),
+            inner: self.inner_vlan.map(|id| InnerNetwork { vlan: Some(Vlan { id }) }),
+            ..Network::default()
+        });
+        event.flow = Some(Flow {
+            state: Some(self.state.to_string()),
+            history: Some(self.history.clone()),
+            orig_payload_bytes: Some(self.orig_payload_bytes),
+            resp_payload_bytes: Some(self.resp_payload_bytes),
+            missed_bytes: Some(self.missed_bytes),
+            reason: Some(self.reason.as_str().to_string()),
+        });
+        event
+    }
+}

@@ -1,0 +1,231 @@
+//! `canh-sensor`: the command-line shell. Errors are reported once, here.
+
+use anyhow::{bail, Context};
+use canh_event::Event;
+use canh_sensor::flow::{FlowConfig, Identity};
+use canh_sensor::metrics::Metrics;
+use canh_sensor::packets::PacketPipeline;
+use canh_sensor::{capture, config, produce, sequence};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "canh-sensor", version, about = "Canh packet and log sensor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read pcap/pcapng files and print events as JSON lines on stdout (no Kafka needed).
+    Pcap {
+        /// Community ID seed; sites that share flow ids agree on one.
+        #[arg(long, default_value_t = 0)]
+        community_id_seed: u16,
+        /// `observer.id` of the events.
+        #[arg(long, default_value = "offline")]
+        sensor_id: String,
+        /// `organization.id` of the events.
+        #[arg(long, default_value = "offline")]
+        tenant: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Capture from the configured inputs and publish to Kafka.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CANH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pcap { community_id_seed, sensor_id, tenant, files } => {
+            let who = Identity { sensor_id, tenant, community_id_seed };
+            offline(who, &files)
+        }
+        Command::Run { config } => run(&config),
+    };
+    if let Err(err) = result {
+        eprintln!("canh-sensor: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+/// `canh-sensor pcap`: every file through one pipeline, events to stdout.
+fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let mut pipeline = PacketPipeline::new(who, FlowConfig::default(), 0, &metrics);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut events = Vec::new();
+    let mut write_error = None;
+    let mut write = |events: &mut Vec<Event>| {
+        for event in events.drain(..) {
+            if write_error.is_none() {
+                if let Err(e) = writeln!(out, "{}", event.to_json()) {
+                    write_error = Some(e);
+                }
+            }
+        }
+    };
+    let mut failed = Vec::new();
+    for file in files {
+        let result = capture::read_file(file, |link, ts, data| {
+            pipeline.frame(link, ts, data, &mut events);
+            write(&mut events);
+        });
+        if let Err(err) = result {
+            eprintln!("canh-sensor: error: {err}");
+            failed.push(file.display().to_string());
+        }
+    }
+    pipeline.finish(&mut events);
+    write(&mut events);
+    drop(write);
+    out.flush().context("writing events to stdout")?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing events to stdout");
+    }
+    report_decode_errors(&metrics);
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} captures could not be read: {}",
+            failed.len(),
+            files.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn report_decode_errors(metrics: &Metrics) {
+    for reason in canh_sensor::decode::DecodeError::ALL {
+        let n = metrics.decode_errors.with_label_values(&[reason.reason()]).get();
+        if n > 0 {
+            tracing::info!(reason = reason.reason(), packets = n, "packets not decoded");
+        }
+    }
+}
+
+/// `canh-sensor run`: configured inputs to Kafka.
+fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let settings = config::load(config_path)?;
+    let cfg = &settings.config;
+    let metrics = Metrics::new();
+    let first_seq = sequence::reserve(&cfg.sensor.state_dir).with_context(|| {
+        format!("reserving an event sequence in {}", cfg.sensor.state_dir.display())
+    })?;
+    let uplink = produce::Uplink::connect(
+        &cfg.kafka,
+        settings.linger,
+        metrics.kafka_delivered.clone(),
+        metrics.kafka_errors.clone(),
+    )?;
+    let who = Identity {
+        sensor_id: cfg.sensor.id.clone(),
+        tenant: cfg.sensor.tenant.clone(),
+        community_id_seed: cfg.sensor.community_id_seed,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone())?;
+    tracing::info!(sensor = %who.sensor_id, tenant = %who.tenant, "sensor starting");
+
+    let mut pipeline = PacketPipeline::new(who, settings.flows.clone(), first_seq, &metrics);
+    let mut events = Vec::new();
+    let mut send_error = None;
+    let mut send = |events: &mut Vec<Event>| {
+        for event in events.drain(..) {
+            if send_error.is_some() {
+                continue;
+            }
+            if let Err(e) = uplink.send(&event) {
+                send_error = Some(e);
+            }
+        }
+    };
+    for file in &cfg.input.pcap_files {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let frames = capture::read_file(file, |link, ts, data| {
+            pipeline.frame(link, ts, data, &mut events);
+            send(&mut events);
+        })?;
+        tracing::info!(file = %file.display(), frames, "capture file read");
+    }
+    if let Some(live) = &settings.live {
+        let stats = capture::capture_live(live, &stop, |captured| {
+            match captured {
+                capture::Live::Frame { link, ts_ns, data } => {
+                    pipeline.frame(link, ts_ns, data, &mut events)
+                }
+                capture::Live::Idle { now_ns } => pipeline.tick(now_ns, &mut events),
+            }
+            send(&mut events);
+        })?;
+        tracing::info!(
+            received = stats.received,
+            dropped = stats.dropped,
+            if_dropped = stats.if_dropped,
+            "live capture stopped"
+        );
+    }
+    pipeline.finish(&mut events);
+    send(&mut events);
+    drop(send);
+    if let Some(e) = send_error {
+        return Err(e.into());
+    }
+    uplink.flush(settings.flush_timeout)?;
+    report_decode_errors(&metrics);
+    tracing::info!(
+        events = pipeline.next_seq() - first_seq,
+        delivered = metrics.kafka_delivered.get(),
+        "sensor stopped"
+    );
+    Ok(())
+}
+
+/// Set `stop` on SIGINT or SIGTERM.
+fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal watcher")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot watch SIGTERM");
+                            return;
+                        }
+                    };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("stopping on signal");
+                stop.store(true, Ordering::Relaxed);
+            });
+        })
+        .context("starting the signal watcher")?;
+    Ok(())
+}

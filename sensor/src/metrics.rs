@@ -1,0 +1,77 @@
+//! Every metric the sensor exports. Names follow `canh_sensor_<noun>_<unit>[_total]`; labels come from
+//! fixed sets only.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub packets: IntCounter,
+    pub decode_errors: IntCounterVec,
+    pub flows_active: IntGauge,
+    pub flow_evictions: IntCounter,
+    pub events: IntCounterVec,
+    pub kafka_delivered: IntCounter,
+    pub kafka_errors: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let packets = IntCounter::new("canh_sensor_packets_total", "packets read from captures")
+            .expect("valid metric");
+        let decode_errors = IntCounterVec::new(
+            Opts::new("canh_sensor_decode_errors_total", "packets that could not be decoded"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let flows_active =
+            IntGauge::new("canh_sensor_flows_active", "flows held in the flow table")
+                .expect("valid metric");
+        let flow_evictions = IntCounter::new(
+            "canh_sensor_flow_evictions_total",
+            "flows written early because the flow table was full",
+        )
+        .expect("valid metric");
+        let events = IntCounterVec::new(
+            Opts::new("canh_sensor_events_total", "events produced, by dataset"),
+            &["dataset"],
+        )
+        .expect("valid metric");
+        let kafka_delivered =
+            IntCounter::new("canh_sensor_kafka_delivered_total", "events acknowledged by Kafka")
+                .expect("valid metric");
+        let kafka_errors =
+            IntCounter::new("canh_sensor_kafka_errors_total", "events Kafka did not acknowledge")
+                .expect("valid metric");
+        for metric in [
+            Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(decode_errors.clone()),
+            Box::new(flows_active.clone()),
+            Box::new(flow_evictions.clone()),
+            Box::new(events.clone()),
+            Box::new(kafka_delivered.clone()),
+            Box::new(kafka_errors.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
+        for reason in crate::decode::DecodeError::ALL {
+            decode_errors.with_label_values(&[reason.reason()]);
+        }
+        Metrics {
+            registry,
+            packets,
+            decode_errors,
+            flows_active,
+            flow_evictions,
+            events,
+            kafka_delivered,
+            kafka_errors,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
