@@ -1,0 +1,204 @@
+//! The collector's TOML configuration: parsed with unknown fields refused, then validated. Defaults
+//! live here. Secrets come from the environment (CANH_CLICKHOUSE_PASSWORD, CANH_KAFKA_USERNAME,
+//! CANH_KAFKA_PASSWORD), never from the file.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaSection,
+    pub clickhouse: ClickHouseSection,
+    #[serde(default)]
+    pub batch: BatchSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    pub brokers: String,
+    /// Consumer group: collectors sharing it split the partitions between them.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Topics are `<prefix><dataset>` for every dataset.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: String,
+    #[serde(default = "default_security_protocol")]
+    pub security_protocol: String,
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseSection {
+    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default = "default_user")]
+    pub user: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    /// A batch is written when it holds this many records...
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// ...or when its oldest record waited this long.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: String,
+    /// Longest pause between retries of a failed write.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: String,
+}
+
+impl Default for BatchSection {
+    fn default() -> BatchSection {
+        BatchSection {
+            max_records: default_max_records(),
+            max_wait: default_max_wait(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSection {
+    fn default() -> AdminSection {
+        AdminSection { listen: default_admin_listen() }
+    }
+}
+
+fn default_group() -> String {
+    "canh-collector".into()
+}
+fn default_topic_prefix() -> String {
+    "canh-".into()
+}
+fn default_session_timeout() -> String {
+    "10s".into()
+}
+fn default_security_protocol() -> String {
+    "plaintext".into()
+}
+fn default_database() -> String {
+    "canh".into()
+}
+fn default_user() -> String {
+    "default".into()
+}
+fn default_max_records() -> usize {
+    50_000
+}
+fn default_max_wait() -> String {
+    "1s".into()
+}
+fn default_max_backoff() -> String {
+    "10s".into()
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing config {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("config {path}: {field}: {message}")]
+    Invalid { path: String, field: &'static str, message: String },
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub max_wait: Duration,
+    pub max_backoff: Duration,
+    pub session_timeout: Duration,
+}
+
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+    let config: Config = toml::from_str(&text)
+        .map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
+    validate(&name, config)
+}
+
+fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
+    let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_string(),
+        field,
+        message,
+    };
+    let duration = |field: &'static str, text: &str| {
+        humantime::parse_duration(text).map_err(|e| invalid(field, format!("{text:?}: {e}")))
+    };
+    if config.batch.max_records == 0 {
+        return Err(invalid("batch.max_records", "must be at least 1".into()));
+    }
+    let db = &config.clickhouse.database;
+    if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(invalid("clickhouse.database", format!("{db:?} is not a plain identifier")));
+    }
+    if !config.clickhouse.url.starts_with("http://")
+        && !config.clickhouse.url.starts_with("https://")
+    {
+        return Err(invalid("clickhouse.url", "must start with http:// or https://".into()));
+    }
+    let max_wait = duration("batch.max_wait", &config.batch.max_wait)?;
+    let max_backoff = duration("batch.max_backoff", &config.batch.max_backoff)?;
+    let session_timeout = duration("kafka.session_timeout", &config.kafka.session_timeout)?;
+    Ok(Settings { config, max_wait, max_backoff, session_timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("collector/config exists") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0);
+    }
+
+    #[test]
+    fn hostile_database_name_is_refused() {
+        let text = r#"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [clickhouse]
+            url = "http://127.0.0.1:8123"
+            database = "canh; DROP TABLE x"
+        "#;
+        let config: Config = toml::from_str(text).expect("parses");
+        let err = validate("c.toml", config).expect_err("refused");
+        assert!(err.to_string().contains("clickhouse.database"), "{err}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Canh's collector: consumes events from Kafka and stores them in ClickHouse. `main.rs` is a thin
+//! command-line shell over these modules.
+
+pub mod admin;
+pub mod config;
+pub mod consume;
+pub mod metrics;
+pub mod store;

@@ -1,0 +1,125 @@
+//! `canh-collector`: the command-line shell. Errors are reported once, here.
+
+use anyhow::Context;
+use canh_collector::admin::{self, AdminState};
+use canh_collector::metrics::Metrics;
+use canh_collector::{config, consume, store};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "canh-collector", version, about = "Canh collector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume events from Kafka and store them in ClickHouse.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create the database and apply the schema migrations, then exit.
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CANH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("canh-collector: error: starting the runtime: {err}");
+                std::process::exit(1);
+            }
+        };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run(&config).await,
+            Command::Migrate { config } => migrate(&config).await,
+        }
+    });
+    if let Err(err) = result {
+        eprintln!("canh-collector: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
+    let settings = config::load(path)?;
+    let ch = &settings.config.clickhouse;
+    let applied = store::migrate(&ch.url, &ch.user, &ch.database).await?;
+    println!("database {}: {} migration(s) applied now", ch.database, applied.len());
+    Ok(())
+}
+
+async fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let settings = config::load(path)?;
+    let ch = &settings.config.clickhouse;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(settings.config.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin port {}", settings.config.admin.listen))?;
+    let admin_app = admin::app(AdminState { metrics: metrics.clone(), ready: ready.clone() });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
+    let admin = tokio::spawn(async move {
+        let server = axum::serve(listener, admin_app).with_graceful_shutdown(async move {
+            let _ = admin_stop.changed().await;
+        });
+        if let Err(err) = server.await {
+            tracing::error!(error = %err, "admin server failed");
+        }
+    });
+
+    store::migrate(&ch.url, &ch.user, &ch.database)
+        .await
+        .context("applying the schema (is ClickHouse running?)")?;
+    let db = store::client(&ch.url, &ch.user, Some(&ch.database));
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping on signal");
+        let _ = stop_tx.send(true);
+    });
+    consume::run(&settings, db, metrics.clone(), stop_rx, ready).await?;
+    let _ = admin.await;
+    tracing::info!(
+        stored = metrics.records.with_label_values(&["stored"]).get(),
+        dead_letters = metrics.records.with_label_values(&["dead_letter"]).get(),
+        "collector stopped"
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
