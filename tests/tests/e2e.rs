@@ -1,0 +1,393 @@
+//! End-to-end: pcap -> canh-sensor run -> Kafka (Tansu) -> canh-collector run -> ClickHouse, on
+//! the real services started by scripts/test.sh. Every slow end-to-end test lives in this file so
+//! the suite builds and starts the services once.
+
+use canh_event::Event;
+use canh_tests::*;
+use clickhouse::Row;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const CAPTURES: &[&str] = &[
+    "pcap/zeek/wikipedia.pcap",
+    "pcap/zeek/http-methods.pcap",
+    "pcap/zeek/q-in-q.pcap",
+    "pcap/zeek/icmp-events__icmp-icmp-ping.pcap",
+    "pcap/samples/synscan.pcapng",
+];
+
+fn captures() -> Vec<PathBuf> {
+    CAPTURES.iter().map(|c| shared_data().join(c)).collect()
+}
+
+/// The fields of a stored flow a test compares, in a form both sides can produce.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FlowView {
+    start_ns: i64,
+    end_ns: i64,
+    source: (IpAddr, u16, u64, u64),
+    destination: (IpAddr, u16, u64, u64),
+    transport: String,
+    community_id: String,
+    vlan: (Option<u16>, Option<u16>),
+    state: String,
+    history: String,
+    payload: (u64, u64, u64),
+    tenant: String,
+    sensor: String,
+}
+
+fn view_of_event(e: &Event) -> FlowView {
+    let s = e.source.clone().expect("flow has source");
+    let d = e.destination.clone().expect("flow has destination");
+    let n = e.network.clone().expect("flow has network");
+    let f = e.flow.clone().expect("flow has flow");
+    FlowView {
+        start_ns: e.event.start.expect("start").nanos(),
+        end_ns: e.event.end.expect("end").nanos(),
+        source: (
+            s.ip.expect("ip"),
+            s.port.unwrap_or(0),
+            s.packets.unwrap_or(0),
+            s.bytes.unwrap_or(0),
+        ),
+        destination: (
+            d.ip.expect("ip"),
+            d.port.unwrap_or(0),
+            d.packets.unwrap_or(0),
+            d.bytes.unwrap_or(0),
+        ),
+        transport: n.transport.unwrap_or_default(),
+        community_id: n.community_id.unwrap_or_default(),
+        vlan: (n.vlan.map(|v| v.id), n.inner.and_then(|i| i.vlan).map(|v| v.id)),
+        state: f.state.unwrap_or_default(),
+        history: f.history.unwrap_or_default(),
+        payload: (
+            f.orig_payload_bytes.unwrap_or(0),
+            f.resp_payload_bytes.unwrap_or(0),
+            f.missed_bytes.unwrap_or(0),
+        ),
+        tenant: e.organization.id.clone(),
+        sensor: e.observer.id.clone(),
+    }
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct FlowRowView {
+    event_id: String,
+    organization_id: String,
+    observer_id: String,
+    start_ns: i64,
+    end_ns: i64,
+    source_ip: [u8; 16],
+    source_port: u16,
+    source_packets: u64,
+    source_bytes: u64,
+    destination_ip: [u8; 16],
+    destination_port: u16,
+    destination_packets: u64,
+    destination_bytes: u64,
+    transport: String,
+    community_id: String,
+    vlan_id: Option<u16>,
+    inner_vlan_id: Option<u16>,
+    state: String,
+    history: String,
+    orig_payload_bytes: u64,
+    resp_payload_bytes: u64,
+    missed_bytes: u64,
+}
+
+fn ip_of(bytes: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn view_of_row(r: &FlowRowView) -> FlowView {
+    FlowView {
+        start_ns: r.start_ns,
+        end_ns: r.end_ns,
+        source: (ip_of(r.source_ip), r.source_port, r.source_packets, r.source_bytes),
+        destination: (
+            ip_of(r.destination_ip),
+            r.destination_port,
+            r.destination_packets,
+            r.destination_bytes,
+        ),
+        transport: r.transport.clone(),
+        community_id: r.community_id.clone(),
+        vlan: (r.vlan_id, r.inner_vlan_id),
+        state: r.state.clone(),
+        history: r.history.clone(),
+        payload: (r.orig_payload_bytes, r.resp_payload_bytes, r.missed_bytes),
+        tenant: r.organization_id.clone(),
+        sensor: r.observer_id.clone(),
+    }
+}
+
+fn write_configs(ns: &Namespace, dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let files: Vec<String> =
+        captures().iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let sensor = dir.join("sensor.toml");
+    std::fs::write(
+        &sensor,
+        format!(
+            r#"
+[sensor]
+id = "e2e-sensor"
+tenant = "e2e-tenant"
+community_id_seed = 0
+state_dir = {state:?}
+
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+compression = "zstd"
+
+[input]
+pcap_files = [{files}]
+"#,
+            state = dir.join("sensor-state").display().to_string(),
+            brokers = brokers(),
+            prefix = ns.topic_prefix(),
+            files = files.join(", "),
+        ),
+    )
+    .expect("write sensor config");
+    let collector = dir.join("collector.toml");
+    std::fs::write(
+        &collector,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+topic_prefix = "{prefix}"
+session_timeout = "6s"
+
+[clickhouse]
+url = "{url}"
+database = "{db}"
+
+[batch]
+max_records = 500
+max_wait = "300ms"
+
+[admin]
+listen = "127.0.0.1:0"
+"#,
+            brokers = brokers(),
+            group = ns.id,
+            prefix = ns.topic_prefix(),
+            url = clickhouse_url(),
+            db = ns.database(),
+        ),
+    )
+    .expect("write collector config");
+    (sensor, collector)
+}
+
+fn start_collector(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).expect("collector log");
+    Command::new(binary("canh-collector"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start canh-collector")
+}
+
+fn stop(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    child.wait().expect("wait for child")
+}
+
+async fn count(db: &clickhouse::Client, sql: &str) -> u64 {
+    db.query(sql).fetch_one::<u64>().await.unwrap_or(0)
+}
+
+fn temp_dir(ns: &Namespace) -> PathBuf {
+    let dir = repo().join("target/e2e").join(&ns.id);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// The foundation's thin slice: what `canh-sensor pcap` prints is exactly what ClickHouse holds
+/// after the same captures went through sensor, Kafka and collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcap_to_clickhouse_equals_offline_output() {
+    let ns = Namespace::new("e2e_flows");
+    let dir = temp_dir(&ns);
+    ns.create_topics(2);
+    let (sensor_cfg, collector_cfg) = write_configs(&ns, &dir);
+
+    // Offline: the reference output.
+    let offline = Command::new(binary("canh-sensor"))
+        .args(["pcap", "--sensor-id", "e2e-sensor", "--tenant", "e2e-tenant"])
+        .args(captures())
+        .output()
+        .expect("run canh-sensor pcap");
+    assert!(offline.status.success(), "pcap: {}", String::from_utf8_lossy(&offline.stderr));
+    let expected: Vec<Event> = String::from_utf8(offline.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(|line| Event::from_json(line.as_bytes()).expect("offline output decodes"))
+        .collect();
+    assert!(expected.len() > 1000, "captures give {} flows", expected.len());
+
+    // Sensor to Kafka.
+    let run = Command::new(binary("canh-sensor"))
+        .args(["run", "--config"])
+        .arg(&sensor_cfg)
+        .output()
+        .expect("run canh-sensor run");
+    assert!(run.status.success(), "sensor run: {}", String::from_utf8_lossy(&run.stderr));
+
+    // Collector to ClickHouse.
+    let mut collector = start_collector(&collector_cfg, &dir.join("collector-1.log"));
+    let db = clickhouse(Some(&ns.database()));
+    let want = expected.len() as u64;
+    let stored = wait_for(Duration::from_secs(90), || {
+        let db = db.clone();
+        async move {
+            let n = count(&db, "SELECT count() FROM flows FINAL").await;
+            (n >= want).then_some(n)
+        }
+    })
+    .await;
+    let status = stop(&mut collector);
+    let log = std::fs::read_to_string(dir.join("collector-1.log")).unwrap_or_default();
+    assert_eq!(stored, Some(want), "flows stored; collector log:\n{log}");
+    assert!(status.success(), "collector exit {status}; log:\n{log}");
+
+    // Same content, field by field (event ids differ: `run` numbers events in its own epoch).
+    let rows: Vec<FlowRowView> = db
+        .query(
+            "SELECT event_id, organization_id, observer_id, start_ns, end_ns, source_ip, \
+             source_port, source_packets, source_bytes, destination_ip, destination_port, \
+             destination_packets, destination_bytes, transport, community_id, vlan_id, \
+             inner_vlan_id, state, history, orig_payload_bytes, resp_payload_bytes, missed_bytes \
+             FROM flows FINAL",
+        )
+        .fetch_all()
+        .await
+        .expect("read flows");
+    let mut got: Vec<FlowView> = rows.iter().map(view_of_row).collect();
+    let mut want_views: Vec<FlowView> = expected.iter().map(view_of_event).collect();
+    got.sort();
+    want_views.sort();
+    assert_eq!(got.len(), want_views.len());
+    for (g, w) in got.iter().zip(&want_views) {
+        assert_eq!(g, w);
+    }
+    let distinct_ids: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(distinct_ids.len(), rows.len(), "event ids are unique");
+    // A VLAN-tagged capture is in there, with both tags.
+    assert!(got.iter().any(|f| f.vlan.0.is_some() && f.vlan.1.is_some()), "QinQ flows stored");
+
+    // Offsets were committed after the write: a restarted collector in the same group finds
+    // nothing new to store, so the raw row count (before any merge folds duplicates) stays put.
+    let raw_before = count(&db, "SELECT count() FROM flows").await;
+    let mut again = start_collector(&collector_cfg, &dir.join("collector-2.log"));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let status = stop(&mut again);
+    assert!(status.success(), "second collector exit {status}");
+    assert_eq!(count(&db, "SELECT count() FROM flows").await, raw_before, "nothing redelivered");
+
+    let migrations = count(&db, "SELECT count() FROM schema_migrations FINAL").await;
+    assert_eq!(migrations, 1, "migration recorded once across two starts");
+}
+
+/// Poison records on a topic go to the dead-letter table with a reason; good records around them
+/// are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_dead_letters() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let ns = Namespace::new("e2e_poison");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let (_, collector_cfg) = write_configs(&ns, &dir);
+
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let topic = format!("{}flow", ns.topic_prefix());
+    let mut good = Event::new(
+        canh_event::Dataset::Dns,
+        canh_event::event_id("poison-test", 1),
+        canh_event::Timestamp(1_700_000_000_000_000_000),
+        "poison-test",
+        "t",
+    );
+    good.message = Some("a good record".into());
+    let good_json = good.to_json();
+    let records: Vec<(&str, Vec<u8>)> = vec![
+        ("good", good_json.into_bytes()),
+        ("invalid_json", b"{\"@timestamp\": oops".to_vec()),
+        ("invalid_json", vec![0xff, 0x00, 0xfe]),
+        ("empty", Vec::new()),
+    ];
+    for (_, payload) in &records {
+        producer
+            .send(FutureRecord::<(), _>::to(&topic).payload(payload), Duration::from_secs(10))
+            .await
+            .expect("produce");
+    }
+
+    let mut collector = start_collector(&collector_cfg, &dir.join("collector.log"));
+    let db = clickhouse(Some(&ns.database()));
+    let done = wait_for(Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            let dead = count(&db, "SELECT count() FROM dead_letters FINAL").await;
+            let events = count(&db, "SELECT count() FROM events FINAL").await;
+            (dead >= 3 && events >= 1).then_some((dead, events))
+        }
+    })
+    .await;
+    let status = stop(&mut collector);
+    assert_eq!(done, Some((3, 1)), "dead letters and stored events");
+    assert!(status.success());
+
+    #[derive(Row, Deserialize, Debug)]
+    struct Dead {
+        reason: String,
+        raw: Vec<u8>,
+        kafka_offset: i64,
+    }
+    let dead: Vec<Dead> = db
+        .query("SELECT reason, raw, kafka_offset FROM dead_letters FINAL ORDER BY kafka_offset")
+        .fetch_all()
+        .await
+        .expect("read dead letters");
+    let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, vec!["invalid_json", "invalid_json", "empty"]);
+    assert_eq!(dead[1].raw, vec![0xff, 0x00, 0xfe], "raw bytes kept exactly");
+    assert_eq!(dead.iter().map(|d| d.kafka_offset).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let mut by_dataset = BTreeMap::new();
+    #[derive(Row, Deserialize)]
+    struct Stored {
+        dataset: String,
+        event_id: String,
+    }
+    for s in db
+        .query("SELECT dataset, event_id FROM events FINAL")
+        .fetch_all::<Stored>()
+        .await
+        .expect("events")
+    {
+        by_dataset.insert(s.dataset, s.event_id);
+    }
+    assert_eq!(by_dataset.get("dns"), Some(&canh_event::event_id("poison-test", 1)));
+}
