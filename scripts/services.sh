@@ -29,11 +29,39 @@ CANH_START_TIMEOUT=${CANH_START_TIMEOUT:-60} # seconds to wait for each service 
 CANH_STOP_TIMEOUT=${CANH_STOP_TIMEOUT:-30}   # seconds between SIGTERM and SIGKILL
 CANH_TANSU_LOG=${CANH_TANSU_LOG:-warn}       # RUST_LOG filter for the broker's log
 
+say() { echo "services: $*"; }
+die() {
+    echo "services: error: $*" >&2
+    exit 1
+}
+
 # A relative CANH_HOME would change meaning with the cwd: make it absolute.
 case $CANH_HOME in
 /*) ;;
 *) CANH_HOME=$PWD/$CANH_HOME ;;
 esac
+# The path goes into ClickHouse's XML config through sed: keep it to characters that need no escaping.
+[[ $CANH_HOME =~ ^[A-Za-z0-9._/+@:-]+$ ]] ||
+    die "CANH_HOME may only contain letters, digits and . _ / + @ : - (got '$CANH_HOME')"
+
+# Fails unless variable $1 holds a whole number from $2 to $3.
+require_number() {
+    local name=$1 min=$2 max=$3 value=${!1}
+    if ! [[ $value =~ ^[0-9]+$ ]] || [ "$value" -lt "$min" ] || [ "$value" -gt "$max" ]; then
+        die "$name must be a number from $min to $max, not '$value'"
+    fi
+}
+require_number CANH_KAFKA_PORT 1 65535
+require_number CANH_CLICKHOUSE_HTTP_PORT 1 65535
+require_number CANH_CLICKHOUSE_TCP_PORT 1 65535
+require_number CANH_TOPIC_PARTITIONS 1 10000
+require_number CANH_START_TIMEOUT 1 3600
+require_number CANH_STOP_TIMEOUT 1 3600
+if [ "$CANH_CLICKHOUSE_HTTP_PORT" = "$CANH_CLICKHOUSE_TCP_PORT" ] ||
+    [ "$CANH_KAFKA_PORT" = "$CANH_CLICKHOUSE_HTTP_PORT" ] ||
+    [ "$CANH_KAFKA_PORT" = "$CANH_CLICKHOUSE_TCP_PORT" ]; then
+    die "CANH_KAFKA_PORT, CANH_CLICKHOUSE_HTTP_PORT and CANH_CLICKHOUSE_TCP_PORT must differ"
+fi
 
 # The Tansu that scripts/install.sh installs; else whatever is on PATH.
 TANSU_BIN=${CARGO_HOME:-$HOME/.cargo}/bin/tansu
@@ -52,7 +80,8 @@ TANSU_LOG=$LOG_DIR/tansu.log
 CLICKHOUSE_LOG=$LOG_DIR/clickhouse-server.log
 CLICKHOUSE_ERR_LOG=$LOG_DIR/clickhouse-server.err.log
 CLICKHOUSE_OUT_LOG=$LOG_DIR/clickhouse.out # the server's own stdout/stderr (start-up failures land here)
-# Written on first start; reset only deletes a folder that has it, so a mistyped CANH_HOME=/ is harmless.
+# Written by the first start into a new or empty CANH_HOME. start refuses a non-empty folder without it
+# and reset deletes only a folder with it, so a mistyped CANH_HOME (/, $HOME) is harmless.
 HOME_MARKER=$CANH_HOME/.canh-home
 KAFKA_BROKER=tcp://127.0.0.1:$CANH_KAFKA_PORT
 # What a live pid's command line must contain to count as our service (see running_pid). The config
@@ -60,27 +89,22 @@ KAFKA_BROKER=tcp://127.0.0.1:$CANH_KAFKA_PORT
 TANSU_MATCH="tansu broker"
 CLICKHOUSE_MATCH=$CLICKHOUSE_DIR/config.xml
 
-say() { echo "services: $*"; }
-die() {
-    echo "services: error: $*" >&2
-    exit 1
-}
-
 # ---- processes and ports ----
 
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 
 # Prints the pid in pid file $1 when that process is alive and its command line contains $2
 # (guards against a stale pid file whose pid now belongs to another program).
 running_pid() {
-    local pid_file=$1 name=$2 pid
+    local pid_file=$1 match=$2 pid
     [ -f "$pid_file" ] || return 1
     pid=$(cat "$pid_file")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$match" || return 1
     echo "$pid"
 }
 
@@ -97,6 +121,7 @@ show_log_tail() {
 start_detached() {
     local cwd=$1 log=$2 pid_file=$3
     shift 3
+    echo "=== $(date -Is) started by services.sh: $*" >>"$log"
     # No job control here, so the subshell is not a process-group leader and setsid does not fork:
     # $! is the pid of the service itself.
     (cd "$cwd" && exec setsid nohup "$@" >>"$log" 2>&1 </dev/null) &
@@ -135,14 +160,18 @@ require_free_port() {
 
 # ---- Tansu ----
 
+# Runs a tansu admin command, killed after $1 seconds: a broker that accepts connections but does not
+# answer (stopped, overloaded) would otherwise block it forever.
 tansu_cli() {
+    local seconds=$1
+    shift
     # tansu loads a .env file from its cwd and reads RUST_LOG: run it from a folder we own, with a
     # fixed log filter, so the caller's environment cannot change what it does.
-    (cd "$KAFKA_DIR" && RUST_LOG=error NO_COLOR=1 "$TANSU_BIN" "$@")
+    (cd "$KAFKA_DIR" && RUST_LOG=error NO_COLOR=1 timeout "$seconds" "$TANSU_BIN" "$@")
 }
 
 tansu_ready() {
-    port_open "$CANH_KAFKA_PORT" && tansu_cli topic list --broker "$KAFKA_BROKER" >/dev/null 2>&1
+    port_open "$CANH_KAFKA_PORT" && tansu_cli 5 topic list --broker "$KAFKA_BROKER" >/dev/null 2>&1
 }
 
 start_tansu() {
@@ -155,7 +184,7 @@ start_tansu() {
         say "tansu: process $pid is alive but not ready yet; waiting"
     else
         if [ -f "$TANSU_PID_FILE" ]; then
-            say "tansu: removing stale pid file (process $(cat "$TANSU_PID_FILE") is gone)"
+            say "tansu: removing stale pid file (process $(cat "$TANSU_PID_FILE") is not running)"
             rm -f "$TANSU_PID_FILE"
         fi
         command -v "$TANSU_BIN" >/dev/null || die "tansu: '$TANSU_BIN' not found; run scripts/install.sh"
@@ -182,7 +211,7 @@ start_tansu() {
         fi
         if [ $SECONDS -ge $deadline ]; then
             show_log_tail "$TANSU_LOG"
-            die "tansu: not ready on port $CANH_KAFKA_PORT after ${CANH_START_TIMEOUT}s (pid $pid); see $TANSU_LOG"
+            die "tansu: not ready on port $CANH_KAFKA_PORT after ${CANH_START_TIMEOUT}s (pid $pid); see $TANSU_LOG (if it runs with other ports, stop it first)"
         fi
         sleep 0.3
     done
@@ -192,7 +221,7 @@ start_tansu() {
 # Creates each topic of CANH_TOPICS that does not exist yet.
 create_topics() {
     local existing topic out created=() kept=()
-    existing=$(tansu_cli topic list --broker "$KAFKA_BROKER") ||
+    existing=$(tansu_cli 15 topic list --broker "$KAFKA_BROKER") ||
         die "tansu: cannot list topics on $KAFKA_BROKER; see $TANSU_LOG"
     for topic in $CANH_TOPICS; do
         # `topic list` prints a JSON array of the metadata topics: [{"error_code":0,"name":"x",...},...]
@@ -202,7 +231,7 @@ create_topics() {
         fi
         # On failure tansu exits 1 and prints the Kafka error text; "already exists" (a concurrent
         # create won the race) is fine.
-        if out=$(tansu_cli topic create "$topic" --partitions "$CANH_TOPIC_PARTITIONS" --broker "$KAFKA_BROKER" 2>&1); then
+        if out=$(tansu_cli 40 topic create "$topic" --partitions "$CANH_TOPIC_PARTITIONS" --broker "$KAFKA_BROKER" 2>&1); then
             created+=("$topic")
         elif grep -q "already exists" <<<"$out"; then
             kept+=("$topic")
@@ -241,7 +270,7 @@ start_clickhouse() {
         say "clickhouse: process $pid is alive but not ready yet; waiting"
     else
         if [ -f "$CLICKHOUSE_PID_FILE" ]; then
-            say "clickhouse: removing stale pid file (process $(cat "$CLICKHOUSE_PID_FILE") is gone)"
+            say "clickhouse: removing stale pid file (process $(cat "$CLICKHOUSE_PID_FILE") is not running)"
             rm -f "$CLICKHOUSE_PID_FILE"
         fi
         command -v clickhouse-server >/dev/null || die "clickhouse: clickhouse-server not found; run scripts/install.sh"
@@ -263,7 +292,7 @@ start_clickhouse() {
         fi
         if [ $SECONDS -ge $deadline ]; then
             show_log_tail "$CLICKHOUSE_ERR_LOG"
-            die "clickhouse: no 'Ok.' from http://127.0.0.1:$CANH_CLICKHOUSE_HTTP_PORT/ping after ${CANH_START_TIMEOUT}s (pid $pid); see $CLICKHOUSE_ERR_LOG"
+            die "clickhouse: no 'Ok.' from http://127.0.0.1:$CANH_CLICKHOUSE_HTTP_PORT/ping after ${CANH_START_TIMEOUT}s (pid $pid); see $CLICKHOUSE_ERR_LOG (if it runs with other ports, stop it first)"
         fi
         sleep 0.3
     done
@@ -273,6 +302,9 @@ start_clickhouse() {
 # ---- commands ----
 
 cmd_start() {
+    if [ ! -f "$HOME_MARKER" ] && [ -n "$(ls -A "$CANH_HOME" 2>/dev/null)" ]; then
+        die "CANH_HOME $CANH_HOME is a non-empty folder not made by this script; choose a new or empty one"
+    fi
     mkdir -p "$KAFKA_DIR" "$CLICKHOUSE_DIR" "$LOG_DIR" "$RUN_DIR"
     touch "$HOME_MARKER"
     start_tansu
@@ -282,15 +314,26 @@ cmd_start() {
 }
 
 cmd_stop() {
+    # Without the marker this folder was never started by us: touch nothing in it.
+    if [ ! -f "$HOME_MARKER" ]; then
+        say "nothing to stop: $CANH_HOME was not started by this script"
+        return
+    fi
     stop_process "$TANSU_PID_FILE" tansu "$TANSU_MATCH"
     stop_process "$CLICKHOUSE_PID_FILE" clickhouse "$CLICKHOUSE_MATCH"
+}
+
+# Prints a note when pid file $1 exists although its process is gone (e.g. after kill -9).
+stale_note() {
+    [ -f "$1" ] || return 0
+    echo " (stale pid file $1; the next start removes it)"
 }
 
 # Prints one line per service; exit status 0 only when both run and answer.
 cmd_status() {
     local pid status=0
     if ! pid=$(running_pid "$TANSU_PID_FILE" "$TANSU_MATCH"); then
-        say "tansu: stopped"
+        say "tansu: stopped$(stale_note "$TANSU_PID_FILE")"
         status=3
     elif ! tansu_ready; then
         say "tansu: running (pid $pid) but not answering on port $CANH_KAFKA_PORT; see $TANSU_LOG"
@@ -299,7 +342,7 @@ cmd_status() {
         say "tansu: running (pid $pid, $KAFKA_BROKER)"
     fi
     if ! pid=$(running_pid "$CLICKHOUSE_PID_FILE" "$CLICKHOUSE_MATCH"); then
-        say "clickhouse: stopped"
+        say "clickhouse: stopped$(stale_note "$CLICKHOUSE_PID_FILE")"
         status=3
     elif ! clickhouse_ready; then
         say "clickhouse: running (pid $pid) but not answering on http port $CANH_CLICKHOUSE_HTTP_PORT; see $CLICKHOUSE_ERR_LOG"
@@ -312,12 +355,12 @@ cmd_status() {
 }
 
 cmd_reset() {
-    cmd_stop
     if [ ! -e "$CANH_HOME" ]; then
         say "nothing to delete: $CANH_HOME does not exist"
         return
     fi
     [ -f "$HOME_MARKER" ] || die "refusing to delete $CANH_HOME: it has no $(basename "$HOME_MARKER") marker (not made by this script)"
+    cmd_stop
     rm -rf "$CANH_HOME"
     say "deleted $CANH_HOME"
 }

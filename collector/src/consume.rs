@@ -53,20 +53,17 @@ pub fn route(
             return dead(batch, "schema_version", err.to_string(), raw)
         }
     };
-    match event.event.dataset {
-        Dataset::Flow => {
-            if event.source.is_none() || event.destination.is_none() || event.network.is_none() {
-                return dead(
-                    batch,
-                    "missing_fields",
-                    "flow event without source, destination or network".into(),
-                    raw,
-                );
-            }
-            batch.flows.push(store::flow_row(&event, origin));
-        }
-        _ => batch.events.push(store::event_row(&event, raw, origin)),
+    if event.event.dataset == Dataset::Flow
+        && (event.source.is_none() || event.destination.is_none() || event.network.is_none())
+    {
+        return dead(
+            batch,
+            "missing_fields",
+            "flow event without source, destination or network".into(),
+            raw,
+        );
     }
+    batch.push(&event, raw, origin);
     Ok(())
 }
 
@@ -290,7 +287,7 @@ mod tests {
         flow.destination = Some(Default::default());
         flow.network = Some(Default::default());
         route(Some(flow.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
-        assert_eq!((batch.events.len(), batch.flows.len()), (1, 1));
-        assert_eq!(batch.events[0].dataset, "dns");
+        assert_eq!((batch.dns.len(), batch.flows.len(), batch.events.len()), (1, 1, 0));
+        assert_eq!(batch.dns[0].event_id, "a");
     }
 }
