@@ -29,7 +29,7 @@ pub struct LiveOptions {
 }
 
 fn timestamp_ns(header: &pcap::PacketHeader) -> i64 {
-    i64::from(header.ts.tv_sec) * 1_000_000_000 + i64::from(header.ts.tv_usec) * 1_000
+    header.ts.tv_sec * 1_000_000_000 + header.ts.tv_usec * 1_000
 }
 
 /// Read a pcap or pcapng file, calling `on_frame(link, ts_ns, bytes)` for every frame.
@@ -49,8 +49,7 @@ pub fn read_file(
             Ok(packet) => {
                 frames += 1;
                 // Nanosecond precision: tv_usec holds nanoseconds.
-                let ts = i64::from(packet.header.ts.tv_sec) * 1_000_000_000
-                    + i64::from(packet.header.ts.tv_usec);
+                let ts = packet.header.ts.tv_sec * 1_000_000_000 + packet.header.ts.tv_usec;
                 on_frame(link, ts, packet.data);
             }
             Err(pcap::Error::NoMorePackets) => return Ok(frames),

@@ -6,7 +6,6 @@ use canh_event::Event;
 use canh_tests::*;
 use clickhouse::Row;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -304,8 +303,11 @@ async fn pcap_to_clickhouse_equals_offline_output() {
     assert!(status.success(), "second collector exit {status}");
     assert_eq!(count(&db, "SELECT count() FROM flows").await, raw_before, "nothing redelivered");
 
-    let migrations = count(&db, "SELECT count() FROM schema_migrations FINAL").await;
-    assert_eq!(migrations, 1, "migration recorded once across two starts");
+    // Two starts applied each migration once: as many records as distinct versions.
+    let records = count(&db, "SELECT count() FROM schema_migrations").await;
+    let versions = count(&db, "SELECT uniqExact(version) FROM schema_migrations").await;
+    assert!(versions >= 2, "migrations recorded: {versions}");
+    assert_eq!(records, versions, "each migration recorded once across two starts");
 }
 
 /// Poison records on a topic go to the dead-letter table with a reason; good records around them
@@ -351,7 +353,7 @@ async fn poison_records_go_to_dead_letters() {
         let db = db.clone();
         async move {
             let dead = count(&db, "SELECT count() FROM dead_letters FINAL").await;
-            let events = count(&db, "SELECT count() FROM events FINAL").await;
+            let events = count(&db, "SELECT count() FROM dns FINAL").await;
             (dead >= 3 && events >= 1).then_some((dead, events))
         }
     })
@@ -375,19 +377,8 @@ async fn poison_records_go_to_dead_letters() {
     assert_eq!(reasons, vec!["invalid_json", "invalid_json", "empty"]);
     assert_eq!(dead[1].raw, vec![0xff, 0x00, 0xfe], "raw bytes kept exactly");
     assert_eq!(dead.iter().map(|d| d.kafka_offset).collect::<Vec<_>>(), vec![1, 2, 3]);
-    let mut by_dataset = BTreeMap::new();
-    #[derive(Row, Deserialize)]
-    struct Stored {
-        dataset: String,
-        event_id: String,
-    }
-    for s in db
-        .query("SELECT dataset, event_id FROM events FINAL")
-        .fetch_all::<Stored>()
-        .await
-        .expect("events")
-    {
-        by_dataset.insert(s.dataset, s.event_id);
-    }
-    assert_eq!(by_dataset.get("dns"), Some(&canh_event::event_id("poison-test", 1)));
+    // The good record, consumed from the flow topic, was stored by its own dataset.
+    let ids: Vec<String> =
+        db.query("SELECT event_id FROM dns FINAL").fetch_all().await.expect("dns rows");
+    assert_eq!(ids, vec![canh_event::event_id("poison-test", 1)]);
 }
