@@ -85,6 +85,17 @@ database = "$DATABASE"
 
 [admin]
 listen = "127.0.0.1:19464"
+
+# The sample captures are years old: keep their rows instead of dropping them as expired.
+[retention.days]
+flows = 36500
+dns = 36500
+http = 36500
+tls = 36500
+ssh = 36500
+icmp = 36500
+logs = 36500
+events = 36500
 TOML
 
 step "offline: the first flows of a capture, as the sensor prints them"

@@ -38,4 +38,7 @@ step "building"
 cargo build --workspace --bins --tests
 
 step "testing"
-cargo test --workspace
+results=$CANH_HOME/test-output.txt
+cargo test --workspace 2>&1 | tee "$results"
+# One closing line with the totals of every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"

@@ -16,6 +16,30 @@ pub struct Config {
     pub batch: BatchSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// How long each table keeps its daily partitions. Tables not listed keep their default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// How often old partitions are looked for.
+    #[serde(default = "default_retention_interval")]
+    pub interval: String,
+    /// Table name -> days kept, overriding the defaults in `store::RETENTION_DEFAULT_DAYS`.
+    #[serde(default)]
+    pub days: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for RetentionSection {
+    fn default() -> RetentionSection {
+        RetentionSection { interval: default_retention_interval(), days: Default::default() }
+    }
+}
+
+fn default_retention_interval() -> String {
+    "1h".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +153,9 @@ pub enum ConfigError {
 #[derive(Debug)]
 pub struct Settings {
     pub config: Config,
+    /// Days kept per table, defaults merged with the configured overrides.
+    pub retention_days: std::collections::BTreeMap<&'static str, u32>,
+    pub retention_interval: Duration,
     pub max_wait: Duration,
     pub max_backoff: Duration,
     pub session_timeout: Duration,
@@ -167,7 +194,28 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let max_wait = duration("batch.max_wait", &config.batch.max_wait)?;
     let max_backoff = duration("batch.max_backoff", &config.batch.max_backoff)?;
     let session_timeout = duration("kafka.session_timeout", &config.kafka.session_timeout)?;
-    Ok(Settings { config, max_wait, max_backoff, session_timeout })
+    let retention_interval = duration("retention.interval", &config.retention.interval)?;
+    let mut retention_days: std::collections::BTreeMap<&'static str, u32> =
+        crate::store::RETENTION_DEFAULT_DAYS.iter().copied().collect();
+    for (table, days) in &config.retention.days {
+        let Some((known, _)) =
+            crate::store::RETENTION_DEFAULT_DAYS.iter().find(|(name, _)| name == table)
+        else {
+            return Err(invalid("retention.days", format!("unknown table {table:?}")));
+        };
+        if *days == 0 || *days > 36_500 {
+            return Err(invalid("retention.days", format!("{table}: keep 1 to 36500 days")));
+        }
+        retention_days.insert(known, *days);
+    }
+    Ok(Settings {
+        config,
+        retention_days,
+        retention_interval,
+        max_wait,
+        max_backoff,
+        session_timeout,
+    })
 }
 
 #[cfg(test)]
@@ -200,5 +248,24 @@ mod tests {
         let config: Config = toml::from_str(text).expect("parses");
         let err = validate("c.toml", config).expect_err("refused");
         assert!(err.to_string().contains("clickhouse.database"), "{err}");
+    }
+
+    #[test]
+    fn retention_overrides_known_tables_only() {
+        let base = r#"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [clickhouse]
+            url = "http://127.0.0.1:8123"
+            [retention.days]
+        "#;
+        let ok: Config = toml::from_str(&format!("{base}flows = 7")).expect("parses");
+        let settings = validate("c.toml", ok).expect("valid");
+        assert_eq!(settings.retention_days["flows"], 7);
+        assert!(settings.retention_days["alerts"] > settings.retention_days["flows"]);
+        let bad: Config = toml::from_str(&format!("{base}nonsense = 7")).expect("parses");
+        assert!(validate("c.toml", bad).is_err());
+        let zero: Config = toml::from_str(&format!("{base}logs = 0")).expect("parses");
+        assert!(validate("c.toml", zero).is_err());
     }
 }

@@ -29,6 +29,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Drop the daily partitions past each table's retention once, then exit.
+    Retention {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn main() {
@@ -53,6 +58,7 @@ fn main() {
         match cli.command {
             Command::Run { config } => run(&config).await,
             Command::Migrate { config } => migrate(&config).await,
+            Command::Retention { config } => retention(&config).await,
         }
     });
     if let Err(err) = result {
@@ -67,6 +73,27 @@ async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
     let applied = store::migrate(&ch.url, &ch.user, &ch.database).await?;
     println!("database {}: {} migration(s) applied now", ch.database, applied.len());
     Ok(())
+}
+
+async fn retention(path: &std::path::Path) -> anyhow::Result<()> {
+    let settings = config::load(path)?;
+    let ch = &settings.config.clickhouse;
+    let db = store::client(&ch.url, &ch.user, Some(&ch.database));
+    let dropped = store::apply_retention(&db, &ch.database, &settings.retention_days, now_ns())
+        .await
+        .context("applying retention")?;
+    for (table, partition) in &dropped {
+        println!("dropped {table} partition {partition}");
+    }
+    println!("{} partition(s) dropped", dropped.len());
+    Ok(())
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 async fn run(path: &std::path::Path) -> anyhow::Result<()> {
@@ -90,16 +117,50 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         }
     });
 
-    store::migrate(&ch.url, &ch.user, &ch.database)
-        .await
-        .context("applying the schema (is ClickHouse running?)")?;
-    let db = store::client(&ch.url, &ch.user, Some(&ch.database));
-
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping on signal");
         let _ = stop_tx.send(true);
     });
+
+    // ClickHouse may come up after the collector (a host reboot): retry the schema until it does.
+    let mut backoff = std::time::Duration::from_millis(500);
+    let mut migrate_stop = stop_rx.clone();
+    loop {
+        match store::migrate(&ch.url, &ch.user, &ch.database).await {
+            Ok(_) => break,
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "cannot apply the schema yet");
+                tokio::select! {
+                    _ = migrate_stop.changed() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(settings.max_backoff);
+            }
+        }
+    }
+    let db = store::client(&ch.url, &ch.user, Some(&ch.database));
+
+    // Retention: drop expired daily partitions now and then at every interval.
+    let retention_db = db.clone();
+    let database = ch.database.clone();
+    let days = settings.retention_days.clone();
+    let interval = settings.retention_interval;
+    let mut retention_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) =
+                store::apply_retention(&retention_db, &database, &days, now_ns()).await
+            {
+                tracing::warn!(error = %err, "retention failed; will retry at the next interval");
+            }
+            tokio::select! {
+                _ = retention_stop.changed() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+
     consume::run(&settings, db, metrics.clone(), stop_rx, ready).await?;
     let _ = admin.await;
     tracing::info!(

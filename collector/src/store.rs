@@ -12,6 +12,24 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
     (2, "datasets", include_str!("../migrations/002_datasets.sql")),
 ];
 
+/// Days each table keeps by default. Alerts are kept longest; aggregates outlive the raw rows so
+/// dashboards can show long trends.
+pub const RETENTION_DEFAULT_DAYS: &[(&str, u32)] = &[
+    ("flows", 30),
+    ("dns", 90),
+    ("http", 90),
+    ("tls", 90),
+    ("ssh", 90),
+    ("icmp", 30),
+    ("logs", 180),
+    ("sensor_health", 30),
+    ("events", 90),
+    ("alerts", 730),
+    ("dead_letters", 30),
+    ("events_per_minute", 400),
+    ("flow_bytes_per_minute", 400),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("clickhouse: {context}: {source}")]
@@ -105,6 +123,66 @@ fn statements(sql: &str) -> Vec<String> {
         out.push(current.trim().to_string());
     }
     out
+}
+
+/// The daily partitions (`YYYYMMDD`) older than each table's retention at `now_ns`. `parts` are
+/// (table, partition id) pairs as `system.parts` lists them; unknown tables and partition ids that
+/// are not dates are left alone.
+pub fn expired_partitions(
+    parts: &[(String, String)],
+    days: &std::collections::BTreeMap<&'static str, u32>,
+    now_ns: i64,
+) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for (table, partition) in parts {
+        let Some(keep) = days.get(table.as_str()) else { continue };
+        let Ok(day) = partition.parse::<u32>() else { continue };
+        let cutoff_ns =
+            now_ns.saturating_sub(i64::from(*keep).saturating_mul(86_400 * 1_000_000_000));
+        if day < yyyymmdd(cutoff_ns) {
+            out.push((table.clone(), day));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn yyyymmdd(ts_ns: i64) -> u32 {
+    let text = canh_event::Timestamp(ts_ns).to_string();
+    text.get(..10).map(|d| d.replace('-', "")).and_then(|d| d.parse().ok()).unwrap_or(0)
+}
+
+/// Drop every daily partition past its table's retention. Returns what was dropped.
+pub async fn apply_retention(
+    db: &clickhouse::Client,
+    database: &str,
+    days: &std::collections::BTreeMap<&'static str, u32>,
+    now_ns: i64,
+) -> Result<Vec<(String, u32)>, StoreError> {
+    #[derive(Row, serde::Deserialize)]
+    struct Part {
+        table: String,
+        partition: String,
+    }
+    let parts: Vec<Part> = db
+        .query("SELECT table, partition FROM system.parts WHERE database = ? AND active GROUP BY table, partition")
+        .bind(database)
+        .fetch_all()
+        .await
+        .map_err(ch("listing partitions"))?;
+    let parts: Vec<(String, String)> = parts.into_iter().map(|p| (p.table, p.partition)).collect();
+    let expired = expired_partitions(&parts, days, now_ns);
+    for (table, day) in &expired {
+        // Both parts are safe to format: the table name comes from RETENTION_DEFAULT_DAYS and the
+        // partition id was parsed as a number.
+        db.query(&format!("ALTER TABLE {table} DROP PARTITION {day}"))
+            .execute()
+            .await
+            .map_err(ch(format!("dropping partition {day} of {table}")))?;
+        tracing::info!(table = %table, partition = day, "retention: partition dropped");
+    }
+    Ok(expired)
 }
 
 /// An address in the 16-byte IPv6-mapped form the schema stores.
@@ -351,6 +429,29 @@ mod tests {
         for (_, _, sql) in MIGRATIONS {
             assert!(statements(sql).iter().all(|s| !s.contains(';') && s.starts_with("CREATE ")));
         }
+    }
+
+    #[test]
+    fn old_partitions_expire_recent_ones_stay() {
+        let days: std::collections::BTreeMap<&'static str, u32> =
+            RETENTION_DEFAULT_DAYS.iter().copied().collect();
+        // 2026-11-23T12:00:00Z
+        let now = 1_795_435_200 * 1_000_000_000;
+        let parts = |t: &str, p: &str| (t.to_string(), p.to_string());
+        let listed = vec![
+            parts("flows", "20261023"), // 31 days old: past flows' 30
+            parts("flows", "20261024"), // the cutoff day itself stays
+            parts("flows", "20261123"),
+            parts("alerts", "20251123"), // 365 days: alerts keep 730
+            parts("alerts", "20241122"), // 731 days: gone
+            parts("schema_migrations", "tuple()"),
+            parts("unknown_table", "20000101"),
+        ];
+        let expired = expired_partitions(&listed, &days, now);
+        assert_eq!(
+            expired,
+            vec![("alerts".to_string(), 20241122), ("flows".to_string(), 20261023)]
+        );
     }
 
     #[test]

@@ -131,12 +131,17 @@ fn view_of_row(r: &FlowRowView) -> FlowView {
     }
 }
 
-fn write_configs(ns: &Namespace, dir: &std::path::Path) -> (PathBuf, PathBuf) {
+fn write_sensor_config(
+    ns: &Namespace,
+    dir: &std::path::Path,
+    name: &str,
+    captures: &[PathBuf],
+) -> PathBuf {
     let files: Vec<String> =
-        captures().iter().map(|p| format!("{:?}", p.display().to_string())).collect();
-    let sensor = dir.join("sensor.toml");
+        captures.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(
-        &sensor,
+        &path,
         format!(
             r#"
 [sensor]
@@ -160,9 +165,20 @@ pcap_files = [{files}]
         ),
     )
     .expect("write sensor config");
-    let collector = dir.join("collector.toml");
+    path
+}
+
+fn write_collector_config(
+    ns: &Namespace,
+    dir: &std::path::Path,
+    name: &str,
+    admin_port: u16,
+    max_records: usize,
+    keep_forever: bool,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(
-        &collector,
+        &path,
         format!(
             r#"
 [kafka]
@@ -176,12 +192,20 @@ url = "{url}"
 database = "{db}"
 
 [batch]
-max_records = 500
+max_records = {max_records}
 max_wait = "300ms"
+max_backoff = "2s"
 
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{admin_port}"
+{retention}
 "#,
+            retention = if keep_forever {
+                // The captures are years old: without this, retention would drop their rows.
+                "[retention.days]\nflows = 36500\ndns = 36500\nevents = 36500\ndead_letters = 36500"
+            } else {
+                ""
+            },
             brokers = brokers(),
             group = ns.id,
             prefix = ns.topic_prefix(),
@@ -190,7 +214,35 @@ listen = "127.0.0.1:0"
         ),
     )
     .expect("write collector config");
-    (sensor, collector)
+    path
+}
+
+fn write_configs(ns: &Namespace, dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    (
+        write_sensor_config(ns, dir, "sensor", &captures()),
+        write_collector_config(ns, dir, "collector", 0, 500, true),
+    )
+}
+
+/// `canh-sensor run` over `captures`; returns how many events `canh-sensor pcap` gives for them.
+fn sensor_run(config: &std::path::Path, captures: &[PathBuf]) -> u64 {
+    let offline = Command::new(binary("canh-sensor"))
+        .arg("pcap")
+        .args(captures)
+        .output()
+        .expect("run canh-sensor pcap");
+    assert!(offline.status.success());
+    let run = Command::new(binary("canh-sensor"))
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .expect("run canh-sensor run");
+    assert!(run.status.success(), "sensor run: {}", String::from_utf8_lossy(&run.stderr));
+    offline.stdout.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+fn alive(child: &mut Child) -> bool {
+    matches!(child.try_wait(), Ok(None))
 }
 
 fn start_collector(config: &std::path::Path, log: &std::path::Path) -> Child {
@@ -224,6 +276,7 @@ fn temp_dir(ns: &Namespace) -> PathBuf {
 /// after the same captures went through sensor, Kafka and collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pcap_to_clickhouse_equals_offline_output() {
+    let _shared = SERVICES.read().await;
     let ns = Namespace::new("e2e_flows");
     let dir = temp_dir(&ns);
     ns.create_topics(2);
@@ -314,6 +367,7 @@ async fn pcap_to_clickhouse_equals_offline_output() {
 /// are stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_dead_letters() {
+    let _shared = SERVICES.read().await;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let ns = Namespace::new("e2e_poison");
     let dir = temp_dir(&ns);
@@ -381,4 +435,223 @@ async fn poison_records_go_to_dead_letters() {
     let ids: Vec<String> =
         db.query("SELECT event_id FROM dns FINAL").fetch_all().await.expect("dns rows");
     assert_eq!(ids, vec![canh_event::event_id("poison-test", 1)]);
+}
+
+/// Tests that stop or restart a service take this lock for writing; the others share it, so no
+/// test sees an outage it did not cause.
+static SERVICES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn wait_count(db: &clickhouse::Client, sql: &str, want: u64, timeout: Duration) -> u64 {
+    let got = wait_for(timeout, || {
+        let db = db.clone();
+        async move {
+            let n = count(&db, sql).await;
+            (n >= want).then_some(n)
+        }
+    })
+    .await;
+    match got {
+        Some(n) => n,
+        None => count(db, sql).await,
+    }
+}
+
+/// Storage fault 1: the collector killed with SIGKILL in the middle of its batches loses nothing,
+/// and the replay it causes is invisible to counting queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_loses_nothing_and_doubles_nothing() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_kill9");
+    let dir = temp_dir(&ns);
+    ns.create_topics(4);
+    let capture = vec![shared_data().join("pcap/samples/tcp-synflood-spoofed.pcap")];
+    let sensor = write_sensor_config(&ns, &dir, "sensor", &capture);
+    let collector = write_collector_config(&ns, &dir, "collector", 0, 1000, true);
+    let sent = sensor_run(&sensor, &capture);
+    assert!(sent > 30_000, "{sent} events");
+
+    let db = clickhouse(Some(&ns.database()));
+    let mut first = start_collector(&collector, &dir.join("collector-1.log"));
+    // Kill it once some batches landed, long before all of them did.
+    let partial =
+        wait_count(&db, "SELECT count() FROM flows", 3_000, Duration::from_secs(60)).await;
+    kill9(&mut first);
+    let after_kill = count(&db, "SELECT count() FROM flows FINAL").await;
+    assert!(partial >= 3_000 && after_kill < sent, "killed mid-stream: {after_kill} of {sent}");
+
+    let mut second = start_collector(&collector, &dir.join("collector-2.log"));
+    let stored =
+        wait_count(&db, "SELECT count() FROM flows FINAL", sent, Duration::from_secs(120)).await;
+    let status = stop(&mut second);
+    assert_eq!(stored, sent, "every event stored after the restart");
+    assert!(status.success());
+    // What the API counts: distinct events, and FINAL counts, equal what was sent.
+    assert_eq!(count(&db, "SELECT uniqExact(event_id) FROM flows").await, sent);
+    assert_eq!(count(&db, "SELECT count() FROM flows FINAL").await, sent);
+}
+
+/// Storage fault 2: ClickHouse down for 30 s: the collector pauses, loses nothing, and resumes by
+/// itself when the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_outage_pauses_and_resumes() {
+    let _exclusive = SERVICES.write().await;
+    let home =
+        PathBuf::from(std::env::var("CANH_HOME").expect("CANH_HOME is set by scripts/test.sh"));
+    let ns = Namespace::new("e2e_chdown");
+    let dir = temp_dir(&ns);
+    ns.create_topics(2);
+    let capture = vec![shared_data().join("pcap/samples/ultra-lab-03-14.pcapng")];
+    let sensor = write_sensor_config(&ns, &dir, "sensor", &capture);
+    let admin = free_port();
+    let collector = write_collector_config(&ns, &dir, "collector", admin, 200, true);
+    let db = clickhouse(Some(&ns.database()));
+
+    let mut child = start_collector(&collector, &dir.join("collector.log"));
+    let ready = wait_for(Duration::from_secs(30), || async {
+        http_get(admin, "/readyz").starts_with("ready").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "collector ready");
+
+    // Stop ClickHouse, then send events while it is down.
+    let pid = std::fs::read_to_string(home.join("run/clickhouse.pid")).expect("clickhouse pid");
+    let killed = Command::new("kill").args(["-TERM", pid.trim()]).status().expect("kill");
+    assert!(killed.success());
+    let down = wait_for(Duration::from_secs(30), || async {
+        (http_get(clickhouse_http_port(), "/ping").is_empty()).then_some(())
+    })
+    .await;
+    assert!(down.is_some(), "clickhouse stopped");
+    let sent = sensor_run(&sensor, &capture);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let metrics = http_get(admin, "/metrics");
+    assert!(alive(&mut child), "collector survives the outage");
+    assert!(metric(&metrics, "canh_collector_write_retries_total") >= 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "canh_collector_commits_total"), 0.0, "nothing committed");
+
+    let restart = Command::new(repo().join("scripts/services.sh"))
+        .arg("start")
+        .output()
+        .expect("services.sh start");
+    assert!(restart.status.success(), "{}", String::from_utf8_lossy(&restart.stderr));
+    let stored =
+        wait_count(&db, "SELECT count() FROM flows FINAL", sent, Duration::from_secs(90)).await;
+    let status = stop(&mut child);
+    assert_eq!(stored, sent, "all events stored after ClickHouse came back");
+    assert!(status.success());
+}
+
+/// Storage fault 4: two collectors in one group split the partitions and store each event once;
+/// when one is killed the other takes over its partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_split_partitions_and_fail_over() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_group");
+    let dir = temp_dir(&ns);
+    ns.create_topics(4);
+    let (port_a, port_b) = (free_port(), free_port());
+    let config_a = write_collector_config(&ns, &dir, "collector-a", port_a, 500, true);
+    let config_b = write_collector_config(&ns, &dir, "collector-b", port_b, 500, true);
+    let db = clickhouse(Some(&ns.database()));
+    let mut a = start_collector(&config_a, &dir.join("a.log"));
+    let mut b = start_collector(&config_b, &dir.join("b.log"));
+    // Let both join the group and get their share before any data arrives.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    let first = vec![shared_data().join("pcap/samples/synscan.pcapng")];
+    let sent_first = sensor_run(&write_sensor_config(&ns, &dir, "sensor-1", &first), &first);
+    let stored =
+        wait_count(&db, "SELECT count() FROM flows FINAL", sent_first, Duration::from_secs(60))
+            .await;
+    assert_eq!(stored, sent_first);
+    let stored_by = |port| {
+        metric(&http_get(port, "/metrics"), "canh_collector_records_total{outcome=\"stored\"}")
+    };
+    let (by_a, by_b) = (stored_by(port_a), stored_by(port_b));
+    assert!(by_a > 0.0 && by_b > 0.0, "both collectors consumed: a={by_a} b={by_b}");
+    assert_eq!((by_a + by_b) as u64, sent_first, "each event consumed once");
+
+    // A dies without leaving the group; B takes its partitions after the session times out.
+    kill9(&mut a);
+    let second = vec![shared_data().join("pcap/samples/cerber-ransomware.pcapng")];
+    let sent_second = sensor_run(&write_sensor_config(&ns, &dir, "sensor-2", &second), &second);
+    let total = sent_first + sent_second;
+    let stored =
+        wait_count(&db, "SELECT count() FROM flows FINAL", total, Duration::from_secs(120)).await;
+    let after = stored_by(port_b);
+    let status = stop(&mut b);
+    assert_eq!(stored, total, "B stored what A would have");
+    assert!(after - by_b >= sent_second as f64, "B consumed every new event: {by_b} -> {after}");
+    assert!(status.success());
+}
+
+/// Retention drops whole daily partitions past each table's limit and keeps recent ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_partitions_only() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_retention");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let collector = write_collector_config(&ns, &dir, "collector", 0, 100, false);
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let day = 86_400 * 1_000_000_000i64;
+    // (dataset, age in days): flows keep 30 days, dns 90 by default.
+    let cases = [("flow", 100), ("flow", 40), ("flow", 2), ("dns", 100), ("dns", 40)];
+    for (seq, (dataset, age)) in cases.iter().enumerate() {
+        let ds = canh_event::Dataset::parse(dataset).expect("dataset");
+        let mut event = Event::new(
+            ds,
+            canh_event::event_id("retention", seq as u64),
+            canh_event::Timestamp(now_ns - age * day),
+            "retention",
+            "t",
+        );
+        event.source = Some(Default::default());
+        event.destination = Some(Default::default());
+        event.network = Some(Default::default());
+        let topic = format!("{}{dataset}", ns.topic_prefix());
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload(&event.to_json()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce");
+    }
+    let db = clickhouse(Some(&ns.database()));
+    let mut child = start_collector(&collector, &dir.join("collector.log"));
+    let flows =
+        wait_count(&db, "SELECT count() FROM flows FINAL", 3, Duration::from_secs(60)).await;
+    let dns = wait_count(&db, "SELECT count() FROM dns FINAL", 2, Duration::from_secs(30)).await;
+    assert_eq!((flows, dns), (3, 2));
+    // The running collector applied retention at start, before these rows came: run it again.
+    let once = Command::new(binary("canh-collector"))
+        .args(["retention", "--config"])
+        .arg(&collector)
+        .output()
+        .expect("canh-collector retention");
+    let status = stop(&mut child);
+    assert!(status.success());
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    let report = String::from_utf8_lossy(&once.stdout);
+    assert!(report.contains("3 partition(s) dropped"), "{report}");
+    assert_eq!(
+        count(&db, "SELECT count() FROM flows FINAL").await,
+        1,
+        "only the 2-day-old flow stays"
+    );
+    assert_eq!(count(&db, "SELECT count() FROM dns FINAL").await, 1, "the 40-day-old dns stays");
 }
