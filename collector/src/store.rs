@@ -10,6 +10,7 @@ use std::net::IpAddr;
 const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/001_initial.sql")),
     (2, "datasets", include_str!("../migrations/002_datasets.sql")),
+    (3, "alerts", include_str!("../migrations/003_alerts.sql")),
 ];
 
 /// Days each table keeps by default. Alerts are kept longest; aggregates outlive the raw rows so
@@ -341,14 +342,16 @@ pub struct Batch {
     pub icmp: Vec<IcmpRow>,
     pub logs: Vec<LogRow>,
     pub sensor_health: Vec<SensorHealthRow>,
-    /// Datasets without a typed table (alerts until detection stores them).
+    pub alerts: Vec<AlertRow>,
+    /// Events of no known dataset family keep their raw JSON here (unused while every dataset
+    /// has a typed table; kept for datasets added before their table).
     pub events: Vec<EventRow>,
     pub dead_letters: Vec<DeadLetterRow>,
 }
 
 impl Batch {
     /// Rows per table, in the order `write` writes them.
-    pub fn counts(&self) -> [(&'static str, usize); 10] {
+    pub fn counts(&self) -> [(&'static str, usize); 11] {
         [
             ("flows", self.flows.len()),
             ("dns", self.dns.len()),
@@ -358,6 +361,7 @@ impl Batch {
             ("icmp", self.icmp.len()),
             ("logs", self.logs.len()),
             ("sensor_health", self.sensor_health.len()),
+            ("alerts", self.alerts.len()),
             ("events", self.events.len()),
             ("dead_letters", self.dead_letters.len()),
         ]
@@ -382,7 +386,7 @@ impl Batch {
             Dataset::Icmp => self.icmp.push(icmp_row(event, raw, origin)),
             Dataset::Log => self.logs.push(log_row(event, raw, origin)),
             Dataset::Sensor => self.sensor_health.push(sensor_health_row(event, raw, origin)),
-            Dataset::Alert => self.events.push(event_row(event, raw, origin)),
+            Dataset::Alert => self.alerts.push(alert_row(event, raw, origin)),
         }
     }
 }
@@ -398,6 +402,7 @@ pub async fn write(db: &clickhouse::Client, batch: &Batch) -> Result<(), StoreEr
     write_table(db, "icmp", &batch.icmp).await?;
     write_table(db, "logs", &batch.logs).await?;
     write_table(db, "sensor_health", &batch.sensor_health).await?;
+    write_table(db, "alerts", &batch.alerts).await?;
     write_table(db, "events", &batch.events).await?;
     write_table(db, "dead_letters", &batch.dead_letters).await?;
     Ok(())
@@ -891,6 +896,56 @@ pub fn sensor_health_row(event: &Event, raw: &[u8], origin: &Origin) -> SensorHe
         packets_if_dropped: stats.packets_if_dropped,
         events_sent: stats.events_sent,
         spool_bytes: stats.spool_bytes,
+        raw: raw.to_vec(),
+        kafka_partition: origin.partition,
+        kafka_offset: origin.offset,
+    }
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct AlertRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub level: String,
+    pub tags: Vec<String>,
+    pub techniques: Vec<String>,
+    pub event_ids: Vec<String>,
+    pub group_keys: Vec<String>,
+    pub group_values: Vec<String>,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub count: u64,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn alert_row(event: &Event, raw: &[u8], origin: &Origin) -> AlertRow {
+    let rule = event.rule.clone().unwrap_or_default();
+    let alert = event.alert.clone().unwrap_or_default();
+    AlertRow {
+        event_id: event.event.id.clone(),
+        ts: datetime(event.timestamp.nanos()),
+        ts_ns: event.timestamp.nanos(),
+        observer_id: event.observer.id.clone(),
+        organization_id: event.organization.id.clone(),
+        rule_id: rule.id,
+        rule_name: rule.name,
+        level: rule.level.unwrap_or_default(),
+        tags: rule.tags.unwrap_or_default(),
+        techniques: event.threat.as_ref().map(|t| t.technique.id.clone()).unwrap_or_default(),
+        event_ids: alert.event_ids,
+        group_keys: alert.group.keys().cloned().collect(),
+        group_values: alert.group.values().cloned().collect(),
+        first_seen_ns: alert.first_seen.nanos(),
+        last_seen_ns: alert.last_seen.nanos(),
+        count: alert.count,
         raw: raw.to_vec(),
         kafka_partition: origin.partition,
         kafka_offset: origin.offset,
