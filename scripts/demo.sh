@@ -95,7 +95,6 @@ tls = 36500
 ssh = 36500
 icmp = 36500
 logs = 36500
-events = 36500
 TOML
 
 step "offline: the first flows of a capture, as the sensor prints them"
@@ -134,7 +133,7 @@ cat <<TEXT
 
 This run sent $expected flow events. Where to look next:
   clickhouse-client --port $CANH_CLICKHOUSE_TCP_PORT --database $DATABASE
-      tables: flows, events, dead_letters
+      tables: flows, dns, http, tls, ssh, icmp, logs, alerts, dead_letters
   $DEMO_DIR/collector.log
       the collector's log
   $SENSOR pcap FILE.pcap

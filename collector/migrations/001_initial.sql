@@ -38,24 +38,6 @@ CREATE TABLE IF NOT EXISTS flows (
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (organization_id, ts, event_id);
 
--- Every dataset without a typed table yet keeps its whole event here, so nothing is lost.
-CREATE TABLE IF NOT EXISTS events (
-    event_id String,
-    ts DateTime,
-    ts_ns Int64,
-    dataset String,
-    observer_id String,
-    organization_id String,
-    source_ip FixedString(16),
-    destination_ip FixedString(16),
-    community_id String,
-    raw String,
-    kafka_partition Int32,
-    kafka_offset Int64
-) ENGINE = ReplacingMergeTree()
-PARTITION BY toYYYYMMDD(ts)
-ORDER BY (organization_id, dataset, ts, event_id);
-
 -- Records that could not be stored, with the reason and where they came from.
 CREATE TABLE IF NOT EXISTS dead_letters (
     received_at DateTime,

@@ -47,7 +47,7 @@ pub fn route(
     let event = match Event::from_json(raw) {
         Ok(event) => event,
         Err(err @ DecodeError::Json(_)) => {
-            return dead(batch, "invalid_json", err.to_string(), raw)
+            return dead(batch, classify_json_error(raw), err.to_string(), raw)
         }
         Err(err @ DecodeError::SchemaVersion(_)) => {
             return dead(batch, "schema_version", err.to_string(), raw)
@@ -65,6 +65,18 @@ pub fn route(
     }
     batch.push(&event, raw, origin);
     Ok(())
+}
+
+/// Why a record that does not decode as an event failed: not JSON at all, JSON naming a dataset
+/// Canh does not know, or JSON with missing or mistyped fields.
+fn classify_json_error(raw: &[u8]) -> &'static str {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(raw) else {
+        return "invalid_json";
+    };
+    match value.pointer("/event/dataset").and_then(|d| d.as_str()) {
+        Some(name) if Dataset::parse(name).is_none() => "unknown_dataset",
+        _ => "wrong_types",
+    }
 }
 
 fn now_secs() -> u32 {
@@ -218,12 +230,9 @@ async fn flush(
             }
         }
     }
-    metrics.rows_written.with_label_values(&["flows"]).inc_by(batch.flows.len() as u64);
-    metrics.rows_written.with_label_values(&["events"]).inc_by(batch.events.len() as u64);
-    metrics
-        .rows_written
-        .with_label_values(&["dead_letters"])
-        .inc_by(batch.dead_letters.len() as u64);
+    for (table, rows) in batch.counts() {
+        metrics.rows_written.with_label_values(&[table]).inc_by(rows as u64);
+    }
 
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets.iter() {
@@ -272,7 +281,16 @@ mod tests {
             Err("schema_version")
         );
         assert_eq!(batch.dead_letters.len(), 5);
-        assert!(batch.flows.is_empty() && batch.events.is_empty());
+        assert!(batch.flows.is_empty());
+        let mut unknown = serde_json::to_value(&event).expect("json");
+        unknown["canh"]["schema_version"] = 1.into();
+        unknown["event"]["dataset"] = "netflow".into();
+        let bytes = serde_json::to_vec(&unknown).expect("json");
+        assert_eq!(route(Some(&bytes), &origin(), &mut batch), Err("unknown_dataset"));
+        unknown["event"]["dataset"] = "dns".into();
+        unknown["source"] = serde_json::json!({"port": "not a number"});
+        let bytes = serde_json::to_vec(&unknown).expect("json");
+        assert_eq!(route(Some(&bytes), &origin(), &mut batch), Err("wrong_types"));
         assert_eq!(batch.dead_letters[2].raw, b"\xff\xfe garbage");
         assert_eq!(batch.dead_letters[0].kafka_offset, 41);
     }
@@ -287,7 +305,7 @@ mod tests {
         flow.destination = Some(Default::default());
         flow.network = Some(Default::default());
         route(Some(flow.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
-        assert_eq!((batch.dns.len(), batch.flows.len(), batch.events.len()), (1, 1, 0));
+        assert_eq!((batch.dns.len(), batch.flows.len()), (1, 1));
         assert_eq!(batch.dns[0].event_id, "a");
     }
 }

@@ -4,8 +4,8 @@
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Reasons a record goes to the dead-letter table.
-pub const DEAD_LETTER_REASONS: [&str; 4] =
-    ["empty", "invalid_json", "schema_version", "missing_fields"];
+pub const DEAD_LETTER_REASONS: [&str; 6] =
+    ["empty", "invalid_json", "wrong_types", "unknown_dataset", "schema_version", "missing_fields"];
 
 pub struct Metrics {
     pub registry: Registry,

@@ -24,7 +24,6 @@ pub const RETENTION_DEFAULT_DAYS: &[(&str, u32)] = &[
     ("icmp", 30),
     ("logs", 180),
     ("sensor_health", 30),
-    ("events", 90),
     ("alerts", 730),
     ("dead_letters", 30),
     ("events_per_minute", 400),
@@ -237,23 +236,6 @@ pub struct FlowRow {
 }
 
 #[derive(Debug, Row, Serialize)]
-pub struct EventRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub dataset: String,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub destination_ip: [u8; 16],
-    pub community_id: String,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-#[derive(Debug, Row, Serialize)]
 pub struct DeadLetterRow {
     pub received_at: u32,
     pub topic: String,
@@ -310,27 +292,6 @@ pub fn flow_row(event: &Event, origin: &Origin) -> FlowRow {
     }
 }
 
-pub fn event_row(event: &Event, raw: &[u8], origin: &Origin) -> EventRow {
-    EventRow {
-        event_id: event.event.id.clone(),
-        ts: datetime(event.timestamp.nanos()),
-        ts_ns: event.timestamp.nanos(),
-        dataset: event.event.dataset.as_str().to_string(),
-        observer_id: event.observer.id.clone(),
-        organization_id: event.organization.id.clone(),
-        source_ip: ip16(event.source.as_ref().and_then(|s| s.ip)),
-        destination_ip: ip16(event.destination.as_ref().and_then(|d| d.ip)),
-        community_id: event
-            .network
-            .as_ref()
-            .and_then(|n| n.community_id.clone())
-            .unwrap_or_default(),
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
 /// Rows of one batch, by table.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -343,15 +304,12 @@ pub struct Batch {
     pub logs: Vec<LogRow>,
     pub sensor_health: Vec<SensorHealthRow>,
     pub alerts: Vec<AlertRow>,
-    /// Events of no known dataset family keep their raw JSON here (unused while every dataset
-    /// has a typed table; kept for datasets added before their table).
-    pub events: Vec<EventRow>,
     pub dead_letters: Vec<DeadLetterRow>,
 }
 
 impl Batch {
     /// Rows per table, in the order `write` writes them.
-    pub fn counts(&self) -> [(&'static str, usize); 11] {
+    pub fn counts(&self) -> [(&'static str, usize); 10] {
         [
             ("flows", self.flows.len()),
             ("dns", self.dns.len()),
@@ -362,7 +320,6 @@ impl Batch {
             ("logs", self.logs.len()),
             ("sensor_health", self.sensor_health.len()),
             ("alerts", self.alerts.len()),
-            ("events", self.events.len()),
             ("dead_letters", self.dead_letters.len()),
         ]
     }
@@ -403,7 +360,6 @@ pub async fn write(db: &clickhouse::Client, batch: &Batch) -> Result<(), StoreEr
     write_table(db, "logs", &batch.logs).await?;
     write_table(db, "sensor_health", &batch.sensor_health).await?;
     write_table(db, "alerts", &batch.alerts).await?;
-    write_table(db, "events", &batch.events).await?;
     write_table(db, "dead_letters", &batch.dead_letters).await?;
     Ok(())
 }
@@ -429,7 +385,7 @@ mod tests {
     #[test]
     fn migration_files_split_into_statements() {
         let parts = statements(MIGRATIONS[0].2);
-        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.len(), 2);
         assert!(parts.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
         for (_, _, sql) in MIGRATIONS {
             assert!(statements(sql).iter().all(|s| !s.contains(';') && s.starts_with("CREATE ")));

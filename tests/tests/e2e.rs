@@ -202,7 +202,7 @@ listen = "127.0.0.1:{admin_port}"
 "#,
             retention = if keep_forever {
                 // The captures are years old: without this, retention would drop their rows.
-                "[retention.days]\nflows = 36500\ndns = 36500\nevents = 36500\ndead_letters = 36500"
+                "[retention.days]\nflows = 36500\ndns = 36500\ndead_letters = 36500"
             } else {
                 ""
             },
@@ -389,10 +389,22 @@ async fn poison_records_go_to_dead_letters() {
     good.message = Some("a good record".into());
     let good_json = good.to_json();
     let records: Vec<(&str, Vec<u8>)> = vec![
-        ("good", good_json.into_bytes()),
+        ("good", good_json.clone().into_bytes()),
         ("invalid_json", b"{\"@timestamp\": oops".to_vec()),
         ("invalid_json", vec![0xff, 0x00, 0xfe]),
         ("empty", Vec::new()),
+        (
+            "unknown_dataset",
+            good_json.replace("\"dataset\":\"dns\"", "\"dataset\":\"netflow\"").into_bytes(),
+        ),
+        (
+            "wrong_types",
+            good_json.replace("\"schema_version\":1", "\"schema_version\":\"one\"").into_bytes(),
+        ),
+        (
+            "good",
+            good_json.replace(&good.event.id, &canh_event::event_id("poison-test", 2)).into_bytes(),
+        ),
     ];
     for (_, payload) in &records {
         producer
@@ -408,12 +420,12 @@ async fn poison_records_go_to_dead_letters() {
         async move {
             let dead = count(&db, "SELECT count() FROM dead_letters FINAL").await;
             let events = count(&db, "SELECT count() FROM dns FINAL").await;
-            (dead >= 3 && events >= 1).then_some((dead, events))
+            (dead >= 5 && events >= 2).then_some((dead, events))
         }
     })
     .await;
     let status = stop(&mut collector);
-    assert_eq!(done, Some((3, 1)), "dead letters and stored events");
+    assert_eq!(done, Some((5, 2)), "dead letters and stored events");
     assert!(status.success());
 
     #[derive(Row, Deserialize, Debug)]
@@ -428,13 +440,20 @@ async fn poison_records_go_to_dead_letters() {
         .await
         .expect("read dead letters");
     let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
-    assert_eq!(reasons, vec!["invalid_json", "invalid_json", "empty"]);
+    let expected: Vec<&str> =
+        records.iter().map(|(reason, _)| *reason).filter(|r| *r != "good").collect();
+    assert_eq!(reasons, expected);
     assert_eq!(dead[1].raw, vec![0xff, 0x00, 0xfe], "raw bytes kept exactly");
-    assert_eq!(dead.iter().map(|d| d.kafka_offset).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(dead.iter().map(|d| d.kafka_offset).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     // The good record, consumed from the flow topic, was stored by its own dataset.
     let ids: Vec<String> =
         db.query("SELECT event_id FROM dns FINAL").fetch_all().await.expect("dns rows");
-    assert_eq!(ids, vec![canh_event::event_id("poison-test", 1)]);
+    let mut ids = ids;
+    ids.sort();
+    let mut want =
+        vec![canh_event::event_id("poison-test", 1), canh_event::event_id("poison-test", 2)];
+    want.sort();
+    assert_eq!(ids, want);
 }
 
 /// Tests that stop or restart a service take this lock for writing; the others share it, so no
