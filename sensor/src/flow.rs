@@ -273,7 +273,7 @@ fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
     let sender_is_orig = match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
-        _ => !(is_service_port(p.proto, p.src_port) && !is_service_port(p.proto, p.dst_port)),
+        _ => !is_service_port(p.proto, p.src_port) || is_service_port(p.proto, p.dst_port),
     };
     let (orig_ip, orig_port) =
         if sender_is_orig { (p.src, p.src_port) } else { (p.dst, p.dst_port) };

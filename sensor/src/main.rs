@@ -94,7 +94,6 @@ fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
     }
     pipeline.finish(&mut events);
     write(&mut events);
-    drop(write);
     out.flush().context("writing events to stdout")?;
     if let Some(e) = write_error {
         return Err(e).context("writing events to stdout");
@@ -185,7 +184,6 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     }
     pipeline.finish(&mut events);
     send(&mut events);
-    drop(send);
     if let Some(e) = send_error {
         return Err(e.into());
     }
