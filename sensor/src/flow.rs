@@ -100,6 +100,8 @@ impl Side {
 /// One finished (or flushed) flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord {
+    /// Number of the flow within this table (creation order); links protocol metadata to it.
+    pub id: u64,
     pub orig_ip: IpAddr,
     pub orig_port: u16,
     pub resp_ip: IpAddr,
@@ -134,6 +136,7 @@ struct Key {
 
 #[derive(Debug, Clone)]
 struct Flow {
+    id: u64,
     orig_ip: IpAddr,
     orig_port: u16,
     start_ns: i64,
@@ -143,6 +146,21 @@ struct Flow {
     orig: Side,
     resp: Side,
     history: String,
+}
+
+/// The flow a packet belongs to, as protocol analysers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowView {
+    pub id: u64,
+    pub orig_ip: IpAddr,
+    pub orig_port: u16,
+    pub resp_ip: IpAddr,
+    pub resp_port: u16,
+    pub proto: u8,
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+    /// The packet was sent by the originator.
+    pub from_orig: bool,
 }
 
 /// Counters the caller turns into metrics.
@@ -177,8 +195,14 @@ impl FlowTable {
         self.flows.is_empty()
     }
 
-    /// Account one packet seen at `ts_ns`; finished flows are appended to `out`.
-    pub fn observe(&mut self, ts_ns: i64, packet: &Packet<'_>, out: &mut Vec<FlowRecord>) {
+    /// Account one packet seen at `ts_ns`; finished flows are appended to `out`. Returns the flow
+    /// the packet belongs to, oriented originator to responder.
+    pub fn observe(
+        &mut self,
+        ts_ns: i64,
+        packet: &Packet<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<FlowView> {
         if ts_ns.saturating_sub(self.last_sweep_ns) >= NANOS {
             self.expire(ts_ns, out);
             self.last_sweep_ns = ts_ns;
@@ -188,11 +212,25 @@ impl FlowTable {
             if self.flows.len() >= self.config.max_flows {
                 self.evict_one(out);
             }
-            self.flows.insert(key.clone(), new_flow(ts_ns, packet));
             self.stats.created += 1;
+            self.flows.insert(key.clone(), new_flow(self.stats.created, ts_ns, packet));
         }
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let flow = self.flows.get_mut(&key)?;
         update(flow, ts_ns, packet, &self.config);
+        let from_orig = packet.src == flow.orig_ip && packet.src_port == flow.orig_port;
+        let (resp_ip, resp_port) =
+            if from_orig { (packet.dst, packet.dst_port) } else { (packet.src, packet.src_port) };
+        Some(FlowView {
+            id: flow.id,
+            orig_ip: flow.orig_ip,
+            orig_port: flow.orig_port,
+            resp_ip,
+            resp_port,
+            proto: key.proto,
+            vlan: key.vlan,
+            inner_vlan: key.inner_vlan,
+            from_orig,
+        })
     }
 
     /// Write every flow whose idle timeout or close delay has passed at `now_ns`.
@@ -269,7 +307,7 @@ fn key_of(p: &Packet<'_>) -> Key {
 
 /// A new flow, with the originator chosen as Zeek does: the sender of a SYN; the receiver of a
 /// SYN-ACK; otherwise the sender, unless only the sender's port looks like a service port.
-fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
+fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
     let sender_is_orig = match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
@@ -282,6 +320,7 @@ fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
         history.push('^');
     }
     Flow {
+        id,
         orig_ip,
         orig_port,
         start_ns: ts_ns,
@@ -411,6 +450,7 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
     let payload = |s: &Side| if is_tcp { s.seq_high } else { s.payload_sum };
     let missed = |s: &Side| if is_tcp { s.seq_high.saturating_sub(s.seen_payload) } else { 0 };
     FlowRecord {
+        id: flow.id,
         orig_ip: flow.orig_ip,
         orig_port: flow.orig_port,
         resp_ip,
@@ -622,6 +662,17 @@ mod tests {
     }
 }
 
+/// `network.transport` for an IANA protocol number.
+pub fn transport_name(proto: u8) -> String {
+    match proto {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        1 => "icmp".to_string(),
+        58 => "ipv6-icmp".to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Who is writing events: the sensor's identity, the Community ID seed, and the sequence numbers
 /// that make `event.id` deterministic.
 #[derive(Debug, Clone)]
@@ -658,13 +709,7 @@ impl FlowRecord {
             packets: Some(self.resp_packets),
             bytes: Some(self.resp_ip_bytes),
         });
-        let transport = match self.proto {
-            6 => "tcp".to_string(),
-            17 => "udp".to_string(),
-            1 => "icmp".to_string(),
-            58 => "ipv6-icmp".to_string(),
-            other => other.to_string(),
-        };
+        let transport = transport_name(self.proto);
         event.network = Some(Network {
             transport: Some(transport),
             iana_number: Some(self.proto),

@@ -35,11 +35,7 @@ fn parse_zeek_log(text: &str) -> Vec<Record> {
             continue;
         }
         let values: Vec<&str> = line.split('\t').collect();
-        let record = fields
-            .iter()
-            .zip(values)
-            .map(|(f, v)| (f.clone(), if v == "(empty)" { "-".to_string() } else { v.to_string() }))
-            .collect();
+        let record = fields.iter().zip(values).map(|(f, v)| (f.clone(), v.to_string())).collect();
         out.push(record);
     }
     out
@@ -204,6 +200,12 @@ fn as_zeek(events: &[Event], log: &str) -> Vec<Record> {
             _ => continue,
         }
         tuple(event, &mut r);
+        // Zeek writes an empty string as its empty-field marker.
+        for v in r.values_mut() {
+            if v.is_empty() {
+                *v = "(empty)".to_string();
+            }
+        }
         out.push(r);
     }
     out
@@ -751,7 +753,8 @@ fn parses_zeek_ascii_logs() {
     let records = parse_zeek_log(text);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["uid"], "C1");
-    assert_eq!(records[0]["answers"], "-");
+    assert_eq!(records[0]["answers"], "(empty)");
+    assert_eq!(records[0]["TTLs"], "-");
     assert_eq!(normalise_zeek_answer("TXT 3 abc TXT 2 de"), "abcde");
     assert_eq!(normalise_zeek_answer("1.2.3.4"), "1.2.3.4");
     assert_eq!(case_of(Path::new("x/icmp-events__icmp-ping.pcap")), "icmp-events");
