@@ -130,8 +130,9 @@ fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
                 }
                 for &c in label {
                     // Zeek escapes bytes outside printable ASCII as \xNN.
+                    // Names compare case-insensitively; Zeek logs them in lower case.
                     if c.is_ascii_graphic() || c == b' ' {
-                        name.push(char::from(c));
+                        name.push(char::from(c.to_ascii_lowercase()));
                     } else {
                         name.push_str(&format!("\\x{c:02x}"));
                     }
@@ -158,7 +159,8 @@ fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
 /// NetBIOS first-level encoding: 32 letters A-P encode 16 bytes; the last byte is a suffix.
 fn decode_netbios(name: &str) -> String {
     let (first, rest) = name.split_once('.').unwrap_or((name, ""));
-    let b = first.as_bytes();
+    let upper = first.to_ascii_uppercase();
+    let b = upper.as_bytes();
     if b.len() != 32 || !b.iter().all(|c| (b'A'..=b'P').contains(c)) {
         return name.to_string();
     }

@@ -311,6 +311,8 @@ fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
     let sender_is_orig = match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
+        // A DNS response from port 53 as the first packet: its receiver asked (Zeek flips these).
+        None if p.proto == 17 && p.src_port == 53 && is_dns_response(p.payload) => false,
         _ => !is_service_port(p.proto, p.src_port) || is_service_port(p.proto, p.dst_port),
     };
     let (orig_ip, orig_port) =
@@ -330,6 +332,10 @@ fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
         resp: Side::new(),
         history,
     }
+}
+
+fn is_dns_response(payload: &[u8]) -> bool {
+    payload.len() >= 12 && payload[2] & 0x80 != 0
 }
 
 fn is_service_port(proto: u8, port: u16) -> bool {

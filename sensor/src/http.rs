@@ -164,9 +164,22 @@ impl HttpFlow {
                     }
                     let line = text(line);
                     let mut tx = Transaction { ts_ns, ..Transaction::default() };
-                    let (method, target) = line.split_once(' ').unwrap_or((&line, ""));
-                    if valid_method(method) {
-                        tx.method = Some(method.to_string());
+                    // A request line needs a space after the method (Zeek logs none otherwise).
+                    let (method, target) = line.split_once(' ').unwrap_or(("", ""));
+                    let target = target.trim();
+                    if !valid_method(method) {
+                        // Not a request line Zeek would parse: the transaction is logged without
+                        // request fields, and the rest of this direction is not parsed.
+                        self.pending.push_back(tx);
+                        self.req.state = Body::Stopped;
+                        break;
+                    }
+                    tx.method = Some(method.to_string());
+                    if let Some(version) = target.strip_prefix("HTTP/") {
+                        // No request target at all.
+                        tx.uri = Some(String::new());
+                        tx.request_version = Some(version.to_string());
+                    } else {
                         match target.rsplit_once(' ') {
                             Some((uri, version)) if version.starts_with("HTTP/") => {
                                 tx.uri = Some(uri.trim().to_string());
@@ -174,16 +187,15 @@ impl HttpFlow {
                             }
                             _ => {
                                 // HTTP/0.9: no version, and the reply is a bare body.
-                                tx.uri = Some(target.trim().to_string());
+                                tx.uri = Some(target.to_string());
                                 tx.request_version = Some("0.9".to_string());
                             }
                         }
                     }
-                    let simple = tx.request_version.as_deref() == Some("0.9");
                     self.pending.push_back(tx);
                     self.req.content_length = None;
                     self.req.chunked = false;
-                    self.req.state = if simple { Body::Stopped } else { Body::Headers };
+                    self.req.state = Body::Headers;
                 }
                 Body::Headers => {
                     let Some((line, used)) = take_line(rest) else { break };
@@ -242,10 +254,12 @@ impl HttpFlow {
                         .pending
                         .front()
                         .is_some_and(|tx| tx.request_version.as_deref() == Some("0.9"));
-                    if http09 && !rest.starts_with(b"HTTP/") {
+                    if http09 {
                         // A reply to an HTTP/0.9 request is the body alone, up to the close.
                         let mut tx = self.pending.pop_front().unwrap_or_default();
                         tx.response_body_bytes = rest.len() as u64;
+                        // No status line; Zeek reports status code 0 for such replies.
+                        tx.status_code = Some(0);
                         pos += rest.len();
                         self.current = Some(tx);
                         self.resp.state = Body::UntilClose;

@@ -207,7 +207,10 @@ fn feed(
             s.app = App::Tls(TlsFlow::new(ts_ns));
         } else if ssh::looks_like_ssh(data) {
             s.app = App::Ssh(SshFlow::new(ts_ns));
-        } else if from_orig && looks_like_http_request(data) {
+        } else if from_orig
+            && (looks_like_http_request(data)
+                || matches!(s.view.resp_port, 80 | 8000 | 8080 | 3128))
+        {
             s.app = App::Http(HttpFlow::default());
         } else if s.chunks > DETECT_CHUNKS {
             s.app = App::None;
@@ -358,6 +361,14 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype)),
                     class: t.query.as_ref().map(|_| dns::class_name(q.qclass)),
                 });
+            }
+            // A response without a question (mDNS announcements): Zeek names the first answer.
+            if question.is_none() {
+                let first = t.response.as_ref().and_then(|r| r.answers.first());
+                if let Some(a) = first {
+                    d.question =
+                        Some(DnsQuestion { name: Some(a.name.clone()), ..DnsQuestion::default() });
+                }
             }
             if let Some(r) = &t.response {
                 d.response_code = Some(dns::rcode_name(r.rcode));
