@@ -15,6 +15,8 @@ pub struct FlowConfig {
     pub other_idle_timeout_ns: i64,
     /// How long a closed or reset TCP flow lingers for its last packets before it is written.
     pub tcp_close_delay_ns: i64,
+    /// How long a SYN may go unanswered before the attempt is written (Zeek's tcp_attempt_delay).
+    pub tcp_attempt_ns: i64,
     /// The most flows held at once; beyond it the oldest-looking flow is written early.
     pub max_flows: usize,
 }
@@ -27,6 +29,7 @@ impl Default for FlowConfig {
             udp_idle_timeout_ns: 60 * NANOS,
             other_idle_timeout_ns: 60 * NANOS,
             tcp_close_delay_ns: 5 * NANOS,
+            tcp_attempt_ns: 5 * NANOS,
             max_flows: 1_000_000,
         }
     }
@@ -65,6 +68,9 @@ enum TcpState {
     Reset,
 }
 
+/// Most sequence holes remembered per direction; older holes beyond it count as missed at once.
+const MAX_HOLES: usize = 16;
+
 #[derive(Debug, Clone)]
 struct Side {
     packets: u64,
@@ -76,8 +82,16 @@ struct Side {
     seq_base: Option<u32>,
     /// TCP: highest payload end seen, relative to `seq_base`.
     seq_high: u64,
-    /// TCP: payload bytes seen in packets that were not retransmissions.
-    seen_payload: u64,
+    /// TCP: ranges below `seq_high` never seen (relative), oldest first.
+    holes: Vec<(u64, u64)>,
+    /// TCP: hole bytes forgotten because of `MAX_HOLES`.
+    forgotten_holes: u64,
+    /// TCP: where this side's FIN sits (relative), once seen.
+    fin_at: Option<u64>,
+    /// TCP: the highest acknowledgment the peer sent for this side's data (relative).
+    acked: u64,
+    /// TCP: retransmitted segments, for Zeek's 1, 10, 100, ... repetition of `T`.
+    retransmits: u64,
     /// History letters already recorded for this side.
     letters: u32,
 }
@@ -91,9 +105,67 @@ impl Side {
             state: TcpState::Inactive,
             seq_base: None,
             seq_high: 0,
-            seen_payload: 0,
+            holes: Vec::new(),
+            forgotten_holes: 0,
+            fin_at: None,
+            acked: 0,
+            retransmits: 0,
             letters: 0,
         }
+    }
+
+    /// Payload size from sequence numbers as Zeek computes it: what was seen, or what the peer
+    /// acknowledged when that is more (the data was sent but not captured); SYN and FIN excluded.
+    fn size(&self) -> u64 {
+        let acked = match self.fin_at {
+            Some(fin) => self.acked.min(fin),
+            None => self.acked,
+        };
+        self.seq_high.max(acked)
+    }
+
+    /// Bytes in sequence space never seen but acknowledged by the peer (Zeek's content gaps).
+    fn missed(&self) -> u64 {
+        let acked = self.size();
+        let holes: u64 = self.holes.iter().map(|&(a, b)| b.min(acked).saturating_sub(a)).sum();
+        holes + self.forgotten_holes + acked.saturating_sub(self.seq_high)
+    }
+
+    /// Account one segment's payload at `rel..rel+len`; true when it brought nothing new.
+    fn add_segment(&mut self, rel: u64, len: u64) -> bool {
+        let end = rel + len;
+        let mut new_bytes = false;
+        if rel > self.seq_high {
+            if self.holes.len() >= MAX_HOLES {
+                let (a, b) = self.holes.remove(0);
+                self.forgotten_holes += b - a;
+            }
+            self.holes.push((self.seq_high, rel));
+        }
+        // Fill holes this segment covers.
+        let mut i = 0;
+        while i < self.holes.len() {
+            let (a, b) = self.holes[i];
+            if end <= a || rel >= b {
+                i += 1;
+                continue;
+            }
+            new_bytes = true;
+            self.holes.remove(i);
+            if a < rel {
+                self.holes.insert(i, (a, rel));
+                i += 1;
+            }
+            if end < b {
+                self.holes.insert(i, (end, b));
+                i += 1;
+            }
+        }
+        if end > self.seq_high {
+            new_bytes = true;
+            self.seq_high = end;
+        }
+        !new_bytes
     }
 }
 
@@ -143,6 +215,8 @@ struct Flow {
     last_ns: i64,
     /// When a closed/reset TCP flow may be written.
     close_at: Option<i64>,
+    /// A SYN from the originator: unless the responder has answered by then, the attempt ends.
+    attempt_until: Option<i64>,
     orig: Side,
     resp: Side,
     history: String,
@@ -208,6 +282,12 @@ impl FlowTable {
             self.last_sweep_ns = ts_ns;
         }
         let key = key_of(packet);
+        // A flow whose time is up is written before this packet starts a new one.
+        if self.flows.get(&key).is_some_and(|f| is_due(&self.config, &key, f, ts_ns)) {
+            if let Some(flow) = self.flows.remove(&key) {
+                out.push(finish(&key, flow, EndReason::End));
+            }
+        }
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.config.max_flows {
                 self.evict_one(out);
@@ -239,10 +319,7 @@ impl FlowTable {
         let done: Vec<Key> = self
             .flows
             .iter()
-            .filter(|(key, flow)| {
-                flow.close_at.is_some_and(|at| now_ns >= at)
-                    || now_ns.saturating_sub(flow.last_ns) > idle_timeout(config, key.proto)
-            })
+            .filter(|(key, flow)| is_due(config, key, flow, now_ns))
             .map(|(key, _)| key.clone())
             .collect();
         for key in done {
@@ -278,6 +355,17 @@ impl FlowTable {
             }
         }
     }
+}
+
+/// Closed or reset and past the close delay, idle past its timeout, or a SYN left unanswered.
+fn is_due(config: &FlowConfig, key: &Key, flow: &Flow, now_ns: i64) -> bool {
+    flow.close_at.is_some_and(|at| now_ns >= at)
+        || now_ns.saturating_sub(flow.last_ns) > idle_timeout(config, key.proto)
+        || flow.attempt_until.is_some_and(|at| {
+            now_ns >= at
+                && flow.orig.state == TcpState::SynSent
+                && flow.resp.state == TcpState::Inactive
+        })
 }
 
 fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
@@ -328,6 +416,7 @@ fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
         start_ns: ts_ns,
         last_ns: ts_ns,
         close_at: None,
+        attempt_until: None,
         orig: Side::new(),
         resp: Side::new(),
         history,
@@ -362,30 +451,36 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
     };
 
     // Sequence space: payload bytes are counted from the SYN (or the first packet) to the highest
-    // byte seen, so retransmissions count once.
-    let mut retransmit = false;
+    // byte seen, so retransmissions count once; holes are remembered until filled.
     if tcp.syn {
         me.seq_base.get_or_insert(tcp.seq.wrapping_add(1));
     }
     let base = *me.seq_base.get_or_insert(tcp.seq);
     let len = u64::from(p.payload_len);
+    let rel = u64::from(tcp.seq.wrapping_add(u32::from(tcp.syn)).wrapping_sub(base));
+    // A start far "behind" the base wraps to a huge offset: old data.
+    let in_window = rel < (1 << 31);
+    let mut retransmit = false;
     if len > 0 {
-        let rel = u64::from(tcp.seq.wrapping_sub(base));
-        // A start far "behind" the base wraps to a huge offset: treat as old data.
-        if rel < (1 << 31) {
-            let end = rel + len;
-            if end <= me.seq_high {
-                retransmit = true;
-            } else {
-                me.seen_payload += end - rel.max(me.seq_high);
-                me.seq_high = end;
+        retransmit = !in_window || me.add_segment(rel, len);
+    }
+    if tcp.fin && in_window {
+        me.fin_at.get_or_insert(rel + len);
+    }
+    // The peer's data this packet acknowledges; acknowledging unseen data reveals a gap.
+    let mut peer_gap = false;
+    if tcp.ack {
+        if let Some(peer_base) = peer.seq_base {
+            let acked = u64::from(tcp.ack_number.wrapping_sub(peer_base));
+            if acked < (1 << 31) && acked > peer.acked {
+                peer.acked = acked;
+                let limit = peer.size();
+                peer_gap = limit > peer.seq_high || peer.holes.iter().any(|&(a, _)| a < limit);
             }
-        } else {
-            retransmit = true;
         }
     }
 
-    // History letters.
+    // History letters, as Zeek's TCP analyser records them.
     if tcp.syn && (tcp.fin || tcp.rst) {
         record(&mut flow.history, me, 'Q', from_orig);
     }
@@ -401,39 +496,95 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
         record(&mut flow.history, me, 'R', from_orig);
     }
     if len > 0 {
-        record(&mut flow.history, me, if retransmit { 'T' } else { 'D' }, from_orig);
+        if retransmit {
+            me.retransmits += 1;
+            // Zeek repeats `T` when the count reaches 1, 10, 100, ...
+            if is_power_of_ten(me.retransmits) {
+                flow.history.push(if from_orig { 'T' } else { 't' });
+            }
+        } else {
+            record(&mut flow.history, me, 'D', from_orig);
+        }
     } else if tcp.ack && !tcp.syn && !tcp.fin && !tcp.rst {
         record(&mut flow.history, me, 'A', from_orig);
     }
-
-    // Endpoint states.
-    if tcp.rst {
-        me.state = TcpState::Reset;
-        flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
-        return;
+    if peer_gap {
+        record(&mut flow.history, peer, 'G', !from_orig);
     }
-    if tcp.syn {
-        if me.state == TcpState::Inactive {
-            me.state = if tcp.ack { TcpState::SynAckSent } else { TcpState::SynSent };
-        }
-    } else if tcp.ack || len > 0 {
-        match me.state {
-            TcpState::SynSent | TcpState::SynAckSent => {
-                me.state = TcpState::Established;
-                if matches!(peer.state, TcpState::SynSent | TcpState::SynAckSent) {
-                    peer.state = TcpState::Established;
+
+    // Endpoint states, following Zeek's TCP state machine.
+    match me.state {
+        TcpState::Inactive => {
+            if tcp.syn {
+                if tcp.ack {
+                    me.state = TcpState::SynAckSent;
+                    match peer.state {
+                        TcpState::SynSent => peer.state = TcpState::Established,
+                        TcpState::Inactive => peer.state = TcpState::Partial,
+                        _ => {}
+                    }
+                } else {
+                    me.state = TcpState::SynSent;
+                    if from_orig {
+                        flow.attempt_until.get_or_insert(ts_ns + config.tcp_attempt_ns);
+                    }
                 }
             }
-            TcpState::Inactive => me.state = TcpState::Partial,
-            _ => {}
+            if tcp.fin {
+                me.state = TcpState::Closed;
+            }
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            }
+            if me.state == TcpState::Inactive {
+                me.state = TcpState::Partial;
+            }
         }
-    }
-    if tcp.fin && me.state != TcpState::Reset {
-        me.state = TcpState::Closed;
-        if peer.state == TcpState::Closed {
-            flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+        TcpState::SynSent | TcpState::SynAckSent => {
+            if tcp.fin {
+                me.state = TcpState::Closed;
+            }
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            } else if tcp.ack && !tcp.syn && peer.state == TcpState::Established {
+                me.state = TcpState::Established;
+            }
         }
+        TcpState::Partial | TcpState::Established => {
+            if tcp.syn
+                && !tcp.ack
+                && me.state == TcpState::Partial
+                && peer.state == TcpState::Inactive
+            {
+                me.state = TcpState::SynSent;
+            }
+            if tcp.fin && !tcp.rst {
+                me.state = TcpState::Closed;
+            }
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            }
+        }
+        TcpState::Closed => {
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            }
+        }
+        TcpState::Reset => {}
     }
+    if me.state == TcpState::Reset
+        || (me.state == TcpState::Closed
+            && matches!(peer.state, TcpState::Closed | TcpState::Reset))
+    {
+        flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+    }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
 }
 
 /// Add a history letter the first time it happens in a direction (upper case: originator).
@@ -453,8 +604,8 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
         (key.lo_ip, key.lo_port)
     };
     let is_tcp = key.proto == 6;
-    let payload = |s: &Side| if is_tcp { s.seq_high } else { s.payload_sum };
-    let missed = |s: &Side| if is_tcp { s.seq_high.saturating_sub(s.seen_payload) } else { 0 };
+    let payload = |s: &Side| if is_tcp { s.size() } else { s.payload_sum };
+    let missed = |s: &Side| if is_tcp { s.missed() } else { 0 };
     FlowRecord {
         id: flow.id,
         orig_ip: flow.orig_ip,
@@ -488,7 +639,7 @@ fn conn_state(proto: u8, flow: &Flow) -> &'static str {
             let r_inactive = matches!(rs, TcpState::Inactive | TcpState::Partial);
             if rs == TcpState::Reset {
                 if matches!(os, TcpState::SynSent | TcpState::SynAckSent)
-                    || (os == TcpState::Reset && flow.orig.seq_high == 0 && flow.resp.seq_high == 0)
+                    || (os == TcpState::Reset && flow.orig.size() == 0 && flow.resp.size() == 0)
                 {
                     "REJ"
                 } else if o_inactive {
