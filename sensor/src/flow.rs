@@ -435,7 +435,12 @@ fn is_service_port(proto: u8, port: u16) -> bool {
 }
 
 fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
-    flow.last_ns = flow.last_ns.max(ts_ns);
+    // After both sides closed, Zeek still counts packets and history letters but neither extends
+    // the duration nor changes the endpoint states (a trailing ACK or RST keeps the flow SF).
+    let finished = flow.orig.state == TcpState::Closed && flow.resp.state == TcpState::Closed;
+    if !finished {
+        flow.last_ns = flow.last_ns.max(ts_ns);
+    }
     let from_orig = p.src == flow.orig_ip && p.src_port == flow.orig_port;
     let (me, peer) =
         if from_orig { (&mut flow.orig, &mut flow.resp) } else { (&mut flow.resp, &mut flow.orig) };
@@ -512,6 +517,9 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
         record(&mut flow.history, peer, 'G', !from_orig);
     }
 
+    if finished {
+        return;
+    }
     // Endpoint states, following Zeek's TCP state machine.
     match me.state {
         TcpState::Inactive => {
