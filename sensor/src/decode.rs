@@ -58,6 +58,28 @@ pub struct Packet<'a> {
     pub tcp: Option<TcpInfo>,
     pub vlan: Option<u16>,
     pub inner_vlan: Option<u16>,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// Zeek's ICMP "ports": the source port is the message type; the destination port is the type of
+/// the matching reply or request for request/reply pairs (so both directions share one flow),
+/// and the code for one-way messages.
+pub fn icmp_counterpart(v6: bool, icmp_type: u8, code: u8) -> u8 {
+    let pairs: &[(u8, u8)] = if v6 {
+        &[(128, 129), (133, 134), (135, 136), (130, 131), (139, 140), (144, 145)]
+    } else {
+        &[(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)]
+    };
+    for &(a, b) in pairs {
+        if icmp_type == a {
+            return b;
+        }
+        if icmp_type == b {
+            return a;
+        }
+    }
+    code
 }
 
 /// Why a frame yielded no packet. The reasons are a fixed set: they label a metric.
@@ -112,10 +134,84 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
             LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
         }
     };
-    from_sliced(&sliced)
+    from_sliced(&sliced, 0)
 }
 
-fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeError> {
+/// How many tunnel layers are unwrapped at most.
+const MAX_TUNNEL_DEPTH: u8 = 3;
+
+/// The packet inside a tunnel Zeek decapsulates (GRE v0/v1, IP-in-IP, VXLAN), if this is one.
+fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
+    if depth >= MAX_TUNNEL_DEPTH {
+        return None;
+    }
+    let inner = match outer.proto {
+        4 | 41 => LaxSlicedPacket::from_ip(outer.payload).ok()?,
+        47 => {
+            let b = outer.payload;
+            let (flags, version) = (*b.first()?, *b.get(1)? & 0x07);
+            let ether_type = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+            let mut len = 4;
+            match version {
+                0 => {
+                    if flags & 0xc0 != 0 {
+                        len += 4; // checksum and reserved
+                    }
+                    if flags & 0x20 != 0 {
+                        len += 4; // key
+                    }
+                    if flags & 0x10 != 0 {
+                        len += 4; // sequence number
+                    }
+                }
+                1 => {
+                    // Enhanced GRE (PPTP): key always present, sequence and acknowledgment optional.
+                    len += 4;
+                    if flags & 0x10 != 0 {
+                        len += 4;
+                    }
+                    if b[1] & 0x80 != 0 {
+                        len += 4;
+                    }
+                }
+                _ => return None,
+            }
+            let rest = b.get(len..)?;
+            match ether_type {
+                0x0800 | 0x86dd => LaxSlicedPacket::from_ip(rest).ok()?,
+                0x6558 => LaxSlicedPacket::from_ethernet(rest).ok()?,
+                0x880b => {
+                    // PPP: optional address/control bytes, then the protocol (0x0021 IPv4, 0x0057 IPv6).
+                    let ppp = rest.strip_prefix(&[0xff, 0x03]).unwrap_or(rest);
+                    match ppp {
+                        [0x00, 0x21 | 0x57, ip @ ..] | [0x21 | 0x57, ip @ ..] => {
+                            LaxSlicedPacket::from_ip(ip).ok()?
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        17 if outer.dst_port == 4789 => {
+            // VXLAN: 8-byte header with the I flag, then an Ethernet frame.
+            let b = outer.payload;
+            if b.len() < 8 || b[0] & 0x08 == 0 {
+                return None;
+            }
+            LaxSlicedPacket::from_ethernet(&b[8..]).ok()?
+        }
+        _ => return None,
+    };
+    let mut packet = from_sliced(&inner, depth + 1).ok()?;
+    if packet.vlan.is_none() {
+        packet.vlan = outer.vlan;
+        packet.inner_vlan = outer.inner_vlan;
+    }
+    Some(packet)
+}
+
+fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>, DecodeError> {
     let mut vlans = sliced.link_exts.iter().filter_map(|ext| match ext {
         etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
         _ => None,
@@ -184,6 +280,7 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeErr
         tcp: None,
         vlan,
         inner_vlan,
+        icmp: None,
     };
     match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => {
@@ -208,14 +305,18 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeErr
             packet.payload = udp.payload();
         }
         Some(TransportSlice::Icmpv4(icmp)) => {
-            packet.src_port = u16::from(icmp.type_u8());
-            packet.dst_port = u16::from(icmp.code_u8());
+            let (t, c) = (icmp.type_u8(), icmp.code_u8());
+            packet.src_port = u16::from(t);
+            packet.dst_port = u16::from(icmp_counterpart(false, t, c));
+            packet.icmp = Some((t, c));
             packet.payload_len = transport_len.saturating_sub(8) as u32;
             packet.payload = icmp.payload();
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
-            packet.src_port = u16::from(icmp.type_u8());
-            packet.dst_port = u16::from(icmp.code_u8());
+            let (t, c) = (icmp.type_u8(), icmp.code_u8());
+            packet.src_port = u16::from(t);
+            packet.dst_port = u16::from(icmp_counterpart(true, t, c));
+            packet.icmp = Some((t, c));
             packet.payload_len = transport_len.saturating_sub(8) as u32;
             packet.payload = icmp.payload();
         }
@@ -228,6 +329,9 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeErr
             packet.payload_len = transport_len as u32;
             packet.payload = ip_payload.payload;
         }
+    }
+    if let Some(inner) = decapsulate(&packet, depth) {
+        return Ok(inner);
     }
     Ok(packet)
 }
@@ -285,6 +389,36 @@ mod tests {
         let p = decode(LinkType::Ethernet, &frame[..frame.len() - 4]).expect("decodes");
         assert_eq!(p.payload_len, 18);
         assert_eq!(p.payload.len(), 14);
+    }
+
+    #[test]
+    fn gre_is_unwrapped_to_the_inner_packet() {
+        let mut inner = Vec::new();
+        PacketBuilder::ipv4([10, 1, 1, 1], [10, 2, 2, 2], 64)
+            .udp(5000, 53)
+            .write(&mut inner, b"q")
+            .expect("build");
+        let mut gre = vec![0x20, 0x00, 0x08, 0x00, 0, 0, 0, 7]; // key present, IPv4
+        gre.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .write(&mut outer, etherparse::IpNumber(47), &gre)
+            .expect("build");
+        let p = decode(LinkType::Raw, &outer).expect("decodes");
+        assert_eq!((p.src, p.dst_port, p.proto), ("10.1.1.1".parse().expect("ip"), 53, 17));
+        assert_eq!(p.ip_len as usize, inner.len());
+        // A truncated GRE payload leaves the outer packet as it is.
+        let p = decode(LinkType::Raw, &outer[..22]).expect("decodes");
+        assert_eq!(p.proto, 47);
+    }
+
+    #[test]
+    fn icmp_echo_reply_shares_the_request_flow_ports() {
+        // Request 8 -> ports (8, 0); reply 0 -> ports (0, 8): the same unordered pair.
+        assert_eq!(icmp_counterpart(false, 8, 0), 0);
+        assert_eq!(icmp_counterpart(false, 0, 0), 8);
+        assert_eq!(icmp_counterpart(false, 3, 3), 3);
+        assert_eq!(icmp_counterpart(true, 129, 0), 128);
     }
 
     #[test]

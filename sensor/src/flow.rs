@@ -193,6 +193,8 @@ pub struct FlowRecord {
     pub state: &'static str,
     pub history: String,
     pub reason: EndReason,
+    /// ICMP type and code of the first message (ICMP flows).
+    pub icmp: Option<(u8, u8)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -215,6 +217,8 @@ struct Flow {
     last_ns: i64,
     /// When a closed/reset TCP flow may be written.
     close_at: Option<i64>,
+    /// ICMP type and code of the flow's first message.
+    icmp: Option<(u8, u8)>,
     /// A SYN from the originator: unless the responder has answered by then, the attempt ends.
     attempt_until: Option<i64>,
     orig: Side,
@@ -417,6 +421,7 @@ fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
         last_ns: ts_ns,
         close_at: None,
         attempt_until: None,
+        icmp: p.icmp,
         orig: Side::new(),
         resp: Side::new(),
         history,
@@ -635,6 +640,7 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
         state: conn_state(key.proto, &flow),
         history: flow.history,
         reason,
+        icmp: flow.icmp,
     }
 }
 
@@ -745,6 +751,7 @@ mod tests {
             }),
             vlan: None,
             inner_vlan: None,
+            icmp: None,
         }
     }
 
@@ -890,6 +897,7 @@ impl FlowRecord {
             inner: self.inner_vlan.map(|id| InnerNetwork { vlan: Some(Vlan { id }) }),
             ..Network::default()
         });
+        event.icmp = self.icmp.map(|(t, c)| canh_event::Icmp { r#type: t, code: c });
         event.flow = Some(Flow {
             state: Some(self.state.to_string()),
             history: Some(self.history.clone()),
