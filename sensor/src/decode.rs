@@ -93,7 +93,7 @@ pub enum DecodeError {
     BadIpHeader,
     #[error("malformed or truncated transport header")]
     BadTransportHeader,
-    #[error("IP fragment (reassembly not enabled)")]
+    #[error("IP fragment (held for reassembly)")]
     Fragment,
 }
 
@@ -119,7 +119,93 @@ impl DecodeError {
 
 /// Decode one captured frame.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    let sliced = match link {
+    let sliced = slice(link, frame)?;
+    from_sliced(&sliced, 0)
+}
+
+/// One IP fragment, as reassembly needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub id: u32,
+    /// Protocol of the fragmented payload.
+    pub proto: u8,
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    pub more: bool,
+    pub ttl: u8,
+    pub data: &'a [u8],
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+}
+
+/// The fragment a frame carries, when `decode` said `DecodeError::Fragment`.
+pub fn fragment_of(link: LinkType, frame: &[u8]) -> Option<Fragment<'_>> {
+    let sliced = slice(link, frame).ok()?;
+    let mut vlans = sliced.link_exts.iter().filter_map(|ext| match ext {
+        etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
+        _ => None,
+    });
+    let (vlan, inner_vlan) = (vlans.next(), vlans.next());
+    match &sliced.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            Some(Fragment {
+                src: IpAddr::from(h.source()),
+                dst: IpAddr::from(h.destination()),
+                id: u32::from(h.identification()),
+                proto: v4.payload().ip_number.0,
+                offset: h.fragments_offset().value(),
+                more: h.more_fragments(),
+                ttl: h.ttl(),
+                data: v4.payload().payload,
+                vlan,
+                inner_vlan,
+            })
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let (offset, more, id) =
+                ipv6_fragment_header(h.next_header().0, v6.extensions().slice())?;
+            Some(Fragment {
+                src: IpAddr::from(h.source()),
+                dst: IpAddr::from(h.destination()),
+                id,
+                proto: v6.payload().ip_number.0,
+                offset,
+                more,
+                ttl: h.hop_limit(),
+                data: v6.payload().payload,
+                vlan,
+                inner_vlan,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Walk IPv6 extension headers to the fragment header: (offset in 8-byte units, more, id).
+fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32)> {
+    loop {
+        let len = match next {
+            0 | 43 | 60 => (usize::from(*exts.get(1)?) + 1) * 8,
+            51 => (usize::from(*exts.get(1)?) + 2) * 4,
+            44 => {
+                let b = exts.get(..8)?;
+                let off = u16::from_be_bytes([b[2], b[3]]);
+                let id = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                return Some((off >> 3, off & 1 == 1, id));
+            }
+            _ => return None,
+        };
+        next = *exts.first()?;
+        exts = exts.get(len..)?;
+    }
+}
+
+fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    Ok(match link {
         LinkType::Ethernet => {
             LaxSlicedPacket::from_ethernet(frame).map_err(|_| DecodeError::TruncatedLink)?
         }
@@ -133,8 +219,7 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
             let ether_type = u16::from_be_bytes([frame[14], frame[15]]);
             LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
         }
-    };
-    from_sliced(&sliced, 0)
+    })
 }
 
 /// How many tunnel layers are unwrapped at most.
@@ -419,6 +504,16 @@ mod tests {
         assert_eq!(icmp_counterpart(false, 0, 0), 8);
         assert_eq!(icmp_counterpart(false, 3, 3), 3);
         assert_eq!(icmp_counterpart(true, 129, 0), 128);
+    }
+
+    #[test]
+    fn finds_the_ipv6_fragment_header_behind_other_extensions() {
+        // Hop-by-hop (8 bytes, next = fragment), then fragment: offset 55, more, id 0xa5d33a2d.
+        let exts = [44, 0, 1, 4, 0, 0, 0, 0, 6, 0, 0x01, 0xb9, 0xa5, 0xd3, 0x3a, 0x2d];
+        assert_eq!(ipv6_fragment_header(0, &exts), Some((55, true, 0xa5d3_3a2d)));
+        for len in 0..exts.len() {
+            assert_eq!(ipv6_fragment_header(0, &exts[..len]), None);
+        }
     }
 
     #[test]

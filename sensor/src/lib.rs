@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod config;
 pub mod decode;
+pub mod defrag;
 pub mod dns;
 pub mod flow;
 pub mod http;

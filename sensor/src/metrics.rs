@@ -11,6 +11,8 @@ pub struct Metrics {
     pub flow_evictions: IntCounter,
     /// Protocol metadata lost to a cap or a parse error, by reason.
     pub metadata_drops: IntCounterVec,
+    /// IP fragments: packets reassembled, and incomplete ones dropped, by reason.
+    pub fragments: IntCounterVec,
     pub events: IntCounterVec,
     pub kafka_delivered: IntCounter,
     pub kafka_errors: IntCounter,
@@ -42,6 +44,14 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let fragments = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_fragments_total",
+                "IP packets reassembled from fragments, and fragments dropped (timed out, table full, invalid)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let events = IntCounterVec::new(
             Opts::new("canh_sensor_events_total", "events produced, by dataset"),
             &["dataset"],
@@ -59,6 +69,7 @@ impl Metrics {
             Box::new(flows_active.clone()),
             Box::new(flow_evictions.clone()),
             Box::new(metadata_drops.clone()),
+            Box::new(fragments.clone()),
             Box::new(events.clone()),
             Box::new(kafka_delivered.clone()),
             Box::new(kafka_errors.clone()),
@@ -71,6 +82,9 @@ impl Metrics {
         for reason in ["table_full", "buffer_full", "parse_error"] {
             metadata_drops.with_label_values(&[reason]);
         }
+        for outcome in ["reassembled", "timed_out", "table_full", "invalid"] {
+            fragments.with_label_values(&[outcome]);
+        }
         Metrics {
             registry,
             packets,
@@ -78,6 +92,7 @@ impl Metrics {
             flows_active,
             flow_evictions,
             metadata_drops,
+            fragments,
             events,
             kafka_delivered,
             kafka_errors,

@@ -1,6 +1,7 @@
 //! The packet path without I/O: frames in, events out. Capture feeds it; a sink takes the events.
 
-use crate::decode::{decode, LinkType};
+use crate::decode::{decode, DecodeError, LinkType};
+use crate::defrag::{Defrag, DefragStats};
 use crate::flow::{FlowConfig, FlowRecord, FlowTable, Identity};
 use crate::metrics::Metrics;
 use crate::session::{Meta, SessionStats, Sessions};
@@ -12,6 +13,8 @@ pub struct PacketPipeline<'m> {
     next_seq: u64,
     finished: Vec<FlowRecord>,
     sessions: Sessions,
+    defrag: Defrag,
+    defrag_reported: DefragStats,
     metas: Vec<(crate::flow::FlowView, Meta)>,
     reported: SessionStats,
     metrics: &'m Metrics,
@@ -27,6 +30,8 @@ impl<'m> PacketPipeline<'m> {
             next_seq: first_seq,
             finished: Vec::new(),
             sessions: Sessions::new(flows.max_flows),
+            defrag: Defrag::default(),
+            defrag_reported: DefragStats::default(),
             metas: Vec::new(),
             reported: SessionStats::default(),
             metrics,
@@ -39,14 +44,46 @@ impl<'m> PacketPipeline<'m> {
         self.metrics.packets.inc();
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
         match decode(link, data) {
-            Ok(packet) => {
-                if let Some(view) = self.table.observe(ts_ns, &packet, &mut self.finished) {
-                    self.sessions.packet(&view, ts_ns, &packet, &mut self.metas);
+            Ok(packet) => self.packet(ts_ns, &packet),
+            Err(DecodeError::Fragment) => {
+                let whole = crate::decode::fragment_of(link, data)
+                    .and_then(|fragment| self.defrag.add(ts_ns, &fragment));
+                if let Some(whole) = whole {
+                    match decode(LinkType::Raw, &whole.ip) {
+                        Ok(mut packet) => {
+                            packet.vlan = whole.vlan;
+                            packet.inner_vlan = whole.inner_vlan;
+                            self.packet(ts_ns, &packet);
+                        }
+                        Err(err) => {
+                            self.metrics.decode_errors.with_label_values(&[err.reason()]).inc()
+                        }
+                    }
                 }
+                self.report_defrag();
             }
             Err(err) => self.metrics.decode_errors.with_label_values(&[err.reason()]).inc(),
         }
         self.drain(out);
+    }
+
+    fn packet(&mut self, ts_ns: i64, packet: &crate::decode::Packet<'_>) {
+        if let Some(view) = self.table.observe(ts_ns, packet, &mut self.finished) {
+            self.sessions.packet(&view, ts_ns, packet, &mut self.metas);
+        }
+    }
+
+    fn report_defrag(&mut self) {
+        let stats = self.defrag.stats.clone();
+        let m = &self.metrics.fragments;
+        m.with_label_values(&["reassembled"])
+            .inc_by(stats.reassembled - self.defrag_reported.reassembled);
+        m.with_label_values(&["timed_out"])
+            .inc_by(stats.timed_out - self.defrag_reported.timed_out);
+        m.with_label_values(&["table_full"])
+            .inc_by(stats.table_full - self.defrag_reported.table_full);
+        m.with_label_values(&["invalid"]).inc_by(stats.invalid - self.defrag_reported.invalid);
+        self.defrag_reported = stats;
     }
 
     /// Time passed without packets (live capture): expire idle flows.
