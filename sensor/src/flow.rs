@@ -131,22 +131,21 @@ impl Side {
         holes + self.forgotten_holes + acked.saturating_sub(self.seq_high)
     }
 
-    /// Account one segment's payload at `rel..rel+len`; true when it brought nothing new.
-    fn add_segment(&mut self, rel: u64, len: u64) -> bool {
+    /// Account one segment's payload at `rel..rel+len` of which the first `captured` bytes were
+    /// captured (a short snap length leaves the rest unseen: a hole, as in Zeek). Returns true when
+    /// the segment brought nothing new (a retransmission).
+    fn add_segment(&mut self, rel: u64, len: u64, captured: u64) -> bool {
         let end = rel + len;
+        let seen_end = rel + captured.min(len);
         let mut new_bytes = false;
         if rel > self.seq_high {
-            if self.holes.len() >= MAX_HOLES {
-                let (a, b) = self.holes.remove(0);
-                self.forgotten_holes += b - a;
-            }
-            self.holes.push((self.seq_high, rel));
+            self.add_hole(self.seq_high, rel);
         }
-        // Fill holes this segment covers.
-        let mut i = 0;
+        // Fill the holes the captured bytes cover.
+        let mut i = if seen_end > rel { 0 } else { self.holes.len() };
         while i < self.holes.len() {
             let (a, b) = self.holes[i];
-            if end <= a || rel >= b {
+            if seen_end <= a || rel >= b {
                 i += 1;
                 continue;
             }
@@ -156,16 +155,27 @@ impl Side {
                 self.holes.insert(i, (a, rel));
                 i += 1;
             }
-            if end < b {
-                self.holes.insert(i, (end, b));
+            if seen_end < b {
+                self.holes.insert(i, (seen_end, b));
                 i += 1;
             }
         }
         if end > self.seq_high {
             new_bytes = true;
+            if seen_end < end {
+                self.add_hole(seen_end.max(self.seq_high), end);
+            }
             self.seq_high = end;
         }
         !new_bytes
+    }
+
+    fn add_hole(&mut self, from: u64, to: u64) {
+        if self.holes.len() >= MAX_HOLES {
+            let (a, b) = self.holes.remove(0);
+            self.forgotten_holes += b - a;
+        }
+        self.holes.push((from, to));
     }
 }
 
@@ -472,7 +482,7 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
     let in_window = rel < (1 << 31);
     let mut retransmit = false;
     if len > 0 {
-        retransmit = !in_window || me.add_segment(rel, len);
+        retransmit = !in_window || me.add_segment(rel, len, p.payload.len() as u64);
     }
     if tcp.fin && in_window {
         me.fin_at.get_or_insert(rel + len);
@@ -740,7 +750,7 @@ mod tests {
             dst_port: dport,
             ip_len: 40 + len,
             payload_len: len,
-            payload: &[],
+            payload: &ZEROS[..len as usize],
             tcp: Some(TcpInfo {
                 syn: flags.contains('S'),
                 ack: flags.contains('A'),
@@ -754,6 +764,8 @@ mod tests {
             icmp: None,
         }
     }
+
+    static ZEROS: [u8; 64] = [0; 64];
 
     fn run(packets: &[Packet<'static>]) -> Vec<FlowRecord> {
         let mut table = FlowTable::new(FlowConfig::default());
@@ -805,6 +817,25 @@ mod tests {
         let out = run(&[tcp(S, 80, C, 40000, "SA", 500, 0), tcp(C, 40000, S, 80, "A", 101, 0)]);
         assert_eq!((out[0].orig_ip, out[0].orig_port), (C.parse().expect("ip"), 40000));
         assert!(out[0].history.starts_with('^'));
+    }
+
+    #[test]
+    fn uncaptured_payload_acknowledged_is_missed() {
+        // Zeek's missed_bytes: the payload beyond the snap length was never seen but was acked.
+        let mut data = tcp(C, 40000, S, 80, "A", 101, 10);
+        data.payload = &ZEROS[..4];
+        let mut ack = tcp(S, 80, C, 40000, "A", 501, 0);
+        if let Some(t) = ack.tcp.as_mut() {
+            t.ack_number = 111;
+        }
+        let out = run(&[
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(S, 80, C, 40000, "SA", 500, 0),
+            data,
+            ack,
+        ]);
+        assert_eq!((out[0].orig_payload_bytes, out[0].missed_bytes), (10, 6));
+        assert_eq!(out[0].history, "ShDaG");
     }
 
     #[test]
