@@ -296,8 +296,14 @@ impl FlowTable {
             self.last_sweep_ns = ts_ns;
         }
         let key = key_of(packet);
-        // A flow whose time is up is written before this packet starts a new one.
-        if self.flows.get(&key).is_some_and(|f| is_due(&self.config, &key, f, ts_ns)) {
+        // A flow whose time is up, or a closed one whose ports are reused by a new SYN (Zeek's
+        // connection reuse), is written before this packet starts a new one.
+        let reused = |f: &Flow| {
+            packet.tcp.is_some_and(|t| t.syn && !t.ack)
+                && matches!(f.orig.state, TcpState::Closed | TcpState::Reset)
+                && matches!(f.resp.state, TcpState::Closed | TcpState::Reset)
+        };
+        if self.flows.get(&key).is_some_and(|f| is_due(&self.config, &key, f, ts_ns) || reused(f)) {
             if let Some(flow) = self.flows.remove(&key) {
                 out.push(finish(&key, flow, EndReason::End));
             }
@@ -836,6 +842,20 @@ mod tests {
         ]);
         assert_eq!((out[0].orig_payload_bytes, out[0].missed_bytes), (10, 6));
         assert_eq!(out[0].history, "ShDaG");
+    }
+
+    #[test]
+    fn a_syn_after_close_starts_a_new_flow() {
+        let out = run(&[
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(S, 80, C, 40000, "SA", 500, 0),
+            tcp(C, 40000, S, 80, "FA", 101, 0),
+            tcp(S, 80, C, 40000, "FA", 501, 0),
+            tcp(C, 40000, S, 80, "S", 9000, 0),
+        ]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].state, "SF");
+        assert_eq!((out[1].state, out[1].history.as_str()), ("S0", "S"));
     }
 
     #[test]
