@@ -41,7 +41,7 @@ fn parse_zeek_log(text: &str) -> Vec<Record> {
     out
 }
 
-const LOGS: [(&str, &[&str]); 4] = [
+const LOGS: [(&str, &[&str]); 5] = [
     (
         "conn",
         &[
@@ -73,6 +73,7 @@ const LOGS: [(&str, &[&str]); 4] = [
         ],
     ),
     ("ssl", &["version", "cipher", "server_name", "established", "next_protocol"]),
+    ("ssh", &["client", "server"]),
 ];
 
 /// Run the sensor library over one capture, as `canh-sensor pcap FILE` does.
@@ -196,6 +197,11 @@ fn as_zeek(events: &[Event], log: &str) -> Vec<Record> {
                     if tls.established == Some(true) { "T" } else { "F" }.into(),
                 );
                 r.insert("next_protocol".into(), opt(tls.next_protocol));
+            }
+            ("ssh", canh_event::Dataset::Ssh) => {
+                let ssh = event.ssh.clone().unwrap_or_default();
+                r.insert("client".into(), opt(ssh.client.map(|c| c.banner)));
+                r.insert("server".into(), opt(ssh.server.map(|c| c.banner)));
             }
             _ => continue,
         }
@@ -668,6 +674,7 @@ struct Floors {
     dns: Floor,
     http: Floor,
     ssl: Floor,
+    ssh: Floor,
     suricata: SuricataFloor,
 }
 
@@ -716,7 +723,8 @@ fn agreement_with_zeek_and_suricata() {
             "conn" => &floors.conn,
             "dns" => &floors.dns,
             "http" => &floors.http,
-            _ => &floors.ssl,
+            "ssl" => &floors.ssl,
+            _ => &floors.ssh,
         };
         if rec + 1e-9 < floor.records {
             failures.push(format!("{log}: records matched {rec:.4} below floor {}", floor.records));
