@@ -16,3 +16,4 @@ pub mod session;
 pub mod ssh;
 pub mod stream;
 pub mod tls;
+pub mod x509;

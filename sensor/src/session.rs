@@ -424,8 +424,16 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     ja3: Some(tls::ja3(c)),
                     ja4: Some(tls::ja4(c)),
                 }),
-                server: server
-                    .map(|s| TlsServer { ja3s: Some(tls::ja3s(s)), ..TlsServer::default() }),
+                server: server.map(|s| {
+                    let cert = t.server_certificate.as_ref();
+                    TlsServer {
+                        ja3s: Some(tls::ja3s(s)),
+                        subject: cert.map(|c| c.subject.clone()),
+                        issuer: cert.map(|c| c.issuer.clone()),
+                        not_before: cert.map(|c| Timestamp(c.not_before_ns)),
+                        not_after: cert.map(|c| Timestamp(c.not_after_ns)),
+                    }
+                }),
             });
         }
         Meta::Ssh(t) => {

@@ -46,6 +46,8 @@ pub struct Summary {
     pub server_hello: Option<ServerHello>,
     pub established: bool,
     pub alert: bool,
+    /// The server's (first) certificate, visible in TLS 1.2 and earlier.
+    pub server_certificate: Option<crate::x509::Certificate>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +128,17 @@ impl TlsFlow {
             match (h[0], from_client) {
                 (1, true) if self.summary.client_hello.is_none() => {
                     self.summary.client_hello = parse_client_hello(body).ok();
+                }
+                (11, false) if self.summary.server_certificate.is_none() => {
+                    // certificate_list length (3 bytes), then the first entry's length and DER.
+                    let first = body.get(3..6).and_then(|l| {
+                        let len = (usize::from(l[0]) << 16)
+                            | (usize::from(l[1]) << 8)
+                            | usize::from(l[2]);
+                        body.get(6..6 + len)
+                    });
+                    self.summary.server_certificate =
+                        first.and_then(|der| crate::x509::parse(der).ok());
                 }
                 (2, false) if self.summary.server_hello.is_none() => {
                     let hello = parse_server_hello(body).ok();
