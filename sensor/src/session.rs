@@ -111,7 +111,13 @@ impl Sessions {
                 self.stats.table_full += 1;
                 return;
             }
-            let app = if p.proto == 17 { App::Dns(DnsFlow::default()) } else { App::Unknown };
+            // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
+            // stream's start, and with it the protocol's framing, is unknown.
+            let app = match p.tcp {
+                _ if p.proto == 17 => App::Dns(DnsFlow::default()),
+                Some(tcp) if tcp.syn => App::Unknown,
+                _ => App::None,
+            };
             self.map.insert(
                 view.id,
                 Session {
