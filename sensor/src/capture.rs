@@ -28,11 +28,14 @@ pub struct LiveOptions {
     pub filter: Option<String>,
 }
 
+// time_t/suseconds_t are i64 on 64-bit Linux but not everywhere: keep the conversion.
+#[allow(clippy::useless_conversion)]
 fn timestamp_ns(header: &pcap::PacketHeader) -> i64 {
     header.ts.tv_sec * 1_000_000_000 + header.ts.tv_usec * 1_000
 }
 
 /// Read a pcap or pcapng file, calling `on_frame(link, ts_ns, bytes)` for every frame.
+#[allow(clippy::useless_conversion)]
 pub fn read_file(
     path: &Path,
     mut on_frame: impl FnMut(LinkType, i64, &[u8]),

@@ -231,6 +231,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
             "flows.tcp_close_delay",
             &config.flows.tcp_close_delay,
         )?),
+        tcp_attempt_ns: crate::flow::FlowConfig::default().tcp_attempt_ns,
         max_flows: config.flows.max_flows,
     };
     let linger = duration("kafka.linger", &config.kafka.linger)?;

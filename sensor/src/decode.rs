@@ -58,6 +58,28 @@ pub struct Packet<'a> {
     pub tcp: Option<TcpInfo>,
     pub vlan: Option<u16>,
     pub inner_vlan: Option<u16>,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// Zeek's ICMP "ports": the source port is the message type; the destination port is the type of
+/// the matching reply or request for request/reply pairs (so both directions share one flow),
+/// and the code for one-way messages.
+pub fn icmp_counterpart(v6: bool, icmp_type: u8, code: u8) -> u8 {
+    let pairs: &[(u8, u8)] = if v6 {
+        &[(128, 129), (133, 134), (135, 136), (130, 131), (139, 140), (144, 145)]
+    } else {
+        &[(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)]
+    };
+    for &(a, b) in pairs {
+        if icmp_type == a {
+            return b;
+        }
+        if icmp_type == b {
+            return a;
+        }
+    }
+    code
 }
 
 /// Why a frame yielded no packet. The reasons are a fixed set: they label a metric.
@@ -71,7 +93,7 @@ pub enum DecodeError {
     BadIpHeader,
     #[error("malformed or truncated transport header")]
     BadTransportHeader,
-    #[error("IP fragment (reassembly not enabled)")]
+    #[error("IP fragment (held for reassembly)")]
     Fragment,
 }
 
@@ -97,7 +119,93 @@ impl DecodeError {
 
 /// Decode one captured frame.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    let sliced = match link {
+    let sliced = slice(link, frame)?;
+    from_sliced(&sliced, 0)
+}
+
+/// One IP fragment, as reassembly needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub id: u32,
+    /// Protocol of the fragmented payload.
+    pub proto: u8,
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    pub more: bool,
+    pub ttl: u8,
+    pub data: &'a [u8],
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+}
+
+/// The fragment a frame carries, when `decode` said `DecodeError::Fragment`.
+pub fn fragment_of(link: LinkType, frame: &[u8]) -> Option<Fragment<'_>> {
+    let sliced = slice(link, frame).ok()?;
+    let mut vlans = sliced.link_exts.iter().filter_map(|ext| match ext {
+        etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
+        _ => None,
+    });
+    let (vlan, inner_vlan) = (vlans.next(), vlans.next());
+    match &sliced.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            Some(Fragment {
+                src: IpAddr::from(h.source()),
+                dst: IpAddr::from(h.destination()),
+                id: u32::from(h.identification()),
+                proto: v4.payload().ip_number.0,
+                offset: h.fragments_offset().value(),
+                more: h.more_fragments(),
+                ttl: h.ttl(),
+                data: v4.payload().payload,
+                vlan,
+                inner_vlan,
+            })
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let (offset, more, id) =
+                ipv6_fragment_header(h.next_header().0, v6.extensions().slice())?;
+            Some(Fragment {
+                src: IpAddr::from(h.source()),
+                dst: IpAddr::from(h.destination()),
+                id,
+                proto: v6.payload().ip_number.0,
+                offset,
+                more,
+                ttl: h.hop_limit(),
+                data: v6.payload().payload,
+                vlan,
+                inner_vlan,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Walk IPv6 extension headers to the fragment header: (offset in 8-byte units, more, id).
+fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32)> {
+    loop {
+        let len = match next {
+            0 | 43 | 60 => (usize::from(*exts.get(1)?) + 1) * 8,
+            51 => (usize::from(*exts.get(1)?) + 2) * 4,
+            44 => {
+                let b = exts.get(..8)?;
+                let off = u16::from_be_bytes([b[2], b[3]]);
+                let id = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                return Some((off >> 3, off & 1 == 1, id));
+            }
+            _ => return None,
+        };
+        next = *exts.first()?;
+        exts = exts.get(len..)?;
+    }
+}
+
+fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    Ok(match link {
         LinkType::Ethernet => {
             LaxSlicedPacket::from_ethernet(frame).map_err(|_| DecodeError::TruncatedLink)?
         }
@@ -111,11 +219,84 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
             let ether_type = u16::from_be_bytes([frame[14], frame[15]]);
             LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
         }
-    };
-    from_sliced(&sliced)
+    })
 }
 
-fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeError> {
+/// How many tunnel layers are unwrapped at most.
+const MAX_TUNNEL_DEPTH: u8 = 3;
+
+/// The packet inside a tunnel Zeek decapsulates (GRE v0/v1, IP-in-IP, VXLAN), if this is one.
+fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
+    if depth >= MAX_TUNNEL_DEPTH {
+        return None;
+    }
+    let inner = match outer.proto {
+        4 | 41 => LaxSlicedPacket::from_ip(outer.payload).ok()?,
+        47 => {
+            let b = outer.payload;
+            let (flags, version) = (*b.first()?, *b.get(1)? & 0x07);
+            let ether_type = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+            let mut len = 4;
+            match version {
+                0 => {
+                    if flags & 0xc0 != 0 {
+                        len += 4; // checksum and reserved
+                    }
+                    if flags & 0x20 != 0 {
+                        len += 4; // key
+                    }
+                    if flags & 0x10 != 0 {
+                        len += 4; // sequence number
+                    }
+                }
+                1 => {
+                    // Enhanced GRE (PPTP): key always present, sequence and acknowledgment optional.
+                    len += 4;
+                    if flags & 0x10 != 0 {
+                        len += 4;
+                    }
+                    if b[1] & 0x80 != 0 {
+                        len += 4;
+                    }
+                }
+                _ => return None,
+            }
+            let rest = b.get(len..)?;
+            match ether_type {
+                0x0800 | 0x86dd => LaxSlicedPacket::from_ip(rest).ok()?,
+                0x6558 => LaxSlicedPacket::from_ethernet(rest).ok()?,
+                0x880b => {
+                    // PPP: optional address/control bytes, then the protocol (0x0021 IPv4, 0x0057 IPv6).
+                    let ppp = rest.strip_prefix(&[0xff, 0x03]).unwrap_or(rest);
+                    match ppp {
+                        [0x00, 0x21 | 0x57, ip @ ..] | [0x21 | 0x57, ip @ ..] => {
+                            LaxSlicedPacket::from_ip(ip).ok()?
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        17 if outer.dst_port == 4789 => {
+            // VXLAN: 8-byte header with the I flag, then an Ethernet frame.
+            let b = outer.payload;
+            if b.len() < 8 || b[0] & 0x08 == 0 {
+                return None;
+            }
+            LaxSlicedPacket::from_ethernet(&b[8..]).ok()?
+        }
+        _ => return None,
+    };
+    let mut packet = from_sliced(&inner, depth + 1).ok()?;
+    if packet.vlan.is_none() {
+        packet.vlan = outer.vlan;
+        packet.inner_vlan = outer.inner_vlan;
+    }
+    Some(packet)
+}
+
+fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>, DecodeError> {
     let mut vlans = sliced.link_exts.iter().filter_map(|ext| match ext {
         etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
         _ => None,
@@ -184,6 +365,7 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeErr
         tcp: None,
         vlan,
         inner_vlan,
+        icmp: None,
     };
     match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => {
@@ -208,14 +390,18 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeErr
             packet.payload = udp.payload();
         }
         Some(TransportSlice::Icmpv4(icmp)) => {
-            packet.src_port = u16::from(icmp.type_u8());
-            packet.dst_port = u16::from(icmp.code_u8());
+            let (t, c) = (icmp.type_u8(), icmp.code_u8());
+            packet.src_port = u16::from(t);
+            packet.dst_port = u16::from(icmp_counterpart(false, t, c));
+            packet.icmp = Some((t, c));
             packet.payload_len = transport_len.saturating_sub(8) as u32;
             packet.payload = icmp.payload();
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
-            packet.src_port = u16::from(icmp.type_u8());
-            packet.dst_port = u16::from(icmp.code_u8());
+            let (t, c) = (icmp.type_u8(), icmp.code_u8());
+            packet.src_port = u16::from(t);
+            packet.dst_port = u16::from(icmp_counterpart(true, t, c));
+            packet.icmp = Some((t, c));
             packet.payload_len = transport_len.saturating_sub(8) as u32;
             packet.payload = icmp.payload();
         }
@@ -228,6 +414,9 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Packet<'a>, DecodeErr
             packet.payload_len = transport_len as u32;
             packet.payload = ip_payload.payload;
         }
+    }
+    if let Some(inner) = decapsulate(&packet, depth) {
+        return Ok(inner);
     }
     Ok(packet)
 }
@@ -285,6 +474,46 @@ mod tests {
         let p = decode(LinkType::Ethernet, &frame[..frame.len() - 4]).expect("decodes");
         assert_eq!(p.payload_len, 18);
         assert_eq!(p.payload.len(), 14);
+    }
+
+    #[test]
+    fn gre_is_unwrapped_to_the_inner_packet() {
+        let mut inner = Vec::new();
+        PacketBuilder::ipv4([10, 1, 1, 1], [10, 2, 2, 2], 64)
+            .udp(5000, 53)
+            .write(&mut inner, b"q")
+            .expect("build");
+        let mut gre = vec![0x20, 0x00, 0x08, 0x00, 0, 0, 0, 7]; // key present, IPv4
+        gre.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .write(&mut outer, etherparse::IpNumber(47), &gre)
+            .expect("build");
+        let p = decode(LinkType::Raw, &outer).expect("decodes");
+        assert_eq!((p.src, p.dst_port, p.proto), ("10.1.1.1".parse().expect("ip"), 53, 17));
+        assert_eq!(p.ip_len as usize, inner.len());
+        // A truncated GRE payload leaves the outer packet as it is.
+        let p = decode(LinkType::Raw, &outer[..22]).expect("decodes");
+        assert_eq!(p.proto, 47);
+    }
+
+    #[test]
+    fn icmp_echo_reply_shares_the_request_flow_ports() {
+        // Request 8 -> ports (8, 0); reply 0 -> ports (0, 8): the same unordered pair.
+        assert_eq!(icmp_counterpart(false, 8, 0), 0);
+        assert_eq!(icmp_counterpart(false, 0, 0), 8);
+        assert_eq!(icmp_counterpart(false, 3, 3), 3);
+        assert_eq!(icmp_counterpart(true, 129, 0), 128);
+    }
+
+    #[test]
+    fn finds_the_ipv6_fragment_header_behind_other_extensions() {
+        // Hop-by-hop (8 bytes, next = fragment), then fragment: offset 55, more, id 0xa5d33a2d.
+        let exts = [44, 0, 1, 4, 0, 0, 0, 0, 6, 0, 0x01, 0xb9, 0xa5, 0xd3, 0x3a, 0x2d];
+        assert_eq!(ipv6_fragment_header(0, &exts), Some((55, true, 0xa5d3_3a2d)));
+        for len in 0..exts.len() {
+            assert_eq!(ipv6_fragment_header(0, &exts[..len]), None);
+        }
     }
 
     #[test]

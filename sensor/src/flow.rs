@@ -15,6 +15,8 @@ pub struct FlowConfig {
     pub other_idle_timeout_ns: i64,
     /// How long a closed or reset TCP flow lingers for its last packets before it is written.
     pub tcp_close_delay_ns: i64,
+    /// How long a SYN may go unanswered before the attempt is written (Zeek's tcp_attempt_delay).
+    pub tcp_attempt_ns: i64,
     /// The most flows held at once; beyond it the oldest-looking flow is written early.
     pub max_flows: usize,
 }
@@ -27,6 +29,7 @@ impl Default for FlowConfig {
             udp_idle_timeout_ns: 60 * NANOS,
             other_idle_timeout_ns: 60 * NANOS,
             tcp_close_delay_ns: 5 * NANOS,
+            tcp_attempt_ns: 5 * NANOS,
             max_flows: 1_000_000,
         }
     }
@@ -65,6 +68,9 @@ enum TcpState {
     Reset,
 }
 
+/// Most sequence holes remembered per direction; older holes beyond it count as missed at once.
+const MAX_HOLES: usize = 16;
+
 #[derive(Debug, Clone)]
 struct Side {
     packets: u64,
@@ -76,8 +82,16 @@ struct Side {
     seq_base: Option<u32>,
     /// TCP: highest payload end seen, relative to `seq_base`.
     seq_high: u64,
-    /// TCP: payload bytes seen in packets that were not retransmissions.
-    seen_payload: u64,
+    /// TCP: ranges below `seq_high` never seen (relative), oldest first.
+    holes: Vec<(u64, u64)>,
+    /// TCP: hole bytes forgotten because of `MAX_HOLES`.
+    forgotten_holes: u64,
+    /// TCP: where this side's FIN sits (relative), once seen.
+    fin_at: Option<u64>,
+    /// TCP: the highest acknowledgment the peer sent for this side's data (relative).
+    acked: u64,
+    /// TCP: retransmitted segments, for Zeek's 1, 10, 100, ... repetition of `T`.
+    retransmits: u64,
     /// History letters already recorded for this side.
     letters: u32,
 }
@@ -91,15 +105,85 @@ impl Side {
             state: TcpState::Inactive,
             seq_base: None,
             seq_high: 0,
-            seen_payload: 0,
+            holes: Vec::new(),
+            forgotten_holes: 0,
+            fin_at: None,
+            acked: 0,
+            retransmits: 0,
             letters: 0,
         }
+    }
+
+    /// Payload size from sequence numbers as Zeek computes it: what was seen, or what the peer
+    /// acknowledged when that is more (the data was sent but not captured); SYN and FIN excluded.
+    fn size(&self) -> u64 {
+        let acked = match self.fin_at {
+            Some(fin) => self.acked.min(fin),
+            None => self.acked,
+        };
+        self.seq_high.max(acked)
+    }
+
+    /// Bytes in sequence space never seen but acknowledged by the peer (Zeek's content gaps).
+    fn missed(&self) -> u64 {
+        let acked = self.size();
+        let holes: u64 = self.holes.iter().map(|&(a, b)| b.min(acked).saturating_sub(a)).sum();
+        holes + self.forgotten_holes + acked.saturating_sub(self.seq_high)
+    }
+
+    /// Account one segment's payload at `rel..rel+len` of which the first `captured` bytes were
+    /// captured (a short snap length leaves the rest unseen: a hole, as in Zeek). Returns true when
+    /// the segment brought nothing new (a retransmission).
+    fn add_segment(&mut self, rel: u64, len: u64, captured: u64) -> bool {
+        let end = rel + len;
+        let seen_end = rel + captured.min(len);
+        let mut new_bytes = false;
+        if rel > self.seq_high {
+            self.add_hole(self.seq_high, rel);
+        }
+        // Fill the holes the captured bytes cover.
+        let mut i = if seen_end > rel { 0 } else { self.holes.len() };
+        while i < self.holes.len() {
+            let (a, b) = self.holes[i];
+            if seen_end <= a || rel >= b {
+                i += 1;
+                continue;
+            }
+            new_bytes = true;
+            self.holes.remove(i);
+            if a < rel {
+                self.holes.insert(i, (a, rel));
+                i += 1;
+            }
+            if seen_end < b {
+                self.holes.insert(i, (seen_end, b));
+                i += 1;
+            }
+        }
+        if end > self.seq_high {
+            new_bytes = true;
+            if seen_end < end {
+                self.add_hole(seen_end.max(self.seq_high), end);
+            }
+            self.seq_high = end;
+        }
+        !new_bytes
+    }
+
+    fn add_hole(&mut self, from: u64, to: u64) {
+        if self.holes.len() >= MAX_HOLES {
+            let (a, b) = self.holes.remove(0);
+            self.forgotten_holes += b - a;
+        }
+        self.holes.push((from, to));
     }
 }
 
 /// One finished (or flushed) flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord {
+    /// Number of the flow within this table (creation order); links protocol metadata to it.
+    pub id: u64,
     pub orig_ip: IpAddr,
     pub orig_port: u16,
     pub resp_ip: IpAddr,
@@ -119,6 +203,8 @@ pub struct FlowRecord {
     pub state: &'static str,
     pub history: String,
     pub reason: EndReason,
+    /// ICMP type and code of the first message (ICMP flows).
+    pub icmp: Option<(u8, u8)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,15 +220,35 @@ struct Key {
 
 #[derive(Debug, Clone)]
 struct Flow {
+    id: u64,
     orig_ip: IpAddr,
     orig_port: u16,
     start_ns: i64,
     last_ns: i64,
     /// When a closed/reset TCP flow may be written.
     close_at: Option<i64>,
+    /// ICMP type and code of the flow's first message.
+    icmp: Option<(u8, u8)>,
+    /// A SYN from the originator: unless the responder has answered by then, the attempt ends.
+    attempt_until: Option<i64>,
     orig: Side,
     resp: Side,
     history: String,
+}
+
+/// The flow a packet belongs to, as protocol analysers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowView {
+    pub id: u64,
+    pub orig_ip: IpAddr,
+    pub orig_port: u16,
+    pub resp_ip: IpAddr,
+    pub resp_port: u16,
+    pub proto: u8,
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+    /// The packet was sent by the originator.
+    pub from_orig: bool,
 }
 
 /// Counters the caller turns into metrics.
@@ -177,22 +283,54 @@ impl FlowTable {
         self.flows.is_empty()
     }
 
-    /// Account one packet seen at `ts_ns`; finished flows are appended to `out`.
-    pub fn observe(&mut self, ts_ns: i64, packet: &Packet<'_>, out: &mut Vec<FlowRecord>) {
+    /// Account one packet seen at `ts_ns`; finished flows are appended to `out`. Returns the flow
+    /// the packet belongs to, oriented originator to responder.
+    pub fn observe(
+        &mut self,
+        ts_ns: i64,
+        packet: &Packet<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<FlowView> {
         if ts_ns.saturating_sub(self.last_sweep_ns) >= NANOS {
             self.expire(ts_ns, out);
             self.last_sweep_ns = ts_ns;
         }
         let key = key_of(packet);
+        // A flow whose time is up, or a closed one whose ports are reused by a new SYN (Zeek's
+        // connection reuse), is written before this packet starts a new one.
+        let reused = |f: &Flow| {
+            packet.tcp.is_some_and(|t| t.syn && !t.ack)
+                && matches!(f.orig.state, TcpState::Closed | TcpState::Reset)
+                && matches!(f.resp.state, TcpState::Closed | TcpState::Reset)
+        };
+        if self.flows.get(&key).is_some_and(|f| is_due(&self.config, &key, f, ts_ns) || reused(f)) {
+            if let Some(flow) = self.flows.remove(&key) {
+                out.push(finish(&key, flow, EndReason::End));
+            }
+        }
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.config.max_flows {
                 self.evict_one(out);
             }
-            self.flows.insert(key.clone(), new_flow(ts_ns, packet));
             self.stats.created += 1;
+            self.flows.insert(key.clone(), new_flow(self.stats.created, ts_ns, packet));
         }
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let flow = self.flows.get_mut(&key)?;
         update(flow, ts_ns, packet, &self.config);
+        let from_orig = packet.src == flow.orig_ip && packet.src_port == flow.orig_port;
+        let (resp_ip, resp_port) =
+            if from_orig { (packet.dst, packet.dst_port) } else { (packet.src, packet.src_port) };
+        Some(FlowView {
+            id: flow.id,
+            orig_ip: flow.orig_ip,
+            orig_port: flow.orig_port,
+            resp_ip,
+            resp_port,
+            proto: key.proto,
+            vlan: key.vlan,
+            inner_vlan: key.inner_vlan,
+            from_orig,
+        })
     }
 
     /// Write every flow whose idle timeout or close delay has passed at `now_ns`.
@@ -201,10 +339,7 @@ impl FlowTable {
         let done: Vec<Key> = self
             .flows
             .iter()
-            .filter(|(key, flow)| {
-                flow.close_at.is_some_and(|at| now_ns >= at)
-                    || now_ns.saturating_sub(flow.last_ns) > idle_timeout(config, key.proto)
-            })
+            .filter(|(key, flow)| is_due(config, key, flow, now_ns))
             .map(|(key, _)| key.clone())
             .collect();
         for key in done {
@@ -242,6 +377,17 @@ impl FlowTable {
     }
 }
 
+/// Closed or reset and past the close delay, idle past its timeout, or a SYN left unanswered.
+fn is_due(config: &FlowConfig, key: &Key, flow: &Flow, now_ns: i64) -> bool {
+    flow.close_at.is_some_and(|at| now_ns >= at)
+        || now_ns.saturating_sub(flow.last_ns) > idle_timeout(config, key.proto)
+        || flow.attempt_until.is_some_and(|at| {
+            now_ns >= at
+                && flow.orig.state == TcpState::SynSent
+                && flow.resp.state == TcpState::Inactive
+        })
+}
+
 fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
     match proto {
         6 => config.tcp_idle_timeout_ns,
@@ -269,15 +415,13 @@ fn key_of(p: &Packet<'_>) -> Key {
 
 /// A new flow, with the originator chosen as Zeek does: the sender of a SYN; the receiver of a
 /// SYN-ACK; otherwise the sender, unless only the sender's port looks like a service port.
-fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
+fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
     let sender_is_orig = match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
-        _ => {
-            let sender_looks_like_server =
-                is_service_port(p.proto, p.src_port) && !is_service_port(p.proto, p.dst_port);
-            !sender_looks_like_server
-        }
+        // A DNS response from port 53 as the first packet: its receiver asked (Zeek flips these).
+        None if p.proto == 17 && p.src_port == 53 && is_dns_response(p.payload) => false,
+        _ => !is_service_port(p.proto, p.src_port) || is_service_port(p.proto, p.dst_port),
     };
     let (orig_ip, orig_port) =
         if sender_is_orig { (p.src, p.src_port) } else { (p.dst, p.dst_port) };
@@ -286,15 +430,22 @@ fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
         history.push('^');
     }
     Flow {
+        id,
         orig_ip,
         orig_port,
         start_ns: ts_ns,
         last_ns: ts_ns,
         close_at: None,
+        attempt_until: None,
+        icmp: p.icmp,
         orig: Side::new(),
         resp: Side::new(),
         history,
     }
+}
+
+fn is_dns_response(payload: &[u8]) -> bool {
+    payload.len() >= 12 && payload[2] & 0x80 != 0
 }
 
 fn is_service_port(proto: u8, port: u16) -> bool {
@@ -305,7 +456,12 @@ fn is_service_port(proto: u8, port: u16) -> bool {
 }
 
 fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
-    flow.last_ns = flow.last_ns.max(ts_ns);
+    // After both sides closed, Zeek still counts packets and history letters but neither extends
+    // the duration nor changes the endpoint states (a trailing ACK or RST keeps the flow SF).
+    let finished = flow.orig.state == TcpState::Closed && flow.resp.state == TcpState::Closed;
+    if !finished {
+        flow.last_ns = flow.last_ns.max(ts_ns);
+    }
     let from_orig = p.src == flow.orig_ip && p.src_port == flow.orig_port;
     let (me, peer) =
         if from_orig { (&mut flow.orig, &mut flow.resp) } else { (&mut flow.resp, &mut flow.orig) };
@@ -321,30 +477,36 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
     };
 
     // Sequence space: payload bytes are counted from the SYN (or the first packet) to the highest
-    // byte seen, so retransmissions count once.
-    let mut retransmit = false;
+    // byte seen, so retransmissions count once; holes are remembered until filled.
     if tcp.syn {
         me.seq_base.get_or_insert(tcp.seq.wrapping_add(1));
     }
     let base = *me.seq_base.get_or_insert(tcp.seq);
     let len = u64::from(p.payload_len);
+    let rel = u64::from(tcp.seq.wrapping_add(u32::from(tcp.syn)).wrapping_sub(base));
+    // A start far "behind" the base wraps to a huge offset: old data.
+    let in_window = rel < (1 << 31);
+    let mut retransmit = false;
     if len > 0 {
-        let rel = u64::from(tcp.seq.wrapping_sub(base));
-        // A start far "behind" the base wraps to a huge offset: treat as old data.
-        if rel < (1 << 31) {
-            let end = rel + len;
-            if end <= me.seq_high {
-                retransmit = true;
-            } else {
-                me.seen_payload += end - rel.max(me.seq_high);
-                me.seq_high = end;
+        retransmit = !in_window || me.add_segment(rel, len, p.payload.len() as u64);
+    }
+    if tcp.fin && in_window {
+        me.fin_at.get_or_insert(rel + len);
+    }
+    // The peer's data this packet acknowledges; acknowledging unseen data reveals a gap.
+    let mut peer_gap = false;
+    if tcp.ack {
+        if let Some(peer_base) = peer.seq_base {
+            let acked = u64::from(tcp.ack_number.wrapping_sub(peer_base));
+            if acked < (1 << 31) && acked > peer.acked {
+                peer.acked = acked;
+                let limit = peer.size();
+                peer_gap = limit > peer.seq_high || peer.holes.iter().any(|&(a, _)| a < limit);
             }
-        } else {
-            retransmit = true;
         }
     }
 
-    // History letters.
+    // History letters, as Zeek's TCP analyser records them.
     if tcp.syn && (tcp.fin || tcp.rst) {
         record(&mut flow.history, me, 'Q', from_orig);
     }
@@ -360,39 +522,98 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
         record(&mut flow.history, me, 'R', from_orig);
     }
     if len > 0 {
-        record(&mut flow.history, me, if retransmit { 'T' } else { 'D' }, from_orig);
+        if retransmit {
+            me.retransmits += 1;
+            // Zeek repeats `T` when the count reaches 1, 10, 100, ...
+            if is_power_of_ten(me.retransmits) {
+                flow.history.push(if from_orig { 'T' } else { 't' });
+            }
+        } else {
+            record(&mut flow.history, me, 'D', from_orig);
+        }
     } else if tcp.ack && !tcp.syn && !tcp.fin && !tcp.rst {
         record(&mut flow.history, me, 'A', from_orig);
     }
+    if peer_gap {
+        record(&mut flow.history, peer, 'G', !from_orig);
+    }
 
-    // Endpoint states.
-    if tcp.rst {
-        me.state = TcpState::Reset;
-        flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+    if finished {
         return;
     }
-    if tcp.syn {
-        if me.state == TcpState::Inactive {
-            me.state = if tcp.ack { TcpState::SynAckSent } else { TcpState::SynSent };
-        }
-    } else if tcp.ack || len > 0 {
-        match me.state {
-            TcpState::SynSent | TcpState::SynAckSent => {
-                me.state = TcpState::Established;
-                if matches!(peer.state, TcpState::SynSent | TcpState::SynAckSent) {
-                    peer.state = TcpState::Established;
+    // Endpoint states, following Zeek's TCP state machine.
+    match me.state {
+        TcpState::Inactive => {
+            if tcp.syn {
+                if tcp.ack {
+                    me.state = TcpState::SynAckSent;
+                    match peer.state {
+                        TcpState::SynSent => peer.state = TcpState::Established,
+                        TcpState::Inactive => peer.state = TcpState::Partial,
+                        _ => {}
+                    }
+                } else {
+                    me.state = TcpState::SynSent;
+                    if from_orig {
+                        flow.attempt_until.get_or_insert(ts_ns + config.tcp_attempt_ns);
+                    }
                 }
             }
-            TcpState::Inactive => me.state = TcpState::Partial,
-            _ => {}
+            if tcp.fin {
+                me.state = TcpState::Closed;
+            }
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            }
+            if me.state == TcpState::Inactive {
+                me.state = TcpState::Partial;
+            }
         }
-    }
-    if tcp.fin && me.state != TcpState::Reset {
-        me.state = TcpState::Closed;
-        if peer.state == TcpState::Closed {
-            flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+        TcpState::SynSent | TcpState::SynAckSent => {
+            if tcp.fin {
+                me.state = TcpState::Closed;
+            }
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            } else if tcp.ack && !tcp.syn && peer.state == TcpState::Established {
+                me.state = TcpState::Established;
+            }
         }
+        TcpState::Partial | TcpState::Established => {
+            if tcp.syn
+                && !tcp.ack
+                && me.state == TcpState::Partial
+                && peer.state == TcpState::Inactive
+            {
+                me.state = TcpState::SynSent;
+            }
+            if tcp.fin && !tcp.rst {
+                me.state = TcpState::Closed;
+            }
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            }
+        }
+        TcpState::Closed => {
+            if tcp.rst {
+                me.state = TcpState::Reset;
+            }
+        }
+        TcpState::Reset => {}
     }
+    if me.state == TcpState::Reset
+        || (me.state == TcpState::Closed
+            && matches!(peer.state, TcpState::Closed | TcpState::Reset))
+    {
+        flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+    }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
 }
 
 /// Add a history letter the first time it happens in a direction (upper case: originator).
@@ -412,9 +633,10 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
         (key.lo_ip, key.lo_port)
     };
     let is_tcp = key.proto == 6;
-    let payload = |s: &Side| if is_tcp { s.seq_high } else { s.payload_sum };
-    let missed = |s: &Side| if is_tcp { s.seq_high.saturating_sub(s.seen_payload) } else { 0 };
+    let payload = |s: &Side| if is_tcp { s.size() } else { s.payload_sum };
+    let missed = |s: &Side| if is_tcp { s.missed() } else { 0 };
     FlowRecord {
+        id: flow.id,
         orig_ip: flow.orig_ip,
         orig_port: flow.orig_port,
         resp_ip,
@@ -434,6 +656,7 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
         state: conn_state(key.proto, &flow),
         history: flow.history,
         reason,
+        icmp: flow.icmp,
     }
 }
 
@@ -446,7 +669,7 @@ fn conn_state(proto: u8, flow: &Flow) -> &'static str {
             let r_inactive = matches!(rs, TcpState::Inactive | TcpState::Partial);
             if rs == TcpState::Reset {
                 if matches!(os, TcpState::SynSent | TcpState::SynAckSent)
-                    || (os == TcpState::Reset && flow.orig.seq_high == 0 && flow.resp.seq_high == 0)
+                    || (os == TcpState::Reset && flow.orig.size() == 0 && flow.resp.size() == 0)
                 {
                     "REJ"
                 } else if o_inactive {
@@ -533,7 +756,7 @@ mod tests {
             dst_port: dport,
             ip_len: 40 + len,
             payload_len: len,
-            payload: &[],
+            payload: &ZEROS[..len as usize],
             tcp: Some(TcpInfo {
                 syn: flags.contains('S'),
                 ack: flags.contains('A'),
@@ -544,8 +767,11 @@ mod tests {
             }),
             vlan: None,
             inner_vlan: None,
+            icmp: None,
         }
     }
+
+    static ZEROS: [u8; 64] = [0; 64];
 
     fn run(packets: &[Packet<'static>]) -> Vec<FlowRecord> {
         let mut table = FlowTable::new(FlowConfig::default());
@@ -600,6 +826,39 @@ mod tests {
     }
 
     #[test]
+    fn uncaptured_payload_acknowledged_is_missed() {
+        // Zeek's missed_bytes: the payload beyond the snap length was never seen but was acked.
+        let mut data = tcp(C, 40000, S, 80, "A", 101, 10);
+        data.payload = &ZEROS[..4];
+        let mut ack = tcp(S, 80, C, 40000, "A", 501, 0);
+        if let Some(t) = ack.tcp.as_mut() {
+            t.ack_number = 111;
+        }
+        let out = run(&[
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(S, 80, C, 40000, "SA", 500, 0),
+            data,
+            ack,
+        ]);
+        assert_eq!((out[0].orig_payload_bytes, out[0].missed_bytes), (10, 6));
+        assert_eq!(out[0].history, "ShDaG");
+    }
+
+    #[test]
+    fn a_syn_after_close_starts_a_new_flow() {
+        let out = run(&[
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(S, 80, C, 40000, "SA", 500, 0),
+            tcp(C, 40000, S, 80, "FA", 101, 0),
+            tcp(S, 80, C, 40000, "FA", 501, 0),
+            tcp(C, 40000, S, 80, "S", 9000, 0),
+        ]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].state, "SF");
+        assert_eq!((out[1].state, out[1].history.as_str()), ("S0", "S"));
+    }
+
+    #[test]
     fn retransmission_counts_once() {
         let out = run(&[
             tcp(C, 40000, S, 80, "S", 100, 0),
@@ -623,6 +882,17 @@ mod tests {
         assert_eq!(table.stats.evicted, 3);
         table.expire(1000 * NANOS, &mut out);
         assert!(table.is_empty());
+    }
+}
+
+/// `network.transport` for an IANA protocol number.
+pub fn transport_name(proto: u8) -> String {
+    match proto {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        1 => "icmp".to_string(),
+        58 => "ipv6-icmp".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -662,13 +932,7 @@ impl FlowRecord {
             packets: Some(self.resp_packets),
             bytes: Some(self.resp_ip_bytes),
         });
-        let transport = match self.proto {
-            6 => "tcp".to_string(),
-            17 => "udp".to_string(),
-            1 => "icmp".to_string(),
-            58 => "ipv6-icmp".to_string(),
-            other => other.to_string(),
-        };
+        let transport = transport_name(self.proto);
         event.network = Some(Network {
             transport: Some(transport),
             iana_number: Some(self.proto),
@@ -684,6 +948,7 @@ impl FlowRecord {
             inner: self.inner_vlan.map(|id| InnerNetwork { vlan: Some(Vlan { id }) }),
             ..Network::default()
         });
+        event.icmp = self.icmp.map(|(t, c)| canh_event::Icmp { r#type: t, code: c });
         event.flow = Some(Flow {
             state: Some(self.state.to_string()),
             history: Some(self.history.clone()),

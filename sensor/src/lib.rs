@@ -4,8 +4,16 @@
 pub mod capture;
 pub mod config;
 pub mod decode;
+pub mod defrag;
+pub mod dns;
 pub mod flow;
+pub mod http;
 pub mod metrics;
 pub mod packets;
 pub mod produce;
 pub mod sequence;
+pub mod session;
+pub mod ssh;
+pub mod stream;
+pub mod tls;
+pub mod x509;

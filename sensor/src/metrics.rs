@@ -9,6 +9,10 @@ pub struct Metrics {
     pub decode_errors: IntCounterVec,
     pub flows_active: IntGauge,
     pub flow_evictions: IntCounter,
+    /// Protocol metadata lost to a cap or a parse error, by reason.
+    pub metadata_drops: IntCounterVec,
+    /// IP fragments: packets reassembled, and incomplete ones dropped, by reason.
+    pub fragments: IntCounterVec,
     pub events: IntCounterVec,
     pub kafka_delivered: IntCounter,
     pub kafka_errors: IntCounter,
@@ -32,6 +36,22 @@ impl Metrics {
             "flows written early because the flow table was full",
         )
         .expect("valid metric");
+        let metadata_drops = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_metadata_drops_total",
+                "protocol metadata not produced: analyser table or per-flow buffer full, or a message that did not parse",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let fragments = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_fragments_total",
+                "IP packets reassembled from fragments, and fragments dropped (timed out, table full, invalid)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let events = IntCounterVec::new(
             Opts::new("canh_sensor_events_total", "events produced, by dataset"),
             &["dataset"],
@@ -48,6 +68,8 @@ impl Metrics {
             Box::new(decode_errors.clone()),
             Box::new(flows_active.clone()),
             Box::new(flow_evictions.clone()),
+            Box::new(metadata_drops.clone()),
+            Box::new(fragments.clone()),
             Box::new(events.clone()),
             Box::new(kafka_delivered.clone()),
             Box::new(kafka_errors.clone()),
@@ -57,12 +79,20 @@ impl Metrics {
         for reason in crate::decode::DecodeError::ALL {
             decode_errors.with_label_values(&[reason.reason()]);
         }
+        for reason in ["table_full", "buffer_full", "parse_error"] {
+            metadata_drops.with_label_values(&[reason]);
+        }
+        for outcome in ["reassembled", "timed_out", "table_full", "invalid"] {
+            fragments.with_label_values(&[outcome]);
+        }
         Metrics {
             registry,
             packets,
             decode_errors,
             flows_active,
             flow_evictions,
+            metadata_drops,
+            fragments,
             events,
             kafka_delivered,
             kafka_errors,

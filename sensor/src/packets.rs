@@ -1,8 +1,10 @@
 //! The packet path without I/O: frames in, events out. Capture feeds it; a sink takes the events.
 
-use crate::decode::{decode, LinkType};
+use crate::decode::{decode, DecodeError, LinkType};
+use crate::defrag::{Defrag, DefragStats};
 use crate::flow::{FlowConfig, FlowRecord, FlowTable, Identity};
 use crate::metrics::Metrics;
+use crate::session::{Meta, SessionStats, Sessions};
 use canh_event::Event;
 
 pub struct PacketPipeline<'m> {
@@ -10,6 +12,11 @@ pub struct PacketPipeline<'m> {
     table: FlowTable,
     next_seq: u64,
     finished: Vec<FlowRecord>,
+    sessions: Sessions,
+    defrag: Defrag,
+    defrag_reported: DefragStats,
+    metas: Vec<(crate::flow::FlowView, Meta)>,
+    reported: SessionStats,
     metrics: &'m Metrics,
     last_ts_ns: i64,
 }
@@ -19,9 +26,14 @@ impl<'m> PacketPipeline<'m> {
     pub fn new(who: Identity, flows: FlowConfig, first_seq: u64, metrics: &'m Metrics) -> Self {
         PacketPipeline {
             who,
-            table: FlowTable::new(flows),
+            table: FlowTable::new(flows.clone()),
             next_seq: first_seq,
             finished: Vec::new(),
+            sessions: Sessions::new(flows.max_flows),
+            defrag: Defrag::default(),
+            defrag_reported: DefragStats::default(),
+            metas: Vec::new(),
+            reported: SessionStats::default(),
             metrics,
             last_ts_ns: i64::MIN,
         }
@@ -32,10 +44,46 @@ impl<'m> PacketPipeline<'m> {
         self.metrics.packets.inc();
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
         match decode(link, data) {
-            Ok(packet) => self.table.observe(ts_ns, &packet, &mut self.finished),
+            Ok(packet) => self.packet(ts_ns, &packet),
+            Err(DecodeError::Fragment) => {
+                let whole = crate::decode::fragment_of(link, data)
+                    .and_then(|fragment| self.defrag.add(ts_ns, &fragment));
+                if let Some(whole) = whole {
+                    match decode(LinkType::Raw, &whole.ip) {
+                        Ok(mut packet) => {
+                            packet.vlan = whole.vlan;
+                            packet.inner_vlan = whole.inner_vlan;
+                            self.packet(ts_ns, &packet);
+                        }
+                        Err(err) => {
+                            self.metrics.decode_errors.with_label_values(&[err.reason()]).inc()
+                        }
+                    }
+                }
+                self.report_defrag();
+            }
             Err(err) => self.metrics.decode_errors.with_label_values(&[err.reason()]).inc(),
         }
         self.drain(out);
+    }
+
+    fn packet(&mut self, ts_ns: i64, packet: &crate::decode::Packet<'_>) {
+        if let Some(view) = self.table.observe(ts_ns, packet, &mut self.finished) {
+            self.sessions.packet(&view, ts_ns, packet, &mut self.metas);
+        }
+    }
+
+    fn report_defrag(&mut self) {
+        let stats = self.defrag.stats.clone();
+        let m = &self.metrics.fragments;
+        m.with_label_values(&["reassembled"])
+            .inc_by(stats.reassembled - self.defrag_reported.reassembled);
+        m.with_label_values(&["timed_out"])
+            .inc_by(stats.timed_out - self.defrag_reported.timed_out);
+        m.with_label_values(&["table_full"])
+            .inc_by(stats.table_full - self.defrag_reported.table_full);
+        m.with_label_values(&["invalid"]).inc_by(stats.invalid - self.defrag_reported.invalid);
+        self.defrag_reported = stats;
     }
 
     /// Time passed without packets (live capture): expire idle flows.
@@ -59,10 +107,36 @@ impl<'m> PacketPipeline<'m> {
         self.metrics
             .flow_evictions
             .inc_by(self.table.stats.evicted.saturating_sub(self.metrics.flow_evictions.get()));
-        for record in self.finished.drain(..) {
+        let mut finished = std::mem::take(&mut self.finished);
+        for record in finished.drain(..) {
+            self.sessions.end(record.id, &mut self.metas);
+            self.emit_metadata(out);
             out.push(record.to_event(&self.who, self.next_seq));
             self.next_seq += 1;
             self.metrics.events.with_label_values(&["flow"]).inc();
+        }
+        self.finished = finished;
+        self.emit_metadata(out);
+        let stats = self.sessions.stats.clone();
+        let drops = &self.metrics.metadata_drops;
+        drops
+            .with_label_values(&["table_full"])
+            .inc_by(stats.table_full - self.reported.table_full);
+        drops
+            .with_label_values(&["buffer_full"])
+            .inc_by(stats.buffer_full - self.reported.buffer_full);
+        drops
+            .with_label_values(&["parse_error"])
+            .inc_by(stats.parse_errors - self.reported.parse_errors);
+        self.reported = stats;
+    }
+
+    fn emit_metadata(&mut self, out: &mut Vec<Event>) {
+        for (view, meta) in self.metas.drain(..) {
+            let event = crate::session::to_event(&view, &meta, &self.who, self.next_seq);
+            self.metrics.events.with_label_values(&[event.event.dataset.as_str()]).inc();
+            out.push(event);
+            self.next_seq += 1;
         }
     }
 }

@@ -224,7 +224,8 @@ fn write_configs(ns: &Namespace, dir: &std::path::Path) -> (PathBuf, PathBuf) {
     )
 }
 
-/// `canh-sensor run` over `captures`; returns how many events `canh-sensor pcap` gives for them.
+/// `canh-sensor run` over `captures`; returns how many flow events `canh-sensor pcap` gives for
+/// them.
 fn sensor_run(config: &std::path::Path, captures: &[PathBuf]) -> u64 {
     let offline = Command::new(binary("canh-sensor"))
         .arg("pcap")
@@ -238,7 +239,13 @@ fn sensor_run(config: &std::path::Path, captures: &[PathBuf]) -> u64 {
         .output()
         .expect("run canh-sensor run");
     assert!(run.status.success(), "sensor run: {}", String::from_utf8_lossy(&run.stderr));
-    offline.stdout.iter().filter(|b| **b == b'\n').count() as u64
+    String::from_utf8_lossy(&offline.stdout)
+        .lines()
+        .filter(|line| {
+            Event::from_json(line.as_bytes()).expect("event").event.dataset
+                == canh_event::Dataset::Flow
+        })
+        .count() as u64
 }
 
 fn alive(child: &mut Child) -> bool {
@@ -289,11 +296,17 @@ async fn pcap_to_clickhouse_equals_offline_output() {
         .output()
         .expect("run canh-sensor pcap");
     assert!(offline.status.success(), "pcap: {}", String::from_utf8_lossy(&offline.stderr));
-    let expected: Vec<Event> = String::from_utf8(offline.stdout)
+    let all: Vec<Event> = String::from_utf8(offline.stdout)
         .expect("utf-8 output")
         .lines()
         .map(|line| Event::from_json(line.as_bytes()).expect("offline output decodes"))
         .collect();
+    let mut per_dataset: std::collections::BTreeMap<&str, u64> = Default::default();
+    for event in &all {
+        *per_dataset.entry(event.event.dataset.as_str()).or_default() += 1;
+    }
+    let expected: Vec<Event> =
+        all.iter().filter(|e| e.event.dataset == canh_event::Dataset::Flow).cloned().collect();
     assert!(expected.len() > 1000, "captures give {} flows", expected.len());
 
     // Sensor to Kafka.
@@ -346,6 +359,15 @@ async fn pcap_to_clickhouse_equals_offline_output() {
     assert_eq!(distinct_ids.len(), rows.len(), "event ids are unique");
     // A VLAN-tagged capture is in there, with both tags.
     assert!(got.iter().any(|f| f.vlan.0.is_some() && f.vlan.1.is_some()), "QinQ flows stored");
+
+    // The protocol metadata of the same captures landed in its own tables, counted exactly.
+    for (dataset, table) in [("dns", "dns"), ("http", "http"), ("tls", "tls"), ("ssh", "ssh")] {
+        let want = per_dataset.get(dataset).copied().unwrap_or(0);
+        let got = count(&db, &format!("SELECT count() FROM {table} FINAL")).await;
+        assert_eq!(got, want, "{dataset} events stored");
+    }
+    assert!(per_dataset.get("dns").copied().unwrap_or(0) > 0, "the captures have dns");
+    assert!(per_dataset.get("http").copied().unwrap_or(0) > 0, "the captures have http");
 
     // Offsets were committed after the write: a restarted collector in the same group finds
     // nothing new to store, so the raw row count (before any merge folds duplicates) stays put.

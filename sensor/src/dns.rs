@@ -1,0 +1,441 @@
+//! DNS message parsing (RFC 1035 and the record types Zeek's dns.log prints) and query/response
+//! pairing per flow, following Zeek's dns.log: one record per query, paired with the first response
+//! carrying its id; a response without a query is a record of its own; queries still unanswered when
+//! the flow ends are reported without a response. Pure: bytes and timestamps in, values out.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DnsError {
+    #[error("dns message shorter than its header or a record it announces")]
+    Truncated,
+    #[error("dns name with a bad label or compression loop")]
+    BadName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    /// The record's data as Zeek's dns.log shows it; None for types Zeek does not print.
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: u16,
+    pub response: bool,
+    pub opcode: u8,
+    pub aa: bool,
+    pub tc: bool,
+    pub rd: bool,
+    pub ra: bool,
+    pub ad: bool,
+    pub cd: bool,
+    pub rcode: u8,
+    pub questions: Vec<Question>,
+    /// The answer section only (as Zeek's `answers`).
+    pub answers: Vec<Answer>,
+}
+
+/// Most questions and answers kept from one message; the rest are skipped.
+const MAX_RECORDS: usize = 64;
+/// Most compression pointers followed in one name.
+const MAX_POINTERS: usize = 16;
+
+fn u16_at(b: &[u8], pos: usize) -> Result<u16, DnsError> {
+    let s = b.get(pos..pos + 2).ok_or(DnsError::Truncated)?;
+    Ok(u16::from_be_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], pos: usize) -> Result<u32, DnsError> {
+    let s = b.get(pos..pos + 4).ok_or(DnsError::Truncated)?;
+    Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Parse one DNS message. `netbios` decodes NetBIOS first-level encoded names (port 137).
+pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
+    let id = u16_at(msg, 0)?;
+    let flags = u16_at(msg, 2)?;
+    let qd = usize::from(u16_at(msg, 4)?);
+    let an = usize::from(u16_at(msg, 6)?);
+    let mut pos = 12;
+    let mut questions = Vec::new();
+    for _ in 0..qd {
+        let (name, next) = read_name(msg, pos)?;
+        let qtype = u16_at(msg, next)?;
+        let qclass = u16_at(msg, next + 2)?;
+        pos = next + 4;
+        if questions.len() < MAX_RECORDS {
+            let name = if netbios { decode_netbios(&name) } else { name };
+            questions.push(Question { name, qtype, qclass });
+        }
+    }
+    let mut answers = Vec::new();
+    for _ in 0..an {
+        let (name, next) = read_name(msg, pos)?;
+        let rtype = u16_at(msg, next)?;
+        let class = u16_at(msg, next + 2)?;
+        let ttl = u32_at(msg, next + 4)?;
+        let rdlen = usize::from(u16_at(msg, next + 8)?);
+        let start = next + 10;
+        let rdata = msg.get(start..start + rdlen).ok_or(DnsError::Truncated)?;
+        pos = start + rdlen;
+        if answers.len() < MAX_RECORDS {
+            let data = rdata_text(msg, start, rdata, rtype)?;
+            answers.push(Answer { name, rtype, class, ttl, data });
+        }
+    }
+    Ok(Message {
+        id,
+        response: flags & 0x8000 != 0,
+        opcode: ((flags >> 11) & 0xf) as u8,
+        aa: flags & 0x0400 != 0,
+        tc: flags & 0x0200 != 0,
+        rd: flags & 0x0100 != 0,
+        ra: flags & 0x0080 != 0,
+        ad: flags & 0x0020 != 0,
+        cd: flags & 0x0010 != 0,
+        rcode: (flags & 0xf) as u8,
+        questions,
+        answers,
+    })
+}
+
+/// A possibly compressed name at `pos`; returns the name and the position after it.
+fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
+    let mut name = String::new();
+    let mut end = None;
+    let mut pointers = 0;
+    loop {
+        let len = *msg.get(pos).ok_or(DnsError::Truncated)?;
+        match len & 0xc0 {
+            0x00 => {
+                if len == 0 {
+                    return Ok((name, end.unwrap_or(pos + 1)));
+                }
+                let label =
+                    msg.get(pos + 1..pos + 1 + usize::from(len)).ok_or(DnsError::Truncated)?;
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                for &c in label {
+                    // Zeek escapes bytes outside printable ASCII as \xNN.
+                    // Names compare case-insensitively; Zeek logs them in lower case.
+                    if c.is_ascii_graphic() || c == b' ' {
+                        name.push(char::from(c.to_ascii_lowercase()));
+                    } else {
+                        name.push_str(&format!("\\x{c:02x}"));
+                    }
+                }
+                if name.len() > 1024 {
+                    return Err(DnsError::BadName);
+                }
+                pos += 1 + usize::from(len);
+            }
+            0xc0 => {
+                let target = usize::from(u16_at(msg, pos)? & 0x3fff);
+                end.get_or_insert(pos + 2);
+                pointers += 1;
+                if pointers > MAX_POINTERS {
+                    return Err(DnsError::BadName);
+                }
+                pos = target;
+            }
+            _ => return Err(DnsError::BadName),
+        }
+    }
+}
+
+/// NetBIOS first-level encoding: 32 letters A-P encode 16 bytes; the last byte is a suffix.
+fn decode_netbios(name: &str) -> String {
+    let (first, rest) = name.split_once('.').unwrap_or((name, ""));
+    let upper = first.to_ascii_uppercase();
+    let b = upper.as_bytes();
+    if b.len() != 32 || !b.iter().all(|c| (b'A'..=b'P').contains(c)) {
+        return name.to_string();
+    }
+    let bytes: Vec<u8> = b.chunks(2).map(|p| ((p[0] - b'A') << 4) | (p[1] - b'A')).collect();
+    let text: String = bytes[..15].iter().map(|&c| char::from(c)).collect();
+    let text = text.trim_end_matches([' ', '\0']).to_string();
+    if rest.is_empty() {
+        text
+    } else {
+        format!("{text}.{rest}")
+    }
+}
+
+fn rdata_text(
+    msg: &[u8],
+    start: usize,
+    rdata: &[u8],
+    rtype: u16,
+) -> Result<Option<String>, DnsError> {
+    let text = match rtype {
+        1 => {
+            let a: [u8; 4] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
+            Ipv4Addr::from(a).to_string()
+        }
+        28 => {
+            let a: [u8; 16] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
+            Ipv6Addr::from(a).to_string()
+        }
+        2 | 5 | 12 | 39 => read_name(msg, start)?.0,
+        6 => read_name(msg, start)?.0,
+        15 => read_name(msg, start + 2)?.0,
+        33 => read_name(msg, start + 6)?.0,
+        16 | 99 => {
+            let mut text = String::new();
+            let mut i = 0;
+            while i < rdata.len() {
+                let n = usize::from(rdata[i]);
+                let s = rdata.get(i + 1..i + 1 + n).ok_or(DnsError::Truncated)?;
+                text.push_str(&String::from_utf8_lossy(s));
+                i += 1 + n;
+            }
+            text
+        }
+        46 => {
+            // RRSIG: Zeek prints the covered type number and the signer's name.
+            let covered = u16_at(rdata, 0)?;
+            let signer = read_name(msg, start + 18)?.0;
+            format!("RRSIG {covered} {}", if signer.is_empty() { "<Root>" } else { &signer })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(text))
+}
+
+/// Query type names as Zeek's `DNS::query_types` prints them.
+pub fn type_name(t: u16) -> String {
+    let name = match t {
+        1 => "A",
+        2 => "NS",
+        3 => "MD",
+        4 => "MF",
+        5 => "CNAME",
+        6 => "SOA",
+        7 => "MB",
+        8 => "MG",
+        9 => "MR",
+        10 => "NULL",
+        11 => "WKS",
+        12 => "PTR",
+        13 => "HINFO",
+        14 => "MINFO",
+        15 => "MX",
+        16 => "TXT",
+        17 => "RP",
+        18 => "AFSDB",
+        24 => "SIG",
+        25 => "KEY",
+        28 => "AAAA",
+        29 => "LOC",
+        32 => "NIMLOC",
+        33 => "SRV",
+        35 => "NAPTR",
+        36 => "KX",
+        37 => "CERT",
+        38 => "A6",
+        39 => "DNAME",
+        41 => "OPT",
+        42 => "APL",
+        43 => "DS",
+        44 => "SSHFP",
+        45 => "IPSECKEY",
+        46 => "RRSIG",
+        47 => "NSEC",
+        48 => "DNSKEY",
+        49 => "DHCID",
+        50 => "NSEC3",
+        51 => "NSEC3PARAM",
+        52 => "TLSA",
+        64 => "SVCB",
+        65 => "HTTPS",
+        99 => "SPF",
+        249 => "TKEY",
+        250 => "TSIG",
+        251 => "IXFR",
+        252 => "AXFR",
+        253 => "MAILB",
+        254 => "MAILA",
+        255 => "*",
+        256 => "URI",
+        257 => "CAA",
+        _ => return format!("query-{t}"),
+    };
+    name.to_string()
+}
+
+/// Response code names as Zeek's `DNS::base_errors` prints them.
+pub fn rcode_name(code: u8) -> String {
+    let name = match code {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        _ => return format!("unknown-{code}"),
+    };
+    name.to_string()
+}
+
+pub fn class_name(c: u16) -> String {
+    match c {
+        1 => "IN".to_string(),
+        3 => "CH".to_string(),
+        4 => "HS".to_string(),
+        255 => "ANY".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// One dns.log record: a query with its response, a lone response, or an unanswered query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub ts_ns: i64,
+    pub query: Option<Message>,
+    pub response: Option<Message>,
+    pub rtt_ns: Option<i64>,
+}
+
+/// Per-flow DNS state: queries waiting for their response.
+#[derive(Debug, Default)]
+pub struct DnsFlow {
+    pending: Vec<(i64, Message)>,
+    /// Queries dropped because too many were pending (counted by the caller).
+    pub dropped: u64,
+}
+
+/// Most queries waiting for an answer in one flow.
+const MAX_PENDING: usize = 64;
+
+impl DnsFlow {
+    /// One parsed message; completed transactions are pushed to `out`.
+    pub fn message(&mut self, ts_ns: i64, msg: Message, out: &mut Vec<Transaction>) {
+        if !msg.response {
+            if self.pending.len() >= MAX_PENDING {
+                let (ts, old) = self.pending.remove(0);
+                self.dropped += 1;
+                out.push(Transaction { ts_ns: ts, query: Some(old), response: None, rtt_ns: None });
+            }
+            self.pending.push((ts_ns, msg));
+            return;
+        }
+        match self.pending.iter().position(|(_, q)| q.id == msg.id) {
+            Some(i) => {
+                let (qts, query) = self.pending.remove(i);
+                out.push(Transaction {
+                    ts_ns: qts,
+                    query: Some(query),
+                    response: Some(msg),
+                    rtt_ns: Some(ts_ns - qts),
+                });
+            }
+            None => out.push(Transaction { ts_ns, query: None, response: Some(msg), rtt_ns: None }),
+        }
+    }
+
+    /// The flow ended: every query still waiting is reported unanswered.
+    pub fn finish(&mut self, out: &mut Vec<Transaction>) {
+        for (ts, q) in self.pending.drain(..) {
+            out.push(Transaction { ts_ns: ts, query: Some(q), response: None, rtt_ns: None });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A response for example.com A with one answer, using a compression pointer.
+    const RESPONSE: &[u8] = &[
+        0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0, // header: id, QR RD RA, 1 q, 2 an
+        7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, 0, 1, 0,
+        1, // question
+        0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 93, 184, 216,
+        34, // A 93.184.216.34 ttl 3600
+        0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 5, 0, 6, 2, b'h', b'i', 2, b'y',
+        b'o', // TXT "hi" "yo"
+    ];
+
+    #[test]
+    fn parses_a_response() {
+        let m = parse(RESPONSE, false).expect("parses");
+        assert_eq!(m.id, 0x1234);
+        assert!(m.response && m.rd && m.ra && !m.aa);
+        assert_eq!(m.questions[0], Question { name: "example.com".into(), qtype: 1, qclass: 1 });
+        assert_eq!(m.answers[0].data.as_deref(), Some("93.184.216.34"));
+        assert_eq!(m.answers[0].ttl, 3600);
+        assert_eq!(m.answers[1].data.as_deref(), Some("hiyo"));
+        assert_eq!(type_name(m.answers[1].rtype), "TXT");
+    }
+
+    #[test]
+    fn every_truncated_prefix_is_an_error() {
+        for len in 0..RESPONSE.len() {
+            assert!(parse(&RESPONSE[..len], false).is_err(), "prefix {len}");
+        }
+    }
+
+    #[test]
+    fn compression_loops_are_errors() {
+        let msg = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
+        assert_eq!(parse(&msg, false), Err(DnsError::BadName));
+    }
+
+    #[test]
+    fn netbios_names_are_decoded() {
+        // "FRED" padded with spaces, suffix 0x00 (RFC 1001 section 14.1 example style).
+        let mut raw = *b"FRED           \0";
+        raw[15] = 0;
+        let encoded: String = raw
+            .iter()
+            .flat_map(|b| [char::from(b'A' + (b >> 4)), char::from(b'A' + (b & 15))])
+            .collect();
+        assert_eq!(encoded.len(), 32);
+        assert_eq!(decode_netbios(&encoded), "FRED");
+        assert_eq!(decode_netbios("not-netbios"), "not-netbios");
+    }
+
+    #[test]
+    fn pairs_queries_and_responses() {
+        let mut flow = DnsFlow::default();
+        let mut out = Vec::new();
+        let mut q = parse(RESPONSE, false).expect("parses");
+        q.response = false;
+        flow.message(10, q.clone(), &mut out);
+        flow.message(11, q.clone(), &mut out);
+        flow.message(30, parse(RESPONSE, false).expect("parses"), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rtt_ns, Some(20));
+        flow.message(40, parse(RESPONSE, false).expect("parses"), &mut out);
+        flow.message(50, parse(RESPONSE, false).expect("parses"), &mut out);
+        assert_eq!(out[2].query, None);
+        flow.finish(&mut out);
+        assert_eq!(out.len(), 3);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse(&bytes, false);
+            let _ = parse(&bytes, true);
+        }
+    }
+}

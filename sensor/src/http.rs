@@ -1,0 +1,461 @@
+//! HTTP/1.x request/response parsing over reassembled TCP streams, as Zeek's http.log sees it:
+//! one transaction per request, paired in order with responses (pipelining), interim 1xx responses
+//! skipped, bodies counted (Content-Length, chunked, or until close) without being stored. Pure and
+//! bounded: header blocks larger than `MAX_HEADER_BYTES` stop the parser for that flow.
+
+use std::collections::VecDeque;
+
+/// Most bytes of an unfinished request/status line plus headers held per direction.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Most requests waiting for their response per flow.
+const MAX_PENDING: usize = 64;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    pub ts_ns: i64,
+    pub method: Option<String>,
+    pub uri: Option<String>,
+    /// Version of the request line ("1.1"; "0.9" for a request line without one).
+    pub request_version: Option<String>,
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    pub request_body_bytes: u64,
+    pub status_code: Option<u16>,
+    pub response_version: Option<String>,
+    pub response_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// Waiting for a start line.
+    Idle,
+    /// Start line read; reading header lines.
+    Headers,
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+    UntilClose,
+    /// Nothing more will be parsed in this direction (tunnel, HTTP/0.9 reply or a bad stream).
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Side {
+    buf: Vec<u8>,
+    state: Body,
+    /// Framing learnt from the headers of the message being read.
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side { buf: Vec::new(), state: Body::Idle, content_length: None, chunked: false }
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpFlow {
+    req: Side,
+    resp: Side,
+    /// Requests read, oldest first; the front one is being answered.
+    pending: VecDeque<Transaction>,
+    /// The response being read (its request, or one made up for a response with no request).
+    current: Option<Transaction>,
+    interim: bool,
+    /// Headers over the cap or a malformed stream: counted by the caller.
+    pub overflowed: bool,
+}
+
+impl Default for HttpFlow {
+    fn default() -> HttpFlow {
+        HttpFlow {
+            req: Side::new(),
+            resp: Side::new(),
+            pending: VecDeque::new(),
+            current: None,
+            interim: false,
+            overflowed: false,
+        }
+    }
+}
+
+/// A request line's method, per RFC 9110 `token`; upper-case letters as real methods are.
+fn valid_method(m: &str) -> bool {
+    !m.is_empty() && m.bytes().all(|c| c.is_ascii_uppercase() || c == b'_' || c == b'-')
+}
+
+fn take_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let end = buf.iter().position(|&c| c == b'\n')?;
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some((line, end + 1))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl HttpFlow {
+    /// In-order bytes from the client.
+    pub fn request_data(&mut self, ts_ns: i64, data: &[u8], out: &mut Vec<Transaction>) {
+        if self.req.state == Body::Stopped {
+            return;
+        }
+        self.req.buf.extend_from_slice(data);
+        self.parse_requests(ts_ns);
+        self.check_cap(out);
+    }
+
+    /// In-order bytes from the server.
+    pub fn response_data(&mut self, data: &[u8], out: &mut Vec<Transaction>) {
+        if self.resp.state == Body::Stopped {
+            return;
+        }
+        self.resp.buf.extend_from_slice(data);
+        self.parse_responses(out);
+        self.check_cap(out);
+    }
+
+    fn check_cap(&mut self, out: &mut Vec<Transaction>) {
+        for side in [&mut self.req, &mut self.resp] {
+            if side.buf.len() > MAX_HEADER_BYTES {
+                side.buf.clear();
+                side.state = Body::Stopped;
+                self.overflowed = true;
+            }
+        }
+        while self.pending.len() > MAX_PENDING {
+            if let Some(tx) = self.pending.pop_front() {
+                out.push(tx);
+            }
+        }
+    }
+
+    /// A hole in one direction: stop parsing it (the framing is lost).
+    pub fn gap(&mut self, from_client: bool) {
+        let side = if from_client { &mut self.req } else { &mut self.resp };
+        side.state = Body::Stopped;
+        side.buf.clear();
+    }
+
+    /// The connection ended: every transaction still open is written.
+    pub fn finish(&mut self, out: &mut Vec<Transaction>) {
+        if let Some(tx) = self.current.take() {
+            out.push(tx);
+        }
+        out.extend(self.pending.drain(..));
+    }
+
+    fn parse_requests(&mut self, ts_ns: i64) {
+        let mut pos = 0;
+        loop {
+            let rest = &self.req.buf[pos..];
+            match self.req.state {
+                Body::Stopped => break,
+                Body::Idle => {
+                    let Some((line, used)) = take_line(rest) else { break };
+                    pos += used;
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let line = text(line);
+                    let mut tx = Transaction { ts_ns, ..Transaction::default() };
+                    // A request line needs a space after the method (Zeek logs none otherwise).
+                    let (method, target) = line.split_once(' ').unwrap_or(("", ""));
+                    let target = target.trim();
+                    if !valid_method(method) {
+                        // Not a request line Zeek would parse: the transaction is logged without
+                        // request fields, and the rest of this direction is not parsed.
+                        self.pending.push_back(tx);
+                        self.req.state = Body::Stopped;
+                        break;
+                    }
+                    tx.method = Some(method.to_string());
+                    if let Some(version) = target.strip_prefix("HTTP/") {
+                        // No request target at all.
+                        tx.uri = Some(String::new());
+                        tx.request_version = Some(version.to_string());
+                    } else {
+                        match target.rsplit_once(' ') {
+                            Some((uri, version)) if version.starts_with("HTTP/") => {
+                                tx.uri = Some(uri.trim().to_string());
+                                tx.request_version = Some(version[5..].to_string());
+                            }
+                            _ => {
+                                // HTTP/0.9: no version, and the reply is a bare body.
+                                tx.uri = Some(target.to_string());
+                                tx.request_version = Some("0.9".to_string());
+                            }
+                        }
+                    }
+                    self.pending.push_back(tx);
+                    self.req.content_length = None;
+                    self.req.chunked = false;
+                    self.req.state = Body::Headers;
+                }
+                Body::Headers => {
+                    let Some((line, used)) = take_line(rest) else { break };
+                    pos += used;
+                    if line.is_empty() {
+                        self.req.state = if self.req.chunked {
+                            Body::ChunkSize
+                        } else {
+                            match self.req.content_length {
+                                Some(n) if n > 0 => Body::Length(n),
+                                _ => Body::Idle,
+                            }
+                        };
+                        continue;
+                    }
+                    let line = text(line);
+                    let Some((name, value)) = line.split_once(':') else { continue };
+                    let value = value.trim().to_string();
+                    let tx = self.pending.back_mut();
+                    header(&mut self.req, name, &value);
+                    if let Some(tx) = tx {
+                        match name.trim().to_ascii_lowercase().as_str() {
+                            "host" => tx.host = Some(value),
+                            "user-agent" => tx.user_agent = Some(value),
+                            "referer" => tx.referrer = Some(value),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {
+                    let (used, body) = body_step(&mut self.req.state, rest);
+                    if let Some(tx) = self.pending.back_mut() {
+                        tx.request_body_bytes += body;
+                    }
+                    if used == 0 {
+                        break;
+                    }
+                    pos += used;
+                }
+            }
+        }
+        self.req.buf.drain(..pos);
+    }
+
+    fn parse_responses(&mut self, out: &mut Vec<Transaction>) {
+        let mut pos = 0;
+        loop {
+            let rest = &self.resp.buf[pos..];
+            match self.resp.state {
+                Body::Stopped => break,
+                Body::Idle => {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let http09 = self
+                        .pending
+                        .front()
+                        .is_some_and(|tx| tx.request_version.as_deref() == Some("0.9"));
+                    if http09 {
+                        // A reply to an HTTP/0.9 request is the body alone, up to the close.
+                        let mut tx = self.pending.pop_front().unwrap_or_default();
+                        tx.response_body_bytes = rest.len() as u64;
+                        // No status line; Zeek reports status code 0 for such replies.
+                        tx.status_code = Some(0);
+                        pos += rest.len();
+                        self.current = Some(tx);
+                        self.resp.state = Body::UntilClose;
+                        continue;
+                    }
+                    let Some((line, used)) = take_line(rest) else { break };
+                    pos += used;
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let line = text(line);
+                    let Some(version) = line.strip_prefix("HTTP/") else {
+                        self.resp.state = Body::Stopped;
+                        break;
+                    };
+                    let mut parts = version.splitn(3, ' ');
+                    let version = parts.next().unwrap_or("").to_string();
+                    let code = parts.next().and_then(|c| c.trim().parse::<u16>().ok());
+                    self.interim = code.is_some_and(|c| (100..200).contains(&c));
+                    if self.current.is_none() {
+                        self.current = Some(self.pending.pop_front().unwrap_or_default());
+                    }
+                    if let Some(tx) = self.current.as_mut() {
+                        if !self.interim || tx.status_code.is_none() {
+                            tx.response_version = Some(version);
+                        }
+                        if !self.interim {
+                            tx.status_code = code;
+                        }
+                    }
+                    self.resp.content_length = None;
+                    self.resp.chunked = false;
+                    self.resp.state = Body::Headers;
+                }
+                Body::Headers => {
+                    let Some((line, used)) = take_line(rest) else { break };
+                    pos += used;
+                    if !line.is_empty() {
+                        let line = text(line);
+                        if let Some((name, value)) = line.split_once(':') {
+                            header(&mut self.resp, name, value.trim());
+                        }
+                        continue;
+                    }
+                    if self.interim {
+                        self.resp.state = Body::Idle;
+                        continue;
+                    }
+                    let tx = self.current.as_ref();
+                    let code = tx.and_then(|t| t.status_code).unwrap_or(0);
+                    let method = tx.and_then(|t| t.method.as_deref()).unwrap_or("");
+                    if method == "CONNECT" && (200..300).contains(&code) {
+                        // A tunnel: what follows is not HTTP.
+                        if let Some(tx) = self.current.take() {
+                            out.push(tx);
+                        }
+                        self.resp.state = Body::Stopped;
+                        self.req.state = Body::Stopped;
+                        break;
+                    }
+                    self.resp.state = if method == "HEAD" || code == 204 || code == 304 {
+                        Body::Idle
+                    } else if self.resp.chunked {
+                        Body::ChunkSize
+                    } else {
+                        match self.resp.content_length {
+                            Some(0) => Body::Idle,
+                            Some(n) => Body::Length(n),
+                            None => Body::UntilClose,
+                        }
+                    };
+                    if self.resp.state == Body::Idle {
+                        if let Some(tx) = self.current.take() {
+                            out.push(tx);
+                        }
+                    }
+                }
+                _ => {
+                    let (used, body) = body_step(&mut self.resp.state, rest);
+                    if let Some(tx) = self.current.as_mut() {
+                        tx.response_body_bytes += body;
+                    }
+                    if self.resp.state == Body::Idle {
+                        if let Some(tx) = self.current.take() {
+                            out.push(tx);
+                        }
+                    }
+                    if used == 0 {
+                        break;
+                    }
+                    pos += used;
+                }
+            }
+        }
+        self.resp.buf.drain(..pos);
+    }
+}
+
+fn header(side: &mut Side, name: &str, value: &str) {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "content-length" => side.content_length = value.trim().parse().ok(),
+        "transfer-encoding" => side.chunked = value.to_ascii_lowercase().contains("chunked"),
+        _ => {}
+    }
+}
+
+/// Advance through body bytes; returns (bytes consumed, body bytes counted).
+fn body_step(state: &mut Body, rest: &[u8]) -> (usize, u64) {
+    match *state {
+        Body::Length(n) => {
+            let take = (rest.len() as u64).min(n);
+            *state = if take == n { Body::Idle } else { Body::Length(n - take) };
+            (take as usize, take)
+        }
+        Body::UntilClose => (rest.len(), rest.len() as u64),
+        Body::ChunkSize => {
+            let Some((line, used)) = take_line(rest) else { return (0, 0) };
+            let size = text(line);
+            let size = size.split(';').next().unwrap_or("").trim();
+            match u64::from_str_radix(size, 16) {
+                Ok(0) => *state = Body::Trailers,
+                Ok(n) => *state = Body::ChunkData(n),
+                Err(_) => *state = Body::Stopped,
+            }
+            (used, 0)
+        }
+        Body::ChunkData(n) => {
+            let take = (rest.len() as u64).min(n);
+            *state = if take == n { Body::ChunkEnd } else { Body::ChunkData(n - take) };
+            (take as usize, take)
+        }
+        Body::ChunkEnd => {
+            let Some((_, used)) = take_line(rest) else { return (0, 0) };
+            *state = Body::ChunkSize;
+            (used, 0)
+        }
+        Body::Trailers => {
+            let Some((line, used)) = take_line(rest) else { return (0, 0) };
+            if line.is_empty() {
+                *state = Body::Idle;
+            }
+            (used, 0)
+        }
+        Body::Idle | Body::Headers | Body::Stopped => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQS: &[u8] = b"GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t/1\r\nReferer: http://r/\r\n\r\nPOST /b HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello";
+    const RESPS: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n2\r\nab\r\n0\r\n\r\n";
+
+    #[test]
+    fn pipelined_requests_with_100_continue_and_chunked() {
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, REQS, &mut out);
+        // Byte by byte on the response side: parsing must not depend on segment boundaries.
+        for b in RESPS {
+            flow.response_data(std::slice::from_ref(b), &mut out);
+        }
+        flow.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].method.as_deref(), Some("GET"));
+        assert_eq!(out[0].host.as_deref(), Some("example.com"));
+        assert_eq!(out[0].user_agent.as_deref(), Some("t/1"));
+        assert_eq!(out[0].referrer.as_deref(), Some("http://r/"));
+        assert_eq!((out[0].status_code, out[0].response_body_bytes), (Some(200), 3));
+        assert_eq!(out[1].uri.as_deref(), Some("/b"));
+        assert_eq!(out[1].request_body_bytes, 5);
+        assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    #[test]
+    fn truncated_streams_never_panic() {
+        for cut in 0..REQS.len() {
+            let mut flow = HttpFlow::default();
+            let mut out = Vec::new();
+            flow.request_data(1, &REQS[..cut], &mut out);
+            flow.response_data(&RESPS[..cut.min(RESPS.len())], &mut out);
+            flow.finish(&mut out);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                                       b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut flow = HttpFlow::default();
+            let mut out = Vec::new();
+            flow.request_data(1, b"GET / HTTP/1.1\r\n", &mut out);
+            flow.request_data(1, &a, &mut out);
+            flow.response_data(&b, &mut out);
+            flow.finish(&mut out);
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! Protocol metadata per flow: picks the analyser for a flow (DNS by port, HTTP/TLS/SSH by their
+//! first bytes, STARTTLS by a ClientHello appearing later), feeds it reassembled TCP bytes or UDP
+//! datagrams, and turns what the analysers finish into events carrying the flow's 5-tuple
+//! (source = originator) and Community ID. Pure; state per flow and the number of flows with state
+//! are capped, and hitting a cap is counted.
+
+use crate::decode::Packet;
+use crate::dns::{self, DnsFlow};
+use crate::flow::{FlowView, Identity};
+use crate::http::{self, HttpFlow};
+use crate::ssh::{self, SshFlow};
+use crate::stream::Stream;
+use crate::tls::{self, TlsFlow};
+use canh_event::{Dataset, Event, Timestamp};
+use std::collections::HashMap;
+
+/// Data chunks per direction in which a TCP flow may still reveal its protocol (STARTTLS comes after
+/// a few plaintext exchanges).
+const DETECT_CHUNKS: u32 = 24;
+
+enum App {
+    Unknown,
+    Dns(DnsFlow),
+    Http(HttpFlow),
+    Tls(TlsFlow),
+    Ssh(SshFlow),
+    /// Nothing we analyse.
+    None,
+}
+
+struct Session {
+    view: FlowView,
+    app: App,
+    /// Client (originator) and server streams, TCP only.
+    streams: [Stream; 2],
+    /// DNS over TCP: bytes waiting for a complete length-prefixed message, per direction.
+    dns_tcp: [Vec<u8>; 2],
+    chunks: u32,
+}
+
+/// What analysers finished, tagged with the flow it belongs to.
+pub enum Meta {
+    Dns(dns::Transaction),
+    Http(http::Transaction),
+    Tls(tls::Summary),
+    Ssh(SshFlow),
+}
+
+/// Counters the caller turns into metrics (fixed reasons).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Flows not analysed because the session table was full.
+    pub table_full: u64,
+    /// Per-flow buffers or queues that hit their cap.
+    pub buffer_full: u64,
+    /// Messages that failed to parse.
+    pub parse_errors: u64,
+}
+
+pub struct Sessions {
+    map: HashMap<u64, Session>,
+    max_sessions: usize,
+    pub stats: SessionStats,
+    scratch: Vec<u8>,
+}
+
+fn dns_port(port: u16) -> bool {
+    matches!(port, 53 | 5353 | 5355 | 137)
+}
+
+fn looks_like_http_request(data: &[u8]) -> bool {
+    let end = data.iter().take(24).position(|&c| c == b' ');
+    match end {
+        Some(n) if n > 0 => {
+            data[..n].iter().all(|c| c.is_ascii_uppercase() || *c == b'_' || *c == b'-')
+        }
+        _ => false,
+    }
+}
+
+impl Sessions {
+    pub fn new(max_sessions: usize) -> Sessions {
+        Sessions {
+            map: HashMap::new(),
+            max_sessions,
+            stats: SessionStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One packet of the flow `view`; finished metadata goes to `out`.
+    pub fn packet(
+        &mut self,
+        view: &FlowView,
+        ts_ns: i64,
+        p: &Packet<'_>,
+        out: &mut Vec<(FlowView, Meta)>,
+    ) {
+        let has_payload = !p.payload.is_empty();
+        if !self.map.contains_key(&view.id) {
+            // Only flows that may carry something we analyse get state.
+            let maybe = match p.proto {
+                17 => dns_port(view.orig_port) || dns_port(view.resp_port),
+                6 => true,
+                _ => false,
+            };
+            if !maybe {
+                return;
+            }
+            if self.map.len() >= self.max_sessions {
+                self.stats.table_full += 1;
+                return;
+            }
+            // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
+            // stream's start, and with it the protocol's framing, is unknown.
+            let app = match p.tcp {
+                _ if p.proto == 17 => App::Dns(DnsFlow::default()),
+                Some(tcp) if tcp.syn => App::Unknown,
+                _ => App::None,
+            };
+            self.map.insert(
+                view.id,
+                Session {
+                    view: view.clone(),
+                    app,
+                    streams: [Stream::default(), Stream::default()],
+                    dns_tcp: [Vec::new(), Vec::new()],
+                    chunks: 0,
+                },
+            );
+        }
+        let Some(session) = self.map.get_mut(&view.id) else { return };
+        if matches!(session.app, App::None) {
+            return;
+        }
+        if p.proto == 17 {
+            if !has_payload {
+                return;
+            }
+            let netbios = view.orig_port == 137 || view.resp_port == 137;
+            match dns::parse(p.payload, netbios) {
+                Ok(msg) => {
+                    if let App::Dns(flow) = &mut session.app {
+                        let mut done = Vec::new();
+                        flow.message(ts_ns, msg, &mut done);
+                        out.extend(done.into_iter().map(|t| (session.view.clone(), Meta::Dns(t))));
+                    }
+                }
+                Err(_) => self.stats.parse_errors += 1,
+            }
+            return;
+        }
+        let Some(tcp) = p.tcp else { return };
+        let dir = usize::from(!view.from_orig);
+        self.scratch.clear();
+        let delivery = session.streams[dir].segment(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
+        if self.scratch.is_empty() && !delivery.gap {
+            return;
+        }
+        let data = std::mem::take(&mut self.scratch);
+        feed(session, &mut self.stats, ts_ns, view.from_orig, &data, delivery.gap, out);
+        self.scratch = data;
+    }
+
+    /// The flow ended: flush whatever its analyser holds.
+    pub fn end(&mut self, flow_id: u64, out: &mut Vec<(FlowView, Meta)>) {
+        let Some(session) = self.map.remove(&flow_id) else { return };
+        let view = session.view;
+        match session.app {
+            App::Dns(mut flow) => {
+                let mut done = Vec::new();
+                flow.finish(&mut done);
+                out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+            }
+            App::Http(mut flow) => {
+                let mut done = Vec::new();
+                flow.finish(&mut done);
+                out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+            }
+            App::Tls(flow) => out.push((view, Meta::Tls(flow.summary))),
+            App::Ssh(flow) => {
+                if flow.client.is_some() || flow.server.is_some() {
+                    out.push((view, Meta::Ssh(flow)));
+                }
+            }
+            App::Unknown | App::None => {}
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn feed(
+    s: &mut Session,
+    stats: &mut SessionStats,
+    ts_ns: i64,
+    from_orig: bool,
+    data: &[u8],
+    gap: bool,
+    out: &mut Vec<(FlowView, Meta)>,
+) {
+    if matches!(s.app, App::Unknown) {
+        s.chunks += 1;
+        if dns_port(s.view.resp_port) || dns_port(s.view.orig_port) {
+            s.app = App::Dns(DnsFlow::default());
+        } else if tls::looks_like_tls(data) {
+            s.app = App::Tls(TlsFlow::new(ts_ns));
+        } else if ssh::looks_like_ssh(data) {
+            s.app = App::Ssh(SshFlow::new(ts_ns));
+        } else if from_orig
+            && (looks_like_http_request(data)
+                || matches!(s.view.resp_port, 80 | 8000 | 8080 | 3128))
+        {
+            s.app = App::Http(HttpFlow::default());
+        } else if s.chunks > DETECT_CHUNKS {
+            s.app = App::None;
+            return;
+        } else {
+            return;
+        }
+    }
+    // A plaintext protocol that upgrades (STARTTLS): a ClientHello from the client starts TLS.
+    if from_orig && !matches!(s.app, App::Tls(_) | App::Dns(_)) && tls::looks_like_tls(data) {
+        if let App::Http(flow) = &mut s.app {
+            let mut done = Vec::new();
+            flow.finish(&mut done);
+            out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Http(t))));
+        }
+        s.app = App::Tls(TlsFlow::new(ts_ns));
+    }
+    match &mut s.app {
+        App::Dns(flow) => {
+            let buf = &mut s.dns_tcp[usize::from(!from_orig)];
+            if gap {
+                buf.clear();
+            }
+            buf.extend_from_slice(data);
+            let mut pos = 0;
+            while let Some(len) =
+                buf.get(pos..pos + 2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+            {
+                let Some(msg) = buf.get(pos + 2..pos + 2 + len) else { break };
+                match dns::parse(msg, false) {
+                    Ok(m) => {
+                        let mut done = Vec::new();
+                        flow.message(ts_ns, m, &mut done);
+                        out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Dns(t))));
+                    }
+                    Err(_) => stats.parse_errors += 1,
+                }
+                pos += 2 + len;
+            }
+            buf.drain(..pos);
+        }
+        App::Http(flow) => {
+            if gap {
+                flow.gap(from_orig);
+            }
+            let mut done = Vec::new();
+            if from_orig {
+                flow.request_data(ts_ns, data, &mut done);
+            } else {
+                flow.response_data(data, &mut done);
+            }
+            if flow.overflowed {
+                stats.buffer_full += 1;
+                flow.overflowed = false;
+            }
+            out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Http(t))));
+        }
+        App::Tls(flow) => flow.data(from_orig, data),
+        App::Ssh(flow) => flow.data(from_orig, data),
+        App::Unknown | App::None => {}
+    }
+}
+
+/// The event for one piece of metadata.
+pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event {
+    use canh_event::{
+        Body, DnsAnswer, DnsQuestion, Endpoint, Http, HttpRequest, HttpResponse, InnerNetwork,
+        Network, Ssh, SshPeer, Tls, TlsClient, TlsServer, Url, UserAgent, Vlan,
+    };
+    let (dataset, ts_ns, protocol) = match meta {
+        Meta::Dns(t) => (Dataset::Dns, t.ts_ns, "dns"),
+        Meta::Http(t) => (Dataset::Http, t.ts_ns, "http"),
+        Meta::Tls(t) => (Dataset::Tls, t.ts_ns, "tls"),
+        Meta::Ssh(t) => (Dataset::Ssh, t.ts_ns, "ssh"),
+    };
+    let mut event = Event::new(
+        dataset,
+        canh_event::event_id(&who.sensor_id, seq),
+        Timestamp(ts_ns),
+        &who.sensor_id,
+        &who.tenant,
+    );
+    event.source = Some(Endpoint {
+        ip: Some(view.orig_ip),
+        port: Some(view.orig_port),
+        ..Endpoint::default()
+    });
+    event.destination = Some(Endpoint {
+        ip: Some(view.resp_ip),
+        port: Some(view.resp_port),
+        ..Endpoint::default()
+    });
+    event.network = Some(Network {
+        transport: Some(crate::flow::transport_name(view.proto)),
+        protocol: Some(protocol.to_string()),
+        iana_number: Some(view.proto),
+        community_id: Some(canh_event::community_id::community_id_v1(
+            who.community_id_seed,
+            view.orig_ip,
+            view.resp_ip,
+            view.proto,
+            view.orig_port,
+            view.resp_port,
+        )),
+        vlan: view.vlan.map(|id| Vlan { id }),
+        inner: view.inner_vlan.map(|id| InnerNetwork { vlan: Some(Vlan { id }) }),
+    });
+    match meta {
+        Meta::Dns(t) => {
+            let main = t.response.as_ref().or(t.query.as_ref());
+            let mut d = canh_event::Dns {
+                r#type: Some(if t.response.is_some() { "answer" } else { "query" }.to_string()),
+                rtt: t.rtt_ns,
+                ..canh_event::Dns::default()
+            };
+            if let Some(m) = main {
+                d.id = Some(m.id);
+                d.op_code = Some(match m.opcode {
+                    0 => "QUERY".to_string(),
+                    1 => "IQUERY".to_string(),
+                    2 => "STATUS".to_string(),
+                    4 => "NOTIFY".to_string(),
+                    5 => "UPDATE".to_string(),
+                    other => other.to_string(),
+                });
+                let mut flags = Vec::new();
+                for (on, name) in [
+                    (m.aa, "AA"),
+                    (m.tc, "TC"),
+                    (m.rd, "RD"),
+                    (m.ra, "RA"),
+                    (m.ad, "AD"),
+                    (m.cd, "CD"),
+                ] {
+                    if on {
+                        flags.push(name.to_string());
+                    }
+                }
+                d.header_flags = Some(flags);
+            }
+            // As Zeek: the question's name from the query (or the lone response); its type and
+            // class only from a query.
+            let question =
+                t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first());
+            if let Some(q) = question {
+                d.question = Some(DnsQuestion {
+                    name: Some(q.name.clone()),
+                    r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype)),
+                    class: t.query.as_ref().map(|_| dns::class_name(q.qclass)),
+                });
+            }
+            // A response without a question (mDNS announcements): Zeek names the first answer.
+            if question.is_none() {
+                let first = t.response.as_ref().and_then(|r| r.answers.first());
+                if let Some(a) = first {
+                    d.question =
+                        Some(DnsQuestion { name: Some(a.name.clone()), ..DnsQuestion::default() });
+                }
+            }
+            if let Some(r) = &t.response {
+                d.response_code = Some(dns::rcode_name(r.rcode));
+                let answers: Vec<DnsAnswer> = r
+                    .answers
+                    .iter()
+                    .filter(|a| a.data.is_some())
+                    .map(|a| DnsAnswer {
+                        name: Some(a.name.clone()),
+                        r#type: Some(dns::type_name(a.rtype)),
+                        class: Some(dns::class_name(a.class)),
+                        ttl: Some(a.ttl),
+                        data: a.data.clone(),
+                    })
+                    .collect();
+                if !answers.is_empty() {
+                    d.answers = Some(answers);
+                }
+            }
+            event.dns = Some(d);
+        }
+        Meta::Http(t) => {
+            event.http = Some(Http {
+                version: t.response_version.clone().or_else(|| t.request_version.clone()),
+                request: Some(HttpRequest {
+                    method: t.method.clone(),
+                    referrer: t.referrer.clone(),
+                    body: Some(Body { bytes: t.request_body_bytes }),
+                }),
+                response: Some(HttpResponse {
+                    status_code: t.status_code,
+                    body: Some(Body { bytes: t.response_body_bytes }),
+                }),
+            });
+            event.url = Some(Url { domain: t.host.clone(), original: t.uri.clone() });
+            event.user_agent = t.user_agent.clone().map(|original| UserAgent { original });
+        }
+        Meta::Tls(t) => {
+            let client = t.client_hello.as_ref();
+            let server = t.server_hello.as_ref();
+            let version =
+                server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
+            event.tls = Some(Tls {
+                version_protocol: version
+                    .as_ref()
+                    .map(|v| if v == "3.0" { "ssl" } else { "tls" }.to_string()),
+                version,
+                cipher: server.map(|s| tls::cipher_name(s.cipher)),
+                established: Some(t.established),
+                next_protocol: server.and_then(|s| s.alpn.clone()),
+                client: client.map(|c| TlsClient {
+                    server_name: c.server_name.clone(),
+                    ja3: Some(tls::ja3(c)),
+                    ja4: Some(tls::ja4(c)),
+                }),
+                server: server.map(|s| {
+                    let cert = t.server_certificate.as_ref();
+                    TlsServer {
+                        ja3s: Some(tls::ja3s(s)),
+                        subject: cert.map(|c| c.subject.clone()),
+                        issuer: cert.map(|c| c.issuer.clone()),
+                        not_before: cert.map(|c| Timestamp(c.not_before_ns)),
+                        not_after: cert.map(|c| Timestamp(c.not_after_ns)),
+                    }
+                }),
+            });
+        }
+        Meta::Ssh(t) => {
+            event.ssh = Some(Ssh {
+                client: t.client.clone().map(|banner| SshPeer { banner }),
+                server: t.server.clone().map(|banner| SshPeer { banner }),
+            });
+        }
+    }
+    event
+}

@@ -1,0 +1,809 @@
+//! Fidelity harness: runs the sensor over every Zeek test trace that has baseline logs and compares
+//! our events with Zeek's conn/dns/http/ssl logs field by field, then checks the fields Suricata's
+//! verification cases assert. Prints an agreement table and fails when agreement falls below the
+//! floors in `zeek_agreement_floor.toml`.
+//!
+//! Run with `cargo test -p canh-sensor --test zeek_agreement -- --nocapture` to see the table.
+//! The data lives outside the repository at `../shared/data` (relative to the repo root); when it is
+//! absent the test says so and passes, so builds without the data set still work.
+
+use canh_event::Event;
+use canh_sensor::capture;
+use canh_sensor::flow::{FlowConfig, Identity};
+use canh_sensor::metrics::Metrics;
+use canh_sensor::packets::PacketPipeline;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// One log record as column name -> text, in Zeek's ASCII conventions (`-` unset).
+type Record = HashMap<String, String>;
+
+/// Parse a Zeek ASCII log (as stored in a btest baseline).
+fn parse_zeek_log(text: &str) -> Vec<Record> {
+    let mut fields: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#fields\t") {
+            fields = rest.split('\t').map(str::to_string).collect();
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let values: Vec<&str> = line.split('\t').collect();
+        let record = fields.iter().zip(values).map(|(f, v)| (f.clone(), v.to_string())).collect();
+        out.push(record);
+    }
+    out
+}
+
+const LOGS: [(&str, &[&str]); 6] = [
+    (
+        "conn",
+        &[
+            "proto",
+            "duration",
+            "orig_bytes",
+            "resp_bytes",
+            "conn_state",
+            "missed_bytes",
+            "history",
+            "orig_pkts",
+            "resp_pkts",
+            "orig_ip_bytes",
+            "resp_ip_bytes",
+        ],
+    ),
+    ("dns", &["trans_id", "query", "qtype_name", "rcode_name", "answers", "TTLs"]),
+    (
+        "http",
+        &[
+            "method",
+            "host",
+            "uri",
+            "version",
+            "user_agent",
+            "request_body_len",
+            "response_body_len",
+            "status_code",
+        ],
+    ),
+    (
+        "ssl",
+        &["version", "cipher", "server_name", "established", "next_protocol", "subject", "issuer"],
+    ),
+    ("ssh", &["client", "server"]),
+    (
+        "x509",
+        &[
+            "certificate.subject",
+            "certificate.issuer",
+            "certificate.not_valid_before",
+            "certificate.not_valid_after",
+        ],
+    ),
+];
+
+/// Run the sensor library over one capture, as `canh-sensor pcap FILE` does.
+fn run_sensor(pcap: &Path, seed: u16) -> Vec<Event> {
+    let metrics = Metrics::new();
+    let who = Identity {
+        sensor_id: "agreement".to_string(),
+        tenant: "test".to_string(),
+        community_id_seed: seed,
+    };
+    let mut pipeline = PacketPipeline::new(who, FlowConfig::default(), 0, &metrics);
+    let mut events = Vec::new();
+    capture::read_file(pcap, |link, ts, data| pipeline.frame(link, ts, data, &mut events))
+        .unwrap_or_else(|e| panic!("reading {}: {e}", pcap.display()));
+    pipeline.finish(&mut events);
+    events
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn tuple(event: &Event, record: &mut Record) {
+    let src = event.source.clone().unwrap_or_default();
+    let dst = event.destination.clone().unwrap_or_default();
+    record.insert("id.orig_h".into(), opt(src.ip));
+    record.insert("id.orig_p".into(), opt(src.port));
+    record.insert("id.resp_h".into(), opt(dst.ip));
+    record.insert("id.resp_p".into(), opt(dst.port));
+    let proto = event.network.as_ref().and_then(|n| n.transport.clone());
+    let proto = match proto.as_deref() {
+        Some("ipv6-icmp") => "icmp".to_string(),
+        Some(p) => p.to_string(),
+        None => "-".to_string(),
+    };
+    record.insert("proto".into(), proto);
+}
+
+/// Our events written the way Zeek would log them, for one log kind.
+fn as_zeek(events: &[Event], log: &str) -> Vec<Record> {
+    let mut out = Vec::new();
+    for event in events {
+        let mut r = Record::new();
+        match (log, event.event.dataset) {
+            ("conn", canh_event::Dataset::Flow) => {
+                let flow = event.flow.clone().unwrap_or_default();
+                let src = event.source.clone().unwrap_or_default();
+                let dst = event.destination.clone().unwrap_or_default();
+                let duration = event.event.duration.unwrap_or(0);
+                // Zeek's conn.zeek sets duration and the byte counts only when duration > 0.
+                if duration > 0 {
+                    r.insert("duration".into(), format!("{:.6}", duration as f64 / 1e9));
+                    r.insert("orig_bytes".into(), opt(flow.orig_payload_bytes));
+                    r.insert("resp_bytes".into(), opt(flow.resp_payload_bytes));
+                } else {
+                    for f in ["duration", "orig_bytes", "resp_bytes"] {
+                        r.insert(f.into(), "-".into());
+                    }
+                }
+                r.insert("conn_state".into(), opt(flow.state));
+                r.insert("missed_bytes".into(), opt(flow.missed_bytes));
+                let history = flow.history.unwrap_or_default();
+                r.insert("history".into(), if history.is_empty() { "-".into() } else { history });
+                r.insert("orig_pkts".into(), opt(src.packets));
+                r.insert("resp_pkts".into(), opt(dst.packets));
+                r.insert("orig_ip_bytes".into(), opt(src.bytes));
+                r.insert("resp_ip_bytes".into(), opt(dst.bytes));
+            }
+            ("dns", canh_event::Dataset::Dns) => {
+                let dns = event.dns.clone().unwrap_or_default();
+                let q = dns.question.clone().unwrap_or_default();
+                r.insert("trans_id".into(), opt(dns.id));
+                r.insert("query".into(), opt(q.name));
+                r.insert("qtype_name".into(), opt(q.r#type));
+                r.insert("rcode_name".into(), opt(dns.response_code));
+                let answers = dns.answers.unwrap_or_default();
+                if answers.is_empty() {
+                    r.insert("answers".into(), "-".into());
+                    r.insert("TTLs".into(), "-".into());
+                } else {
+                    let data: Vec<String> =
+                        answers.iter().map(|a| a.data.clone().unwrap_or_default()).collect();
+                    let ttls: Vec<String> =
+                        answers.iter().map(|a| format!("{}.000000", a.ttl.unwrap_or(0))).collect();
+                    r.insert("answers".into(), data.join(","));
+                    r.insert("TTLs".into(), ttls.join(","));
+                }
+            }
+            ("http", canh_event::Dataset::Http) => {
+                let http = event.http.clone().unwrap_or_default();
+                let req = http.request.clone().unwrap_or_default();
+                let resp = http.response.clone();
+                let url = event.url.clone().unwrap_or_default();
+                r.insert("method".into(), opt(req.method));
+                r.insert("host".into(), opt(url.domain));
+                r.insert("uri".into(), opt(url.original));
+                r.insert("version".into(), opt(http.version));
+                r.insert("user_agent".into(), opt(event.user_agent.clone().map(|u| u.original)));
+                r.insert("request_body_len".into(), req.body.map_or(0, |b| b.bytes).to_string());
+                r.insert(
+                    "response_body_len".into(),
+                    resp.as_ref().and_then(|x| x.body.clone()).map_or(0, |b| b.bytes).to_string(),
+                );
+                r.insert("status_code".into(), opt(resp.and_then(|x| x.status_code)));
+            }
+            ("ssl", canh_event::Dataset::Tls) => {
+                let tls = event.tls.clone().unwrap_or_default();
+                let version = tls.version.as_deref().map(|v| match v {
+                    "3.0" => "SSLv3".to_string(),
+                    "2.0" => "SSLv2".to_string(),
+                    v => format!("TLSv{}", v.replace('.', "")),
+                });
+                r.insert("version".into(), opt(version));
+                r.insert("cipher".into(), opt(tls.cipher));
+                r.insert(
+                    "server_name".into(),
+                    opt(tls.client.as_ref().and_then(|c| c.server_name.clone())),
+                );
+                r.insert(
+                    "established".into(),
+                    if tls.established == Some(true) { "T" } else { "F" }.into(),
+                );
+                r.insert("next_protocol".into(), opt(tls.next_protocol));
+                let server = tls.server.clone().unwrap_or_default();
+                r.insert("subject".into(), opt(server.subject));
+                r.insert("issuer".into(), opt(server.issuer));
+            }
+            ("x509", canh_event::Dataset::Tls) => {
+                // x509.log has no connection tuple; our leaf certificates match by content.
+                let Some(server) = event.tls.as_ref().and_then(|t| t.server.clone()) else {
+                    continue;
+                };
+                if server.subject.is_none() {
+                    continue;
+                }
+                let secs =
+                    |t: Option<canh_event::Timestamp>| t.map(|t| format!("{}.000000", t.secs()));
+                r.insert("certificate.subject".into(), opt(server.subject));
+                r.insert("certificate.issuer".into(), opt(server.issuer));
+                r.insert("certificate.not_valid_before".into(), opt(secs(server.not_before)));
+                r.insert("certificate.not_valid_after".into(), opt(secs(server.not_after)));
+                out.push(r);
+                continue;
+            }
+            ("ssh", canh_event::Dataset::Ssh) => {
+                let ssh = event.ssh.clone().unwrap_or_default();
+                r.insert("client".into(), opt(ssh.client.map(|c| c.banner)));
+                r.insert("server".into(), opt(ssh.server.map(|c| c.banner)));
+            }
+            _ => continue,
+        }
+        tuple(event, &mut r);
+        // Zeek writes an empty string as its empty-field marker.
+        for v in r.values_mut() {
+            if v.is_empty() {
+                *v = "(empty)".to_string();
+            }
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Zeek prints each TXT answer as `TXT <len> <string>` per character-string; we keep the text the
+/// record carries (the strings concatenated). Bring Zeek's form to ours before comparing.
+fn normalise_zeek_answer(answer: &str) -> String {
+    let mut rest = answer;
+    if !rest.starts_with("TXT ") {
+        return answer.to_string();
+    }
+    let mut text = String::new();
+    while let Some(r) = rest.strip_prefix("TXT ") {
+        let Some((len, tail)) = r.split_once(' ') else { return answer.to_string() };
+        let Ok(len) = len.parse::<usize>() else { return answer.to_string() };
+        let Some(s) = tail.get(..len) else { return answer.to_string() };
+        text.push_str(s);
+        rest = tail[len..].strip_prefix(' ').unwrap_or(&tail[len..]);
+    }
+    text
+}
+
+fn normalise_zeek(log: &str, record: &mut Record) {
+    if log == "dns" {
+        if let Some(answers) = record.get("answers").cloned() {
+            if answers != "-" {
+                let parts: Vec<String> = answers.split(',').map(normalise_zeek_answer).collect();
+                record.insert("answers".into(), parts.join(","));
+            }
+        }
+    }
+}
+
+fn field_equal(field: &str, ours: &str, zeek: &str) -> bool {
+    if field == "duration" && ours != "-" && zeek != "-" {
+        let (Ok(a), Ok(b)) = (ours.parse::<f64>(), zeek.parse::<f64>()) else { return false };
+        return (a - b).abs() <= 0.001;
+    }
+    ours == zeek
+}
+
+fn key(record: &Record, with_proto: bool) -> String {
+    let mut k = ["id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
+        .iter()
+        .map(|f| record.get(*f).cloned().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if with_proto {
+        k.push(' ');
+        k.push_str(record.get("proto").map_or("", String::as_str));
+    }
+    k
+}
+
+#[derive(Default)]
+struct Tally {
+    baseline: usize,
+    matched: usize,
+    ours_extra: usize,
+    /// field -> (equal, compared)
+    fields: BTreeMap<String, (usize, usize)>,
+    mismatches: Vec<String>,
+}
+
+/// Match baseline records to ours by 5-tuple; among several candidates with the same tuple (DNS
+/// queries or HTTP requests sharing a connection) take the unused one agreeing on most fields.
+fn compare(
+    case: &str,
+    log: &str,
+    fields: &[&str],
+    zeek: Vec<Record>,
+    ours: Vec<Record>,
+    t: &mut Tally,
+) {
+    let with_proto = zeek.first().is_some_and(|r| r.contains_key("proto"));
+    let mut used = vec![false; ours.len()];
+    for mut z in zeek {
+        normalise_zeek(log, &mut z);
+        t.baseline += 1;
+        let k = key(&z, with_proto);
+        let score = |o: &Record| {
+            fields
+                .iter()
+                .filter(|f| {
+                    field_equal(
+                        f,
+                        o.get(**f).map_or("-", String::as_str),
+                        z.get(**f).map_or("-", String::as_str),
+                    )
+                })
+                .count()
+        };
+        let best = ours
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| !used[*i] && key(o, with_proto) == k)
+            .max_by_key(|(i, o)| (score(o), usize::MAX - i))
+            .map(|(i, _)| i);
+        let Some(i) = best else {
+            t.mismatches.push(format!("{case} {log}: no record for {k}"));
+            continue;
+        };
+        used[i] = true;
+        t.matched += 1;
+        // Only columns the baseline has are compared (btest-diff-cut keeps a subset).
+        for f in fields.iter().filter(|f| z.contains_key(**f)) {
+            let ov = ours[i].get(*f).map_or("-", String::as_str);
+            let zv = z.get(*f).map_or("-", String::as_str);
+            let entry = t.fields.entry(f.to_string()).or_default();
+            entry.1 += 1;
+            if field_equal(f, ov, zv) {
+                entry.0 += 1;
+            } else {
+                let short = |s: &str| {
+                    if s.len() > 80 {
+                        format!("{}...", &s[..s.floor_char_boundary(80)])
+                    } else {
+                        s.to_string()
+                    }
+                };
+                t.mismatches.push(format!(
+                    "{case} {log} {k} {f}: ours {:?} zeek {:?}",
+                    short(ov),
+                    short(zv)
+                ));
+            }
+        }
+    }
+    t.ours_extra += used.iter().filter(|u| !**u).count();
+}
+
+/// The case directory a trace belongs to: `<case>__<part>.pcap` or `<case>.pcap`.
+fn case_of(pcap: &Path) -> String {
+    let stem = pcap.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    stem.split("__").next().unwrap_or(&stem).to_string()
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn zeek_agreement() -> BTreeMap<String, Tally> {
+    let dir = data_dir().join("pcap/zeek");
+    let mut pcaps: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("zeek pcap dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    pcaps.sort();
+    let mut by_case: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for p in pcaps {
+        by_case.entry(case_of(&p)).or_default().push(p);
+    }
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for (case, pcaps) in by_case {
+        let base = data_dir().join("pcap/zeek-baseline").join(&case);
+        if !base.is_dir() {
+            continue;
+        }
+        // Zeek ran each trace on its own; so do we.
+        let events: Vec<Event> = pcaps.iter().flat_map(|p| run_sensor(p, 0)).collect();
+        for (log, fields) in LOGS {
+            let Ok(text) = std::fs::read_to_string(base.join(format!("{log}.log"))) else {
+                continue;
+            };
+            let mut zeek = parse_zeek_log(&text);
+            if log == "x509" {
+                // The chain is logged leaf first; we report the server's leaf certificate only.
+                zeek.truncate(1);
+            }
+            let ours = as_zeek(&events, log);
+            compare(&case, log, fields, zeek, ours, tallies.entry(log.to_string()).or_default());
+        }
+    }
+    tallies
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suricata verification cases: the fields their test.yaml asserts, mapped to our events.
+
+struct SuricataCheck {
+    case: &'static str,
+    what: &'static str,
+    pass: bool,
+}
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().expect("literal address")
+}
+
+fn is(event: &Event, dataset: canh_event::Dataset) -> bool {
+    event.event.dataset == dataset
+}
+
+fn from_to(event: &Event, src: &str, dst: &str) -> bool {
+    event.source.as_ref().and_then(|s| s.ip) == Some(ip(src))
+        && event.destination.as_ref().and_then(|d| d.ip) == Some(ip(dst))
+}
+
+fn ports(event: &Event, sp: u16, dp: u16) -> bool {
+    event.source.as_ref().and_then(|s| s.port) == Some(sp)
+        && event.destination.as_ref().and_then(|d| d.port) == Some(dp)
+}
+
+fn community_id(event: &Event) -> Option<&str> {
+    event.network.as_ref().and_then(|n| n.community_id.as_deref())
+}
+
+fn answer_types(event: &Event) -> Vec<String> {
+    let answers = event.dns.as_ref().and_then(|d| d.answers.clone()).unwrap_or_default();
+    answers.iter().map(|a| a.r#type.clone().unwrap_or_default()).collect()
+}
+
+fn suricata_checks() -> Vec<SuricataCheck> {
+    use canh_event::Dataset::{Dns, Flow, Http, Tls};
+    let pcap = |name: &str| data_dir().join(format!("pcap/suricata-verify/{name}.pcap"));
+    let mut checks = Vec::new();
+    let mut check = |case: &'static str, what: &'static str, pass: bool| {
+        checks.push(SuricataCheck { case, what, pass });
+    };
+
+    // Community ID with seed 7 (the seed the brief fixes for these cases).
+    let ev = run_sensor(&pcap("sv-community-id-ipv4"), 7);
+    let cid = "1:IwiTNfuO7aCaamMijl+7/X9uLx0=";
+    let tls: Vec<&Event> = ev
+        .iter()
+        .filter(|e| {
+            is(e, Tls) && from_to(e, "172.26.0.39", "172.217.14.206") && ports(e, 35958, 443)
+        })
+        .collect();
+    check("sv-community-id-ipv4", "one tls event for the flow", tls.len() == 1);
+    check(
+        "sv-community-id-ipv4",
+        "tls community_id",
+        tls.iter().any(|e| community_id(e) == Some(cid)),
+    );
+    let sni = |e: &Event| {
+        e.tls.as_ref().and_then(|t| t.client.as_ref()).and_then(|c| c.server_name.clone())
+    };
+    check(
+        "sv-community-id-ipv4",
+        "tls sni",
+        tls.iter().any(|e| sni(e).as_deref() == Some("ipv4.google.com")),
+    );
+    let version = |e: &Event| e.tls.as_ref().and_then(|t| t.version.clone());
+    check(
+        "sv-community-id-ipv4",
+        "tls version 1.3",
+        tls.iter().any(|e| version(e).as_deref() == Some("1.3")),
+    );
+    let flows: Vec<&Event> = ev
+        .iter()
+        .filter(|e| {
+            is(e, Flow) && from_to(e, "172.26.0.39", "172.217.14.206") && ports(e, 35958, 443)
+        })
+        .collect();
+    check(
+        "sv-community-id-ipv4",
+        "one flow, its community_id",
+        flows.len() == 1 && community_id(flows[0]) == Some(cid),
+    );
+
+    // IPv6 fragments behind a VLAN tag, and IPv4 fragments of a TCP SYN: the reassembled packet
+    // Suricata alerts on must be the one our flow counts.
+    for (case, link) in [("sv-defrag-eth-vlan-ipv6-tcp", 1), ("sv-defrag-ipv4-tcp-syn", 228)] {
+        let yaml = std::fs::read_to_string(
+            data_dir().join(format!("pcap/suricata-verify-expected/{case}/test.yaml")),
+        )
+        .expect("test.yaml");
+        let b64 = yaml
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("packet: "))
+            .map(|s| s.trim_matches('"').to_string())
+            .expect("packet in test.yaml");
+        let bytes = base64_decode(&b64);
+        let link = canh_sensor::decode::LinkType::from_pcap(link).expect("link type");
+        let Ok(expected) = canh_sensor::decode::decode(link, &bytes) else {
+            check(case, "decode the reassembled packet", false);
+            continue;
+        };
+        let ev = run_sensor(&pcap(case), 7);
+        let hit = ev.iter().any(|e| {
+            is(e, Flow)
+                && e.network.as_ref().and_then(|n| n.iana_number) == Some(expected.proto)
+                && ((from_to(e, &expected.src.to_string(), &expected.dst.to_string())
+                    && ports(e, expected.src_port, expected.dst_port)
+                    && e.source.as_ref().and_then(|s| s.bytes) == Some(u64::from(expected.ip_len)))
+                    || (from_to(e, &expected.dst.to_string(), &expected.src.to_string())
+                        && ports(e, expected.dst_port, expected.src_port)
+                        && e.destination.as_ref().and_then(|s| s.bytes)
+                            == Some(u64::from(expected.ip_len))))
+        });
+        check(case, "flow of the reassembled packet with its full IP length", hit);
+    }
+
+    // A lone DNS response: originator is the client (Zeek and Suricata both reverse it).
+    let ev = run_sensor(&pcap("sv-dns-reversed-udp-1"), 7);
+    let dns: Vec<&Event> = ev.iter().filter(|e| is(e, Dns)).collect();
+    check(
+        "sv-dns-reversed-udp-1",
+        "one dns event, client is source",
+        dns.len() == 1 && from_to(dns[0], "10.16.1.11", "10.16.1.1"),
+    );
+    check(
+        "sv-dns-reversed-udp-1",
+        "answers CNAME, A, A",
+        dns.first().is_some_and(|e| {
+            answer_types(e).starts_with(&["CNAME".into(), "A".into(), "A".into()])
+        }),
+    );
+    let flows: Vec<&Event> = ev.iter().filter(|e| is(e, Flow)).collect();
+    check(
+        "sv-dns-reversed-udp-1",
+        "flow source is the client",
+        flows.len() == 1 && from_to(flows[0], "10.16.1.11", "10.16.1.1"),
+    );
+
+    // DNS over TCP: the request and its response.
+    let ev = run_sensor(&pcap("sv-dns-tcp-www-google-com"), 7);
+    let dns: Vec<&Event> =
+        ev.iter().filter(|e| is(e, Dns) && from_to(e, "10.16.1.11", "8.8.4.4")).collect();
+    check("sv-dns-tcp-www-google-com", "one dns transaction 10.16.1.11 -> 8.8.4.4", dns.len() == 1);
+    check(
+        "sv-dns-tcp-www-google-com",
+        "request and response seen",
+        dns.first().is_some_and(|e| {
+            let d = e.dns.clone().unwrap_or_default();
+            d.question.is_some() && d.response_code.is_some()
+        }),
+    );
+
+    // DNS over UDP, A and TXT.
+    let ev = run_sensor(&pcap("sv-dns-udp-eve-txt"), 7);
+    for (id, sport, name, qtype, rdata, ttl) in [
+        (
+            39372u16,
+            60922u16,
+            "textsecure-service-ca.whispersystems.org",
+            "A",
+            "34.197.178.240",
+            5u32,
+        ),
+        (28243, 52345, "google.com", "TXT", "v=spf1 include:_spf.google.com ~all", 3217),
+    ] {
+        let hit = ev.iter().find(|e| {
+            is(e, Dns)
+                && from_to(e, "10.16.1.11", "10.16.1.1")
+                && ports(e, sport, 53)
+                && e.dns.as_ref().and_then(|d| d.id) == Some(id)
+        });
+        let d = hit.and_then(|e| e.dns.clone()).unwrap_or_default();
+        let q = d.question.clone().unwrap_or_default();
+        check("sv-dns-udp-eve-txt", "dns event by id and ports", hit.is_some());
+        check(
+            "sv-dns-udp-eve-txt",
+            "question name and type",
+            q.name.as_deref() == Some(name) && q.r#type.as_deref() == Some(qtype),
+        );
+        let first = d.answers.clone().unwrap_or_default().into_iter().next().unwrap_or_default();
+        check(
+            "sv-dns-udp-eve-txt",
+            "first answer data, type, ttl",
+            first.data.as_deref() == Some(rdata)
+                && first.r#type.as_deref() == Some(qtype)
+                && first.ttl == Some(ttl),
+        );
+        let flags = d.header_flags.clone().unwrap_or_default();
+        check(
+            "sv-dns-udp-eve-txt",
+            "rcode NOERROR, flags RD RA (0x8180)",
+            d.response_code.as_deref() == Some("NOERROR")
+                && flags.contains(&"RD".to_string())
+                && flags.contains(&"RA".to_string())
+                && !flags.contains(&"AA".to_string()),
+        );
+    }
+    for (sport, to_server, to_client) in [(60922u16, 100u64, 116u64), (52345, 81, 129)] {
+        // Suricata's flow bytes count whole frames (14-byte Ethernet header included), one packet each way.
+        let hit = ev.iter().any(|e| {
+            is(e, Flow)
+                && from_to(e, "10.16.1.11", "10.16.1.1")
+                && ports(e, sport, 53)
+                && e.source.as_ref().and_then(|s| s.bytes) == Some(to_server - 14)
+                && e.destination.as_ref().and_then(|s| s.bytes) == Some(to_client - 14)
+                && e.source.as_ref().and_then(|s| s.packets) == Some(1)
+                && e.destination.as_ref().and_then(|s| s.packets) == Some(1)
+        });
+        check("sv-dns-udp-eve-txt", "flow packets and bytes per direction", hit);
+    }
+
+    // VLAN: one flow with a single tag 6, one with outer 1 and inner 10.
+    let ev = run_sensor(&pcap("sv-eve-flow-vlan"), 7);
+    let vlans = |e: &Event| {
+        let n = e.network.clone().unwrap_or_default();
+        (n.vlan.map(|v| v.id), n.inner.and_then(|i| i.vlan).map(|v| v.id))
+    };
+    let flows: Vec<&Event> = ev.iter().filter(|e| is(e, Flow)).collect();
+    check(
+        "sv-eve-flow-vlan",
+        "one flow with vlan [6]",
+        flows.iter().filter(|e| vlans(e) == (Some(6), None)).count() == 1,
+    );
+    check(
+        "sv-eve-flow-vlan",
+        "one flow with vlan [1, 10]",
+        flows.iter().filter(|e| vlans(e) == (Some(1), Some(10))).count() == 1,
+    );
+
+    // HTTP: one transaction, Host header, response Content-Length 18070.
+    let ev = run_sensor(&pcap("sv-http-all-headers"), 7);
+    let http: Vec<&Event> = ev.iter().filter(|e| is(e, Http)).collect();
+    check("sv-http-all-headers", "one http event", http.len() == 1);
+    check(
+        "sv-http-all-headers",
+        "url.domain from Host",
+        http.first().and_then(|e| e.url.as_ref()).and_then(|u| u.domain.as_deref())
+            == Some("www.ethereal.com"),
+    );
+
+    // TLS 1.3 draft 28: two handshakes with SNI localhost.
+    let ev = run_sensor(&pcap("sv-tls13-draft28"), 7);
+    let tls: Vec<&Event> = ev
+        .iter()
+        .filter(|e| {
+            is(e, Tls)
+                && sni(e).as_deref() == Some("localhost")
+                && version(e).as_deref() == Some("1.3")
+        })
+        .collect();
+    check("sv-tls13-draft28", "two tls events, sni localhost, version 1.3", tls.len() == 2);
+    checks
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let Some(v) = alphabet.iter().position(|a| *a == c) else { continue };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct Floor {
+    records: f64,
+    fields: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct Floors {
+    conn: Floor,
+    dns: Floor,
+    http: Floor,
+    ssl: Floor,
+    ssh: Floor,
+    x509: Floor,
+    suricata: SuricataFloor,
+}
+
+#[derive(serde::Deserialize)]
+struct SuricataFloor {
+    passed: usize,
+}
+
+#[test]
+fn agreement_with_zeek_and_suricata() {
+    if !data_dir().join("pcap/zeek").is_dir() {
+        eprintln!("shared data not found at {}; skipping", data_dir().display());
+        return;
+    }
+    let floors: Floors =
+        toml::from_str(include_str!("zeek_agreement_floor.toml")).expect("floor file");
+    let tallies = zeek_agreement();
+
+    println!("\n{:<6} {:<28} {:>9} {:>9} {:>8}", "log", "field", "equal", "compared", "ratio");
+    let mut failures = Vec::new();
+    for (log, fields) in LOGS {
+        let t = tallies.get(log).map_or_else(Tally::default, |t| Tally {
+            mismatches: vec![],
+            fields: t.fields.clone(),
+            ..*t
+        });
+        let rec = ratio(t.matched, t.baseline);
+        println!(
+            "{log:<6} {:<28} {:>9} {:>9} {:>7.1}%   (our extra records: {})",
+            "records matched",
+            t.matched,
+            t.baseline,
+            rec * 100.0,
+            t.ours_extra
+        );
+        let (mut eq, mut cmp) = (0, 0);
+        for f in fields.iter() {
+            let (e, c) = t.fields.get(*f).copied().unwrap_or((0, 0));
+            eq += e;
+            cmp += c;
+            println!("{log:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", ratio(e, c) * 100.0);
+        }
+        let fr = ratio(eq, cmp);
+        println!("{log:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%\n", "ALL FIELDS", fr * 100.0);
+        let floor = match log {
+            "conn" => &floors.conn,
+            "dns" => &floors.dns,
+            "http" => &floors.http,
+            "ssl" => &floors.ssl,
+            "ssh" => &floors.ssh,
+            _ => &floors.x509,
+        };
+        if rec + 1e-9 < floor.records {
+            failures.push(format!("{log}: records matched {rec:.4} below floor {}", floor.records));
+        }
+        if fr + 1e-9 < floor.fields {
+            failures.push(format!("{log}: fields equal {fr:.4} below floor {}", floor.fields));
+        }
+    }
+    println!("mismatches:");
+    for t in tallies.values() {
+        for m in &t.mismatches {
+            println!("  {m}");
+        }
+    }
+
+    let checks = suricata_checks();
+    let passed = checks.iter().filter(|c| c.pass).count();
+    println!("\nsuricata-verify checks: {passed} of {} pass", checks.len());
+    for c in &checks {
+        println!("  [{}] {}: {}", if c.pass { "ok" } else { "FAIL" }, c.case, c.what);
+    }
+    if passed < floors.suricata.passed {
+        failures.push(format!(
+            "suricata checks passed {passed} below floor {}",
+            floors.suricata.passed
+        ));
+    }
+    assert!(failures.is_empty(), "agreement below floor:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn parses_zeek_ascii_logs() {
+    let text = "### BTest baseline data generated by btest-diff.\n#separator \\x09\n#fields\tts\tuid\tanswers\tTTLs\n#types\ttime\tstring\tvector[string]\tvector[interval]\nXXXXXXXXXX.XXXXXX\tC1\t(empty)\t-\n";
+    let records = parse_zeek_log(text);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["uid"], "C1");
+    assert_eq!(records[0]["answers"], "(empty)");
+    assert_eq!(records[0]["TTLs"], "-");
+    assert_eq!(normalise_zeek_answer("TXT 3 abc TXT 2 de"), "abcde");
+    assert_eq!(normalise_zeek_answer("1.2.3.4"), "1.2.3.4");
+    assert_eq!(case_of(Path::new("x/icmp-events__icmp-ping.pcap")), "icmp-events");
+    assert_eq!(base64_decode("RQAA"), vec![0x45, 0, 0]);
+}
