@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod packets;
 pub mod produce;
 pub mod sequence;
+pub mod syslog;
