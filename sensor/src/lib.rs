@@ -5,6 +5,7 @@ pub mod capture;
 pub mod config;
 pub mod decode;
 pub mod flow;
+pub mod logs;
 pub mod metrics;
 pub mod packets;
 pub mod produce;

@@ -35,6 +35,29 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Read log files (`-` for stdin) and print exactly one event per line as JSON lines.
+    Logs {
+        /// auto, syslog, json, access (apache, nginx) or error (apache-error, nginx-error).
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// `observer.id` of the events.
+        #[arg(long, default_value = "offline")]
+        sensor_id: String,
+        /// `organization.id` of the events.
+        #[arg(long, default_value = "offline")]
+        tenant: String,
+        /// Zone of timestamps that carry none (RFC 3164, Apache error logs).
+        #[arg(long, default_value = "+07:00")]
+        timezone: String,
+        /// Longer lines are cut to this many bytes and marked `log.truncated`.
+        #[arg(long, default_value_t = 65_536)]
+        max_line_bytes: usize,
+        /// The time year-less timestamps are read relative to (RFC 3339); default: now.
+        #[arg(long)]
+        reference_time: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Capture from the configured inputs and publish to Kafka.
     Run {
         #[arg(long)]
@@ -55,6 +78,18 @@ fn main() {
         Command::Pcap { community_id_seed, sensor_id, tenant, files } => {
             let who = Identity { sensor_id, tenant, community_id_seed };
             offline(who, &files)
+        }
+        Command::Logs {
+            format,
+            sensor_id,
+            tenant,
+            timezone,
+            max_line_bytes,
+            reference_time,
+            files,
+        } => {
+            let who = Identity { sensor_id, tenant, community_id_seed: 0 };
+            offline_logs(who, &format, &timezone, max_line_bytes, reference_time.as_deref(), &files)
         }
         Command::Run { config } => run(&config),
     };
@@ -109,6 +144,101 @@ fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `canh-sensor logs`: every line of every file to one event on stdout.
+fn offline_logs(
+    who: Identity,
+    format: &str,
+    timezone: &str,
+    max_line_bytes: usize,
+    reference_time: Option<&str>,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    use canh_sensor::logs::{self, LineFormat, LineOptions};
+    let Some(format) = LineFormat::parse(format) else {
+        bail!("unknown log format {format:?}; use one of {}", LineFormat::NAMES.join(", "));
+    };
+    let Some(utc_offset_secs) = logs::parse_utc_offset(timezone) else {
+        bail!("invalid timezone {timezone:?}; write it as +07:00");
+    };
+    if max_line_bytes == 0 {
+        bail!("--max-line-bytes must be at least 1");
+    }
+    let received = match reference_time {
+        Some(text) => canh_event::Timestamp::parse(text)
+            .with_context(|| format!("reading --reference-time {text:?}"))?,
+        None => now(),
+    };
+    let options = LineOptions { format, utc_offset_secs, default_priority: None };
+    let metrics = Metrics::new();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut seq = 0u64;
+    let mut write_error = None;
+    let mut failed = Vec::new();
+    for file in files {
+        let is_stdin = file.as_os_str() == "-";
+        let input = if is_stdin { "stdin" } else { "file" };
+        let mut reader: Box<dyn std::io::BufRead> = if is_stdin {
+            Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
+        } else {
+            match std::fs::File::open(file) {
+                Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+                Err(e) => {
+                    eprintln!("canh-sensor: error: opening {}: {e}", file.display());
+                    failed.push(file.display().to_string());
+                    continue;
+                }
+            }
+        };
+        let result = logs::lines::for_each_line(&mut reader, max_line_bytes, |line, truncated| {
+            let event = logs::line_event(line, truncated, received, seq, &who, &options);
+            seq += 1;
+            metrics.log_lines.with_label_values(&[input]).inc();
+            if truncated {
+                metrics.log_truncated.with_label_values(&[input]).inc();
+            }
+            if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
+                metrics.log_parse_errors.with_label_values(&[reason]).inc();
+            }
+            if write_error.is_none() {
+                if let Err(e) = writeln!(out, "{}", event.to_json()) {
+                    write_error = Some(e);
+                }
+            }
+        });
+        if let Err(e) = result {
+            eprintln!("canh-sensor: error: reading {}: {e}", file.display());
+            failed.push(file.display().to_string());
+        }
+    }
+    out.flush().context("writing events to stdout")?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing events to stdout");
+    }
+    let truncated: u64 =
+        ["file", "stdin"].iter().map(|i| metrics.log_truncated.with_label_values(&[i]).get()).sum();
+    let unparsed: u64 = logs::LineError::ALL
+        .iter()
+        .map(|r| metrics.log_parse_errors.with_label_values(&[r.reason()]).get())
+        .sum();
+    tracing::info!(lines = seq, unparsed, truncated, "log lines read");
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} inputs could not be read: {}",
+            failed.len(),
+            files.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn now() -> canh_event::Timestamp {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    canh_event::Timestamp(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn report_decode_errors(metrics: &Metrics) {

@@ -348,8 +348,22 @@ fn parse_3164_timestamp<'a>(
     if input.first().is_some_and(u8::is_ascii_digit) {
         let (word, rest) = token(input);
         let word = word.strip_suffix(b":").unwrap_or(word);
-        return parse_iso(word, options.utc_offset_secs).map(|ts| (ts, rest));
+        if let Some(ts) = parse_iso(word, options.utc_offset_secs) {
+            return Some((ts, rest));
+        }
+        // "2015 Nov 13 13:40:01": the year first (seen from some syslog daemons).
+        let (year, after) = number(input, 4, 4)?;
+        return bsd_timestamp(after.strip_prefix(b" ")?, Some(year), options);
     }
+    bsd_timestamp(input, None, options)
+}
+
+/// `Mmm dd [yyyy ]hh:mm:ss[.frac][:]`, the year possibly already read before the month.
+fn bsd_timestamp<'a>(
+    input: &'a [u8],
+    year_first: Option<u32>,
+    options: &ParseOptions,
+) -> Option<(Timestamp, &'a [u8])> {
     let month = month_number(input.get(..3)?)?;
     let rest = input.get(3..)?;
     if rest.first() != Some(&b' ') {
@@ -360,7 +374,7 @@ fn parse_3164_timestamp<'a>(
     let rest = skip_spaces(rest.strip_prefix(b" ")?);
     let (year, rest) = match number(rest, 4, 4) {
         Some((year, after)) if after.first() == Some(&b' ') => (Some(year), skip_spaces(after)),
-        _ => (None, rest),
+        _ => (year_first, rest),
     };
     let (hour, minute, second, nanos, rest) = clock(rest)?;
     let rest = rest.strip_prefix(b":").unwrap_or(rest);
@@ -563,6 +577,12 @@ mod tests {
             assert_eq!(m.appname.as_deref(), Some("tag"));
             assert_eq!(m.message, "testmessage");
         }
+        // Year first.
+        let m = parse(b"2015 Nov 13 13:40:01 ether rsyslogd-2177: imuxsock begins", &opts())
+            .expect("parses");
+        assert_eq!(m.timestamp, Some(ts("2015-11-13T13:40:01Z")));
+        assert_eq!(m.hostname.as_deref(), Some("ether"));
+        assert_eq!(m.appname.as_deref(), Some("rsyslogd-2177"));
         // Fractional seconds (rsyslog's high-precision file format without the ISO date).
         let m = parse(b"<13>Mar  7 19:06:53.250 h a: b", &opts()).expect("parses");
         assert_eq!(m.timestamp, Some(ts("2026-03-07T19:06:53.25Z")));
