@@ -8,19 +8,11 @@ use canh_event::Timestamp;
 use canh_sensor::syslog::{facility_name, parse, severity_name, ParseOptions};
 use std::path::PathBuf;
 
+mod logs_support;
+use logs_support::floor;
+
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/logs/rsyslog-parse1")
-}
-
-pub fn floor(section: &str, key: &str) -> f64 {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/logs_floors.toml");
-    let text = std::fs::read_to_string(&path).expect("tests/logs_floors.toml is checked in");
-    let table: toml::Table = toml::from_str(&text).expect("floors file is TOML");
-    table
-        .get(section)
-        .and_then(|s| s.get(key))
-        .and_then(|v| v.as_float())
-        .unwrap_or_else(|| panic!("no floor {section}.{key} in {}", path.display()))
 }
 
 struct Expected {

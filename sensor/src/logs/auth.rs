@@ -105,10 +105,12 @@ struct Attempt<'a> {
 fn auth_attempt(rest: &str) -> Option<Attempt<'_>> {
     let (method, rest) = rest.split_once(" for ")?;
     let (user, host) = rest.rsplit_once(" from ")?;
-    let (user, invalid_user) = match user.strip_prefix("invalid user ") {
-        Some(u) => (u, true),
-        None => (user, false),
-    };
+    // OpenSSH before 3.9 wrote "illegal user".
+    let (user, invalid_user) =
+        match user.strip_prefix("invalid user ").or_else(|| user.strip_prefix("illegal user ")) {
+            Some(u) => (u, true),
+            None => (user, false),
+        };
     let (ip, port, _) = host_port(host);
     Some(Attempt { method, user, invalid_user, ip, port })
 }
@@ -119,6 +121,11 @@ pub fn sshd_into(message: &str, event: &mut Event) {
     let (text, preauth) = match text.strip_suffix("[preauth]") {
         Some(t) => (t.trim_end(), true),
         None => (text, false),
+    };
+    // Solaris adds "[ID 800047 auth.notice] " before the text.
+    let text = match text.strip_prefix("[ID ").and_then(|r| r.split_once("] ")) {
+        Some((_, rest)) => rest,
+        None => text,
     };
     let text = text
         .strip_prefix("error: ")
@@ -156,11 +163,15 @@ pub fn sshd_into(message: &str, event: &mut Event) {
             set_user(event, a.user);
             set_source(event, a.ip, a.port);
             let action = format!("postponed-{}", action_word(a.method));
-            classify(event, &["authentication"], &["info"], "unknown", &action);
+            // An invalid user cannot succeed; otherwise the attempt is still open.
+            let outcome = if a.invalid_user { "failure" } else { "unknown" };
+            classify(event, &["authentication"], &["info"], outcome, &action);
         }
         return;
     }
-    if let Some(rest) = text.strip_prefix("Invalid user ") {
+    if let Some(rest) =
+        text.strip_prefix("Invalid user ").or_else(|| text.strip_prefix("Illegal user "))
+    {
         // "Invalid user <name> from <ip>[ port <port>]"; the name may be empty.
         let (user, host) = rest.rsplit_once(" from ").unwrap_or(("", rest));
         set_user(event, user);
@@ -264,6 +275,19 @@ pub fn sshd_into(message: &str, event: &mut Event) {
             return;
         }
     }
+    if let Some(rest) = text.strip_prefix("scanned from ") {
+        // "scanned from 192.0.2.1 with SSH-1.0-SSH_Version_Mapper.  Don't panic."
+        let ip = rest.split_whitespace().next().and_then(parse_ip);
+        set_source(event, ip, None);
+        classify(event, &["network"], &["connection"], "failure", "version-scan");
+        return;
+    }
+    if let Some(rest) = text.strip_prefix("Timeout before authentication for ") {
+        let (ip, port, _) = host_port(rest);
+        set_source(event, ip, port);
+        classify(event, &["network"], &["connection", "end"], "failure", "login-timeout");
+        return;
+    }
     if let Some(rest) = text.strip_prefix("Connection from ") {
         let (ip, port, _) = host_port(rest);
         set_source(event, ip, port);
@@ -308,6 +332,40 @@ pub fn sshd_into(message: &str, event: &mut Event) {
     }
     if text.starts_with("server_input_channel_open: failure") {
         classify(event, &["network"], &["connection", "error"], "failure", "channel-failed");
+        return;
+    }
+    if let Some(rest) = text.strip_prefix("PAM: ") {
+        // "PAM: User not known to the underlying authentication module for illegal user x from ip"
+        if let Some((_, rest)) = rest.split_once(" for ") {
+            let (user, host) = rest.rsplit_once(" from ").unwrap_or((rest, ""));
+            let user = user.strip_prefix("illegal user ").or(user.strip_prefix("invalid user "));
+            set_user(event, user.unwrap_or_default());
+            set_source(event, parse_ip(host.trim()), None);
+        }
+        classify(event, &["authentication"], &["start"], "failure", "authentication-failure");
+        return;
+    }
+    if text.starts_with("Authentication refused: ") {
+        classify(event, &["authentication"], &["start"], "failure", "authentication-refused");
+        return;
+    }
+    if text.starts_with("subsystem request for ") && text.contains("failed") {
+        if let Some((_, rest)) = text.split_once(" by user ") {
+            set_user(event, rest.split_whitespace().next().unwrap_or_default());
+        }
+        classify(event, &["session"], &["error"], "failure", "subsystem-failed");
+        return;
+    }
+    let protocol_errors = [
+        "Disconnecting: ",
+        "Corrupted MAC on input",
+        "Bad packet length",
+        "getpeername failed",
+        "get_remote_port failed",
+        "Unable to negotiate",
+    ];
+    if protocol_errors.iter().any(|p| text.starts_with(p)) {
+        classify(event, &["network"], &["protocol", "error"], "failure", "protocol-error");
         return;
     }
     if text.starts_with("Could not stat AuthorizedKeysCommand")
@@ -400,6 +458,8 @@ pub fn pam_into(program: &str, message: &str, event: &mut Event) {
     } else if let Some(rest) = text.strip_prefix("password changed for ") {
         set_user(event, rest);
         classify(event, &["iam"], &["user", "change"], "success", "password-changed");
+    } else if text.starts_with("Failed to create session") {
+        classify(event, &["session"], &["start", "error"], "failure", "session-failed");
     } else if text.starts_with("account ") && text.contains("has expired") {
         classify(event, &["authentication"], &["start"], "failure", "account-expired");
     }
@@ -436,8 +496,8 @@ pub fn generic_pam_into(message: &str, event: &mut Event) {
         return;
     }
     // login: "ROOT LOGIN ON tty2", "FAILED LOGIN 1 FROM (null) FOR root, Authentication failure"
-    if let Some(rest) = text.strip_prefix("ROOT LOGIN ON ") {
-        let _ = rest;
+    // The tag is sometimes mangled ("-- root[2421]: ROOT LOGIN ON tty2"): match anywhere.
+    if text.contains("ROOT LOGIN ON ") {
         set_user(event, "root");
         classify(event, &["authentication"], &["start"], "success", "login");
         return;
@@ -450,6 +510,23 @@ pub fn generic_pam_into(message: &str, event: &mut Event) {
             set_source(event, rest.split_whitespace().next().and_then(parse_ip), None);
         }
         classify(event, &["authentication"], &["start"], "failure", "login-failed");
+        return;
+    }
+    // xinetd: "START: pop3 pid=21823 from=192.0.2.1", "EXIT: pop3 pid=21823 duration=9(sec)"
+    if let Some(rest) = text.strip_prefix("START: ") {
+        if let Some(from) = rest.split_whitespace().find_map(|w| w.strip_prefix("from=")) {
+            set_source(event, parse_ip(from), None);
+        }
+        classify(event, &["network"], &["connection", "start"], "", "service-start");
+        return;
+    }
+    if text.starts_with("EXIT: ") {
+        classify(event, &["network"], &["connection", "end"], "", "service-exit");
+        return;
+    }
+    // klogind: "Kerberos authentication failed", "Couldn't authenticate user"
+    if text == "Kerberos authentication failed" || text == "Couldn't authenticate user" {
+        classify(event, &["authentication"], &["start"], "failure", "authentication-failure");
         return;
     }
     // snmpd: "Received SNMP packet(s) from 192.0.2.1"

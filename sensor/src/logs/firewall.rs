@@ -9,14 +9,14 @@ use canh_event::{Endpoint, Event, InterfaceName, Network, ObserverInterface};
 /// are left alone.
 pub fn kernel_into(message: &str, event: &mut Event) {
     let text = strip_kernel_time(message.trim());
-    // The fields start at IN=; what comes before is the rule's log prefix.
-    let start = if text.starts_with("IN=") {
-        0
-    } else {
-        match text.find(" IN=") {
-            Some(i) => i + 1,
-            None => return,
-        }
+    // The fields start at IN= (not PHYSIN=); what comes before is the rule's log prefix, which
+    // may lack its trailing space ("Drop TCP after 17 attemptsIN=br0 ...").
+    let Some(start) = text
+        .match_indices("IN=")
+        .map(|(i, _)| i)
+        .find(|&i| !text[..i].ends_with("PHYS") && text[i..].contains(" OUT="))
+    else {
+        return;
     };
     let prefix = text[..start].trim();
     let mut src = None;
@@ -115,6 +115,16 @@ mod tests {
         assert_eq!(e.event.r#type, Some(vec!["connection".to_string(), "denied".to_string()]));
         assert_eq!(e.observer.egress, None);
         assert_eq!(e.network.as_ref().and_then(|n| n.iana_number), Some(17));
+    }
+
+    #[test]
+    fn prefix_without_trailing_space() {
+        let mut e = Event::new(Dataset::Log, "x".into(), Timestamp(0), "s", "t");
+        kernel_into("Drop TCP after 17 attemptsIN=br0 PHYSIN=eth1 OUT=br0 PHYSOUT=eth0 SRC=11.11.79.67 DST=129.27.3.14 LEN=60 PROTO=TCP SPT=1068 DPT=6667", &mut e);
+        assert_eq!(e.observer.ingress.as_ref().map(|i| i.interface.name.as_str()), Some("br0"));
+        assert_eq!(e.destination.as_ref().and_then(|d| d.port), Some(6667));
+        assert_eq!(e.event.action.as_deref(), Some("Drop TCP after 17 attempts"));
+        assert_eq!(e.event.outcome.as_deref(), Some("failure"));
     }
 
     #[test]

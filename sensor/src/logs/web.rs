@@ -148,17 +148,20 @@ pub fn error_into(line: &[u8], utc_offset_secs: i32, event: &mut Event) -> Resul
     nginx_error(text, utc_offset_secs, event)
 }
 
-fn apache_error(rest: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
-    let (stamp, mut rest) = rest.split_once(']').ok_or(WebError::NotError)?;
-    // "Sun Dec 04 04:47:44 2005"
-    let mut words = stamp.split_whitespace();
-    let _weekday = words.next().ok_or(WebError::NotError)?;
-    let month = words.next().ok_or(WebError::NotError)?;
-    let day = words.next().ok_or(WebError::NotError)?;
-    let clock = words.next().ok_or(WebError::NotError)?;
-    let year = words.next().ok_or(WebError::NotError)?;
-    let ts = bsd_with_year(&format!("{month} {day} {year} {clock}"), offset)
-        .ok_or(WebError::NotError)?;
+fn apache_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
+    let (stamp, after_stamp) = text.split_once(']').ok_or(WebError::NotError)?;
+    // "Sun Dec 04 04:47:44 2005"; some collectors strip it and start at the level.
+    let words: Vec<&str> = stamp.split_whitespace().collect();
+    let (ts, fields) = match words[..] {
+        [_weekday, month, day, clock, year] => {
+            let ts = bsd_with_year(&format!("{month} {day} {year} {clock}"), offset)
+                .ok_or(WebError::NotError)?;
+            (Some(ts), after_stamp.to_string())
+        }
+        [_level] => (None, format!("[{text}")),
+        _ => return Err(WebError::NotError),
+    };
+    let mut rest = fields.as_str();
     let mut level = None;
     let mut pid = None;
     let mut client = None;
@@ -177,7 +180,12 @@ fn apache_error(rest: &str, offset: i32, event: &mut Event) -> Result<(), WebErr
         rest = after;
     }
     let level = level.ok_or(WebError::NotError)?;
-    event.timestamp = ts;
+    if !is_level(&level) {
+        return Err(WebError::NotError);
+    }
+    if let Some(ts) = ts {
+        event.timestamp = ts;
+    }
     if let Some(client) = client {
         let (ip, port) = split_client(&client);
         event.source = Some(Endpoint { ip, port, ..Endpoint::default() });
@@ -187,6 +195,11 @@ fn apache_error(rest: &str, offset: i32, event: &mut Event) -> Result<(), WebErr
     }
     finish_error(event, &level, rest.trim());
     Ok(())
+}
+
+fn is_level(level: &str) -> bool {
+    matches!(level, "emerg" | "alert" | "crit" | "error" | "warn" | "notice" | "info" | "debug")
+        || level.starts_with("trace")
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:5678` or `2001:db8::1`.
@@ -352,5 +365,15 @@ mod tests {
         assert_eq!(e.url.as_ref().and_then(|u| u.original.as_deref()), Some("/x"));
         assert!(error_into(b"hello", 0, &mut event()).is_err());
         assert!(error_into(b"[", 0, &mut event()).is_err());
+        // Wazuh's samples without the time stamp.
+        let mut e = event();
+        error_into(
+            b"[error] [client 66.31.142.16] File does not exist: /var/www/html/default.ida",
+            0,
+            &mut e,
+        )
+        .expect("no time stamp");
+        assert_eq!(e.event.action.as_deref(), Some("file-not-found"));
+        assert!(error_into(b"[hello] world", 0, &mut event()).is_err());
     }
 }
