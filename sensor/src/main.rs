@@ -258,12 +258,12 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let first_seq = sequence::reserve(&cfg.sensor.state_dir).with_context(|| {
         format!("reserving an event sequence in {}", cfg.sensor.state_dir.display())
     })?;
-    let uplink = produce::Uplink::connect(
+    let uplink = Arc::new(produce::Uplink::connect(
         &cfg.kafka,
         settings.linger,
         metrics.kafka_delivered.clone(),
         metrics.kafka_errors.clone(),
-    )?;
+    )?);
     let who = Identity {
         sensor_id: cfg.sensor.id.clone(),
         tenant: cfg.sensor.tenant.clone(),
@@ -272,6 +272,10 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
     tracing::info!(sensor = %who.sensor_id, tenant = %who.tenant, "sensor starting");
+    let logs = match &settings.logs {
+        Some(inputs) => Some(start_logs(inputs, &who, first_seq, &stop, &metrics, &uplink)?),
+        None => None,
+    };
 
     let mut pipeline = PacketPipeline::new(who, settings.flows.clone(), first_seq, &metrics);
     let mut events = Vec::new();
@@ -319,7 +323,23 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     if let Some(e) = send_error {
         return Err(e.into());
     }
+    let log_result = logs.map(|running| {
+        // Log inputs run until the signal, also when the packet inputs are done.
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        running.join()
+    });
     uplink.flush(settings.flush_timeout)?;
+    if let (Some(result), Some(inputs)) = (&log_result, &settings.logs) {
+        // Saved only after Kafka acknowledged everything: a restart reads nothing twice.
+        canh_sensor::logs::pipeline::save_checkpoints(result, &inputs.checkpoint_path)
+            .with_context(|| format!("saving {}", inputs.checkpoint_path.display()))?;
+        tracing::info!(events = result.events, "log inputs stopped");
+        if let Some(e) = &result.error {
+            bail!("log events were not all sent: {e}");
+        }
+    }
     report_decode_errors(&metrics);
     tracing::info!(
         events = pipeline.next_seq() - first_seq,
@@ -327,6 +347,43 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         "sensor stopped"
     );
     Ok(())
+}
+
+/// Start the configured log inputs; their events go to `uplink` from the log pipeline thread.
+fn start_logs(
+    inputs: &canh_sensor::logs::pipeline::LogInputs,
+    who: &Identity,
+    first_seq: u64,
+    stop: &Arc<AtomicBool>,
+    metrics: &Metrics,
+    uplink: &Arc<produce::Uplink>,
+) -> anyhow::Result<canh_sensor::logs::pipeline::RunningLogs> {
+    use canh_sensor::logs::pipeline::{self, PipelineMetrics};
+    use canh_sensor::logs::receive::ReceiverMetrics;
+    let log_metrics = PipelineMetrics {
+        receivers: ReceiverMetrics {
+            lines: metrics.log_lines.clone(),
+            truncated: metrics.log_truncated.clone(),
+            dropped: metrics.log_dropped.clone(),
+            connections_refused: metrics.log_connections_refused.clone(),
+        },
+        parse_errors: metrics.log_parse_errors.clone(),
+        events: metrics.events.clone(),
+    };
+    let uplink = uplink.clone();
+    let running =
+        pipeline::start(inputs, who.clone(), first_seq, stop.clone(), log_metrics, move |event| {
+            uplink.send(event)
+        })
+        .context("starting the log inputs")?;
+    tracing::info!(
+        udp = ?running.udp_addr,
+        tcp = ?running.tcp_addr,
+        tls = ?running.tls_addr,
+        files = inputs.files.len(),
+        "log inputs started"
+    );
+    Ok(running)
 }
 
 /// Set `stop` on SIGINT or SIGTERM.

@@ -8,8 +8,12 @@
 
 pub mod auth;
 pub mod firewall;
+pub mod framing;
 pub mod json;
 pub mod lines;
+pub mod pipeline;
+pub mod receive;
+pub mod tail;
 pub mod web;
 
 use crate::flow::Identity;
@@ -125,7 +129,7 @@ pub fn line_event(
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut event = Event::new(
         Dataset::Log,
-        canh_event::event_id(&who.sensor_id, seq),
+        log_event_id(&who.sensor_id, seq),
         received,
         &who.sensor_id,
         &who.tenant,
@@ -148,6 +152,15 @@ pub fn line_event(
         }
     }
     event
+}
+
+/// Log events number their own sequence, apart from the packet pipeline's: their ids hash the
+/// sensor id with a `/log` suffix so the two sequences never give the same id.
+pub fn log_event_id(sensor_id: &str, seq: u64) -> String {
+    let mut namespace = String::with_capacity(sensor_id.len() + 4);
+    namespace.push_str(sensor_id);
+    namespace.push_str("/log");
+    canh_event::event_id(&namespace, seq)
 }
 
 fn parse_into(
