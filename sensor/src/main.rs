@@ -366,16 +366,22 @@ fn start_logs(
             truncated: metrics.log_truncated.clone(),
             dropped: metrics.log_dropped.clone(),
             connections_refused: metrics.log_connections_refused.clone(),
+            udp_kernel_drops: metrics.log_udp_kernel_drops.clone(),
         },
         parse_errors: metrics.log_parse_errors.clone(),
         events: metrics.events.clone(),
     };
-    let uplink = uplink.clone();
-    let running =
-        pipeline::start(inputs, who.clone(), first_seq, stop.clone(), log_metrics, move |event| {
-            uplink.send(event)
-        })
-        .context("starting the log inputs")?;
+    let (sender, flusher) = (uplink.clone(), uplink.clone());
+    let running = pipeline::start(
+        inputs,
+        who.clone(),
+        first_seq,
+        stop.clone(),
+        log_metrics,
+        move |event| sender.send(event),
+        move || flusher.flush(std::time::Duration::from_secs(30)).is_ok(),
+    )
+    .context("starting the log inputs")?;
     tracing::info!(
         udp = ?running.udp_addr,
         tcp = ?running.tcp_addr,

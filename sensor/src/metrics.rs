@@ -22,6 +22,8 @@ pub struct Metrics {
     pub log_dropped: IntCounterVec,
     /// TCP/TLS syslog connections refused because the connection limit was reached.
     pub log_connections_refused: IntCounter,
+    /// Datagrams the kernel dropped on the syslog UDP socket (from /proc/net/udp).
+    pub log_udp_kernel_drops: IntGauge,
 }
 
 impl Metrics {
@@ -78,6 +80,11 @@ impl Metrics {
             "syslog connections refused at the connection limit",
         )
         .expect("valid metric");
+        let log_udp_kernel_drops = IntGauge::new(
+            "canh_sensor_log_udp_kernel_drops",
+            "syslog datagrams the kernel dropped before the sensor read them",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(decode_errors.clone()),
@@ -91,6 +98,7 @@ impl Metrics {
             Box::new(log_truncated.clone()),
             Box::new(log_dropped.clone()),
             Box::new(log_connections_refused.clone()),
+            Box::new(log_udp_kernel_drops.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -114,6 +122,7 @@ impl Metrics {
             log_truncated,
             log_dropped,
             log_connections_refused,
+            log_udp_kernel_drops,
         }
     }
 }

@@ -76,14 +76,22 @@ fn start(inputs: &LogInputs) -> Harness {
             truncated: metrics.log_truncated.clone(),
             dropped: metrics.log_dropped.clone(),
             connections_refused: metrics.log_connections_refused.clone(),
+            udp_kernel_drops: metrics.log_udp_kernel_drops.clone(),
         },
         parse_errors: metrics.log_parse_errors.clone(),
         events: metrics.events.clone(),
     };
     let who = Identity { sensor_id: "live".into(), tenant: "t".into(), community_id_seed: 0 };
-    let running = pipeline::start(inputs, who, 0, stop.clone(), log_metrics, move |e: &Event| {
-        tx.send(e.clone()).map_err(|e| e.to_string())
-    })
+    let running = pipeline::start(
+        inputs,
+        who,
+        0,
+        stop.clone(),
+        log_metrics,
+        move |e: &Event| tx.send(e.clone()).map_err(|e| e.to_string()),
+        // The collecting "uplink" has everything as soon as it was sent.
+        || true,
+    )
     .expect("log inputs start");
     Harness { running: Some(running), stop, events, metrics }
 }
@@ -381,4 +389,108 @@ fn tailing_follows_rotation_and_resumes_after_restart() {
     assert!(h.events.recv_timeout(Duration::from_millis(800)).is_err(), "nothing read twice");
     h.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// rsyslog forwarding with omfwd: `logger` -> rsyslogd (imudp) -> omfwd over TCP (octet-counted,
+/// RFC 5424) and UDP (RFC 3164 forward format) -> our receivers. Needs an rsyslogd binary:
+/// `CANH_RSYSLOGD` (path), optional `CANH_RSYSLOG_MODULES` (module directory, for an rsyslog
+/// unpacked outside /usr); ignored by default because CI machines have no rsyslog. Run with
+/// `cargo test -p canh-sensor --test logs_live -- --ignored rsyslog`.
+#[test]
+#[ignore]
+fn rsyslog_omfwd_forwards_to_us() {
+    let rsyslogd = std::env::var("CANH_RSYSLOGD").unwrap_or_else(|_| "/usr/sbin/rsyslogd".into());
+    let dir = temp_dir("live-rsyslog");
+    let mut config = inputs(&dir);
+    config.udp = Some(UdpSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        max_bytes: MAX,
+        options: network_options(),
+    });
+    config.tcp = Some(stream(None, 16));
+    let mut h = start(&config);
+    let running = h.running.as_ref().expect("running");
+    let udp = running.udp_addr.expect("udp").port();
+    let tcp = running.tcp_addr.expect("tcp").port();
+    // A free port for rsyslog's own UDP input.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let rsyslog_in = probe.local_addr().expect("addr").port();
+    drop(probe);
+    let conf = dir.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{rsyslog_in}")
+*.* action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+*.* action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_ForwardFormat")
+"#,
+            work = dir.display()
+        ),
+    )
+    .expect("write rsyslog.conf");
+    let mut command = Command::new(&rsyslogd);
+    command.arg("-n").arg("-f").arg(&conf).arg("-i").arg(dir.join("rsyslogd.pid"));
+    if let Ok(modules) = std::env::var("CANH_RSYSLOG_MODULES") {
+        command.arg("-M").arg(modules);
+    }
+    let mut daemon = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {rsyslogd}: {e}"));
+    std::thread::sleep(Duration::from_millis(1500));
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &rsyslog_in.to_string(),
+        "-d",
+        "--rfc3164",
+        "-t",
+        "sshd",
+        "-p",
+        "auth.info",
+        "Accepted publickey for alice from 198.51.100.20 port 50122 ssh2",
+    ]);
+    let got = h.wait_for(2);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(got.len(), 2, "one copy over TCP and one over UDP");
+    for e in &got {
+        assert_eq!(syslog_field(e, |s| s.appname.as_ref()), Some("sshd"));
+        assert_eq!(
+            e.log.as_ref().and_then(|l| l.syslog.as_ref()).and_then(|s| s.priority),
+            Some(38)
+        );
+        assert_eq!(e.event.action.as_deref(), Some("accepted-publickey"));
+        assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("alice"));
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.ip).map(|ip| ip.to_string()).as_deref(),
+            Some("198.51.100.20")
+        );
+    }
+    h.stop();
+    assert_eq!(h.metrics.log_lines.with_label_values(&["tcp"]).get(), 1);
+    assert_eq!(h.metrics.log_lines.with_label_values(&["udp"]).get(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A UDP flood the receiver cannot keep up with shows up in the kernel's socket statistics, which
+/// `udp_kernel_drops` reads (here on a socket nobody reads, so every datagram past its buffer is
+/// dropped by the kernel).
+#[test]
+fn udp_flood_drops_are_read_from_socket_statistics() {
+    let victim = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = victim.local_addr().expect("addr").port();
+    assert_eq!(canh_sensor::logs::receive::udp_kernel_drops(port), Some(0));
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let payload = [b'x'; 1000];
+    for _ in 0..20_000 {
+        let _ = sender.send_to(&payload, ("127.0.0.1", port));
+    }
+    let drops = canh_sensor::logs::receive::udp_kernel_drops(port).expect("socket listed");
+    assert!(drops > 0, "the kernel dropped datagrams");
+    println!("kernel drops after 20000 datagrams to an unread socket: {drops}");
 }

@@ -59,8 +59,14 @@ pub struct PipelineMetrics {
     pub events: IntCounterVec,
 }
 
+/// How often file checkpoints are written while running (each write first waits for the uplink to
+/// have everything acknowledged).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
 /// Bind every configured input and start the threads. `send` hands one event to the uplink; it
 /// runs on the pipeline thread and may block (back-pressure reaches TCP senders and tailers).
+/// `acknowledged` waits until the uplink has everything sent so far acknowledged and says whether
+/// it has; checkpoints are written only then, so a crash re-reads lines rather than skipping them.
 pub fn start<E: std::fmt::Display>(
     inputs: &LogInputs,
     who: Identity,
@@ -68,6 +74,7 @@ pub fn start<E: std::fmt::Display>(
     stop: Arc<AtomicBool>,
     metrics: PipelineMetrics,
     mut send: impl FnMut(&Event) -> Result<(), E> + Send + 'static,
+    mut acknowledged: impl FnMut() -> bool + Send + 'static,
 ) -> Result<RunningLogs, ReceiveError> {
     // Full: UDP drops and counts; TCP, TLS and files wait (see `receive` and `tail`).
     let (tx, mut rx) = mpsc::channel::<RawLine>(inputs.channel_capacity.max(1));
@@ -171,12 +178,16 @@ pub fn start<E: std::fmt::Display>(
                 checkpoints.set(position);
                 dirty = true;
             }
-            if dirty && last_save.elapsed() >= Duration::from_secs(1) {
+            if dirty && last_save.elapsed() >= CHECKPOINT_EVERY {
+                last_save = Instant::now();
+                if !acknowledged() {
+                    tracing::warn!("uplink has unacknowledged events; checkpoints not saved");
+                    continue;
+                }
                 if let Err(e) = checkpoints.save(&checkpoint_path) {
                     tracing::warn!(error = %e, "cannot save log checkpoints");
                 }
                 dirty = false;
-                last_save = Instant::now();
             }
         }
         PipelineResult { events, checkpoints, error }

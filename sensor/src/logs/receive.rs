@@ -64,6 +64,7 @@ pub struct ReceiverMetrics {
     pub truncated: IntCounterVec,
     pub dropped: IntCounterVec,
     pub connections_refused: IntCounter,
+    pub udp_kernel_drops: prometheus::IntGauge,
 }
 
 pub fn now() -> Timestamp {
@@ -97,7 +98,15 @@ pub fn run_udp(
     // The largest UDP payload; a datagram longer than max_bytes is cut after it is read whole.
     let mut buf = vec![0u8; 65_536];
     let label = [InputKind::Udp.as_str()];
+    let port = socket.local_addr()?.port();
+    let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            if let Some(drops) = udp_kernel_drops(port) {
+                metrics.udp_kernel_drops.set(i64::try_from(drops).unwrap_or(i64::MAX));
+            }
+            last_stats = std::time::Instant::now();
+        }
         let n = match socket.recv_from(&mut buf) {
             Ok((n, _peer)) => n,
             Err(e)
