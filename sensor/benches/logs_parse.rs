@@ -34,14 +34,23 @@ fn main() {
         .expect("gzip runs");
     let before = lines.len();
     lines.extend(
-        iptables.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).take(10_000).map(<[u8]>::to_vec),
+        iptables
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .take(10_000)
+            .map(<[u8]>::to_vec),
     );
-    counts.push(("logs/sotm34/original/iptables/iptablesyslog.gz (first 10000)", lines.len() - before));
+    counts.push((
+        "logs/sotm34/original/iptables/iptablesyslog.gz (first 10000)",
+        lines.len() - before,
+    ));
     for (file, n) in &counts {
         println!("{n:>6} lines  {file}");
     }
     let who = Identity { sensor_id: "bench".into(), tenant: "t".into(), community_id_seed: 0 };
-    let options = LineOptions { format: LineFormat::Auto, utc_offset_secs: 7 * 3600, default_priority: None };
+    let options =
+        LineOptions { format: LineFormat::Auto, utc_offset_secs: 7 * 3600, default_priority: None };
     let received = Timestamp::parse("2026-11-23T10:00:00Z").expect("valid");
     let mut rates = Vec::new();
     let mut bytes_out = 0usize;

@@ -390,6 +390,22 @@ fn bsd_timestamp<'a>(
     Some((ts, rest))
 }
 
+/// A BSD timestamp that carries its year (`Mmm dd yyyy hh:mm:ss[.frac]`, as web servers write
+/// them), in a zone; the whole text must be the timestamp.
+pub fn parse_bsd_with_year(text: &[u8], utc_offset_secs: i32) -> Option<Timestamp> {
+    let options = ParseOptions { utc_offset_secs, received: Timestamp(0), default_priority: None };
+    // The year must be there: without it the year would be inferred from `received`.
+    let year_present = text
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .nth(2)
+        .is_some_and(|w| w.len() == 4 && w.iter().all(u8::is_ascii_digit));
+    match bsd_timestamp(text, None, &options) {
+        Some((ts, rest)) if year_present && rest.is_empty() => Some(ts),
+        _ => None,
+    }
+}
+
 /// The year that puts a year-less timestamp at or before `received` (allowing one day of clock
 /// skew), trying the received year, then the one before (and, for 29 February, earlier leap years).
 fn infer_year(
@@ -560,6 +576,17 @@ mod tests {
         // 29 February goes to the last leap year.
         let m = parse(b"<13>Feb 29 00:00:00 h app: x", &opts()).expect("parses");
         assert_eq!(m.timestamp, Some(ts("2024-02-29T00:00:00Z")));
+    }
+
+    #[test]
+    fn bsd_timestamp_with_year() {
+        assert_eq!(
+            parse_bsd_with_year(b"Dec 04 2005 04:47:44", 3600),
+            Some(ts("2005-12-04T03:47:44Z"))
+        );
+        assert_eq!(parse_bsd_with_year(b"Dec 04 04:47:44", 0), None);
+        assert_eq!(parse_bsd_with_year(b"Dec 04 2005 04:47:44 junk", 0), None);
+        assert_eq!(parse_bsd_with_year(b"", 0), None);
     }
 
     #[test]

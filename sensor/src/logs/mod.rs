@@ -381,6 +381,33 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn program_parsers_never_panic(
+            prefix in proptest::sample::select(vec![
+                "", "Accepted password for ", "Failed publickey for invalid user ",
+                "Connection closed by ", "Received disconnect from ", "Disconnecting ",
+                "pam_unix(sshd:auth): authentication failure; ", "session opened for user ",
+                " x : TTY=", "(root) CMD (", "new user: ", "add '", "IN=", "PAM ",
+                "message repeated 2 times: [ ", "user ", "password for '", "(to ",
+            ]),
+            tail in "\\PC{0,80}",
+        ) {
+            let text = format!("{prefix}{tail}");
+            for program in ["sshd", "sudo", "su", "usermod", "passwd", "cron", "kernel", "ftpd", "su(pam_unix)"] {
+                let mut e = Event::new(Dataset::Log, "x".into(), NOW, "s", "t");
+                program_into(program, &text, &mut e);
+            }
+        }
+
+        #[test]
+        fn any_bytes_in_any_format_give_one_event(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            format in proptest::sample::select(vec![LineFormat::Syslog, LineFormat::Json, LineFormat::Access, LineFormat::Error]),
+        ) {
+            let e = line_event(&bytes, false, NOW, 9, &who(), &opts(format));
+            proptest::prop_assert!(e.event.original.is_some());
+        }
+
+        #[test]
         fn any_bytes_give_exactly_one_event(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let e = line_event(&bytes, false, NOW, 9, &who(), &opts(LineFormat::Auto));
             proptest::prop_assert!(e.event.original.is_some());

@@ -123,17 +123,8 @@ fn parse_access_time(text: &str) -> Option<Timestamp> {
     bsd_with_year(&bsd, offset)
 }
 
-/// `Mmm dd yyyy hh:mm:ss[.frac]` in a zone, through the syslog timestamp reader.
 fn bsd_with_year(text: &str, offset: i32) -> Option<Timestamp> {
-    let options = crate::syslog::ParseOptions {
-        utc_offset_secs: offset,
-        received: Timestamp(0),
-        default_priority: None,
-    };
-    // A syslog header with this timestamp: the parser's timestamp reader does the work.
-    let line = format!("<0>{text} h");
-    let parsed = crate::syslog::parse(line.as_bytes(), &options).ok()?;
-    parsed.timestamp.filter(|_| parsed.hostname.as_deref() == Some("h"))
+    crate::syslog::parse_bsd_with_year(text.as_bytes(), offset)
 }
 
 /// Apache 2.2: `[Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] msg`
