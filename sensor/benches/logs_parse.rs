@@ -1,6 +1,8 @@
 //! Log parsing + JSON serialisation throughput on one core, on a mix of real lines from the shared
 //! data (loghub OpenSSH/Linux/Apache, Elastic's Apache access log, SotM34 secure and iptables).
-//! Not a test: prints lines per second. Run with `cargo bench -p canh-sensor --bench logs_parse`.
+//! Then UDP ingest on loopback: one thread sends datagrams as fast as it can to the syslog UDP
+//! receiver, whose pipeline parses them into events (counted, not sent to Kafka).
+//! Not a test: prints rates. Run with `cargo bench -p canh-sensor --bench logs_parse`.
 
 use canh_event::Timestamp;
 use canh_sensor::flow::Identity;
@@ -81,4 +83,84 @@ fn main() {
         rates[rates.len() - 1],
         rates.len()
     );
+    udp_ingest(&lines[..2000]);
+}
+
+fn udp_ingest(sample: &[Vec<u8>]) {
+    use canh_sensor::logs::pipeline::{self, LogInputs, PipelineMetrics, UdpSettings};
+    use canh_sensor::logs::receive::ReceiverMetrics;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let metrics = canh_sensor::metrics::Metrics::new();
+    let dir = std::env::temp_dir().join(format!("canh-bench-{}", std::process::id()));
+    let inputs = LogInputs {
+        channel_capacity: 10_000,
+        udp: Some(UdpSettings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            max_bytes: 65_536,
+            options: LineOptions {
+                format: LineFormat::Syslog,
+                utc_offset_secs: 7 * 3600,
+                default_priority: Some(13),
+            },
+        }),
+        tcp: None,
+        tls: None,
+        files: Vec::new(),
+        poll_interval: Duration::from_secs(1),
+        checkpoint_path: dir.join("checkpoints"),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicU64::new(0));
+    let counter = events.clone();
+    let who = Identity { sensor_id: "bench".into(), tenant: "t".into(), community_id_seed: 0 };
+    let running = pipeline::start(
+        &inputs,
+        who,
+        0,
+        stop.clone(),
+        PipelineMetrics {
+            receivers: ReceiverMetrics {
+                lines: metrics.log_lines.clone(),
+                truncated: metrics.log_truncated.clone(),
+                dropped: metrics.log_dropped.clone(),
+                connections_refused: metrics.log_connections_refused.clone(),
+                udp_kernel_drops: metrics.log_udp_kernel_drops.clone(),
+            },
+            parse_errors: metrics.log_parse_errors.clone(),
+            events: metrics.events.clone(),
+        },
+        move |e: &canh_event::Event| -> Result<(), String> {
+            std::hint::black_box(e.to_json());
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        },
+        || true,
+    )
+    .expect("udp input starts");
+    let addr = running.udp_addr.expect("udp bound");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let total = 300_000usize;
+    let start = Instant::now();
+    for i in 0..total {
+        let _ = socket.send_to(&sample[i % sample.len()], addr);
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    let mut last = u64::MAX;
+    while events.load(Ordering::Relaxed) != last {
+        last = events.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let kernel_drops = canh_sensor::logs::receive::udp_kernel_drops(addr.port()).unwrap_or(0);
+    stop.store(true, Ordering::Relaxed);
+    let _ = running.join();
+    let parsed = events.load(Ordering::Relaxed);
+    let received = metrics.log_lines.with_label_values(&["udp"]).get();
+    let channel_drops = metrics.log_dropped.with_label_values(&["udp"]).get();
+    println!(
+        "udp ingest: {total} datagrams sent in {send_secs:.2} s ({:.0}/s offered); received {received}, parsed into events {parsed}, dropped on a full channel {channel_drops}, dropped by the kernel {kernel_drops}",
+        total as f64 / send_secs
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
