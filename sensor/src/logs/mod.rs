@@ -227,6 +227,8 @@ fn syslog_into(
             command_line: None,
         });
     }
+    // The program parser reads the message first; then the parsed parts move into the event.
+    program_into(msg.appname.as_deref().unwrap_or_default(), &msg.message, event);
     let log = event.log.get_or_insert_with(Log::default);
     log.level = msg.priority.map(|p| syslog::severity_name(p & 7).to_string());
     log.syslog = Some(Syslog {
@@ -237,16 +239,15 @@ fn syslog_into(
         severity: msg
             .priority
             .map(|p| CodeName { code: p & 7, name: syslog::severity_name(p & 7).to_string() }),
-        hostname: msg.hostname.clone(),
-        appname: msg.appname.clone(),
-        procid: msg.procid.clone(),
-        msgid: msg.msgid.clone(),
-        structured_data: msg.structured_data.clone(),
+        hostname: msg.hostname,
+        appname: msg.appname,
+        procid: msg.procid,
+        msgid: msg.msgid,
+        structured_data: msg.structured_data,
     });
     if !msg.message.is_empty() {
-        event.message = Some(msg.message.clone());
+        event.message = Some(msg.message);
     }
-    program_into(msg.appname.as_deref().unwrap_or_default(), &msg.message, event);
     Ok(())
 }
 

@@ -157,6 +157,7 @@ pub fn start<E: std::fmt::Display>(
         let mut last_save = Instant::now();
         let mut dirty = false;
         let mut error = None;
+        let log_events = metrics.events.with_label_values(&["log"]);
         while let Some(raw) = rx.blocking_recv() {
             if error.is_some() {
                 continue;
@@ -172,7 +173,7 @@ pub fn start<E: std::fmt::Display>(
                 error = Some(e.to_string());
                 continue;
             }
-            metrics.events.with_label_values(&["log"]).inc();
+            log_events.inc();
             events += 1;
             if let Some(position) = &raw.position {
                 checkpoints.set(position);

@@ -98,6 +98,11 @@ pub fn run_udp(
     // The largest UDP payload; a datagram longer than max_bytes is cut after it is read whole.
     let mut buf = vec![0u8; 65_536];
     let label = [InputKind::Udp.as_str()];
+    let (lines, truncated_lines, dropped) = (
+        metrics.lines.with_label_values(&label),
+        metrics.truncated.with_label_values(&label),
+        metrics.dropped.with_label_values(&label),
+    );
     let port = socket.local_addr()?.port();
     let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -121,11 +126,11 @@ pub fn run_udp(
             }
             Err(e) => return Err(e),
         };
-        metrics.lines.with_label_values(&label).inc();
+        lines.inc();
         let message = trim_datagram(&buf[..n]);
         let truncated = message.len() > max_bytes;
         if truncated {
-            metrics.truncated.with_label_values(&label).inc();
+            truncated_lines.inc();
         }
         let line = RawLine {
             bytes: message[..message.len().min(max_bytes)].to_vec(),
@@ -137,9 +142,7 @@ pub fn run_udp(
         };
         match tx.try_send(line) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics.dropped.with_label_values(&label).inc()
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => dropped.inc(),
             Err(mpsc::error::TrySendError::Closed(_)) => break,
         }
     }
