@@ -495,6 +495,41 @@ mod tests {
     }
 
     #[test]
+    fn logs_section_is_validated() {
+        let base = r#"
+            [sensor]
+            id = "s"
+            tenant = "t"
+            state_dir = "/tmp/x"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [logs]
+            timezone = "+07:00"
+            [logs.syslog_udp]
+            listen = "127.0.0.1:5514"
+            [[logs.files]]
+            paths = ["/var/log/*.log"]
+        "#;
+        let config: Config = toml::from_str(base).expect("parses");
+        let settings = validate("x.toml", config).expect("logs alone are an input");
+        let logs = settings.logs.expect("logs settings");
+        assert_eq!(logs.udp.as_ref().map(|u| u.options.utc_offset_secs), Some(25_200));
+        assert_eq!(logs.udp.as_ref().and_then(|u| u.options.default_priority), Some(13));
+        assert_eq!(logs.files[0].options.default_priority, None);
+        assert_eq!(logs.checkpoint_path, Path::new("/tmp/x/log-checkpoints"));
+        for (from, to, field) in [
+            ("+07:00", "UTC+7", "logs.timezone"),
+            ("127.0.0.1:5514", "localhost", "logs.syslog_udp.listen"),
+            ("[[logs.files]]", "[[logs.files]]\nformat = \"xml\"", "logs.files.format"),
+        ] {
+            let config: Config = toml::from_str(&base.replace(from, to)).expect("parses");
+            let err = validate("x.toml", config).expect_err("invalid");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        assert!(toml::from_str::<Config>(&base.replace("[logs]", "[logs]\ntypo = 1")).is_err());
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let text = r#"
             [sensor]
