@@ -151,6 +151,9 @@ pub fn line_event(
             log.parse_error = Some(err.reason().to_string());
         }
     }
+    if event.log.as_ref().is_some_and(|l| *l == Log::default()) {
+        event.log = None;
+    }
     event
 }
 
