@@ -125,6 +125,9 @@ pub struct Event {
     pub alert: Option<Alert>,
     #[serde(default)]
     pub sensor: Option<SensorStats>,
+    /// ECS `group`: the group an account event is about (groupadd, usermod -G).
+    #[serde(default)]
+    pub group: Option<Group>,
 }
 
 impl Event {
@@ -152,7 +155,12 @@ impl Event {
                 severity: None,
                 original: None,
             },
-            observer: Observer { id: observer_id.to_string(), hostname: None },
+            observer: Observer {
+                id: observer_id.to_string(),
+                hostname: None,
+                ingress: None,
+                egress: None,
+            },
             organization: Organization { id: organization_id.to_string() },
             canh: CanhInfo { schema_version: crate::SCHEMA_VERSION },
             source: None,
@@ -175,6 +183,7 @@ impl Event {
             threat: None,
             alert: None,
             sensor: None,
+            group: None,
         }
     }
 
@@ -236,6 +245,23 @@ pub struct Observer {
     pub id: String,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Interface a logged packet came in on (firewall logs: iptables `IN=`).
+    #[serde(default)]
+    pub ingress: Option<ObserverInterface>,
+    /// Interface a logged packet went out on (firewall logs: iptables `OUT=`).
+    #[serde(default)]
+    pub egress: Option<ObserverInterface>,
+}
+
+/// ECS `observer.ingress` / `observer.egress`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObserverInterface {
+    pub interface: InterfaceName,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceName {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -499,6 +525,13 @@ pub struct Log {
     /// Set when the line could not be parsed; the raw text is in `event.original`.
     #[serde(default)]
     pub parse_error: Option<String>,
+    /// True when the line held bytes that are not UTF-8: in `event.original` each such byte is
+    /// written `\xNN` and each backslash `\\`, so the bytes can be recovered exactly.
+    #[serde(default)]
+    pub escaped: Option<bool>,
+    /// True when the line was longer than the configured maximum and was cut to it.
+    #[serde(default)]
+    pub truncated: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -546,10 +579,32 @@ pub struct Process {
     pub name: Option<String>,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The command a log line says was run (sudo `COMMAND=`, cron `CMD`).
+    #[serde(default)]
+    pub command_line: Option<String>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
+    pub name: String,
+    /// ECS `user.target`: the account acted on or switched to (sudo/su target, useradd's new user).
+    #[serde(default)]
+    pub target: Option<UserTarget>,
+    /// ECS `user.effective`: the account a command runs as (sudo `USER=`, su's target).
+    #[serde(default)]
+    pub effective: Option<UserTarget>,
+}
+
+/// A user named in `user.target` or `user.effective`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserTarget {
+    pub name: String,
+}
+
+/// ECS `group`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
     pub name: String,
 }
 

@@ -177,10 +177,12 @@ fn log() -> Event {
             structured_data: Some(sd),
         }),
         parse_error: None,
+        escaped: None,
+        truncated: None,
     });
     e.source = Some(Endpoint { ip: ip("198.51.100.7"), port: Some(4122), ..Endpoint::default() });
-    e.user = Some(User { name: "root".into() });
-    e.process = Some(Process { name: Some("sshd".into()), pid: Some(811) });
+    e.user = Some(User { name: "root".into(), target: None, effective: None });
+    e.process = Some(Process { name: Some("sshd".into()), pid: Some(811), command_line: None });
     e.host = Some(Host { hostname: "web01".into() });
     e
 }

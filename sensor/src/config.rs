@@ -16,6 +16,9 @@ pub struct Config {
     pub input: InputSection,
     #[serde(default)]
     pub flows: FlowsSection,
+    /// Live log inputs; absent: the sensor reads no logs.
+    #[serde(default)]
+    pub logs: Option<LogsSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +115,112 @@ impl Default for FlowsSection {
     }
 }
 
+/// `[logs]`: syslog receivers and tailed files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSection {
+    /// Zone of timestamps that carry none (RFC 3164), unless an input sets its own.
+    #[serde(default = "default_log_timezone")]
+    pub timezone: String,
+    /// Longer messages and lines are cut to this many bytes and counted.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Lines waiting between the inputs and the parser; when full, UDP drops (counted), TCP, TLS
+    /// and files wait.
+    #[serde(default = "default_log_channel_capacity")]
+    pub channel_capacity: usize,
+    /// How often tailed files are checked for new lines, rotation and new files.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: String,
+    #[serde(default)]
+    pub syslog_udp: Option<SyslogUdpSection>,
+    #[serde(default)]
+    pub syslog_tcp: Option<SyslogTcpSection>,
+    #[serde(default)]
+    pub syslog_tls: Option<SyslogTlsSection>,
+    #[serde(default)]
+    pub files: Vec<LogFilesSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogUdpSection {
+    /// `address:port`, e.g. "0.0.0.0:514".
+    pub listen: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogTcpSection {
+    pub listen: String,
+    /// Connections past this are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection silent this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// RFC 5425 syslog over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogTlsSection {
+    pub listen: String,
+    /// PEM certificate chain and PEM private key of the listener.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilesSection {
+    /// Glob patterns, e.g. "/var/log/nginx/*.log".
+    pub paths: Vec<String>,
+    /// auto, syslog, json, access or error.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Where to start in files found at the first start without a checkpoint: beginning or end.
+    #[serde(default = "default_start_at")]
+    pub start_at: String,
+}
+
+fn default_log_timezone() -> String {
+    "+07:00".into()
+}
+fn default_max_message_bytes() -> usize {
+    64 * 1024
+}
+fn default_log_channel_capacity() -> usize {
+    10_000
+}
+fn default_poll_interval() -> String {
+    "1s".into()
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_idle_timeout() -> String {
+    "5m".into()
+}
+fn default_log_format() -> String {
+    "auto".into()
+}
+fn default_start_at() -> String {
+    "beginning".into()
+}
+
 fn default_topic_prefix() -> String {
     "canh-".into()
 }
@@ -167,6 +276,7 @@ pub struct Settings {
     pub linger: Duration,
     pub flush_timeout: Duration,
     pub live: Option<LiveOptions>,
+    pub logs: Option<crate::logs::pipeline::LogInputs>,
 }
 
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -207,8 +317,11 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
             format!("unknown protocol {:?}", config.kafka.security_protocol),
         ));
     }
-    if config.input.pcap_files.is_empty() && config.input.interface.is_none() {
-        return Err(invalid("input", "configure pcap_files or an interface".into()));
+    if config.input.pcap_files.is_empty()
+        && config.input.interface.is_none()
+        && config.logs.is_none()
+    {
+        return Err(invalid("input", "configure pcap_files, an interface or [logs]".into()));
     }
     if config.flows.max_flows == 0 {
         return Err(invalid("flows.max_flows", "must be at least 1".into()));
@@ -244,7 +357,124 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         immediate: i.immediate,
         filter: i.filter.clone(),
     });
-    Ok(Settings { config, flows, linger, flush_timeout, live })
+    let logs = match &config.logs {
+        Some(section) => Some(validate_logs(path, section, &config.sensor.state_dir)?),
+        None => None,
+    };
+    Ok(Settings { config, flows, linger, flush_timeout, live, logs })
+}
+
+fn validate_logs(
+    path: &str,
+    logs: &LogsSection,
+    state_dir: &Path,
+) -> Result<crate::logs::pipeline::LogInputs, ConfigError> {
+    use crate::logs::pipeline::{LogInputs, UdpSettings};
+    use crate::logs::receive::StreamSettings;
+    use crate::logs::tail::TailSettings;
+    use crate::logs::{parse_utc_offset, LineFormat, LineOptions};
+    let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_string(),
+        field,
+        message,
+    };
+    let zone = |field: &'static str, text: &str| {
+        parse_utc_offset(text).ok_or_else(|| invalid(field, format!("{text:?} is not like +07:00")))
+    };
+    let duration = |field: &'static str, text: &str| {
+        humantime::parse_duration(text).map_err(|e| invalid(field, format!("{text:?}: {e}")))
+    };
+    let address = |field: &'static str, text: &str| {
+        text.parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid(field, format!("{text:?} is not address:port: {e}")))
+    };
+    let default_zone = zone("logs.timezone", &logs.timezone)?;
+    if logs.max_message_bytes == 0 || logs.max_message_bytes > 16 << 20 {
+        return Err(invalid("logs.max_message_bytes", "must be 1 to 16777216".into()));
+    }
+    if logs.channel_capacity == 0 {
+        return Err(invalid("logs.channel_capacity", "must be at least 1".into()));
+    }
+    // Network inputs: a missing PRI means user.notice (RFC 3164 4.3.3).
+    let network =
+        |field: &'static str, timezone: &Option<String>| -> Result<LineOptions, ConfigError> {
+            Ok(LineOptions {
+                format: LineFormat::Syslog,
+                utc_offset_secs: match timezone {
+                    Some(t) => zone(field, t)?,
+                    None => default_zone,
+                },
+                default_priority: Some(13),
+            })
+        };
+    let udp = match &logs.syslog_udp {
+        Some(u) => Some(UdpSettings {
+            listen: address("logs.syslog_udp.listen", &u.listen)?,
+            max_bytes: logs.max_message_bytes,
+            options: network("logs.syslog_udp.timezone", &u.timezone)?,
+        }),
+        None => None,
+    };
+    let tcp = match &logs.syslog_tcp {
+        Some(t) => Some(StreamSettings {
+            listen: address("logs.syslog_tcp.listen", &t.listen)?,
+            max_connections: t.max_connections.max(1),
+            idle_timeout: duration("logs.syslog_tcp.idle_timeout", &t.idle_timeout)?,
+            max_bytes: logs.max_message_bytes,
+            options: network("logs.syslog_tcp.timezone", &t.timezone)?,
+            tls: None,
+        }),
+        None => None,
+    };
+    let tls = match &logs.syslog_tls {
+        Some(t) => Some(StreamSettings {
+            listen: address("logs.syslog_tls.listen", &t.listen)?,
+            max_connections: t.max_connections.max(1),
+            idle_timeout: duration("logs.syslog_tls.idle_timeout", &t.idle_timeout)?,
+            max_bytes: logs.max_message_bytes,
+            options: network("logs.syslog_tls.timezone", &t.timezone)?,
+            tls: Some((t.cert.clone(), t.key.clone())),
+        }),
+        None => None,
+    };
+    let mut files = Vec::new();
+    for f in &logs.files {
+        let format = LineFormat::parse(&f.format).ok_or_else(|| {
+            invalid("logs.files.format", format!("unknown format {:?}", f.format))
+        })?;
+        let start_at_end = match f.start_at.as_str() {
+            "beginning" => false,
+            "end" => true,
+            other => {
+                return Err(invalid("logs.files.start_at", format!("{other:?}: beginning or end")))
+            }
+        };
+        if f.paths.is_empty() {
+            return Err(invalid("logs.files.paths", "must name at least one path".into()));
+        }
+        files.push(TailSettings {
+            patterns: f.paths.clone(),
+            options: LineOptions {
+                format,
+                utc_offset_secs: match &f.timezone {
+                    Some(t) => zone("logs.files.timezone", t)?,
+                    None => default_zone,
+                },
+                default_priority: None,
+            },
+            start_at_end,
+            max_bytes: logs.max_message_bytes,
+        });
+    }
+    Ok(LogInputs {
+        channel_capacity: logs.channel_capacity,
+        udp,
+        tcp,
+        tls,
+        files,
+        poll_interval: duration("logs.poll_interval", &logs.poll_interval)?,
+        checkpoint_path: state_dir.join("log-checkpoints"),
+    })
 }
 
 #[cfg(test)]
@@ -263,6 +493,41 @@ mod tests {
             }
         }
         assert!(seen > 0, "no example configs in {}", dir.display());
+    }
+
+    #[test]
+    fn logs_section_is_validated() {
+        let base = r#"
+            [sensor]
+            id = "s"
+            tenant = "t"
+            state_dir = "/tmp/x"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [logs]
+            timezone = "+07:00"
+            [logs.syslog_udp]
+            listen = "127.0.0.1:5514"
+            [[logs.files]]
+            paths = ["/var/log/*.log"]
+        "#;
+        let config: Config = toml::from_str(base).expect("parses");
+        let settings = validate("x.toml", config).expect("logs alone are an input");
+        let logs = settings.logs.expect("logs settings");
+        assert_eq!(logs.udp.as_ref().map(|u| u.options.utc_offset_secs), Some(25_200));
+        assert_eq!(logs.udp.as_ref().and_then(|u| u.options.default_priority), Some(13));
+        assert_eq!(logs.files[0].options.default_priority, None);
+        assert_eq!(logs.checkpoint_path, Path::new("/tmp/x/log-checkpoints"));
+        for (from, to, field) in [
+            ("+07:00", "UTC+7", "logs.timezone"),
+            ("127.0.0.1:5514", "localhost", "logs.syslog_udp.listen"),
+            ("[[logs.files]]", "[[logs.files]]\nformat = \"xml\"", "logs.files.format"),
+        ] {
+            let config: Config = toml::from_str(&base.replace(from, to)).expect("parses");
+            let err = validate("x.toml", config).expect_err("invalid");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        assert!(toml::from_str::<Config>(&base.replace("[logs]", "[logs]\ntypo = 1")).is_err());
     }
 
     #[test]

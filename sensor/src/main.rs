@@ -35,6 +35,29 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Read log files (`-` for stdin) and print exactly one event per line as JSON lines.
+    Logs {
+        /// auto, syslog, json, access (apache, nginx) or error (apache-error, nginx-error).
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// `observer.id` of the events.
+        #[arg(long, default_value = "offline")]
+        sensor_id: String,
+        /// `organization.id` of the events.
+        #[arg(long, default_value = "offline")]
+        tenant: String,
+        /// Zone of timestamps that carry none (RFC 3164, Apache error logs).
+        #[arg(long, default_value = "+07:00")]
+        timezone: String,
+        /// Longer lines are cut to this many bytes and marked `log.truncated`.
+        #[arg(long, default_value_t = 65_536)]
+        max_line_bytes: usize,
+        /// The time year-less timestamps are read relative to (RFC 3339); default: now.
+        #[arg(long)]
+        reference_time: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Capture from the configured inputs and publish to Kafka.
     Run {
         #[arg(long)]
@@ -56,6 +79,18 @@ fn main() {
         Command::Pcap { community_id_seed, sensor_id, tenant, files } => {
             let who = Identity { sensor_id, tenant, community_id_seed };
             offline(who, &files)
+        }
+        Command::Logs {
+            format,
+            sensor_id,
+            tenant,
+            timezone,
+            max_line_bytes,
+            reference_time,
+            files,
+        } => {
+            let who = Identity { sensor_id, tenant, community_id_seed: 0 };
+            offline_logs(who, &format, &timezone, max_line_bytes, reference_time.as_deref(), &files)
         }
         Command::Run { config } => run(&config),
     };
@@ -111,6 +146,101 @@ fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `canh-sensor logs`: every line of every file to one event on stdout.
+fn offline_logs(
+    who: Identity,
+    format: &str,
+    timezone: &str,
+    max_line_bytes: usize,
+    reference_time: Option<&str>,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    use canh_sensor::logs::{self, LineFormat, LineOptions};
+    let Some(format) = LineFormat::parse(format) else {
+        bail!("unknown log format {format:?}; use one of {}", LineFormat::NAMES.join(", "));
+    };
+    let Some(utc_offset_secs) = logs::parse_utc_offset(timezone) else {
+        bail!("invalid timezone {timezone:?}; write it as +07:00");
+    };
+    if max_line_bytes == 0 {
+        bail!("--max-line-bytes must be at least 1");
+    }
+    let received = match reference_time {
+        Some(text) => canh_event::Timestamp::parse(text)
+            .with_context(|| format!("reading --reference-time {text:?}"))?,
+        None => now(),
+    };
+    let options = LineOptions { format, utc_offset_secs, default_priority: None };
+    let metrics = Metrics::new();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut seq = 0u64;
+    let mut write_error = None;
+    let mut failed = Vec::new();
+    for file in files {
+        let is_stdin = file.as_os_str() == "-";
+        let input = if is_stdin { "stdin" } else { "file" };
+        let mut reader: Box<dyn std::io::BufRead> = if is_stdin {
+            Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
+        } else {
+            match std::fs::File::open(file) {
+                Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+                Err(e) => {
+                    eprintln!("canh-sensor: error: opening {}: {e}", file.display());
+                    failed.push(file.display().to_string());
+                    continue;
+                }
+            }
+        };
+        let result = logs::lines::for_each_line(&mut reader, max_line_bytes, |line, truncated| {
+            let event = logs::line_event(line, truncated, received, seq, &who, &options);
+            seq += 1;
+            metrics.log_lines.with_label_values(&[input]).inc();
+            if truncated {
+                metrics.log_truncated.with_label_values(&[input]).inc();
+            }
+            if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
+                metrics.log_parse_errors.with_label_values(&[reason]).inc();
+            }
+            if write_error.is_none() {
+                if let Err(e) = writeln!(out, "{}", event.to_json()) {
+                    write_error = Some(e);
+                }
+            }
+        });
+        if let Err(e) = result {
+            eprintln!("canh-sensor: error: reading {}: {e}", file.display());
+            failed.push(file.display().to_string());
+        }
+    }
+    out.flush().context("writing events to stdout")?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing events to stdout");
+    }
+    let truncated: u64 =
+        ["file", "stdin"].iter().map(|i| metrics.log_truncated.with_label_values(&[i]).get()).sum();
+    let unparsed: u64 = logs::LineError::ALL
+        .iter()
+        .map(|r| metrics.log_parse_errors.with_label_values(&[r.reason()]).get())
+        .sum();
+    tracing::info!(lines = seq, unparsed, truncated, "log lines read");
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} inputs could not be read: {}",
+            failed.len(),
+            files.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn now() -> canh_event::Timestamp {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    canh_event::Timestamp(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+}
+
 fn report_decode_errors(metrics: &Metrics) {
     for reason in canh_sensor::decode::DecodeError::ALL {
         let n = metrics.decode_errors.with_label_values(&[reason.reason()]).get();
@@ -128,12 +258,12 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let first_seq = sequence::reserve(&cfg.sensor.state_dir).with_context(|| {
         format!("reserving an event sequence in {}", cfg.sensor.state_dir.display())
     })?;
-    let uplink = produce::Uplink::connect(
+    let uplink = Arc::new(produce::Uplink::connect(
         &cfg.kafka,
         settings.linger,
         metrics.kafka_delivered.clone(),
         metrics.kafka_errors.clone(),
-    )?;
+    )?);
     let who = Identity {
         sensor_id: cfg.sensor.id.clone(),
         tenant: cfg.sensor.tenant.clone(),
@@ -142,6 +272,10 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
     tracing::info!(sensor = %who.sensor_id, tenant = %who.tenant, "sensor starting");
+    let logs = match &settings.logs {
+        Some(inputs) => Some(start_logs(inputs, &who, first_seq, &stop, &metrics, &uplink)?),
+        None => None,
+    };
 
     let mut pipeline = PacketPipeline::new(who, settings.flows.clone(), first_seq, &metrics);
     let mut events = Vec::new();
@@ -188,7 +322,23 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     if let Some(e) = send_error {
         return Err(e.into());
     }
+    let log_result = logs.map(|running| {
+        // Log inputs run until the signal, also when the packet inputs are done.
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        running.join()
+    });
     uplink.flush(settings.flush_timeout)?;
+    if let (Some(result), Some(inputs)) = (&log_result, &settings.logs) {
+        // Saved only after Kafka acknowledged everything: a restart reads nothing twice.
+        canh_sensor::logs::pipeline::save_checkpoints(result, &inputs.checkpoint_path)
+            .with_context(|| format!("saving {}", inputs.checkpoint_path.display()))?;
+        tracing::info!(events = result.events, "log inputs stopped");
+        if let Some(e) = &result.error {
+            bail!("log events were not all sent: {e}");
+        }
+    }
     report_decode_errors(&metrics);
     tracing::info!(
         events = pipeline.next_seq() - first_seq,
@@ -196,6 +346,49 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         "sensor stopped"
     );
     Ok(())
+}
+
+/// Start the configured log inputs; their events go to `uplink` from the log pipeline thread.
+fn start_logs(
+    inputs: &canh_sensor::logs::pipeline::LogInputs,
+    who: &Identity,
+    first_seq: u64,
+    stop: &Arc<AtomicBool>,
+    metrics: &Metrics,
+    uplink: &Arc<produce::Uplink>,
+) -> anyhow::Result<canh_sensor::logs::pipeline::RunningLogs> {
+    use canh_sensor::logs::pipeline::{self, PipelineMetrics};
+    use canh_sensor::logs::receive::ReceiverMetrics;
+    let log_metrics = PipelineMetrics {
+        receivers: ReceiverMetrics {
+            lines: metrics.log_lines.clone(),
+            truncated: metrics.log_truncated.clone(),
+            dropped: metrics.log_dropped.clone(),
+            connections_refused: metrics.log_connections_refused.clone(),
+            udp_kernel_drops: metrics.log_udp_kernel_drops.clone(),
+        },
+        parse_errors: metrics.log_parse_errors.clone(),
+        events: metrics.events.clone(),
+    };
+    let (sender, flusher) = (uplink.clone(), uplink.clone());
+    let running = pipeline::start(
+        inputs,
+        who.clone(),
+        first_seq,
+        stop.clone(),
+        log_metrics,
+        move |event| sender.send(event),
+        move || flusher.flush(std::time::Duration::from_secs(30)).is_ok(),
+    )
+    .context("starting the log inputs")?;
+    tracing::info!(
+        udp = ?running.udp_addr,
+        tcp = ?running.tcp_addr,
+        tls = ?running.tls_addr,
+        files = inputs.files.len(),
+        "log inputs started"
+    );
+    Ok(running)
 }
 
 /// Set `stop` on SIGINT or SIGTERM.

@@ -16,6 +16,18 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub kafka_delivered: IntCounter,
     pub kafka_errors: IntCounter,
+    /// Log lines read, by input kind (`file`, `udp`, `tcp`, `tls`, `stdin`).
+    pub log_lines: IntCounterVec,
+    /// Log lines no parser understood, by `logs::LineError` reason.
+    pub log_parse_errors: IntCounterVec,
+    /// Log lines (or syslog messages) cut at the maximum size, by input kind.
+    pub log_truncated: IntCounterVec,
+    /// Log events dropped because the channel to the uplink was full, by input kind.
+    pub log_dropped: IntCounterVec,
+    /// TCP/TLS syslog connections refused because the connection limit was reached.
+    pub log_connections_refused: IntCounter,
+    /// Datagrams the kernel dropped on the syslog UDP socket (from /proc/net/udp).
+    pub log_udp_kernel_drops: IntGauge,
 }
 
 impl Metrics {
@@ -63,6 +75,36 @@ impl Metrics {
         let kafka_errors =
             IntCounter::new("canh_sensor_kafka_errors_total", "events Kafka did not acknowledge")
                 .expect("valid metric");
+        let log_lines = IntCounterVec::new(
+            Opts::new("canh_sensor_log_lines_total", "log lines read, by input"),
+            &["input"],
+        )
+        .expect("valid metric");
+        let log_parse_errors = IntCounterVec::new(
+            Opts::new("canh_sensor_log_parse_errors_total", "log lines not parsed, by reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let log_truncated = IntCounterVec::new(
+            Opts::new("canh_sensor_log_truncated_total", "log lines cut at the maximum size"),
+            &["input"],
+        )
+        .expect("valid metric");
+        let log_dropped = IntCounterVec::new(
+            Opts::new("canh_sensor_log_dropped_total", "log events dropped on a full channel"),
+            &["input"],
+        )
+        .expect("valid metric");
+        let log_connections_refused = IntCounter::new(
+            "canh_sensor_log_connections_refused_total",
+            "syslog connections refused at the connection limit",
+        )
+        .expect("valid metric");
+        let log_udp_kernel_drops = IntGauge::new(
+            "canh_sensor_log_udp_kernel_drops",
+            "syslog datagrams the kernel dropped before the sensor read them",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(decode_errors.clone()),
@@ -73,6 +115,12 @@ impl Metrics {
             Box::new(events.clone()),
             Box::new(kafka_delivered.clone()),
             Box::new(kafka_errors.clone()),
+            Box::new(log_lines.clone()),
+            Box::new(log_parse_errors.clone()),
+            Box::new(log_truncated.clone()),
+            Box::new(log_dropped.clone()),
+            Box::new(log_connections_refused.clone()),
+            Box::new(log_udp_kernel_drops.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -85,6 +133,9 @@ impl Metrics {
         for outcome in ["reassembled", "timed_out", "table_full", "invalid"] {
             fragments.with_label_values(&[outcome]);
         }
+        for reason in crate::logs::LineError::ALL {
+            log_parse_errors.with_label_values(&[reason.reason()]);
+        }
         Metrics {
             registry,
             packets,
@@ -96,6 +147,12 @@ impl Metrics {
             events,
             kafka_delivered,
             kafka_errors,
+            log_lines,
+            log_parse_errors,
+            log_truncated,
+            log_dropped,
+            log_connections_refused,
+            log_udp_kernel_drops,
         }
     }
 }

@@ -1,0 +1,139 @@
+//! Kernel netfilter LOG lines (iptables `-j LOG`, nftables `log`, ufw): `[prefix] IN=eth0 OUT=
+//! MAC=.. SRC=192.0.2.1 DST=198.51.100.2 LEN=60 .. PROTO=TCP SPT=51000 DPT=22 ..`.
+
+use super::auth::parse_ip;
+use super::classify;
+use canh_event::{Endpoint, Event, InterfaceName, Network, ObserverInterface};
+
+/// Add network fields from a kernel message that is a netfilter LOG line; other kernel messages
+/// are left alone.
+pub fn kernel_into(message: &str, event: &mut Event) {
+    let text = strip_kernel_time(message.trim());
+    // The fields start at IN= (not PHYSIN=); what comes before is the rule's log prefix, which
+    // may lack its trailing space ("Drop TCP after 17 attemptsIN=br0 ...").
+    let Some(start) = text
+        .match_indices("IN=")
+        .map(|(i, _)| i)
+        .find(|&i| !text[..i].ends_with("PHYS") && text[i..].contains(" OUT="))
+    else {
+        return;
+    };
+    let prefix = text[..start].trim();
+    let mut src = None;
+    let mut dst = None;
+    let mut spt = None;
+    let mut dpt = None;
+    let mut proto = None;
+    let mut ingress = None;
+    let mut egress = None;
+    for item in text[start..].split_whitespace() {
+        let Some((key, value)) = item.split_once('=') else { continue };
+        match key {
+            "SRC" => src = parse_ip(value),
+            "DST" => dst = parse_ip(value),
+            "SPT" => spt = value.parse::<u16>().ok(),
+            "DPT" => dpt = value.parse::<u16>().ok(),
+            "PROTO" => proto = Some(value),
+            "IN" if !value.is_empty() => ingress = Some(value),
+            "OUT" if !value.is_empty() => egress = Some(value),
+            _ => {}
+        }
+    }
+    if src.is_none() && dst.is_none() {
+        return;
+    }
+    event.source = Some(Endpoint { ip: src, port: spt, ..Endpoint::default() });
+    event.destination = Some(Endpoint { ip: dst, port: dpt, ..Endpoint::default() });
+    let (transport, iana) = match proto.map(str::to_ascii_lowercase).as_deref() {
+        Some("tcp") => (Some("tcp".to_string()), Some(6)),
+        Some("udp") => (Some("udp".to_string()), Some(17)),
+        Some("icmp") => (Some("icmp".to_string()), Some(1)),
+        Some("icmpv6") => (Some("ipv6-icmp".to_string()), Some(58)),
+        Some(other) => (Some(other.to_string()), other.parse::<u8>().ok()),
+        None => (None, None),
+    };
+    event.network = Some(Network { transport, iana_number: iana, ..Network::default() });
+    let interface =
+        |name: &str| ObserverInterface { interface: InterfaceName { name: name.to_string() } };
+    event.observer.ingress = ingress.map(interface);
+    event.observer.egress = egress.map(interface);
+    let upper = prefix.to_ascii_uppercase();
+    let verdict = if ["DROP", "REJECT", "BLOCK", "DENY"].iter().any(|w| upper.contains(w)) {
+        ("denied", "failure")
+    } else if ["ACCEPT", "ALLOW", "PASS"].iter().any(|w| upper.contains(w)) {
+        ("allowed", "success")
+    } else {
+        ("info", "")
+    };
+    let action = if prefix.is_empty() {
+        "packet-logged".to_string()
+    } else {
+        prefix
+            .trim_matches(|c: char| c == '[' || c == ']' || c == ':' || c.is_whitespace())
+            .to_string()
+    };
+    classify(event, &["network"], &["connection", verdict.0], verdict.1, &action);
+}
+
+/// Drop a `[ 1234.567890] ` kernel uptime stamp.
+fn strip_kernel_time(text: &str) -> &str {
+    if let Some(rest) = text.strip_prefix('[') {
+        if let Some((stamp, after)) = rest.split_once(']') {
+            if stamp.trim().bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return after.trim_start();
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canh_event::{Dataset, Timestamp};
+
+    #[test]
+    fn iptables_line_from_sotm34() {
+        let mut e = Event::new(Dataset::Log, "x".into(), Timestamp(0), "s", "t");
+        kernel_into("INBOUND TCP: IN=br0 PHYSIN=eth0 OUT=br0 PHYSOUT=eth1 SRC=220.228.136.38 DST=11.11.79.83 LEN=64 TOS=0x00 PREC=0x00 TTL=47 ID=17159 DF PROTO=TCP SPT=1629 DPT=139 WINDOW=44620 RES=0x00 SYN URGP=0  ", &mut e);
+        let src = e.source.as_ref().expect("source");
+        assert_eq!(src.ip.map(|i| i.to_string()).as_deref(), Some("220.228.136.38"));
+        assert_eq!(src.port, Some(1629));
+        let dst = e.destination.as_ref().expect("destination");
+        assert_eq!(dst.ip.map(|i| i.to_string()).as_deref(), Some("11.11.79.83"));
+        assert_eq!(dst.port, Some(139));
+        assert_eq!(e.network.as_ref().and_then(|n| n.transport.as_deref()), Some("tcp"));
+        assert_eq!(e.observer.ingress.as_ref().map(|i| i.interface.name.as_str()), Some("br0"));
+        assert_eq!(e.event.action.as_deref(), Some("INBOUND TCP"));
+    }
+
+    #[test]
+    fn ufw_block_with_uptime_and_ipv6() {
+        let mut e = Event::new(Dataset::Log, "x".into(), Timestamp(0), "s", "t");
+        kernel_into("[ 8123.456789] [UFW BLOCK] IN=eth0 OUT= MAC=aa SRC=2001:db8::1 DST=2001:db8::2 LEN=80 PROTO=UDP SPT=5353 DPT=5353 LEN=40", &mut e);
+        assert_eq!(e.event.outcome.as_deref(), Some("failure"));
+        assert_eq!(e.event.r#type, Some(vec!["connection".to_string(), "denied".to_string()]));
+        assert_eq!(e.observer.egress, None);
+        assert_eq!(e.network.as_ref().and_then(|n| n.iana_number), Some(17));
+    }
+
+    #[test]
+    fn prefix_without_trailing_space() {
+        let mut e = Event::new(Dataset::Log, "x".into(), Timestamp(0), "s", "t");
+        kernel_into("Drop TCP after 17 attemptsIN=br0 PHYSIN=eth1 OUT=br0 PHYSOUT=eth0 SRC=11.11.79.67 DST=129.27.3.14 LEN=60 PROTO=TCP SPT=1068 DPT=6667", &mut e);
+        assert_eq!(e.observer.ingress.as_ref().map(|i| i.interface.name.as_str()), Some("br0"));
+        assert_eq!(e.destination.as_ref().and_then(|d| d.port), Some(6667));
+        assert_eq!(e.event.action.as_deref(), Some("Drop TCP after 17 attempts"));
+        assert_eq!(e.event.outcome.as_deref(), Some("failure"));
+    }
+
+    #[test]
+    fn other_kernel_messages_untouched() {
+        let mut e = Event::new(Dataset::Log, "x".into(), Timestamp(0), "s", "t");
+        kernel_into("usb 1-1: new high-speed USB device number 2 using ehci-pci", &mut e);
+        assert_eq!(e.source, None);
+        kernel_into("[", &mut e);
+        kernel_into("x IN=", &mut e);
+        assert_eq!(e.event.category, None);
+    }
+}

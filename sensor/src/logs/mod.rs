@@ -1,0 +1,420 @@
+//! Log lines to events (dataset `log`). Pure: a line's bytes, its receive time and the options in,
+//! one event out; no clock, no I/O. Exactly one event per line: a line no parser understands still
+//! becomes an event carrying the raw text in `event.original` and the reason in `log.parse_error`.
+//!
+//! The header grammars live in `crate::syslog` (syslog), `web` (Apache/nginx access and error
+//! logs) and `json` (JSON lines); the program parsers that add ECS fields from a syslog MSG live
+//! in `auth` (sshd, sudo, su, PAM, account tools, cron) and `firewall` (iptables / nftables LOG).
+
+pub mod auth;
+pub mod firewall;
+pub mod framing;
+pub mod json;
+pub mod lines;
+pub mod pipeline;
+pub mod receive;
+pub mod tail;
+pub mod web;
+
+use crate::flow::Identity;
+use crate::syslog::{self, ParseOptions};
+use canh_event::{CodeName, Dataset, Event, Host, Log, Process, Syslog, Timestamp};
+
+/// How lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// Try JSON, syslog, access log and error log, in that order.
+    Auto,
+    Syslog,
+    Json,
+    /// Apache / nginx common or combined access log.
+    Access,
+    /// Apache (2.2 and 2.4) or nginx error log.
+    Error,
+}
+
+impl LineFormat {
+    pub const NAMES: [&'static str; 5] = ["auto", "syslog", "json", "access", "error"];
+
+    /// `apache` and `nginx` are accepted for `access`, `apache-error` / `nginx-error` for `error`.
+    pub fn parse(name: &str) -> Option<LineFormat> {
+        match name {
+            "auto" => Some(LineFormat::Auto),
+            "syslog" => Some(LineFormat::Syslog),
+            "json" => Some(LineFormat::Json),
+            "access" | "apache" | "nginx" => Some(LineFormat::Access),
+            "error" | "apache-error" | "nginx-error" => Some(LineFormat::Error),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of one log source.
+#[derive(Debug, Clone, Copy)]
+pub struct LineOptions {
+    pub format: LineFormat,
+    /// Zone of timestamps without one (RFC 3164, Apache error logs), seconds east of UTC.
+    pub utc_offset_secs: i32,
+    /// PRI assumed for syslog messages without one: `Some(13)` for network inputs (RFC 3164
+    /// 4.3.3), `None` for files.
+    pub default_priority: Option<u8>,
+}
+
+/// A zone as an offset from UTC in seconds: `+07:00`, `-0530`, `UTC` or `Z`.
+pub fn parse_utc_offset(text: &str) -> Option<i32> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("utc") || text.eq_ignore_ascii_case("z") {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    if hours > 14 || minutes > 59 {
+        return None;
+    }
+    Some(sign * (hours * 3600 + minutes * 60))
+}
+
+/// Fixed reasons for `log.parse_error`, also the metric label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineError {
+    Empty,
+    NoSyslogHeader,
+    InvalidJson,
+    NotAccessLog,
+    NotErrorLog,
+    Unrecognised,
+}
+
+impl LineError {
+    pub const ALL: [LineError; 6] = [
+        LineError::Empty,
+        LineError::NoSyslogHeader,
+        LineError::InvalidJson,
+        LineError::NotAccessLog,
+        LineError::NotErrorLog,
+        LineError::Unrecognised,
+    ];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            LineError::Empty => "empty",
+            LineError::NoSyslogHeader => "no_syslog_header",
+            LineError::InvalidJson => "invalid_json",
+            LineError::NotAccessLog => "not_access_log",
+            LineError::NotErrorLog => "not_error_log",
+            LineError::Unrecognised => "unrecognised",
+        }
+    }
+}
+
+/// One line (without its terminator) as an event. `truncated` says the reader cut the line at its
+/// maximum length; `received` is when it was read, the event time when the line carries none.
+pub fn line_event(
+    line: &[u8],
+    truncated: bool,
+    received: Timestamp,
+    seq: u64,
+    who: &Identity,
+    options: &LineOptions,
+) -> Event {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut event = Event::new(
+        Dataset::Log,
+        log_event_id(&who.sensor_id, seq),
+        received,
+        &who.sensor_id,
+        &who.tenant,
+    );
+    let mut log = Log::default();
+    match std::str::from_utf8(line) {
+        Ok(text) => event.event.original = Some(text.to_string()),
+        Err(_) => {
+            event.event.original = Some(syslog::escape_invalid_utf8(line));
+            log.escaped = Some(true);
+        }
+    }
+    if truncated {
+        log.truncated = Some(true);
+    }
+    event.log = Some(log);
+    if let Err(err) = parse_into(line, received, options, &mut event) {
+        if let Some(log) = event.log.as_mut() {
+            log.parse_error = Some(err.reason().to_string());
+        }
+    }
+    if event.log.as_ref().is_some_and(|l| *l == Log::default()) {
+        event.log = None;
+    }
+    event
+}
+
+/// Log events number their own sequence, apart from the packet pipeline's: their ids hash the
+/// sensor id with a `/log` suffix so the two sequences never give the same id.
+pub fn log_event_id(sensor_id: &str, seq: u64) -> String {
+    let mut namespace = String::with_capacity(sensor_id.len() + 4);
+    namespace.push_str(sensor_id);
+    namespace.push_str("/log");
+    canh_event::event_id(&namespace, seq)
+}
+
+fn parse_into(
+    line: &[u8],
+    received: Timestamp,
+    options: &LineOptions,
+    event: &mut Event,
+) -> Result<(), LineError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(LineError::Empty);
+    }
+    match options.format {
+        LineFormat::Syslog => syslog_into(line, received, options, event),
+        LineFormat::Json => json::parse_into(line, event).map_err(|_| LineError::InvalidJson),
+        LineFormat::Access => web::access_into(line, event).map_err(|_| LineError::NotAccessLog),
+        LineFormat::Error => web::error_into(line, options.utc_offset_secs, event)
+            .map_err(|_| LineError::NotErrorLog),
+        LineFormat::Auto => {
+            let first = line.iter().find(|b| !b.is_ascii_whitespace());
+            if first == Some(&b'{') && json::parse_into(line, event).is_ok() {
+                return Ok(());
+            }
+            if syslog_into(line, received, options, event).is_ok() {
+                return Ok(());
+            }
+            if web::access_into(line, event).is_ok() {
+                return Ok(());
+            }
+            if web::error_into(line, options.utc_offset_secs, event).is_ok() {
+                return Ok(());
+            }
+            Err(LineError::Unrecognised)
+        }
+    }
+}
+
+/// A syslog line: header fields, then the program parser for its TAG.
+fn syslog_into(
+    line: &[u8],
+    received: Timestamp,
+    options: &LineOptions,
+    event: &mut Event,
+) -> Result<(), LineError> {
+    let parse_options = ParseOptions {
+        utc_offset_secs: options.utc_offset_secs,
+        received,
+        default_priority: options.default_priority,
+    };
+    let msg = syslog::parse(line, &parse_options).map_err(|e| match e {
+        syslog::SyslogError::Empty => LineError::Empty,
+        syslog::SyslogError::NoHeader => LineError::NoSyslogHeader,
+    })?;
+    if let Some(ts) = msg.timestamp {
+        event.timestamp = ts;
+    }
+    if let Some(host) = &msg.hostname {
+        event.host = Some(Host { hostname: host.clone() });
+    }
+    let (program, _) = split_program(msg.appname.as_deref().unwrap_or_default());
+    if !program.is_empty() {
+        event.process = Some(Process {
+            name: Some(program.to_string()),
+            pid: msg.procid.as_deref().and_then(|p| p.parse().ok()),
+            command_line: None,
+        });
+    }
+    // The program parser reads the message first; then the parsed parts move into the event.
+    program_into(msg.appname.as_deref().unwrap_or_default(), &msg.message, event);
+    let log = event.log.get_or_insert_with(Log::default);
+    log.level = msg.priority.map(|p| syslog::severity_name(p & 7).to_string());
+    log.syslog = Some(Syslog {
+        priority: msg.priority,
+        facility: msg
+            .priority
+            .map(|p| CodeName { code: p >> 3, name: syslog::facility_name(p >> 3).to_string() }),
+        severity: msg
+            .priority
+            .map(|p| CodeName { code: p & 7, name: syslog::severity_name(p & 7).to_string() }),
+        hostname: msg.hostname,
+        appname: msg.appname,
+        procid: msg.procid,
+        msgid: msg.msgid,
+        structured_data: msg.structured_data,
+    });
+    if !msg.message.is_empty() {
+        event.message = Some(msg.message);
+    }
+    Ok(())
+}
+
+/// `sshd(pam_unix)` (old Red Hat PAM tags) is program `sshd` with PAM module `pam_unix`.
+pub fn split_program(appname: &str) -> (&str, Option<&str>) {
+    match appname.split_once('(') {
+        Some((program, rest)) if rest.ends_with(')') => (program, Some(&rest[..rest.len() - 1])),
+        _ => (appname, None),
+    }
+}
+
+/// Add the ECS fields a program's message carries. Unknown programs keep only the syslog fields.
+pub fn program_into(appname: &str, message: &str, event: &mut Event) {
+    let (program, module) = split_program(appname);
+    let program = program.to_ascii_lowercase();
+    // "message repeated 3 times: [ Failed password for ...]" (rsyslog/syslogd reduction).
+    let message = repeated_inner(message).unwrap_or(message);
+    if module.is_some_and(|m| m.starts_with("pam_")) {
+        auth::pam_into(&program, message, event);
+        return;
+    }
+    match program.as_str() {
+        "sshd" => auth::sshd_into(message, event),
+        "sudo" => auth::sudo_into(message, event),
+        "su" => auth::su_into(message, event),
+        "useradd" | "usermod" | "userdel" | "groupadd" | "groupmod" | "groupdel" | "passwd"
+        | "chpasswd" | "chage" | "gpasswd" => auth::account_into(&program, message, event),
+        "cron" | "crond" | "anacron" => auth::cron_into(message, event),
+        "kernel" => firewall::kernel_into(message, event),
+        _ => auth::generic_pam_into(message, event),
+    }
+}
+
+fn repeated_inner(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("message repeated ")?;
+    let (_, rest) = rest.split_once(" times: [")?;
+    let inner = rest.strip_suffix(']').unwrap_or(rest);
+    Some(inner.trim())
+}
+
+/// Set `event.category`, `event.type`, `event.outcome` and `event.action` together.
+pub fn classify(event: &mut Event, category: &[&str], kind: &[&str], outcome: &str, action: &str) {
+    event.event.category = Some(category.iter().map(|s| s.to_string()).collect());
+    event.event.r#type = Some(kind.iter().map(|s| s.to_string()).collect());
+    if !outcome.is_empty() {
+        event.event.outcome = Some(outcome.to_string());
+    }
+    event.event.action = Some(action.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who() -> Identity {
+        Identity { sensor_id: "s1".into(), tenant: "t1".into(), community_id_seed: 0 }
+    }
+
+    fn opts(format: LineFormat) -> LineOptions {
+        LineOptions { format, utc_offset_secs: 7 * 3600, default_priority: None }
+    }
+
+    const NOW: Timestamp = Timestamp(1_795_428_000_000_000_000);
+
+    #[test]
+    fn unparseable_line_still_yields_event() {
+        let e = line_event(b"just some words", false, NOW, 1, &who(), &opts(LineFormat::Syslog));
+        assert_eq!(e.event.original.as_deref(), Some("just some words"));
+        assert_eq!(e.log.as_ref().and_then(|l| l.parse_error.as_deref()), Some("no_syslog_header"));
+        assert_eq!(e.timestamp, NOW);
+        let e = line_event(b"", false, NOW, 2, &who(), &opts(LineFormat::Auto));
+        assert_eq!(e.log.as_ref().and_then(|l| l.parse_error.as_deref()), Some("empty"));
+    }
+
+    #[test]
+    fn invalid_utf8_and_truncation_are_marked() {
+        let e = line_event(
+            b"<13>Nov 23 16:00:00 h app: caf\xe9 \\o/",
+            true,
+            NOW,
+            1,
+            &who(),
+            &opts(LineFormat::Auto),
+        );
+        let log = e.log.as_ref().expect("log");
+        assert_eq!(log.escaped, Some(true));
+        assert_eq!(log.truncated, Some(true));
+        assert_eq!(e.event.original.as_deref(), Some("<13>Nov 23 16:00:00 h app: caf\\xe9 \\\\o/"));
+        assert_eq!(log.parse_error, None);
+        // Timestamp read in +07:00.
+        assert_eq!(e.timestamp, Timestamp::parse("2026-11-23T09:00:00Z").expect("valid"));
+    }
+
+    #[test]
+    fn syslog_fields_and_program() {
+        let e = line_event(
+            b"<38>Mar 27 19:06:53 web01 sshd(pam_unix)[12750]: session opened for user foo by (uid=0)\r",
+            false,
+            NOW,
+            1,
+            &who(),
+            &opts(LineFormat::Auto),
+        );
+        let sys = e.log.as_ref().and_then(|l| l.syslog.as_ref()).expect("syslog");
+        assert_eq!(sys.facility.as_ref().map(|f| f.name.as_str()), Some("auth"));
+        assert_eq!(sys.severity.as_ref().map(|f| f.code), Some(6));
+        assert_eq!(e.process.as_ref().and_then(|p| p.name.as_deref()), Some("sshd"));
+        assert_eq!(e.process.as_ref().and_then(|p| p.pid), Some(12750));
+        assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("foo"));
+        assert_eq!(e.event.category, Some(vec!["session".to_string()]));
+        assert_eq!(e.host.as_ref().map(|h| h.hostname.as_str()), Some("web01"));
+    }
+
+    #[test]
+    fn utc_offsets() {
+        assert_eq!(parse_utc_offset("+07:00"), Some(25_200));
+        assert_eq!(parse_utc_offset("-0530"), Some(-19_800));
+        assert_eq!(parse_utc_offset("UTC"), Some(0));
+        assert_eq!(parse_utc_offset("+7"), None);
+        assert_eq!(parse_utc_offset("+25:00"), None);
+        assert_eq!(parse_utc_offset(""), None);
+    }
+
+    #[test]
+    fn formats_by_name() {
+        assert_eq!(LineFormat::parse("nginx"), Some(LineFormat::Access));
+        assert_eq!(LineFormat::parse("xml"), None);
+        for name in LineFormat::NAMES {
+            assert!(LineFormat::parse(name).is_some());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn program_parsers_never_panic(
+            prefix in proptest::sample::select(vec![
+                "", "Accepted password for ", "Failed publickey for invalid user ",
+                "Connection closed by ", "Received disconnect from ", "Disconnecting ",
+                "pam_unix(sshd:auth): authentication failure; ", "session opened for user ",
+                " x : TTY=", "(root) CMD (", "new user: ", "add '", "IN=", "PAM ",
+                "message repeated 2 times: [ ", "user ", "password for '", "(to ",
+            ]),
+            tail in "\\PC{0,80}",
+        ) {
+            let text = format!("{prefix}{tail}");
+            for program in ["sshd", "sudo", "su", "usermod", "passwd", "cron", "kernel", "ftpd", "su(pam_unix)"] {
+                let mut e = Event::new(Dataset::Log, "x".into(), NOW, "s", "t");
+                program_into(program, &text, &mut e);
+            }
+        }
+
+        #[test]
+        fn any_bytes_in_any_format_give_one_event(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            format in proptest::sample::select(vec![LineFormat::Syslog, LineFormat::Json, LineFormat::Access, LineFormat::Error]),
+        ) {
+            let e = line_event(&bytes, false, NOW, 9, &who(), &opts(format));
+            proptest::prop_assert!(e.event.original.is_some());
+        }
+
+        #[test]
+        fn any_bytes_give_exactly_one_event(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let e = line_event(&bytes, false, NOW, 9, &who(), &opts(LineFormat::Auto));
+            proptest::prop_assert!(e.event.original.is_some());
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Web server logs: Apache / nginx access logs (common and combined format) and error logs
+//! (Apache 2.2, Apache 2.4, nginx). Pure: bytes in, fields into the event or an error.
+
+use super::auth::parse_ip;
+use super::classify;
+use crate::syslog::field_text;
+use canh_event::{
+    Body, Endpoint, Event, Http, HttpRequest, HttpResponse, Process, Timestamp, Url, UserAgent,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WebError {
+    #[error("not an access log line")]
+    NotAccess,
+    #[error("not an error log line")]
+    NotError,
+}
+
+/// `host ident user [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 "referer" "agent"`.
+pub fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
+    let text = field_text(line);
+    let mut rest = text.trim_start();
+    let mut next_word = || -> Option<&str> {
+        let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
+        rest = after.trim_start();
+        Some(word).filter(|w| !w.is_empty())
+    };
+    let client = next_word().ok_or(WebError::NotAccess)?;
+    let _ident = next_word().ok_or(WebError::NotAccess)?;
+    let user = next_word().ok_or(WebError::NotAccess)?;
+    let rest_after_user = rest;
+    let time_text = rest_after_user.strip_prefix('[').ok_or(WebError::NotAccess)?;
+    let (time_text, after) = time_text.split_once(']').ok_or(WebError::NotAccess)?;
+    let timestamp = parse_access_time(time_text).ok_or(WebError::NotAccess)?;
+    let after = after.trim_start();
+    let (request, after) = quoted_field(after).ok_or(WebError::NotAccess)?;
+    let mut fields = after.split_whitespace();
+    let status = fields.next().ok_or(WebError::NotAccess)?;
+    let status: Option<u16> = match status {
+        "-" => None,
+        s => Some(s.parse().map_err(|_| WebError::NotAccess)?),
+    };
+    let bytes = fields.next().and_then(|b| b.parse::<u64>().ok());
+    // Referrer and user agent follow the size in the combined format.
+    let after_size = after.trim_start().splitn(3, ' ').nth(2).unwrap_or("").trim_start();
+    let (referrer, after) = quoted_field(after_size).unwrap_or_default();
+    let (agent, _) = quoted_field(after.trim_start()).unwrap_or_default();
+
+    event.timestamp = timestamp;
+    let ip = parse_ip(client);
+    event.source = Some(Endpoint { ip, ..Endpoint::default() });
+    if user != "-" {
+        super::auth::set_user(event, user);
+    }
+    let mut parts = request.splitn(3, ' ');
+    let (method, url, version) = (parts.next(), parts.next(), parts.next());
+    let mut http = Http {
+        request: Some(HttpRequest {
+            method: method.filter(|_| url.is_some()).map(str::to_string),
+            referrer: Some(referrer).filter(|r| !r.is_empty() && *r != "-").map(str::to_string),
+            body: None,
+        }),
+        response: Some(HttpResponse {
+            status_code: status,
+            body: bytes.map(|bytes| Body { bytes }),
+        }),
+        version: version.and_then(|v| v.strip_prefix("HTTP/")).map(str::to_string),
+    };
+    if http.request.as_ref().is_some_and(|r| r.method.is_none() && r.referrer.is_none()) {
+        http.request = None;
+    }
+    event.http = Some(http);
+    // A request line that is not "METHOD URL VERSION" (garbage from scanners) is kept as the URL.
+    let original_url = match url {
+        Some(url) => url,
+        None => request,
+    };
+    if !original_url.is_empty() && original_url != "-" {
+        event.url = Some(Url { original: Some(original_url.to_string()), domain: None });
+    }
+    if !agent.is_empty() && agent != "-" {
+        event.user_agent = Some(UserAgent { original: agent.to_string() });
+    }
+    let outcome = match status {
+        Some(code) if code < 400 => "success",
+        Some(_) => "failure",
+        None => "unknown",
+    };
+    classify(event, &["web"], &["access"], outcome, "http-request");
+    Ok(())
+}
+
+/// A `"..."` field with `\"` and `\\` escapes (Apache escapes quotes in the request and agent);
+/// returns the unescaped text and what follows the closing quote.
+fn quoted_field(text: &str) -> Option<(&str, &str)> {
+    let body = text.strip_prefix('"')?;
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((&body[..i], &body[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// `10/Oct/2000:13:55:36 -0700`.
+fn parse_access_time(text: &str) -> Option<Timestamp> {
+    let (date, zone) = text.split_once(' ').unwrap_or((text, "+0000"));
+    let mut parts = date.splitn(4, [':', '/']);
+    let day = parts.next()?;
+    let month = parts.next()?;
+    let year = parts.next()?;
+    let clock = parts.next()?;
+    let zone = zone.trim();
+    let (sign, digits) = zone.split_at_checked(1)?;
+    let (hours, minutes) = digits.split_at_checked(2)?;
+    let offset = hours.parse::<i32>().ok()? * 3600 + minutes.parse::<i32>().ok()? * 60;
+    let offset = if sign == "-" { -offset } else { offset };
+    let bsd = format!("{month} {day} {year} {clock}");
+    bsd_with_year(&bsd, offset)
+}
+
+fn bsd_with_year(text: &str, offset: i32) -> Option<Timestamp> {
+    crate::syslog::parse_bsd_with_year(text.as_bytes(), offset)
+}
+
+/// Apache 2.2: `[Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] msg`
+/// Apache 2.4: `[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 35708:tid 43] [client 1.2.3.4:80] msg`
+/// nginx:      `2016/08/10 12:34:56 [error] 1234#0: *1 msg, client: 1.2.3.4, server: x, request: "GET / HTTP/1.1"`
+pub fn error_into(line: &[u8], utc_offset_secs: i32, event: &mut Event) -> Result<(), WebError> {
+    let text = field_text(line);
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix('[') {
+        return apache_error(rest, utc_offset_secs, event);
+    }
+    nginx_error(text, utc_offset_secs, event)
+}
+
+fn apache_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
+    let (stamp, after_stamp) = text.split_once(']').ok_or(WebError::NotError)?;
+    // "Sun Dec 04 04:47:44 2005"; some collectors strip it and start at the level.
+    let words: Vec<&str> = stamp.split_whitespace().collect();
+    let (ts, fields) = match words[..] {
+        [_weekday, month, day, clock, year] => {
+            let ts = bsd_with_year(&format!("{month} {day} {year} {clock}"), offset)
+                .ok_or(WebError::NotError)?;
+            (Some(ts), after_stamp.to_string())
+        }
+        [_level] => (None, format!("[{text}")),
+        _ => return Err(WebError::NotError),
+    };
+    let mut rest = fields.as_str();
+    let mut level = None;
+    let mut pid = None;
+    let mut client = None;
+    // Bracketed fields: level (or module:level), pid, client.
+    while let Some(inner) = rest.trim_start().strip_prefix('[') {
+        let Some((field, after)) = inner.split_once(']') else { break };
+        if let Some(p) = field.strip_prefix("pid ") {
+            pid = p.split(':').next().and_then(|p| p.parse::<u32>().ok());
+        } else if let Some(c) = field.strip_prefix("client ") {
+            client = Some(c.to_string());
+        } else if level.is_none() && !field.contains(' ') {
+            level = Some(field.rsplit(':').next().unwrap_or(field).to_string());
+        } else {
+            break;
+        }
+        rest = after;
+    }
+    let level = level.ok_or(WebError::NotError)?;
+    if !is_level(&level) {
+        return Err(WebError::NotError);
+    }
+    if let Some(ts) = ts {
+        event.timestamp = ts;
+    }
+    if let Some(client) = client {
+        let (ip, port) = split_client(&client);
+        event.source = Some(Endpoint { ip, port, ..Endpoint::default() });
+    }
+    if pid.is_some() {
+        event.process = Some(Process { name: Some("httpd".into()), pid, command_line: None });
+    }
+    finish_error(event, &level, rest.trim());
+    Ok(())
+}
+
+fn is_level(level: &str) -> bool {
+    matches!(level, "emerg" | "alert" | "crit" | "error" | "warn" | "notice" | "info" | "debug")
+        || level.starts_with("trace")
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:5678` or `2001:db8::1`.
+fn split_client(text: &str) -> (Option<std::net::IpAddr>, Option<u16>) {
+    if let Some(ip) = parse_ip(text) {
+        return (Some(ip), None);
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) => (parse_ip(host), port.parse().ok()),
+        None => (None, None),
+    }
+}
+
+fn nginx_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
+    // "2016/08/10 12:34:56 [error] 1234#0: *1 message"
+    let (date, rest) = text.split_once(' ').ok_or(WebError::NotError)?;
+    let (clock, rest) = rest.split_once(' ').ok_or(WebError::NotError)?;
+    let mut parts = date.split('/');
+    let (Some(year), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(WebError::NotError);
+    };
+    let iso = format!("{year}-{month}-{day}T{clock}");
+    let ts = crate::syslog::parse_iso(iso.as_bytes(), offset).ok_or(WebError::NotError)?;
+    let rest = rest.strip_prefix('[').ok_or(WebError::NotError)?;
+    let (level, rest) = rest.split_once("] ").ok_or(WebError::NotError)?;
+    let (pid_tid, message) = rest.split_once(": ").unwrap_or(("", rest));
+    event.timestamp = ts;
+    if let Some(pid) = pid_tid.split('#').next().and_then(|p| p.parse::<u32>().ok()) {
+        event.process =
+            Some(Process { name: Some("nginx".into()), pid: Some(pid), command_line: None });
+    }
+    if let Some((_, client)) = message.split_once(", client: ") {
+        let client = client.split(',').next().unwrap_or(client);
+        event.source = Some(Endpoint { ip: parse_ip(client), ..Endpoint::default() });
+    }
+    if let Some((_, request)) = message.split_once(", request: ") {
+        if let Some((request, _)) = quoted_field(request) {
+            let mut parts = request.splitn(3, ' ');
+            if let (Some(method), Some(url)) = (parts.next(), parts.next()) {
+                event.http = Some(Http {
+                    request: Some(HttpRequest {
+                        method: Some(method.to_string()),
+                        ..HttpRequest::default()
+                    }),
+                    ..Http::default()
+                });
+                event.url = Some(Url { original: Some(url.to_string()), domain: None });
+            }
+        }
+    }
+    finish_error(event, level, message);
+    Ok(())
+}
+
+fn finish_error(event: &mut Event, level: &str, message: &str) {
+    let log = event.log.get_or_insert_with(canh_event::Log::default);
+    log.level = Some(level.to_string());
+    if !message.is_empty() {
+        event.message = Some(message.to_string());
+    }
+    let kind = match level {
+        "emerg" | "alert" | "crit" | "error" | "warn" => "error",
+        _ => "info",
+    };
+    let outcome = if kind == "error" { "failure" } else { "" };
+    let action = if message.contains("File does not exist") || message.contains("No such file") {
+        "file-not-found"
+    } else if message.contains("Directory index forbidden") || message.contains("forbidden") {
+        "access-forbidden"
+    } else {
+        "web-server-message"
+    };
+    classify(event, &["web"], &[kind], outcome, action);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canh_event::Dataset;
+
+    fn event() -> Event {
+        Event::new(Dataset::Log, "x".into(), Timestamp(0), "s", "t")
+    }
+
+    #[test]
+    fn combined_access_line() {
+        // The sample of Apache's log_formats documentation.
+        let mut e = event();
+        access_into(
+            br#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)""#,
+            &mut e,
+        )
+        .expect("parses");
+        assert_eq!(e.timestamp, Timestamp::parse("2000-10-10T20:55:36Z").expect("valid"));
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.ip).map(|i| i.to_string()).as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("frank"));
+        let http = e.http.as_ref().expect("http");
+        assert_eq!(http.request.as_ref().and_then(|r| r.method.as_deref()), Some("GET"));
+        assert_eq!(
+            http.request.as_ref().and_then(|r| r.referrer.as_deref()),
+            Some("http://www.example.com/start.html")
+        );
+        assert_eq!(http.response.as_ref().and_then(|r| r.status_code), Some(200));
+        assert_eq!(
+            http.response.as_ref().and_then(|r| r.body.as_ref()).map(|b| b.bytes),
+            Some(2326)
+        );
+        assert_eq!(http.version.as_deref(), Some("1.0"));
+        assert_eq!(e.url.as_ref().and_then(|u| u.original.as_deref()), Some("/apache_pb.gif"));
+        assert_eq!(
+            e.user_agent.as_ref().map(|u| u.original.as_str()),
+            Some("Mozilla/4.08 [en] (Win98; I ;Nav)")
+        );
+        assert_eq!(e.event.outcome.as_deref(), Some("success"));
+    }
+
+    #[test]
+    fn common_format_and_garbage_request() {
+        let mut e = event();
+        access_into(
+            br#"192.0.2.1 - - [10/Oct/2000:13:55:36 +0000] "\x16\x03\x01" 400 - "-" "-""#,
+            &mut e,
+        )
+        .expect("parses");
+        assert_eq!(e.event.outcome.as_deref(), Some("failure"));
+        assert_eq!(e.url.as_ref().and_then(|u| u.original.as_deref()), Some(r"\x16\x03\x01"));
+        assert!(access_into(b"<13>Mar  1 00:00:00 h a: b", &mut event()).is_err());
+        for n in 0..60 {
+            let line =
+                br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2 "r" "a""#;
+            let _ = access_into(&line[..n.min(line.len())], &mut event());
+        }
+    }
+
+    #[test]
+    fn error_logs() {
+        let mut e = event();
+        error_into(b"[Sun Dec 04 04:47:44 2005] [error] [client 192.0.2.7] Directory index forbidden by rule: /var/www/html/", 0, &mut e)
+            .expect("apache 2.2");
+        assert_eq!(e.timestamp, Timestamp::parse("2005-12-04T04:47:44Z").expect("valid"));
+        assert_eq!(e.log.as_ref().and_then(|l| l.level.as_deref()), Some("error"));
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.ip).map(|i| i.to_string()).as_deref(),
+            Some("192.0.2.7")
+        );
+
+        let mut e = event();
+        error_into(b"[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 35708:tid 4328636416] [client 72.15.99.187:4242] AH00124: Request exceeded the limit", 0, &mut e)
+            .expect("apache 2.4");
+        assert_eq!(e.process.as_ref().and_then(|p| p.pid), Some(35708));
+        assert_eq!(e.source.as_ref().and_then(|s| s.port), Some(4242));
+
+        let mut e = event();
+        error_into(br#"2016/08/10 12:34:56 [error] 1234#0: *1 open() "/x" failed (2: No such file or directory), client: 192.0.2.8, server: localhost, request: "GET /x HTTP/1.1", host: "h""#, 0, &mut e)
+            .expect("nginx");
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.ip).map(|i| i.to_string()).as_deref(),
+            Some("192.0.2.8")
+        );
+        assert_eq!(e.url.as_ref().and_then(|u| u.original.as_deref()), Some("/x"));
+        assert!(error_into(b"hello", 0, &mut event()).is_err());
+        assert!(error_into(b"[", 0, &mut event()).is_err());
+        // Wazuh's samples without the time stamp.
+        let mut e = event();
+        error_into(
+            b"[error] [client 66.31.142.16] File does not exist: /var/www/html/default.ida",
+            0,
+            &mut e,
+        )
+        .expect("no time stamp");
+        assert_eq!(e.event.action.as_deref(), Some("file-not-found"));
+        assert!(error_into(b"[hello] world", 0, &mut event()).is_err());
+    }
+}
