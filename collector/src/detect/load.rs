@@ -55,6 +55,35 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// The compatibility report as text: totals, then skip reasons with counts and the most common
+    /// details.
+    pub fn render(&self) -> String {
+        let report = self;
+        let mut out = String::new();
+        let skipped: usize = report.skipped.values().sum();
+        out.push_str(&format!("files: {}\n", report.files));
+        out.push_str(&format!("files rejected: {}\n", report.errors.len()));
+        out.push_str(&format!("rules loaded (parsed): {}\n", report.rules_parsed));
+        out.push_str(&format!("rules applicable to Canh's datasets: {}\n", report.applicable));
+        out.push_str(&format!("rules skipped: {skipped}\n"));
+        for (reason, count) in &report.skipped {
+            out.push_str(&format!("  {reason}: {count}\n"));
+            let mut details: Vec<(&String, &usize)> =
+                report.skipped_details.get(reason).map(|d| d.iter().collect()).unwrap_or_default();
+            details.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (detail, count) in details.iter().take(8) {
+                out.push_str(&format!("    {count:>5}  {detail}\n"));
+            }
+            if details.len() > 8 {
+                out.push_str(&format!("    ... {} more\n", details.len() - 8));
+            }
+        }
+        for err in report.errors.iter().take(20) {
+            out.push_str(&format!("rejected: {err}\n"));
+        }
+        out
+    }
+
     fn skip(&mut self, why: NotApplicable) {
         *self.skipped.entry(why.reason).or_default() += 1;
         *self.skipped_details.entry(why.reason).or_default().entry(why.detail).or_default() += 1;

@@ -284,7 +284,7 @@ mod tests {
         mapping.route(&sshd, &mut families);
         let names: Vec<&str> =
             families.iter().map(|&i| mapping.families[i].name.as_str()).collect();
-        assert_eq!(names, ["linux_sshd", "linux_auth", "linux_syslog"]);
+        assert_eq!(names, ["linux_sshd", "application", "linux_auth", "linux_syslog"]);
 
         let flow = serde_json::json!({"event": {"dataset": "flow"}});
         mapping.route(&flow, &mut families);

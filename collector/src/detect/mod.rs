@@ -13,6 +13,7 @@
 
 pub mod load;
 pub mod mapping;
+pub mod ruletest;
 pub mod suppress;
 
 use canh_event::{Dataset, Event, Timestamp};
