@@ -176,6 +176,17 @@ impl Detector {
                     correlation_fields.extend(alias.mapping.values().cloned());
                 }
                 let key = rule_key(correlation_rule.id.as_deref(), &correlation_rule.title);
+                // A correlation another correlation builds on raises its own alert only with
+                // `generate: true`, like a detection rule.
+                let generate = correlation_rule
+                    .id
+                    .iter()
+                    .chain(correlation_rule.name.iter())
+                    .filter_map(|r| correlated_refs.get(r))
+                    .fold(None, |acc: Option<bool>, &g| Some(acc.unwrap_or(false) || g));
+                if let Some(generate) = generate {
+                    correlated.insert(key.clone(), generate);
+                }
                 meta.insert(
                     key.clone(),
                     RuleMeta {
@@ -323,6 +334,12 @@ impl Detector {
         let mut out = Vec::new();
         for result in results {
             let ResultBody::Correlation(body) = &result.body else { continue };
+            if let Some(false) = self
+                .correlated
+                .get(&rule_key(result.header.rule_id.as_deref(), &result.header.rule_title))
+            {
+                continue;
+            }
             let key = rule_key(result.header.rule_id.as_deref(), &result.header.rule_title);
             let group: BTreeMap<String, String> = body.group_key.iter().cloned().collect();
             let refs = body.event_refs.clone().unwrap_or_default();
@@ -399,6 +416,7 @@ impl Detector {
                     }
                     summary.count = merged_count(summary.count, candidate.count);
                     summary.last_seen = summary.last_seen.max(candidate.last_seen);
+                    alert.timestamp = summary.last_seen;
                     summary.first_seen = summary.first_seen.min(candidate.first_seen);
                     self.stats.deduplicated += 1;
                     return;
