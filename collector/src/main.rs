@@ -169,7 +169,24 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::info!("stopping on signal");
         let _ = stop_tx.send(true);
     });
-    consume::run(&settings, db, metrics.clone(), stop_rx, ready).await?;
+    // SIGHUP reloads the detection rules; the counter only says "again".
+    let (reload_tx, reload_rx) = watch::channel(0u64);
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot watch SIGHUP; rule reload is off");
+            return;
+        };
+        let mut count = 0u64;
+        while hangup.recv().await.is_some() {
+            count += 1;
+            tracing::info!("reloading rules on SIGHUP");
+            if reload_tx.send(count).is_err() {
+                return;
+            }
+        }
+    });
+    consume::run(&settings, db, metrics.clone(), stop_rx, reload_rx, ready).await?;
     let _ = admin.await;
     tracing::info!(
         stored = metrics.records.with_label_values(&["stored"]).get(),

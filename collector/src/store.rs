@@ -7,8 +7,10 @@ use std::net::IpAddr;
 
 /// Migrations, applied in order at start and recorded in `schema_migrations`. Each statement is
 /// idempotent, so a migration cut short by a crash can run again.
-const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/001_initial.sql")),
+    (2, "alerts", include_str!("../migrations/002_alerts.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -184,6 +186,56 @@ pub struct DeadLetterRow {
     pub raw: Vec<u8>,
 }
 
+#[derive(Debug, Row, Serialize)]
+pub struct AlertRow {
+    pub alert_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub version: u64,
+    pub organization_id: String,
+    pub observer_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub level: String,
+    pub severity: u8,
+    pub tags: Vec<String>,
+    pub technique_ids: Vec<String>,
+    pub event_ids: Vec<String>,
+    pub group_fields: Vec<String>,
+    pub group_values: Vec<String>,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub count: u64,
+    pub raw: String,
+}
+
+/// The row of an alert event (dataset `alert`), with the event's JSON kept whole in `raw`.
+pub fn alert_row(alert: &Event) -> AlertRow {
+    let rule = alert.rule.clone().unwrap_or_default();
+    let summary = alert.alert.clone().unwrap_or_default();
+    AlertRow {
+        alert_id: alert.event.id.clone(),
+        ts: datetime(alert.timestamp.nanos()),
+        ts_ns: alert.timestamp.nanos(),
+        version: u64::try_from(summary.last_seen.nanos()).unwrap_or(0),
+        organization_id: alert.organization.id.clone(),
+        observer_id: alert.observer.id.clone(),
+        rule_id: rule.id,
+        rule_name: rule.name,
+        level: rule.level.unwrap_or_default(),
+        severity: alert.event.severity.unwrap_or(0),
+        tags: rule.tags.unwrap_or_default(),
+        technique_ids: alert.threat.as_ref().map(|t| t.technique.id.clone()).unwrap_or_default(),
+        event_ids: summary.event_ids,
+        group_fields: summary.group.keys().cloned().collect(),
+        group_values: summary.group.values().cloned().collect(),
+        first_seen_ns: summary.first_seen.nanos(),
+        last_seen_ns: summary.last_seen.nanos(),
+        count: summary.count,
+        raw: alert.to_json(),
+    }
+}
+
 /// Seconds for a DateTime column: clamped to its range (1970..2106).
 fn datetime(ts_ns: i64) -> u32 {
     u32::try_from(ts_ns.div_euclid(1_000_000_000).max(0)).unwrap_or(u32::MAX)
@@ -256,9 +308,18 @@ pub struct Batch {
     pub flows: Vec<FlowRow>,
     pub events: Vec<EventRow>,
     pub dead_letters: Vec<DeadLetterRow>,
+    pub alerts: Vec<AlertRow>,
+    /// Decoded events waiting for detection (filled only when detection is on).
+    pub detect_inputs: Option<Vec<serde_json::Value>>,
 }
 
 impl Batch {
+    /// A batch that keeps decoded events for detection when `detect` is set.
+    pub fn new(detect: bool) -> Batch {
+        Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
+    }
+
+    /// Consumed records in the batch (alerts are derived from them and not counted).
     pub fn len(&self) -> usize {
         self.flows.len() + self.events.len() + self.dead_letters.len()
     }
@@ -274,6 +335,7 @@ pub async fn write(db: &clickhouse::Client, batch: &Batch) -> Result<(), StoreEr
     write_table(db, "flows", &batch.flows).await?;
     write_table(db, "events", &batch.events).await?;
     write_table(db, "dead_letters", &batch.dead_letters).await?;
+    write_table(db, "alerts", &batch.alerts).await?;
     Ok(())
 }
 
@@ -301,6 +363,31 @@ mod tests {
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
         assert!(parts.iter().all(|s| !s.contains(';')));
+    }
+
+    #[test]
+    fn alerts_migration_is_one_statement_for_old_clickhouse() {
+        let parts = statements(MIGRATIONS[1].2);
+        assert_eq!(parts.len(), 1);
+        let sql = &parts[0];
+        assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS alerts"));
+        assert!(sql.contains("ReplacingMergeTree(version)") && sql.contains("toYYYYMMDD(ts)"));
+        for newer in ["TTL", "CODEC", "IPv4", "IPv6", "Map(", "JSON"] {
+            assert!(!sql.contains(newer), "{newer} does not exist on ClickHouse 18.16");
+        }
+    }
+
+    #[test]
+    fn alert_rows_carry_the_alert() {
+        let golden = include_str!("../../event/tests/golden/alert.json");
+        let alert = Event::from_json(golden.as_bytes()).expect("golden alert");
+        let row = alert_row(&alert);
+        assert_eq!(row.alert_id, alert.event.id);
+        let summary = alert.alert.as_ref().expect("summary");
+        assert_eq!(row.count, summary.count);
+        assert_eq!(row.group_fields.len(), row.group_values.len());
+        assert_eq!(row.version as i64, summary.last_seen.nanos());
+        assert_eq!(Event::from_json(row.raw.as_bytes()).expect("raw decodes"), alert);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct LoadedRule {
 }
 
 /// What a directory held and what became of it.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadReport {
     pub files: usize,
     /// Detection and correlation rules parsed from files that parsed.

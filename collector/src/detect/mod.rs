@@ -220,6 +220,17 @@ impl Detector {
         }
     }
 
+    /// Take over the correlation windows, deduplication memory and event-time watermark of the
+    /// detector this one replaces (a rule reload). Windows of correlations that no longer exist
+    /// are dropped by the library.
+    pub fn carry_state_from(&mut self, old: &Detector) {
+        if let (Some(new), Some(previous)) = (self.correlation.as_mut(), old.correlation.as_ref()) {
+            new.import_state(previous.export_state());
+        }
+        self.dedup = old.dedup.clone();
+        self.watermark = old.watermark;
+    }
+
     pub fn set_suppressions(&mut self, suppressions: Vec<Suppression>) {
         self.suppressions = suppressions;
     }
@@ -614,6 +625,115 @@ fn correlation_view(event: &Value, fields: &[String]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BRUTE_FORCE: &str = concat!(
+        "title: fail\nid: f1\nname: fail\nlogsource: {product: linux, service: sshd}\n",
+        "detection:\n  sel: {event.outcome: failure}\n  condition: sel\n---\n",
+        "title: brute\nid: b1\ntags: [attack.t1110]\ncorrelation:\n  type: event_count\n",
+        "  rules: [fail]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 5}\n",
+    );
+
+    fn detector(settings: Settings) -> Detector {
+        let mut loaded = LoadedRules::default();
+        load::load_text(BRUTE_FORCE, "b.yml", &Mapping::builtin(), &mut loaded);
+        assert!(loaded.report.errors.is_empty(), "{:?}", loaded.report.errors);
+        Detector::new(loaded, Mapping::builtin(), settings)
+    }
+
+    fn failure(ip: &str, secs: i64) -> Value {
+        serde_json::json!({
+            "@timestamp": Timestamp::from_secs_nanos(1_800_000_000 + secs, 0).to_string(),
+            "event": {"id": format!("{ip}-{secs}"), "dataset": "log", "outcome": "failure"},
+            "observer": {"id": "s1"}, "organization": {"id": "t1"},
+            "process": {"name": "sshd"}, "source": {"ip": ip}
+        })
+    }
+
+    #[test]
+    fn correlation_alert_carries_group_tenant_and_events() {
+        let mut d = detector(Settings::default());
+        let events: Vec<Value> = (0..5).map(|i| failure("192.0.2.1", i)).collect();
+        let alerts = d.process(&events, Timestamp(0));
+        assert_eq!(alerts.len(), 1);
+        let alert = &alerts[0];
+        assert_eq!(alert.event.dataset, Dataset::Alert);
+        assert_eq!(alert.organization.id, "t1");
+        assert_eq!(alert.observer.id, "s1");
+        let summary = alert.alert.as_ref().expect("summary");
+        assert_eq!(summary.group.get("source.ip").map(String::as_str), Some("192.0.2.1"));
+        assert_eq!(summary.group.get("organization.id").map(String::as_str), Some("t1"));
+        assert_eq!(summary.event_ids.len(), 5);
+        assert_eq!(summary.count, 5);
+        assert_eq!(summary.first_seen.secs(), 1_800_000_000);
+        assert_eq!(summary.last_seen.secs(), 1_800_000_004);
+        let techniques = &alert.threat.as_ref().expect("threat").technique.id;
+        assert_eq!(techniques, &["T1110"]);
+    }
+
+    #[test]
+    fn tenants_never_share_a_window() {
+        let mut d = detector(Settings::default());
+        let mut events = Vec::new();
+        for i in 0..4 {
+            events.push(failure("192.0.2.1", i));
+            let mut other = failure("192.0.2.1", i);
+            other["organization"]["id"] = Value::String("t2".into());
+            events.push(other);
+        }
+        assert!(d.process(&events, Timestamp(0)).is_empty());
+    }
+
+    #[test]
+    fn very_late_events_stay_out_of_correlation() {
+        let mut d = detector(Settings { lateness_secs: 60, ..Settings::default() });
+        let mut events = vec![failure("192.0.2.9", 1000)];
+        events.extend((0..4).map(|i| failure("192.0.2.1", i)));
+        let alerts = d.process(&events, Timestamp(0));
+        assert!(alerts.is_empty());
+        assert_eq!(d.stats().late_events, 4);
+    }
+
+    #[test]
+    fn correlation_state_is_capped_and_evictions_counted() {
+        let mut d = detector(Settings { max_keys: 10, ..Settings::default() });
+        let events: Vec<Value> = (0..100).map(|i| failure(&format!("10.0.0.{i}"), i)).collect();
+        d.process(&events, Timestamp(0));
+        assert!(d.correlation_keys() <= 10, "{}", d.correlation_keys());
+        assert!(d.stats().evictions > 0);
+    }
+
+    #[test]
+    fn repeated_alerts_fold_within_the_window_and_suppressions_silence() {
+        let mut d = detector(Settings::default());
+        let events: Vec<Value> = (0..12).map(|i| failure("192.0.2.1", i)).collect();
+        let first = d.process(&events[..6], Timestamp(0));
+        let second = d.process(&events[6..], Timestamp(0));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].alert.as_ref().map(|a| a.count), Some(6));
+        assert!(second.is_empty(), "the same key within the window is deduplicated");
+        assert!(d.stats().deduplicated >= 7);
+
+        let mut d = detector(Settings::default());
+        let list = suppress::parse(
+            "[[suppress]]\nrule = \"b1\"\ngroup = { \"source.ip\" = \"192.0.2.1\" }\n\
+             expires = \"2100-01-01T00:00:00Z\"\nreason = \"lab\"\n",
+            "s.toml",
+        )
+        .expect("suppressions");
+        d.set_suppressions(list);
+        assert!(d.process(&events, Timestamp(0)).is_empty());
+        assert!(d.stats().suppressed > 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_windows() {
+        let mut old = detector(Settings::default());
+        let events: Vec<Value> = (0..5).map(|i| failure("192.0.2.1", i)).collect();
+        assert!(old.process(&events[..3], Timestamp(0)).is_empty());
+        let mut new = detector(Settings::default());
+        new.carry_state_from(&old);
+        assert_eq!(new.process(&events[3..], Timestamp(0)).len(), 1);
+    }
 
     #[test]
     fn technique_ids_from_tags() {
