@@ -48,7 +48,8 @@ fn events() -> Vec<Value> {
         let mut e;
         if kind < 50 {
             e = base("flow");
-            let state = if attack { "S0" } else { ["SF", "SF", "SF", "S1", "RSTO"][rng.below(5) as usize] };
+            let state =
+                if attack { "S0" } else { ["SF", "SF", "SF", "S1", "RSTO"][rng.below(5) as usize] };
             e["destination"]["port"] = json!([443, 80, 53, 22, 8080][rng.below(5) as usize]);
             e["network"] = json!({"transport": "tcp", "community_id": "1:abc"});
             e["flow"] = json!({"state": state, "history": "ShADadFf", "orig_payload_bytes": rng.below(100_000)});
@@ -58,15 +59,22 @@ fn events() -> Vec<Value> {
             let name = if attack {
                 format!("{:x}{:x}.t.tunnel.example", rng.next(), rng.next())
             } else {
-                ["www.gov.vn", "mail.example.com", "cdn.jsdelivr.net", "api.github.com"][rng.below(4) as usize].to_string()
+                ["www.gov.vn", "mail.example.com", "cdn.jsdelivr.net", "api.github.com"]
+                    [rng.below(4) as usize]
+                    .to_string()
             };
             e["dns"] = json!({"type": "query", "question": {"name": name, "type": "A", "class": "IN"}, "response_code": "NOERROR"});
         } else if kind < 85 {
             e = base("http");
-            let url = if attack { "/item.php?id=1%20union%20select%20password%20from%20users" } else { "/static/app.js?v=12" };
+            let url = if attack {
+                "/item.php?id=1%20union%20select%20password%20from%20users"
+            } else {
+                "/static/app.js?v=12"
+            };
             e["http"] = json!({"version": "1.1", "request": {"method": "GET"}, "response": {"status_code": 200}});
             e["url"] = json!({"domain": "portal.example.vn", "original": url});
-            e["user_agent"] = json!({"original": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"});
+            e["user_agent"] =
+                json!({"original": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"});
         } else if kind < 95 {
             e = base("tls");
             e["tls"] = json!({"version": "1.3", "cipher": "TLS_AES_128_GCM_SHA256", "established": true,
@@ -78,8 +86,11 @@ fn events() -> Vec<Value> {
             e["event"]["outcome"] = json!(outcome);
             e["process"] = json!({"name": "sshd", "pid": 811});
             e["user"] = json!({"name": "root"});
-            e["message"] = json!(format!("{} password for root from {} port 4122 ssh2",
-                if attack { "Failed" } else { "Accepted" }, src));
+            e["message"] = json!(format!(
+                "{} password for root from {} port 4122 ssh2",
+                if attack { "Failed" } else { "Accepted" },
+                src
+            ));
         }
         out.push(e);
     }
@@ -121,7 +132,10 @@ fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
         alerts += detector.process(chunk, Timestamp(0)).len();
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("canh routed   {label:<34} {rules:>5} rules  {}  ({alerts} alerts)", rate(events.len(), seconds));
+    println!(
+        "canh routed   {label:<34} {rules:>5} rules  {}  ({alerts} alerts)",
+        rate(events.len(), seconds)
+    );
 }
 
 fn naive(label: &str, dirs: &[&Path], mapping: Mapping, events: &[Value], bloom: bool) {
@@ -138,7 +152,11 @@ fn naive(label: &str, dirs: &[&Path], mapping: Mapping, events: &[Value], bloom:
     }
     let seconds = started.elapsed().as_secs_f64();
     let bloom = if bloom { " +bloom" } else { "" };
-    println!("naive rsigma  {:<34} {rules:>5} rules  {}  ({matches} matches)", format!("{label}{bloom}"), rate(events.len(), seconds));
+    println!(
+        "naive rsigma  {:<34} {rules:>5} rules  {}  ({matches} matches)",
+        format!("{label}{bloom}"),
+        rate(events.len(), seconds)
+    );
 }
 
 fn rss_kib() -> u64 {
@@ -163,7 +181,8 @@ fn memory_with_a_million_keys(pack: &Path) {
     let total = 1_100_000usize;
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..total {
-        let ip = format!("{}.{}.{}.{}", 1 + (i >> 24) % 200, (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        let ip =
+            format!("{}.{}.{}.{}", 1 + (i >> 24) % 200, (i >> 16) & 255, (i >> 8) & 255, i & 255);
         batch.push(json!({
             "@timestamp": Timestamp::from_secs_nanos(1_800_000_000 + (i / 10_000) as i64, 0).to_string(),
             "event": {"id": format!("m{i}"), "dataset": "log", "category": ["authentication"], "outcome": "failure"},
@@ -191,7 +210,10 @@ fn main() {
     let pack = manifest.join("../rules");
     let sigmahq = manifest.join("../../shared/data/sigma/rules");
     let events = events();
-    println!("{} events: ~50% flow, 20% dns, 15% http, 10% tls, 5% sshd log; ~1% attacks", events.len());
+    println!(
+        "{} events: ~50% flow, 20% dns, 15% http, 10% tls, 5% sshd log; ~1% attacks",
+        events.len()
+    );
     routed("Canh pack", &[&pack], &events);
     naive("Canh pack", &[&pack], Mapping::builtin(), &events, false);
     routed("Canh pack + applicable SigmaHQ", &[&pack, &sigmahq], &events);

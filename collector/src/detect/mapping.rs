@@ -170,9 +170,20 @@ impl Mapping {
 
     /// Indices of the families whose rules see this event.
     pub fn route(&self, event: &Value, out: &mut Vec<usize>) {
+        self.route_among(event, 0..self.families.len(), out);
+    }
+
+    /// Like `route`, considering only the families in `candidates` (e.g. those holding rules).
+    pub fn route_among(
+        &self,
+        event: &Value,
+        candidates: impl IntoIterator<Item = usize>,
+        out: &mut Vec<usize>,
+    ) {
         out.clear();
         let dataset = event.pointer("/event/dataset").and_then(Value::as_str);
-        for (index, family) in self.families.iter().enumerate() {
+        for index in candidates {
+            let family = &self.families[index];
             if family.any_event {
                 out.push(index);
                 continue;

@@ -103,6 +103,8 @@ pub struct Detector {
     dedup: HashMap<String, i64>,
     stats: Stats,
     routed: Vec<usize>,
+    /// Families that hold at least one rule: the only ones worth routing to.
+    active: Vec<usize>,
 }
 
 impl Detector {
@@ -204,6 +206,7 @@ impl Detector {
         }
         let mut correlation_fields: Vec<String> = correlation_fields.into_iter().collect();
         correlation_fields.sort();
+        let active = (0..engines.len()).filter(|&i| engines[i].rule_count() > 0).collect();
         Detector {
             mapping,
             engines,
@@ -217,6 +220,7 @@ impl Detector {
             dedup: HashMap::new(),
             stats: Stats::default(),
             routed: Vec::new(),
+            active,
         }
     }
 
@@ -253,7 +257,7 @@ impl Detector {
     /// producing alerts. What the Sigma oracle test compares.
     pub fn matching_rules(&mut self, event: &Value) -> Vec<String> {
         let mut routed = std::mem::take(&mut self.routed);
-        self.mapping.route(event, &mut routed);
+        self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
         let wrapped = JsonEvent::borrow(event);
         let mut out = Vec::new();
         for &family in &routed {
@@ -274,7 +278,7 @@ impl Detector {
         let mut routed = std::mem::take(&mut self.routed);
         for event in events {
             self.stats.events += 1;
-            self.mapping.route(event, &mut routed);
+            self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
             let wrapped = JsonEvent::borrow(event);
             let mut detections = Vec::new();
             for &family in &routed {
