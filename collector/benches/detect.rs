@@ -136,6 +136,17 @@ fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
         "canh routed   {label:<34} {rules:>5} rules  {}  ({alerts} alerts)",
         rate(events.len(), seconds)
     );
+    let started = Instant::now();
+    let mut matches = 0;
+    for event in events {
+        matches += detector.matching_rules(event).len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "canh routed   {:<34} {rules:>5} rules  {}  ({matches} matches)",
+        format!("{label}, detection only"),
+        rate(events.len(), seconds)
+    );
 }
 
 fn naive(label: &str, dirs: &[&Path], mapping: Mapping, events: &[Value], bloom: bool) {
