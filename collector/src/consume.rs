@@ -304,6 +304,27 @@ impl Detection {
     }
 }
 
+/// How often the rule directory is checked for changes.
+const RULE_POLL: Duration = Duration::from_secs(10);
+
+/// What changes when a rule file is added, removed or edited: (path, length, modified) of each.
+fn rules_fingerprint(
+    settings: &Settings,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let Some(section) = settings.config.detection.as_ref() else { return Vec::new() };
+    let files = tokio::task::block_in_place(|| load::rule_files(&section.rules_dir));
+    let Ok(files) = files else { return Vec::new() };
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect()
+}
+
 fn wall_clock() -> Timestamp {
     let since =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -339,6 +360,10 @@ pub async fn run(
     // Highest offset seen per (topic, partition) in the current batch.
     let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
     let mut batch_deadline: Option<tokio::time::Instant> = None;
+    // Rule files are looked at every RULE_POLL; a change reloads them like SIGHUP does.
+    let mut rule_poll = tokio::time::interval(RULE_POLL);
+    rule_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rules_seen = rules_fingerprint(settings);
     loop {
         let deadline = batch_deadline;
         let received = tokio::select! {
@@ -349,6 +374,17 @@ pub async fn run(
                     (Ok(()), None) => {}
                     // The signal watcher is gone: stop listening rather than spin.
                     (Err(_), _) => reload_open = false,
+                }
+                None
+            }
+            _ = rule_poll.tick(), if detect => {
+                let now = rules_fingerprint(settings);
+                if now != rules_seen {
+                    rules_seen = now;
+                    tracing::info!("rule files changed; reloading");
+                    if let Some(detection) = detection.as_mut() {
+                        detection.reload(settings, &metrics);
+                    }
                 }
                 None
             }
