@@ -61,6 +61,12 @@ pub fn route(
             return dead(batch, "schema_version", err.to_string(), raw)
         }
     };
+    // Alerts (ours, read back from `<prefix>alert`, or another collector's) belong in the alerts
+    // table, where the same alert id folds into one row; they are not detected on.
+    if event.event.dataset == Dataset::Alert {
+        batch.alerts.push(store::alert_row(&event));
+        return Ok(());
+    }
     if let Some(inputs) = batch.detect_inputs.as_mut() {
         // Re-encoded from the typed event, so numbers are numbers (rsigma 0.23 treats a numeric
         // string as equal to a number).
@@ -586,5 +592,18 @@ mod tests {
         route(Some(flow.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
         assert_eq!((batch.events.len(), batch.flows.len()), (1, 1));
         assert_eq!(batch.events[0].dataset, "dns");
+    }
+
+    #[test]
+    fn alerts_read_back_go_to_the_alerts_table_not_to_detection() {
+        let mut batch = Batch::new(true);
+        let golden = include_str!("../../event/tests/golden/alert.json");
+        route(Some(golden.as_bytes()), &origin(), &mut batch).expect("stored");
+        assert_eq!(batch.alerts.len(), 1);
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(0));
+        let dns = Event::new(Dataset::Dns, "a".into(), canh_event::Timestamp(0), "s", "t");
+        route(Some(dns.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
+        assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(1));
     }
 }

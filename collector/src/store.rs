@@ -319,9 +319,9 @@ impl Batch {
         Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
     }
 
-    /// Consumed records in the batch (alerts are derived from them and not counted).
+    /// Rows in the batch.
     pub fn len(&self) -> usize {
-        self.flows.len() + self.events.len() + self.dead_letters.len()
+        self.flows.len() + self.events.len() + self.dead_letters.len() + self.alerts.len()
     }
 
     pub fn is_empty(&self) -> bool {
