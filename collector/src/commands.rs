@@ -45,6 +45,12 @@ pub fn detect(
         loaded.report.skipped.values().sum::<usize>()
     );
     let mut detector = Detector::new(loaded, mapping, settings);
+    if let Some(shortest) = detector.lateness_exceeds_shortest_window() {
+        eprintln!(
+            "canh-collector: warning: --lateness exceeds the shortest correlation window \
+             ({shortest}s); late events can widen it"
+        );
+    }
     if let Some(path) = suppressions {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading suppressions {}", path.display()))?;

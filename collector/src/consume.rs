@@ -178,6 +178,15 @@ pub fn load_detector(settings: &Settings) -> Result<Option<(Detector, LoadReport
     Ok(Some((detector, report)))
 }
 
+fn warn_lateness(detector: &Detector) {
+    if let Some(shortest) = detector.lateness_exceeds_shortest_window() {
+        tracing::warn!(
+            shortest_window_secs = shortest,
+            "detection.lateness exceeds the shortest correlation window; late events can widen it"
+        );
+    }
+}
+
 fn log_report(report: &LoadReport) {
     for err in &report.errors {
         tracing::error!(file = %err.path, line = err.line, error = %err.message, "rule file rejected");
@@ -201,6 +210,7 @@ impl Detection {
     ) -> Result<Option<Detection>, ConsumeError> {
         let Some((detector, report)) = load_detector(settings)? else { return Ok(None) };
         log_report(&report);
+        warn_lateness(&detector);
         metrics.rules_loaded.set(detector.rule_count() as i64);
         Ok(Some(Detection {
             detector: Some(detector),
@@ -235,6 +245,7 @@ impl Detection {
         if let Some(old) = self.detector.as_ref() {
             detector.carry_state_from(old);
         }
+        warn_lateness(&detector);
         metrics.rules_loaded.set(detector.rule_count() as i64);
         metrics.rule_reloads.with_label_values(&["applied"]).inc();
         tracing::info!(rules = detector.rule_count(), "rule set reloaded");

@@ -33,6 +33,9 @@ use suppress::Suppression;
 /// window.
 const TENANT_FIELD: &str = "organization.id";
 
+/// Sensors whose event-time watermark is tracked at most.
+const MAX_SENSORS: usize = 100_000;
+
 /// Fields that key a single-event alert for deduplication, when the event has them.
 const DETECTION_GROUP_FIELDS: [&str; 3] = ["source.ip", "destination.ip", "user.name"];
 
@@ -97,8 +100,11 @@ pub struct Detector {
     meta: HashMap<String, RuleMeta>,
     settings: Settings,
     suppressions: Vec<Suppression>,
-    /// Newest event time seen, seconds.
-    watermark: Option<i64>,
+    /// Newest event time seen per sensor (`observer.id`), seconds: a sensor replaying its spool
+    /// after an outage is late against itself, not against the sensors that kept sending.
+    watermarks: HashMap<String, i64>,
+    /// Shortest correlation timespan, seconds (lateness beyond it widens windows: see `Settings`).
+    shortest_timespan: Option<u64>,
     /// (rule id, tenant, group) -> (last alert time, seconds).
     dedup: HashMap<String, i64>,
     stats: Stats,
@@ -147,6 +153,7 @@ impl Detector {
             engine.extend_compiled_rules(rules);
         }
         let mut correlation_fields: HashSet<String> = HashSet::new();
+        let mut correlation_timespans: Vec<u64> = Vec::new();
         let mut correlation = None;
         if !loaded.correlations.is_empty() {
             let mut engine = CorrelationEngine::new(CorrelationConfig {
@@ -168,6 +175,7 @@ impl Detector {
                     correlation_rule.group_by.push(TENANT_FIELD.to_string());
                 }
                 correlation_fields.extend(correlation_rule.group_by.iter().cloned());
+                correlation_timespans.push(correlation_rule.timespan.seconds);
                 if let rsigma_parser::CorrelationCondition::Threshold {
                     field: Some(fields), ..
                 } = &correlation_rule.condition
@@ -207,6 +215,7 @@ impl Detector {
         let mut correlation_fields: Vec<String> = correlation_fields.into_iter().collect();
         correlation_fields.sort();
         let active = (0..engines.len()).filter(|&i| engines[i].rule_count() > 0).collect();
+        let shortest_timespan = correlation_timespans.into_iter().min();
         Detector {
             mapping,
             engines,
@@ -216,7 +225,8 @@ impl Detector {
             meta,
             settings,
             suppressions: Vec::new(),
-            watermark: None,
+            watermarks: HashMap::new(),
+            shortest_timespan,
             dedup: HashMap::new(),
             stats: Stats::default(),
             routed: Vec::new(),
@@ -232,11 +242,20 @@ impl Detector {
             new.import_state(previous.export_state());
         }
         self.dedup = old.dedup.clone();
-        self.watermark = old.watermark;
+        self.watermarks = old.watermarks.clone();
     }
 
     pub fn set_suppressions(&mut self, suppressions: Vec<Suppression>) {
         self.suppressions = suppressions;
+    }
+
+    /// Whether the configured lateness exceeds the shortest correlation window. rsigma 0.23 keeps
+    /// a group's newer entries when a late event arrives, so an event `lateness` behind can see up
+    /// to `timespan + lateness` of events: keep lateness at or below the shortest timespan.
+    pub fn lateness_exceeds_shortest_window(&self) -> Option<u64> {
+        let shortest = self.shortest_timespan?;
+        (self.settings.lateness_secs > i64::try_from(shortest).unwrap_or(i64::MAX))
+            .then_some(shortest)
     }
 
     pub fn stats(&self) -> &Stats {
@@ -332,9 +351,14 @@ impl Detector {
             return Vec::new();
         };
         let secs = time.secs();
-        let watermark = self.watermark.map_or(secs, |w| w.max(secs));
-        self.watermark = Some(watermark);
-        if secs < watermark - self.settings.lateness_secs {
+        let sensor = string_at(event, "observer.id").unwrap_or_default();
+        if !self.watermarks.contains_key(&sensor) && self.watermarks.len() >= MAX_SENSORS {
+            // More sensors than any deployment has: start over rather than grow.
+            self.watermarks.clear();
+        }
+        let entry = self.watermarks.entry(sensor).or_insert(secs);
+        *entry = (*entry).max(secs);
+        if secs < *entry - self.settings.lateness_secs {
             self.stats.late_events += 1;
             return Vec::new();
         }
@@ -695,6 +719,22 @@ mod tests {
         let alerts = d.process(&events, Timestamp(0));
         assert!(alerts.is_empty());
         assert_eq!(d.stats().late_events, 4);
+    }
+
+    #[test]
+    fn lateness_is_per_sensor() {
+        let mut d = detector(Settings { lateness_secs: 60, ..Settings::default() });
+        let mut events = vec![failure("192.0.2.9", 1000)];
+        for i in 0..5 {
+            let mut replayed = failure("192.0.2.1", i);
+            replayed["observer"]["id"] = Value::String("s2".into());
+            events.push(replayed);
+        }
+        assert_eq!(d.process(&events, Timestamp(0)).len(), 1, "s2 is on time against itself");
+        assert_eq!(d.stats().late_events, 0);
+        assert_eq!(d.lateness_exceeds_shortest_window(), None);
+        let d = detector(Settings { lateness_secs: 600, ..Settings::default() });
+        assert_eq!(d.lateness_exceeds_shortest_window(), Some(300));
     }
 
     #[test]
