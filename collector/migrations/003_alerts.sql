@@ -1,14 +1,19 @@
 -- Alerts, their triage state, and the audit trail of every query and triage action.
 
+-- An alert's id is deterministic (rule, tenant, group, first seen), so an alert written again (a
+-- replayed batch, or an update with a higher count) folds into one row; the row with the highest
+-- `version` (its last_seen) wins. `ts` is the first-seen time, the same for every update.
 CREATE TABLE IF NOT EXISTS alerts (
     event_id String,
     ts DateTime,
     ts_ns Int64,
-    observer_id String,
+    version UInt64,
     organization_id String,
+    observer_id String,
     rule_id String,
     rule_name String,
     level String,
+    severity UInt8,
     tags Array(String),
     techniques Array(String),
     event_ids Array(String),
@@ -17,10 +22,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     first_seen_ns Int64,
     last_seen_ns Int64,
     count UInt64,
-    raw String,
-    kafka_partition Int32,
-    kafka_offset Int64
-) ENGINE = ReplacingMergeTree()
+    raw String
+) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (organization_id, ts, event_id);
 

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
@@ -18,6 +18,28 @@ pub struct Config {
     pub admin: AdminSection,
     #[serde(default)]
     pub retention: RetentionSection,
+    /// Sigma detection over every consumed event. Without this section nothing is detected.
+    #[serde(default)]
+    pub detection: Option<DetectionSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSection {
+    /// Directory of Sigma rule files (read again on SIGHUP).
+    pub rules_dir: PathBuf,
+    /// How far behind the newest event time an event may arrive and still be correlated.
+    #[serde(default = "default_lateness")]
+    pub lateness: String,
+    /// Correlation state entries (correlation x group key) kept at most; more are evicted.
+    #[serde(default = "default_max_correlation_keys")]
+    pub max_correlation_keys: usize,
+    /// Alerts of one rule and group key within this window fold into one.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: String,
+    /// Suppressions file (TOML, entries with rule, group, expires, reason).
+    #[serde(default)]
+    pub suppressions: Option<PathBuf>,
 }
 
 /// How long each table keeps its daily partitions. Tables not listed keep their default.
@@ -136,6 +158,15 @@ fn default_max_wait() -> String {
 fn default_max_backoff() -> String {
     "10s".into()
 }
+fn default_lateness() -> String {
+    "5m".into()
+}
+fn default_max_correlation_keys() -> usize {
+    100_000
+}
+fn default_dedup_window() -> String {
+    "10m".into()
+}
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
@@ -159,6 +190,8 @@ pub struct Settings {
     pub max_wait: Duration,
     pub max_backoff: Duration,
     pub session_timeout: Duration,
+    /// `[detection]` validated, when the section is present.
+    pub detection: Option<crate::detect::Settings>,
 }
 
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -208,6 +241,19 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         }
         retention_days.insert(known, *days);
     }
+    let mut detection = None;
+    if let Some(section) = &config.detection {
+        if section.max_correlation_keys == 0 {
+            return Err(invalid("detection.max_correlation_keys", "must be at least 1".into()));
+        }
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        detection = Some(crate::detect::Settings {
+            lateness_secs: secs(duration("detection.lateness", &section.lateness)?),
+            dedup_window_secs: secs(duration("detection.dedup_window", &section.dedup_window)?),
+            max_keys: section.max_correlation_keys,
+            ..crate::detect::Settings::default()
+        });
+    }
     Ok(Settings {
         config,
         retention_days,
@@ -215,6 +261,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         max_wait,
         max_backoff,
         session_timeout,
+        detection,
     })
 }
 
@@ -234,6 +281,28 @@ mod tests {
             }
         }
         assert!(seen > 0);
+    }
+
+    #[test]
+    fn detection_section_is_validated() {
+        let text = r#"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [clickhouse]
+            url = "http://127.0.0.1:8123"
+            [detection]
+            rules_dir = "rules"
+            lateness = "2m"
+        "#;
+        let config: Config = toml::from_str(text).expect("parses");
+        let settings = validate("c.toml", config).expect("valid");
+        let detection = settings.detection.expect("detection on");
+        assert_eq!(detection.lateness_secs, 120);
+        assert_eq!(detection.max_keys, 100_000);
+        let bad = text.replace("\"2m\"", "\"soon\"");
+        let config: Config = toml::from_str(&bad).expect("parses");
+        let err = validate("c.toml", config).expect_err("refused");
+        assert!(err.to_string().contains("detection.lateness"), "{err}");
     }
 
     #[test]

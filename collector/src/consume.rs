@@ -3,12 +3,16 @@
 //! Kafka keeps the data.
 
 use crate::config::Settings;
+use crate::detect::load::{self, LoadReport};
+use crate::detect::mapping::Mapping;
+use crate::detect::{suppress, Detector};
 use crate::metrics::Metrics;
 use crate::store::{self, Batch, DeadLetterRow, Origin};
-use canh_event::{Dataset, DecodeError, Event};
+use canh_event::{Dataset, DecodeError, Event, Timestamp};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +25,10 @@ pub enum ConsumeError {
     Create { brokers: String, source: rdkafka::error::KafkaError },
     #[error("subscribing to {topics:?}: {source}")]
     Subscribe { topics: Vec<String>, source: rdkafka::error::KafkaError },
+    #[error("creating the kafka producer for alerts on {brokers}: {source}")]
+    Producer { brokers: String, source: rdkafka::error::KafkaError },
+    #[error("loading detection rules: {0}")]
+    Rules(String),
 }
 
 /// Decode one Kafka record into the batch: a stored row, or a dead letter with its reason.
@@ -63,6 +71,17 @@ pub fn route(
             raw,
         );
     }
+    // Alerts (ours, read back from `<prefix>alert`, or another collector's) are stored, where the
+    // same alert id folds into one row; they are not detected on.
+    if event.event.dataset != Dataset::Alert {
+        if let Some(inputs) = batch.detect_inputs.as_mut() {
+            // Re-encoded from the typed event, so numbers are numbers (rsigma 0.23 treats a
+            // numeric string as equal to a number).
+            if let Ok(value) = serde_json::to_value(&event) {
+                inputs.push(value);
+            }
+        }
+    }
     batch.push(&event, raw, origin);
     Ok(())
 }
@@ -92,14 +111,34 @@ pub fn topics(prefix: &str) -> Vec<String> {
 
 fn consumer(settings: &Settings) -> Result<StreamConsumer, ConsumeError> {
     let kafka = &settings.config.kafka;
-    let mut client = ClientConfig::new();
+    let mut client = client_config(settings);
     client
-        .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", &kafka.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
+        .set("session.timeout.ms", settings.session_timeout.as_millis().to_string());
+    client
+        .create()
+        .map_err(|source| ConsumeError::Create { brokers: kafka.brokers.clone(), source })
+}
+
+fn producer(settings: &Settings) -> Result<FutureProducer, ConsumeError> {
+    let kafka = &settings.config.kafka;
+    let mut client = client_config(settings);
+    // Alerts are few and matter: wait for every in-sync replica.
+    client.set("acks", "all").set("enable.idempotence", "true");
+    client
+        .create()
+        .map_err(|source| ConsumeError::Producer { brokers: kafka.brokers.clone(), source })
+}
+
+/// Brokers and credentials, shared by the consumer and the alert producer.
+fn client_config(settings: &Settings) -> ClientConfig {
+    let kafka = &settings.config.kafka;
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &kafka.brokers)
         .set("security.protocol", &kafka.security_protocol);
     if let Some(mechanism) = &kafka.sasl_mechanism {
         client.set("sasl.mechanism", mechanism);
@@ -111,8 +150,212 @@ fn consumer(settings: &Settings) -> Result<StreamConsumer, ConsumeError> {
         client.set("sasl.password", password);
     }
     client
-        .create()
-        .map_err(|source| ConsumeError::Create { brokers: kafka.brokers.clone(), source })
+}
+
+/// Detection in the consumer: the active rule set, and the producer its alerts go to.
+pub struct Detection {
+    /// Taken out while a batch is evaluated on a blocking thread.
+    detector: Option<Detector>,
+    producer: FutureProducer,
+    topic: String,
+}
+
+/// Read the rule directory and the suppressions named by `[detection]`. Files that do not load are
+/// in the report; only an unreadable directory or suppressions file is an error.
+pub fn load_detector(settings: &Settings) -> Result<Option<(Detector, LoadReport)>, ConsumeError> {
+    let (Some(section), Some(detect_settings)) =
+        (settings.config.detection.as_ref(), settings.detection.as_ref())
+    else {
+        return Ok(None);
+    };
+    let mapping = Mapping::builtin();
+    let loaded = load::load_dir(&section.rules_dir, &mapping).map_err(|e| {
+        ConsumeError::Rules(format!("reading {}: {e}", section.rules_dir.display()))
+    })?;
+    let report = loaded.report.clone();
+    let mut detector = Detector::new(loaded, mapping, detect_settings.clone());
+    if let Some(path) = &section.suppressions {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConsumeError::Rules(format!("reading suppressions {shown}: {e}")))?;
+        let list =
+            suppress::parse(&text, &shown).map_err(|e| ConsumeError::Rules(e.to_string()))?;
+        detector.set_suppressions(list);
+    }
+    Ok(Some((detector, report)))
+}
+
+fn warn_lateness(detector: &Detector) {
+    if let Some(shortest) = detector.lateness_exceeds_shortest_window() {
+        tracing::warn!(
+            shortest_window_secs = shortest,
+            "detection.lateness exceeds the shortest correlation window; late events can widen it"
+        );
+    }
+}
+
+fn log_report(report: &LoadReport) {
+    for err in &report.errors {
+        tracing::error!(file = %err.path, line = err.line, error = %err.message, "rule file rejected");
+    }
+    for warning in &report.warnings {
+        tracing::warn!(file = %warning.path, line = warning.line, warning = %warning.message, "rule file");
+    }
+    tracing::info!(
+        files = report.files,
+        applicable = report.applicable,
+        skipped = report.skipped.values().sum::<usize>(),
+        "rules loaded"
+    );
+}
+
+impl Detection {
+    /// Start detection if `[detection]` is configured.
+    pub fn start(
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> Result<Option<Detection>, ConsumeError> {
+        let Some((detector, report)) = load_detector(settings)? else { return Ok(None) };
+        log_report(&report);
+        warn_lateness(&detector);
+        metrics.rules_loaded.set(detector.rule_count() as i64);
+        Ok(Some(Detection {
+            detector: Some(detector),
+            producer: producer(settings)?,
+            topic: format!("{}{}", settings.config.kafka.topic_prefix, Dataset::Alert.as_str()),
+        }))
+    }
+
+    /// Load the rules again. A set with any rejected file is refused whole and the active set stays.
+    pub fn reload(&mut self, settings: &Settings, metrics: &Metrics) {
+        let loaded = match tokio::task::block_in_place(|| load_detector(settings)) {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => return,
+            Err(err) => {
+                metrics.rule_reloads.with_label_values(&["rejected"]).inc();
+                tracing::error!(error = %err, "rule reload failed; the active rule set stays");
+                return;
+            }
+        };
+        let (mut detector, report) = loaded;
+        if !report.errors.is_empty() {
+            for err in &report.errors {
+                tracing::error!(file = %err.path, line = err.line, error = %err.message, "rule file rejected");
+            }
+            metrics.rule_reloads.with_label_values(&["rejected"]).inc();
+            tracing::error!(
+                rejected = report.errors.len(),
+                "rule reload refused; the active rule set stays"
+            );
+            return;
+        }
+        if let Some(old) = self.detector.as_ref() {
+            detector.carry_state_from(old);
+        }
+        warn_lateness(&detector);
+        metrics.rules_loaded.set(detector.rule_count() as i64);
+        metrics.rule_reloads.with_label_values(&["applied"]).inc();
+        tracing::info!(rules = detector.rule_count(), "rule set reloaded");
+        self.detector = Some(detector);
+    }
+
+    /// Run the batch's events through detection on a blocking thread and add the alert rows. Runs
+    /// once per batch: the inputs are taken.
+    async fn run(&mut self, batch: &mut Batch, settings: &Settings, metrics: &Metrics) {
+        let Some(inputs) = batch.detect_inputs.take() else { return };
+        if inputs.is_empty() {
+            return;
+        }
+        let Some(mut detector) = self.detector.take() else { return };
+        let before = detector.stats().clone();
+        let started = Instant::now();
+        let now = wall_clock();
+        let job = tokio::task::spawn_blocking(move || {
+            let alerts = detector.process(&inputs, now);
+            (detector, alerts)
+        });
+        let (detector, alerts) = match job.await {
+            Ok(done) => done,
+            Err(err) => {
+                // Only a bug in detection gets here; the batch is still stored, its alerts lost.
+                metrics.errors.with_label_values(&["detect", "panic"]).inc();
+                tracing::error!(error = %err, "detection failed on a batch; rebuilding the detector");
+                match load_detector(settings) {
+                    Ok(Some((fresh, _))) => self.detector = Some(fresh),
+                    _ => tracing::error!("detector not rebuilt; detection is off until a reload"),
+                }
+                return;
+            }
+        };
+        metrics.detect_seconds.observe(started.elapsed().as_secs_f64());
+        let after = detector.stats();
+        metrics.detect_events.inc_by(after.events - before.events);
+        metrics.alerts.with_label_values(&["raised"]).inc_by(after.alerts - before.alerts);
+        metrics
+            .alerts
+            .with_label_values(&["deduplicated"])
+            .inc_by(after.deduplicated - before.deduplicated);
+        metrics
+            .alerts
+            .with_label_values(&["suppressed"])
+            .inc_by(after.suppressed - before.suppressed);
+        metrics.detect_late_events.inc_by(after.late_events - before.late_events);
+        metrics.correlation_evictions.inc_by(after.evictions - before.evictions);
+        metrics.correlation_keys.set(detector.correlation_keys() as i64);
+        self.detector = Some(detector);
+        batch.alerts.extend(alerts.iter().map(store::alert_row));
+    }
+
+    /// Produce the batch's alerts and wait for every delivery. An error means the whole set is sent
+    /// again on retry; consumers see an alert id twice at worst.
+    async fn produce(&self, batch: &Batch) -> Result<(), String> {
+        let mut pending = Vec::with_capacity(batch.alerts.len());
+        for row in &batch.alerts {
+            let record = FutureRecord::to(&self.topic).key(&row.event_id).payload(&row.raw);
+            match self.producer.send_result(record) {
+                Ok(delivery) => pending.push(delivery),
+                Err((err, _)) => return Err(format!("queueing an alert: {err}")),
+            }
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((err, _))) => return Err(format!("delivering an alert: {err}")),
+                Err(_) => return Err("alert delivery cancelled".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How often the rule directory is checked for changes.
+const RULE_POLL: Duration = Duration::from_secs(10);
+
+/// What changes when a rule file is added, removed or edited: (path, length, modified) of each.
+fn rules_fingerprint(
+    settings: &Settings,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let Some(section) = settings.config.detection.as_ref() else { return Vec::new() };
+    let files = tokio::task::block_in_place(|| load::rule_files(&section.rules_dir));
+    let Ok(files) = files else { return Vec::new() };
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect()
+}
+
+fn wall_clock() -> Timestamp {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_secs_nanos(
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        since.subsec_nanos(),
+    )
 }
 
 /// Consume until `shutdown` turns true, then write what is batched, commit, and return.
@@ -121,9 +364,13 @@ pub async fn run(
     db: clickhouse::Client,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    mut reload: watch::Receiver<u64>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), ConsumeError> {
     let consumer = consumer(settings)?;
+    let mut detection = Detection::start(settings, &metrics)?;
+    let detect = detection.is_some();
+    let mut reload_open = true;
     let topics = topics(&settings.config.kafka.topic_prefix);
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
@@ -133,14 +380,38 @@ pub async fn run(
     tracing::info!(?topics, group = %settings.config.kafka.group_id, "consuming");
 
     let max_records = settings.config.batch.max_records;
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(detect);
     // Highest offset seen per (topic, partition) in the current batch.
     let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
     let mut batch_deadline: Option<tokio::time::Instant> = None;
+    // Rule files are looked at every RULE_POLL; a change reloads them like SIGHUP does.
+    let mut rule_poll = tokio::time::interval(RULE_POLL);
+    rule_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rules_seen = rules_fingerprint(settings);
     loop {
         let deadline = batch_deadline;
         let received = tokio::select! {
             _ = shutdown.changed() => break,
+            changed = reload.changed(), if reload_open => {
+                match (changed, detection.as_mut()) {
+                    (Ok(()), Some(detection)) => detection.reload(settings, &metrics),
+                    (Ok(()), None) => {}
+                    // The signal watcher is gone: stop listening rather than spin.
+                    (Err(_), _) => reload_open = false,
+                }
+                None
+            }
+            _ = rule_poll.tick(), if detect => {
+                let now = rules_fingerprint(settings);
+                if now != rules_seen {
+                    rules_seen = now;
+                    tracing::info!("rule files changed; reloading");
+                    if let Some(detection) = detection.as_mut() {
+                        detection.reload(settings, &metrics);
+                    }
+                }
+                None
+            }
             message = consumer.recv() => Some(message),
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => None,
         };
@@ -175,9 +446,18 @@ pub async fn run(
         }
         let due = batch_deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
         if batch.len() >= max_records || (due && !offsets.is_empty()) {
-            if !flush(settings, &consumer, &db, &metrics, &mut batch, &mut offsets, &mut shutdown)
-                .await
-            {
+            let flushed = flush(
+                settings,
+                &consumer,
+                &db,
+                &metrics,
+                &mut detection,
+                &mut batch,
+                &mut offsets,
+                &mut shutdown,
+            )
+            .await;
+            if !flushed {
                 return Ok(());
             }
             batch_deadline = None;
@@ -188,7 +468,16 @@ pub async fn run(
         let (_never, mut no_stop) = watch::channel(false);
         let bounded = tokio::time::timeout(
             Duration::from_secs(30),
-            flush(settings, &consumer, &db, &metrics, &mut batch, &mut offsets, &mut no_stop),
+            flush(
+                settings,
+                &consumer,
+                &db,
+                &metrics,
+                &mut detection,
+                &mut batch,
+                &mut offsets,
+                &mut no_stop,
+            ),
         );
         if bounded.await.is_err() {
             tracing::warn!(
@@ -199,17 +488,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Write the batch (retrying with backoff until it lands) and commit its offsets. Returns false if
-/// shutdown came first: nothing is committed then, and Kafka redelivers the batch after restart.
+/// Run detection over the batch, write it with its alerts (retrying with backoff until it lands),
+/// produce the alerts, and only then commit its offsets. Returns false if shutdown came first:
+/// nothing is committed then, and Kafka redelivers the batch after restart.
+#[allow(clippy::too_many_arguments)]
 async fn flush(
     settings: &Settings,
     consumer: &StreamConsumer,
     db: &clickhouse::Client,
     metrics: &Metrics,
+    detection: &mut Option<Detection>,
     batch: &mut Batch,
     offsets: &mut HashMap<(String, i32), i64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
+    if let Some(detection) = detection.as_mut() {
+        detection.run(batch, settings, metrics).await;
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = Instant::now();
@@ -234,6 +529,19 @@ async fn flush(
         metrics.rows_written.with_label_values(&[table]).inc_by(rows as u64);
     }
 
+    if let Some(detection) = detection.as_ref().filter(|_| !batch.alerts.is_empty()) {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(err) = detection.produce(batch).await {
+            metrics.errors.with_label_values(&["produce", "kafka"]).inc();
+            tracing::warn!(error = %err, retry_in = ?backoff, "producing alerts failed; consumption paused");
+            tokio::select! {
+                _ = shutdown.changed() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(settings.max_backoff);
+        }
+    }
+
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets.iter() {
         // Kafka's committed offset is the next record to read.
@@ -250,7 +558,7 @@ async fn flush(
             tracing::warn!(error = %err, "offset commit failed; records will be redelivered");
         }
     }
-    *batch = Batch::default();
+    *batch = Batch::new(detection.is_some());
     offsets.clear();
     metrics.batch_records.set(0);
     true
@@ -307,5 +615,17 @@ mod tests {
         route(Some(flow.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
         assert_eq!((batch.dns.len(), batch.flows.len()), (1, 1));
         assert_eq!(batch.dns[0].event_id, "a");
+    }
+
+    #[test]
+    fn alerts_read_back_go_to_the_alerts_table_not_to_detection() {
+        let mut batch = Batch::new(true);
+        let golden = include_str!("../../event/tests/golden/alert.json");
+        route(Some(golden.as_bytes()), &origin(), &mut batch).expect("stored");
+        assert_eq!(batch.alerts.len(), 1);
+        assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(0));
+        let dns = Event::new(Dataset::Dns, "a".into(), canh_event::Timestamp(0), "s", "t");
+        route(Some(dns.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
+        assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(1));
     }
 }

@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod config;
 pub mod consume;
+pub mod detect;
 pub mod metrics;
 pub mod store;

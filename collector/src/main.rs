@@ -6,6 +6,8 @@ use canh_collector::metrics::Metrics;
 use canh_collector::{config, consume, store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+mod commands;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -34,6 +36,47 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run Sigma rules over events (JSON lines) and print the alerts as JSON lines.
+    Detect {
+        /// Directory of Sigma rule files.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Events file (JSON lines); `-` or nothing reads standard input.
+        events: Option<PathBuf>,
+        /// How far behind the newest event an event may arrive and still be correlated.
+        #[arg(long, default_value = "5m")]
+        lateness: String,
+        /// Alerts of one rule and group within this window fold into one.
+        #[arg(long, default_value = "10m")]
+        dedup_window: String,
+        /// Correlation keys kept at most.
+        #[arg(long, default_value_t = 100_000)]
+        max_keys: usize,
+        /// Suppressions file (TOML).
+        #[arg(long)]
+        suppressions: Option<PathBuf>,
+    },
+    /// Work with rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load a directory (e.g. SigmaHQ's rules) and report what applies to Canh's events.
+    Report { dir: PathBuf },
+    /// Run each rule's test file (`x.test.yml` beside `x.yml`).
+    Test {
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+    /// Check rule files: they load, carry ATT&CK tags, have tests, use Canh's fields.
+    Lint {
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -46,6 +89,32 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let offline = match &cli.command {
+        Command::Detect { rules, events, lateness, dedup_window, max_keys, suppressions } => {
+            Some(commands::detect(
+                rules,
+                events.as_deref(),
+                lateness,
+                dedup_window,
+                *max_keys,
+                suppressions.as_deref(),
+            ))
+        }
+        Command::Rules { command: RulesCommand::Report { dir } } => Some(commands::report(dir)),
+        Command::Rules { command: RulesCommand::Test { dir } } => Some(commands::test(dir)),
+        Command::Rules { command: RulesCommand::Lint { dir } } => Some(commands::lint(dir)),
+        _ => None,
+    };
+    if let Some(result) = offline {
+        match result {
+            Ok(true) => return,
+            Ok(false) => std::process::exit(1),
+            Err(err) => {
+                eprintln!("canh-collector: error: {err:#}");
+                std::process::exit(1);
+            }
+        }
+    }
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(runtime) => runtime,
@@ -59,6 +128,7 @@ fn main() {
             Command::Run { config } => run(&config).await,
             Command::Migrate { config } => migrate(&config).await,
             Command::Retention { config } => retention(&config).await,
+            Command::Detect { .. } | Command::Rules { .. } => Ok(()),
         }
     });
     if let Err(err) = result {
@@ -161,7 +231,24 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         }
     });
 
-    consume::run(&settings, db, metrics.clone(), stop_rx, ready).await?;
+    // SIGHUP reloads the detection rules; the counter only says "again".
+    let (reload_tx, reload_rx) = watch::channel(0u64);
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot watch SIGHUP; rule reload is off");
+            return;
+        };
+        let mut count = 0u64;
+        while hangup.recv().await.is_some() {
+            count += 1;
+            tracing::info!("reloading rules on SIGHUP");
+            if reload_tx.send(count).is_err() {
+                return;
+            }
+        }
+    });
+    consume::run(&settings, db, metrics.clone(), stop_rx, reload_rx, ready).await?;
     let _ = admin.await;
     tracing::info!(
         stored = metrics.records.with_label_values(&["stored"]).get(),

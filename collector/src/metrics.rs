@@ -16,7 +16,19 @@ pub struct Metrics {
     pub write_retries: IntCounter,
     pub commits: IntCounter,
     pub batch_records: IntGauge,
+    /// Detection: events evaluated, alerts by outcome, late events, evictions, state, time.
+    pub detect_events: IntCounter,
+    pub alerts: IntCounterVec,
+    pub detect_late_events: IntCounter,
+    pub correlation_evictions: IntCounter,
+    pub correlation_keys: IntGauge,
+    pub detect_seconds: Histogram,
+    pub rules_loaded: IntGauge,
+    pub rule_reloads: IntCounterVec,
 }
+
+/// Outcomes of an alert candidate.
+pub const ALERT_OUTCOMES: [&str; 3] = ["raised", "deduplicated", "suppressed"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -54,6 +66,58 @@ impl Metrics {
         let batch_records =
             IntGauge::new("canh_collector_batch_records", "records waiting in the current batch")
                 .expect("valid metric");
+        let detect_events =
+            IntCounter::new("canh_collector_detect_events_total", "events evaluated by detection")
+                .expect("valid metric");
+        let alerts = IntCounterVec::new(
+            Opts::new("canh_collector_alerts_total", "alert candidates by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let detect_late_events = IntCounter::new(
+            "canh_collector_detect_late_events_total",
+            "events too far behind the newest event time to enter correlation",
+        )
+        .expect("valid metric");
+        let correlation_evictions = IntCounter::new(
+            "canh_collector_correlation_evictions_total",
+            "correlation and deduplication keys evicted at the cap",
+        )
+        .expect("valid metric");
+        let correlation_keys =
+            IntGauge::new("canh_collector_correlation_keys", "correlation state entries held")
+                .expect("valid metric");
+        let detect_seconds = Histogram::with_opts(HistogramOpts::new(
+            "canh_collector_detect_seconds",
+            "time to run detection over one batch",
+        ))
+        .expect("valid metric");
+        let rules_loaded =
+            IntGauge::new("canh_collector_rules_loaded", "Sigma rules in the active rule set")
+                .expect("valid metric");
+        let rule_reloads = IntCounterVec::new(
+            Opts::new("canh_collector_rule_reloads_total", "rule set reloads by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(detect_events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(alerts.clone()),
+            Box::new(detect_late_events.clone()),
+            Box::new(correlation_evictions.clone()),
+            Box::new(correlation_keys.clone()),
+            Box::new(detect_seconds.clone()),
+            Box::new(rules_loaded.clone()),
+            Box::new(rule_reloads.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
+        for outcome in ALERT_OUTCOMES {
+            alerts.with_label_values(&[outcome]);
+        }
+        for outcome in ["applied", "rejected"] {
+            rule_reloads.with_label_values(&[outcome]);
+        }
         for metric in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -80,6 +144,14 @@ impl Metrics {
             write_retries,
             commits,
             batch_records,
+            detect_events,
+            alerts,
+            detect_late_events,
+            correlation_evictions,
+            correlation_keys,
+            detect_seconds,
+            rules_loaded,
+            rule_reloads,
         }
     }
 

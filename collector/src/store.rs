@@ -247,6 +247,58 @@ pub struct DeadLetterRow {
     pub raw: Vec<u8>,
 }
 
+#[derive(Debug, Row, Serialize)]
+pub struct AlertRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub version: u64,
+    pub organization_id: String,
+    pub observer_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub level: String,
+    pub severity: u8,
+    pub tags: Vec<String>,
+    pub techniques: Vec<String>,
+    pub event_ids: Vec<String>,
+    pub group_keys: Vec<String>,
+    pub group_values: Vec<String>,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub count: u64,
+    pub raw: String,
+}
+
+/// The row of an alert event (dataset `alert`), with the event's JSON kept whole in `raw`.
+pub fn alert_row(alert: &Event) -> AlertRow {
+    let rule = alert.rule.clone().unwrap_or_default();
+    let summary = alert.alert.clone().unwrap_or_default();
+    AlertRow {
+        event_id: alert.event.id.clone(),
+        // First seen, not the alert's own time: updates of one alert must share a partition and
+        // a sorting key to fold into one row.
+        ts: datetime(summary.first_seen.nanos()),
+        ts_ns: summary.first_seen.nanos(),
+        version: u64::try_from(summary.last_seen.nanos()).unwrap_or(0),
+        organization_id: alert.organization.id.clone(),
+        observer_id: alert.observer.id.clone(),
+        rule_id: rule.id,
+        rule_name: rule.name,
+        level: rule.level.unwrap_or_default(),
+        severity: alert.event.severity.unwrap_or(0),
+        tags: rule.tags.unwrap_or_default(),
+        techniques: alert.threat.as_ref().map(|t| t.technique.id.clone()).unwrap_or_default(),
+        event_ids: summary.event_ids,
+        group_keys: summary.group.keys().cloned().collect(),
+        group_values: summary.group.values().cloned().collect(),
+        first_seen_ns: summary.first_seen.nanos(),
+        last_seen_ns: summary.last_seen.nanos(),
+        count: summary.count,
+        raw: alert.to_json(),
+    }
+}
+
 /// Seconds for a DateTime column: clamped to its range (1970..2106).
 fn datetime(ts_ns: i64) -> u32 {
     u32::try_from(ts_ns.div_euclid(1_000_000_000).max(0)).unwrap_or(u32::MAX)
@@ -305,9 +357,16 @@ pub struct Batch {
     pub sensor_health: Vec<SensorHealthRow>,
     pub alerts: Vec<AlertRow>,
     pub dead_letters: Vec<DeadLetterRow>,
+    /// Decoded events waiting for detection (filled only when detection is on).
+    pub detect_inputs: Option<Vec<serde_json::Value>>,
 }
 
 impl Batch {
+    /// A batch that keeps decoded events for detection when `detect` is set.
+    pub fn new(detect: bool) -> Batch {
+        Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
+    }
+
     /// Rows per table, in the order `write` writes them.
     pub fn counts(&self) -> [(&'static str, usize); 10] {
         [
@@ -343,7 +402,7 @@ impl Batch {
             Dataset::Icmp => self.icmp.push(icmp_row(event, raw, origin)),
             Dataset::Log => self.logs.push(log_row(event, raw, origin)),
             Dataset::Sensor => self.sensor_health.push(sensor_health_row(event, raw, origin)),
-            Dataset::Alert => self.alerts.push(alert_row(event, raw, origin)),
+            Dataset::Alert => self.alerts.push(alert_row(event)),
         }
     }
 }
@@ -413,6 +472,30 @@ mod tests {
             expired,
             vec![("alerts".to_string(), 20241122), ("flows".to_string(), 20261023)]
         );
+    }
+
+    #[test]
+    fn alerts_migration_is_one_statement_for_old_clickhouse() {
+        let parts = statements(MIGRATIONS[2].2);
+        let sql = &parts[0];
+        assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS alerts"));
+        assert!(sql.contains("ReplacingMergeTree(version)") && sql.contains("toYYYYMMDD(ts)"));
+        for newer in ["TTL", "CODEC", "IPv4", "IPv6", "Map(", "JSON"] {
+            assert!(!sql.contains(newer), "{newer} does not exist on ClickHouse 18.16");
+        }
+    }
+
+    #[test]
+    fn alert_rows_carry_the_alert() {
+        let golden = include_str!("../../event/tests/golden/alert.json");
+        let alert = Event::from_json(golden.as_bytes()).expect("golden alert");
+        let row = alert_row(&alert);
+        assert_eq!(row.event_id, alert.event.id);
+        let summary = alert.alert.as_ref().expect("summary");
+        assert_eq!(row.count, summary.count);
+        assert_eq!(row.group_keys.len(), row.group_values.len());
+        assert_eq!(row.version as i64, summary.last_seen.nanos());
+        assert_eq!(Event::from_json(row.raw.as_bytes()).expect("raw decodes"), alert);
     }
 
     #[test]
@@ -852,56 +935,6 @@ pub fn sensor_health_row(event: &Event, raw: &[u8], origin: &Origin) -> SensorHe
         packets_if_dropped: stats.packets_if_dropped,
         events_sent: stats.events_sent,
         spool_bytes: stats.spool_bytes,
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct AlertRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub rule_id: String,
-    pub rule_name: String,
-    pub level: String,
-    pub tags: Vec<String>,
-    pub techniques: Vec<String>,
-    pub event_ids: Vec<String>,
-    pub group_keys: Vec<String>,
-    pub group_values: Vec<String>,
-    pub first_seen_ns: i64,
-    pub last_seen_ns: i64,
-    pub count: u64,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn alert_row(event: &Event, raw: &[u8], origin: &Origin) -> AlertRow {
-    let rule = event.rule.clone().unwrap_or_default();
-    let alert = event.alert.clone().unwrap_or_default();
-    AlertRow {
-        event_id: event.event.id.clone(),
-        ts: datetime(event.timestamp.nanos()),
-        ts_ns: event.timestamp.nanos(),
-        observer_id: event.observer.id.clone(),
-        organization_id: event.organization.id.clone(),
-        rule_id: rule.id,
-        rule_name: rule.name,
-        level: rule.level.unwrap_or_default(),
-        tags: rule.tags.unwrap_or_default(),
-        techniques: event.threat.as_ref().map(|t| t.technique.id.clone()).unwrap_or_default(),
-        event_ids: alert.event_ids,
-        group_keys: alert.group.keys().cloned().collect(),
-        group_values: alert.group.values().cloned().collect(),
-        first_seen_ns: alert.first_seen.nanos(),
-        last_seen_ns: alert.last_seen.nanos(),
-        count: alert.count,
         raw: raw.to_vec(),
         kafka_partition: origin.partition,
         kafka_offset: origin.offset,

@@ -1,0 +1,175 @@
+//! The offline commands: `detect`, `rules report`, `rules test`, `rules lint`. They read files and
+//! print; the work is done by `canh_collector::detect`. Each returns Ok(false) when it ran but
+//! found failures (the process then exits 1).
+
+use anyhow::Context;
+use canh_collector::detect::load;
+use canh_collector::detect::mapping::Mapping;
+use canh_collector::detect::{ruletest, suppress, Detector, Settings};
+use canh_event::Timestamp;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// Events handed to the detector at a time.
+const CHUNK: usize = 4096;
+
+pub fn detect(
+    rules: &Path,
+    events: Option<&Path>,
+    lateness: &str,
+    dedup_window: &str,
+    max_keys: usize,
+    suppressions: Option<&Path>,
+) -> anyhow::Result<bool> {
+    let secs = |text: &str, what: &str| -> anyhow::Result<i64> {
+        let duration =
+            humantime::parse_duration(text).with_context(|| format!("--{what} {text:?}"))?;
+        Ok(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX))
+    };
+    let settings = Settings {
+        lateness_secs: secs(lateness, "lateness")?,
+        dedup_window_secs: secs(dedup_window, "dedup-window")?,
+        max_keys,
+        ..Settings::default()
+    };
+    let mapping = Mapping::builtin();
+    let loaded = load::load_dir(rules, &mapping)
+        .with_context(|| format!("reading rules directory {}", rules.display()))?;
+    for err in &loaded.report.errors {
+        eprintln!("canh-collector: rule rejected: {err}");
+    }
+    eprintln!(
+        "canh-collector: {} rule(s) loaded from {} file(s), {} not applicable",
+        loaded.report.applicable,
+        loaded.report.files,
+        loaded.report.skipped.values().sum::<usize>()
+    );
+    let mut detector = Detector::new(loaded, mapping, settings);
+    if let Some(shortest) = detector.lateness_exceeds_shortest_window() {
+        eprintln!(
+            "canh-collector: warning: --lateness exceeds the shortest correlation window \
+             ({shortest}s); late events can widen it"
+        );
+    }
+    if let Some(path) = suppressions {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading suppressions {}", path.display()))?;
+        detector.set_suppressions(suppress::parse(&text, &path.display().to_string())?);
+    }
+
+    let input: Box<dyn BufRead> = match events {
+        None => Box::new(std::io::stdin().lock()),
+        Some(path) if path == Path::new("-") => Box::new(std::io::stdin().lock()),
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut bad_lines = 0u64;
+    let mut alerts = 0u64;
+    for (index, line) in input.lines().enumerate() {
+        let line = line.context("reading events")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(value) if value.is_object() => chunk.push(value),
+            Ok(_) | Err(_) => {
+                bad_lines += 1;
+                eprintln!("canh-collector: line {}: not a JSON object, skipped", index + 1);
+            }
+        }
+        if chunk.len() >= CHUNK {
+            alerts += write_alerts(&mut detector, &mut chunk, &mut out)?;
+        }
+    }
+    alerts += write_alerts(&mut detector, &mut chunk, &mut out)?;
+    out.flush().context("writing alerts")?;
+    let stats = detector.stats();
+    eprintln!(
+        "canh-collector: {} event(s), {} bad line(s), {} alert(s), {} deduplicated, {} suppressed, \
+         {} too late for correlation, {} correlation key(s) evicted",
+        stats.events,
+        bad_lines,
+        alerts,
+        stats.deduplicated,
+        stats.suppressed,
+        stats.late_events,
+        stats.evictions
+    );
+    Ok(true)
+}
+
+fn write_alerts(
+    detector: &mut Detector,
+    chunk: &mut Vec<serde_json::Value>,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    let alerts = detector.process(chunk, now());
+    chunk.clear();
+    for alert in &alerts {
+        writeln!(out, "{}", alert.to_json()).context("writing alerts")?;
+    }
+    Ok(alerts.len() as u64)
+}
+
+fn now() -> Timestamp {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_secs_nanos(
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        since.subsec_nanos(),
+    )
+}
+
+pub fn report(dir: &Path) -> anyhow::Result<bool> {
+    let loaded = load::load_dir(dir, &Mapping::builtin())
+        .with_context(|| format!("reading rules directory {}", dir.display()))?;
+    print!("{}", loaded.report.render());
+    Ok(true)
+}
+
+pub fn test(dir: &Path) -> anyhow::Result<bool> {
+    let mut failed = 0usize;
+    let mut passed = 0usize;
+    for path in load::rule_files(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let shown = path.display().to_string();
+        let test_path = path.with_extension("test.yml");
+        let rule_text =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {shown}"))?;
+        let Ok(test_text) = std::fs::read_to_string(&test_path) else {
+            println!("FAIL {shown}: no test file {}", test_path.display());
+            failed += 1;
+            continue;
+        };
+        for result in ruletest::run(&shown, &rule_text, &test_text) {
+            let expectation = if result.expect_match { "must match" } else { "must not match" };
+            if result.passed {
+                passed += 1;
+                println!("ok   {shown}: {expectation}: {}", result.case);
+            } else {
+                failed += 1;
+                println!("FAIL {shown}: {expectation}: {}: {}", result.case, result.detail);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0 && passed > 0)
+}
+
+pub fn lint(dir: &Path) -> anyhow::Result<bool> {
+    let mut problems = 0usize;
+    let files = load::rule_files(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for path in &files {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+        let has_test = path.with_extension("test.yml").exists();
+        for problem in ruletest::lint_pack(&shown, &text, has_test) {
+            problems += 1;
+            println!("{problem}");
+        }
+    }
+    println!("{} file(s), {problems} problem(s)", files.len());
+    Ok(problems == 0)
+}

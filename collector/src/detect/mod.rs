@@ -1,0 +1,799 @@
+//! Detection: Sigma rules (with v2 correlations) over Canh events, alerts out. A pure core: events
+//! and the current time in, alert events out; no files, clocks or sockets in here (rule files are
+//! read by `load`, called from the shell).
+//!
+//! The path of one event:
+//! 1. routed by dataset to the logsource families whose rules can apply (`mapping`), each family
+//!    one rsigma `Engine` holding only its rules, field names already mapped to Canh's;
+//! 2. matches of rules that a correlation references feed one shared rsigma `CorrelationEngine`,
+//!    on event time; an event later than the newest seen minus `lateness` is kept out of
+//!    correlation (rsigma 0.23 can raise a false `event_count` alert on such an event);
+//! 3. every match and correlation becomes an alert event, deduplicated per rule and group over
+//!    `dedup_window`, and dropped if a live suppression covers it.
+
+pub mod load;
+pub mod mapping;
+pub mod ruletest;
+pub mod suppress;
+
+use canh_event::{Dataset, Event, Timestamp};
+use load::LoadedRules;
+use mapping::Mapping;
+use rsigma_eval::event::JsonEvent;
+use rsigma_eval::{
+    CorrelationConfig, CorrelationEngine, CorrelationEventMode, Engine, EvaluationResult,
+    ResultBody, TimestampFallback,
+};
+use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use suppress::Suppression;
+
+/// The tenant field: every correlation is grouped by it as well, so two tenants never share a
+/// window.
+const TENANT_FIELD: &str = "organization.id";
+
+/// Sensors whose event-time watermark is tracked at most.
+const MAX_SENSORS: usize = 100_000;
+
+/// Fields that key a single-event alert for deduplication, when the event has them.
+const DETECTION_GROUP_FIELDS: [&str; 3] = ["source.ip", "destination.ip", "user.name"];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How far behind the newest event time an event may be and still enter correlation.
+    pub lateness_secs: i64,
+    /// Correlation state entries (correlation x group) kept at most; more are evicted.
+    pub max_keys: usize,
+    /// Alerts of one rule and group within this window fold into one.
+    pub dedup_window_secs: i64,
+    /// Event ids kept per alert.
+    pub max_event_ids: usize,
+    /// Group every correlation by `organization.id` too (off for the flat oracle events).
+    pub group_by_tenant: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            lateness_secs: 300,
+            max_keys: 100_000,
+            dedup_window_secs: 600,
+            max_event_ids: 50,
+            group_by_tenant: true,
+        }
+    }
+}
+
+/// Counters since the detector was built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    /// Rule evaluations run (events x families routed to).
+    pub family_evaluations: u64,
+    pub matches: u64,
+    pub late_events: u64,
+    pub events_without_time: u64,
+    pub evictions: u64,
+    pub alerts: u64,
+    pub deduplicated: u64,
+    pub suppressed: u64,
+}
+
+/// What the alert of one rule carries about the rule.
+#[derive(Debug, Clone)]
+struct RuleMeta {
+    id: String,
+    title: String,
+    level: Option<String>,
+    tags: Vec<String>,
+}
+
+pub struct Detector {
+    mapping: Mapping,
+    engines: Vec<Engine>,
+    correlation: Option<CorrelationEngine>,
+    /// Rule identities a correlation references -> whether the rule raises alerts itself too.
+    correlated: HashMap<String, bool>,
+    /// Fields copied from an event into the small view the correlation engine reads.
+    correlation_fields: Vec<String>,
+    meta: HashMap<String, RuleMeta>,
+    settings: Settings,
+    suppressions: Vec<Suppression>,
+    /// Newest event time seen per sensor (`observer.id`), seconds: a sensor replaying its spool
+    /// after an outage is late against itself, not against the sensors that kept sending.
+    watermarks: HashMap<String, i64>,
+    /// Shortest correlation timespan, seconds (lateness beyond it widens windows: see `Settings`).
+    shortest_timespan: Option<u64>,
+    /// (rule id, tenant, group) -> (last alert time, seconds).
+    dedup: HashMap<String, i64>,
+    stats: Stats,
+    routed: Vec<usize>,
+    /// Families that hold at least one rule: the only ones worth routing to.
+    active: Vec<usize>,
+}
+
+impl Detector {
+    /// Build engines from loaded rules. Never fails: rules the engines refuse were already
+    /// reported by the loader (a correlation the engine refuses is dropped here, and counted).
+    pub fn new(loaded: LoadedRules, mapping: Mapping, settings: Settings) -> Detector {
+        let mut engines: Vec<Engine> = mapping.families.iter().map(|_| Engine::new()).collect();
+        let mut per_family: Vec<Vec<rsigma_eval::CompiledRule>> =
+            mapping.families.iter().map(|_| Vec::new()).collect();
+        let mut meta = HashMap::new();
+        let correlated_refs = load::correlation_refs(&loaded.correlations);
+        let mut correlated = HashMap::new();
+        let mut correlation_rules = Vec::new();
+        for rule in loaded.rules {
+            let key = rule_key(rule.compiled.id.as_deref(), &rule.compiled.title);
+            let key_for_lookup = key.clone();
+            meta.insert(
+                key.clone(),
+                RuleMeta {
+                    id: key,
+                    title: rule.compiled.title.clone(),
+                    level: rule.compiled.level.map(|l| level_name(&l)),
+                    tags: rule.compiled.tags.clone(),
+                },
+            );
+            let generate = rule
+                .rule
+                .id
+                .iter()
+                .chain(rule.rule.name.iter())
+                .filter_map(|r| correlated_refs.get(r))
+                .fold(None, |acc: Option<bool>, &g| Some(acc.unwrap_or(false) || g));
+            if let Some(generate) = generate {
+                correlated.insert(key_for_lookup.clone(), generate);
+                correlation_rules.push(rule.rule);
+            }
+            per_family[rule.family].push(rule.compiled);
+        }
+        for (engine, rules) in engines.iter_mut().zip(per_family) {
+            engine.extend_compiled_rules(rules);
+        }
+        let mut correlation_fields: HashSet<String> = HashSet::new();
+        let mut correlation_timespans: Vec<u64> = Vec::new();
+        let mut correlation = None;
+        if !loaded.correlations.is_empty() {
+            let mut engine = CorrelationEngine::new(CorrelationConfig {
+                timestamp_fallback: TimestampFallback::Skip,
+                max_state_entries: settings.max_keys.max(1),
+                correlation_event_mode: CorrelationEventMode::Refs,
+                max_correlation_events: settings.max_event_ids.max(1),
+                ..CorrelationConfig::default()
+            });
+            for rule in &correlation_rules {
+                // Already compiled once by the loader; a second refusal cannot happen for the
+                // same rule, and would only cost its correlations.
+                let _ = engine.add_rule(rule);
+            }
+            for (mut correlation_rule, _path) in loaded.correlations {
+                if settings.group_by_tenant
+                    && !correlation_rule.group_by.iter().any(|f| f == TENANT_FIELD)
+                {
+                    correlation_rule.group_by.push(TENANT_FIELD.to_string());
+                }
+                correlation_fields.extend(correlation_rule.group_by.iter().cloned());
+                correlation_timespans.push(correlation_rule.timespan.seconds);
+                if let rsigma_parser::CorrelationCondition::Threshold {
+                    field: Some(fields), ..
+                } = &correlation_rule.condition
+                {
+                    correlation_fields.extend(fields.iter().cloned());
+                }
+                for alias in &correlation_rule.aliases {
+                    correlation_fields.extend(alias.mapping.values().cloned());
+                }
+                let key = rule_key(correlation_rule.id.as_deref(), &correlation_rule.title);
+                // A correlation another correlation builds on raises its own alert only with
+                // `generate: true`, like a detection rule.
+                let generate = correlation_rule
+                    .id
+                    .iter()
+                    .chain(correlation_rule.name.iter())
+                    .filter_map(|r| correlated_refs.get(r))
+                    .fold(None, |acc: Option<bool>, &g| Some(acc.unwrap_or(false) || g));
+                if let Some(generate) = generate {
+                    correlated.insert(key.clone(), generate);
+                }
+                meta.insert(
+                    key.clone(),
+                    RuleMeta {
+                        id: key,
+                        title: correlation_rule.title.clone(),
+                        level: correlation_rule.level.map(|l| level_name(&l)),
+                        tags: correlation_rule.tags.clone(),
+                    },
+                );
+                if engine.add_correlation(&correlation_rule).is_err() {
+                    meta.remove(&rule_key(correlation_rule.id.as_deref(), &correlation_rule.title));
+                }
+            }
+            correlation = Some(engine);
+        }
+        let mut correlation_fields: Vec<String> = correlation_fields.into_iter().collect();
+        correlation_fields.sort();
+        let active = (0..engines.len()).filter(|&i| engines[i].rule_count() > 0).collect();
+        let shortest_timespan = correlation_timespans.into_iter().min();
+        Detector {
+            mapping,
+            engines,
+            correlation,
+            correlated,
+            correlation_fields,
+            meta,
+            settings,
+            suppressions: Vec::new(),
+            watermarks: HashMap::new(),
+            shortest_timespan,
+            dedup: HashMap::new(),
+            stats: Stats::default(),
+            routed: Vec::new(),
+            active,
+        }
+    }
+
+    /// Take over the correlation windows, deduplication memory and event-time watermark of the
+    /// detector this one replaces (a rule reload). Windows of correlations that no longer exist
+    /// are dropped by the library.
+    pub fn carry_state_from(&mut self, old: &Detector) {
+        if let (Some(new), Some(previous)) = (self.correlation.as_mut(), old.correlation.as_ref()) {
+            new.import_state(previous.export_state());
+        }
+        self.dedup = old.dedup.clone();
+        self.watermarks = old.watermarks.clone();
+    }
+
+    pub fn set_suppressions(&mut self, suppressions: Vec<Suppression>) {
+        self.suppressions = suppressions;
+    }
+
+    /// Whether the configured lateness exceeds the shortest correlation window. rsigma 0.23 keeps
+    /// a group's newer entries when a late event arrives, so an event `lateness` behind can see up
+    /// to `timespan + lateness` of events: keep lateness at or below the shortest timespan.
+    pub fn lateness_exceeds_shortest_window(&self) -> Option<u64> {
+        let shortest = self.shortest_timespan?;
+        (self.settings.lateness_secs > i64::try_from(shortest).unwrap_or(i64::MAX))
+            .then_some(shortest)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.engines.iter().map(Engine::rule_count).sum::<usize>()
+            + self.correlation.as_ref().map_or(0, CorrelationEngine::correlation_rule_count)
+    }
+
+    /// Correlation state entries held now.
+    pub fn correlation_keys(&self) -> usize {
+        self.correlation.as_ref().map_or(0, CorrelationEngine::state_count)
+    }
+
+    /// Rule ids (or titles) that match this one event, without touching correlation state or
+    /// producing alerts. What the Sigma oracle test compares.
+    pub fn matching_rules(&mut self, event: &Value) -> Vec<String> {
+        let mut routed = std::mem::take(&mut self.routed);
+        self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
+        let wrapped = JsonEvent::borrow(event);
+        let mut out = Vec::new();
+        for &family in &routed {
+            for result in self.engines[family].evaluate(&wrapped) {
+                out.push(rule_key(result.header.rule_id.as_deref(), &result.header.rule_title));
+            }
+        }
+        self.routed = routed;
+        out
+    }
+
+    /// Run detection over a batch of events (JSON objects, Canh's schema) and return the alerts.
+    /// `now` is the wall-clock time, used only for suppression expiry.
+    pub fn process(&mut self, events: &[Value], now: Timestamp) -> Vec<Event> {
+        let mut alerts: Vec<Event> = Vec::new();
+        // Dedup key -> index in `alerts`, so matches within one batch fold into one alert.
+        let mut in_batch: HashMap<String, usize> = HashMap::new();
+        let mut routed = std::mem::take(&mut self.routed);
+        for event in events {
+            self.stats.events += 1;
+            self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
+            let wrapped = JsonEvent::borrow(event);
+            let mut detections = Vec::new();
+            for &family in &routed {
+                self.stats.family_evaluations += 1;
+                detections.extend(self.engines[family].evaluate(&wrapped));
+            }
+            if detections.is_empty() {
+                continue;
+            }
+            self.stats.matches += detections.len() as u64;
+            let time = event_time(event);
+            let mut candidates = Vec::new();
+            let mut for_correlation = Vec::new();
+            for detection in detections {
+                let (referenced, generate) = self.correlation_role(&detection);
+                if referenced {
+                    for_correlation.push(detection.clone());
+                }
+                if !referenced || generate {
+                    candidates.push(self.detection_alert(&detection, event, time));
+                }
+            }
+            if !for_correlation.is_empty() {
+                candidates.extend(self.correlate(event, time, for_correlation));
+            }
+            for candidate in candidates {
+                self.emit(candidate, now, &mut alerts, &mut in_batch);
+            }
+        }
+        self.routed = routed;
+        alerts
+    }
+
+    fn correlation_role(&self, detection: &EvaluationResult) -> (bool, bool) {
+        let key = rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
+        match self.correlated.get(&key) {
+            Some(&generate) => (true, generate),
+            None => (false, false),
+        }
+    }
+
+    fn correlate(
+        &mut self,
+        event: &Value,
+        time: Option<Timestamp>,
+        detections: Vec<EvaluationResult>,
+    ) -> Vec<Candidate> {
+        let Some(engine) = self.correlation.as_mut() else { return Vec::new() };
+        let Some(time) = time else {
+            self.stats.events_without_time += 1;
+            return Vec::new();
+        };
+        let secs = time.secs();
+        let sensor = string_at(event, "observer.id").unwrap_or_default();
+        if !self.watermarks.contains_key(&sensor) && self.watermarks.len() >= MAX_SENSORS {
+            // More sensors than any deployment has: start over rather than grow.
+            self.watermarks.clear();
+        }
+        let entry = self.watermarks.entry(sensor).or_insert(secs);
+        *entry = (*entry).max(secs);
+        if secs < *entry - self.settings.lateness_secs {
+            self.stats.late_events += 1;
+            return Vec::new();
+        }
+        // Evict here rather than inside the engine, so the evictions can be counted.
+        let before = engine.state_count();
+        if before >= self.settings.max_keys {
+            engine.evict_expired(secs);
+            self.stats.evictions += (before - engine.state_count()) as u64;
+        }
+        let view = correlation_view(event, &self.correlation_fields);
+        let results = engine.process_with_detections(&JsonEvent::borrow(&view), detections, secs);
+        let mut out = Vec::new();
+        for result in results {
+            let ResultBody::Correlation(body) = &result.body else { continue };
+            if let Some(false) = self
+                .correlated
+                .get(&rule_key(result.header.rule_id.as_deref(), &result.header.rule_title))
+            {
+                continue;
+            }
+            let key = rule_key(result.header.rule_id.as_deref(), &result.header.rule_title);
+            let group: BTreeMap<String, String> = body.group_key.iter().cloned().collect();
+            let refs = body.event_refs.clone().unwrap_or_default();
+            let first = refs.iter().map(|r| r.timestamp).min().unwrap_or(secs);
+            let event_ids: Vec<String> = refs.iter().filter_map(|r| r.id.clone()).collect();
+            out.push(Candidate {
+                rule: key,
+                group,
+                event_ids,
+                first_seen: Timestamp::from_secs_nanos(first.min(secs), 0),
+                last_seen: time,
+                count: body.aggregated_value.max(0.0).round() as u64,
+                tenant: string_at(event, TENANT_FIELD),
+                sensor: string_at(event, "observer.id"),
+            });
+        }
+        out
+    }
+
+    fn detection_alert(
+        &self,
+        detection: &EvaluationResult,
+        event: &Value,
+        time: Option<Timestamp>,
+    ) -> Candidate {
+        let rule = rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
+        let mut group = BTreeMap::new();
+        for field in DETECTION_GROUP_FIELDS {
+            if let Some(value) = mapping::lookup(event, field).and_then(scalar_text) {
+                group.insert(field.to_string(), value);
+            }
+        }
+        let time = time.unwrap_or_default();
+        Candidate {
+            rule,
+            group,
+            event_ids: string_at(event, "event.id").into_iter().collect(),
+            first_seen: time,
+            last_seen: time,
+            count: 1,
+            tenant: string_at(event, TENANT_FIELD),
+            sensor: string_at(event, "observer.id"),
+        }
+    }
+
+    fn emit(
+        &mut self,
+        candidate: Candidate,
+        now: Timestamp,
+        alerts: &mut Vec<Event>,
+        in_batch: &mut HashMap<String, usize>,
+    ) {
+        if suppress::find(&self.suppressions, &candidate.rule, &candidate.group, now).is_some() {
+            self.stats.suppressed += 1;
+            return;
+        }
+        let key = format!(
+            "{}\u{0}{}\u{0}{:?}",
+            candidate.rule,
+            candidate.tenant.as_deref().unwrap_or_default(),
+            candidate.group
+        );
+        let secs = candidate.last_seen.secs();
+        if let Some(&index) = in_batch.get(&key) {
+            let alert = &mut alerts[index];
+            if let Some(summary) = alert.alert.as_mut() {
+                if secs - summary.first_seen.secs() <= self.settings.dedup_window_secs {
+                    for id in candidate.event_ids {
+                        if summary.event_ids.len() < self.settings.max_event_ids
+                            && !summary.event_ids.contains(&id)
+                        {
+                            summary.event_ids.push(id);
+                        }
+                    }
+                    summary.count = merged_count(summary.count, candidate.count);
+                    summary.last_seen = summary.last_seen.max(candidate.last_seen);
+                    alert.timestamp = summary.last_seen;
+                    summary.first_seen = summary.first_seen.min(candidate.first_seen);
+                    self.stats.deduplicated += 1;
+                    return;
+                }
+            }
+        }
+        if let Some(&last) = self.dedup.get(&key) {
+            if !in_batch.contains_key(&key)
+                && (secs - last).abs() <= self.settings.dedup_window_secs
+            {
+                self.stats.deduplicated += 1;
+                return;
+            }
+        }
+        if self.dedup.len() >= self.settings.max_keys {
+            let horizon = secs - self.settings.dedup_window_secs;
+            let before = self.dedup.len();
+            self.dedup.retain(|_, last| *last >= horizon);
+            if self.dedup.len() >= self.settings.max_keys {
+                self.dedup.clear();
+            }
+            self.stats.evictions += (before - self.dedup.len()) as u64;
+        }
+        self.dedup.insert(key.clone(), secs);
+        let Some(meta) = self.meta.get(&candidate.rule) else { return };
+        in_batch.insert(key, alerts.len());
+        self.stats.alerts += 1;
+        alerts.push(alert_event(meta, candidate));
+    }
+}
+
+/// A single-event match or a correlation, before deduplication.
+#[derive(Debug)]
+struct Candidate {
+    rule: String,
+    group: BTreeMap<String, String>,
+    event_ids: Vec<String>,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    count: u64,
+    tenant: Option<String>,
+    sensor: Option<String>,
+}
+
+/// Single-event alerts count events (add up); a correlation reports its aggregate (keep the
+/// largest).
+fn merged_count(current: u64, incoming: u64) -> u64 {
+    if incoming == 1 {
+        current + 1
+    } else {
+        current.max(incoming)
+    }
+}
+
+fn alert_event(meta: &RuleMeta, candidate: Candidate) -> Event {
+    let id = alert_id(&meta.id, &candidate);
+    let mut alert = Event::new(
+        Dataset::Alert,
+        id,
+        candidate.last_seen,
+        candidate.sensor.as_deref().unwrap_or_default(),
+        candidate.tenant.as_deref().unwrap_or_default(),
+    );
+    alert.message = Some(meta.title.clone());
+    alert.rule = Some(canh_event::Rule {
+        id: meta.id.clone(),
+        name: meta.title.clone(),
+        level: meta.level.clone(),
+        tags: if meta.tags.is_empty() { None } else { Some(meta.tags.clone()) },
+    });
+    let techniques = technique_ids(&meta.tags);
+    if !techniques.is_empty() {
+        alert.threat =
+            Some(canh_event::Threat { technique: canh_event::ThreatTechnique { id: techniques } });
+    }
+    alert.event.severity = meta.level.as_deref().map(severity);
+    alert.alert = Some(canh_event::Alert {
+        event_ids: candidate.event_ids,
+        group: candidate.group,
+        first_seen: candidate.first_seen,
+        last_seen: candidate.last_seen,
+        count: candidate.count,
+    });
+    alert
+}
+
+/// Deterministic alert id: the same rule, tenant, group and first time give the same id, so a
+/// replayed batch writes the same alert row again rather than a second one.
+fn alert_id(rule: &str, candidate: &Candidate) -> String {
+    let mut hasher = Sha1::new();
+    hasher.update(b"canh-alert\0");
+    hasher.update(rule.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(candidate.tenant.as_deref().unwrap_or_default().as_bytes());
+    for (field, value) in &candidate.group {
+        hasher.update([0u8]);
+        hasher.update(field.as_bytes());
+        hasher.update([b'=']);
+        hasher.update(value.as_bytes());
+    }
+    hasher.update(candidate.first_seen.nanos().to_be_bytes());
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// ATT&CK technique ids from Sigma tags: `attack.t1059.001` -> `T1059.001`. Tactic tags
+/// (`attack.credential_access`) and groups/software (`attack.g0016`) are not techniques.
+pub fn technique_ids(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let Some(rest) = tag.to_ascii_lowercase().strip_prefix("attack.t").map(str::to_string)
+        else {
+            continue;
+        };
+        let (main, sub) = match rest.split_once('.') {
+            Some((main, sub)) => (main.to_string(), Some(sub.to_string())),
+            None => (rest.clone(), None),
+        };
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(&main, 4) || sub.as_deref().is_some_and(|s| !digits(s, 3)) {
+            continue;
+        }
+        let id = match sub {
+            Some(sub) => format!("T{main}.{sub}"),
+            None => format!("T{main}"),
+        };
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+fn level_name(level: &rsigma_parser::Level) -> String {
+    use rsigma_parser::Level;
+    match level {
+        Level::Informational => "informational",
+        Level::Low => "low",
+        Level::Medium => "medium",
+        Level::High => "high",
+        Level::Critical => "critical",
+    }
+    .to_string()
+}
+
+/// ECS `event.severity` for a Sigma level.
+fn severity(level: &str) -> u8 {
+    match level {
+        "critical" => 99,
+        "high" => 73,
+        "medium" => 47,
+        "low" => 21,
+        _ => 1,
+    }
+}
+
+/// How alerts name a rule: its id, or its title when it has none.
+fn rule_key(id: Option<&str>, title: &str) -> String {
+    id.unwrap_or(title).to_string()
+}
+
+fn event_time(event: &Value) -> Option<Timestamp> {
+    event.get("@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
+}
+
+fn string_at(event: &Value, path: &str) -> Option<String> {
+    mapping::lookup(event, path).and_then(scalar_text)
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The few fields the correlation engine reads, as a flat object (`{"source.ip": ..}`), plus the
+/// event id it keeps as a reference. Saves it walking (and, for references, serialising) the whole
+/// event.
+fn correlation_view(event: &Value, fields: &[String]) -> Value {
+    let mut view = Map::new();
+    if let Some(id) = string_at(event, "event.id") {
+        view.insert("event_id".into(), Value::String(id));
+    }
+    for field in fields {
+        if let Some(value) = mapping::lookup(event, field) {
+            view.insert(field.clone(), value.clone());
+        }
+    }
+    Value::Object(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRUTE_FORCE: &str = concat!(
+        "title: fail\nid: f1\nname: fail\nlogsource: {product: linux, service: sshd}\n",
+        "detection:\n  sel: {event.outcome: failure}\n  condition: sel\n---\n",
+        "title: brute\nid: b1\ntags: [attack.t1110]\ncorrelation:\n  type: event_count\n",
+        "  rules: [fail]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 5}\n",
+    );
+
+    fn detector(settings: Settings) -> Detector {
+        let mut loaded = LoadedRules::default();
+        load::load_text(BRUTE_FORCE, "b.yml", &Mapping::builtin(), &mut loaded);
+        assert!(loaded.report.errors.is_empty(), "{:?}", loaded.report.errors);
+        Detector::new(loaded, Mapping::builtin(), settings)
+    }
+
+    fn failure(ip: &str, secs: i64) -> Value {
+        serde_json::json!({
+            "@timestamp": Timestamp::from_secs_nanos(1_800_000_000 + secs, 0).to_string(),
+            "event": {"id": format!("{ip}-{secs}"), "dataset": "log", "outcome": "failure"},
+            "observer": {"id": "s1"}, "organization": {"id": "t1"},
+            "process": {"name": "sshd"}, "source": {"ip": ip}
+        })
+    }
+
+    #[test]
+    fn correlation_alert_carries_group_tenant_and_events() {
+        let mut d = detector(Settings::default());
+        let events: Vec<Value> = (0..5).map(|i| failure("192.0.2.1", i)).collect();
+        let alerts = d.process(&events, Timestamp(0));
+        assert_eq!(alerts.len(), 1);
+        let alert = &alerts[0];
+        assert_eq!(alert.event.dataset, Dataset::Alert);
+        assert_eq!(alert.organization.id, "t1");
+        assert_eq!(alert.observer.id, "s1");
+        let summary = alert.alert.as_ref().expect("summary");
+        assert_eq!(summary.group.get("source.ip").map(String::as_str), Some("192.0.2.1"));
+        assert_eq!(summary.group.get("organization.id").map(String::as_str), Some("t1"));
+        assert_eq!(summary.event_ids.len(), 5);
+        assert_eq!(summary.count, 5);
+        assert_eq!(summary.first_seen.secs(), 1_800_000_000);
+        assert_eq!(summary.last_seen.secs(), 1_800_000_004);
+        let techniques = &alert.threat.as_ref().expect("threat").technique.id;
+        assert_eq!(techniques, &["T1110"]);
+    }
+
+    #[test]
+    fn tenants_never_share_a_window() {
+        let mut d = detector(Settings::default());
+        let mut events = Vec::new();
+        for i in 0..4 {
+            events.push(failure("192.0.2.1", i));
+            let mut other = failure("192.0.2.1", i);
+            other["organization"]["id"] = Value::String("t2".into());
+            events.push(other);
+        }
+        assert!(d.process(&events, Timestamp(0)).is_empty());
+    }
+
+    #[test]
+    fn very_late_events_stay_out_of_correlation() {
+        let mut d = detector(Settings { lateness_secs: 60, ..Settings::default() });
+        let mut events = vec![failure("192.0.2.9", 1000)];
+        events.extend((0..4).map(|i| failure("192.0.2.1", i)));
+        let alerts = d.process(&events, Timestamp(0));
+        assert!(alerts.is_empty());
+        assert_eq!(d.stats().late_events, 4);
+    }
+
+    #[test]
+    fn lateness_is_per_sensor() {
+        let mut d = detector(Settings { lateness_secs: 60, ..Settings::default() });
+        let mut events = vec![failure("192.0.2.9", 1000)];
+        for i in 0..5 {
+            let mut replayed = failure("192.0.2.1", i);
+            replayed["observer"]["id"] = Value::String("s2".into());
+            events.push(replayed);
+        }
+        assert_eq!(d.process(&events, Timestamp(0)).len(), 1, "s2 is on time against itself");
+        assert_eq!(d.stats().late_events, 0);
+        assert_eq!(d.lateness_exceeds_shortest_window(), None);
+        let d = detector(Settings { lateness_secs: 600, ..Settings::default() });
+        assert_eq!(d.lateness_exceeds_shortest_window(), Some(300));
+    }
+
+    #[test]
+    fn correlation_state_is_capped_and_evictions_counted() {
+        let mut d = detector(Settings { max_keys: 10, ..Settings::default() });
+        let events: Vec<Value> = (0..100).map(|i| failure(&format!("10.0.0.{i}"), i)).collect();
+        d.process(&events, Timestamp(0));
+        assert!(d.correlation_keys() <= 10, "{}", d.correlation_keys());
+        assert!(d.stats().evictions > 0);
+    }
+
+    #[test]
+    fn repeated_alerts_fold_within_the_window_and_suppressions_silence() {
+        let mut d = detector(Settings::default());
+        let events: Vec<Value> = (0..12).map(|i| failure("192.0.2.1", i)).collect();
+        let first = d.process(&events[..6], Timestamp(0));
+        let second = d.process(&events[6..], Timestamp(0));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].alert.as_ref().map(|a| a.count), Some(6));
+        assert!(second.is_empty(), "the same key within the window is deduplicated");
+        assert!(d.stats().deduplicated >= 7);
+
+        let mut d = detector(Settings::default());
+        let list = suppress::parse(
+            "[[suppress]]\nrule = \"b1\"\ngroup = { \"source.ip\" = \"192.0.2.1\" }\n\
+             expires = \"2100-01-01T00:00:00Z\"\nreason = \"lab\"\n",
+            "s.toml",
+        )
+        .expect("suppressions");
+        d.set_suppressions(list);
+        assert!(d.process(&events, Timestamp(0)).is_empty());
+        assert!(d.stats().suppressed > 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_windows() {
+        let mut old = detector(Settings::default());
+        let events: Vec<Value> = (0..5).map(|i| failure("192.0.2.1", i)).collect();
+        assert!(old.process(&events[..3], Timestamp(0)).is_empty());
+        let mut new = detector(Settings::default());
+        new.carry_state_from(&old);
+        assert_eq!(new.process(&events[3..], Timestamp(0)).len(), 1);
+    }
+
+    #[test]
+    fn technique_ids_from_tags() {
+        let tags: Vec<String> = [
+            "attack.credential_access",
+            "attack.t1110",
+            "attack.t1110.001",
+            "attack.T1059.001",
+            "attack.g0016",
+            "attack.t1110",
+            "attack.t12",
+            "cve.2021-44228",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(technique_ids(&tags), ["T1110", "T1110.001", "T1059.001"]);
+    }
+}
