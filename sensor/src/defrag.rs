@@ -45,8 +45,9 @@ pub struct DefragStats {
 
 #[derive(Default)]
 pub struct Defrag {
-    buffers: HashMap<Key, Buffer>,
+    buffers: HashMap<Key, Buffer, foldhash::fast::RandomState>,
     bytes: usize,
+    last_expire_ns: i64,
     pub stats: DefragStats,
 }
 
@@ -60,7 +61,10 @@ pub struct Reassembled {
 impl Defrag {
     /// Add one fragment; returns the whole packet once its last piece arrived.
     pub fn add(&mut self, ts_ns: i64, f: &Fragment<'_>) -> Option<Reassembled> {
-        self.expire(ts_ns);
+        if ts_ns.saturating_sub(self.last_expire_ns) >= 1_000_000_000 {
+            self.expire(ts_ns);
+            self.last_expire_ns = ts_ns;
+        }
         let key = Key {
             src: f.src,
             dst: f.dst,

@@ -105,6 +105,12 @@ impl HttpFlow {
         if self.req.state == Body::Stopped {
             return;
         }
+        // Body bytes are counted straight from the segment, not copied into the buffer.
+        let (used, body) = count_body(&mut self.req, data);
+        if let Some(tx) = self.pending.back_mut() {
+            tx.request_body_bytes += body;
+        }
+        let data = &data[used..];
         self.req.buf.extend_from_slice(data);
         self.parse_requests(ts_ns);
         self.check_cap(out);
@@ -115,6 +121,16 @@ impl HttpFlow {
         if self.resp.state == Body::Stopped {
             return;
         }
+        let (used, body) = count_body(&mut self.resp, data);
+        if let Some(tx) = self.current.as_mut() {
+            tx.response_body_bytes += body;
+        }
+        if used > 0 && self.resp.state == Body::Idle {
+            if let Some(tx) = self.current.take() {
+                out.push(tx);
+            }
+        }
+        let data = &data[used..];
         self.resp.buf.extend_from_slice(data);
         self.parse_responses(out);
         self.check_cap(out);
@@ -364,6 +380,24 @@ fn header(side: &mut Side, name: &str, value: &str) {
         "transfer-encoding" => side.chunked = value.to_ascii_lowercase().contains("chunked"),
         _ => {}
     }
+}
+
+/// With nothing buffered and a body being read, count body bytes directly from `data`; returns
+/// (bytes consumed, body bytes counted). Stops where framing needs the parser again.
+fn count_body(side: &mut Side, data: &[u8]) -> (usize, u64) {
+    let (mut used, mut body) = (0, 0);
+    while side.buf.is_empty()
+        && used < data.len()
+        && matches!(side.state, Body::Length(_) | Body::UntilClose | Body::ChunkData(_))
+    {
+        let (n, b) = body_step(&mut side.state, &data[used..]);
+        if n == 0 {
+            break;
+        }
+        used += n;
+        body += b;
+    }
+    (used, body)
 }
 
 /// Advance through body bytes; returns (bytes consumed, body bytes counted).

@@ -58,7 +58,7 @@ pub struct SessionStats {
 }
 
 pub struct Sessions {
-    map: HashMap<u64, Session>,
+    map: HashMap<u64, Session, foldhash::fast::RandomState>,
     max_sessions: usize,
     pub stats: SessionStats,
     scratch: Vec<u8>,
@@ -81,7 +81,7 @@ fn looks_like_http_request(data: &[u8]) -> bool {
 impl Sessions {
     pub fn new(max_sessions: usize) -> Sessions {
         Sessions {
-            map: HashMap::new(),
+            map: HashMap::default(),
             max_sessions,
             stats: SessionStats::default(),
             scratch: Vec::new(),
@@ -130,7 +130,14 @@ impl Sessions {
             );
         }
         let Some(session) = self.map.get_mut(&view.id) else { return };
-        if matches!(session.app, App::None) {
+        // Nothing left to learn: no analyser, or the handshake/banners are complete.
+        let done = match &session.app {
+            App::None => true,
+            App::Tls(flow) => flow.done(),
+            App::Ssh(flow) => flow.done(),
+            _ => false,
+        };
+        if done {
             return;
         }
         if p.proto == 17 {
