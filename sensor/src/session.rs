@@ -58,7 +58,8 @@ pub struct SessionStats {
 }
 
 pub struct Sessions {
-    map: HashMap<u64, Session, foldhash::fast::RandomState>,
+    /// Boxed: a session is ~640 bytes, and the table moves its values when it grows.
+    map: HashMap<u64, Box<Session>, foldhash::fast::RandomState>,
     max_sessions: usize,
     pub stats: SessionStats,
     scratch: Vec<u8>,
@@ -120,13 +121,13 @@ impl Sessions {
             };
             self.map.insert(
                 view.id,
-                Session {
+                Box::new(Session {
                     view: view.clone(),
                     app,
                     streams: [Stream::default(), Stream::default()],
                     dns_tcp: [Vec::new(), Vec::new()],
                     chunks: 0,
-                },
+                }),
             );
         }
         let Some(session) = self.map.get_mut(&view.id) else { return };
