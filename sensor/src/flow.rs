@@ -453,9 +453,74 @@ fn is_dns_response(payload: &[u8]) -> bool {
     payload.len() >= 12 && payload[2] & 0x80 != 0
 }
 
+/// Zeek's `likely_server_ports` with its default scripts: the ports its protocol analysers
+/// register. Only these (not "any port below 1024") make a flow's first sender the responder.
 fn is_service_port(proto: u8, port: u16) -> bool {
     match proto {
-        6 | 17 => port < 1024,
+        6 => matches!(
+            port,
+            21 | 22
+                | 25
+                | 53
+                | 80
+                | 81
+                | 88
+                | 110
+                | 111
+                | 135
+                | 139
+                | 143
+                | 389
+                | 443
+                | 445
+                | 502
+                | 563
+                | 585
+                | 587
+                | 614
+                | 631
+                | 636
+                | 989
+                | 990
+                | 992
+                | 993
+                | 995
+                | 1080
+                | 2811
+                | 3128
+                | 3268
+                | 3306
+                | 3389
+                | 5222
+                | 5223
+                | 5269
+                | 5432
+                | 6666..=6669 | 8000 | 8080 | 8888 | 20000
+        ),
+        17 => matches!(
+            port,
+            53 | 67
+                | 68
+                | 88
+                | 111
+                | 123
+                | 137
+                | 161
+                | 162
+                | 443
+                | 514
+                | 547
+                | 1812
+                | 2123
+                | 2152
+                | 3544
+                | 4789
+                | 5060
+                | 5072
+                | 5353
+                | 5355
+                | 6081
+        ),
         _ => false,
     }
 }
