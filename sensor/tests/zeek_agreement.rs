@@ -460,6 +460,61 @@ fn tsv_tuple(row: &HashMap<String, String>) -> (String, String, String, String) 
     )
 }
 
+const TSHARK_HTTP_FIELDS: &[&str] = &["method", "host", "uri", "user_agent"];
+
+/// HTTP requests over TCP from the reference tables: method, Host, URI and User-Agent.
+fn tshark_http(tally: &mut Tally) {
+    let reference = data_dir().join("pcap/tshark-reference");
+    let samples = data_dir().join("pcap/samples");
+    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
+    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    cases.sort();
+    for case in cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let rows: Vec<_> = read_tsv(&case.join("http.tsv"))
+            .into_iter()
+            .filter(|r| {
+                r.get("http.request.method").is_some_and(|m| !m.is_empty())
+                    && r.get("tcp.srcport").is_some_and(|p| !p.is_empty())
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let pcap = ["pcap", "pcapng"]
+            .iter()
+            .map(|x| samples.join(format!("{name}.{x}")))
+            .find(|p| p.exists());
+        let Some(pcap) = pcap else { continue };
+        let field = |row: &HashMap<String, String>, f: &str| {
+            let v = row.get(f).cloned().unwrap_or_default();
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v
+            }
+        };
+        let reference: Vec<Record> = rows
+            .iter()
+            .map(|row| {
+                let (sh, sp, dh, dp) = tsv_tuple(row);
+                let mut r = Record::new();
+                r.insert("id.orig_h".into(), sh);
+                r.insert("id.orig_p".into(), sp);
+                r.insert("id.resp_h".into(), dh);
+                r.insert("id.resp_p".into(), dp);
+                r.insert("method".into(), field(row, "http.request.method"));
+                r.insert("host".into(), field(row, "http.host"));
+                r.insert("uri".into(), field(row, "http.request.uri"));
+                r.insert("user_agent".into(), field(row, "http.user_agent"));
+                r
+            })
+            .collect();
+        let ours = as_zeek(&run_sensor(&pcap, 0), "http");
+        compare(&name, "tshark-http", TSHARK_HTTP_FIELDS, reference, ours, tally);
+    }
+}
+
 fn tshark_tls(tally: &mut Tally) {
     let reference = data_dir().join("pcap/tshark-reference");
     let samples = data_dir().join("pcap/samples");
@@ -811,6 +866,7 @@ struct Floors {
     ssh: Floor,
     x509: Floor,
     tshark_tls: Floor,
+    tshark_http: Floor,
     suricata: SuricataFloor,
 }
 
@@ -911,6 +967,43 @@ fn agreement_with_zeek_and_suricata() {
         failures.push(format!(
             "tshark tls: fields equal {fr:.4} below floor {}",
             floors.tshark_tls.fields
+        ));
+    }
+
+    let mut tshark = Tally::default();
+    tshark_http(&mut tshark);
+    let rec = ratio(tshark.matched, tshark.baseline);
+    println!("\ntshark reference (sample captures), HTTP requests over TCP:");
+    println!(
+        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
+        "http",
+        "records matched",
+        tshark.matched,
+        tshark.baseline,
+        rec * 100.0
+    );
+    let (mut eq, mut cmp) = (0, 0);
+    for f in TSHARK_HTTP_FIELDS {
+        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
+        eq += e;
+        cmp += c;
+        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "http", ratio(e, c) * 100.0);
+    }
+    let fr = ratio(eq, cmp);
+    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "http", "ALL FIELDS", fr * 100.0);
+    for m in &tshark.mismatches {
+        println!("  {m}");
+    }
+    if rec + 1e-9 < floors.tshark_http.records {
+        failures.push(format!(
+            "tshark http: records matched {rec:.4} below floor {}",
+            floors.tshark_http.records
+        ));
+    }
+    if fr + 1e-9 < floors.tshark_http.fields {
+        failures.push(format!(
+            "tshark http: fields equal {fr:.4} below floor {}",
+            floors.tshark_http.fields
         ));
     }
 
