@@ -515,6 +515,84 @@ fn tshark_http(tally: &mut Tally) {
     }
 }
 
+const TSHARK_DNS_FIELDS: &[&str] = &["trans_id", "query", "rcode_name", "a"];
+
+/// DNS responses from the reference tables: id, question name, rcode and the A records.
+fn tshark_dns(tally: &mut Tally) {
+    let reference = data_dir().join("pcap/tshark-reference");
+    let samples = data_dir().join("pcap/samples");
+    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
+    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    cases.sort();
+    for case in cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let rows: Vec<_> = read_tsv(&case.join("dns.tsv"))
+            .into_iter()
+            .filter(|r| r.get("dns.flags.response").map(String::as_str) == Some("1"))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let pcap = ["pcap", "pcapng"]
+            .iter()
+            .map(|x| samples.join(format!("{name}.{x}")))
+            .find(|p| p.exists());
+        let Some(pcap) = pcap else { continue };
+        let reference: Vec<Record> = rows
+            .iter()
+            .map(|row| {
+                // A response travels server -> client; the flow's originator is the client.
+                let (sh, sp, dh, dp) = tsv_tuple(row);
+                let mut r = Record::new();
+                r.insert("id.orig_h".into(), dh);
+                r.insert("id.orig_p".into(), dp);
+                r.insert("id.resp_h".into(), sh);
+                r.insert("id.resp_p".into(), sp);
+                let id = row.get("dns.id").map(|i| i.trim_start_matches("0x")).unwrap_or("");
+                r.insert(
+                    "trans_id".into(),
+                    u16::from_str_radix(id, 16).map_or("-".into(), |v| v.to_string()),
+                );
+                let q = row.get("dns.qry.name").cloned().unwrap_or_default().to_ascii_lowercase();
+                r.insert("query".into(), if q.is_empty() { "-".into() } else { q });
+                let rcode =
+                    row.get("dns.flags.rcode").and_then(|c| c.parse::<u8>().ok()).unwrap_or(0);
+                r.insert("rcode_name".into(), canh_sensor::dns::rcode_name(rcode));
+                let mut a: Vec<String> = row
+                    .get("dns.a")
+                    .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                    .unwrap_or_default();
+                a.sort();
+                r.insert("a".into(), if a.is_empty() { "-".into() } else { a.join(",") });
+                r
+            })
+            .collect();
+        let ours: Vec<Record> = run_sensor(&pcap, 0)
+            .iter()
+            .filter(|e| e.dns.as_ref().is_some_and(|d| d.response_code.is_some()))
+            .map(|e| {
+                let mut r = Record::new();
+                tuple(e, &mut r);
+                let d = e.dns.clone().unwrap_or_default();
+                r.insert("trans_id".into(), opt(d.id));
+                r.insert("query".into(), opt(d.question.and_then(|q| q.name)));
+                r.insert("rcode_name".into(), opt(d.response_code));
+                let mut a: Vec<String> = d
+                    .answers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|x| x.r#type.as_deref() == Some("A"))
+                    .filter_map(|x| x.data)
+                    .collect();
+                a.sort();
+                r.insert("a".into(), if a.is_empty() { "-".into() } else { a.join(",") });
+                r
+            })
+            .collect();
+        compare(&name, "tshark-dns", TSHARK_DNS_FIELDS, reference, ours, tally);
+    }
+}
+
 fn tshark_tls(tally: &mut Tally) {
     let reference = data_dir().join("pcap/tshark-reference");
     let samples = data_dir().join("pcap/samples");
@@ -867,6 +945,7 @@ struct Floors {
     x509: Floor,
     tshark_tls: Floor,
     tshark_http: Floor,
+    tshark_dns: Floor,
     suricata: SuricataFloor,
 }
 
@@ -1004,6 +1083,43 @@ fn agreement_with_zeek_and_suricata() {
         failures.push(format!(
             "tshark http: fields equal {fr:.4} below floor {}",
             floors.tshark_http.fields
+        ));
+    }
+
+    let mut tshark = Tally::default();
+    tshark_dns(&mut tshark);
+    let rec = ratio(tshark.matched, tshark.baseline);
+    println!("\ntshark reference (sample captures), DNS responses:");
+    println!(
+        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
+        "dns",
+        "records matched",
+        tshark.matched,
+        tshark.baseline,
+        rec * 100.0
+    );
+    let (mut eq, mut cmp) = (0, 0);
+    for f in TSHARK_DNS_FIELDS {
+        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
+        eq += e;
+        cmp += c;
+        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "dns", ratio(e, c) * 100.0);
+    }
+    let fr = ratio(eq, cmp);
+    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "dns", "ALL FIELDS", fr * 100.0);
+    for m in tshark.mismatches.iter().take(20) {
+        println!("  {m}");
+    }
+    if rec + 1e-9 < floors.tshark_dns.records {
+        failures.push(format!(
+            "tshark dns: records matched {rec:.4} below floor {}",
+            floors.tshark_dns.records
+        ));
+    }
+    if fr + 1e-9 < floors.tshark_dns.fields {
+        failures.push(format!(
+            "tshark dns: fields equal {fr:.4} below floor {}",
+            floors.tshark_dns.fields
         ));
     }
 
