@@ -151,6 +151,7 @@ impl Sessions {
                     if let App::Dns(flow) = &mut session.app {
                         let mut done = Vec::new();
                         flow.message(ts_ns, msg, &mut done);
+                        self.stats.buffer_full += std::mem::take(&mut flow.dropped);
                         out.extend(done.into_iter().map(|t| (session.view.clone(), Meta::Dns(t))));
                     }
                 }
@@ -162,6 +163,10 @@ impl Sessions {
         let dir = usize::from(!view.from_orig);
         self.scratch.clear();
         let delivery = session.streams[dir].segment(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
+        if delivery.gap {
+            // The out-of-order hold was full: a hole was skipped.
+            self.stats.buffer_full += 1;
+        }
         if self.scratch.is_empty() && !delivery.gap {
             return;
         }
@@ -258,6 +263,7 @@ fn feed(
                     Ok(m) => {
                         let mut done = Vec::new();
                         flow.message(ts_ns, m, &mut done);
+                        stats.buffer_full += std::mem::take(&mut flow.dropped);
                         out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Dns(t))));
                     }
                     Err(_) => stats.parse_errors += 1,
