@@ -302,7 +302,8 @@ impl HttpFlow {
         if let Some(tx) = self.current.take() {
             out.push(tx);
         }
-        out.extend(self.pending.drain(..));
+        // A line that was neither a request nor answered is not a transaction (Zeek logs none).
+        out.extend(self.pending.drain(..).filter(|tx| tx.method.is_some()));
     }
 
     fn parse_requests(&mut self, ts_ns: i64) {
@@ -661,6 +662,15 @@ mod tests {
         let mut bad = BodyDecoder::new(Encoding::Gzip);
         assert_eq!(bad.feed(b"not gzip at all"), 0);
         assert!(bad.failed);
+    }
+
+    #[test]
+    fn unparsable_unanswered_lines_are_not_transactions() {
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"\x16\x03garbage\r\n", &mut out);
+        flow.finish(&mut out);
+        assert!(out.is_empty());
     }
 
     #[test]
