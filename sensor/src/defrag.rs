@@ -45,8 +45,9 @@ pub struct DefragStats {
 
 #[derive(Default)]
 pub struct Defrag {
-    buffers: HashMap<Key, Buffer>,
+    buffers: HashMap<Key, Buffer, foldhash::fast::RandomState>,
     bytes: usize,
+    last_expire_ns: i64,
     pub stats: DefragStats,
 }
 
@@ -60,7 +61,10 @@ pub struct Reassembled {
 impl Defrag {
     /// Add one fragment; returns the whole packet once its last piece arrived.
     pub fn add(&mut self, ts_ns: i64, f: &Fragment<'_>) -> Option<Reassembled> {
-        self.expire(ts_ns);
+        if ts_ns.saturating_sub(self.last_expire_ns) >= 1_000_000_000 {
+            self.expire(ts_ns);
+            self.last_expire_ns = ts_ns;
+        }
         let key = Key {
             src: f.src,
             dst: f.dst,
@@ -162,7 +166,7 @@ mod tests {
     use super::*;
     use crate::decode::{decode, LinkType};
 
-    fn frag(offset: u16, more: bool, data: &'static [u8]) -> Fragment<'static> {
+    fn frag(offset: u16, more: bool, data: &[u8]) -> Fragment<'_> {
         Fragment {
             src: "10.0.0.1".parse().expect("ip"),
             dst: "10.0.0.2".parse().expect("ip"),
@@ -200,6 +204,24 @@ mod tests {
         assert!(d.is_empty());
         assert_eq!(d.stats.timed_out, 1);
         assert_eq!(d.bytes, 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_fragments_never_panic(
+            frags in proptest::collection::vec((0u16..8192, proptest::prelude::any::<bool>(), 0usize..64, 0u32..4), 0..60)
+        ) {
+            let data = [1u8; 64];
+            let mut d = Defrag::default();
+            for (i, (offset, more, len, id)) in frags.into_iter().enumerate() {
+                let mut f = frag(offset, more, &data[..len]);
+                f.id = id;
+                if let Some(whole) = d.add(i as i64, &f) {
+                    let _ = decode(LinkType::Raw, &whole.ip);
+                }
+            }
+            proptest::prop_assert!(d.bytes <= MAX_BYTES);
+        }
     }
 
     #[test]

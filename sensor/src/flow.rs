@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 const NANOS: i64 = 1_000_000_000;
+/// How often idle and closed flows are looked for, in packet time.
+const SWEEP_INTERVAL_NS: i64 = 5 * NANOS;
 
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -260,7 +262,8 @@ pub struct FlowStats {
 
 pub struct FlowTable {
     config: FlowConfig,
-    flows: HashMap<Key, Flow>,
+    /// foldhash: fast, and seeded per process so crafted keys cannot aim at one bucket.
+    flows: HashMap<Key, Flow, foldhash::fast::RandomState>,
     last_sweep_ns: i64,
     pub stats: FlowStats,
 }
@@ -269,7 +272,7 @@ impl FlowTable {
     pub fn new(config: FlowConfig) -> FlowTable {
         FlowTable {
             config,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             last_sweep_ns: i64::MIN,
             stats: FlowStats::default(),
         }
@@ -291,7 +294,9 @@ impl FlowTable {
         packet: &Packet<'_>,
         out: &mut Vec<FlowRecord>,
     ) -> Option<FlowView> {
-        if ts_ns.saturating_sub(self.last_sweep_ns) >= NANOS {
+        // A sweep visits every flow, so it runs every few seconds of packet time; a flow that is due
+        // is also written as soon as its own next packet arrives, so no record depends on it.
+        if ts_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
             self.expire(ts_ns, out);
             self.last_sweep_ns = ts_ns;
         }
@@ -448,9 +453,74 @@ fn is_dns_response(payload: &[u8]) -> bool {
     payload.len() >= 12 && payload[2] & 0x80 != 0
 }
 
+/// Zeek's `likely_server_ports` with its default scripts: the ports its protocol analysers
+/// register. Only these (not "any port below 1024") make a flow's first sender the responder.
 fn is_service_port(proto: u8, port: u16) -> bool {
     match proto {
-        6 | 17 => port < 1024,
+        6 => matches!(
+            port,
+            21 | 22
+                | 25
+                | 53
+                | 80
+                | 81
+                | 88
+                | 110
+                | 111
+                | 135
+                | 139
+                | 143
+                | 389
+                | 443
+                | 445
+                | 502
+                | 563
+                | 585
+                | 587
+                | 614
+                | 631
+                | 636
+                | 989
+                | 990
+                | 992
+                | 993
+                | 995
+                | 1080
+                | 2811
+                | 3128
+                | 3268
+                | 3306
+                | 3389
+                | 5222
+                | 5223
+                | 5269
+                | 5432
+                | 6666..=6669 | 8000 | 8080 | 8888 | 20000
+        ),
+        17 => matches!(
+            port,
+            53 | 67
+                | 68
+                | 88
+                | 111
+                | 123
+                | 137
+                | 161
+                | 162
+                | 443
+                | 514
+                | 547
+                | 1812
+                | 2123
+                | 2152
+                | 3544
+                | 4789
+                | 5060
+                | 5072
+                | 5353
+                | 5355
+                | 6081
+        ),
         _ => false,
     }
 }

@@ -49,11 +49,146 @@ struct Side {
     /// Framing learnt from the headers of the message being read.
     content_length: Option<u64>,
     chunked: bool,
+    /// `Content-Encoding` of the message being read: gzip or deflate bodies are counted
+    /// decompressed, as Zeek's `response_body_len` is.
+    encoding: Option<Encoding>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Gzip,
+    Deflate,
+}
+
+/// Most gzip header bytes waited for (the optional name and comment fields can be long).
+const MAX_GZIP_HEADER: usize = 4096;
+
+/// Counts the bytes a gzip or deflate body decompresses to, without keeping them.
+struct BodyDecoder {
+    encoding: Encoding,
+    /// Gzip: header bytes not yet complete.
+    header: Vec<u8>,
+    inflate: Option<flate2::Decompress>,
+    failed: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for BodyDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyDecoder").field("encoding", &self.encoding).finish()
+    }
+}
+
+/// Length of a complete gzip header at the start of `b` (RFC 1952 section 2.3), None when more
+/// bytes are needed, Err when it is not gzip.
+fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, ()> {
+    if b.len() < 10 {
+        return if b.iter().zip([0x1f, 0x8b, 8]).all(|(x, y)| *x == y) {
+            Ok(None)
+        } else {
+            Err(())
+        };
+    }
+    if b[..3] != [0x1f, 0x8b, 8] {
+        return Err(());
+    }
+    let flags = b[3];
+    let mut pos = 10;
+    if flags & 0x04 != 0 {
+        let Some(l) = b.get(pos..pos + 2) else { return Ok(None) };
+        pos += 2 + usize::from(u16::from_le_bytes([l[0], l[1]]));
+    }
+    for bit in [0x08, 0x10] {
+        if flags & bit != 0 {
+            let Some(end) = b.get(pos..).and_then(|r| r.iter().position(|&c| c == 0)) else {
+                return Ok(None);
+            };
+            pos += end + 1;
+        }
+    }
+    if flags & 0x02 != 0 {
+        pos += 2;
+    }
+    Ok(if pos <= b.len() { Some(pos) } else { None })
+}
+
+impl BodyDecoder {
+    fn new(encoding: Encoding) -> BodyDecoder {
+        BodyDecoder { encoding, header: Vec::new(), inflate: None, failed: false, done: false }
+    }
+
+    /// Feed compressed body bytes; returns how many decompressed bytes they produced.
+    fn feed(&mut self, data: &[u8]) -> u64 {
+        if self.failed || self.done {
+            return 0;
+        }
+        if self.inflate.is_some() {
+            return self.inflate_bytes(data);
+        }
+        match self.encoding {
+            Encoding::Gzip => {
+                self.header.extend_from_slice(data);
+                match gzip_header_len(&self.header) {
+                    Ok(Some(n)) => {
+                        let rest = self.header.split_off(n);
+                        self.header = Vec::new();
+                        self.inflate = Some(flate2::Decompress::new(false));
+                        self.inflate_bytes(&rest)
+                    }
+                    Ok(None) if self.header.len() < MAX_GZIP_HEADER => 0,
+                    _ => {
+                        self.failed = true;
+                        0
+                    }
+                }
+            }
+            Encoding::Deflate => {
+                // "deflate" is zlib-wrapped (RFC 9110), but raw deflate is common too.
+                let Some(&first) = data.first() else { return 0 };
+                self.inflate = Some(flate2::Decompress::new(first & 0x0f == 8));
+                self.inflate_bytes(data)
+            }
+        }
+    }
+
+    fn inflate_bytes(&mut self, mut data: &[u8]) -> u64 {
+        let Some(inflate) = self.inflate.as_mut() else { return 0 };
+        let mut out = [0u8; 16 * 1024];
+        let before = inflate.total_out();
+        while !data.is_empty() {
+            let in_before = inflate.total_in();
+            let out_before = inflate.total_out();
+            match inflate.decompress(data, &mut out, flate2::FlushDecompress::None) {
+                Ok(status) => {
+                    let used = (inflate.total_in() - in_before) as usize;
+                    data = &data[used.min(data.len())..];
+                    if status == flate2::Status::StreamEnd {
+                        self.done = true;
+                        break;
+                    }
+                    if used == 0 && inflate.total_out() == out_before {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    self.failed = true;
+                    break;
+                }
+            }
+        }
+        inflate.total_out() - before
+    }
 }
 
 impl Side {
     fn new() -> Side {
-        Side { buf: Vec::new(), state: Body::Idle, content_length: None, chunked: false }
+        Side {
+            buf: Vec::new(),
+            state: Body::Idle,
+            content_length: None,
+            chunked: false,
+            encoding: None,
+        }
     }
 }
 
@@ -66,6 +201,8 @@ pub struct HttpFlow {
     /// The response being read (its request, or one made up for a response with no request).
     current: Option<Transaction>,
     interim: bool,
+    /// Decompressing the response body being read.
+    decoder: Option<Box<BodyDecoder>>,
     /// Headers over the cap or a malformed stream: counted by the caller.
     pub overflowed: bool,
 }
@@ -78,6 +215,7 @@ impl Default for HttpFlow {
             pending: VecDeque::new(),
             current: None,
             interim: false,
+            decoder: None,
             overflowed: false,
         }
     }
@@ -105,6 +243,12 @@ impl HttpFlow {
         if self.req.state == Body::Stopped {
             return;
         }
+        // Body bytes are counted straight from the segment, not copied into the buffer.
+        let (used, body) = count_body(&mut self.req, data);
+        if let Some(tx) = self.pending.back_mut() {
+            tx.request_body_bytes += body;
+        }
+        let data = &data[used..];
         self.req.buf.extend_from_slice(data);
         self.parse_requests(ts_ns);
         self.check_cap(out);
@@ -115,6 +259,17 @@ impl HttpFlow {
         if self.resp.state == Body::Stopped {
             return;
         }
+        let (used, body) = count_body(&mut self.resp, data);
+        let body = self.decoded(&data[..used], body);
+        if let Some(tx) = self.current.as_mut() {
+            tx.response_body_bytes += body;
+        }
+        if used > 0 && self.resp.state == Body::Idle {
+            if let Some(tx) = self.current.take() {
+                out.push(tx);
+            }
+        }
+        let data = &data[used..];
         self.resp.buf.extend_from_slice(data);
         self.parse_responses(out);
         self.check_cap(out);
@@ -147,7 +302,8 @@ impl HttpFlow {
         if let Some(tx) = self.current.take() {
             out.push(tx);
         }
-        out.extend(self.pending.drain(..));
+        // A line that was neither a request nor answered is not a transaction (Zeek logs none).
+        out.extend(self.pending.drain(..).filter(|tx| tx.method.is_some()));
     }
 
     fn parse_requests(&mut self, ts_ns: i64) {
@@ -292,6 +448,8 @@ impl HttpFlow {
                     }
                     self.resp.content_length = None;
                     self.resp.chunked = false;
+                    self.resp.encoding = None;
+                    self.decoder = None;
                     self.resp.state = Body::Headers;
                 }
                 Body::Headers => {
@@ -331,6 +489,9 @@ impl HttpFlow {
                             None => Body::UntilClose,
                         }
                     };
+                    if let Some(encoding) = self.resp.encoding {
+                        self.decoder = Some(Box::new(BodyDecoder::new(encoding)));
+                    }
                     if self.resp.state == Body::Idle {
                         if let Some(tx) = self.current.take() {
                             out.push(tx);
@@ -339,6 +500,10 @@ impl HttpFlow {
                 }
                 _ => {
                     let (used, body) = body_step(&mut self.resp.state, rest);
+                    let body = match self.decoder.as_mut() {
+                        Some(d) if body > 0 => d.feed(&rest[..used]),
+                        _ => body,
+                    };
                     if let Some(tx) = self.current.as_mut() {
                         tx.response_body_bytes += body;
                     }
@@ -362,8 +527,44 @@ fn header(side: &mut Side, name: &str, value: &str) {
     match name.trim().to_ascii_lowercase().as_str() {
         "content-length" => side.content_length = value.trim().parse().ok(),
         "transfer-encoding" => side.chunked = value.to_ascii_lowercase().contains("chunked"),
+        "content-encoding" => {
+            let v = value.trim().to_ascii_lowercase();
+            side.encoding = match v.as_str() {
+                "gzip" | "x-gzip" => Some(Encoding::Gzip),
+                "deflate" => Some(Encoding::Deflate),
+                _ => None,
+            };
+        }
         _ => {}
     }
+}
+
+impl HttpFlow {
+    /// Body bytes as Zeek counts them: decompressed when the response has a content encoding.
+    fn decoded(&mut self, wire: &[u8], counted: u64) -> u64 {
+        match self.decoder.as_mut() {
+            Some(d) if counted > 0 => d.feed(wire),
+            _ => counted,
+        }
+    }
+}
+
+/// With nothing buffered and a body being read, count body bytes directly from `data`; returns
+/// (bytes consumed, body bytes counted). Stops where framing needs the parser again.
+fn count_body(side: &mut Side, data: &[u8]) -> (usize, u64) {
+    let (mut used, mut body) = (0, 0);
+    while side.buf.is_empty()
+        && used < data.len()
+        && matches!(side.state, Body::Length(_) | Body::UntilClose | Body::ChunkData(_))
+    {
+        let (n, b) = body_step(&mut side.state, &data[used..]);
+        if n == 0 {
+            break;
+        }
+        used += n;
+        body += b;
+    }
+    (used, body)
 }
 
 /// Advance through body bytes; returns (bytes consumed, body bytes counted).
@@ -433,6 +634,43 @@ mod tests {
         assert_eq!(out[1].uri.as_deref(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    #[test]
+    fn gzip_bodies_count_decompressed_bytes() {
+        use std::io::Write;
+        let text = vec![b'a'; 5000];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).expect("compress");
+        let body = gz.finish().expect("compress");
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&body);
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", &mut out);
+        // In two pieces, split inside the gzip header.
+        let cut = resp.len() - body.len() + 4;
+        flow.response_data(&resp[..cut], &mut out);
+        flow.response_data(&resp[cut..], &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].response_body_bytes, 5000);
+        // A corrupt body stops counting instead of failing the parser.
+        let mut bad = BodyDecoder::new(Encoding::Gzip);
+        assert_eq!(bad.feed(b"not gzip at all"), 0);
+        assert!(bad.failed);
+    }
+
+    #[test]
+    fn unparsable_unanswered_lines_are_not_transactions() {
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"\x16\x03garbage\r\n", &mut out);
+        flow.finish(&mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -111,7 +111,11 @@ fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut write = |events: &mut Vec<Event>| {
         for event in events.drain(..) {
             if write_error.is_none() {
-                if let Err(e) = writeln!(out, "{}", event.to_json()) {
+                // Straight into the buffered writer: no String per event.
+                let result = serde_json::to_writer(&mut out, &event)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"));
+                if let Err(e) = result {
                     write_error = Some(e);
                 }
             }

@@ -5,7 +5,7 @@ use crate::defrag::{Defrag, DefragStats};
 use crate::flow::{FlowConfig, FlowRecord, FlowTable, Identity};
 use crate::metrics::Metrics;
 use crate::session::{Meta, SessionStats, Sessions};
-use canh_event::Event;
+use canh_event::{Dataset, Event};
 
 pub struct PacketPipeline<'m> {
     who: Identity,
@@ -13,6 +13,8 @@ pub struct PacketPipeline<'m> {
     next_seq: u64,
     finished: Vec<FlowRecord>,
     sessions: Sessions,
+    /// `metrics.events` per dataset, in `Dataset::ALL` order (label lookups cost per event).
+    event_counters: Vec<prometheus::IntCounter>,
     defrag: Defrag,
     defrag_reported: DefragStats,
     metas: Vec<(crate::flow::FlowView, Meta)>,
@@ -30,6 +32,10 @@ impl<'m> PacketPipeline<'m> {
             next_seq: first_seq,
             finished: Vec::new(),
             sessions: Sessions::new(flows.max_flows),
+            event_counters: Dataset::ALL
+                .iter()
+                .map(|d| metrics.events.with_label_values(&[d.as_str()]))
+                .collect(),
             defrag: Defrag::default(),
             defrag_reported: DefragStats::default(),
             metas: Vec::new(),
@@ -74,6 +80,9 @@ impl<'m> PacketPipeline<'m> {
     }
 
     fn report_defrag(&mut self) {
+        if self.defrag.stats == self.defrag_reported {
+            return;
+        }
         let stats = self.defrag.stats.clone();
         let m = &self.metrics.fragments;
         m.with_label_values(&["reassembled"])
@@ -113,10 +122,13 @@ impl<'m> PacketPipeline<'m> {
             self.emit_metadata(out);
             out.push(record.to_event(&self.who, self.next_seq));
             self.next_seq += 1;
-            self.metrics.events.with_label_values(&["flow"]).inc();
+            self.event_counters[0].inc();
         }
         self.finished = finished;
         self.emit_metadata(out);
+        if self.sessions.stats == self.reported {
+            return;
+        }
         let stats = self.sessions.stats.clone();
         let drops = &self.metrics.metadata_drops;
         drops
@@ -134,7 +146,8 @@ impl<'m> PacketPipeline<'m> {
     fn emit_metadata(&mut self, out: &mut Vec<Event>) {
         for (view, meta) in self.metas.drain(..) {
             let event = crate::session::to_event(&view, &meta, &self.who, self.next_seq);
-            self.metrics.events.with_label_values(&[event.event.dataset.as_str()]).inc();
+            let i = Dataset::ALL.iter().position(|d| *d == event.event.dataset).unwrap_or(0);
+            self.event_counters[i].inc();
             out.push(event);
             self.next_seq += 1;
         }

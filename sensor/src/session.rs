@@ -58,7 +58,8 @@ pub struct SessionStats {
 }
 
 pub struct Sessions {
-    map: HashMap<u64, Session>,
+    /// Boxed: a session is ~640 bytes, and the table moves its values when it grows.
+    map: HashMap<u64, Box<Session>, foldhash::fast::RandomState>,
     max_sessions: usize,
     pub stats: SessionStats,
     scratch: Vec<u8>,
@@ -81,7 +82,7 @@ fn looks_like_http_request(data: &[u8]) -> bool {
 impl Sessions {
     pub fn new(max_sessions: usize) -> Sessions {
         Sessions {
-            map: HashMap::new(),
+            map: HashMap::default(),
             max_sessions,
             stats: SessionStats::default(),
             scratch: Vec::new(),
@@ -120,17 +121,24 @@ impl Sessions {
             };
             self.map.insert(
                 view.id,
-                Session {
+                Box::new(Session {
                     view: view.clone(),
                     app,
                     streams: [Stream::default(), Stream::default()],
                     dns_tcp: [Vec::new(), Vec::new()],
                     chunks: 0,
-                },
+                }),
             );
         }
         let Some(session) = self.map.get_mut(&view.id) else { return };
-        if matches!(session.app, App::None) {
+        // Nothing left to learn: no analyser, or the handshake/banners are complete.
+        let done = match &session.app {
+            App::None => true,
+            App::Tls(flow) => flow.done(),
+            App::Ssh(flow) => flow.done(),
+            _ => false,
+        };
+        if done {
             return;
         }
         if p.proto == 17 {
@@ -143,6 +151,7 @@ impl Sessions {
                     if let App::Dns(flow) = &mut session.app {
                         let mut done = Vec::new();
                         flow.message(ts_ns, msg, &mut done);
+                        self.stats.buffer_full += std::mem::take(&mut flow.dropped);
                         out.extend(done.into_iter().map(|t| (session.view.clone(), Meta::Dns(t))));
                     }
                 }
@@ -154,6 +163,10 @@ impl Sessions {
         let dir = usize::from(!view.from_orig);
         self.scratch.clear();
         let delivery = session.streams[dir].segment(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
+        if delivery.gap {
+            // The out-of-order hold was full: a hole was skipped.
+            self.stats.buffer_full += 1;
+        }
         if self.scratch.is_empty() && !delivery.gap {
             return;
         }
@@ -250,6 +263,7 @@ fn feed(
                     Ok(m) => {
                         let mut done = Vec::new();
                         flow.message(ts_ns, m, &mut done);
+                        stats.buffer_full += std::mem::take(&mut flow.dropped);
                         out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Dns(t))));
                     }
                     Err(_) => stats.parse_errors += 1,

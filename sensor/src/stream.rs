@@ -107,6 +107,22 @@ mod tests {
         assert_eq!(out, b"abcdefghi");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_segments_never_panic_and_stay_bounded(
+            segs in proptest::collection::vec((proptest::prelude::any::<u32>(), 0usize..2000, proptest::prelude::any::<bool>()), 0..80)
+        ) {
+            let mut s = Stream::default();
+            let data = vec![7u8; 2000];
+            let mut out = Vec::new();
+            for (seq, len, syn) in segs {
+                s.segment(seq, syn, &data[..len], &mut out);
+                proptest::prop_assert!(s.held.len() <= MAX_HELD_SEGMENTS + 1);
+                proptest::prop_assert!(s.held_bytes <= MAX_HELD_BYTES + 2000);
+            }
+        }
+    }
+
     #[test]
     fn skips_a_hole_when_too_much_is_held() {
         let mut s = Stream::default();

@@ -85,6 +85,12 @@ impl TlsFlow {
         TlsFlow { summary: Summary { ts_ns, ..Summary::default() }, ..TlsFlow::default() }
     }
 
+    /// Both sides encrypt now: nothing further is readable.
+    pub fn done(&self) -> bool {
+        (self.client.encrypted || self.client.stopped)
+            && (self.server.encrypted || self.server.stopped)
+    }
+
     /// In-order bytes from one side.
     pub fn data(&mut self, from_client: bool, data: &[u8]) {
         let side = if from_client { &mut self.client } else { &mut self.server };

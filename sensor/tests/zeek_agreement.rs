@@ -427,6 +427,236 @@ fn zeek_agreement() -> BTreeMap<String, Tally> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Wireshark (tshark) reference tables for the sample captures: JA3, SNI and JA3S per TLS flow.
+
+const TSHARK_TLS_FIELDS: &[&str] = &["server_name", "ja3", "ja3s"];
+
+fn read_tsv(path: &Path) -> Vec<HashMap<String, String>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else { return Vec::new() };
+    let names: Vec<&str> = header.split('\t').collect();
+    lines
+        .map(|l| {
+            names.iter().map(|n| n.to_string()).zip(l.split('\t').map(str::to_string)).collect()
+        })
+        .collect()
+}
+
+fn tsv_tuple(row: &HashMap<String, String>) -> (String, String, String, String) {
+    let get = |a: &str, b: &str| {
+        let v = row.get(a).cloned().unwrap_or_default();
+        if v.is_empty() {
+            row.get(b).cloned().unwrap_or_default()
+        } else {
+            v
+        }
+    };
+    (
+        get("ip.src", "ipv6.src"),
+        get("tcp.srcport", "udp.srcport"),
+        get("ip.dst", "ipv6.dst"),
+        get("tcp.dstport", "udp.dstport"),
+    )
+}
+
+const TSHARK_HTTP_FIELDS: &[&str] = &["method", "host", "uri", "user_agent"];
+
+/// HTTP requests over TCP from the reference tables: method, Host, URI and User-Agent.
+fn tshark_http(tally: &mut Tally) {
+    let reference = data_dir().join("pcap/tshark-reference");
+    let samples = data_dir().join("pcap/samples");
+    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
+    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    cases.sort();
+    for case in cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let rows: Vec<_> = read_tsv(&case.join("http.tsv"))
+            .into_iter()
+            .filter(|r| {
+                r.get("http.request.method").is_some_and(|m| !m.is_empty())
+                    && r.get("tcp.srcport").is_some_and(|p| !p.is_empty())
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let pcap = ["pcap", "pcapng"]
+            .iter()
+            .map(|x| samples.join(format!("{name}.{x}")))
+            .find(|p| p.exists());
+        let Some(pcap) = pcap else { continue };
+        let field = |row: &HashMap<String, String>, f: &str| {
+            let v = row.get(f).cloned().unwrap_or_default();
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v
+            }
+        };
+        let reference: Vec<Record> = rows
+            .iter()
+            .map(|row| {
+                let (sh, sp, dh, dp) = tsv_tuple(row);
+                let mut r = Record::new();
+                r.insert("id.orig_h".into(), sh);
+                r.insert("id.orig_p".into(), sp);
+                r.insert("id.resp_h".into(), dh);
+                r.insert("id.resp_p".into(), dp);
+                r.insert("method".into(), field(row, "http.request.method"));
+                r.insert("host".into(), field(row, "http.host"));
+                r.insert("uri".into(), field(row, "http.request.uri"));
+                r.insert("user_agent".into(), field(row, "http.user_agent"));
+                r
+            })
+            .collect();
+        let ours = as_zeek(&run_sensor(&pcap, 0), "http");
+        compare(&name, "tshark-http", TSHARK_HTTP_FIELDS, reference, ours, tally);
+    }
+}
+
+const TSHARK_DNS_FIELDS: &[&str] = &["trans_id", "query", "rcode_name", "a"];
+
+/// DNS responses from the reference tables: id, question name, rcode and the A records.
+fn tshark_dns(tally: &mut Tally) {
+    let reference = data_dir().join("pcap/tshark-reference");
+    let samples = data_dir().join("pcap/samples");
+    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
+    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    cases.sort();
+    for case in cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let rows: Vec<_> = read_tsv(&case.join("dns.tsv"))
+            .into_iter()
+            .filter(|r| r.get("dns.flags.response").map(String::as_str) == Some("1"))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let pcap = ["pcap", "pcapng"]
+            .iter()
+            .map(|x| samples.join(format!("{name}.{x}")))
+            .find(|p| p.exists());
+        let Some(pcap) = pcap else { continue };
+        let reference: Vec<Record> = rows
+            .iter()
+            .map(|row| {
+                // A response travels server -> client; the flow's originator is the client.
+                let (sh, sp, dh, dp) = tsv_tuple(row);
+                let mut r = Record::new();
+                r.insert("id.orig_h".into(), dh);
+                r.insert("id.orig_p".into(), dp);
+                r.insert("id.resp_h".into(), sh);
+                r.insert("id.resp_p".into(), sp);
+                let id = row.get("dns.id").map(|i| i.trim_start_matches("0x")).unwrap_or("");
+                r.insert(
+                    "trans_id".into(),
+                    u16::from_str_radix(id, 16).map_or("-".into(), |v| v.to_string()),
+                );
+                let q = row.get("dns.qry.name").cloned().unwrap_or_default().to_ascii_lowercase();
+                r.insert("query".into(), if q.is_empty() { "-".into() } else { q });
+                let rcode =
+                    row.get("dns.flags.rcode").and_then(|c| c.parse::<u8>().ok()).unwrap_or(0);
+                r.insert("rcode_name".into(), canh_sensor::dns::rcode_name(rcode));
+                let mut a: Vec<String> = row
+                    .get("dns.a")
+                    .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                    .unwrap_or_default();
+                a.sort();
+                r.insert("a".into(), if a.is_empty() { "-".into() } else { a.join(",") });
+                r
+            })
+            .collect();
+        let ours: Vec<Record> = run_sensor(&pcap, 0)
+            .iter()
+            .filter(|e| e.dns.as_ref().is_some_and(|d| d.response_code.is_some()))
+            .map(|e| {
+                let mut r = Record::new();
+                tuple(e, &mut r);
+                let d = e.dns.clone().unwrap_or_default();
+                r.insert("trans_id".into(), opt(d.id));
+                r.insert("query".into(), opt(d.question.and_then(|q| q.name)));
+                r.insert("rcode_name".into(), opt(d.response_code));
+                let mut a: Vec<String> = d
+                    .answers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|x| x.r#type.as_deref() == Some("A"))
+                    .filter_map(|x| x.data)
+                    .collect();
+                a.sort();
+                r.insert("a".into(), if a.is_empty() { "-".into() } else { a.join(",") });
+                r
+            })
+            .collect();
+        compare(&name, "tshark-dns", TSHARK_DNS_FIELDS, reference, ours, tally);
+    }
+}
+
+fn tshark_tls(tally: &mut Tally) {
+    let reference = data_dir().join("pcap/tshark-reference");
+    let samples = data_dir().join("pcap/samples");
+    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
+    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    cases.sort();
+    for case in cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let hellos = read_tsv(&case.join("tls_client_hello.tsv"));
+        if hellos.is_empty() {
+            continue;
+        }
+        let pcap = ["pcap", "pcapng"]
+            .iter()
+            .map(|x| samples.join(format!("{name}.{x}")))
+            .find(|p| p.exists());
+        let Some(pcap) = pcap else { continue };
+        // One record per ClientHello; the ServerHello of the reverse tuple adds JA3S.
+        let mut zeek_like: Vec<Record> = Vec::new();
+        for row in &hellos {
+            let (sh, sp, dh, dp) = tsv_tuple(row);
+            let mut r = Record::new();
+            r.insert("id.orig_h".into(), sh);
+            r.insert("id.orig_p".into(), sp);
+            r.insert("id.resp_h".into(), dh);
+            r.insert("id.resp_p".into(), dp);
+            let sni = row.get("tls.handshake.extensions_server_name").cloned().unwrap_or_default();
+            r.insert("server_name".into(), if sni.is_empty() { "-".into() } else { sni });
+            r.insert("ja3".into(), row.get("tls.handshake.ja3").cloned().unwrap_or_default());
+            zeek_like.push(r);
+        }
+        for row in read_tsv(&case.join("tls_server_hello.tsv")) {
+            let (sh, sp, dh, dp) = tsv_tuple(&row);
+            let ja3s = row.get("tls.handshake.ja3s").cloned().unwrap_or_default();
+            if let Some(r) = zeek_like.iter_mut().find(|r| {
+                r["id.orig_h"] == dh
+                    && r["id.orig_p"] == dp
+                    && r["id.resp_h"] == sh
+                    && r["id.resp_p"] == sp
+                    && !r.contains_key("ja3s")
+            }) {
+                r.insert("ja3s".into(), ja3s);
+            }
+        }
+        let events = run_sensor(&pcap, 0);
+        let ours: Vec<Record> = events
+            .iter()
+            .filter(|e| e.event.dataset == canh_event::Dataset::Tls)
+            .map(|e| {
+                let mut r = Record::new();
+                tuple(e, &mut r);
+                let tls = e.tls.clone().unwrap_or_default();
+                let client = tls.client.clone().unwrap_or_default();
+                r.insert("server_name".into(), opt(client.server_name));
+                r.insert("ja3".into(), opt(client.ja3));
+                r.insert("ja3s".into(), opt(tls.server.and_then(|s| s.ja3s)));
+                r
+            })
+            .collect();
+        compare(&name, "tshark-tls", TSHARK_TLS_FIELDS, zeek_like, ours, tally);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Suricata verification cases: the fields their test.yaml asserts, mapped to our events.
 
 struct SuricataCheck {
@@ -713,6 +943,9 @@ struct Floors {
     ssl: Floor,
     ssh: Floor,
     x509: Floor,
+    tshark_tls: Floor,
+    tshark_http: Floor,
+    tshark_dns: Floor,
     suricata: SuricataFloor,
 }
 
@@ -777,6 +1010,117 @@ fn agreement_with_zeek_and_suricata() {
         for m in &t.mismatches {
             println!("  {m}");
         }
+    }
+
+    let mut tshark = Tally::default();
+    tshark_tls(&mut tshark);
+    let rec = ratio(tshark.matched, tshark.baseline);
+    println!("\ntshark reference (sample captures), TLS per ClientHello:");
+    println!(
+        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
+        "tls",
+        "records matched",
+        tshark.matched,
+        tshark.baseline,
+        rec * 100.0
+    );
+    let (mut eq, mut cmp) = (0, 0);
+    for f in TSHARK_TLS_FIELDS {
+        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
+        eq += e;
+        cmp += c;
+        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "tls", ratio(e, c) * 100.0);
+    }
+    let fr = ratio(eq, cmp);
+    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "tls", "ALL FIELDS", fr * 100.0);
+    for m in &tshark.mismatches {
+        println!("  {m}");
+    }
+    if rec + 1e-9 < floors.tshark_tls.records {
+        failures.push(format!(
+            "tshark tls: records matched {rec:.4} below floor {}",
+            floors.tshark_tls.records
+        ));
+    }
+    if fr + 1e-9 < floors.tshark_tls.fields {
+        failures.push(format!(
+            "tshark tls: fields equal {fr:.4} below floor {}",
+            floors.tshark_tls.fields
+        ));
+    }
+
+    let mut tshark = Tally::default();
+    tshark_http(&mut tshark);
+    let rec = ratio(tshark.matched, tshark.baseline);
+    println!("\ntshark reference (sample captures), HTTP requests over TCP:");
+    println!(
+        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
+        "http",
+        "records matched",
+        tshark.matched,
+        tshark.baseline,
+        rec * 100.0
+    );
+    let (mut eq, mut cmp) = (0, 0);
+    for f in TSHARK_HTTP_FIELDS {
+        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
+        eq += e;
+        cmp += c;
+        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "http", ratio(e, c) * 100.0);
+    }
+    let fr = ratio(eq, cmp);
+    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "http", "ALL FIELDS", fr * 100.0);
+    for m in &tshark.mismatches {
+        println!("  {m}");
+    }
+    if rec + 1e-9 < floors.tshark_http.records {
+        failures.push(format!(
+            "tshark http: records matched {rec:.4} below floor {}",
+            floors.tshark_http.records
+        ));
+    }
+    if fr + 1e-9 < floors.tshark_http.fields {
+        failures.push(format!(
+            "tshark http: fields equal {fr:.4} below floor {}",
+            floors.tshark_http.fields
+        ));
+    }
+
+    let mut tshark = Tally::default();
+    tshark_dns(&mut tshark);
+    let rec = ratio(tshark.matched, tshark.baseline);
+    println!("\ntshark reference (sample captures), DNS responses:");
+    println!(
+        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
+        "dns",
+        "records matched",
+        tshark.matched,
+        tshark.baseline,
+        rec * 100.0
+    );
+    let (mut eq, mut cmp) = (0, 0);
+    for f in TSHARK_DNS_FIELDS {
+        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
+        eq += e;
+        cmp += c;
+        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "dns", ratio(e, c) * 100.0);
+    }
+    let fr = ratio(eq, cmp);
+    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "dns", "ALL FIELDS", fr * 100.0);
+    for m in tshark.mismatches.iter().take(20) {
+        println!("  {m}");
+    }
+    if rec + 1e-9 < floors.tshark_dns.records {
+        failures.push(format!(
+            "tshark dns: records matched {rec:.4} below floor {}",
+            floors.tshark_dns.records
+        ));
+    }
+    if fr + 1e-9 < floors.tshark_dns.fields {
+        failures.push(format!(
+            "tshark dns: fields equal {fr:.4} below floor {}",
+            floors.tshark_dns.fields
+        ));
     }
 
     let checks = suricata_checks();
