@@ -5,7 +5,7 @@ use canh_event::Event;
 use canh_sensor::flow::{FlowConfig, Identity};
 use canh_sensor::metrics::Metrics;
 use canh_sensor::packets::PacketPipeline;
-use canh_sensor::{capture, config, produce, sequence};
+use canh_sensor::{admin, capture, config, produce, sequence, spool, uplink};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -128,12 +128,12 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let first_seq = sequence::reserve(&cfg.sensor.state_dir).with_context(|| {
         format!("reserving an event sequence in {}", cfg.sensor.state_dir.display())
     })?;
-    let uplink = produce::Uplink::connect(
-        &cfg.kafka,
-        settings.linger,
-        metrics.kafka_delivered.clone(),
-        metrics.kafka_errors.clone(),
-    )?;
+    if let Some(listen) = settings.admin_listen {
+        let bound = admin::serve(listen, metrics.registry.clone())
+            .with_context(|| format!("binding the admin port {listen}"))?;
+        tracing::info!(listen = %bound, "admin port serving /metrics and /healthz");
+    }
+    let uplink = start_uplink(&settings, &metrics, first_seq)?;
     let who = Identity {
         sensor_id: cfg.sensor.id.clone(),
         tenant: cfg.sensor.tenant.clone(),
@@ -145,7 +145,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
 
     let mut pipeline = PacketPipeline::new(who, settings.flows.clone(), first_seq, &metrics);
     let mut events = Vec::new();
-    let mut send_error = None;
+    let mut send_error: Option<uplink::UplinkError> = None;
     let mut send = |events: &mut Vec<Event>| {
         for event in events.drain(..) {
             if send_error.is_some() {
@@ -185,17 +185,66 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     }
     pipeline.finish(&mut events);
     send(&mut events);
+    let events = pipeline.next_seq() - first_seq;
     if let Some(e) = send_error {
         return Err(e.into());
     }
-    uplink.flush(settings.flush_timeout)?;
+    let summary = uplink.shutdown()?;
     report_decode_errors(&metrics);
+    // The final stats line: what the uplink did this run.
     tracing::info!(
-        events = pipeline.next_seq() - first_seq,
-        delivered = metrics.kafka_delivered.get(),
+        events,
+        delivered = summary.delivered,
+        spooled = summary.spooled,
+        drained = summary.drained,
+        dropped = summary.dropped,
+        spool_bytes_left = summary.spool_bytes_left,
         "sensor stopped"
     );
+    if summary.spool_bytes_left > 0 {
+        tracing::warn!(
+            bytes = summary.spool_bytes_left,
+            "kafka did not take everything before the flush timeout: the rest waits in the spool"
+        );
+    }
     Ok(())
+}
+
+fn start_uplink(
+    settings: &config::Settings,
+    metrics: &Metrics,
+    first_seq: u64,
+) -> anyhow::Result<uplink::Uplink> {
+    let cfg = &settings.config;
+    let max_in_flight = cfg.uplink.max_in_flight;
+    let tuning = produce::ProducerTuning {
+        linger: settings.linger,
+        message_timeout: settings.message_timeout,
+        // Room above max_in_flight for alerts and health, which are not held back.
+        queue_records: max_in_flight + 10_000,
+    };
+    let producer = produce::connect(&cfg.kafka, tuning)?;
+    let config = uplink::UplinkConfig {
+        topic_prefix: cfg.kafka.topic_prefix.clone(),
+        spool_dir: settings.spool_dir.clone(),
+        spool: spool::SpoolLimits {
+            max_bytes: cfg.spool.max_bytes,
+            segment_bytes: cfg.spool.segment_bytes,
+        },
+        queue_capacity: cfg.uplink.queue_capacity,
+        max_in_flight,
+        rate_limit: (cfg.uplink.rate_limit > 0).then_some(cfg.uplink.rate_limit),
+        health_interval: settings.health_interval,
+        stall_timeout: settings.stall_timeout,
+        retry_backoff: settings.retry_backoff,
+        flush_timeout: settings.flush_timeout,
+        sensor_id: cfg.sensor.id.clone(),
+        tenant: cfg.sensor.tenant.clone(),
+        interface: cfg.input.interface.as_ref().map(|i| i.name.clone()),
+        health_first_seq: first_seq + sequence::UPLINK_OFFSET,
+    };
+    uplink::Uplink::start(config, producer, metrics.clone())
+        .with_context(|| format!("starting the uplink (spool {})", settings.spool_dir.display()))
 }
 
 /// Set `stop` on SIGINT or SIGTERM.
