@@ -198,6 +198,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         spooled = summary.spooled,
         drained = summary.drained,
         dropped = summary.dropped,
+        damaged_regions = summary.damaged_regions,
         spool_bytes_left = summary.spool_bytes_left,
         "sensor stopped"
     );

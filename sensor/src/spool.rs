@@ -215,6 +215,8 @@ struct Segment {
     records: u64,
     acked: u64,
     handed_out: bool,
+    /// Damage is reported the first time a segment is read, not again after a rewind.
+    damage_reported: bool,
     oldest_ns: Option<i64>,
 }
 
@@ -252,8 +254,17 @@ impl Spool {
                 .len();
             let oldest_ns = first_record_time(&path);
             total_bytes += bytes;
-            closed
-                .insert(id, Segment { bytes, records: 0, acked: 0, handed_out: false, oldest_ns });
+            closed.insert(
+                id,
+                Segment {
+                    bytes,
+                    records: 0,
+                    acked: 0,
+                    handed_out: false,
+                    damage_reported: false,
+                    oldest_ns,
+                },
+            );
         }
         let next_id = closed.keys().next_back().map_or(1, |id| id + 1);
         Ok(Spool { dir: dir.to_path_buf(), limits, closed, active: None, next_id, total_bytes })
@@ -313,10 +324,14 @@ impl Spool {
                 path: path.display().to_string(),
                 source,
             })?;
-            let (records, damage) = decode_segment(&bytes);
+            let (records, mut damage) = decode_segment(&bytes);
             if let Some(segment) = self.closed.get_mut(&id) {
                 segment.handed_out = true;
                 segment.records = records.len() as u64;
+                if segment.damage_reported {
+                    damage = Damage::default();
+                }
+                segment.damage_reported = true;
             }
             if records.is_empty() {
                 self.remove(id)?;
@@ -406,6 +421,7 @@ impl Spool {
                 records: active.records,
                 acked: 0,
                 handed_out: false,
+                damage_reported: false,
                 oldest_ns: active.oldest_ns,
             },
         );
@@ -589,6 +605,30 @@ mod tests {
         assert_eq!(batch.damage.regions, 1);
         again.ack(batch.segment, 9).expect("ack");
         assert!(again.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damage_is_reported_once_even_when_a_segment_is_read_again() {
+        let dir = temp("rewind-damage");
+        let limits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 20 };
+        let mut spool = Spool::open(&dir, limits).expect("open");
+        for seq in 0..3 {
+            spool.append(&record(seq, Class::Bulk)).expect("append");
+        }
+        spool.flush().expect("flush");
+        drop(spool);
+        let path =
+            std::fs::read_dir(&dir).expect("dir").next().expect("one").expect("entry").path();
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[HEADER + 3] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        let mut spool = Spool::open(&dir, limits).expect("reopen");
+        let first = spool.next_batch().expect("read").expect("batch");
+        assert_eq!((first.records.len(), first.damage.regions), (2, 1));
+        spool.rewind();
+        let again = spool.next_batch().expect("read").expect("batch");
+        assert_eq!((again.records.len(), again.damage.regions), (2, 0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -79,6 +79,7 @@ pub struct Summary {
     pub spooled: u64,
     pub drained: u64,
     pub dropped: u64,
+    pub damaged_regions: u64,
     pub spool_bytes_left: u64,
 }
 
@@ -462,6 +463,7 @@ impl Worker {
                     Ok(Some(batch)) => {
                         if batch.damage.regions > 0 {
                             self.metrics.spool_damaged_regions.inc_by(batch.damage.regions);
+                            self.summary.damaged_regions += batch.damage.regions;
                             self.metrics.spool_damaged_bytes.inc_by(batch.damage.bytes);
                             tracing::error!(
                                 segment = batch.segment,
@@ -558,7 +560,7 @@ impl Worker {
 
     fn update_gauges(&mut self) {
         self.metrics.in_flight.set(self.in_flight as i64);
-        self.metrics.link_up.set(i64::from(!self.link_down()));
+        self.metrics.link_up.set(i64::from(!self.link_down() && !self.probing));
         self.metrics.spool_bytes.set(self.spool.bytes() as i64);
         let age = self.spool.oldest_ns().map_or(0, |t| (now_ns() - t).max(0) / 1_000_000_000);
         self.metrics.spool_oldest_age_seconds.set(age);
