@@ -818,9 +818,18 @@ fn synflood_events() -> u64 {
 }
 
 fn spawn_sensor(config: &std::path::Path, log: &std::path::Path) -> Child {
+    spawn_sensor_with(config, log, &[])
+}
+
+fn spawn_sensor_with(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Child {
     Command::new(binary("canh-sensor"))
         .args(["run", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .env("CANH_LOG", "info,librdkafka=off,rdkafka=off")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("sensor log"))
@@ -873,14 +882,29 @@ fn consume(
     timeout: Duration,
     done: impl Fn(&std::collections::HashSet<String>) -> bool,
 ) -> Vec<(String, String, Vec<u8>)> {
+    consume_with(brokers, &[], prefix, partitions, timeout, done)
+}
+
+/// [`consume`] with extra client settings (SASL).
+fn consume_with(
+    brokers: &str,
+    settings: &[(&str, &str)],
+    prefix: &str,
+    partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&std::collections::HashSet<String>) -> bool,
+) -> Vec<(String, String, Vec<u8>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let mut client = rdkafka::ClientConfig::new();
+    client
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.auto.commit", "false");
+    for (key, value) in settings {
+        client.set(*key, *value);
+    }
+    let consumer: BaseConsumer = client.create().expect("consumer");
     let mut list = rdkafka::TopicPartitionList::new();
     for dataset in ["flow", "sensor"] {
         for p in 0..partitions {
@@ -1164,4 +1188,55 @@ async fn uplink_corrupt_spool_is_skipped_and_reported() {
     let flows = distinct_ids(&records, "flow");
     assert_eq!(flows.intersection(&first_run).count() as u64, n - 2, "two records lost, no more");
     assert_eq!(flows.intersection(&second_run).count() as u64, n, "the new run delivered");
+}
+
+/// TLS/SASL: a broker started with `--authentication` (users stored in its sqlite storage) takes
+/// the sensor's events over SASL SCRAM-SHA-512 with credentials from the environment, and refuses a
+/// wrong password (the events then wait in the spool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_sasl_scram_sha_512() {
+    let ns = Namespace::new("e2e_up_sasl");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 1);
+    let created = broker.cli(&["user", "create", "canh-sensor", "s3cret-pass"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    broker.pause();
+    broker.resume(true);
+    let sasl = "security_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n\
+                flush_timeout = \"60s\"";
+    let extra = "[uplink]\nhealth_interval = \"0s\"\nstall_timeout = \"2s\"\n";
+    let n = synflood_events();
+
+    // Wrong password: nothing is delivered, everything is kept.
+    let wrong = [("CANH_KAFKA_USERNAME", "canh-sensor"), ("CANH_KAFKA_PASSWORD", "wrong")];
+    let short = uplink_config(&dir, &broker.brokers(), &prefix, &sasl.replace("60s", "5s"), extra);
+    let short_path = dir.join("sensor-short.toml");
+    std::fs::rename(&short, &short_path).expect("rename config");
+    let log = dir.join("sensor-wrong.log");
+    let mut refused = spawn_sensor_with(&short_path, &log, &wrong);
+    let text = wait_sensor(&mut refused, &log, Duration::from_secs(90));
+    assert_eq!(stat(&text, "delivered"), 0, "a wrong password delivers nothing");
+    assert_eq!(stat(&text, "spooled"), n, "and keeps everything in the spool");
+
+    // Right password: the spooled run and a new run arrive.
+    let right = [("CANH_KAFKA_USERNAME", "canh-sensor"), ("CANH_KAFKA_PASSWORD", "s3cret-pass")];
+    let config = uplink_config(&dir, &broker.brokers(), &prefix, sasl, extra);
+    let log = dir.join("sensor.log");
+    let mut sensor = spawn_sensor_with(&config, &log, &right);
+    let text = wait_sensor(&mut sensor, &log, Duration::from_secs(120));
+    assert_eq!(stat(&text, "spool_bytes_left"), 0);
+    let settings = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "canh-sensor"),
+        ("sasl.password", "s3cret-pass"),
+    ];
+    let mut want = expected_ids(1, n);
+    want.extend(expected_ids(2, n));
+    let records =
+        consume_with(&broker.brokers(), &settings, &prefix, 1, Duration::from_secs(60), |ids| {
+            ids.len() >= want.len()
+        });
+    assert!(distinct_ids(&records, "flow") == want, "both runs arrived over SASL");
 }
