@@ -435,4 +435,37 @@ mod tests {
         let unknown = toml::from_str::<Config>(&text.replace("[input]", "[input]\ntypo = 1"));
         assert!(unknown.is_err());
     }
+
+    #[test]
+    fn uplink_sections_are_checked() {
+        let base = r#"
+            [sensor]
+            id = "s"
+            tenant = "t"
+            state_dir = "/tmp/x"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [input]
+            pcap_files = ["a.pcap"]
+        "#;
+        let settings = validate("x.toml", toml::from_str(base).expect("parses")).expect("valid");
+        assert_eq!(settings.spool_dir, PathBuf::from("/tmp/x/spool"));
+        assert_eq!(settings.health_interval, Some(Duration::from_secs(30)));
+        assert!(settings.admin_listen.is_none());
+        let bad = [
+            ("[spool]\nsegment_bytes = 10", "spool"),
+            ("[spool]\nmax_bytes = 5000\nsegment_bytes = 8000", "spool"),
+            ("[uplink]\nmax_in_flight = 0", "uplink"),
+            ("[uplink]\nhealth_interval = \"often\"", "uplink.health_interval"),
+            ("[admin]\nlisten = \"localhost\"", "admin.listen"),
+        ];
+        for (extra, field) in bad {
+            let config: Config = toml::from_str(&format!("{base}\n{extra}")).expect("parses");
+            let err = validate("x.toml", config).expect_err(extra);
+            assert!(err.to_string().contains(field), "{extra}: {err}");
+        }
+        let off: Config =
+            toml::from_str(&format!("{base}\n[uplink]\nhealth_interval = \"0s\"")).expect("parses");
+        assert_eq!(validate("x.toml", off).expect("valid").health_interval, None);
+    }
 }
