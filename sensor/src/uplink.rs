@@ -589,3 +589,74 @@ fn now_ns() -> i64 {
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KafkaSection;
+    use crate::produce::ProducerTuning;
+
+    fn event(dataset: Dataset, seq: u64) -> Event {
+        Event::new(dataset, canh_event::event_id("unit", seq), Timestamp(0), "unit", "t")
+    }
+
+    /// Kafka unreachable: nothing is delivered, nothing is lost, everything is in the spool at
+    /// exit (memory events taken back from the producer included).
+    #[test]
+    fn with_kafka_unreachable_every_event_ends_in_the_spool() {
+        let dir = std::env::temp_dir().join(format!("canh-uplink-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kafka: KafkaSection =
+            toml::from_str("brokers = \"127.0.0.1:1\"\nidempotence = false").expect("kafka");
+        let tuning = ProducerTuning {
+            linger: Duration::from_millis(5),
+            message_timeout: Duration::from_secs(2),
+            queue_records: 10_000,
+        };
+        let producer = produce::connect(&kafka, tuning).expect("producer");
+        let limits = SpoolLimits { max_bytes: 1 << 24, segment_bytes: 1 << 14 };
+        let config = UplinkConfig {
+            topic_prefix: "canh-".into(),
+            spool_dir: dir.clone(),
+            spool: limits,
+            queue_capacity: 16,
+            max_in_flight: 50,
+            rate_limit: None,
+            health_interval: None,
+            stall_timeout: Duration::from_millis(200),
+            retry_backoff: Duration::from_millis(200),
+            flush_timeout: Duration::from_secs(1),
+            sensor_id: "unit".into(),
+            tenant: "t".into(),
+            interface: None,
+            health_first_seq: 1 << 31,
+        };
+        let metrics = Metrics::new();
+        let uplink = Uplink::start(config, producer, metrics.clone()).expect("start");
+        for seq in 0..300 {
+            uplink.send(&event(Dataset::Flow, seq)).expect("send");
+        }
+        uplink.send(&event(Dataset::Alert, 300)).expect("send");
+        let summary = uplink.shutdown().expect("shutdown");
+        assert_eq!(summary.delivered, 0);
+        assert_eq!(summary.dropped, 0);
+        assert!(summary.spool_bytes_left > 0);
+        assert_eq!(metrics.in_flight.get(), 0);
+
+        let mut spool = Spool::open(&dir, limits).expect("reopen");
+        let mut ids = std::collections::HashSet::new();
+        while let Some(batch) = spool.next_batch().expect("read") {
+            for record in &batch.records {
+                let event = Event::from_json(&record.payload).expect("an event");
+                assert_eq!(record.topic, format!("canh-{}", event.event.dataset.as_str()));
+                assert_eq!(record.class, produce::class_of(event.event.dataset));
+                ids.insert(event.event.id);
+            }
+            spool.ack(batch.segment, batch.records.len() as u64).expect("ack");
+        }
+        let want: std::collections::HashSet<String> =
+            (0..=300).map(|seq| canh_event::event_id("unit", seq)).collect();
+        assert!(ids == want, "{} of {} events in the spool", ids.len(), want.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
