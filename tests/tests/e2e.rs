@@ -1240,3 +1240,37 @@ async fn uplink_sasl_scram_sha_512() {
         });
     assert!(distinct_ids(&records, "flow") == want, "both runs arrived over SASL");
 }
+
+/// Priority and rate cap: with bulk capped at 100 events/s for a 10 s run, flows trickle out and
+/// the rest stays spooled, while every health event (every 500 ms) goes through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_health_goes_before_rate_capped_bulk() {
+    let ns = Namespace::new("e2e_up_prio");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let broker = PrivateBroker::start(&dir, &prefix, 1);
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"10s\"",
+        "[uplink]\nrate_limit = 100\nhealth_interval = \"500ms\"\n",
+    );
+    let log = dir.join("sensor.log");
+    let started = std::time::Instant::now();
+    let mut sensor = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut sensor, &log, Duration::from_secs(60));
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(stat(&text, "spool_bytes_left") > 0, "the capped flows wait in the spool");
+    let delivered = stat(&text, "delivered");
+    let records = consume(&broker.brokers(), &prefix, 1, Duration::from_secs(20), |ids| {
+        ids.len() as u64 + 40 >= delivered
+    });
+    let flows = distinct_ids(&records, "flow").len() as f64;
+    assert!(flows >= 500.0, "flows flowed: {flows}");
+    assert!(flows <= 100.0 * seconds + 50.0, "the cap held: {flows} flows in {seconds:.1} s");
+    let health = distinct_ids(&records, "sensor");
+    let in_order = (0..).take_while(|k| health.contains(&health_id(1, *k))).count();
+    assert_eq!(in_order, health.len(), "health events numbered without gaps");
+    assert!(health.len() >= 18, "{} health events in a 10 s run", health.len());
+}
