@@ -449,10 +449,13 @@ fn segment_id(path: &Path) -> Option<u64> {
     name.strip_suffix(".seg")?.parse().ok()
 }
 
-/// When the first readable record of a segment was spooled; `None` for an unreadable segment.
+/// When the first readable record of a segment was spooled (looked for in its first MiB, so a
+/// start does not read the whole spool); `None` if there is none there.
 fn first_record_time(path: &Path) -> Option<i64> {
-    let bytes = std::fs::read(path).ok()?;
-    let (records, _) = decode_segment(&bytes);
+    use std::io::Read;
+    let mut head = Vec::new();
+    File::open(path).ok()?.take(1 << 20).read_to_end(&mut head).ok()?;
+    let (records, _) = decode_segment(&head);
     records.first().map(|r| r.spooled_at_ns)
 }
 
@@ -544,6 +547,7 @@ mod tests {
 
         let mut again = Spool::open(&dir, LIMITS).expect("reopen");
         assert_eq!(again.bytes(), bytes_before);
+        assert_eq!(again.oldest_ns(), Some(1_000 + first.records.len() as i64));
         let seqs = drain_all(&mut again);
         assert_eq!(seqs, (first.records.len() as u64..50).collect::<Vec<_>>());
         assert_eq!(seqs[0], second.records[0].seq);
