@@ -69,6 +69,7 @@ state_dir = "$DEMO_DIR/sensor-state"
 [kafka]
 brokers = "127.0.0.1:$CANH_KAFKA_PORT"
 topic_prefix = "$RUN-"
+idempotence = false    # Tansu 0.6 mishandles idempotent producers after a restart (sensor/UPLINK.md)
 
 [input]
 pcap_files = [${capture_list%, }]

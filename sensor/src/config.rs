@@ -19,6 +19,12 @@ pub struct Config {
     /// Live log inputs; absent: the sensor reads no logs.
     #[serde(default)]
     pub logs: Option<LogsSection>,
+    #[serde(default)]
+    pub spool: SpoolSection,
+    #[serde(default)]
+    pub uplink: UplinkSection,
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +67,81 @@ pub struct KafkaSection {
     pub sasl_mechanism: Option<String>,
     #[serde(default)]
     pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    #[serde(default)]
+    pub ssl_certificate_location: Option<PathBuf>,
+    #[serde(default)]
+    pub ssl_key_location: Option<PathBuf>,
+    /// How long librdkafka retries a record before the uplink takes it back into the spool.
+    #[serde(default = "default_message_timeout")]
+    pub message_timeout: String,
+}
+
+/// The on-disk spool (see sensor/UPLINK.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Default: `<state_dir>/spool`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> SpoolSection {
+        SpoolSection {
+            dir: None,
+            max_bytes: default_spool_max_bytes(),
+            segment_bytes: default_segment_bytes(),
+        }
+    }
+}
+
+/// The path from the packet pipeline to Kafka.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkSection {
+    /// Events waiting in memory between the capture thread and the uplink thread.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Events handed to the producer and not yet acknowledged; beyond this, events are spooled.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Events per second sent to Kafka (alerts and health excepted); 0 = no cap.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// Period of the `sensor` health event; "0s" = none.
+    #[serde(default = "default_health_interval")]
+    pub health_interval: String,
+    /// No acknowledgement for this long while events are in flight: the link counts as down.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: String,
+    /// How long the uplink spools everything after the link went down before trying again.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff: String,
+}
+
+impl Default for UplinkSection {
+    fn default() -> UplinkSection {
+        UplinkSection {
+            queue_capacity: default_queue_capacity(),
+            max_in_flight: default_max_in_flight(),
+            rate_limit: 0,
+            health_interval: default_health_interval(),
+            stall_timeout: default_stall_timeout(),
+            retry_backoff: default_retry_backoff(),
+        }
+    }
+}
+
+/// The admin HTTP port: `/metrics`, `/healthz`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub listen: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +317,30 @@ fn default_linger() -> String {
 fn default_flush_timeout() -> String {
     "30s".into()
 }
+fn default_message_timeout() -> String {
+    "30s".into()
+}
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_segment_bytes() -> u64 {
+    8 << 20
+}
+fn default_queue_capacity() -> usize {
+    10_000
+}
+fn default_max_in_flight() -> usize {
+    100_000
+}
+fn default_health_interval() -> String {
+    "30s".into()
+}
+fn default_stall_timeout() -> String {
+    "5s".into()
+}
+fn default_retry_backoff() -> String {
+    "2s".into()
+}
 fn default_security_protocol() -> String {
     "plaintext".into()
 }
@@ -277,6 +382,13 @@ pub struct Settings {
     pub flush_timeout: Duration,
     pub live: Option<LiveOptions>,
     pub logs: Option<crate::logs::pipeline::LogInputs>,
+    pub message_timeout: Duration,
+    pub spool_dir: PathBuf,
+    /// `None`: no health events.
+    pub health_interval: Option<Duration>,
+    pub stall_timeout: Duration,
+    pub retry_backoff: Duration,
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -347,6 +459,34 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         tcp_attempt_ns: crate::flow::FlowConfig::default().tcp_attempt_ns,
         max_flows: config.flows.max_flows,
     };
+    if config.spool.segment_bytes < 4096 || config.spool.max_bytes < config.spool.segment_bytes {
+        return Err(invalid(
+            "spool",
+            "segment_bytes must be at least 4096 and at most max_bytes".into(),
+        ));
+    }
+    if config.uplink.queue_capacity == 0 || config.uplink.max_in_flight == 0 {
+        return Err(invalid(
+            "uplink",
+            "queue_capacity and max_in_flight must be at least 1".into(),
+        ));
+    }
+    let message_timeout = duration("kafka.message_timeout", &config.kafka.message_timeout)?;
+    let health_interval = duration("uplink.health_interval", &config.uplink.health_interval)?;
+    let health_interval = (!health_interval.is_zero()).then_some(health_interval);
+    let stall_timeout = duration("uplink.stall_timeout", &config.uplink.stall_timeout)?;
+    let retry_backoff = duration("uplink.retry_backoff", &config.uplink.retry_backoff)?;
+    let admin_listen = match &config.admin {
+        Some(admin) => Some(
+            admin
+                .listen
+                .parse()
+                .map_err(|e| invalid("admin.listen", format!("{:?}: {e}", admin.listen)))?,
+        ),
+        None => None,
+    };
+    let spool_dir =
+        config.spool.dir.clone().unwrap_or_else(|| config.sensor.state_dir.join("spool"));
     let linger = duration("kafka.linger", &config.kafka.linger)?;
     let flush_timeout = duration("kafka.flush_timeout", &config.kafka.flush_timeout)?;
     let live = config.input.interface.as_ref().map(|i| LiveOptions {
@@ -361,7 +501,20 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         Some(section) => Some(validate_logs(path, section, &config.sensor.state_dir)?),
         None => None,
     };
-    Ok(Settings { config, flows, linger, flush_timeout, live, logs })
+    Ok(Settings {
+        config,
+        flows,
+        linger,
+        flush_timeout,
+        live,
+        message_timeout,
+        spool_dir,
+        health_interval,
+        stall_timeout,
+        retry_backoff,
+        admin_listen,
+        logs,
+    })
 }
 
 fn validate_logs(
@@ -548,5 +701,38 @@ mod tests {
         assert!(err.to_string().contains("kafka.compression"), "{err}");
         let unknown = toml::from_str::<Config>(&text.replace("[input]", "[input]\ntypo = 1"));
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn uplink_sections_are_checked() {
+        let base = r#"
+            [sensor]
+            id = "s"
+            tenant = "t"
+            state_dir = "/tmp/x"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [input]
+            pcap_files = ["a.pcap"]
+        "#;
+        let settings = validate("x.toml", toml::from_str(base).expect("parses")).expect("valid");
+        assert_eq!(settings.spool_dir, PathBuf::from("/tmp/x/spool"));
+        assert_eq!(settings.health_interval, Some(Duration::from_secs(30)));
+        assert!(settings.admin_listen.is_none());
+        let bad = [
+            ("[spool]\nsegment_bytes = 10", "spool"),
+            ("[spool]\nmax_bytes = 5000\nsegment_bytes = 8000", "spool"),
+            ("[uplink]\nmax_in_flight = 0", "uplink"),
+            ("[uplink]\nhealth_interval = \"often\"", "uplink.health_interval"),
+            ("[admin]\nlisten = \"localhost\"", "admin.listen"),
+        ];
+        for (extra, field) in bad {
+            let config: Config = toml::from_str(&format!("{base}\n{extra}")).expect("parses");
+            let err = validate("x.toml", config).expect_err(extra);
+            assert!(err.to_string().contains(field), "{extra}: {err}");
+        }
+        let off: Config =
+            toml::from_str(&format!("{base}\n[uplink]\nhealth_interval = \"0s\"")).expect("parses");
+        assert_eq!(validate("x.toml", off).expect("valid").health_interval, None);
     }
 }

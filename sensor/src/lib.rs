@@ -1,6 +1,7 @@
 //! Canh's sensor: captures packets into flow records and protocol metadata and publishes them as
 //! events. `main.rs` is a thin command-line shell over these modules.
 
+pub mod admin;
 pub mod capture;
 pub mod config;
 pub mod decode;
@@ -14,8 +15,10 @@ pub mod packets;
 pub mod produce;
 pub mod sequence;
 pub mod session;
+pub mod spool;
 pub mod ssh;
 pub mod stream;
 pub mod syslog;
 pub mod tls;
+pub mod uplink;
 pub mod x509;

@@ -5,7 +5,7 @@ use canh_event::Event;
 use canh_sensor::flow::{FlowConfig, Identity};
 use canh_sensor::metrics::Metrics;
 use canh_sensor::packets::PacketPipeline;
-use canh_sensor::{capture, config, produce, sequence};
+use canh_sensor::{admin, capture, config, produce, sequence, spool, uplink};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -262,12 +262,12 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let first_seq = sequence::reserve(&cfg.sensor.state_dir).with_context(|| {
         format!("reserving an event sequence in {}", cfg.sensor.state_dir.display())
     })?;
-    let uplink = Arc::new(produce::Uplink::connect(
-        &cfg.kafka,
-        settings.linger,
-        metrics.kafka_delivered.clone(),
-        metrics.kafka_errors.clone(),
-    )?);
+    if let Some(listen) = settings.admin_listen {
+        let bound = admin::serve(listen, metrics.registry.clone())
+            .with_context(|| format!("binding the admin port {listen}"))?;
+        tracing::info!(listen = %bound, "admin port serving /metrics and /healthz");
+    }
+    let uplink = Arc::new(start_uplink(&settings, &metrics, first_seq)?);
     let who = Identity {
         sensor_id: cfg.sensor.id.clone(),
         tenant: cfg.sensor.tenant.clone(),
@@ -283,7 +283,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
 
     let mut pipeline = PacketPipeline::new(who, settings.flows.clone(), first_seq, &metrics);
     let mut events = Vec::new();
-    let mut send_error = None;
+    let mut send_error: Option<uplink::UplinkError> = None;
     let mut send = |events: &mut Vec<Event>| {
         for event in events.drain(..) {
             if send_error.is_some() {
@@ -323,6 +323,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     }
     pipeline.finish(&mut events);
     send(&mut events);
+    let events = pipeline.next_seq() - first_seq;
     if let Some(e) = send_error {
         return Err(e.into());
     }
@@ -333,9 +334,13 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         }
         running.join()
     });
-    uplink.flush(settings.flush_timeout)?;
+    // The log pipeline thread has ended and dropped its handle: the uplink is ours alone again.
+    let uplink = Arc::try_unwrap(uplink)
+        .map_err(|_| anyhow::anyhow!("an input still holds the uplink at shutdown"))?;
+    // Everything sent is now acknowledged by Kafka or durable in the spool.
+    let summary = uplink.shutdown()?;
     if let (Some(result), Some(inputs)) = (&log_result, &settings.logs) {
-        // Saved only after Kafka acknowledged everything: a restart reads nothing twice.
+        // Saved only once every event is acknowledged or spooled: a restart skips nothing.
         canh_sensor::logs::pipeline::save_checkpoints(result, &inputs.checkpoint_path)
             .with_context(|| format!("saving {}", inputs.checkpoint_path.display()))?;
         tracing::info!(events = result.events, "log inputs stopped");
@@ -344,11 +349,23 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     report_decode_errors(&metrics);
+    // The final stats line: what the uplink did this run.
     tracing::info!(
-        events = pipeline.next_seq() - first_seq,
-        delivered = metrics.kafka_delivered.get(),
+        events,
+        delivered = summary.delivered,
+        spooled = summary.spooled,
+        drained = summary.drained,
+        dropped = summary.dropped,
+        damaged_regions = summary.damaged_regions,
+        spool_bytes_left = summary.spool_bytes_left,
         "sensor stopped"
     );
+    if summary.spool_bytes_left > 0 {
+        tracing::warn!(
+            bytes = summary.spool_bytes_left,
+            "kafka did not take everything before the flush timeout: the rest waits in the spool"
+        );
+    }
     Ok(())
 }
 
@@ -359,7 +376,7 @@ fn start_logs(
     first_seq: u64,
     stop: &Arc<AtomicBool>,
     metrics: &Metrics,
-    uplink: &Arc<produce::Uplink>,
+    uplink: &Arc<uplink::Uplink>,
 ) -> anyhow::Result<canh_sensor::logs::pipeline::RunningLogs> {
     use canh_sensor::logs::pipeline::{self, PipelineMetrics};
     use canh_sensor::logs::receive::ReceiverMetrics;
@@ -374,7 +391,7 @@ fn start_logs(
         parse_errors: metrics.log_parse_errors.clone(),
         events: metrics.events.clone(),
     };
-    let (sender, flusher) = (uplink.clone(), uplink.clone());
+    let sender = uplink.clone();
     let running = pipeline::start(
         inputs,
         who.clone(),
@@ -382,7 +399,9 @@ fn start_logs(
         stop.clone(),
         log_metrics,
         move |event| sender.send(event),
-        move || flusher.flush(std::time::Duration::from_secs(30)).is_ok(),
+        // The uplink cannot yet tell when everything sent so far is delivered or spooled, so
+        // checkpoints are saved at shutdown only (see sensor/LOGS.md).
+        || false,
     )
     .context("starting the log inputs")?;
     tracing::info!(
@@ -393,6 +412,43 @@ fn start_logs(
         "log inputs started"
     );
     Ok(running)
+}
+
+fn start_uplink(
+    settings: &config::Settings,
+    metrics: &Metrics,
+    first_seq: u64,
+) -> anyhow::Result<uplink::Uplink> {
+    let cfg = &settings.config;
+    let max_in_flight = cfg.uplink.max_in_flight;
+    let tuning = produce::ProducerTuning {
+        linger: settings.linger,
+        message_timeout: settings.message_timeout,
+        // Room above max_in_flight for alerts and health, which are not held back.
+        queue_records: max_in_flight + 10_000,
+    };
+    let producer = produce::connect(&cfg.kafka, tuning)?;
+    let config = uplink::UplinkConfig {
+        topic_prefix: cfg.kafka.topic_prefix.clone(),
+        spool_dir: settings.spool_dir.clone(),
+        spool: spool::SpoolLimits {
+            max_bytes: cfg.spool.max_bytes,
+            segment_bytes: cfg.spool.segment_bytes,
+        },
+        queue_capacity: cfg.uplink.queue_capacity,
+        max_in_flight,
+        rate_limit: (cfg.uplink.rate_limit > 0).then_some(cfg.uplink.rate_limit),
+        health_interval: settings.health_interval,
+        stall_timeout: settings.stall_timeout,
+        retry_backoff: settings.retry_backoff,
+        flush_timeout: settings.flush_timeout,
+        sensor_id: cfg.sensor.id.clone(),
+        tenant: cfg.sensor.tenant.clone(),
+        interface: cfg.input.interface.as_ref().map(|i| i.name.clone()),
+        health_first_seq: first_seq + sequence::UPLINK_OFFSET,
+    };
+    uplink::Uplink::start(config, producer, metrics.clone())
+        .with_context(|| format!("starting the uplink (spool {})", settings.spool_dir.display()))
 }
 
 /// Set `stop` on SIGINT or SIGTERM.

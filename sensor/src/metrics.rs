@@ -1,8 +1,9 @@
 //! Every metric the sensor exports. Names follow `canh_sensor_<noun>_<unit>[_total]`; labels come from
 //! fixed sets only.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+#[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
     pub packets: IntCounter,
@@ -28,6 +29,17 @@ pub struct Metrics {
     pub log_connections_refused: IntCounter,
     /// Datagrams the kernel dropped on the syslog UDP socket (from /proc/net/udp).
     pub log_udp_kernel_drops: IntGauge,
+    pub kafka_delivery_seconds: Histogram,
+    pub in_flight: IntGauge,
+    pub link_up: IntGauge,
+    pub spool_bytes: IntGauge,
+    pub spool_oldest_age_seconds: IntGauge,
+    pub spooled: IntCounter,
+    pub drained: IntCounter,
+    pub dropped: IntCounterVec,
+    pub spool_damaged_regions: IntCounter,
+    pub spool_damaged_bytes: IntCounter,
+    pub spool_errors: IntCounter,
 }
 
 impl Metrics {
@@ -105,6 +117,64 @@ impl Metrics {
             "syslog datagrams the kernel dropped before the sensor read them",
         )
         .expect("valid metric");
+        let kafka_delivery_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "canh_sensor_kafka_delivery_seconds",
+                "time from handing an event to the producer to Kafka's acknowledgement",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )
+        .expect("valid metric");
+        let in_flight = IntGauge::new(
+            "canh_sensor_uplink_in_flight",
+            "events handed to the producer and not yet acknowledged or failed",
+        )
+        .expect("valid metric");
+        let link_up = IntGauge::new(
+            "canh_sensor_uplink_link_up",
+            "1 while Kafka acknowledges events, 0 while the uplink spools everything",
+        )
+        .expect("valid metric");
+        let spool_bytes = IntGauge::new("canh_sensor_spool_bytes", "bytes held in spool segments")
+            .expect("valid metric");
+        let spool_oldest_age_seconds = IntGauge::new(
+            "canh_sensor_spool_oldest_age_seconds",
+            "how long ago the oldest event still in the spool was spooled (0 when empty)",
+        )
+        .expect("valid metric");
+        let spooled =
+            IntCounter::new("canh_sensor_spooled_events_total", "events written to the spool")
+                .expect("valid metric");
+        let drained = IntCounter::new(
+            "canh_sensor_drained_events_total",
+            "spooled events Kafka acknowledged (later removed from the spool)",
+        )
+        .expect("valid metric");
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_dropped_events_total",
+                "events dropped because the spool was full for their class, by dataset",
+            ),
+            &["dataset"],
+        )
+        .expect("valid metric");
+        let spool_damaged_regions = IntCounter::new(
+            "canh_sensor_spool_damaged_regions_total",
+            "torn or corrupt stretches of spool segments that were skipped",
+        )
+        .expect("valid metric");
+        let spool_damaged_bytes = IntCounter::new(
+            "canh_sensor_spool_damaged_bytes_total",
+            "bytes of spool segments skipped as torn or corrupt",
+        )
+        .expect("valid metric");
+        let spool_errors = IntCounter::new(
+            "canh_sensor_spool_errors_total",
+            "spool file operations that failed (the event is counted as dropped)",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(decode_errors.clone()),
@@ -121,6 +191,17 @@ impl Metrics {
             Box::new(log_dropped.clone()),
             Box::new(log_connections_refused.clone()),
             Box::new(log_udp_kernel_drops.clone()),
+            Box::new(kafka_delivery_seconds.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(link_up.clone()),
+            Box::new(spool_bytes.clone()),
+            Box::new(spool_oldest_age_seconds.clone()),
+            Box::new(spooled.clone()),
+            Box::new(drained.clone()),
+            Box::new(dropped.clone()),
+            Box::new(spool_damaged_regions.clone()),
+            Box::new(spool_damaged_bytes.clone()),
+            Box::new(spool_errors.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -135,6 +216,9 @@ impl Metrics {
         }
         for reason in crate::logs::LineError::ALL {
             log_parse_errors.with_label_values(&[reason.reason()]);
+        }
+        for dataset in canh_event::Dataset::ALL {
+            dropped.with_label_values(&[dataset.as_str()]);
         }
         Metrics {
             registry,
@@ -153,6 +237,17 @@ impl Metrics {
             log_dropped,
             log_connections_refused,
             log_udp_kernel_drops,
+            kafka_delivery_seconds,
+            in_flight,
+            link_up,
+            spool_bytes,
+            spool_oldest_age_seconds,
+            spooled,
+            drained,
+            dropped,
+            spool_damaged_regions,
+            spool_damaged_bytes,
+            spool_errors,
         }
     }
 }

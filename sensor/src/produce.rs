@@ -1,125 +1,208 @@
-//! Publishing events to Kafka. One topic per dataset family (`<prefix><dataset>`); the message key
-//! keeps related events on one partition: the Community ID for network events, the sensor id for
-//! the rest.
+//! The Kafka side of the uplink: the producer's settings, and the delivery reports it hands back.
+//! One topic per dataset family (`<prefix><dataset>`); the message key keeps related events on one
+//! partition (see [`key_of`]).
 
 use crate::config::KafkaSection;
-use canh_event::Event;
+use crate::spool::Class;
+use canh_event::{Dataset, Event};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, ProducerContext};
 use rdkafka::ClientContext;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
-pub enum UplinkError {
+pub enum ProduceError {
     #[error("creating the kafka producer for {brokers}: {source}")]
     Create { brokers: String, source: KafkaError },
-    #[error("producing to topic {topic}: {source}")]
-    Produce { topic: String, source: KafkaError },
-    #[error("kafka did not acknowledge {pending} events within {timeout:?}")]
-    FlushTimeout { pending: i32, timeout: Duration },
-    #[error("kafka refused {failed} events")]
-    Refused { failed: u64 },
 }
 
-/// Counts Kafka's acknowledgements.
-pub struct DeliveryCounter {
-    delivered: prometheus::IntCounter,
-    failed: prometheus::IntCounter,
+/// Where a record in flight came from, so its delivery report can acknowledge the right thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Sent straight from the in-memory queue.
+    Memory,
+    /// Read back from a spool segment; `generation` tells reports from before a rewind apart.
+    Spool { segment: u64, generation: u64 },
 }
 
-impl ClientContext for DeliveryCounter {}
+/// What the uplink attaches to every record it produces.
+#[derive(Debug)]
+pub struct Tag {
+    pub origin: Origin,
+    pub class: Class,
+    pub dataset: u8,
+    pub sent_at: Instant,
+}
 
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+/// A delivery report.
+pub enum Outcome {
+    Delivered(Box<Tag>),
+    /// Kafka did not take the record; its bytes come back so it can be spooled again.
+    Failed {
+        tag: Box<Tag>,
+        error: KafkaError,
+        topic: String,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+    },
+}
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
-        match result {
-            Ok(_) => self.delivered.inc(),
-            Err((err, _)) => {
-                self.failed.inc();
-                tracing::error!(error = %err, "kafka refused an event");
-            }
-        }
+/// Collects delivery reports while the producer is polled; the uplink takes them after each poll.
+#[derive(Default)]
+pub struct Deliveries {
+    outcomes: Mutex<Vec<Outcome>>,
+}
+
+impl Deliveries {
+    pub fn take(&self) -> Vec<Outcome> {
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *outcomes)
     }
 }
 
-pub struct Uplink {
-    producer: BaseProducer<DeliveryCounter>,
-    topic_prefix: String,
-    failed: prometheus::IntCounter,
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
 }
 
-impl Uplink {
-    pub fn connect(
-        kafka: &KafkaSection,
-        linger: Duration,
-        delivered: prometheus::IntCounter,
-        failed: prometheus::IntCounter,
-    ) -> Result<Uplink, UplinkError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("compression.type", &kafka.compression)
-            .set("enable.idempotence", kafka.idempotence.to_string())
-            .set("linger.ms", linger.as_millis().to_string())
-            .set("batch.size", (1 << 20).to_string())
-            .set("queue.buffering.max.messages", "200000")
-            .set("message.timeout.ms", "300000")
-            .set("security.protocol", &kafka.security_protocol);
-        if let Some(mechanism) = &kafka.sasl_mechanism {
-            client.set("sasl.mechanism", mechanism);
-        }
-        if let Ok(user) = std::env::var("CANH_KAFKA_USERNAME") {
-            client.set("sasl.username", user);
-        }
-        if let Ok(password) = std::env::var("CANH_KAFKA_PASSWORD") {
-            client.set("sasl.password", password);
-        }
-        if let Some(ca) = &kafka.ssl_ca_location {
-            client.set("ssl.ca.location", ca.display().to_string());
-        }
-        let producer = client
-            .create_with_context(DeliveryCounter { delivered, failed: failed.clone() })
-            .map_err(|source| UplinkError::Create { brokers: kafka.brokers.clone(), source })?;
-        Ok(Uplink { producer, topic_prefix: kafka.topic_prefix.clone(), failed })
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Tag>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Box<Tag>) {
+        let outcome = match result {
+            Ok(_) => Outcome::Delivered(tag),
+            Err((error, message)) => Outcome::Failed {
+                tag,
+                error: error.clone(),
+                topic: message.topic().to_string(),
+                key: message.key().unwrap_or_default().to_vec(),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            },
+        };
+        self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
+    }
+}
+
+pub type KafkaProducer = BaseProducer<Deliveries>;
+
+/// Settings of the producer beyond the config file's `[kafka]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerTuning {
+    pub linger: Duration,
+    /// How long librdkafka keeps retrying a record before reporting it failed.
+    pub message_timeout: Duration,
+    /// librdkafka's own queue limit (records).
+    pub queue_records: usize,
+}
+
+/// The librdkafka settings for `kafka`. SASL credentials come from CANH_KAFKA_USERNAME and
+/// CANH_KAFKA_PASSWORD.
+pub fn client_config(kafka: &KafkaSection, tuning: ProducerTuning) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("compression.type", &kafka.compression)
+        .set("enable.idempotence", kafka.idempotence.to_string())
+        .set("linger.ms", tuning.linger.as_millis().to_string())
+        .set("batch.size", (1 << 20).to_string())
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", tuning.queue_records.to_string())
+        .set("queue.buffering.max.kbytes", (1 << 20).to_string())
+        .set("message.timeout.ms", tuning.message_timeout.as_millis().to_string())
+        .set("security.protocol", &kafka.security_protocol);
+    if let Some(mechanism) = &kafka.sasl_mechanism {
+        client.set("sasl.mechanism", mechanism);
+    }
+    if let Ok(user) = std::env::var("CANH_KAFKA_USERNAME") {
+        client.set("sasl.username", user);
+    }
+    if let Ok(password) = std::env::var("CANH_KAFKA_PASSWORD") {
+        client.set("sasl.password", password);
+    }
+    if let Some(ca) = &kafka.ssl_ca_location {
+        client.set("ssl.ca.location", ca.display().to_string());
+    }
+    if let Some(cert) = &kafka.ssl_certificate_location {
+        client.set("ssl.certificate.location", cert.display().to_string());
+    }
+    if let Some(key) = &kafka.ssl_key_location {
+        client.set("ssl.key.location", key.display().to_string());
+    }
+    client
+}
+
+pub fn connect(
+    kafka: &KafkaSection,
+    tuning: ProducerTuning,
+) -> Result<KafkaProducer, ProduceError> {
+    client_config(kafka, tuning)
+        .create_with_context(Deliveries::default())
+        .map_err(|source| ProduceError::Create { brokers: kafka.brokers.clone(), source })
+}
+
+/// The message key: the Community ID for network events, the host for logs, else the sensor id.
+pub fn key_of(event: &Event) -> &str {
+    if let Some(id) = event.network.as_ref().and_then(|n| n.community_id.as_deref()) {
+        return id;
+    }
+    if let Some(host) = &event.host {
+        return &host.hostname;
+    }
+    &event.observer.id
+}
+
+/// Which spool class (and so which drop order and priority) a dataset belongs to.
+pub fn class_of(dataset: Dataset) -> Class {
+    match dataset {
+        Dataset::Alert | Dataset::Sensor => Class::Critical,
+        Dataset::Log => Class::Normal,
+        Dataset::Flow
+        | Dataset::Dns
+        | Dataset::Http
+        | Dataset::Tls
+        | Dataset::Ssh
+        | Dataset::Icmp => Class::Bulk,
+    }
+}
+
+/// Index of `dataset` in `Dataset::ALL`, as stored in spool records.
+pub fn dataset_index(dataset: Dataset) -> u8 {
+    Dataset::ALL.iter().position(|d| *d == dataset).unwrap_or(0) as u8
+}
+
+/// The dataset name of an index from [`dataset_index`] (for metric labels).
+pub fn dataset_name(index: u8) -> &'static str {
+    Dataset::ALL.get(index as usize).map_or("unknown", |d| d.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_kind_of_event() {
+        let mut flow = Event::new(Dataset::Flow, "id".into(), canh_event::Timestamp(0), "s1", "t");
+        assert_eq!(key_of(&flow), "s1");
+        flow.network =
+            Some(canh_event::Network { community_id: Some("1:abc".into()), ..Default::default() });
+        assert_eq!(key_of(&flow), "1:abc");
+        let mut log = Event::new(Dataset::Log, "id".into(), canh_event::Timestamp(0), "s1", "t");
+        log.host = Some(canh_event::Host { hostname: "web-01".into() });
+        assert_eq!(key_of(&log), "web-01");
     }
 
-    /// Queue one event. Blocks while librdkafka's queue is full (back-pressure to the reader).
-    pub fn send(&self, event: &Event) -> Result<(), UplinkError> {
-        let topic = format!("{}{}", self.topic_prefix, event.event.dataset.as_str());
-        let payload = event.to_json();
-        let key = event
-            .network
-            .as_ref()
-            .and_then(|n| n.community_id.as_deref())
-            .unwrap_or(&event.observer.id);
-        let mut record = BaseRecord::to(&topic).payload(&payload).key(key);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(50));
-                }
-                Err((source, _)) => return Err(UplinkError::Produce { topic, source }),
-            }
-        }
-        self.producer.poll(Duration::ZERO);
-        Ok(())
-    }
-
-    /// Wait until Kafka acknowledged everything queued; fail if anything was refused.
-    pub fn flush(&self, timeout: Duration) -> Result<(), UplinkError> {
-        if self.producer.flush(timeout).is_err() {
-            return Err(UplinkError::FlushTimeout {
-                pending: self.producer.in_flight_count(),
-                timeout,
-            });
-        }
-        match self.failed.get() {
-            0 => Ok(()),
-            failed => Err(UplinkError::Refused { failed }),
+    #[test]
+    fn alerts_and_health_are_critical_flows_are_bulk() {
+        assert_eq!(class_of(Dataset::Alert), Class::Critical);
+        assert_eq!(class_of(Dataset::Sensor), Class::Critical);
+        assert_eq!(class_of(Dataset::Log), Class::Normal);
+        assert_eq!(class_of(Dataset::Flow), Class::Bulk);
+        for dataset in Dataset::ALL {
+            assert_eq!(dataset_name(dataset_index(dataset)), dataset.as_str());
         }
     }
 }

@@ -2,6 +2,10 @@
 //! epoch in the state directory, and the epoch fills the high 32 bits of the sequence.
 
 use std::io::Write;
+
+/// Offset within a run's sequence range where the uplink numbers the events it makes itself
+/// (sensor health): the packet pipeline uses the numbers below it.
+pub const UPLINK_OFFSET: u64 = 1 << 31;
 use std::path::Path;
 
 /// Reserve the next epoch and return the first sequence number of this run.

@@ -611,11 +611,11 @@ async fn two_collectors_split_partitions_and_fail_over() {
             .await;
     assert_eq!(stored, sent_first);
     let stored_by = |port| {
-        metric(&http_get(port, "/metrics"), "canh_collector_records_total{outcome=\"stored\"}")
+        metric(&http_get(port, "/metrics"), "canh_collector_rows_written_total{table=\"flows\"}")
     };
     let (by_a, by_b) = (stored_by(port_a), stored_by(port_b));
     assert!(by_a > 0.0 && by_b > 0.0, "both collectors consumed: a={by_a} b={by_b}");
-    assert_eq!((by_a + by_b) as u64, sent_first, "each event consumed once");
+    assert_eq!((by_a + by_b) as u64, sent_first, "each flow stored by exactly one of them");
 
     // A dies without leaving the group; B takes its partitions after the session times out.
     kill9(&mut a);
@@ -695,4 +695,623 @@ async fn retention_drops_old_partitions_only() {
         "only the 2-day-old flow stays"
     );
     assert_eq!(count(&db, "SELECT count() FROM dns FINAL").await, 1, "the 40-day-old dns stays");
+}
+
+// ---- Uplink fault tests: each runs its own Tansu broker (own port, own sqlite folder), so it
+// can stop and restart it without disturbing the shared services. ----
+
+/// A Tansu broker private to one test.
+struct PrivateBroker {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    /// Start a broker with every dataset topic under `prefix`.
+    fn start(dir: &std::path::Path, prefix: &str, partitions: u32) -> PrivateBroker {
+        let dir = dir.join("kafka");
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        let mut broker = PrivateBroker { port: free_port(), dir, child: None };
+        broker.resume(false);
+        for dataset in canh_event::Dataset::ALL {
+            let topic = format!("{prefix}{}", dataset.as_str());
+            let out =
+                broker.cli(&["topic", "create", &topic, "--partitions", &partitions.to_string()]);
+            assert!(
+                out.status.success(),
+                "create {topic}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        broker
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(tansu_bin())
+            .args(args)
+            .args(["--broker", &format!("tcp://{}", self.brokers())])
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run tansu")
+    }
+
+    /// (Re)start the broker on the same port and storage.
+    fn resume(&mut self, authentication: bool) {
+        let url = format!("tcp://{}", self.brokers());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .expect("broker log");
+        let mut command = Command::new(tansu_bin());
+        command
+            .args(["broker", "--cluster-id", "canh-test", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url, "--storage-engine", "sqlite://kafka.db"])
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if authentication {
+            command.arg("--authentication");
+        }
+        self.child = Some(command.spawn().expect("start tansu broker"));
+        let start = std::time::Instant::now();
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && (authentication || self.cli(&["topic", "list"]).status.success())
+            {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "private broker did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stop the broker (SIGTERM) and wait until its port is closed.
+    fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            kill9(child);
+        }
+    }
+}
+
+fn tansu_bin() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let path = PathBuf::from(home).join(".cargo/bin/tansu");
+    if path.exists() {
+        path
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+const UPLINK_SENSOR: &str = "e2e-uplink";
+const SYNFLOOD: &str = "pcap/samples/tcp-synflood-spoofed.pcap";
+
+/// A sensor config for the uplink tests; `extra` is appended (sections [spool], [uplink], ...).
+fn uplink_config(
+    dir: &std::path::Path,
+    brokers: &str,
+    prefix: &str,
+    kafka_extra: &str,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join("sensor.toml");
+    let capture = shared_data().join(SYNFLOOD);
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sensor]
+id = "{UPLINK_SENSOR}"
+tenant = "e2e-tenant"
+state_dir = {state:?}
+
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+message_timeout = "5s"
+# Tansu 0.6 (sqlite storage) panics in produce when an idempotent producer retries across a broker
+# restart (see sensor/UPLINK.md): these tests run without idempotence.
+idempotence = false
+{kafka_extra}
+
+[input]
+pcap_files = [{capture:?}]
+
+{extra}
+"#,
+            state = dir.join("state").display().to_string(),
+            capture = capture.display().to_string(),
+        ),
+    )
+    .expect("write sensor config");
+    path
+}
+
+/// How many flow events the capture gives (`canh-sensor pcap`).
+fn synflood_events() -> u64 {
+    let out = Command::new(binary("canh-sensor"))
+        .arg("pcap")
+        .arg(shared_data().join(SYNFLOOD))
+        .output()
+        .expect("canh-sensor pcap");
+    assert!(out.status.success());
+    out.stdout.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+fn spawn_sensor(config: &std::path::Path, log: &std::path::Path) -> Child {
+    spawn_sensor_with(config, log, &[])
+}
+
+fn spawn_sensor_with(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Child {
+    Command::new(binary("canh-sensor"))
+        .args(["run", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .env("CANH_LOG", "info,librdkafka=off,rdkafka=off")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("sensor log"))
+        .spawn()
+        .expect("start canh-sensor")
+}
+
+/// Wait for a sensor to exit by itself; its log.
+fn wait_sensor(child: &mut Child, log: &std::path::Path, timeout: Duration) -> String {
+    let start = std::time::Instant::now();
+    while alive(child) && start.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let exited = !alive(child);
+    if !exited {
+        kill9(child);
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(exited, "sensor still running after {timeout:?}:\n{text}");
+    let status = child.wait().expect("sensor status");
+    assert!(status.success(), "sensor exit {status}:\n{text}");
+    text
+}
+
+/// A number from the sensor's final stats line (`sensor stopped ... key=value`).
+fn stat(log: &str, key: &str) -> u64 {
+    let line = log.lines().rev().find(|l| l.contains("sensor stopped")).unwrap_or("");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in the final stats line of:\n{log}"))
+}
+
+/// The event ids a sensor run numbered: run `epoch` (1 = first start) gave flows 0..flows and
+/// health events 0..health (the uplink numbers those from 2^31 in the run's range).
+fn expected_ids(epoch: u64, flows: u64) -> std::collections::HashSet<String> {
+    (0..flows).map(|i| canh_event::event_id(UPLINK_SENSOR, (epoch << 32) + i)).collect()
+}
+
+fn health_id(epoch: u64, k: u64) -> String {
+    canh_event::event_id(UPLINK_SENSOR, (epoch << 32) + (1 << 31) + k)
+}
+
+/// Every record of the topics `<prefix>flow` and `<prefix>sensor`, read from the beginning until
+/// `done` holds for the flow ids seen or `timeout` passes: (dataset, event id, payload).
+fn consume(
+    brokers: &str,
+    prefix: &str,
+    partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&std::collections::HashSet<String>) -> bool,
+) -> Vec<(String, String, Vec<u8>)> {
+    consume_with(brokers, &[], prefix, partitions, timeout, done)
+}
+
+/// [`consume`] with extra client settings (SASL).
+fn consume_with(
+    brokers: &str,
+    settings: &[(&str, &str)],
+    prefix: &str,
+    partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&std::collections::HashSet<String>) -> bool,
+) -> Vec<(String, String, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let mut client = rdkafka::ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false");
+    for (key, value) in settings {
+        client.set(*key, *value);
+    }
+    let consumer: BaseConsumer = client.create().expect("consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for dataset in ["flow", "sensor"] {
+        for p in 0..partitions {
+            list.add_partition_offset(&format!("{prefix}{dataset}"), p, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&list).expect("assign");
+    let mut records = Vec::new();
+    let mut flow_ids = std::collections::HashSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout && !done(&flow_ids) {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let payload = message.payload().unwrap_or_default().to_vec();
+        let event = Event::from_json(&payload).expect("records on the topics are events");
+        let dataset = event.event.dataset.as_str().to_string();
+        if dataset == "flow" {
+            flow_ids.insert(event.event.id.clone());
+        }
+        records.push((dataset, event.event.id, payload));
+    }
+    // A little more, to see duplicates that were still on their way.
+    let tail = std::time::Instant::now();
+    while tail.elapsed() < Duration::from_secs(2) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let payload = message.payload().unwrap_or_default().to_vec();
+            let event = Event::from_json(&payload).expect("event");
+            records.push((event.event.dataset.as_str().to_string(), event.event.id, payload));
+        }
+    }
+    records
+}
+
+/// Duplicates carry the same event id and the same bytes; returns the distinct ids per dataset.
+fn distinct_ids(
+    records: &[(String, String, Vec<u8>)],
+    dataset: &str,
+) -> std::collections::HashSet<String> {
+    let mut seen: std::collections::HashMap<&str, &[u8]> = std::collections::HashMap::new();
+    for (d, id, payload) in records.iter().filter(|r| r.0 == dataset) {
+        if let Some(first) = seen.insert(id, payload) {
+            assert_eq!(first, payload.as_slice(), "duplicate {d} {id} differs");
+        }
+    }
+    seen.keys().map(|k| k.to_string()).collect()
+}
+
+/// Uplink fault 1: the broker stops for 30 s in the middle of a stream (rate-capped to 1000
+/// events/s so the stream lasts about a minute) and comes back: every event arrives; duplicates
+/// only repeat an event id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_broker_outage_loses_nothing() {
+    let ns = Namespace::new("e2e_up_outage");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 2);
+    let admin = free_port();
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"240s\"",
+        &format!(
+            "[uplink]\nrate_limit = 1000\nhealth_interval = \"1s\"\nstall_timeout = \"2s\"\n\
+             retry_backoff = \"1s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"
+        ),
+    );
+    let n = synflood_events();
+    let log = dir.join("sensor.log");
+    let mut sensor = spawn_sensor(&config, &log);
+    // Mid-stream: some events delivered, most not yet.
+    let delivered = |text: &str| metric(text, "canh_sensor_kafka_delivered_total");
+    let started = wait_for(Duration::from_secs(60), || async {
+        (delivered(&http_get(admin, "/metrics")) >= 3000.0).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "stream started");
+    broker.pause();
+    let before = delivered(&http_get(admin, "/metrics"));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during = http_get(admin, "/metrics");
+    assert!(before < n as f64, "the outage came mid-stream: {before} of {n} delivered");
+    assert_eq!(metric(&during, "canh_sensor_uplink_link_up"), 0.0, "link down seen");
+    assert!(metric(&during, "canh_sensor_spool_bytes") > 0.0, "events wait in the spool");
+    broker.resume(false);
+
+    let text = wait_sensor(&mut sensor, &log, Duration::from_secs(240));
+    assert_eq!(stat(&text, "spool_bytes_left"), 0, "spool drained");
+    assert_eq!(stat(&text, "dropped"), 0);
+    let want = expected_ids(1, n);
+    let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(60), |ids| {
+        ids.len() >= want.len()
+    });
+    let flows = distinct_ids(&records, "flow");
+    assert_eq!(flows.len(), want.len(), "every flow event arrived");
+    assert!(flows == want, "only this run's event ids");
+    // Health events: numbered without gaps from 0, all delivered, though sent through the outage.
+    let health = distinct_ids(&records, "sensor");
+    assert!(health.len() >= 30, "{} health events over a minute", health.len());
+    for k in 0..health.len() as u64 {
+        assert!(health.contains(&health_id(1, k)), "health event {k} missing");
+    }
+}
+
+/// Uplink fault 2: the sensor is killed with SIGKILL while everything sits in the spool (broker
+/// down); after a restart with the broker up, no event of the killed run is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_kill_9_while_spooling_loses_nothing() {
+    let ns = Namespace::new("e2e_up_kill9");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 2);
+    broker.pause();
+    let admin = free_port();
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"60s\"",
+        &format!(
+            "[uplink]\nhealth_interval = \"0s\"\nstall_timeout = \"1s\"\nretry_backoff = \"1s\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n"
+        ),
+    );
+    let n = synflood_events();
+    let log = dir.join("sensor-1.log");
+    let mut first = spawn_sensor(&config, &log);
+    let spooled = wait_for(Duration::from_secs(60), || async {
+        let m = http_get(admin, "/metrics");
+        let all_in = metric(&m, "canh_sensor_spooled_events_total") >= n as f64
+            && metric(&m, "canh_sensor_uplink_in_flight") == 0.0;
+        all_in.then_some(m)
+    })
+    .await;
+    assert!(spooled.is_some(), "all {n} events spooled");
+    kill9(&mut first);
+
+    broker.resume(false);
+    let log = dir.join("sensor-2.log");
+    let mut second = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut second, &log, Duration::from_secs(180));
+    assert_eq!(stat(&text, "spool_bytes_left"), 0);
+    assert!(stat(&text, "drained") >= n, "the killed run's events came from the spool");
+    let mut want = expected_ids(1, n);
+    want.extend(expected_ids(2, n));
+    let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(90), |ids| {
+        ids.len() >= want.len()
+    });
+    let flows = distinct_ids(&records, "flow");
+    let lost = want.difference(&flows).count();
+    assert_eq!(lost, 0, "events lost of {}", want.len());
+    assert!(flows == want, "only the two runs' event ids");
+}
+
+/// Uplink fault 3: the spool cap is reached while the broker is down: flows are dropped once the
+/// spool is 80 % full, health events are still admitted; every drop is counted by dataset, and
+/// everything that was spooled arrives once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_spool_cap_applies_the_drop_policy() {
+    let ns = Namespace::new("e2e_up_cap");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 2);
+    broker.pause();
+    let admin = free_port();
+    let max_bytes = 4_000_000u64;
+    let spool = format!("[spool]\nmax_bytes = {max_bytes}\nsegment_bytes = 200000\n");
+    let uplink =
+        "[uplink]\nhealth_interval = \"250ms\"\nstall_timeout = \"1s\"\nretry_backoff = \"1s\"\n";
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"8s\"",
+        &format!("{spool}{uplink}[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+    );
+    let n = synflood_events();
+    let log = dir.join("sensor-1.log");
+    let mut first = spawn_sensor(&config, &log);
+    // Wait until the flows were all either spooled or dropped, then watch health events pile on.
+    let settled = wait_for(Duration::from_secs(60), || async {
+        let m = http_get(admin, "/metrics");
+        let flows = metric(&m, "canh_sensor_dropped_events_total{dataset=\"flow\"}")
+            + metric(&m, "canh_sensor_spooled_events_total");
+        (flows >= n as f64 && metric(&m, "canh_sensor_uplink_in_flight") == 0.0).then_some(())
+    })
+    .await;
+    assert!(settled.is_some(), "flows settled");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = http_get(admin, "/metrics");
+    let dropped_flows = metric(&m, "canh_sensor_dropped_events_total{dataset=\"flow\"}") as u64;
+    let dropped_health = metric(&m, "canh_sensor_dropped_events_total{dataset=\"sensor\"}");
+    let spool_bytes = metric(&m, "canh_sensor_spool_bytes") as u64;
+    let text = wait_sensor(&mut first, &log, Duration::from_secs(60));
+    assert!(dropped_flows > 0 && dropped_flows < n, "some flows dropped: {dropped_flows} of {n}");
+    assert_eq!(dropped_health, 0.0, "health events are not dropped");
+    assert!(spool_bytes > max_bytes * 80 / 100, "health events went past the flows' 80 %");
+    assert!(spool_bytes <= max_bytes, "the cap holds: {spool_bytes}");
+    assert_eq!(stat(&text, "dropped"), dropped_flows, "all drops are flows");
+    let spooled_flows = n - dropped_flows;
+
+    // The broker comes back; a second run (same capture, new ids) drains the first run's spool.
+    broker.resume(false);
+    let log = dir.join("sensor-2.log");
+    let mut second = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut second, &log, Duration::from_secs(120));
+    let second_dropped = stat(&text, "dropped");
+    let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(60), |ids| {
+        ids.len() as u64 >= spooled_flows + n - second_dropped
+    });
+    let flows = distinct_ids(&records, "flow");
+    let first_run = expected_ids(1, n);
+    let second_run = expected_ids(2, n);
+    let first_arrived = flows.intersection(&first_run).count() as u64;
+    assert_eq!(first_arrived, spooled_flows, "every spooled flow arrived");
+    assert_eq!(flows.intersection(&second_run).count() as u64, n - second_dropped);
+    assert_eq!(flows.len() as u64, spooled_flows + n - second_dropped);
+    assert!(flows.iter().all(|id| first_run.contains(id) || second_run.contains(id)));
+    // Every health event of the first run arrived.
+    let health = distinct_ids(&records, "sensor");
+    let first_health = (0..).take_while(|k| health.contains(&health_id(1, *k))).count();
+    assert!(first_health >= 20, "{first_health} health events of the first run");
+}
+
+/// Uplink fault 4: a spool segment corrupted in the middle and another torn at its end: the sensor
+/// starts, skips and reports the damage, and delivers every other spooled event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_corrupt_spool_is_skipped_and_reported() {
+    let ns = Namespace::new("e2e_up_corrupt");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 2);
+    broker.pause();
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"5s\"",
+        "[spool]\nsegment_bytes = 200000\n[uplink]\nhealth_interval = \"0s\"\n\
+         stall_timeout = \"1s\"\nretry_backoff = \"1s\"\n",
+    );
+    let n = synflood_events();
+    let log = dir.join("sensor-1.log");
+    let mut first = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut first, &log, Duration::from_secs(90));
+    assert_eq!(stat(&text, "spooled"), n, "everything spooled while the broker was down");
+
+    let spool_dir = dir.join("state/spool");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&spool_dir)
+        .expect("spool dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 10, "{} segments", segments.len());
+    // One flipped byte in the middle of the third segment, and a torn end of the last one.
+    let mut bytes = std::fs::read(&segments[2]).expect("read segment");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&segments[2], &bytes).expect("corrupt segment");
+    let last = segments.last().expect("a segment");
+    let len = std::fs::metadata(last).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .expect("open")
+        .set_len(len - 5)
+        .expect("truncate");
+
+    broker.resume(false);
+    let log = dir.join("sensor-2.log");
+    let mut second = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut second, &log, Duration::from_secs(120));
+    assert!(text.contains("spool segment damaged"), "damage reported:\n{text}");
+    assert_eq!(stat(&text, "damaged_regions"), 2);
+    assert_eq!(stat(&text, "spool_bytes_left"), 0);
+    let first_run = expected_ids(1, n);
+    let second_run = expected_ids(2, n);
+    let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(60), |ids| {
+        ids.len() as u64 >= 2 * n - 2
+    });
+    let flows = distinct_ids(&records, "flow");
+    assert_eq!(flows.intersection(&first_run).count() as u64, n - 2, "two records lost, no more");
+    assert_eq!(flows.intersection(&second_run).count() as u64, n, "the new run delivered");
+}
+
+/// TLS/SASL: a broker started with `--authentication` (users stored in its sqlite storage) takes
+/// the sensor's events over SASL SCRAM-SHA-512 with credentials from the environment, and refuses a
+/// wrong password (the events then wait in the spool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_sasl_scram_sha_512() {
+    let ns = Namespace::new("e2e_up_sasl");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 1);
+    let created = broker.cli(&["user", "create", "canh-sensor", "s3cret-pass"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    broker.pause();
+    broker.resume(true);
+    let sasl = "security_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n\
+                flush_timeout = \"60s\"";
+    let extra = "[uplink]\nhealth_interval = \"0s\"\nstall_timeout = \"2s\"\n";
+    let n = synflood_events();
+
+    // Wrong password: nothing is delivered, everything is kept.
+    let wrong = [("CANH_KAFKA_USERNAME", "canh-sensor"), ("CANH_KAFKA_PASSWORD", "wrong")];
+    let short = uplink_config(&dir, &broker.brokers(), &prefix, &sasl.replace("60s", "5s"), extra);
+    let short_path = dir.join("sensor-short.toml");
+    std::fs::rename(&short, &short_path).expect("rename config");
+    let log = dir.join("sensor-wrong.log");
+    let mut refused = spawn_sensor_with(&short_path, &log, &wrong);
+    let text = wait_sensor(&mut refused, &log, Duration::from_secs(90));
+    assert_eq!(stat(&text, "delivered"), 0, "a wrong password delivers nothing");
+    assert_eq!(stat(&text, "spooled"), n, "and keeps everything in the spool");
+
+    // Right password: the spooled run and a new run arrive.
+    let right = [("CANH_KAFKA_USERNAME", "canh-sensor"), ("CANH_KAFKA_PASSWORD", "s3cret-pass")];
+    let config = uplink_config(&dir, &broker.brokers(), &prefix, sasl, extra);
+    let log = dir.join("sensor.log");
+    let mut sensor = spawn_sensor_with(&config, &log, &right);
+    let text = wait_sensor(&mut sensor, &log, Duration::from_secs(120));
+    assert_eq!(stat(&text, "spool_bytes_left"), 0);
+    let settings = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "canh-sensor"),
+        ("sasl.password", "s3cret-pass"),
+    ];
+    let mut want = expected_ids(1, n);
+    want.extend(expected_ids(2, n));
+    let records =
+        consume_with(&broker.brokers(), &settings, &prefix, 1, Duration::from_secs(60), |ids| {
+            ids.len() >= want.len()
+        });
+    assert!(distinct_ids(&records, "flow") == want, "both runs arrived over SASL");
+}
+
+/// Priority and rate cap: with bulk capped at 100 events/s for a 10 s run, flows trickle out and
+/// the rest stays spooled, while every health event (every 500 ms) goes through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_health_goes_before_rate_capped_bulk() {
+    let ns = Namespace::new("e2e_up_prio");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let broker = PrivateBroker::start(&dir, &prefix, 1);
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"10s\"",
+        "[uplink]\nrate_limit = 100\nhealth_interval = \"500ms\"\n",
+    );
+    let log = dir.join("sensor.log");
+    let started = std::time::Instant::now();
+    let mut sensor = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut sensor, &log, Duration::from_secs(60));
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(stat(&text, "spool_bytes_left") > 0, "the capped flows wait in the spool");
+    let delivered = stat(&text, "delivered");
+    let records = consume(&broker.brokers(), &prefix, 1, Duration::from_secs(20), |ids| {
+        ids.len() as u64 + 40 >= delivered
+    });
+    let flows = distinct_ids(&records, "flow").len() as f64;
+    assert!(flows >= 500.0, "flows flowed: {flows}");
+    assert!(flows <= 100.0 * seconds + 50.0, "the cap held: {flows} flows in {seconds:.1} s");
+    let health = distinct_ids(&records, "sensor");
+    let in_order = (0..).take_while(|k| health.contains(&health_id(1, *k))).count();
+    assert_eq!(in_order, health.len(), "health events numbered without gaps");
+    assert!(health.len() >= 18, "{} health events in a 10 s run", health.len());
 }
