@@ -147,7 +147,14 @@ const Canh = (() => {
 
   // ---- formatting
   const time = (ns) => (ns ? new Date(Number(ns) / 1e6).toISOString().replace("T", " ").slice(0, 19) : "");
-  const num = (x, digits) => (x === null || x === undefined ? "" : Number(x).toLocaleString(lang === "vi" ? "vi-VN" : "en-US", { maximumFractionDigits: digits || 0 }));
+  const num = (x, digits) => {
+    if (x === null || x === undefined) return "";
+    const n = Number(x);
+    const locale = lang === "vi" ? "vi-VN" : "en-US";
+    // Small rates (events per second over a long bucket) keep two significant digits.
+    if (n !== 0 && Math.abs(n) < 1) return n.toLocaleString(locale, { maximumSignificantDigits: 2 });
+    return n.toLocaleString(locale, { maximumFractionDigits: digits || 0 });
+  };
 
   function table(container, columns, rows) {
     container.textContent = "";
