@@ -1166,3 +1166,170 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
     let status = stop(&mut api);
     assert!(status.success(), "api exit {status}");
 }
+
+// ---------------------------------------------------------------- Grafana and Prometheus files
+
+/// The panel SQL with the Grafana ClickHouse plugin's macros replaced as the plugin would.
+fn grafana_sql(sql: &str, from_s: i64, to_s: i64) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__timeFilter(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "$__timeFilter(".len()..];
+        let close = after.find(')').expect("$__timeFilter( is closed");
+        let column = after[..close].trim();
+        out.push_str(&format!(
+            "{column} >= toDateTime({from_s}) AND {column} <= toDateTime({to_s})"
+        ));
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out.replace("$__interval_s", "60")
+        .replace("$__from", &(from_s * 1000).to_string())
+        .replace("$__to", &(to_s * 1000).to_string())
+        .replace("${organization:singlequote}", "'e2e-tenant'")
+}
+
+/// Every panel and variable query of every Grafana dashboard runs on the real schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_panels_run_against_clickhouse() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_grafana");
+    let dir = temp_dir(&ns);
+    let config = write_collector_config(&ns, &dir, "collector", 0, 100, true);
+    let migrate = Command::new(binary("canh-collector"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("canh-collector migrate");
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let db = clickhouse(Some(&ns.database()));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("dashboards/grafana")).expect("dashboards/grafana") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let dashboard: serde_json::Value =
+            json(&std::fs::read_to_string(&path).expect("read dashboard"));
+        let mut queries: Vec<(String, String)> = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let sql = target["rawSql"].as_str().expect("rawSql").to_string();
+                queries.push((panel["title"].as_str().unwrap_or("?").to_string(), sql));
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().expect("templating") {
+            if variable["type"] == "query" {
+                let sql = variable["query"].as_str().expect("variable query").to_string();
+                queries.push((format!("${}", variable["name"]), sql));
+            }
+        }
+        assert!(queries.len() >= 5, "{}: panels found", path.display());
+        for (title, sql) in queries {
+            let sql = grafana_sql(&sql, 1_600_000_000, 1_900_000_000);
+            assert!(!sql.contains("$__"), "{title}: macro left in {sql}");
+            let result =
+                async { db.query(&sql.replace('?', "??")).fetch_bytes("TSV")?.collect().await }
+                    .await;
+            assert!(
+                result.is_ok(),
+                "{}: panel {title:?}: {:?}\n{sql}",
+                path.display(),
+                result.err()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked} queries checked");
+}
+
+/// Debian's Prometheus scrapes a running collector with the shipped scrape config and loads every
+/// shipped alert rule; promtool accepts both files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
+    let _shared = SERVICES.read().await;
+    let files = repo().join("dashboards/prometheus");
+    for args in
+        [vec!["check", "rules", "canh-rules.yml"], vec!["check", "config", "prometheus.yml"]]
+    {
+        let out =
+            Command::new("promtool").args(&args).current_dir(&files).output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ns = Namespace::new("e2e_prometheus");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let admin = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", admin, 100, true);
+    let mut collector = start_collector(&config, &dir.join("collector.log"));
+    let ready = wait_for(Duration::from_secs(30), || async {
+        http_get(admin, "/readyz").starts_with("ready").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "collector ready");
+
+    // The shipped config, pointed at this collector, with the rules beside it.
+    let shipped = std::fs::read_to_string(files.join("prometheus.yml")).expect("prometheus.yml");
+    assert!(shipped.contains("\"127.0.0.1:9464\""));
+    let ours = shipped
+        .replace("\"127.0.0.1:9464\"", &format!("\"127.0.0.1:{admin}\""))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    std::fs::write(dir.join("prometheus.yml"), ours).expect("write prometheus.yml");
+    std::fs::copy(files.join("canh-rules.yml"), dir.join("canh-rules.yml")).expect("copy rules");
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    let up = wait_for(Duration::from_secs(60), || async {
+        let body = http_get(port, "/api/v1/targets");
+        let targets: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        active
+            .iter()
+            .any(|t| t["labels"]["job"] == "canh-collector" && t["health"] == "up")
+            .then_some(active)
+    })
+    .await;
+    let rules: serde_json::Value =
+        serde_json::from_str(&http_get(port, "/api/v1/rules")).unwrap_or_default();
+    kill9(&mut prometheus);
+    let status = stop(&mut collector);
+    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    let active = up.unwrap_or_else(|| panic!("collector target up; prometheus log:\n{log}"));
+    assert!(active.iter().all(|t| t["health"] == "up"), "every target up: {active:?}");
+    let names: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .expect("rule groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| match r["name"].as_str() {
+            Some("CanhSensorSilent") => "CanhSensorSilent",
+            Some("CanhSensorCaptureDrops") => "CanhSensorCaptureDrops",
+            Some("CanhCollectorDown") => "CanhCollectorDown",
+            Some("CanhKafkaLagGrowing") => "CanhKafkaLagGrowing",
+            Some("CanhDeadLettersGrowing") => "CanhDeadLettersGrowing",
+            _ => "other",
+        })
+        .collect();
+    for rule in [
+        "CanhSensorSilent",
+        "CanhSensorCaptureDrops",
+        "CanhCollectorDown",
+        "CanhKafkaLagGrowing",
+        "CanhDeadLettersGrowing",
+    ] {
+        assert!(names.contains(&rule), "{rule} loaded: {names:?}");
+    }
+    assert!(status.success());
+}
