@@ -29,8 +29,8 @@ pub struct ApiSection {
     /// Loopback by default: put it on a wider address only with TLS.
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
-    /// PEM certificate chain and private key; both or neither. Without them the API speaks plain
-    /// HTTP.
+    /// PEM certificate chain and private key (relative to the config file); both or neither.
+    /// Without them the API speaks plain HTTP.
     #[serde(default)]
     pub tls_cert: Option<std::path::PathBuf>,
     #[serde(default)]
@@ -231,9 +231,16 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let config: Config = toml::from_str(&text)
         .map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
     let mut settings = validate(&name, config)?;
-    if settings.api_users.is_relative() {
-        if let Some(dir) = path.parent() {
+    // Files named by the config are relative to the config file's folder.
+    if let Some(dir) = path.parent() {
+        if settings.api_users.is_relative() {
             settings.api_users = dir.join(&settings.api_users);
+        }
+        let api = &mut settings.config.api;
+        for file in [&mut api.tls_cert, &mut api.tls_key].into_iter().flatten() {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
         }
     }
     Ok(settings)

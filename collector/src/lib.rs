@@ -9,3 +9,4 @@ pub mod consume;
 pub mod metrics;
 pub mod query;
 pub mod store;
+pub mod tls;

@@ -115,9 +115,7 @@ async fn api(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("reading users file {}", settings.api_users.display()))?;
     let users = canh_collector::auth::Users::parse(&users_text)
         .with_context(|| format!("users file {}", settings.api_users.display()))?;
-    if api.tls_cert.is_some() {
-        anyhow::bail!("api.tls_cert: TLS is not built into this version; terminate TLS in front of the loopback listener");
-    }
+    let users_count = users.len();
     let state = canh_collector::api::ApiState {
         db: store::client(&ch.url, &ch.user, Some(&ch.database)),
         users: Arc::new(users),
@@ -130,11 +128,23 @@ async fn api(path: &std::path::Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await
         .with_context(|| format!("binding the api port {}", api.listen))?;
-    tracing::info!(listen = %api.listen, users = state.users.len(), "api listening");
-    axum::serve(listener, canh_collector::api::app(state))
-        .with_graceful_shutdown(wait_for_signal())
-        .await
-        .context("serving the api")?;
+    let app = canh_collector::api::app(state);
+    if let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key) {
+        let acceptor = canh_collector::tls::acceptor(cert, key)?;
+        let listener = canh_collector::tls::TlsListener::new(listener, acceptor)
+            .context("starting the tls listener")?;
+        tracing::info!(listen = %api.listen, users = users_count, "api listening (https)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .context("serving the api")?;
+    } else {
+        tracing::info!(listen = %api.listen, users = users_count, "api listening (http)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .context("serving the api")?;
+    }
     tracing::info!("api stopped");
     Ok(())
 }

@@ -1333,3 +1333,76 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
     }
     assert!(status.success());
 }
+
+/// With `tls_cert` and `tls_key` the API speaks HTTPS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_over_tls() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_api_tls");
+    let dir = temp_dir(&ns);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"n\"\nrole = \"viewer\"\ntenant = \"*\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("tls-token")
+        ),
+    )
+    .expect("users");
+    let port = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", 0, 100, true);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[api]\nlisten = \"127.0.0.1:{port}\"\nusers = \"users.toml\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    std::fs::write(&config, text).expect("config with tls");
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("api.log")).expect("log"))
+        .spawn()
+        .expect("start api");
+    let curl = |scheme: &str| {
+        Command::new("curl")
+            .args(["-s", "-m", "5", "--cacert"])
+            .arg(&cert)
+            .args(["-H", "Authorization: Bearer tls-token"])
+            .arg(format!("{scheme}://127.0.0.1:{port}/api/me"))
+            .output()
+            .expect("run curl")
+    };
+    let answered = wait_for(Duration::from_secs(20), || async {
+        let out = curl("https");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    })
+    .await;
+    let plain = curl("http");
+    let status = stop(&mut api);
+    assert_eq!(answered.as_deref(), Some(r#"{"name":"n","role":"viewer","tenant":"*"}"#));
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("viewer"),
+        "no answer over plain HTTP"
+    );
+    assert!(status.success());
+}
