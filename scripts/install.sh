@@ -25,6 +25,9 @@ APT_PACKAGES=(
     tshark
     tcpreplay
     curl # scripts/services.sh uses it to check ClickHouse
+    chromium        # headless browser test of the dashboards
+    chromium-driver # WebDriver for that test
+    prometheus      # scrape and rule tests (promtool)
 )
 
 CARGO_BIN_DIR=${CARGO_HOME:-$HOME/.cargo}/bin

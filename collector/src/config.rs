@@ -21,6 +21,8 @@ pub struct Config {
     /// Sigma detection over every consumed event. Without this section nothing is detected.
     #[serde(default)]
     pub detection: Option<DetectionSection>,
+    #[serde(default)]
+    pub api: ApiSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +42,63 @@ pub struct DetectionSection {
     /// Suppressions file (TOML, entries with rule, group, expires, reason).
     #[serde(default)]
     pub suppressions: Option<PathBuf>,
+}
+
+/// `canh-collector api`: the HTTP API and dashboards for analysts and responders.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Loopback by default: put it on a wider address only with TLS.
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key (relative to the config file); both or neither.
+    /// Without them the API speaks plain HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Users TOML (`[[user]] name, role, tenant, token_sha256`); relative to the config file.
+    #[serde(default = "default_api_users")]
+    pub users: std::path::PathBuf,
+    /// Most rows one query returns.
+    #[serde(default = "default_api_max_rows")]
+    pub max_rows: u64,
+    /// Widest time window one search or pivot may cover.
+    #[serde(default = "default_api_max_window")]
+    pub max_window: String,
+    /// ClickHouse stops a query after this long.
+    #[serde(default = "default_api_query_timeout")]
+    pub query_timeout: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> ApiSection {
+        ApiSection {
+            listen: default_api_listen(),
+            tls_cert: None,
+            tls_key: None,
+            users: default_api_users(),
+            max_rows: default_api_max_rows(),
+            max_window: default_api_max_window(),
+            query_timeout: default_api_query_timeout(),
+        }
+    }
+}
+
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_api_users() -> std::path::PathBuf {
+    "users.toml".into()
+}
+fn default_api_max_rows() -> u64 {
+    1_000
+}
+fn default_api_max_window() -> String {
+    "31days".into()
+}
+fn default_api_query_timeout() -> String {
+    "10s".into()
 }
 
 /// How long each table keeps its daily partitions. Tables not listed keep their default.
@@ -192,6 +251,10 @@ pub struct Settings {
     pub session_timeout: Duration,
     /// `[detection]` validated, when the section is present.
     pub detection: Option<crate::detect::Settings>,
+    pub api_max_window: Duration,
+    pub api_query_timeout: Duration,
+    /// `api.users` resolved against the config file's folder.
+    pub api_users: std::path::PathBuf,
 }
 
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -200,7 +263,20 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         .map_err(|source| ConfigError::Read { path: name.clone(), source })?;
     let config: Config = toml::from_str(&text)
         .map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
-    validate(&name, config)
+    let mut settings = validate(&name, config)?;
+    // Files named by the config are relative to the config file's folder.
+    if let Some(dir) = path.parent() {
+        if settings.api_users.is_relative() {
+            settings.api_users = dir.join(&settings.api_users);
+        }
+        let api = &mut settings.config.api;
+        for file in [&mut api.tls_cert, &mut api.tls_key].into_iter().flatten() {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
+    }
+    Ok(settings)
 }
 
 fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
@@ -228,6 +304,15 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let max_backoff = duration("batch.max_backoff", &config.batch.max_backoff)?;
     let session_timeout = duration("kafka.session_timeout", &config.kafka.session_timeout)?;
     let retention_interval = duration("retention.interval", &config.retention.interval)?;
+    let api_max_window = duration("api.max_window", &config.api.max_window)?;
+    let api_query_timeout = duration("api.query_timeout", &config.api.query_timeout)?;
+    if config.api.max_rows == 0 || config.api.max_rows > 100_000 {
+        return Err(invalid("api.max_rows", "must be 1 to 100000".into()));
+    }
+    if config.api.tls_cert.is_some() != config.api.tls_key.is_some() {
+        return Err(invalid("api.tls_cert", "tls_cert and tls_key go together".into()));
+    }
+    let api_users = config.api.users.clone();
     let mut retention_days: std::collections::BTreeMap<&'static str, u32> =
         crate::store::RETENTION_DEFAULT_DAYS.iter().copied().collect();
     for (table, days) in &config.retention.days {
@@ -262,6 +347,9 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         max_backoff,
         session_timeout,
         detection,
+        api_max_window,
+        api_query_timeout,
+        api_users,
     })
 }
 

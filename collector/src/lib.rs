@@ -2,8 +2,12 @@
 //! command-line shell over these modules.
 
 pub mod admin;
+pub mod api;
+pub mod auth;
 pub mod config;
 pub mod consume;
 pub mod detect;
 pub mod metrics;
+pub mod query;
 pub mod store;
+pub mod tls;

@@ -36,6 +36,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Serve the HTTP API and the dashboards (the `[api]` section).
+    Api {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create an API token: prints the token once and the users-file entry holding its hash.
+    Token {
+        #[arg(long)]
+        name: String,
+        /// viewer, analyst, responder or admin.
+        #[arg(long)]
+        role: String,
+        /// An organization id, or "*" for the national centre.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Run Sigma rules over events (JSON lines) and print the alerts as JSON lines.
     Detect {
         /// Directory of Sigma rule files.
@@ -129,6 +145,8 @@ fn main() {
             Command::Migrate { config } => migrate(&config).await,
             Command::Retention { config } => retention(&config).await,
             Command::Detect { .. } | Command::Rules { .. } => Ok(()),
+            Command::Api { config } => api(&config).await,
+            Command::Token { name, role, tenant } => token(&name, &role, &tenant),
         }
     });
     if let Err(err) = result {
@@ -156,6 +174,63 @@ async fn retention(path: &std::path::Path) -> anyhow::Result<()> {
         println!("dropped {table} partition {partition}");
     }
     println!("{} partition(s) dropped", dropped.len());
+    Ok(())
+}
+
+async fn api(path: &std::path::Path) -> anyhow::Result<()> {
+    let settings = config::load(path)?;
+    let ch = &settings.config.clickhouse;
+    let api = &settings.config.api;
+    let users_text = std::fs::read_to_string(&settings.api_users)
+        .with_context(|| format!("reading users file {}", settings.api_users.display()))?;
+    let users = canh_collector::auth::Users::parse(&users_text)
+        .with_context(|| format!("users file {}", settings.api_users.display()))?;
+    let users_count = users.len();
+    let state = canh_collector::api::ApiState {
+        db: store::client(&ch.url, &ch.user, Some(&ch.database)),
+        users: Arc::new(users),
+        limits: canh_collector::api::Limits {
+            max_rows: api.max_rows,
+            max_window_ns: i64::try_from(settings.api_max_window.as_nanos()).unwrap_or(i64::MAX),
+            query_timeout_secs: settings.api_query_timeout.as_secs().max(1),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(api.listen)
+        .await
+        .with_context(|| format!("binding the api port {}", api.listen))?;
+    let app = canh_collector::api::app(state);
+    if let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key) {
+        let acceptor = canh_collector::tls::acceptor(cert, key)?;
+        let listener = canh_collector::tls::TlsListener::new(listener, acceptor)
+            .context("starting the tls listener")?;
+        tracing::info!(listen = %api.listen, users = users_count, "api listening (https)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .context("serving the api")?;
+    } else {
+        tracing::info!(listen = %api.listen, users = users_count, "api listening (http)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .context("serving the api")?;
+    }
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+fn token(name: &str, role: &str, tenant: &str) -> anyhow::Result<()> {
+    if !["viewer", "analyst", "responder", "admin"].contains(&role) {
+        anyhow::bail!("role {role:?}: use viewer, analyst, responder or admin");
+    }
+    if name.is_empty() || tenant.is_empty() {
+        anyhow::bail!("name and tenant must not be empty");
+    }
+    let (token, hash) = canh_collector::auth::new_token().context("reading /dev/urandom")?;
+    eprintln!("token for {name} (shown once; give it to the user): {token}");
+    println!(
+        "[[user]]\nname = {name:?}\nrole = {role:?}\ntenant = {tenant:?}\ntoken_sha256 = {hash:?}"
+    );
     Ok(())
 }
 

@@ -1315,3 +1315,754 @@ async fn uplink_health_goes_before_rate_capped_bulk() {
     assert_eq!(in_order, health.len(), "health events numbered without gaps");
     assert!(health.len() >= 18, "{} health events in a 10 s run", health.len());
 }
+
+// ---------------------------------------------------------------- the API and the dashboards
+
+/// One HTTP/1.1 request (`Connection: close`) to 127.0.0.1:`port`; returns the status and the
+/// body (status 0 on failure). The body is read by its Content-Length when there is one.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        raw.extend_from_slice(&chunk[..n]);
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let length = head.lines().find_map(|l| {
+            l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
+        });
+        if length.is_some_and(|len| raw.len() >= split + 4 + len) {
+            break;
+        }
+    }
+    let response = String::from_utf8_lossy(&raw).to_string();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Percent-encode a query parameter value.
+fn enc(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn sha256_hex(text: &str) -> String {
+    let output = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run sha256sum");
+    String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+/// A WebDriver session on Debian's chromedriver + headless Chromium.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        assert!(
+            std::path::Path::new("/usr/bin/chromedriver").exists(),
+            "chromedriver missing: scripts/install.sh installs chromium and chromium-driver"
+        );
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("canh-chromium-{}-{port}", std::process::id()));
+        let capabilities = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run", "--window-size=1280,1000",
+                     format!("--user-data-dir={}", profile.display())]}}}});
+        let mut session = String::new();
+        for _ in 0..40 {
+            let (status, body) =
+                http(port, "POST", "/session", None, Some(&capabilities.to_string()));
+            if status == 200 {
+                session = json(&body)["value"]["sessionId"].as_str().unwrap_or("").to_string();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(!session.is_empty(), "chromedriver session");
+        Browser { driver, port, session }
+    }
+
+    fn command(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let path = format!("/session/{}{path}", self.session);
+        let body = (method != "GET").then(|| body.to_string());
+        let (status, text) = http(self.port, method, &path, None, body.as_deref());
+        assert_eq!(status, 200, "webdriver {method} {path}: {text}");
+        json(&text)["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    fn eval(&self, script: &str) -> serde_json::Value {
+        self.command("POST", "/execute/sync", serde_json::json!({ "script": script, "args": [] }))
+    }
+
+    /// Wait until the page rendered its data at least `renders` times (or failed).
+    fn wait_rendered(&self, renders: u64) -> serde_json::Value {
+        for _ in 0..120 {
+            let state = self.eval(
+                "return {renders: Number(document.body.dataset.renders || 0), \
+                 failed: document.body.dataset.failed || null, errors: window.canhErrors || ['no hook'], \
+                 charts: Array.from(document.querySelectorAll('[data-points]')).map(c => [c.id, Number(c.dataset.points)])}",
+            );
+            if state["renders"].as_u64().unwrap_or(0) >= renders || !state["failed"].is_null() {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.eval("return {renders: 0, failed: 'timeout', errors: window.canhErrors}")
+    }
+
+    fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine;
+        let png = self.command("GET", "/screenshot", serde_json::Value::Null);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or(""))
+            .expect("screenshot is base64");
+        std::fs::write(path, bytes).expect("write screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(self.port, "DELETE", &format!("/session/{}", self.session), None, None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn alert_event(
+    seq: u64,
+    tenant: &str,
+    rule: &str,
+    level: &str,
+    event_ids: Vec<String>,
+    source_ip: &str,
+) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let mut event = Event::new(
+        canh_event::Dataset::Alert,
+        canh_event::event_id("e2e-api-alerts", seq),
+        canh_event::Timestamp(now),
+        "e2e-sensor",
+        tenant,
+    );
+    event.rule = Some(canh_event::Rule {
+        id: rule.into(),
+        name: format!("rule {rule}"),
+        level: Some(level.into()),
+        tags: None,
+    });
+    let mut group = std::collections::BTreeMap::new();
+    group.insert("source.ip".to_string(), source_ip.to_string());
+    event.alert = Some(canh_event::Alert {
+        event_ids,
+        group,
+        first_seen: canh_event::Timestamp(now),
+        last_seen: canh_event::Timestamp(now),
+        count: 1,
+    });
+    event.to_json().into_bytes()
+}
+
+/// The API over real data: pcap -> sensor -> Kafka -> collector -> ClickHouse, alerts through
+/// Kafka, then `canh-collector api` over HTTP (search, pivots, triage, tenant scoping, audit) and
+/// every dashboard page in headless Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_search_pivots_triage_scoping_and_dashboards() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_api");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let capture = vec![shared_data().join("pcap/zeek/wikipedia.pcap")];
+    let sensor = write_sensor_config(&ns, &dir, "sensor", &capture);
+    let api_port = free_port();
+    let collector = write_collector_config(&ns, &dir, "collector", 0, 500, true);
+    // Users: the national centre, the sensor's tenant (analyst and viewer), another tenant.
+    let users = [
+        ("national", "admin", "*"),
+        ("analyst", "analyst", "e2e-tenant"),
+        ("viewer", "viewer", "e2e-tenant"),
+        ("other", "analyst", "other-tenant"),
+    ];
+    let mut users_text = String::new();
+    for (name, role, tenant) in users {
+        users_text.push_str(&format!(
+            "[[user]]\nname = \"{name}\"\nrole = \"{role}\"\ntenant = \"{tenant}\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex(&format!("token-{name}"))
+        ));
+    }
+    std::fs::write(dir.join("users.toml"), users_text).expect("write users");
+    let mut config = std::fs::read_to_string(&collector).expect("collector config");
+    config.push_str(&format!(
+        "\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nusers = \"users.toml\"\nmax_window = \"36500days\"\n"
+    ));
+    std::fs::write(&collector, config).expect("collector config with [api]");
+
+    let sent = sensor_run(&sensor, &capture);
+    let db = clickhouse(Some(&ns.database()));
+    let mut consumer = start_collector(&collector, &dir.join("collector.log"));
+    let stored =
+        wait_count(&db, "SELECT count() FROM flows FINAL", sent, Duration::from_secs(90)).await;
+    assert_eq!(stored, sent, "flows stored");
+
+    #[derive(Row, Deserialize)]
+    struct Pick {
+        event_id: String,
+        community_id: String,
+        source: String,
+    }
+    let pick: Pick = db
+        .query(
+            "SELECT event_id, community_id, replaceRegexpOne(IPv6NumToString(source_ip), '^::ffff:', '') AS source \
+             FROM flows WHERE community_id != '' ORDER BY ts_ns LIMIT 1",
+        )
+        .fetch_one()
+        .await
+        .expect("a flow with a community id");
+
+    // Three alerts through Kafka: two for the sensor's tenant, one for another tenant.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let topic = format!("{}alert", ns.topic_prefix());
+    let alerts = [
+        alert_event(1, "e2e-tenant", "scan", "high", vec![pick.event_id.clone()], &pick.source),
+        alert_event(
+            2,
+            "e2e-tenant",
+            "beacon",
+            "critical",
+            vec![pick.event_id.clone()],
+            &pick.source,
+        ),
+        alert_event(3, "other-tenant", "scan", "medium", vec!["elsewhere".into()], "192.0.2.1"),
+    ];
+    for payload in &alerts {
+        producer
+            .send(FutureRecord::<(), _>::to(&topic).payload(payload), Duration::from_secs(10))
+            .await
+            .expect("produce alert");
+    }
+    let stored =
+        wait_count(&db, "SELECT count() FROM alerts FINAL", 3, Duration::from_secs(60)).await;
+    assert_eq!(stored, 3, "alerts stored");
+    let status = stop(&mut consumer);
+    assert!(status.success());
+    let alert_id = |seq| canh_event::event_id("e2e-api-alerts", seq);
+
+    let log = std::fs::File::create(dir.join("api.log")).expect("api log");
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&collector)
+        .stderr(log)
+        .spawn()
+        .expect("start canh-collector api");
+    let up = wait_for(Duration::from_secs(20), || async {
+        (http(api_port, "GET", "/healthz", None, None).0 == 200).then_some(())
+    })
+    .await;
+    assert!(up.is_some(), "api up");
+
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let all_time = format!("from=0&to={}", now_ns + 60_000_000_000);
+    let get = |token: &str, path: &str| {
+        let (status, body) = http(api_port, "GET", path, Some(&format!("token-{token}")), None);
+        (status, if status == 0 { serde_json::Value::Null } else { json(&body) })
+    };
+
+    // Authentication.
+    assert_eq!(http(api_port, "GET", "/api/alerts", None, None).0, 401);
+    assert_eq!(http(api_port, "GET", "/api/alerts", Some("token-nobody"), None).0, 401);
+
+    // Search: by community id, and by CIDR, over real flows.
+    let q = enc(&format!("network.community_id:\"{}\"", pick.community_id));
+    let (status, found) = get("analyst", &format!("/api/search?dataset=flow&q={q}&{all_time}"));
+    assert_eq!(status, 200, "{found}");
+    let events = found["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["event.id"] == pick.event_id.as_str()), "{found}");
+    let q = enc(&format!("source.ip in {}/32 AND NOT source.port:0", pick.source));
+    let (status, found) = get("national", &format!("/api/search?q={q}&{all_time}&limit=50"));
+    assert_eq!(status, 200, "{found}");
+    let events = found["events"].as_array().expect("events");
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["source.ip"] == pick.source.as_str() && e["source.port"] != 0));
+    // Hostile and malformed queries are 400 with a message.
+    for bad in ["url.original:x", "source.ip:'1' OR 1=1", "(((", "source.port:1; DROP TABLE flows"]
+    {
+        let (status, body) = get("analyst", &format!("/api/search?q={}&{all_time}", enc(bad)));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    assert_eq!(count(&db, "SELECT count() FROM flows FINAL").await, sent, "flows still there");
+
+    // Pivots.
+    let (status, pivot) =
+        get("analyst", &format!("/api/pivot/community/{}", enc(&pick.community_id)));
+    assert_eq!(status, 200);
+    let events = pivot["events"].as_array().expect("events");
+    assert!(
+        !events.is_empty()
+            && events.iter().all(|e| e["network.community_id"] == pick.community_id.as_str())
+    );
+    let (status, pivot) = get("analyst", &format!("/api/pivot/address/{}?{all_time}", pick.source));
+    assert_eq!(status, 200);
+    let events = pivot["events"].as_array().expect("events");
+    assert!(events
+        .iter()
+        .all(|e| e["source.ip"] == pick.source.as_str()
+            || e["destination.ip"] == pick.source.as_str()));
+    assert!(!events.is_empty());
+    let (status, behind) = get("analyst", &format!("/api/alerts/{}/events", alert_id(1)));
+    assert_eq!(status, 200);
+    assert_eq!(behind["events"][0]["event.id"], pick.event_id.as_str(), "{behind}");
+
+    // Tenant scoping over HTTP.
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["alerts"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x["id"].as_str().unwrap_or("").to_string()).collect())
+            .unwrap_or_default()
+    };
+    let (_, mine) = get("analyst", "/api/alerts");
+    let (_, theirs) = get("other", "/api/alerts");
+    let (_, all) = get("national", "/api/alerts");
+    assert_eq!(ids(&mine).len(), 2, "{mine}");
+    assert_eq!(ids(&theirs), vec![alert_id(3)]);
+    assert_eq!(ids(&all).len(), 3);
+    let (_, other_search) = get("other", &format!("/api/search?dataset=flow&{all_time}"));
+    assert_eq!(
+        other_search["events"].as_array().map(Vec::len),
+        Some(0),
+        "other tenant sees no flows"
+    );
+    let (status, _) = get("other", &format!("/api/alerts/{}/events", alert_id(1)));
+    assert_eq!(status, 404, "another tenant's alert does not exist for them");
+    let (_, other_pivot) =
+        get("other", &format!("/api/pivot/community/{}", enc(&pick.community_id)));
+    assert_eq!(other_pivot["events"].as_array().map(Vec::len), Some(0));
+    assert_eq!(get("analyst", "/api/health/dead-letters").0, 403);
+    assert_eq!(get("national", "/api/health/dead-letters").0, 200);
+    let (_, sensors) = get("other", &format!("/api/health/sensors?{all_time}"));
+    assert_eq!(sensors["sensors"].as_array().map(Vec::len), Some(0));
+    let (_, sensors) = get("analyst", &format!("/api/health/sensors?{all_time}"));
+    assert_eq!(sensors["sensors"][0]["observer_id"], "e2e-sensor", "{sensors}");
+
+    // Triage: roles, scope, transitions, versions.
+    let post = |token: &str, id: &str, body: &str| {
+        let (status, text) = http(
+            api_port,
+            "POST",
+            &format!("/api/alerts/{id}/triage"),
+            Some(&format!("token-{token}")),
+            Some(body),
+        );
+        (status, json(&text))
+    };
+    assert_eq!(post("viewer", &alert_id(1), r#"{"action":"acknowledge"}"#).0, 403);
+    assert_eq!(post("other", &alert_id(1), r#"{"action":"acknowledge"}"#).0, 404);
+    let (status, ack) = post("analyst", &alert_id(1), r#"{"action":"acknowledge"}"#);
+    assert_eq!((status, ack["status"].as_str()), (200, Some("acknowledged")));
+    assert_eq!(post("analyst", &alert_id(1), r#"{"action":"acknowledge"}"#).0, 409);
+    assert_eq!(
+        post("analyst", &alert_id(1), r#"{"action":"close"}"#).0,
+        400,
+        "close needs a reason"
+    );
+    let (status, closed) =
+        post("analyst", &alert_id(1), r#"{"action":"close","reason":"lab traffic"}"#);
+    assert_eq!(status, 200);
+    assert!(closed["version"].as_i64() > ack["version"].as_i64());
+    let (_, closed_list) = get("analyst", "/api/alerts?status=closed");
+    assert_eq!(ids(&closed_list), vec![alert_id(1)]);
+    assert_eq!(closed_list["alerts"][0]["reason"], "lab traffic");
+    let (_, groups) = get("national", "/api/alerts/groups?by=rule");
+    assert_eq!(groups["groups"][0]["key"], "scan", "{groups}");
+    assert_eq!(groups["groups"][0]["alerts"], 2);
+
+    // Every query and triage action was audited, with its user and outcome.
+    let audited =
+        count(&db, "SELECT count() FROM audit_log WHERE user = 'analyst' AND action = 'triage'")
+            .await;
+    assert_eq!(audited, 4, "acknowledge, conflict, bad close, close");
+    let denied =
+        count(&db, "SELECT count() FROM audit_log WHERE user = 'viewer' AND outcome = 'forbidden'")
+            .await;
+    assert_eq!(denied, 1);
+    assert!(count(&db, "SELECT count() FROM audit_log WHERE action = 'search'").await >= 6);
+
+    // The dashboards in headless Chromium.
+    let shots = dir.join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let base = format!("http://127.0.0.1:{api_port}/ui");
+    let browser = Browser::start();
+    let sign_in = |token: &str| {
+        browser.open(&format!("{base}/overview.html"));
+        browser.eval(&format!("sessionStorage.setItem('canh-token', 'token-{token}'); localStorage.setItem('canh-lang', 'en'); return 1"));
+    };
+    sign_in("national");
+    for page in ["overview", "alerts", "search", "sensors", "rules"] {
+        browser.open(&format!("{base}/{page}.html?{all_time}"));
+        let state = browser.wait_rendered(1);
+        browser.screenshot(&shots.join(format!("{page}.png")));
+        assert!(state["failed"].is_null(), "{page}: {state}");
+        assert_eq!(state["errors"], serde_json::json!([]), "{page}: no errors");
+        for chart in state["charts"].as_array().expect("charts") {
+            assert!(chart[1].as_u64() > Some(0), "{page}: chart {} is empty", chart[0]);
+        }
+        if page == "overview" {
+            assert_eq!(state["charts"].as_array().map(Vec::len), Some(4), "{state}");
+        }
+    }
+    // The Vietnamese labels.
+    browser.eval("document.getElementById('lang-vi').click(); return 1");
+    let title = browser.eval("return document.querySelector('nav a').textContent");
+    assert_eq!(title, "Tổng quan");
+    browser.screenshot(&shots.join("rules-vi.png"));
+
+    // A pivot click-through: a search result's community id opens every event of that flow.
+    browser.open(&format!(
+        "{base}/search.html?dataset=flow&q={}&{all_time}",
+        enc(&format!("network.community_id:\"{}\"", pick.community_id))
+    ));
+    browser.wait_rendered(1);
+    browser.eval("document.querySelector('a.pivot-community').click(); return 1");
+    std::thread::sleep(Duration::from_millis(500));
+    let state = browser.wait_rendered(1);
+    browser.screenshot(&shots.join("pivot-community.png"));
+    let url = browser.eval("return location.search");
+    assert!(url.as_str().is_some_and(|u| u.contains("community=")), "{url}");
+    let rows = browser.eval("return Number(document.getElementById('results').dataset.rows)");
+    assert!(rows.as_u64() >= Some(1), "{state}");
+
+    // An analyst acknowledges an alert on the triage page.
+    sign_in("analyst");
+    browser.open(&format!("{base}/alerts.html?{all_time}"));
+    browser.wait_rendered(1);
+    let id = alert_id(2);
+    browser.eval(&format!(
+        "document.querySelector('button.ack[data-alert=\"{id}\"]').click(); return 1"
+    ));
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..40 {
+        shown = browser.eval(&format!("const s = document.querySelector('span.status[data-alert=\"{id}\"]'); return s && s.textContent"));
+        if shown.as_str().is_some_and(|s| s.starts_with("acknowledged")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    browser.screenshot(&shots.join("alerts-acknowledged.png"));
+    assert!(shown.as_str().is_some_and(|s| s.starts_with("acknowledged")), "{shown}");
+    let (_, acked) = get("analyst", "/api/alerts?status=acknowledged");
+    assert_eq!(ids(&acked), vec![id]);
+    drop(browser);
+
+    let status = stop(&mut api);
+    assert!(status.success(), "api exit {status}");
+}
+
+// ---------------------------------------------------------------- Grafana and Prometheus files
+
+/// The panel SQL with the Grafana ClickHouse plugin's macros replaced as the plugin would.
+fn grafana_sql(sql: &str, from_s: i64, to_s: i64) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__timeFilter(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "$__timeFilter(".len()..];
+        let close = after.find(')').expect("$__timeFilter( is closed");
+        let column = after[..close].trim();
+        out.push_str(&format!(
+            "{column} >= toDateTime({from_s}) AND {column} <= toDateTime({to_s})"
+        ));
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out.replace("$__interval_s", "60")
+        .replace("$__from", &(from_s * 1000).to_string())
+        .replace("$__to", &(to_s * 1000).to_string())
+        .replace("${organization:singlequote}", "'e2e-tenant'")
+}
+
+/// Every panel and variable query of every Grafana dashboard runs on the real schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_panels_run_against_clickhouse() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_grafana");
+    let dir = temp_dir(&ns);
+    let config = write_collector_config(&ns, &dir, "collector", 0, 100, true);
+    let migrate = Command::new(binary("canh-collector"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("canh-collector migrate");
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let db = clickhouse(Some(&ns.database()));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("dashboards/grafana")).expect("dashboards/grafana") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let dashboard: serde_json::Value =
+            json(&std::fs::read_to_string(&path).expect("read dashboard"));
+        let mut queries: Vec<(String, String)> = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let sql = target["rawSql"].as_str().expect("rawSql").to_string();
+                queries.push((panel["title"].as_str().unwrap_or("?").to_string(), sql));
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().expect("templating") {
+            if variable["type"] == "query" {
+                let sql = variable["query"].as_str().expect("variable query").to_string();
+                queries.push((format!("${}", variable["name"]), sql));
+            }
+        }
+        assert!(queries.len() >= 5, "{}: panels found", path.display());
+        for (title, sql) in queries {
+            let sql = grafana_sql(&sql, 1_600_000_000, 1_900_000_000);
+            assert!(!sql.contains("$__"), "{title}: macro left in {sql}");
+            let result =
+                async { db.query(&sql.replace('?', "??")).fetch_bytes("TSV")?.collect().await }
+                    .await;
+            assert!(
+                result.is_ok(),
+                "{}: panel {title:?}: {:?}\n{sql}",
+                path.display(),
+                result.err()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked} queries checked");
+}
+
+/// Debian's Prometheus scrapes a running collector with the shipped scrape config and loads every
+/// shipped alert rule; promtool accepts both files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
+    let _shared = SERVICES.read().await;
+    let files = repo().join("dashboards/prometheus");
+    for args in
+        [vec!["check", "rules", "canh-rules.yml"], vec!["check", "config", "prometheus.yml"]]
+    {
+        let out =
+            Command::new("promtool").args(&args).current_dir(&files).output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ns = Namespace::new("e2e_prometheus");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let admin = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", admin, 100, true);
+    let mut collector = start_collector(&config, &dir.join("collector.log"));
+    let ready = wait_for(Duration::from_secs(30), || async {
+        http_get(admin, "/readyz").starts_with("ready").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "collector ready");
+
+    // The shipped config, pointed at this collector, with the rules beside it.
+    let shipped = std::fs::read_to_string(files.join("prometheus.yml")).expect("prometheus.yml");
+    assert!(shipped.contains("\"127.0.0.1:9464\""));
+    let ours = shipped
+        .replace("\"127.0.0.1:9464\"", &format!("\"127.0.0.1:{admin}\""))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    std::fs::write(dir.join("prometheus.yml"), ours).expect("write prometheus.yml");
+    std::fs::copy(files.join("canh-rules.yml"), dir.join("canh-rules.yml")).expect("copy rules");
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    let up = wait_for(Duration::from_secs(60), || async {
+        let body = http_get(port, "/api/v1/targets");
+        let targets: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        active
+            .iter()
+            .any(|t| t["labels"]["job"] == "canh-collector" && t["health"] == "up")
+            .then_some(active)
+    })
+    .await;
+    let rules: serde_json::Value =
+        serde_json::from_str(&http_get(port, "/api/v1/rules")).unwrap_or_default();
+    kill9(&mut prometheus);
+    let status = stop(&mut collector);
+    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    let active = up.unwrap_or_else(|| panic!("collector target up; prometheus log:\n{log}"));
+    assert!(active.iter().all(|t| t["health"] == "up"), "every target up: {active:?}");
+    let names: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .expect("rule groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| match r["name"].as_str() {
+            Some("CanhSensorSilent") => "CanhSensorSilent",
+            Some("CanhSensorCaptureDrops") => "CanhSensorCaptureDrops",
+            Some("CanhCollectorDown") => "CanhCollectorDown",
+            Some("CanhKafkaLagGrowing") => "CanhKafkaLagGrowing",
+            Some("CanhDeadLettersGrowing") => "CanhDeadLettersGrowing",
+            _ => "other",
+        })
+        .collect();
+    for rule in [
+        "CanhSensorSilent",
+        "CanhSensorCaptureDrops",
+        "CanhCollectorDown",
+        "CanhKafkaLagGrowing",
+        "CanhDeadLettersGrowing",
+    ] {
+        assert!(names.contains(&rule), "{rule} loaded: {names:?}");
+    }
+    assert!(status.success());
+}
+
+/// With `tls_cert` and `tls_key` the API speaks HTTPS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_over_tls() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_api_tls");
+    let dir = temp_dir(&ns);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"n\"\nrole = \"viewer\"\ntenant = \"*\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("tls-token")
+        ),
+    )
+    .expect("users");
+    let port = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", 0, 100, true);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[api]\nlisten = \"127.0.0.1:{port}\"\nusers = \"users.toml\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    std::fs::write(&config, text).expect("config with tls");
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("api.log")).expect("log"))
+        .spawn()
+        .expect("start api");
+    let curl = |scheme: &str| {
+        Command::new("curl")
+            .args(["-s", "-m", "5", "--cacert"])
+            .arg(&cert)
+            .args(["-H", "Authorization: Bearer tls-token"])
+            .arg(format!("{scheme}://127.0.0.1:{port}/api/me"))
+            .output()
+            .expect("run curl")
+    };
+    let answered = wait_for(Duration::from_secs(20), || async {
+        let out = curl("https");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    })
+    .await;
+    let plain = curl("http");
+    let status = stop(&mut api);
+    assert_eq!(answered.as_deref(), Some(r#"{"name":"n","role":"viewer","tenant":"*"}"#));
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("viewer"),
+        "no answer over plain HTTP"
+    );
+    assert!(status.success());
+}
