@@ -613,7 +613,12 @@ async fn two_collectors_split_partitions_and_fail_over() {
     let stored_by = |port| {
         metric(&http_get(port, "/metrics"), "canh_collector_rows_written_total{table=\"flows\"}")
     };
-    let (by_a, by_b) = (stored_by(port_a), stored_by(port_b));
+    let split = wait_for(Duration::from_secs(10), || async {
+        let (a, b) = (stored_by(port_a), stored_by(port_b));
+        ((a + b) as u64 >= sent_first).then_some((a, b))
+    })
+    .await;
+    let (by_a, by_b) = split.unwrap_or_else(|| (stored_by(port_a), stored_by(port_b)));
     assert!(by_a > 0.0 && by_b > 0.0, "both collectors consumed: a={by_a} b={by_b}");
     assert_eq!((by_a + by_b) as u64, sent_first, "each flow stored by exactly one of them");
 
@@ -624,7 +629,14 @@ async fn two_collectors_split_partitions_and_fail_over() {
     let total = sent_first + sent_second;
     let stored =
         wait_count(&db, "SELECT count() FROM flows FINAL", total, Duration::from_secs(120)).await;
-    let after = stored_by(port_b);
+    // The counter moves just after the write returns: wait for it rather than race it.
+    let want_b = by_b + sent_second as f64;
+    let after = wait_for(Duration::from_secs(10), || async {
+        let now = stored_by(port_b);
+        (now >= want_b).then_some(now)
+    })
+    .await
+    .unwrap_or_else(|| stored_by(port_b));
     let status = stop(&mut b);
     assert_eq!(stored, total, "B stored what A would have");
     assert!(after - by_b >= sent_second as f64, "B consumed every new event: {by_b} -> {after}");
