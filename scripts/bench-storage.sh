@@ -71,10 +71,11 @@ http = 36500
 tls = 36500
 ssh = 36500
 icmp = 36500
-[detection]
-rules_dir = "$REPO_DIR/rules"
-lateness = "3650days"
 TOML
+# BENCH_DETECTION=0 measures storage alone.
+if [ "${BENCH_DETECTION:-1}" = 1 ]; then
+    printf '[detection]\nrules_dir = "%s/rules"\nlateness = "3650days"\n' "$REPO_DIR" >>"$WORK/collector.toml"
+fi
 ch() { clickhouse-client --port "$CH_TCP" --database "$RUN" -q "$1" 2>/dev/null || echo 0; }
 start=$(date +%s.%N)
 "$COLLECTOR" run --config "$WORK/collector.toml" 2>"$WORK/collector.log" &
@@ -94,4 +95,5 @@ wall=$(echo "$end - $start" | bc)
 echo "stored: $records events ($flows flows) in $wall s wall = $(echo "$records / $wall" | bc) events/s"
 echo "collector CPU: $cpu s = $(echo "scale=1; $cpu * 1000000 / $records" | bc) CPU-s per million events"
 echo "alerts: $(ch "SELECT count() FROM alerts FINAL")   load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tansu CPU during the run: see top; broker pid $(pgrep -f "tansu broker.*$KAFKA_PORT" | head -1)"
 clickhouse-client --port "$CH_TCP" -q "DROP DATABASE IF EXISTS $RUN"
