@@ -3,7 +3,7 @@
 use anyhow::Context;
 use canh_collector::admin::{self, AdminState};
 use canh_collector::metrics::Metrics;
-use canh_collector::{config, consume, store};
+use canh_collector::{api, config, consume, store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -167,9 +167,10 @@ async fn retention(path: &std::path::Path) -> anyhow::Result<()> {
     let settings = config::load(path)?;
     let ch = &settings.config.clickhouse;
     let db = store::client(&ch.url, &ch.user, Some(&ch.database));
-    let dropped = store::apply_retention(&db, &ch.database, &settings.retention_days, now_ns())
-        .await
-        .context("applying retention")?;
+    let dropped =
+        store::apply_retention(&db, &ch.database, &settings.retention_days, api::now_ns())
+            .await
+            .context("applying retention")?;
     for (table, partition) in &dropped {
         println!("dropped {table} partition {partition}");
     }
@@ -234,13 +235,6 @@ fn token(name: &str, role: &str, tenant: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let settings = config::load(path)?;
     let ch = &settings.config.clickhouse;
@@ -295,7 +289,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     tokio::spawn(async move {
         loop {
             if let Err(err) =
-                store::apply_retention(&retention_db, &database, &days, now_ns()).await
+                store::apply_retention(&retention_db, &database, &days, api::now_ns()).await
             {
                 tracing::warn!(error = %err, "retention failed; will retry at the next interval");
             }

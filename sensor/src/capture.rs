@@ -115,9 +115,10 @@ pub fn capture_live(
     capture.stats().map_err(|source| CaptureError::Read { path: name, source })
 }
 
-fn now_ns() -> i64 {
+/// Wall-clock time, nanoseconds since the epoch (for live inputs; parsers take time as a value).
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }

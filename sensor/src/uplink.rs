@@ -13,6 +13,7 @@
 //! - A failed delivery of a memory event spools it; a failed delivery of a spooled event rewinds the
 //!   spool (its segments are sent again whole later). Either marks the link down for a while.
 
+use crate::capture::now_ns;
 use crate::metrics::Metrics;
 use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag};
 use crate::spool::{Appended, Class, Record, Spool, SpoolError, SpoolLimits};
@@ -581,13 +582,6 @@ impl Worker {
         self.update_gauges();
         self.summary.spool_bytes_left = self.spool.bytes();
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
