@@ -23,6 +23,19 @@ pub fn community_id_v1(
     src_port: u16,
     dst_port: u16,
 ) -> String {
+    let bytes = community_id_v1_bytes(seed, src_ip, dst_ip, proto, src_port, dst_port);
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// [`community_id_v1`] as its 30 ASCII bytes, without allocating.
+pub fn community_id_v1_bytes(
+    seed: u16,
+    src_ip: IpAddr,
+    dst_ip: IpAddr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+) -> [u8; 30] {
     let (mut sport, mut dport, one_way) = match proto {
         PROTO_ICMP => icmp_port_equivalents(src_port, dst_port, false),
         PROTO_ICMPV6 => icmp_port_equivalents(src_port, dst_port, true),
@@ -31,8 +44,9 @@ pub fn community_id_v1(
     let (mut sip, mut dip) = (src_ip, dst_ip);
     // Mixed address families cannot belong to one flow; compare their canonical byte forms anyway so
     // the result stays deterministic.
-    let ordered =
-        one_way || ip_key(&sip) < ip_key(&dip) || (ip_key(&sip) == ip_key(&dip) && sport < dport);
+    let (skey, dkey) = (ip_key(&sip), ip_key(&dip));
+    let (skey, dkey) = (&skey.0[..skey.1], &dkey.0[..dkey.1]);
+    let ordered = one_way || skey < dkey || (skey == dkey && sport < dport);
     if !ordered {
         std::mem::swap(&mut sip, &mut dip);
         std::mem::swap(&mut sport, &mut dport);
@@ -48,9 +62,11 @@ pub fn community_id_v1(
         hasher.update(dport.to_be_bytes());
     }
     let digest = hasher.finalize();
-    let mut out = String::with_capacity(30);
-    out.push_str("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    let mut out = [b'='; 30];
+    out[0] = b'1';
+    out[1] = b':';
+    // 20 digest bytes are 28 base64 characters: the slice is exactly large enough.
+    let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut out[2..]);
     out
 }
 
@@ -58,10 +74,15 @@ fn has_ports(proto: u8) -> bool {
     matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP | PROTO_ICMP | PROTO_ICMPV6)
 }
 
-fn ip_key(ip: &IpAddr) -> Vec<u8> {
+/// The address's bytes (4 or 16 of them) in a fixed buffer, and how many there are.
+fn ip_key(ip: &IpAddr) -> ([u8; 16], usize) {
+    let mut key = [0u8; 16];
     match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => {
+            key[..4].copy_from_slice(&v4.octets());
+            (key, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
     }
 }
 

@@ -6,16 +6,22 @@ use sha1::{Digest, Sha1};
 /// sensor id and the sensor-local sequence number. A replayed event (from the spool, or a pcap read
 /// again) carries the same id, which lets the store drop duplicates.
 pub fn event_id(sensor_id: &str, seq: u64) -> String {
+    let hex = event_id_bytes(sensor_id, seq);
+    hex.iter().map(|&b| char::from(b)).collect()
+}
+
+/// [`event_id`] as bytes, without allocating (for writers that put it straight into JSON).
+pub fn event_id_bytes(sensor_id: &str, seq: u64) -> [u8; 32] {
     let mut hasher = Sha1::new();
     hasher.update(b"canh-event-id\0");
     hasher.update(sensor_id.as_bytes());
     hasher.update([0u8]);
     hasher.update(seq.to_be_bytes());
     let digest = hasher.finalize();
-    let mut out = String::with_capacity(32);
-    for byte in &digest[..16] {
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 0x0f) as usize] as char);
+    let mut out = [0u8; 32];
+    for (i, byte) in digest[..16].iter().enumerate() {
+        out[2 * i] = HEX[(byte >> 4) as usize];
+        out[2 * i + 1] = HEX[(byte & 0x0f) as usize];
     }
     out
 }

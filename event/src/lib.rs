@@ -6,10 +6,11 @@
 
 pub mod community_id;
 mod id;
+pub mod json;
 mod schema;
 mod timestamp;
 
-pub use id::event_id;
+pub use id::{event_id, event_id_bytes};
 pub use schema::*;
 pub use timestamp::{Timestamp, TimestampError};
 

@@ -52,20 +52,38 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// The RFC 3339 text (`2009-11-18T08:00:21.123456000Z`) as fixed-size bytes. Every `i64` of
+    /// nanoseconds falls in the years 1677-2262, so the year always has four digits.
+    pub fn rfc3339(self) -> [u8; 30] {
         let secs = self.secs();
         let days = secs.div_euclid(86_400);
         let second_of_day = secs.rem_euclid(86_400);
         let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-            second_of_day / 3600,
-            (second_of_day / 60) % 60,
-            second_of_day % 60,
-            self.subsec_nanos()
-        )
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut value: u64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        // The year is in 1677..=2262 (see above); the cast cannot wrap.
+        put(0, 4, year.unsigned_abs());
+        put(5, 2, u64::from(month));
+        put(8, 2, u64::from(day));
+        put(11, 2, (second_of_day / 3600) as u64);
+        put(14, 2, ((second_of_day / 60) % 60) as u64);
+        put(17, 2, (second_of_day % 60) as u64);
+        put(20, 9, u64::from(self.subsec_nanos()));
+        out
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.rfc3339();
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -125,6 +143,12 @@ mod tests {
         let hanoi = Timestamp::parse("2026-11-23T17:00:00+07:00").expect("valid");
         assert_eq!(utc, hanoi);
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn extreme_instants_keep_four_digit_years() {
+        assert_eq!(Timestamp(i64::MIN).to_string(), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(Timestamp(i64::MAX).to_string(), "2262-04-11T23:47:16.854775807Z");
     }
 
     #[test]
