@@ -182,6 +182,18 @@ impl<'a> Obj<'a> {
         self.key(key).extend_from_slice(json);
     }
 
+    /// Members already encoded (`"a":1,"b":2`), appended after this object's others.
+    pub fn raw_members(&mut self, members: &[u8]) {
+        if members.is_empty() {
+            return;
+        }
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.extend_from_slice(members);
+    }
+
     /// A nested object under `key`; call [`Obj::end`] on it.
     pub fn obj(&mut self, key: &str) -> Obj<'_> {
         Obj::begin(self.key(key))

@@ -3,7 +3,6 @@
 //! packets, not from a clock.
 
 use crate::decode::Packet;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 const NANOS: i64 = 1_000_000_000;
@@ -73,29 +72,41 @@ enum TcpState {
 /// Most sequence holes remembered per direction; older holes beyond it count as missed at once.
 const MAX_HOLES: usize = 16;
 
+/// "Not set" for the time and sequence fields below (saves an `Option`'s tag per field).
+const NO_TIME: i64 = i64::MAX;
+const NO_SEQ: u64 = u64::MAX;
+
+/// Sequence holes of one direction: rare, so kept out of line.
+#[derive(Debug, Clone, Default)]
+struct Holes {
+    /// Ranges below `seq_high` never seen (relative), oldest first.
+    list: Vec<(u64, u64)>,
+    /// Hole bytes forgotten because of `MAX_HOLES`.
+    forgotten: u64,
+}
+
 #[derive(Debug, Clone)]
 struct Side {
     packets: u64,
     ip_bytes: u64,
     /// UDP/ICMP/other: sum of payload lengths.
     payload_sum: u64,
-    state: TcpState,
-    /// TCP: sequence number of the first payload byte; set from the SYN or the first packet seen.
-    seq_base: Option<u32>,
     /// TCP: highest payload end seen, relative to `seq_base`.
     seq_high: u64,
-    /// TCP: ranges below `seq_high` never seen (relative), oldest first.
-    holes: Vec<(u64, u64)>,
-    /// TCP: hole bytes forgotten because of `MAX_HOLES`.
-    forgotten_holes: u64,
-    /// TCP: where this side's FIN sits (relative), once seen.
-    fin_at: Option<u64>,
+    /// TCP: where this side's FIN sits (relative), once seen; `NO_SEQ` before.
+    fin_at: u64,
     /// TCP: the highest acknowledgment the peer sent for this side's data (relative).
     acked: u64,
-    /// TCP: retransmitted segments, for Zeek's 1, 10, 100, ... repetition of `T`.
-    retransmits: u64,
-    /// History letters already recorded for this side.
+    /// TCP: sequence number of the first payload byte (valid when `has_base`); set from the SYN or
+    /// the first packet seen.
+    seq_base: u32,
+    /// TCP: retransmitted segments, for Zeek's 1, 10, 100, ... repetition of `T` (saturates).
+    retransmits: u32,
+    /// History letters already recorded for this side (bit `letter - 'A'`).
     letters: u32,
+    state: TcpState,
+    has_base: bool,
+    holes: Option<Box<Holes>>,
 }
 
 impl Side {
@@ -104,33 +115,35 @@ impl Side {
             packets: 0,
             ip_bytes: 0,
             payload_sum: 0,
-            state: TcpState::Inactive,
-            seq_base: None,
             seq_high: 0,
-            holes: Vec::new(),
-            forgotten_holes: 0,
-            fin_at: None,
+            fin_at: NO_SEQ,
             acked: 0,
+            seq_base: 0,
             retransmits: 0,
             letters: 0,
+            state: TcpState::Inactive,
+            has_base: false,
+            holes: None,
         }
+    }
+
+    fn holes(&self) -> &[(u64, u64)] {
+        self.holes.as_deref().map_or(&[], |h| h.list.as_slice())
     }
 
     /// Payload size from sequence numbers as Zeek computes it: what was seen, or what the peer
     /// acknowledged when that is more (the data was sent but not captured); SYN and FIN excluded.
     fn size(&self) -> u64 {
-        let acked = match self.fin_at {
-            Some(fin) => self.acked.min(fin),
-            None => self.acked,
-        };
+        let acked = if self.fin_at == NO_SEQ { self.acked } else { self.acked.min(self.fin_at) };
         self.seq_high.max(acked)
     }
 
     /// Bytes in sequence space never seen but acknowledged by the peer (Zeek's content gaps).
     fn missed(&self) -> u64 {
         let acked = self.size();
-        let holes: u64 = self.holes.iter().map(|&(a, b)| b.min(acked).saturating_sub(a)).sum();
-        holes + self.forgotten_holes + acked.saturating_sub(self.seq_high)
+        let holes: u64 = self.holes().iter().map(|&(a, b)| b.min(acked).saturating_sub(a)).sum();
+        let forgotten = self.holes.as_deref().map_or(0, |h| h.forgotten);
+        holes + forgotten + acked.saturating_sub(self.seq_high)
     }
 
     /// Account one segment's payload at `rel..rel+len` of which the first `captured` bytes were
@@ -144,22 +157,25 @@ impl Side {
             self.add_hole(self.seq_high, rel);
         }
         // Fill the holes the captured bytes cover.
-        let mut i = if seen_end > rel { 0 } else { self.holes.len() };
-        while i < self.holes.len() {
-            let (a, b) = self.holes[i];
-            if seen_end <= a || rel >= b {
-                i += 1;
-                continue;
-            }
-            new_bytes = true;
-            self.holes.remove(i);
-            if a < rel {
-                self.holes.insert(i, (a, rel));
-                i += 1;
-            }
-            if seen_end < b {
-                self.holes.insert(i, (seen_end, b));
-                i += 1;
+        if let Some(holes) = self.holes.as_deref_mut() {
+            let list = &mut holes.list;
+            let mut i = if seen_end > rel { 0 } else { list.len() };
+            while i < list.len() {
+                let (a, b) = list[i];
+                if seen_end <= a || rel >= b {
+                    i += 1;
+                    continue;
+                }
+                new_bytes = true;
+                list.remove(i);
+                if a < rel {
+                    list.insert(i, (a, rel));
+                    i += 1;
+                }
+                if seen_end < b {
+                    list.insert(i, (seen_end, b));
+                    i += 1;
+                }
             }
         }
         if end > self.seq_high {
@@ -173,19 +189,73 @@ impl Side {
     }
 
     fn add_hole(&mut self, from: u64, to: u64) {
-        if self.holes.len() >= MAX_HOLES {
-            let (a, b) = self.holes.remove(0);
-            self.forgotten_holes += b - a;
+        let holes = self.holes.get_or_insert_with(Box::default);
+        if holes.list.len() >= MAX_HOLES {
+            let (a, b) = holes.list.remove(0);
+            holes.forgotten += b - a;
         }
-        self.holes.push((from, to));
+        holes.list.push((from, to));
+    }
+}
+
+/// Zeek's history letters of one flow. Most histories are a dozen letters or fewer: they live in
+/// the flow itself; a longer one moves to the heap.
+#[derive(Clone, PartialEq, Eq)]
+pub enum History {
+    Inline { len: u8, letters: [u8; HISTORY_INLINE] },
+    Heap(Box<String>),
+}
+
+const HISTORY_INLINE: usize = 22;
+
+impl History {
+    fn new() -> History {
+        History::Inline { len: 0, letters: [0; HISTORY_INLINE] }
+    }
+
+    fn push(&mut self, letter: u8) {
+        match self {
+            History::Inline { len, letters } => {
+                let n = usize::from(*len);
+                if n < HISTORY_INLINE {
+                    letters[n] = letter;
+                    *len += 1;
+                } else {
+                    let mut text = self.as_str().to_string();
+                    text.push(char::from(letter));
+                    *self = History::Heap(Box::new(text));
+                }
+            }
+            History::Heap(text) => text.push(char::from(letter)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Only ASCII letters and '^' are pushed.
+            History::Inline { len, letters } => {
+                std::str::from_utf8(&letters[..usize::from(*len)]).unwrap_or_default()
+            }
+            History::Heap(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<&str> for History {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
 /// One finished (or flushed) flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord {
-    /// Number of the flow within this table (creation order); links protocol metadata to it.
-    pub id: u64,
     pub orig_ip: IpAddr,
     pub orig_port: u16,
     pub resp_ip: IpAddr,
@@ -203,45 +273,121 @@ pub struct FlowRecord {
     pub resp_payload_bytes: u64,
     pub missed_bytes: u64,
     pub state: &'static str,
-    pub history: String,
+    pub history: History,
     pub reason: EndReason,
     /// ICMP type and code of the first message (ICMP flows).
     pub icmp: Option<(u8, u8)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    lo_ip: IpAddr,
-    lo_port: u16,
-    hi_ip: IpAddr,
-    hi_port: u16,
-    proto: u8,
-    vlan: Option<u16>,
-    inner_vlan: Option<u16>,
+impl FlowRecord {
+    /// The flow as protocol analysers saw it (for the metadata they flush at its end).
+    pub fn view(&self) -> FlowView {
+        FlowView {
+            orig_ip: self.orig_ip,
+            orig_port: self.orig_port,
+            resp_ip: self.resp_ip,
+            resp_port: self.resp_port,
+            proto: self.proto,
+            vlan: self.vlan,
+            inner_vlan: self.inner_vlan,
+            from_orig: true,
+        }
+    }
 }
 
-#[derive(Debug, Clone)]
+/// The 5-tuple (+ VLANs) with the lower endpoint first, so both directions find the flow.
+/// Addresses are 16 bytes; an IPv4 address fills the first 4 (and `V6` is clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    lo: [u8; 16],
+    hi: [u8; 16],
+    lo_port: u16,
+    hi_port: u16,
+    vlan: u16,
+    inner_vlan: u16,
+    proto: u8,
+    /// `KEY_V6`, `KEY_VLAN`, `KEY_INNER_VLAN`.
+    flags: u8,
+}
+
+const KEY_V6: u8 = 1;
+const KEY_VLAN: u8 = 2;
+const KEY_INNER_VLAN: u8 = 4;
+
+impl Key {
+    fn ip(&self, bytes: &[u8; 16]) -> IpAddr {
+        if self.flags & KEY_V6 != 0 {
+            IpAddr::from(*bytes)
+        } else {
+            IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+        }
+    }
+
+    fn vlan(&self) -> Option<u16> {
+        (self.flags & KEY_VLAN != 0).then_some(self.vlan)
+    }
+
+    fn inner_vlan(&self) -> Option<u16> {
+        (self.flags & KEY_INNER_VLAN != 0).then_some(self.inner_vlan)
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            b
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Protocol analysis of one flow: whether it has any, and the analyser's state once there is
+/// something to analyse. The state is allocated at the first payload, so flows that never carry
+/// any (scans, floods) cost nothing beyond this field.
+pub enum Analysis {
+    /// Not analysed, and not counted toward the session cap.
+    Off,
+    /// Counted toward the cap, nothing to analyse (a TCP flow joined without its SYN).
+    Idle,
+    /// Counted toward the cap, no payload yet. `syn_next[dir]`: where a direction's stream starts
+    /// when a SYN was seen in it (bit `dir` of `syn_seen`).
+    Pending {
+        dns: bool,
+        syn_seen: u8,
+        syn_next: [u32; 2],
+    },
+    Active(Box<crate::session::Session>),
+}
+
 struct Flow {
-    id: u64,
-    orig_ip: IpAddr,
-    orig_port: u16,
     start_ns: i64,
     last_ns: i64,
-    /// When a closed/reset TCP flow may be written.
-    close_at: Option<i64>,
-    /// ICMP type and code of the flow's first message.
-    icmp: Option<(u8, u8)>,
+    /// When a closed/reset TCP flow may be written (`NO_TIME`: not closed).
+    close_at: i64,
     /// A SYN from the originator: unless the responder has answered by then, the attempt ends.
-    attempt_until: Option<i64>,
+    attempt_until: i64,
     orig: Side,
     resp: Side,
-    history: String,
+    history: History,
+    analysis: Analysis,
+    /// ICMP type and code of the flow's first message.
+    icmp: Option<(u8, u8)>,
+    /// The key's `lo` endpoint is the originator.
+    lo_is_orig: bool,
+}
+
+/// A flow table entry.
+struct Slot {
+    key: Key,
+    /// None: a free slot (its index is on the free list).
+    flow: Option<Flow>,
 }
 
 /// The flow a packet belongs to, as protocol analysers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowView {
-    pub id: u64,
     pub orig_ip: IpAddr,
     pub orig_port: u16,
     pub resp_ip: IpAddr,
@@ -260,10 +406,19 @@ pub struct FlowStats {
     pub evicted: u64,
 }
 
+/// A finished flow and its analyser state (to flush).
+pub type Finished = (FlowRecord, Analysis);
+
+/// The flow table: flows live in a slab (`slots`, reused through `free`), and a hash table of
+/// slot numbers finds them by key. Both grow with the number of flows held, which `max_flows`
+/// bounds; a slot costs the same whatever the protocol.
 pub struct FlowTable {
     config: FlowConfig,
     /// foldhash: fast, and seeded per process so crafted keys cannot aim at one bucket.
-    flows: HashMap<Key, Flow, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    index: hashbrown::HashTable<u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
     last_sweep_ns: i64,
     pub stats: FlowStats,
 }
@@ -272,109 +427,184 @@ impl FlowTable {
     pub fn new(config: FlowConfig) -> FlowTable {
         FlowTable {
             config,
-            flows: HashMap::default(),
+            hasher: foldhash::fast::RandomState::default(),
+            index: hashbrown::HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             last_sweep_ns: i64::MIN,
             stats: FlowStats::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.index.is_empty()
+    }
+
+    fn hash(&self, key: &Key) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &Key) -> Option<usize> {
+        let slots = &self.slots;
+        self.index.find(self.hash(key), |&i| slots[i as usize].key == *key).map(|&i| i as usize)
+    }
+
+    /// Take the flow out of slot `i` (which must hold one) and free the slot.
+    fn remove(&mut self, i: usize) -> Option<(Key, Flow)> {
+        let key = self.slots[i].key;
+        let hash = self.hash(&key);
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
+            entry.remove();
+        }
+        let flow = self.slots[i].flow.take()?;
+        // Slot numbers fit u32: the table never holds more than `max_flows` (a usize config that
+        // `insert` caps at u32::MAX).
+        self.free.push(i as u32);
+        Some((key, flow))
+    }
+
+    fn insert(&mut self, key: Key, flow: Flow) -> usize {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Slot { key, flow: Some(flow) };
+                i as usize
+            }
+            None => {
+                self.slots.push(Slot { key, flow: Some(flow) });
+                self.slots.len() - 1
+            }
+        };
+        let hash = self.hash(&key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, i as u32, |&j| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(slots[j as usize].key)
+        });
+        i
     }
 
     /// Account one packet seen at `ts_ns`; finished flows are appended to `out`. Returns the flow
-    /// the packet belongs to, oriented originator to responder.
+    /// the packet belongs to, oriented originator to responder, and its analysis state.
     pub fn observe(
         &mut self,
         ts_ns: i64,
         packet: &Packet<'_>,
-        out: &mut Vec<FlowRecord>,
-    ) -> Option<FlowView> {
+        out: &mut Vec<Finished>,
+    ) -> Option<(FlowView, &mut Analysis)> {
         // A sweep visits every flow, so it runs every few seconds of packet time; a flow that is due
         // is also written as soon as its own next packet arrives, so no record depends on it.
         if ts_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
             self.expire(ts_ns, out);
             self.last_sweep_ns = ts_ns;
         }
-        let key = key_of(packet);
+        let (key, src_is_lo) = key_of(packet);
+        let mut slot = self.find(&key);
         // A flow whose time is up, or a closed one whose ports are reused by a new SYN (Zeek's
         // connection reuse), is written before this packet starts a new one.
-        let reused = |f: &Flow| {
-            packet.tcp.is_some_and(|t| t.syn && !t.ack)
-                && matches!(f.orig.state, TcpState::Closed | TcpState::Reset)
-                && matches!(f.resp.state, TcpState::Closed | TcpState::Reset)
+        if let Some(i) = slot {
+            let due = self.slots[i].flow.as_ref().is_some_and(|f| {
+                let reused = packet.tcp.is_some_and(|t| t.syn && !t.ack)
+                    && matches!(f.orig.state, TcpState::Closed | TcpState::Reset)
+                    && matches!(f.resp.state, TcpState::Closed | TcpState::Reset);
+                is_due(&self.config, &key, f, ts_ns) || reused
+            });
+            if due {
+                if let Some((key, flow)) = self.remove(i) {
+                    out.push(finish(&key, flow, EndReason::End));
+                }
+                slot = None;
+            }
+        }
+        let i = match slot {
+            Some(i) => i,
+            None => {
+                if self.len() >= self.config.max_flows.min(u32::MAX as usize) {
+                    self.evict_one(out);
+                }
+                self.stats.created += 1;
+                self.insert(key, new_flow(ts_ns, packet, src_is_lo))
+            }
         };
-        if self.flows.get(&key).is_some_and(|f| is_due(&self.config, &key, f, ts_ns) || reused(f)) {
-            if let Some(flow) = self.flows.remove(&key) {
-                out.push(finish(&key, flow, EndReason::End));
-            }
-        }
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.config.max_flows {
-                self.evict_one(out);
-            }
-            self.stats.created += 1;
-            self.flows.insert(key.clone(), new_flow(self.stats.created, ts_ns, packet));
-        }
-        let flow = self.flows.get_mut(&key)?;
-        update(flow, ts_ns, packet, &self.config);
-        let from_orig = packet.src == flow.orig_ip && packet.src_port == flow.orig_port;
-        let (resp_ip, resp_port) =
-            if from_orig { (packet.dst, packet.dst_port) } else { (packet.src, packet.src_port) };
-        Some(FlowView {
-            id: flow.id,
-            orig_ip: flow.orig_ip,
-            orig_port: flow.orig_port,
+        let flow = self.slots[i].flow.as_mut()?;
+        // The same endpoint on both sides (a "land" packet) is always from the originator.
+        let same_ends = key.lo == key.hi && key.lo_port == key.hi_port;
+        let from_orig = same_ends || src_is_lo == flow.lo_is_orig;
+        update(flow, ts_ns, packet, from_orig, &self.config);
+        let (orig_ip, orig_port, resp_ip, resp_port) = if from_orig {
+            (packet.src, packet.src_port, packet.dst, packet.dst_port)
+        } else {
+            (packet.dst, packet.dst_port, packet.src, packet.src_port)
+        };
+        let view = FlowView {
+            orig_ip,
+            orig_port,
             resp_ip,
             resp_port,
             proto: key.proto,
-            vlan: key.vlan,
-            inner_vlan: key.inner_vlan,
+            vlan: key.vlan(),
+            inner_vlan: key.inner_vlan(),
             from_orig,
-        })
+        };
+        Some((view, &mut flow.analysis))
     }
 
     /// Write every flow whose idle timeout or close delay has passed at `now_ns`.
-    pub fn expire(&mut self, now_ns: i64, out: &mut Vec<FlowRecord>) {
+    pub fn expire(&mut self, now_ns: i64, out: &mut Vec<Finished>) {
         let config = &self.config;
-        let done: Vec<Key> = self
-            .flows
+        let done: Vec<usize> = self
+            .slots
             .iter()
-            .filter(|(key, flow)| is_due(config, key, flow, now_ns))
-            .map(|(key, _)| key.clone())
+            .enumerate()
+            .filter(|(_, s)| s.flow.as_ref().is_some_and(|f| is_due(config, &s.key, f, now_ns)))
+            .map(|(i, _)| i)
             .collect();
-        for key in done {
-            if let Some(flow) = self.flows.remove(&key) {
+        for i in done {
+            if let Some((key, flow)) = self.remove(i) {
                 out.push(finish(&key, flow, EndReason::End));
             }
         }
     }
 
-    /// Write every flow still open (the input ended).
-    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        let mut all: Vec<(Key, Flow)> = self.flows.drain().collect();
+    /// Write every flow still open (the input ended), one at a time to `emit`, by start time.
+    pub fn flush(&mut self, mut emit: impl FnMut(Finished)) {
+        let slots = &self.slots;
+        let orig = |i: u32| {
+            let s = &slots[i as usize];
+            let f = s.flow.as_ref();
+            let lo_is_orig = f.is_none_or(|f| f.lo_is_orig);
+            let (ip, port) =
+                if lo_is_orig { (&s.key.lo, s.key.lo_port) } else { (&s.key.hi, s.key.hi_port) };
+            (f.map_or(0, |f| f.start_ns), s.key.ip(ip), port)
+        };
+        let mut order: Vec<u32> = self.index.iter().copied().collect();
         // Deterministic output order for offline runs: by start time, then addresses.
-        all.sort_by(|a, b| {
-            (a.1.start_ns, a.1.orig_ip, a.1.orig_port).cmp(&(
-                b.1.start_ns,
-                b.1.orig_ip,
-                b.1.orig_port,
-            ))
-        });
-        for (key, flow) in all {
-            let reason = if flow.close_at.is_some() { EndReason::End } else { EndReason::Shutdown };
-            out.push(finish(&key, flow, reason));
+        order.sort_unstable_by(|&a, &b| orig(a).cmp(&orig(b)).then(a.cmp(&b)));
+        for i in order {
+            if let Some((key, flow)) = self.remove(i as usize) {
+                let reason =
+                    if flow.close_at != NO_TIME { EndReason::End } else { EndReason::Shutdown };
+                emit(finish(&key, flow, reason));
+            }
         }
+        self.slots = Vec::new();
+        self.free = Vec::new();
     }
 
-    fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
-        let victim = self.flows.iter().min_by_key(|(_, f)| f.last_ns).map(|(k, _)| k.clone());
-        if let Some(key) = victim {
-            if let Some(flow) = self.flows.remove(&key) {
+    fn evict_one(&mut self, out: &mut Vec<Finished>) {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.flow.as_ref().map(|f| (i, f.last_ns)))
+            .min_by_key(|&(_, last)| last)
+            .map(|(i, _)| i);
+        if let Some(i) = victim {
+            if let Some((key, flow)) = self.remove(i) {
                 self.stats.evicted += 1;
                 out.push(finish(&key, flow, EndReason::Evicted));
             }
@@ -384,13 +614,12 @@ impl FlowTable {
 
 /// Closed or reset and past the close delay, idle past its timeout, or a SYN left unanswered.
 fn is_due(config: &FlowConfig, key: &Key, flow: &Flow, now_ns: i64) -> bool {
-    flow.close_at.is_some_and(|at| now_ns >= at)
+    (flow.close_at != NO_TIME && now_ns >= flow.close_at)
         || now_ns.saturating_sub(flow.last_ns) > idle_timeout(config, key.proto)
-        || flow.attempt_until.is_some_and(|at| {
-            now_ns >= at
-                && flow.orig.state == TcpState::SynSent
-                && flow.resp.state == TcpState::Inactive
-        })
+        || (flow.attempt_until != NO_TIME
+            && now_ns >= flow.attempt_until
+            && flow.orig.state == TcpState::SynSent
+            && flow.resp.state == TcpState::Inactive)
 }
 
 fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
@@ -401,26 +630,41 @@ fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
     }
 }
 
-fn key_of(p: &Packet<'_>) -> Key {
-    let (lo, hi) = if (p.src, p.src_port) <= (p.dst, p.dst_port) {
-        ((p.src, p.src_port), (p.dst, p.dst_port))
+/// The packet's key, and whether its source is the key's `lo` endpoint.
+fn key_of(p: &Packet<'_>) -> (Key, bool) {
+    let (src, dst) = (ip_bytes(p.src), ip_bytes(p.dst));
+    let src_is_lo = (src, p.src_port) <= (dst, p.dst_port);
+    let ((lo, lo_port), (hi, hi_port)) = if src_is_lo {
+        ((src, p.src_port), (dst, p.dst_port))
     } else {
-        ((p.dst, p.dst_port), (p.src, p.src_port))
+        ((dst, p.dst_port), (src, p.src_port))
     };
-    Key {
-        lo_ip: lo.0,
-        lo_port: lo.1,
-        hi_ip: hi.0,
-        hi_port: hi.1,
-        proto: p.proto,
-        vlan: p.vlan,
-        inner_vlan: p.inner_vlan,
+    let mut flags = 0;
+    if p.src.is_ipv6() {
+        flags |= KEY_V6;
     }
+    if p.vlan.is_some() {
+        flags |= KEY_VLAN;
+    }
+    if p.inner_vlan.is_some() {
+        flags |= KEY_INNER_VLAN;
+    }
+    let key = Key {
+        lo,
+        hi,
+        lo_port,
+        hi_port,
+        vlan: p.vlan.unwrap_or(0),
+        inner_vlan: p.inner_vlan.unwrap_or(0),
+        proto: p.proto,
+        flags,
+    };
+    (key, src_is_lo)
 }
 
 /// A new flow, with the originator chosen as Zeek does: the sender of a SYN; the receiver of a
 /// SYN-ACK; otherwise the sender, unless only the sender's port looks like a service port.
-fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
+fn new_flow(ts_ns: i64, p: &Packet<'_>, src_is_lo: bool) -> Flow {
     let sender_is_orig = match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
@@ -428,24 +672,21 @@ fn new_flow(id: u64, ts_ns: i64, p: &Packet<'_>) -> Flow {
         None if p.proto == 17 && p.src_port == 53 && is_dns_response(p.payload) => false,
         _ => !is_service_port(p.proto, p.src_port) || is_service_port(p.proto, p.dst_port),
     };
-    let (orig_ip, orig_port) =
-        if sender_is_orig { (p.src, p.src_port) } else { (p.dst, p.dst_port) };
-    let mut history = String::new();
+    let mut history = History::new();
     if !sender_is_orig {
-        history.push('^');
+        history.push(b'^');
     }
     Flow {
-        id,
-        orig_ip,
-        orig_port,
         start_ns: ts_ns,
         last_ns: ts_ns,
-        close_at: None,
-        attempt_until: None,
+        close_at: NO_TIME,
+        attempt_until: NO_TIME,
         icmp: p.icmp,
         orig: Side::new(),
         resp: Side::new(),
         history,
+        analysis: Analysis::Off,
+        lo_is_orig: sender_is_orig == src_is_lo,
     }
 }
 
@@ -525,14 +766,13 @@ fn is_service_port(proto: u8, port: u16) -> bool {
     }
 }
 
-fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
+fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: &FlowConfig) {
     // After both sides closed, Zeek still counts packets and history letters but neither extends
     // the duration nor changes the endpoint states (a trailing ACK or RST keeps the flow SF).
     let finished = flow.orig.state == TcpState::Closed && flow.resp.state == TcpState::Closed;
     if !finished {
         flow.last_ns = flow.last_ns.max(ts_ns);
     }
-    let from_orig = p.src == flow.orig_ip && p.src_port == flow.orig_port;
     let (me, peer) =
         if from_orig { (&mut flow.orig, &mut flow.resp) } else { (&mut flow.resp, &mut flow.orig) };
     me.packets += 1;
@@ -541,7 +781,7 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
     let Some(tcp) = p.tcp else {
         me.payload_sum += u64::from(p.payload_len);
         if p.payload_len > 0 && p.proto == 17 {
-            record(&mut flow.history, me, 'D', from_orig);
+            record(&mut flow.history, me, b'D', from_orig);
         }
         return;
     };
@@ -549,9 +789,16 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
     // Sequence space: payload bytes are counted from the SYN (or the first packet) to the highest
     // byte seen, so retransmissions count once; holes are remembered until filled.
     if tcp.syn {
-        me.seq_base.get_or_insert(tcp.seq.wrapping_add(1));
+        if !me.has_base {
+            me.seq_base = tcp.seq.wrapping_add(1);
+            me.has_base = true;
+        }
     }
-    let base = *me.seq_base.get_or_insert(tcp.seq);
+    if !me.has_base {
+        me.seq_base = tcp.seq;
+        me.has_base = true;
+    }
+    let base = me.seq_base;
     let len = u64::from(p.payload_len);
     let rel = u64::from(tcp.seq.wrapping_add(u32::from(tcp.syn)).wrapping_sub(base));
     // A start far "behind" the base wraps to a huge offset: old data.
@@ -561,51 +808,54 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
         retransmit = !in_window || me.add_segment(rel, len, p.payload.len() as u64);
     }
     if tcp.fin && in_window {
-        me.fin_at.get_or_insert(rel + len);
+        if me.fin_at == NO_SEQ {
+            me.fin_at = rel + len;
+        }
     }
     // The peer's data this packet acknowledges; acknowledging unseen data reveals a gap.
     let mut peer_gap = false;
     if tcp.ack {
-        if let Some(peer_base) = peer.seq_base {
+        if peer.has_base {
+            let peer_base = peer.seq_base;
             let acked = u64::from(tcp.ack_number.wrapping_sub(peer_base));
             if acked < (1 << 31) && acked > peer.acked {
                 peer.acked = acked;
                 let limit = peer.size();
-                peer_gap = limit > peer.seq_high || peer.holes.iter().any(|&(a, _)| a < limit);
+                peer_gap = limit > peer.seq_high || peer.holes().iter().any(|&(a, _)| a < limit);
             }
         }
     }
 
     // History letters, as Zeek's TCP analyser records them.
     if tcp.syn && (tcp.fin || tcp.rst) {
-        record(&mut flow.history, me, 'Q', from_orig);
+        record(&mut flow.history, me, b'Q', from_orig);
     }
     if tcp.syn && !tcp.ack {
-        record(&mut flow.history, me, 'S', from_orig);
+        record(&mut flow.history, me, b'S', from_orig);
     } else if tcp.syn && tcp.ack {
-        record(&mut flow.history, me, 'H', from_orig);
+        record(&mut flow.history, me, b'H', from_orig);
     }
     if tcp.fin {
-        record(&mut flow.history, me, 'F', from_orig);
+        record(&mut flow.history, me, b'F', from_orig);
     }
     if tcp.rst {
-        record(&mut flow.history, me, 'R', from_orig);
+        record(&mut flow.history, me, b'R', from_orig);
     }
     if len > 0 {
         if retransmit {
-            me.retransmits += 1;
+            me.retransmits = me.retransmits.saturating_add(1);
             // Zeek repeats `T` when the count reaches 1, 10, 100, ...
-            if is_power_of_ten(me.retransmits) {
-                flow.history.push(if from_orig { 'T' } else { 't' });
+            if is_power_of_ten(u64::from(me.retransmits)) {
+                flow.history.push(if from_orig { b'T' } else { b't' });
             }
         } else {
-            record(&mut flow.history, me, 'D', from_orig);
+            record(&mut flow.history, me, b'D', from_orig);
         }
     } else if tcp.ack && !tcp.syn && !tcp.fin && !tcp.rst {
-        record(&mut flow.history, me, 'A', from_orig);
+        record(&mut flow.history, me, b'A', from_orig);
     }
     if peer_gap {
-        record(&mut flow.history, peer, 'G', !from_orig);
+        record(&mut flow.history, peer, b'G', !from_orig);
     }
 
     if finished {
@@ -625,7 +875,10 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
                 } else {
                     me.state = TcpState::SynSent;
                     if from_orig {
-                        flow.attempt_until.get_or_insert(ts_ns + config.tcp_attempt_ns);
+                        if flow.attempt_until == NO_TIME {
+                            flow.attempt_until =
+                                ts_ns.saturating_add(config.tcp_attempt_ns).min(NO_TIME - 1);
+                        }
                     }
                 }
             }
@@ -675,7 +928,9 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, config: &FlowConfig) {
         || (me.state == TcpState::Closed
             && matches!(peer.state, TcpState::Closed | TcpState::Reset))
     {
-        flow.close_at.get_or_insert(ts_ns + config.tcp_close_delay_ns);
+        if flow.close_at == NO_TIME {
+            flow.close_at = ts_ns.saturating_add(config.tcp_close_delay_ns).min(NO_TIME - 1);
+        }
     }
 }
 
@@ -687,8 +942,8 @@ fn is_power_of_ten(mut n: u64) -> bool {
 }
 
 /// Add a history letter the first time it happens in a direction (upper case: originator).
-fn record(history: &mut String, side: &mut Side, letter: char, from_orig: bool) {
-    let bit = 1u32 << (letter as u32 - 'A' as u32);
+fn record(history: &mut History, side: &mut Side, letter: u8, from_orig: bool) {
+    let bit = 1u32 << (letter - b'A');
     if side.letters & bit != 0 {
         return;
     }
@@ -696,24 +951,23 @@ fn record(history: &mut String, side: &mut Side, letter: char, from_orig: bool) 
     history.push(if from_orig { letter } else { letter.to_ascii_lowercase() });
 }
 
-fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
-    let (resp_ip, resp_port) = if (key.lo_ip, key.lo_port) == (flow.orig_ip, flow.orig_port) {
-        (key.hi_ip, key.hi_port)
+fn finish(key: &Key, flow: Flow, reason: EndReason) -> Finished {
+    let (orig, resp) = if flow.lo_is_orig {
+        ((&key.lo, key.lo_port), (&key.hi, key.hi_port))
     } else {
-        (key.lo_ip, key.lo_port)
+        ((&key.hi, key.hi_port), (&key.lo, key.lo_port))
     };
     let is_tcp = key.proto == 6;
     let payload = |s: &Side| if is_tcp { s.size() } else { s.payload_sum };
     let missed = |s: &Side| if is_tcp { s.missed() } else { 0 };
-    FlowRecord {
-        id: flow.id,
-        orig_ip: flow.orig_ip,
-        orig_port: flow.orig_port,
-        resp_ip,
-        resp_port,
+    let record = FlowRecord {
+        orig_ip: key.ip(orig.0),
+        orig_port: orig.1,
+        resp_ip: key.ip(resp.0),
+        resp_port: resp.1,
         proto: key.proto,
-        vlan: key.vlan,
-        inner_vlan: key.inner_vlan,
+        vlan: key.vlan(),
+        inner_vlan: key.inner_vlan(),
         start_ns: flow.start_ns,
         end_ns: flow.last_ns,
         orig_packets: flow.orig.packets,
@@ -727,7 +981,8 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> FlowRecord {
         history: flow.history,
         reason,
         icmp: flow.icmp,
-    }
+    };
+    (record, flow.analysis)
 }
 
 /// Zeek's conn_state code from the two endpoint states.
@@ -749,7 +1004,7 @@ fn conn_state(proto: u8, flow: &Flow) -> &'static str {
                 }
             } else if os == TcpState::Reset {
                 if r_inactive {
-                    if is_syn_then_reset(&flow.history) {
+                    if is_syn_then_reset(flow.history.as_str()) {
                         "RSTOS0"
                     } else {
                         "OTH"
@@ -849,8 +1104,8 @@ mod tests {
         for (i, p) in packets.iter().enumerate() {
             table.observe(i as i64 * 1000, p, &mut out);
         }
-        table.flush(&mut out);
-        out
+        table.flush(|f| out.push(f));
+        out.into_iter().map(|(record, _)| record).collect()
     }
 
     const C: &str = "10.0.0.1";
@@ -892,7 +1147,7 @@ mod tests {
     fn syn_ack_first_flips_the_originator() {
         let out = run(&[tcp(S, 80, C, 40000, "SA", 500, 0), tcp(C, 40000, S, 80, "A", 101, 0)]);
         assert_eq!((out[0].orig_ip, out[0].orig_port), (C.parse().expect("ip"), 40000));
-        assert!(out[0].history.starts_with('^'));
+        assert!(out[0].history.as_str().starts_with('^'));
     }
 
     #[test]
@@ -936,7 +1191,7 @@ mod tests {
             tcp(C, 40000, S, 80, "A", 101, 10),
         ]);
         assert_eq!(out[0].orig_payload_bytes, 10);
-        assert!(out[0].history.contains('T'));
+        assert!(out[0].history.as_str().contains('T'));
     }
 
     #[test]
@@ -948,7 +1203,7 @@ mod tests {
         }
         assert_eq!(table.len(), 2);
         assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|f| f.reason == EndReason::Evicted));
+        assert!(out.iter().all(|f| f.0.reason == EndReason::Evicted));
         assert_eq!(table.stats.evicted, 3);
         table.expire(1000 * NANOS, &mut out);
         assert!(table.is_empty());
@@ -1021,7 +1276,7 @@ impl FlowRecord {
         event.icmp = self.icmp.map(|(t, c)| canh_event::Icmp { r#type: t, code: c });
         event.flow = Some(Flow {
             state: Some(self.state.to_string()),
-            history: Some(self.history.clone()),
+            history: Some(self.history.as_str().to_string()),
             orig_payload_bytes: Some(self.orig_payload_bytes),
             resp_payload_bytes: Some(self.resp_payload_bytes),
             missed_bytes: Some(self.missed_bytes),

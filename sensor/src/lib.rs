@@ -9,6 +9,7 @@ pub mod defrag;
 pub mod dns;
 pub mod flow;
 pub mod http;
+pub mod json_out;
 pub mod logs;
 pub mod metrics;
 pub mod packets;

@@ -104,40 +104,19 @@ fn main() {
 fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let mut pipeline = PacketPipeline::new(who, FlowConfig::default(), 0, &metrics);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut events = Vec::new();
-    let mut write_error = None;
-    let mut write = |events: &mut Vec<Event>| {
-        for event in events.drain(..) {
-            if write_error.is_none() {
-                // Straight into the buffered writer: no String per event.
-                let result = serde_json::to_writer(&mut out, &event)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"));
-                if let Err(e) = result {
-                    write_error = Some(e);
-                }
-            }
-        }
-    };
+    // Events are written as JSON straight into large chunks of stdout, not built as values.
+    let mut out = canh_sensor::json_out::JsonLines::new(std::io::stdout().lock());
     let mut failed = Vec::new();
     for file in files {
-        let result = capture::read_file(file, |link, ts, data| {
-            pipeline.frame(link, ts, data, &mut events);
-            write(&mut events);
-        });
+        let result =
+            capture::read_file(file, |link, ts, data| pipeline.frame(link, ts, data, &mut out));
         if let Err(err) = result {
             eprintln!("canh-sensor: error: {err}");
             failed.push(file.display().to_string());
         }
     }
-    pipeline.finish(&mut events);
-    write(&mut events);
-    out.flush().context("writing events to stdout")?;
-    if let Some(e) = write_error {
-        return Err(e).context("writing events to stdout");
-    }
+    pipeline.finish(&mut out);
+    out.finish().context("writing events to stdout")?;
     report_decode_errors(&metrics);
     if !failed.is_empty() {
         bail!(

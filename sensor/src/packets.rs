@@ -2,16 +2,35 @@
 
 use crate::decode::{decode, DecodeError, LinkType};
 use crate::defrag::{Defrag, DefragStats};
-use crate::flow::{FlowConfig, FlowRecord, FlowTable, Identity};
+use crate::flow::{Finished, FlowConfig, FlowRecord, FlowTable, Identity};
 use crate::metrics::Metrics;
 use crate::session::{Meta, SessionStats, Sessions};
 use canh_event::{Dataset, Event};
+
+/// Where the pipeline's events go. A `Vec<Event>` collects them; [`crate::json_out::JsonLines`]
+/// writes their JSON straight from the flow records, without building `Event` values.
+pub trait EventSink {
+    /// A finished flow, numbered `seq`.
+    fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64);
+    /// Any other event.
+    fn event(&mut self, event: Event);
+}
+
+impl EventSink for Vec<Event> {
+    fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
+        self.push(record.to_event(who, seq));
+    }
+
+    fn event(&mut self, event: Event) {
+        self.push(event);
+    }
+}
 
 pub struct PacketPipeline<'m> {
     who: Identity,
     table: FlowTable,
     next_seq: u64,
-    finished: Vec<FlowRecord>,
+    finished: Vec<Finished>,
     sessions: Sessions,
     /// `metrics.events` per dataset, in `Dataset::ALL` order (label lookups cost per event).
     event_counters: Vec<prometheus::IntCounter>,
@@ -46,7 +65,7 @@ impl<'m> PacketPipeline<'m> {
     }
 
     /// Process one captured frame; events for flows it finished are pushed to `out`.
-    pub fn frame(&mut self, link: LinkType, ts_ns: i64, data: &[u8], out: &mut Vec<Event>) {
+    pub fn frame(&mut self, link: LinkType, ts_ns: i64, data: &[u8], out: &mut impl EventSink) {
         self.metrics.packets.inc();
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
         match decode(link, data) {
@@ -74,8 +93,8 @@ impl<'m> PacketPipeline<'m> {
     }
 
     fn packet(&mut self, ts_ns: i64, packet: &crate::decode::Packet<'_>) {
-        if let Some(view) = self.table.observe(ts_ns, packet, &mut self.finished) {
-            self.sessions.packet(&view, ts_ns, packet, &mut self.metas);
+        if let Some((view, analysis)) = self.table.observe(ts_ns, packet, &mut self.finished) {
+            self.sessions.packet(analysis, &view, ts_ns, packet, &mut self.metas);
         }
     }
 
@@ -96,14 +115,18 @@ impl<'m> PacketPipeline<'m> {
     }
 
     /// Time passed without packets (live capture): expire idle flows.
-    pub fn tick(&mut self, now_ns: i64, out: &mut Vec<Event>) {
+    pub fn tick(&mut self, now_ns: i64, out: &mut impl EventSink) {
         self.table.expire(now_ns, &mut self.finished);
         self.drain(out);
     }
 
     /// The input ended: write every open flow.
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
-        self.table.flush(&mut self.finished);
+    pub fn finish(&mut self, out: &mut impl EventSink) {
+        self.drain(out);
+        // One flow at a time: the records of a full table are never all held at once.
+        let mut table = std::mem::replace(&mut self.table, FlowTable::new(FlowConfig::default()));
+        table.flush(|finished| self.write_flow(finished, out));
+        self.table = table;
         self.drain(out);
     }
 
@@ -111,18 +134,14 @@ impl<'m> PacketPipeline<'m> {
         self.next_seq
     }
 
-    fn drain(&mut self, out: &mut Vec<Event>) {
+    fn drain(&mut self, out: &mut impl EventSink) {
         self.metrics.flows_active.set(self.table.len() as i64);
         self.metrics
             .flow_evictions
             .inc_by(self.table.stats.evicted.saturating_sub(self.metrics.flow_evictions.get()));
         let mut finished = std::mem::take(&mut self.finished);
-        for record in finished.drain(..) {
-            self.sessions.end(record.id, &mut self.metas);
-            self.emit_metadata(out);
-            out.push(record.to_event(&self.who, self.next_seq));
-            self.next_seq += 1;
-            self.event_counters[0].inc();
+        for f in finished.drain(..) {
+            self.write_flow(f, out);
         }
         self.finished = finished;
         self.emit_metadata(out);
@@ -143,12 +162,21 @@ impl<'m> PacketPipeline<'m> {
         self.reported = stats;
     }
 
-    fn emit_metadata(&mut self, out: &mut Vec<Event>) {
+    /// A finished flow: its analyser's last metadata, then the flow record.
+    fn write_flow(&mut self, (record, analysis): Finished, out: &mut impl EventSink) {
+        self.sessions.end(analysis, &record.view(), &mut self.metas);
+        self.emit_metadata(out);
+        out.flow(&record, &self.who, self.next_seq);
+        self.next_seq += 1;
+        self.event_counters[0].inc();
+    }
+
+    fn emit_metadata(&mut self, out: &mut impl EventSink) {
         for (view, meta) in self.metas.drain(..) {
             let event = crate::session::to_event(&view, &meta, &self.who, self.next_seq);
             let i = Dataset::ALL.iter().position(|d| *d == event.event.dataset).unwrap_or(0);
             self.event_counters[i].inc();
-            out.push(event);
+            out.event(event);
             self.next_seq += 1;
         }
     }

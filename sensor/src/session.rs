@@ -6,13 +6,12 @@
 
 use crate::decode::Packet;
 use crate::dns::{self, DnsFlow};
-use crate::flow::{FlowView, Identity};
+use crate::flow::{Analysis, FlowView, Identity};
 use crate::http::{self, HttpFlow};
 use crate::ssh::{self, SshFlow};
 use crate::stream::Stream;
 use crate::tls::{self, TlsFlow};
 use canh_event::{Dataset, Event, Timestamp};
-use std::collections::HashMap;
 
 /// Data chunks per direction in which a TCP flow may still reveal its protocol (STARTTLS comes after
 /// a few plaintext exchanges).
@@ -28,8 +27,8 @@ enum App {
     None,
 }
 
-struct Session {
-    view: FlowView,
+/// The analyser state of one flow (held in the flow table's entry for the flow).
+pub struct Session {
     app: App,
     /// Client (originator) and server streams, TCP only.
     streams: [Stream; 2],
@@ -58,8 +57,8 @@ pub struct SessionStats {
 }
 
 pub struct Sessions {
-    /// Boxed: a session is ~640 bytes, and the table moves its values when it grows.
-    map: HashMap<u64, Box<Session>, foldhash::fast::RandomState>,
+    /// Flows counted toward the cap (those with analysis state or waiting for their first payload).
+    live: usize,
     max_sessions: usize,
     pub stats: SessionStats,
     scratch: Vec<u8>,
@@ -81,24 +80,20 @@ fn looks_like_http_request(data: &[u8]) -> bool {
 
 impl Sessions {
     pub fn new(max_sessions: usize) -> Sessions {
-        Sessions {
-            map: HashMap::default(),
-            max_sessions,
-            stats: SessionStats::default(),
-            scratch: Vec::new(),
-        }
+        Sessions { live: 0, max_sessions, stats: SessionStats::default(), scratch: Vec::new() }
     }
 
-    /// One packet of the flow `view`; finished metadata goes to `out`.
+    /// One packet of the flow `view`, whose analysis state is `slot`; finished metadata goes to
+    /// `out`.
     pub fn packet(
         &mut self,
+        slot: &mut Analysis,
         view: &FlowView,
         ts_ns: i64,
         p: &Packet<'_>,
         out: &mut Vec<(FlowView, Meta)>,
     ) {
-        let has_payload = !p.payload.is_empty();
-        if !self.map.contains_key(&view.id) {
+        if matches!(slot, Analysis::Off) {
             // Only flows that may carry something we analyse get state.
             let maybe = match p.proto {
                 17 => dns_port(view.orig_port) || dns_port(view.resp_port),
@@ -108,29 +103,46 @@ impl Sessions {
             if !maybe {
                 return;
             }
-            if self.map.len() >= self.max_sessions {
+            if self.live >= self.max_sessions {
                 self.stats.table_full += 1;
                 return;
             }
+            self.live += 1;
             // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
             // stream's start, and with it the protocol's framing, is unknown.
-            let app = match p.tcp {
-                _ if p.proto == 17 => App::Dns(DnsFlow::default()),
-                Some(tcp) if tcp.syn => App::Unknown,
-                _ => App::None,
+            *slot = match p.tcp {
+                _ if p.proto == 17 => {
+                    Analysis::Pending { dns: true, syn_seen: 0, syn_next: [0; 2] }
+                }
+                Some(tcp) if tcp.syn => {
+                    Analysis::Pending { dns: false, syn_seen: 0, syn_next: [0; 2] }
+                }
+                _ => Analysis::Idle,
             };
-            self.map.insert(
-                view.id,
-                Box::new(Session {
-                    view: view.clone(),
-                    app,
-                    streams: [Stream::default(), Stream::default()],
-                    dns_tcp: [Vec::new(), Vec::new()],
-                    chunks: 0,
-                }),
-            );
         }
-        let Some(session) = self.map.get_mut(&view.id) else { return };
+        if let Analysis::Pending { dns, syn_seen, syn_next } = slot {
+            if p.payload.is_empty() {
+                // Before the first payload only a SYN matters: where its direction's stream starts.
+                if let Some(tcp) = p.tcp.filter(|t| t.syn && p.proto != 17) {
+                    let dir = usize::from(!view.from_orig);
+                    if *syn_seen & (1 << dir) == 0 {
+                        *syn_seen |= 1 << dir;
+                        syn_next[dir] = tcp.seq.wrapping_add(1);
+                    }
+                }
+                return;
+            }
+            let start = |dir: usize| (*syn_seen & (1 << dir) != 0).then_some(syn_next[dir]);
+            let session = Session {
+                app: if *dns { App::Dns(DnsFlow::default()) } else { App::Unknown },
+                streams: [Stream::starting_at(start(0)), Stream::starting_at(start(1))],
+                dns_tcp: [Vec::new(), Vec::new()],
+                chunks: 0,
+            };
+            *slot = Analysis::Active(Box::new(session));
+        }
+        let Analysis::Active(session) = slot else { return };
+        let has_payload = !p.payload.is_empty();
         // Nothing left to learn: no analyser, or the handshake/banners are complete.
         let done = match &session.app {
             App::None => true,
@@ -152,7 +164,7 @@ impl Sessions {
                         let mut done = Vec::new();
                         flow.message(ts_ns, msg, &mut done);
                         self.stats.buffer_full += std::mem::take(&mut flow.dropped);
-                        out.extend(done.into_iter().map(|t| (session.view.clone(), Meta::Dns(t))));
+                        out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
                     }
                 }
                 Err(_) => self.stats.parse_errors += 1,
@@ -171,14 +183,23 @@ impl Sessions {
             return;
         }
         let data = std::mem::take(&mut self.scratch);
-        feed(session, &mut self.stats, ts_ns, view.from_orig, &data, delivery.gap, out);
+        feed(session, view, &mut self.stats, ts_ns, view.from_orig, &data, delivery.gap, out);
         self.scratch = data;
     }
 
-    /// The flow ended: flush whatever its analyser holds.
-    pub fn end(&mut self, flow_id: u64, out: &mut Vec<(FlowView, Meta)>) {
-        let Some(session) = self.map.remove(&flow_id) else { return };
-        let view = session.view;
+    /// The flow `view` ended with analysis state `analysis`: flush whatever its analyser holds.
+    pub fn end(&mut self, analysis: Analysis, view: &FlowView, out: &mut Vec<(FlowView, Meta)>) {
+        let session = match analysis {
+            Analysis::Off => return,
+            Analysis::Idle | Analysis::Pending { .. } => {
+                self.live -= 1;
+                return;
+            }
+            Analysis::Active(session) => {
+                self.live -= 1;
+                session
+            }
+        };
         match session.app {
             App::Dns(mut flow) => {
                 let mut done = Vec::new();
@@ -190,27 +211,30 @@ impl Sessions {
                 flow.finish(&mut done);
                 out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
             }
-            App::Tls(flow) => out.push((view, Meta::Tls(flow.summary))),
+            App::Tls(flow) => out.push((view.clone(), Meta::Tls(flow.summary))),
             App::Ssh(flow) => {
                 if flow.client.is_some() || flow.server.is_some() {
-                    out.push((view, Meta::Ssh(flow)));
+                    out.push((view.clone(), Meta::Ssh(flow)));
                 }
             }
             App::Unknown | App::None => {}
         }
     }
 
+    /// Flows counted toward the cap.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.live == 0
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn feed(
     s: &mut Session,
+    view: &FlowView,
     stats: &mut SessionStats,
     ts_ns: i64,
     from_orig: bool,
@@ -220,15 +244,14 @@ fn feed(
 ) {
     if matches!(s.app, App::Unknown) {
         s.chunks += 1;
-        if dns_port(s.view.resp_port) || dns_port(s.view.orig_port) {
+        if dns_port(view.resp_port) || dns_port(view.orig_port) {
             s.app = App::Dns(DnsFlow::default());
         } else if tls::looks_like_tls(data) {
             s.app = App::Tls(TlsFlow::new(ts_ns));
         } else if ssh::looks_like_ssh(data) {
             s.app = App::Ssh(SshFlow::new(ts_ns));
         } else if from_orig
-            && (looks_like_http_request(data)
-                || matches!(s.view.resp_port, 80 | 8000 | 8080 | 3128))
+            && (looks_like_http_request(data) || matches!(view.resp_port, 80 | 8000 | 8080 | 3128))
         {
             s.app = App::Http(HttpFlow::default());
         } else if s.chunks > DETECT_CHUNKS {
@@ -243,7 +266,7 @@ fn feed(
         if let App::Http(flow) = &mut s.app {
             let mut done = Vec::new();
             flow.finish(&mut done);
-            out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Http(t))));
+            out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
         }
         s.app = App::Tls(TlsFlow::new(ts_ns));
     }
@@ -264,7 +287,7 @@ fn feed(
                         let mut done = Vec::new();
                         flow.message(ts_ns, m, &mut done);
                         stats.buffer_full += std::mem::take(&mut flow.dropped);
-                        out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Dns(t))));
+                        out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
                     }
                     Err(_) => stats.parse_errors += 1,
                 }
@@ -286,7 +309,7 @@ fn feed(
                 stats.buffer_full += 1;
                 flow.overflowed = false;
             }
-            out.extend(done.into_iter().map(|t| (s.view.clone(), Meta::Http(t))));
+            out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
         }
         App::Tls(flow) => flow.data(from_orig, data),
         App::Ssh(flow) => flow.data(from_orig, data),

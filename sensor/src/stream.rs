@@ -22,6 +22,12 @@ pub struct Delivery {
 }
 
 impl Stream {
+    /// A stream whose first byte is at `next` when known (the SYN was seen), else at the first
+    /// segment's.
+    pub fn starting_at(next: Option<u32>) -> Stream {
+        Stream { next, ..Stream::default() }
+    }
+
     /// Feed one segment; in-order bytes are appended to `out`.
     pub fn segment(&mut self, seq: u32, syn: bool, payload: &[u8], out: &mut Vec<u8>) -> Delivery {
         let mut delivery = Delivery::default();
