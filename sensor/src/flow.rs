@@ -418,6 +418,9 @@ pub struct FlowTable {
     hasher: foldhash::fast::RandomState,
     index: hashbrown::HashTable<u32>,
     slots: Vec<Slot>,
+    /// Per slot, a time before which its flow cannot be due (`NO_TIME` for a free slot): the
+    /// sweep reads this dense array instead of every flow.
+    wake: Vec<i64>,
     free: Vec<u32>,
     last_sweep_ns: i64,
     pub stats: FlowStats,
@@ -430,6 +433,7 @@ impl FlowTable {
             hasher: foldhash::fast::RandomState::default(),
             index: hashbrown::HashTable::new(),
             slots: Vec::new(),
+            wake: Vec::new(),
             free: Vec::new(),
             last_sweep_ns: i64::MIN,
             stats: FlowStats::default(),
@@ -462,6 +466,7 @@ impl FlowTable {
             entry.remove();
         }
         let flow = self.slots[i].flow.take()?;
+        self.wake[i] = NO_TIME;
         // Slot numbers fit u32: the table never holds more than `max_flows` (a usize config that
         // `insert` caps at u32::MAX).
         self.free.push(i as u32);
@@ -472,10 +477,12 @@ impl FlowTable {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Slot { key, flow: Some(flow) };
+                self.wake[i as usize] = i64::MIN;
                 i as usize
             }
             None => {
                 self.slots.push(Slot { key, flow: Some(flow) });
+                self.wake.push(i64::MIN);
                 self.slots.len() - 1
             }
         };
@@ -535,6 +542,7 @@ impl FlowTable {
         let same_ends = key.lo == key.hi && key.lo_port == key.hi_port;
         let from_orig = same_ends || src_is_lo == flow.lo_is_orig;
         update(flow, ts_ns, packet, from_orig, &self.config);
+        self.wake[i] = wake_time(&self.config, key.proto, flow);
         let (orig_ip, orig_port, resp_ip, resp_port) = if from_orig {
             (packet.src, packet.src_port, packet.dst, packet.dst_port)
         } else {
@@ -556,11 +564,18 @@ impl FlowTable {
     /// Write every flow whose idle timeout or close delay has passed at `now_ns`.
     pub fn expire(&mut self, now_ns: i64, out: &mut Vec<Finished>) {
         let config = &self.config;
+        let slots = &self.slots;
         let done: Vec<usize> = self
-            .slots
+            .wake
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.flow.as_ref().is_some_and(|f| is_due(config, &s.key, f, now_ns)))
+            .filter(|&(i, &wake)| {
+                wake <= now_ns
+                    && slots[i]
+                        .flow
+                        .as_ref()
+                        .is_some_and(|f| is_due(config, &slots[i].key, f, now_ns))
+            })
             .map(|(i, _)| i)
             .collect();
         for i in done {
@@ -592,6 +607,7 @@ impl FlowTable {
             }
         }
         self.slots = Vec::new();
+        self.wake = Vec::new();
         self.free = Vec::new();
     }
 
@@ -620,6 +636,18 @@ fn is_due(config: &FlowConfig, key: &Key, flow: &Flow, now_ns: i64) -> bool {
             && now_ns >= flow.attempt_until
             && flow.orig.state == TcpState::SynSent
             && flow.resp.state == TcpState::Inactive)
+}
+
+/// The earliest time at which `is_due` can hold for `flow` (its state only changes with its
+/// packets, which recompute this).
+fn wake_time(config: &FlowConfig, proto: u8, flow: &Flow) -> i64 {
+    // `is_due` wants the idle time strictly exceeded.
+    let idle = flow.last_ns.saturating_add(idle_timeout(config, proto)).saturating_add(1);
+    let mut wake = flow.close_at.min(idle);
+    if flow.orig.state == TcpState::SynSent && flow.resp.state == TcpState::Inactive {
+        wake = wake.min(flow.attempt_until);
+    }
+    wake
 }
 
 fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
