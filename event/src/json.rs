@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Append `text` as a JSON string (quoted and escaped as serde_json does).
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
@@ -45,18 +46,21 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 }
 
 /// Append an unsigned integer in decimal.
+#[inline]
 pub fn write_u64(out: &mut Vec<u8>, value: u64) {
     let mut buf = itoa::Buffer::new();
     out.extend_from_slice(buf.format(value).as_bytes());
 }
 
 /// Append a signed integer in decimal.
+#[inline]
 pub fn write_i64(out: &mut Vec<u8>, value: i64) {
     let mut buf = itoa::Buffer::new();
     out.extend_from_slice(buf.format(value).as_bytes());
 }
 
 /// Append a timestamp as a JSON string (RFC 3339, as its `Display`).
+#[inline]
 pub fn write_ts(out: &mut Vec<u8>, ts: Timestamp) {
     out.push(b'"');
     out.extend_from_slice(&ts.rfc3339());
@@ -64,6 +68,7 @@ pub fn write_ts(out: &mut Vec<u8>, ts: Timestamp) {
 }
 
 /// Append an address as a JSON string (its `Display` form, as serde writes it).
+#[inline]
 pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     out.push(b'"');
     match ip {
@@ -93,6 +98,7 @@ pub struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     /// Start an object at the end of `out`.
+    #[inline]
     pub fn begin(out: &'a mut Vec<u8>) -> Obj<'a> {
         out.push(b'{');
         Obj { out, empty: true }
@@ -100,6 +106,7 @@ impl<'a> Obj<'a> {
 
     /// Write `"key":` (with the comma before it when needed) and hand back the buffer for the
     /// value. `key` must not need escaping (every schema field name is plain ASCII).
+    #[inline]
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
@@ -112,6 +119,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A key that may need escaping (map keys).
+    #[inline]
     fn escaped_key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
@@ -122,67 +130,80 @@ impl<'a> Obj<'a> {
         self.out
     }
 
+    #[inline]
     pub fn str(&mut self, key: &str, value: &str) {
         write_str(self.key(key), value);
     }
 
+    #[inline]
     pub fn opt_str(&mut self, key: &str, value: &Option<String>) {
         if let Some(v) = value {
             self.str(key, v);
         }
     }
 
+    #[inline]
     pub fn u64(&mut self, key: &str, value: u64) {
         write_u64(self.key(key), value);
     }
 
+    #[inline]
     pub fn opt_u64(&mut self, key: &str, value: Option<u64>) {
         if let Some(v) = value {
             self.u64(key, v);
         }
     }
 
+    #[inline]
     pub fn i64(&mut self, key: &str, value: i64) {
         write_i64(self.key(key), value);
     }
 
+    #[inline]
     pub fn opt_i64(&mut self, key: &str, value: Option<i64>) {
         if let Some(v) = value {
             self.i64(key, v);
         }
     }
 
+    #[inline]
     pub fn bool(&mut self, key: &str, value: bool) {
         let text: &[u8] = if value { b"true" } else { b"false" };
         self.key(key).extend_from_slice(text);
     }
 
+    #[inline]
     pub fn opt_bool(&mut self, key: &str, value: Option<bool>) {
         if let Some(v) = value {
             self.bool(key, v);
         }
     }
 
+    #[inline]
     pub fn ts(&mut self, key: &str, value: Timestamp) {
         write_ts(self.key(key), value);
     }
 
+    #[inline]
     pub fn opt_ts(&mut self, key: &str, value: Option<Timestamp>) {
         if let Some(v) = value {
             self.ts(key, v);
         }
     }
 
+    #[inline]
     pub fn ip(&mut self, key: &str, value: IpAddr) {
         write_ip(self.key(key), value);
     }
 
     /// Bytes already encoded as a JSON value.
+    #[inline]
     pub fn raw(&mut self, key: &str, json: &[u8]) {
         self.key(key).extend_from_slice(json);
     }
 
     /// Members already encoded (`"a":1,"b":2`), appended after this object's others.
+    #[inline]
     pub fn raw_members(&mut self, members: &[u8]) {
         if members.is_empty() {
             return;
@@ -195,10 +216,12 @@ impl<'a> Obj<'a> {
     }
 
     /// A nested object under `key`; call [`Obj::end`] on it.
+    #[inline]
     pub fn obj(&mut self, key: &str) -> Obj<'_> {
         Obj::begin(self.key(key))
     }
 
+    #[inline]
     pub fn str_list(&mut self, key: &str, values: &[String]) {
         let out = self.key(key);
         out.push(b'[');
@@ -211,12 +234,14 @@ impl<'a> Obj<'a> {
         out.push(b']');
     }
 
+    #[inline]
     pub fn opt_str_list(&mut self, key: &str, values: &Option<Vec<String>>) {
         if let Some(v) = values {
             self.str_list(key, v);
         }
     }
 
+    #[inline]
     pub fn end(self) {
         self.out.push(b'}');
     }

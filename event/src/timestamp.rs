@@ -55,6 +55,7 @@ impl Timestamp {
 impl Timestamp {
     /// The RFC 3339 text (`2009-11-18T08:00:21.123456000Z`) as fixed-size bytes. Every `i64` of
     /// nanoseconds falls in the years 1677-2262, so the year always has four digits.
+    #[inline]
     pub fn rfc3339(self) -> [u8; 30] {
         let secs = self.secs();
         let days = secs.div_euclid(86_400);

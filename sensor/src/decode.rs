@@ -204,6 +204,7 @@ fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32
     }
 }
 
+#[inline(always)]
 fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
     Ok(match link {
         LinkType::Ethernet => {
@@ -296,6 +297,7 @@ fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
     Some(packet)
 }
 
+#[inline]
 fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>, DecodeError> {
     let mut vlans = sliced.link_exts.iter().filter_map(|ext| match ext {
         etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),

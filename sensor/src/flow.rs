@@ -351,12 +351,15 @@ pub enum Analysis {
     Off,
     /// Counted toward the cap, nothing to analyse (a TCP flow joined without its SYN).
     Idle,
-    /// Counted toward the cap, no payload yet. `syn_next[dir]`: where a direction's stream starts
-    /// when a SYN was seen in it (bit `dir` of `syn_seen`).
+    /// Counted toward the cap, and nothing to remember but where each direction's stream goes on
+    /// (`next[dir]`, valid when bit `dir` of `has_next` is set) and how many data chunks were
+    /// looked at without recognising the protocol: flows that carry no payload, or payload we
+    /// never recognise, cost no allocation. `dns`: a DNS flow whose first payload is to come.
     Pending {
         dns: bool,
-        syn_seen: u8,
-        syn_next: [u32; 2],
+        has_next: u8,
+        next: [u32; 2],
+        chunks: u32,
     },
     Active(Box<crate::session::Session>),
 }
@@ -1311,5 +1314,19 @@ impl FlowRecord {
             reason: Some(self.reason.as_str().to_string()),
         });
         event
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// The flow table's memory per flow is this slot plus about 7 bytes of index and wake time;
+    /// BENCHMARKS.md measures the whole (300 bytes per active flow is the target).
+    #[test]
+    fn a_flow_slot_stays_small() {
+        assert!(
+            std::mem::size_of::<super::Slot>() <= 272,
+            "{}",
+            std::mem::size_of::<super::Slot>()
+        );
     }
 }

@@ -112,36 +112,84 @@ impl Sessions {
             // stream's start, and with it the protocol's framing, is unknown.
             *slot = match p.tcp {
                 _ if p.proto == 17 => {
-                    Analysis::Pending { dns: true, syn_seen: 0, syn_next: [0; 2] }
+                    Analysis::Pending { dns: true, has_next: 0, next: [0; 2], chunks: 0 }
                 }
                 Some(tcp) if tcp.syn => {
-                    Analysis::Pending { dns: false, syn_seen: 0, syn_next: [0; 2] }
+                    Analysis::Pending { dns: false, has_next: 0, next: [0; 2], chunks: 0 }
                 }
                 _ => Analysis::Idle,
             };
         }
-        if let Analysis::Pending { dns, syn_seen, syn_next } = slot {
-            if p.payload.is_empty() {
-                // Before the first payload only a SYN matters: where its direction's stream starts.
-                if let Some(tcp) = p.tcp.filter(|t| t.syn && p.proto != 17) {
-                    let dir = usize::from(!view.from_orig);
-                    if *syn_seen & (1 << dir) == 0 {
-                        *syn_seen |= 1 << dir;
-                        syn_next[dir] = tcp.seq.wrapping_add(1);
-                    }
+        match slot {
+            Analysis::Pending { dns: true, .. } => {
+                if p.payload.is_empty() {
+                    return;
                 }
+                let session = Session {
+                    app: App::Dns(DnsFlow::default()),
+                    streams: [Stream::default(), Stream::default()],
+                    dns_tcp: [Vec::new(), Vec::new()],
+                    chunks: 0,
+                };
+                *slot = Analysis::Active(Box::new(session));
+            }
+            Analysis::Pending { dns: false, has_next, next, chunks } => {
+                if p.payload.is_empty() {
+                    // Without payload only a SYN changes anything: where its direction's stream
+                    // starts (as `Stream::segment` would record it).
+                    if let Some(tcp) = p.tcp.filter(|t| t.syn) {
+                        let dir = usize::from(!view.from_orig);
+                        if *has_next & (1 << dir) == 0 {
+                            *has_next |= 1 << dir;
+                            next[dir] = tcp.seq.wrapping_add(1);
+                        }
+                    }
+                    return;
+                }
+                // Payload: run the analysis on a session rebuilt from what was kept, and keep
+                // it only if it learned something that needs it.
+                let start = |dir: usize| (*has_next & (1 << dir) != 0).then_some(next[dir]);
+                let mut session = Session {
+                    app: App::Unknown,
+                    streams: [Stream::starting_at(start(0)), Stream::starting_at(start(1))],
+                    dns_tcp: [Vec::new(), Vec::new()],
+                    chunks: *chunks,
+                };
+                self.analyse(&mut session, view, ts_ns, p, out);
+                *slot = match session.app {
+                    // Nothing recognised within the detection budget: nothing left to do.
+                    App::None => Analysis::Idle,
+                    App::Unknown if session.streams.iter().all(Stream::holds_nothing) => {
+                        let mut has_next = 0;
+                        let mut next = [0; 2];
+                        for (dir, stream) in session.streams.iter().enumerate() {
+                            if let Some(n) = stream.next() {
+                                has_next |= 1 << dir;
+                                next[dir] = n;
+                            }
+                        }
+                        Analysis::Pending { dns: false, has_next, next, chunks: session.chunks }
+                    }
+                    _ => Analysis::Active(Box::new(session)),
+                };
                 return;
             }
-            let start = |dir: usize| (*syn_seen & (1 << dir) != 0).then_some(syn_next[dir]);
-            let session = Session {
-                app: if *dns { App::Dns(DnsFlow::default()) } else { App::Unknown },
-                streams: [Stream::starting_at(start(0)), Stream::starting_at(start(1))],
-                dns_tcp: [Vec::new(), Vec::new()],
-                chunks: 0,
-            };
-            *slot = Analysis::Active(Box::new(session));
+            _ => {}
         }
-        let Analysis::Active(session) = slot else { return };
+        if let Analysis::Active(session) = slot {
+            self.analyse(session, view, ts_ns, p, out);
+        }
+    }
+
+    /// One packet through a flow's analyser state.
+    fn analyse(
+        &mut self,
+        session: &mut Session,
+        view: &FlowView,
+        ts_ns: i64,
+        p: &Packet<'_>,
+        out: &mut Vec<(FlowView, Meta)>,
+    ) {
         let has_payload = !p.payload.is_empty();
         // Nothing left to learn: no analyser, or the handshake/banners are complete.
         let done = match &session.app {

@@ -28,6 +28,16 @@ impl Stream {
         Stream { next, ..Stream::default() }
     }
 
+    /// Where the next in-order byte is expected, once known.
+    pub fn next(&self) -> Option<u32> {
+        self.next
+    }
+
+    /// No out-of-order segment is held.
+    pub fn holds_nothing(&self) -> bool {
+        self.held.is_empty()
+    }
+
     /// Feed one segment; in-order bytes are appended to `out`.
     pub fn segment(&mut self, seq: u32, syn: bool, payload: &[u8], out: &mut Vec<u8>) -> Delivery {
         let mut delivery = Delivery::default();
