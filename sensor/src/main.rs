@@ -117,6 +117,11 @@ fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
     }
     pipeline.finish(&mut out);
     out.finish().context("writing events to stdout")?;
+    tracing::info!(
+        events = pipeline.next_seq(),
+        peak_flows = pipeline.peak_flows(),
+        "capture read"
+    );
     report_decode_errors(&metrics);
     if !failed.is_empty() {
         bail!(

@@ -40,6 +40,8 @@ pub struct PacketPipeline<'m> {
     reported: SessionStats,
     metrics: &'m Metrics,
     last_ts_ns: i64,
+    /// The most flows held at once.
+    peak_flows: usize,
 }
 
 impl<'m> PacketPipeline<'m> {
@@ -61,6 +63,7 @@ impl<'m> PacketPipeline<'m> {
             reported: SessionStats::default(),
             metrics,
             last_ts_ns: i64::MIN,
+            peak_flows: 0,
         }
     }
 
@@ -130,11 +133,17 @@ impl<'m> PacketPipeline<'m> {
         self.drain(out);
     }
 
+    /// The most flows the table held at once so far.
+    pub fn peak_flows(&self) -> usize {
+        self.peak_flows
+    }
+
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     fn drain(&mut self, out: &mut impl EventSink) {
+        self.peak_flows = self.peak_flows.max(self.table.len());
         self.metrics.flows_active.set(self.table.len() as i64);
         self.metrics
             .flow_evictions
