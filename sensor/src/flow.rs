@@ -819,11 +819,9 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: 
 
     // Sequence space: payload bytes are counted from the SYN (or the first packet) to the highest
     // byte seen, so retransmissions count once; holes are remembered until filled.
-    if tcp.syn {
-        if !me.has_base {
-            me.seq_base = tcp.seq.wrapping_add(1);
-            me.has_base = true;
-        }
+    if tcp.syn && !me.has_base {
+        me.seq_base = tcp.seq.wrapping_add(1);
+        me.has_base = true;
     }
     if !me.has_base {
         me.seq_base = tcp.seq;
@@ -838,22 +836,17 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: 
     if len > 0 {
         retransmit = !in_window || me.add_segment(rel, len, p.payload.len() as u64);
     }
-    if tcp.fin && in_window {
-        if me.fin_at == NO_SEQ {
-            me.fin_at = rel + len;
-        }
+    if tcp.fin && in_window && me.fin_at == NO_SEQ {
+        me.fin_at = rel + len;
     }
     // The peer's data this packet acknowledges; acknowledging unseen data reveals a gap.
     let mut peer_gap = false;
-    if tcp.ack {
-        if peer.has_base {
-            let peer_base = peer.seq_base;
-            let acked = u64::from(tcp.ack_number.wrapping_sub(peer_base));
-            if acked < (1 << 31) && acked > peer.acked {
-                peer.acked = acked;
-                let limit = peer.size();
-                peer_gap = limit > peer.seq_high || peer.holes().iter().any(|&(a, _)| a < limit);
-            }
+    if tcp.ack && peer.has_base {
+        let acked = u64::from(tcp.ack_number.wrapping_sub(peer.seq_base));
+        if acked < (1 << 31) && acked > peer.acked {
+            peer.acked = acked;
+            let limit = peer.size();
+            peer_gap = limit > peer.seq_high || peer.holes().iter().any(|&(a, _)| a < limit);
         }
     }
 
@@ -905,11 +898,9 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: 
                     }
                 } else {
                     me.state = TcpState::SynSent;
-                    if from_orig {
-                        if flow.attempt_until == NO_TIME {
-                            flow.attempt_until =
-                                ts_ns.saturating_add(config.tcp_attempt_ns).min(NO_TIME - 1);
-                        }
+                    if from_orig && flow.attempt_until == NO_TIME {
+                        flow.attempt_until =
+                            ts_ns.saturating_add(config.tcp_attempt_ns).min(NO_TIME - 1);
                     }
                 }
             }
@@ -955,13 +946,11 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: 
         }
         TcpState::Reset => {}
     }
-    if me.state == TcpState::Reset
+    let closed = me.state == TcpState::Reset
         || (me.state == TcpState::Closed
-            && matches!(peer.state, TcpState::Closed | TcpState::Reset))
-    {
-        if flow.close_at == NO_TIME {
-            flow.close_at = ts_ns.saturating_add(config.tcp_close_delay_ns).min(NO_TIME - 1);
-        }
+            && matches!(peer.state, TcpState::Closed | TcpState::Reset));
+    if closed && flow.close_at == NO_TIME {
+        flow.close_at = ts_ns.saturating_add(config.tcp_close_delay_ns).min(NO_TIME - 1);
     }
 }
 
