@@ -89,9 +89,9 @@ struct Holes {
 struct Side {
     packets: u64,
     ip_bytes: u64,
-    /// UDP/ICMP/other: sum of payload lengths.
-    payload_sum: u64,
-    /// TCP: highest payload end seen, relative to `seq_base`.
+    /// TCP: highest payload end seen, relative to `seq_base`. Other protocols: the sum of payload
+    /// lengths (a flow's packets are all TCP or all not: its key holds the protocol, and the
+    /// decoder gives TCP details exactly to protocol 6).
     seq_high: u64,
     /// TCP: where this side's FIN sits (relative), once seen; `NO_SEQ` before.
     fin_at: u64,
@@ -114,7 +114,6 @@ impl Side {
         Side {
             packets: 0,
             ip_bytes: 0,
-            payload_sum: 0,
             seq_high: 0,
             fin_at: NO_SEQ,
             acked: 0,
@@ -375,15 +374,22 @@ struct Flow {
     resp: Side,
     history: History,
     analysis: Analysis,
-    /// ICMP type and code of the flow's first message.
-    icmp: Option<(u8, u8)>,
+}
+
+/// What identifies a flow: its key, which end started it, and (ICMP) its first message. Kept
+/// beside the key so the small fields share its padding.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    key: Key,
     /// The key's `lo` endpoint is the originator.
     lo_is_orig: bool,
+    /// ICMP type and code of the flow's first message.
+    icmp: Option<(u8, u8)>,
 }
 
 /// A flow table entry.
 struct Slot {
-    key: Key,
+    head: Head,
     /// None: a free slot (its index is on the free list).
     flow: Option<Flow>,
 }
@@ -458,12 +464,15 @@ impl FlowTable {
 
     fn find(&self, key: &Key) -> Option<usize> {
         let slots = &self.slots;
-        self.index.find(self.hash(key), |&i| slots[i as usize].key == *key).map(|&i| i as usize)
+        self.index
+            .find(self.hash(key), |&i| slots[i as usize].head.key == *key)
+            .map(|&i| i as usize)
     }
 
     /// Take the flow out of slot `i` (which must hold one) and free the slot.
-    fn remove(&mut self, i: usize) -> Option<(Key, Flow)> {
-        let key = self.slots[i].key;
+    fn remove(&mut self, i: usize) -> Option<(Head, Flow)> {
+        let head = self.slots[i].head;
+        let key = head.key;
         let hash = self.hash(&key);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
             entry.remove();
@@ -473,18 +482,19 @@ impl FlowTable {
         // Slot numbers fit u32: the table never holds more than `max_flows` (a usize config that
         // `insert` caps at u32::MAX).
         self.free.push(i as u32);
-        Some((key, flow))
+        Some((head, flow))
     }
 
-    fn insert(&mut self, key: Key, flow: Flow) -> usize {
+    fn insert(&mut self, head: Head, flow: Flow) -> usize {
+        let key = head.key;
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Slot { key, flow: Some(flow) };
+                self.slots[i as usize] = Slot { head, flow: Some(flow) };
                 self.wake[i as usize] = i64::MIN;
                 i as usize
             }
             None => {
-                self.slots.push(Slot { key, flow: Some(flow) });
+                self.slots.push(Slot { head, flow: Some(flow) });
                 self.wake.push(i64::MIN);
                 self.slots.len() - 1
             }
@@ -493,7 +503,7 @@ impl FlowTable {
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.insert_unique(hash, i as u32, |&j| {
             use std::hash::BuildHasher;
-            hasher.hash_one(slots[j as usize].key)
+            hasher.hash_one(slots[j as usize].head.key)
         });
         i
     }
@@ -524,8 +534,8 @@ impl FlowTable {
                 is_due(&self.config, &key, f, ts_ns) || reused
             });
             if due {
-                if let Some((key, flow)) = self.remove(i) {
-                    out.push(finish(&key, flow, EndReason::End));
+                if let Some((head, flow)) = self.remove(i) {
+                    out.push(finish(&head, flow, EndReason::End));
                 }
                 slot = None;
             }
@@ -537,13 +547,14 @@ impl FlowTable {
                     self.evict_one(out);
                 }
                 self.stats.created += 1;
-                self.insert(key, new_flow(ts_ns, packet, src_is_lo))
+                self.insert(head_of(key, packet, src_is_lo), new_flow(ts_ns, packet))
             }
         };
+        let lo_is_orig = self.slots[i].head.lo_is_orig;
         let flow = self.slots[i].flow.as_mut()?;
         // The same endpoint on both sides (a "land" packet) is always from the originator.
         let same_ends = key.lo == key.hi && key.lo_port == key.hi_port;
-        let from_orig = same_ends || src_is_lo == flow.lo_is_orig;
+        let from_orig = same_ends || src_is_lo == lo_is_orig;
         update(flow, ts_ns, packet, from_orig, &self.config);
         self.wake[i] = wake_time(&self.config, key.proto, flow);
         let (orig_ip, orig_port, resp_ip, resp_port) = if from_orig {
@@ -577,13 +588,13 @@ impl FlowTable {
                     && slots[i]
                         .flow
                         .as_ref()
-                        .is_some_and(|f| is_due(config, &slots[i].key, f, now_ns))
+                        .is_some_and(|f| is_due(config, &slots[i].head.key, f, now_ns))
             })
             .map(|(i, _)| i)
             .collect();
         for i in done {
-            if let Some((key, flow)) = self.remove(i) {
-                out.push(finish(&key, flow, EndReason::End));
+            if let Some((head, flow)) = self.remove(i) {
+                out.push(finish(&head, flow, EndReason::End));
             }
         }
     }
@@ -593,20 +604,19 @@ impl FlowTable {
         let slots = &self.slots;
         let orig = |i: u32| {
             let s = &slots[i as usize];
-            let f = s.flow.as_ref();
-            let lo_is_orig = f.is_none_or(|f| f.lo_is_orig);
+            let k = &s.head.key;
             let (ip, port) =
-                if lo_is_orig { (&s.key.lo, s.key.lo_port) } else { (&s.key.hi, s.key.hi_port) };
-            (f.map_or(0, |f| f.start_ns), s.key.ip(ip), port)
+                if s.head.lo_is_orig { (&k.lo, k.lo_port) } else { (&k.hi, k.hi_port) };
+            (s.flow.as_ref().map_or(0, |f| f.start_ns), k.ip(ip), port)
         };
         let mut order: Vec<u32> = self.index.iter().copied().collect();
         // Deterministic output order for offline runs: by start time, then addresses.
         order.sort_unstable_by(|&a, &b| orig(a).cmp(&orig(b)).then(a.cmp(&b)));
         for i in order {
-            if let Some((key, flow)) = self.remove(i as usize) {
+            if let Some((head, flow)) = self.remove(i as usize) {
                 let reason =
                     if flow.close_at != NO_TIME { EndReason::End } else { EndReason::Shutdown };
-                emit(finish(&key, flow, reason));
+                emit(finish(&head, flow, reason));
             }
         }
         self.slots = Vec::new();
@@ -623,9 +633,9 @@ impl FlowTable {
             .min_by_key(|&(_, last)| last)
             .map(|(i, _)| i);
         if let Some(i) = victim {
-            if let Some((key, flow)) = self.remove(i) {
+            if let Some((head, flow)) = self.remove(i) {
                 self.stats.evicted += 1;
-                out.push(finish(&key, flow, EndReason::Evicted));
+                out.push(finish(&head, flow, EndReason::Evicted));
             }
         }
     }
@@ -693,18 +703,27 @@ fn key_of(p: &Packet<'_>) -> (Key, bool) {
     (key, src_is_lo)
 }
 
-/// A new flow, with the originator chosen as Zeek does: the sender of a SYN; the receiver of a
+/// A new flow's head, with the originator chosen as Zeek does: the sender of a SYN; the receiver of a
 /// SYN-ACK; otherwise the sender, unless only the sender's port looks like a service port.
-fn new_flow(ts_ns: i64, p: &Packet<'_>, src_is_lo: bool) -> Flow {
-    let sender_is_orig = match p.tcp {
+fn head_of(key: Key, p: &Packet<'_>, src_is_lo: bool) -> Head {
+    let sender_is_orig = is_sender_orig(p);
+    Head { key, lo_is_orig: sender_is_orig == src_is_lo, icmp: p.icmp }
+}
+
+fn is_sender_orig(p: &Packet<'_>) -> bool {
+    match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
         // A DNS response from port 53 as the first packet: its receiver asked (Zeek flips these).
         None if p.proto == 17 && p.src_port == 53 && is_dns_response(p.payload) => false,
         _ => !is_service_port(p.proto, p.src_port) || is_service_port(p.proto, p.dst_port),
-    };
+    }
+}
+
+/// The state of a new flow whose first packet is `p`.
+fn new_flow(ts_ns: i64, p: &Packet<'_>) -> Flow {
     let mut history = History::new();
-    if !sender_is_orig {
+    if !is_sender_orig(p) {
         history.push(b'^');
     }
     Flow {
@@ -712,12 +731,10 @@ fn new_flow(ts_ns: i64, p: &Packet<'_>, src_is_lo: bool) -> Flow {
         last_ns: ts_ns,
         close_at: NO_TIME,
         attempt_until: NO_TIME,
-        icmp: p.icmp,
         orig: Side::new(),
         resp: Side::new(),
         history,
         analysis: Analysis::Off,
-        lo_is_orig: sender_is_orig == src_is_lo,
     }
 }
 
@@ -810,7 +827,7 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: 
     me.ip_bytes += u64::from(p.ip_len);
 
     let Some(tcp) = p.tcp else {
-        me.payload_sum += u64::from(p.payload_len);
+        me.seq_high += u64::from(p.payload_len);
         if p.payload_len > 0 && p.proto == 17 {
             record(&mut flow.history, me, b'D', from_orig);
         }
@@ -971,14 +988,15 @@ fn record(history: &mut History, side: &mut Side, letter: u8, from_orig: bool) {
     history.push(if from_orig { letter } else { letter.to_ascii_lowercase() });
 }
 
-fn finish(key: &Key, flow: Flow, reason: EndReason) -> Finished {
-    let (orig, resp) = if flow.lo_is_orig {
+fn finish(head: &Head, flow: Flow, reason: EndReason) -> Finished {
+    let key = &head.key;
+    let (orig, resp) = if head.lo_is_orig {
         ((&key.lo, key.lo_port), (&key.hi, key.hi_port))
     } else {
         ((&key.hi, key.hi_port), (&key.lo, key.lo_port))
     };
     let is_tcp = key.proto == 6;
-    let payload = |s: &Side| if is_tcp { s.size() } else { s.payload_sum };
+    let payload = |s: &Side| if is_tcp { s.size() } else { s.seq_high };
     let missed = |s: &Side| if is_tcp { s.missed() } else { 0 };
     let record = FlowRecord {
         orig_ip: key.ip(orig.0),
@@ -1000,7 +1018,7 @@ fn finish(key: &Key, flow: Flow, reason: EndReason) -> Finished {
         state: conn_state(key.proto, &flow),
         history: flow.history,
         reason,
-        icmp: flow.icmp,
+        icmp: head.icmp,
     };
     (record, flow.analysis)
 }
