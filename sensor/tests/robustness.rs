@@ -33,8 +33,8 @@ fn udp_v6_vlan_frame() -> Vec<u8> {
         .ipv6([0x20; 16], [0x21; 16], 64)
         .udp(53000, 53);
     let query = [
-        0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e',
-        3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+        0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l',
+        b'e', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
     ];
     let mut frame = Vec::new();
     builder.write(&mut frame, &query).expect("write frame");

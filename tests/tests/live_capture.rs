@@ -66,6 +66,7 @@ impl Netns {
             Command::new("ip")
                 .args(["-n", &ns.name, "link", "add", TX, "type", "veth", "peer", "name", RX]),
         );
+        check(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
         for link in [TX, RX] {
             // Room for the largest frame of a capture taken with offloads on.
             check(Command::new("ip").args(["-n", &ns.name, "link", "set", link, "mtu", "9000"]));
@@ -208,15 +209,7 @@ fn live_equals_offline(capture: &str, immediate: bool) -> Vec<Value> {
     assert_eq!(first["sensor"]["interface"], RX, "{first}");
     assert_eq!(counter(&first, "packets_received"), 0, "packets before the replay: {first}");
 
-    let replay = check(&mut ns.exec(&["tcpreplay", "-i", TX, file.to_str().expect("utf-8 path")]));
-    let number = |label: &str| -> u64 {
-        let line = replay.lines().find(|l| l.trim_start().starts_with(label));
-        let line = line.unwrap_or_else(|| panic!("no {label:?} in tcpreplay output:\n{replay}"));
-        line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a count")
-    };
-    let sent = number("Successful packets:");
-    assert_eq!(number("Failed packets:"), 0, "tcpreplay could not send every frame:\n{replay}");
-    assert!(sent > 0, "{replay}");
+    let sent = replay(&ns, &file);
 
     // Wait until libpcap's counters show every frame sent, then stop the sensor.
     let until = Instant::now() + Duration::from_secs(30);
@@ -256,6 +249,20 @@ fn live_equals_offline(capture: &str, immediate: bool) -> Vec<Value> {
     expected
 }
 
+/// Replay `capture` onto the namespace's wire; returns the frames tcpreplay sent.
+fn replay(ns: &Netns, capture: &Path) -> u64 {
+    let output = check(&mut ns.exec(&["tcpreplay", "-i", TX, capture.to_str().expect("utf-8")]));
+    let number = |label: &str| -> u64 {
+        let line = output.lines().find(|l| l.trim_start().starts_with(label));
+        let line = line.unwrap_or_else(|| panic!("no {label:?} in tcpreplay output:\n{output}"));
+        line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a count")
+    };
+    assert_eq!(number("Failed packets:"), 0, "tcpreplay could not send every frame:\n{output}");
+    let sent = number("Successful packets:");
+    assert!(sent > 0, "{output}");
+    sent
+}
+
 fn count(events: &[Value], name: &str) -> usize {
     events.iter().filter(|e| dataset(e) == name).count()
 }
@@ -284,4 +291,83 @@ fn live_q_in_q_vlan_tags_equal_the_file() {
     let flow = events.iter().find(|e| dataset(e) == "flow").expect("a flow");
     assert!(flow["network"]["vlan"]["id"].is_u64(), "{flow}");
     assert!(flow["network"]["inner"]["vlan"]["id"].is_u64(), "{flow}");
+}
+
+/// The value of a Prometheus sample line `name{labels} value` in a /metrics body.
+fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn run_mode_reports_capture_counters_on_the_admin_port() {
+    let file = shared_data().join("pcap/zeek/http-get.pcap");
+    let ns = Netns::create();
+    let dir = std::env::temp_dir().join(format!("canh-live-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("sensor.toml");
+    // No broker in the namespace: events go to the spool, which is not what this test is about.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[sensor]
+id = "live-run"
+tenant = "t"
+state_dir = {state:?}
+
+[kafka]
+brokers = "127.0.0.1:9"
+flush_timeout = "1s"
+
+[input.interface]
+name = "{RX}"
+stats_interval = "200ms"
+
+[admin]
+listen = "127.0.0.1:9465"
+"#,
+            state = dir.join("state").display().to_string(),
+        ),
+    )
+    .expect("write config");
+    let sensor_path = binary("canh-sensor");
+    let mut command = ns.exec(&[sensor_path.to_str().expect("utf-8"), "run", "--config"]);
+    // Kafka errors (no broker here) would drown the output: only the sensor's own errors.
+    command.env("CANH_LOG", "error,librdkafka=off,canh_sensor::produce=off");
+    command.arg(&config).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let mut sensor = Running { child: command.spawn().expect("start canh-sensor run") };
+    let metrics = || {
+        let output = run(&mut ns.exec(&["curl", "-sf", "http://127.0.0.1:9465/metrics"]));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let received = format!("canh_sensor_capture_received_packets_total{{interface=\"{RX}\"}}");
+    let dropped = format!("canh_sensor_capture_kernel_dropped_packets_total{{interface=\"{RX}\"}}");
+    let if_dropped =
+        format!("canh_sensor_capture_interface_dropped_packets_total{{interface=\"{RX}\"}}");
+    let wait_for = |what: &str, ok: &dyn Fn(&str) -> bool| -> String {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let body = metrics();
+            if ok(&body) {
+                return body;
+            }
+            assert!(Instant::now() < until, "{what} not on /metrics within 30 s:\n{body}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let before = wait_for("the capture counters", &|b| sample(b, &received).is_some());
+    assert_eq!(sample(&before, &received), Some(0), "{before}");
+
+    let sent = replay(&ns, &file);
+    let after = wait_for("every replayed frame", &|b| sample(b, &received) >= Some(sent));
+    assert_eq!(sample(&after, &received), Some(sent), "{after}");
+    assert_eq!(sample(&after, &dropped), Some(0), "{after}");
+    assert_eq!(sample(&after, &if_dropped), Some(0), "{after}");
+    assert_eq!(sample(&after, "canh_sensor_packets_total"), Some(sent), "{after}");
+
+    sensor.terminate();
+    let status = sensor.wait(Duration::from_secs(20)).expect("the sensor exits on SIGTERM");
+    assert!(status.success(), "canh-sensor run exited with {status}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
