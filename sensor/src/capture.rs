@@ -248,6 +248,8 @@ mod tests {
             totals.update(10, 2, 1),
             CaptureStats { received: 10, dropped: 2, if_dropped: 1 }
         );
+        // Readings come often enough that each step is below 2^31.
+        assert_eq!(totals.update(1 << 31, 2, 1).received, 1 << 31);
         assert_eq!(totals.update(u32::MAX - 5, 2, 1).received, u64::from(u32::MAX) - 5);
         // received wraps past 2^32: 6 to reach 2^32, 4 more after it.
         let after = totals.update(4, 7, 1);
