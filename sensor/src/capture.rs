@@ -184,9 +184,10 @@ pub fn capture_live(
     let linktype = capture.get_datalink().0;
     let link = LinkType::from_pcap(linktype)
         .ok_or(CaptureError::LinkType { path: name.clone(), linktype })?;
-    // libpcap's read timeout does not fire on a quiet Linux interface (TPACKET_V3 waits for a
-    // full block; immediate mode waits for a packet): a waker thread breaks the read every
-    // IDLE_TICK, so idle flows expire, statistics are read and `stop` is seen within a tick.
+    // libpcap's read timeout cannot be relied on to return on a quiet interface (seen here: a
+    // capture in immediate mode never returned after SIGTERM; Linux, libpcap 1.10). A waker
+    // thread breaks the read every IDLE_TICK, so idle flows expire, statistics are read and
+    // `stop` is seen within a tick however quiet the link.
     let (_waker_alive, waker_gone) = std::sync::mpsc::channel::<()>();
     let breaker = capture.breakloop_handle();
     std::thread::Builder::new()
