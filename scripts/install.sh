@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what Canh's local services and builds need, on Debian 12:
-#   - Debian packages: ClickHouse 18.16 (server + client), build libraries, tshark, tcpreplay, curl
+#   - Debian packages: ClickHouse 18.16 (server + client), build libraries, tshark, tcpreplay,
+#     iproute2, curl
 #   - Tansu 0.6.0 (Kafka-compatible broker) into ~/.cargo/bin with `cargo install`
 #
 # Usage: scripts/install.sh
@@ -23,7 +24,8 @@ APT_PACKAGES=(
     pkg-config
     cmake
     tshark
-    tcpreplay
+    tcpreplay # live capture test: replays captures onto a veth pair
+    iproute2  # live capture test: network namespace and veth pair (ip netns, ip link)
     curl # scripts/services.sh uses it to check ClickHouse
     chromium        # headless browser test of the dashboards
     chromium-driver # WebDriver for that test

@@ -4,6 +4,7 @@
 use crate::decode::LinkType;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -15,7 +16,12 @@ pub enum CaptureError {
     Read { path: String, source: pcap::Error },
     #[error("invalid BPF filter {filter:?} on {interface}: {source}")]
     Filter { interface: String, filter: String, source: pcap::Error },
+    #[error("starting the capture waker thread for {interface}: {source}")]
+    Waker { interface: String, source: std::io::Error },
 }
+
+/// How often a live capture wakes up when no packet comes (idle flows, statistics, shutdown).
+pub const IDLE_TICK: Duration = Duration::from_millis(500);
 
 /// Settings of a live capture.
 #[derive(Debug, Clone)]
@@ -26,6 +32,81 @@ pub struct LiveOptions {
     pub buffer_size: i32,
     pub immediate: bool,
     pub filter: Option<String>,
+    /// How often libpcap's statistics are read and handed on as [`Live::Stats`].
+    pub stats_interval: Duration,
+}
+
+/// libpcap's counters of one live capture (`pcap_stats`), as 64-bit totals since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Packets the capture filter accepted (`ps_recv`). On Linux this includes the ones the kernel
+    /// then dropped, so the packets the sensor got are `received - dropped`.
+    pub received: u64,
+    /// Packets the kernel dropped because the capture buffer was full (`ps_drop`).
+    pub dropped: u64,
+    /// Packets the interface or its driver dropped (`ps_ifdrop`; on Linux the interface's
+    /// receive drop counters since the capture opened).
+    pub if_dropped: u64,
+}
+
+/// Turns libpcap's 32-bit counters, which wrap around, into 64-bit totals. Read it more often
+/// than once per 2^31 packets (the capture reads it every `stats_interval`).
+#[derive(Debug, Default)]
+pub struct StatsTotals {
+    last: [u32; 3],
+    totals: CaptureStats,
+}
+
+impl StatsTotals {
+    /// Fold in a new reading of libpcap's counters and return the totals.
+    pub fn update(&mut self, received: u32, dropped: u32, if_dropped: u32) -> CaptureStats {
+        let now = [received, dropped, if_dropped];
+        let mut grown = [0u64; 3];
+        for i in 0..3 {
+            let delta = now[i].wrapping_sub(self.last[i]);
+            // A step of 2^31 or more is a counter that went back (reset), not one that wrapped:
+            // take the new value as the base and add nothing.
+            if delta < 1 << 31 {
+                grown[i] = u64::from(delta);
+            }
+        }
+        self.last = now;
+        self.totals.received += grown[0];
+        self.totals.dropped += grown[1];
+        self.totals.if_dropped += grown[2];
+        self.totals
+    }
+}
+
+/// When the next statistics reading is due, on the capture's clock (packet timestamps are wall
+/// clock on live captures, so no extra clock read per packet).
+#[derive(Debug)]
+pub struct StatsSchedule {
+    interval_ns: i64,
+    next_ns: Option<i64>,
+}
+
+impl StatsSchedule {
+    pub fn new(interval: Duration) -> StatsSchedule {
+        let interval_ns = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX).max(1);
+        StatsSchedule { interval_ns, next_ns: None }
+    }
+
+    /// True when a reading is due at `now_ns`; the first call only starts the schedule.
+    pub fn due(&mut self, now_ns: i64) -> bool {
+        let after = now_ns.saturating_add(self.interval_ns);
+        let Some(next) = self.next_ns else {
+            self.next_ns = Some(after);
+            return false;
+        };
+        if now_ns >= next {
+            self.next_ns = Some(after);
+            return true;
+        }
+        // The clock went back: never wait longer than one interval from now.
+        self.next_ns = Some(next.min(after));
+        false
+    }
 }
 
 // time_t/suseconds_t are i64 on 64-bit Linux but not everywhere: keep the conversion.
@@ -72,6 +153,8 @@ pub enum Live<'a> {
     Idle {
         now_ns: i64,
     },
+    /// libpcap's counters, every `stats_interval`.
+    Stats(CaptureStats),
 }
 
 /// Capture live until `stop` is set. Returns libpcap's final statistics.
@@ -79,7 +162,7 @@ pub fn capture_live(
     options: &LiveOptions,
     stop: &AtomicBool,
     mut on_capture: impl FnMut(Live<'_>),
-) -> Result<pcap::Stat, CaptureError> {
+) -> Result<CaptureStats, CaptureError> {
     let name = options.interface.clone();
     let open_err = |source| CaptureError::Open { path: name.clone(), source };
     let inactive = pcap::Capture::from_device(options.interface.as_str()).map_err(open_err)?;
@@ -88,7 +171,7 @@ pub fn capture_live(
         .promisc(options.promiscuous)
         .buffer_size(options.buffer_size)
         .immediate_mode(options.immediate)
-        .timeout(500)
+        .timeout(IDLE_TICK.as_millis() as i32)
         .open()
         .map_err(open_err)?;
     if let Some(filter) = &options.filter {
@@ -101,18 +184,50 @@ pub fn capture_live(
     let linktype = capture.get_datalink().0;
     let link = LinkType::from_pcap(linktype)
         .ok_or(CaptureError::LinkType { path: name.clone(), linktype })?;
+    // libpcap's read timeout cannot be relied on to return on a quiet interface (seen here: a
+    // capture in immediate mode never returned after SIGTERM; Linux, libpcap 1.10). A waker
+    // thread breaks the read every IDLE_TICK, so idle flows expire, statistics are read and
+    // `stop` is seen within a tick however quiet the link.
+    let (_waker_alive, waker_gone) = std::sync::mpsc::channel::<()>();
+    let breaker = capture.breakloop_handle();
+    std::thread::Builder::new()
+        .name("capture-waker".into())
+        .spawn(move || {
+            // Ends when capture_live returns and drops the sender.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                waker_gone.recv_timeout(IDLE_TICK)
+            {
+                breaker.breakloop();
+            }
+        })
+        .map_err(|source| CaptureError::Waker { interface: name.clone(), source })?;
+    let mut totals = StatsTotals::default();
+    let mut schedule = StatsSchedule::new(options.stats_interval);
+    schedule.due(now_ns());
     while !stop.load(Ordering::Relaxed) {
-        match capture.next_packet() {
-            Ok(packet) => on_capture(Live::Frame {
-                link,
-                ts_ns: timestamp_ns(packet.header),
-                data: packet.data,
-            }),
-            Err(pcap::Error::TimeoutExpired) => on_capture(Live::Idle { now_ns: now_ns() }),
+        let clock_ns = match capture.next_packet() {
+            Ok(packet) => {
+                let ts_ns = timestamp_ns(packet.header);
+                on_capture(Live::Frame { link, ts_ns, data: packet.data });
+                ts_ns
+            }
+            // NoMorePackets is how the pcap crate reports a read broken by the waker.
+            Err(pcap::Error::TimeoutExpired | pcap::Error::NoMorePackets) => {
+                let now_ns = now_ns();
+                on_capture(Live::Idle { now_ns });
+                now_ns
+            }
             Err(source) => return Err(CaptureError::Read { path: name, source }),
+        };
+        if schedule.due(clock_ns) {
+            let stat = capture
+                .stats()
+                .map_err(|source| CaptureError::Read { path: name.clone(), source })?;
+            on_capture(Live::Stats(totals.update(stat.received, stat.dropped, stat.if_dropped)));
         }
     }
-    capture.stats().map_err(|source| CaptureError::Read { path: name, source })
+    let stat = capture.stats().map_err(|source| CaptureError::Read { path: name, source })?;
+    Ok(totals.update(stat.received, stat.dropped, stat.if_dropped))
 }
 
 /// Wall-clock time, nanoseconds since the epoch (for live inputs; parsers take time as a value).
@@ -121,4 +236,49 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_follow_libpcap_counters_across_a_wrap() {
+        let mut totals = StatsTotals::default();
+        assert_eq!(
+            totals.update(10, 2, 1),
+            CaptureStats { received: 10, dropped: 2, if_dropped: 1 }
+        );
+        // Readings come often enough that each step is below 2^31.
+        assert_eq!(totals.update(1 << 31, 2, 1).received, 1 << 31);
+        assert_eq!(totals.update(u32::MAX - 5, 2, 1).received, u64::from(u32::MAX) - 5);
+        // received wraps past 2^32: 6 to reach 2^32, 4 more after it.
+        let after = totals.update(4, 7, 1);
+        assert_eq!(after.received, (1u64 << 32) + 4);
+        assert_eq!(after.dropped, 7);
+    }
+
+    #[test]
+    fn a_counter_that_goes_back_is_rebased_not_wrapped() {
+        let mut totals = StatsTotals::default();
+        totals.update(1000, 50, 9);
+        // The interface's drop counter was reset (driver reload): no jump of 4 billion.
+        let after = totals.update(1200, 60, 3);
+        assert_eq!(after, CaptureStats { received: 1200, dropped: 60, if_dropped: 9 });
+        assert_eq!(totals.update(1300, 60, 5).if_dropped, 11);
+    }
+
+    #[test]
+    fn statistics_are_due_once_per_interval_and_survive_a_clock_jump() {
+        let mut schedule = StatsSchedule::new(Duration::from_secs(1));
+        let s = 1_000_000_000;
+        assert!(!schedule.due(100 * s), "the first call starts the schedule");
+        assert!(!schedule.due(100 * s + s / 2));
+        assert!(schedule.due(101 * s));
+        assert!(!schedule.due(101 * s + 1));
+        // The wall clock steps back an hour: the next reading comes one interval later, not
+        // after the hour has passed again.
+        assert!(!schedule.due(101 * s - 3600 * s));
+        assert!(schedule.due(101 * s - 3599 * s));
+    }
 }

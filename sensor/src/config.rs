@@ -167,6 +167,10 @@ pub struct InterfaceSection {
     pub immediate: bool,
     #[serde(default)]
     pub filter: Option<String>,
+    /// How often libpcap's counters (received, dropped) refresh the capture metrics that
+    /// `/metrics` and the `sensor` health events report.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +354,9 @@ fn default_snaplen() -> i32 {
 fn default_buffer_size() -> i32 {
     64 << 20
 }
+fn default_stats_interval() -> String {
+    "1s".into()
+}
 fn default_tcp_idle() -> String {
     "5m".into()
 }
@@ -489,14 +496,24 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         config.spool.dir.clone().unwrap_or_else(|| config.sensor.state_dir.join("spool"));
     let linger = duration("kafka.linger", &config.kafka.linger)?;
     let flush_timeout = duration("kafka.flush_timeout", &config.kafka.flush_timeout)?;
-    let live = config.input.interface.as_ref().map(|i| LiveOptions {
-        interface: i.name.clone(),
-        snaplen: i.snaplen,
-        promiscuous: i.promiscuous,
-        buffer_size: i.buffer_size,
-        immediate: i.immediate,
-        filter: i.filter.clone(),
-    });
+    let live = match &config.input.interface {
+        Some(i) => {
+            let stats_interval = duration("input.interface.stats_interval", &i.stats_interval)?;
+            if stats_interval.is_zero() {
+                return Err(invalid("input.interface.stats_interval", "must be above 0s".into()));
+            }
+            Some(LiveOptions {
+                interface: i.name.clone(),
+                snaplen: i.snaplen,
+                promiscuous: i.promiscuous,
+                buffer_size: i.buffer_size,
+                immediate: i.immediate,
+                filter: i.filter.clone(),
+                stats_interval,
+            })
+        }
+        None => None,
+    };
     let logs = match &config.logs {
         Some(section) => Some(validate_logs(path, section, &config.sensor.state_dir)?),
         None => None,
@@ -701,6 +718,38 @@ mod tests {
         assert!(err.to_string().contains("kafka.compression"), "{err}");
         let unknown = toml::from_str::<Config>(&text.replace("[input]", "[input]\ntypo = 1"));
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn capture_stats_interval_defaults_and_is_checked() {
+        let base = r#"
+            [sensor]
+            id = "s"
+            tenant = "t"
+            state_dir = "/tmp/x"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [input.interface]
+            name = "eth1"
+        "#;
+        let settings = validate("x.toml", toml::from_str(base).expect("parses")).expect("valid");
+        let live = settings.live.expect("live capture configured");
+        assert_eq!(live.stats_interval, Duration::from_secs(1));
+        for (value, ok) in [("\"250ms\"", true), ("\"0s\"", false), ("\"soon\"", false)] {
+            let text = format!("{base}stats_interval = {value}\n");
+            let result = validate("x.toml", toml::from_str(&text).expect("parses"));
+            match result {
+                Ok(s) => {
+                    assert!(ok, "{value} accepted");
+                    let live = s.live.expect("live");
+                    assert_eq!(live.stats_interval, Duration::from_millis(250));
+                }
+                Err(err) => {
+                    assert!(!ok, "{value}: {err}");
+                    assert!(err.to_string().contains("input.interface.stats_interval"), "{err}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -58,6 +58,39 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Capture live from an interface and print events as JSON lines on stdout until SIGINT or
+    /// SIGTERM (no Kafka needed). Capture statistics come as `sensor` events.
+    Live {
+        /// The interface to capture on.
+        #[arg(long)]
+        interface: String,
+        /// BPF filter, e.g. "not port 22".
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 65_535)]
+        snaplen: i32,
+        /// Capture only frames addressed to this host.
+        #[arg(long)]
+        no_promiscuous: bool,
+        /// Kernel capture buffer, bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        buffer_size: i32,
+        /// Deliver each packet at once instead of in buffered blocks.
+        #[arg(long)]
+        immediate: bool,
+        /// Period of the `sensor` events with libpcap's counters ("500ms", "10s").
+        #[arg(long, default_value = "10s")]
+        stats_interval: String,
+        /// Community ID seed; sites that share flow ids agree on one.
+        #[arg(long, default_value_t = 0)]
+        community_id_seed: u16,
+        /// `observer.id` of the events.
+        #[arg(long, default_value = "live")]
+        sensor_id: String,
+        /// `organization.id` of the events.
+        #[arg(long, default_value = "offline")]
+        tenant: String,
+    },
     /// Capture from the configured inputs and publish to Kafka.
     Run {
         #[arg(long)]
@@ -92,6 +125,34 @@ fn main() {
             let who = Identity { sensor_id, tenant, community_id_seed: 0 };
             offline_logs(who, &format, &timezone, max_line_bytes, reference_time.as_deref(), &files)
         }
+        Command::Live {
+            interface,
+            filter,
+            snaplen,
+            no_promiscuous,
+            buffer_size,
+            immediate,
+            stats_interval,
+            community_id_seed,
+            sensor_id,
+            tenant,
+        } => humantime::parse_duration(&stats_interval)
+            .with_context(|| format!("reading --stats-interval {stats_interval:?}"))
+            .and_then(|stats_interval| {
+                if stats_interval.is_zero() {
+                    bail!("--stats-interval must be above 0s");
+                }
+                let options = capture::LiveOptions {
+                    interface,
+                    snaplen,
+                    promiscuous: !no_promiscuous,
+                    buffer_size,
+                    immediate,
+                    filter,
+                    stats_interval,
+                };
+                live_stdout(Identity { sensor_id, tenant, community_id_seed }, &options)
+            }),
         Command::Run { config } => run(&config),
     };
     if let Err(err) = result {
@@ -131,6 +192,81 @@ fn offline(who: Identity, files: &[PathBuf]) -> anyhow::Result<()> {
             failed.join(", ")
         );
     }
+    Ok(())
+}
+
+/// `canh-sensor live`: one interface until a signal, events to stdout. Every `stats_interval`, and
+/// once at the end, a `sensor` event carries libpcap's counters.
+fn live_stdout(who: Identity, options: &capture::LiveOptions) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone())?;
+    let mut pipeline = PacketPipeline::new(who.clone(), FlowConfig::default(), 0, &metrics);
+    let mut stats_seq = sequence::UPLINK_OFFSET;
+    let stats_event = |seq: u64| {
+        let mut event = Event::new(
+            canh_event::Dataset::Sensor,
+            canh_event::event_id(&who.sensor_id, seq),
+            canh_event::Timestamp(capture::now_ns()),
+            &who.sensor_id,
+            &who.tenant,
+        );
+        event.sensor = Some(metrics.capture_health(Some(&options.interface)));
+        event
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut events = Vec::new();
+    let mut write_error: Option<std::io::Error> = None;
+    let mut write = |events: &mut Vec<Event>, flush: bool| {
+        for event in events.drain(..) {
+            if write_error.is_none() {
+                let result = serde_json::to_writer(&mut out, &event)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"));
+                if let Err(e) = result {
+                    write_error = Some(e);
+                }
+            }
+        }
+        if flush && write_error.is_none() {
+            if let Err(e) = out.flush() {
+                write_error = Some(e);
+            }
+        }
+    };
+    tracing::info!(interface = %options.interface, "live capture starting");
+    let totals = capture::capture_live(options, &stop, |captured| match captured {
+        capture::Live::Frame { link, ts_ns, data } => {
+            pipeline.frame(link, ts_ns, data, &mut events);
+            write(&mut events, false);
+        }
+        capture::Live::Idle { now_ns } => {
+            pipeline.tick(now_ns, &mut events);
+            write(&mut events, true);
+        }
+        capture::Live::Stats(totals) => {
+            metrics.record_capture(&options.interface, &totals);
+            events.push(stats_event(stats_seq));
+            stats_seq += 1;
+            write(&mut events, true);
+        }
+    })
+    .with_context(|| format!("capturing on {}", options.interface))?;
+    pipeline.finish(&mut events);
+    metrics.record_capture(&options.interface, &totals);
+    events.push(stats_event(stats_seq));
+    write(&mut events, true);
+    if let Some(e) = write_error {
+        return Err(e).context("writing events to stdout");
+    }
+    report_decode_errors(&metrics);
+    tracing::info!(
+        received = totals.received,
+        dropped = totals.dropped,
+        if_dropped = totals.if_dropped,
+        "live capture stopped"
+    );
     Ok(())
 }
 
@@ -295,9 +431,11 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
                     pipeline.frame(link, ts_ns, data, &mut events)
                 }
                 capture::Live::Idle { now_ns } => pipeline.tick(now_ns, &mut events),
+                capture::Live::Stats(totals) => metrics.record_capture(&live.interface, &totals),
             }
             send(&mut events);
         })?;
+        metrics.record_capture(&live.interface, &stats);
         tracing::info!(
             received = stats.received,
             dropped = stats.dropped,

@@ -7,6 +7,10 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 pub struct Metrics {
     pub registry: Registry,
     pub packets: IntCounter,
+    /// libpcap's counters of a live capture, by interface: see [`Metrics::record_capture`].
+    pub capture_received: IntCounterVec,
+    pub capture_dropped: IntCounterVec,
+    pub capture_if_dropped: IntCounterVec,
     pub decode_errors: IntCounterVec,
     pub flows_active: IntGauge,
     pub flow_evictions: IntCounter,
@@ -47,6 +51,30 @@ impl Metrics {
         let registry = Registry::new();
         let packets = IntCounter::new("canh_sensor_packets_total", "packets read from captures")
             .expect("valid metric");
+        let capture_received = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_capture_received_packets_total",
+                "packets the live capture filter accepted (libpcap ps_recv; on Linux including the ones then dropped)",
+            ),
+            &["interface"],
+        )
+        .expect("valid metric");
+        let capture_dropped = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_capture_kernel_dropped_packets_total",
+                "packets the kernel dropped because the capture buffer was full (libpcap ps_drop)",
+            ),
+            &["interface"],
+        )
+        .expect("valid metric");
+        let capture_if_dropped = IntCounterVec::new(
+            Opts::new(
+                "canh_sensor_capture_interface_dropped_packets_total",
+                "packets the interface or its driver dropped while capturing (libpcap ps_ifdrop)",
+            ),
+            &["interface"],
+        )
+        .expect("valid metric");
         let decode_errors = IntCounterVec::new(
             Opts::new("canh_sensor_decode_errors_total", "packets that could not be decoded"),
             &["reason"],
@@ -177,6 +205,9 @@ impl Metrics {
         .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(capture_received.clone()),
+            Box::new(capture_dropped.clone()),
+            Box::new(capture_if_dropped.clone()),
             Box::new(decode_errors.clone()),
             Box::new(flows_active.clone()),
             Box::new(flow_evictions.clone()),
@@ -223,6 +254,9 @@ impl Metrics {
         Metrics {
             registry,
             packets,
+            capture_received,
+            capture_dropped,
+            capture_if_dropped,
             decode_errors,
             flows_active,
             flow_evictions,
@@ -252,8 +286,66 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Bring the capture counters of `interface` up to libpcap's totals (they only grow).
+    pub fn record_capture(&self, interface: &str, totals: &crate::capture::CaptureStats) {
+        for (counter, total) in [
+            (&self.capture_received, totals.received),
+            (&self.capture_dropped, totals.dropped),
+            (&self.capture_if_dropped, totals.if_dropped),
+        ] {
+            let counter = counter.with_label_values(&[interface]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// The capture part of a `sensor` health event. `packets_received` is what the sensor got and
+    /// decoded (all inputs), `packets_dropped` and `packets_if_dropped` what the kernel and the
+    /// interface dropped before that, so the capture drop share is
+    /// `(dropped + if_dropped) / (received + dropped + if_dropped)`.
+    pub fn capture_health(&self, interface: Option<&str>) -> canh_event::SensorStats {
+        let dropped = |vec: &IntCounterVec| interface.map(|i| vec.with_label_values(&[i]).get());
+        canh_event::SensorStats {
+            interface: interface.map(str::to_string),
+            packets_received: Some(self.packets.get()),
+            packets_dropped: dropped(&self.capture_dropped),
+            packets_if_dropped: dropped(&self.capture_if_dropped),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::CaptureStats;
+
+    #[test]
+    fn capture_counters_follow_the_totals_per_interface() {
+        let m = Metrics::new();
+        m.packets.inc_by(990);
+        m.record_capture("eth1", &CaptureStats { received: 1000, dropped: 10, if_dropped: 2 });
+        m.record_capture("eth1", &CaptureStats { received: 1500, dropped: 25, if_dropped: 2 });
+        let (_, body) = crate::admin::respond("/metrics", &m.registry);
+        for line in [
+            "canh_sensor_capture_received_packets_total{interface=\"eth1\"} 1500",
+            "canh_sensor_capture_kernel_dropped_packets_total{interface=\"eth1\"} 25",
+            "canh_sensor_capture_interface_dropped_packets_total{interface=\"eth1\"} 2",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line} not in\n{body}");
+        }
+        let health = m.capture_health(Some("eth1"));
+        assert_eq!(health.interface.as_deref(), Some("eth1"));
+        assert_eq!(health.packets_received, Some(990));
+        assert_eq!(health.packets_dropped, Some(25));
+        assert_eq!(health.packets_if_dropped, Some(2));
+        let offline = m.capture_health(None);
+        assert_eq!((offline.packets_dropped, offline.packets_if_dropped), (None, None));
     }
 }

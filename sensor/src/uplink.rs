@@ -549,12 +549,9 @@ impl Worker {
             &self.config.tenant,
         );
         event.sensor = Some(SensorStats {
-            interface: self.config.interface.clone(),
-            packets_received: Some(self.metrics.packets.get()),
-            packets_dropped: None,
-            packets_if_dropped: None,
             events_sent: Some(self.metrics.kafka_delivered.get()),
             spool_bytes: Some(self.spool.bytes()),
+            ..self.metrics.capture_health(self.config.interface.as_deref())
         });
         event
     }

@@ -1988,6 +1988,7 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
         .map(|r| match r["name"].as_str() {
             Some("CanhSensorSilent") => "CanhSensorSilent",
             Some("CanhSensorCaptureDrops") => "CanhSensorCaptureDrops",
+            Some("CanhSensorDecodeErrors") => "CanhSensorDecodeErrors",
             Some("CanhCollectorDown") => "CanhCollectorDown",
             Some("CanhKafkaLagGrowing") => "CanhKafkaLagGrowing",
             Some("CanhDeadLettersGrowing") => "CanhDeadLettersGrowing",
@@ -1997,6 +1998,7 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
     for rule in [
         "CanhSensorSilent",
         "CanhSensorCaptureDrops",
+        "CanhSensorDecodeErrors",
         "CanhCollectorDown",
         "CanhKafkaLagGrowing",
         "CanhDeadLettersGrowing",
