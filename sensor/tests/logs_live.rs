@@ -391,15 +391,19 @@ fn tailing_follows_rotation_and_resumes_after_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// rsyslog forwarding with omfwd: `logger` -> rsyslogd (imudp) -> omfwd over TCP (octet-counted,
-/// RFC 5424) and UDP (RFC 3164 forward format) -> our receivers. Needs an rsyslogd binary:
-/// `CANH_RSYSLOGD` (path), optional `CANH_RSYSLOG_MODULES` (module directory, for an rsyslog
-/// unpacked outside /usr); ignored by default because CI machines have no rsyslog. Run with
-/// `cargo test -p canh-sensor --test logs_live -- --ignored rsyslog`.
+/// rsyslog forwarding with omfwd: `logger` -> rsyslogd (imudp) -> three omfwd actions -> our
+/// receivers: TCP octet-counted (RFC 6587 3.4.1) with the RFC 5424 template, TCP newline-framed
+/// ("traditional", RFC 6587 3.4.2) with the RFC 3164 forward template, and UDP with the RFC 3164
+/// forward template. rsyslogd is Debian's (`scripts/install.sh` installs the `rsyslog` package), run
+/// with its own config in a temp dir, in the foreground, no system daemon. `CANH_RSYSLOGD` (path)
+/// and `CANH_RSYSLOG_MODULES` (module directory) select another build.
 #[test]
-#[ignore]
 fn rsyslog_omfwd_forwards_to_us() {
     let rsyslogd = std::env::var("CANH_RSYSLOGD").unwrap_or_else(|_| "/usr/sbin/rsyslogd".into());
+    assert!(
+        Path::new(&rsyslogd).exists(),
+        "{rsyslogd} not found: run scripts/install.sh (Debian package rsyslog)"
+    );
     let dir = temp_dir("live-rsyslog");
     let mut config = inputs(&dir);
     config.udp = Some(UdpSettings {
@@ -424,6 +428,7 @@ fn rsyslog_omfwd_forwards_to_us() {
 module(load="imudp")
 input(type="imudp" address="127.0.0.1" port="{rsyslog_in}")
 *.* action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+*.* action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="traditional" template="RSYSLOG_ForwardFormat")
 *.* action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_ForwardFormat")
 "#,
             work = dir.display()
@@ -440,24 +445,39 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_in}")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {rsyslogd}: {e}"));
-    std::thread::sleep(Duration::from_millis(1500));
-    logger(&[
-        "-n",
-        "127.0.0.1",
-        "-P",
-        &rsyslog_in.to_string(),
-        "-d",
-        "--rfc3164",
-        "-t",
-        "sshd",
-        "-p",
-        "auth.info",
-        "Accepted publickey for alice from 198.51.100.20 port 50122 ssh2",
-    ]);
-    let got = h.wait_for(2);
+    // Until rsyslog's input is up, datagrams sent to it are lost: send until the first copy arrives.
+    let send = |text: &str| {
+        logger(&[
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &rsyslog_in.to_string(),
+            "-d",
+            "--rfc3164",
+            "-t",
+            "sshd",
+            "-p",
+            "auth.info",
+            text,
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut first = None;
+    while first.is_none() && Instant::now() < deadline {
+        send("rsyslog probe");
+        first = h.events.recv_timeout(Duration::from_millis(500)).ok();
+    }
+    assert!(first.is_some(), "rsyslogd forwarded nothing within 15 s");
+    // Let the probe's other copies arrive, then drop them.
+    std::thread::sleep(Duration::from_millis(1000));
+    while h.events.try_recv().is_ok() {}
+    let lines_before = |input: &str| h.metrics.log_lines.with_label_values(&[input]).get();
+    let (tcp_before, udp_before) = (lines_before("tcp"), lines_before("udp"));
+    send("Accepted publickey for alice from 198.51.100.20 port 50122 ssh2");
+    let got = h.wait_for(3);
     let _ = daemon.kill();
     let _ = daemon.wait();
-    assert_eq!(got.len(), 2, "one copy over TCP and one over UDP");
+    assert_eq!(got.len(), 3, "one copy per omfwd action");
     for e in &got {
         assert_eq!(syslog_field(e, |s| s.appname.as_ref()), Some("sshd"));
         assert_eq!(
@@ -470,10 +490,18 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_in}")
             e.source.as_ref().and_then(|s| s.ip).map(|ip| ip.to_string()).as_deref(),
             Some("198.51.100.20")
         );
+        assert_eq!(
+            e.message.as_deref(),
+            Some("Accepted publickey for alice from 198.51.100.20 port 50122 ssh2")
+        );
     }
+    // The RFC 5424 copy carries rsyslog's version field; the RFC 3164 ones do not.
+    let rfc5424 =
+        got.iter().filter(|e| e.event.original.as_deref().is_some_and(|o| o.starts_with("<38>1 ")));
+    assert_eq!(rfc5424.count(), 1, "one copy in the RFC 5424 template");
     h.stop();
-    assert_eq!(h.metrics.log_lines.with_label_values(&["tcp"]).get(), 1);
-    assert_eq!(h.metrics.log_lines.with_label_values(&["udp"]).get(), 1);
+    assert_eq!(h.metrics.log_lines.with_label_values(&["tcp"]).get() - tcp_before, 2);
+    assert_eq!(h.metrics.log_lines.with_label_values(&["udp"]).get() - udp_before, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
