@@ -401,20 +401,32 @@ fn bsd_timestamp<'a>(
     Some((ts, rest))
 }
 
-/// A BSD timestamp that carries its year (`Mmm dd yyyy hh:mm:ss[.frac]`, as web servers write
-/// them), in a zone; the whole text must be the timestamp.
-pub fn parse_bsd_with_year(text: &[u8], utc_offset_secs: i32) -> Option<Timestamp> {
-    let options = ParseOptions { utc_offset_secs, received: Timestamp(0), default_priority: None };
-    // The year must be there: without it the year would be inferred from `received`.
-    let year_present = text
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .nth(2)
-        .is_some_and(|w| w.len() == 4 && w.iter().all(u8::is_ascii_digit));
-    match bsd_timestamp(text, None, &options) {
-        Some((ts, rest)) if year_present && rest.is_empty() => Some(ts),
-        _ => None,
+/// A timestamp from the words of a BSD-style date that carries its year, as web servers write
+/// them: month name (`Oct`), day (`10`), year (`2000`), clock (`13:55:36[.frac]`), in a zone.
+pub fn timestamp_from_parts(
+    month: &[u8],
+    day: &[u8],
+    year: &[u8],
+    clock_text: &[u8],
+    utc_offset_secs: i32,
+) -> Option<Timestamp> {
+    if month.len() != 3 {
+        return None;
     }
+    let month = month_number(month)?;
+    let (day, rest) = number(day, 1, 2)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (year, rest) = number(year, 4, 4)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (hour, minute, second, nanos, rest) = clock(clock_text)?;
+    if !rest.strip_prefix(b":").unwrap_or(rest).is_empty() {
+        return None;
+    }
+    civil_to_timestamp(year as i32, month, day, hour, minute, second, nanos, utc_offset_secs)
 }
 
 /// The year that puts a year-less timestamp at or before `received` (allowing one day of clock
@@ -547,8 +559,7 @@ fn civil_to_timestamp(
     // A leap second (:60) is read as the last second of the minute (as is any second past it).
     let second = second.min(59);
     let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60
-        + i64::from(second)
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
         - i64::from(offset_secs);
     secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos)).map(Timestamp)
 }
@@ -573,9 +584,8 @@ fn days_from_civil(year: i32, month: u8, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i64::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -644,12 +654,18 @@ mod tests {
     #[test]
     fn bsd_timestamp_with_year() {
         assert_eq!(
-            parse_bsd_with_year(b"Dec 04 2005 04:47:44", 3600),
+            timestamp_from_parts(b"Dec", b"04", b"2005", b"04:47:44", 3600),
             Some(ts("2005-12-04T03:47:44Z"))
         );
-        assert_eq!(parse_bsd_with_year(b"Dec 04 04:47:44", 0), None);
-        assert_eq!(parse_bsd_with_year(b"Dec 04 2005 04:47:44 junk", 0), None);
-        assert_eq!(parse_bsd_with_year(b"", 0), None);
+        assert_eq!(
+            timestamp_from_parts(b"oct", b"1", b"2000", b"13:55:36.5", 0),
+            Some(ts("2000-10-01T13:55:36.5Z"))
+        );
+        assert_eq!(timestamp_from_parts(b"Dec", b"04", b"05", b"04:47:44", 0), None);
+        assert_eq!(timestamp_from_parts(b"Dec", b"04", b"2005", b"04:47:44 junk", 0), None);
+        assert_eq!(timestamp_from_parts(b"December", b"04", b"2005", b"04:47:44", 0), None);
+        assert_eq!(timestamp_from_parts(b"Dec", b"32", b"2005", b"04:47:44", 0), None);
+        assert_eq!(timestamp_from_parts(b"", b"", b"", b"", 0), None);
     }
 
     #[test]

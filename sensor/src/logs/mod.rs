@@ -322,14 +322,18 @@ pub fn split_program(appname: &str) -> (&str, Option<&str>) {
 /// Add the ECS fields a program's message carries. Unknown programs keep only the syslog fields.
 pub fn program_into(appname: &str, message: &str, event: &mut Event) {
     let (program, module) = split_program(appname);
-    let program = program.to_ascii_lowercase();
+    let program: std::borrow::Cow<str> = if program.bytes().any(|b| b.is_ascii_uppercase()) {
+        program.to_ascii_lowercase().into()
+    } else {
+        program.into()
+    };
     // "message repeated 3 times: [ Failed password for ...]" (rsyslog/syslogd reduction).
     let message = repeated_inner(message).unwrap_or(message);
     if module.is_some_and(|m| m.starts_with("pam_")) {
         auth::pam_into(&program, message, event);
         return;
     }
-    match program.as_str() {
+    match &*program {
         "sshd" => auth::sshd_into(message, event),
         "sudo" => auth::sudo_into(message, event),
         "su" => auth::su_into(message, event),
