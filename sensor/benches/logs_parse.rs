@@ -150,12 +150,16 @@ fn udp_ingest(sample: &[Vec<u8>]) {
     use std::sync::Arc;
     use std::time::Duration;
     let metrics = canh_sensor::metrics::Metrics::new();
+    // SO_RCVBUF asked for: `CANH_BENCH_RCVBUF` bytes, default 8 MiB (the sensor's default).
+    let receive_buffer_bytes: usize =
+        std::env::var("CANH_BENCH_RCVBUF").ok().and_then(|v| v.parse().ok()).unwrap_or(8 << 20);
     let dir = std::env::temp_dir().join(format!("canh-bench-{}", std::process::id()));
     let inputs = LogInputs {
         channel_capacity: 10_000,
         udp: Some(UdpSettings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             max_bytes: 65_536,
+            receive_buffer_bytes,
             options: LineOptions {
                 format: LineFormat::Syslog,
                 utc_offset_secs: 7 * 3600,
@@ -197,6 +201,10 @@ fn udp_ingest(sample: &[Vec<u8>]) {
     )
     .expect("udp input starts");
     let addr = running.udp_addr.expect("udp bound");
+    println!(
+        "udp receive buffer: asked {receive_buffer_bytes} bytes, kernel granted {} bytes",
+        running.udp_receive_buffer.unwrap_or(0)
+    );
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let total = 300_000usize;
     let start = Instant::now();

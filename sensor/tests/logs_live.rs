@@ -136,6 +136,7 @@ fn logger_over_udp_and_tcp() {
     config.udp = Some(UdpSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         max_bytes: MAX,
+        receive_buffer_bytes: 1 << 20,
         options: network_options(),
     });
     config.tcp = Some(stream(None, 16));
@@ -215,6 +216,7 @@ fn over_long_messages_are_capped_and_counted() {
     config.udp = Some(UdpSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         max_bytes: MAX,
+        receive_buffer_bytes: 1 << 20,
         options: network_options(),
     });
     config.tcp = Some(stream(None, 4));
@@ -240,6 +242,84 @@ fn over_long_messages_are_capped_and_counted() {
     h.stop();
     assert_eq!(h.metrics.log_truncated.with_label_values(&["tcp"]).get(), 1);
     assert_eq!(h.metrics.log_truncated.with_label_values(&["udp"]).get(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn invalid_utf8_over_the_network_is_kept_escaped() {
+    let dir = temp_dir("live-utf8");
+    let mut config = inputs(&dir);
+    config.udp = Some(UdpSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        max_bytes: MAX,
+        receive_buffer_bytes: 1 << 20,
+        options: network_options(),
+    });
+    config.tcp = Some(stream(None, 4));
+    let mut h = start(&config);
+    let running = h.running.as_ref().expect("running");
+    let (tcp_addr, udp_addr) = (running.tcp_addr.expect("tcp"), running.udp_addr.expect("udp"));
+    let line = b"<13>Nov 23 10:00:00 h app: caf\xe9 \xff\xfe back\\slash";
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.send_to(line, udp_addr).expect("udp send");
+    let mut conn = TcpStream::connect(tcp_addr).expect("connect");
+    conn.write_all(&[&line[..], b"\n"].concat()).expect("send");
+    let got = h.wait_for(2);
+    assert_eq!(got.len(), 2);
+    for e in &got {
+        assert_eq!(e.log.as_ref().and_then(|l| l.escaped), Some(true));
+        // Each byte that is not UTF-8 as \xNN, each backslash doubled: the bytes can be recovered.
+        assert_eq!(
+            e.event.original.as_deref(),
+            Some(r"<13>Nov 23 10:00:00 h app: caf\xe9 \xff\xfe back\\slash")
+        );
+        assert_eq!(e.message.as_deref(), Some(r"caf\xe9 \xff\xfe back\\slash"));
+        assert_eq!(syslog_field(e, |s| s.appname.as_ref()), Some("app"));
+    }
+    drop(conn);
+    h.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A flood on the running UDP receiver with a tiny socket buffer: what the kernel dropped is read
+/// from the socket statistics into `canh_sensor_log_udp_kernel_drops`, and every datagram sent is
+/// either received or counted there.
+#[test]
+fn udp_flood_on_the_receiver_is_counted_in_kernel_drops() {
+    let dir = temp_dir("live-udp-flood");
+    let mut config = inputs(&dir);
+    config.channel_capacity = 100_000;
+    config.udp = Some(UdpSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        max_bytes: MAX,
+        // The smallest buffer Linux grants: a few datagrams.
+        receive_buffer_bytes: 1,
+        options: network_options(),
+    });
+    let mut h = start(&config);
+    let addr = h.running.as_ref().and_then(|r| r.udp_addr).expect("udp");
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let payload = [b'x'; 1000];
+    let sent = (0..50_000).filter(|_| sender.send_to(&payload, addr).is_ok()).count() as u64;
+    // Let the receiver drain its buffer, then the gauge (read once a second) catch up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut drops = 0;
+    let mut gauge = -1;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        drops = canh_sensor::logs::receive::udp_kernel_drops(addr.port()).expect("socket listed");
+        gauge = h.metrics.log_udp_kernel_drops.get();
+        let received = h.metrics.log_lines.with_label_values(&["udp"]).get();
+        if received + drops == sent && gauge == drops as i64 {
+            break;
+        }
+    }
+    let received = h.metrics.log_lines.with_label_values(&["udp"]).get();
+    println!("udp flood: sent {sent}, received {received}, kernel drops {drops}");
+    assert!(drops > 0, "a 50,000-datagram flood into a few-datagram buffer drops some");
+    assert_eq!(gauge, drops as i64, "the gauge reports the socket's drops");
+    assert_eq!(received + drops, sent, "every datagram is received or counted as dropped");
+    h.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -409,6 +489,7 @@ fn rsyslog_omfwd_forwards_to_us() {
     config.udp = Some(UdpSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         max_bytes: MAX,
+        receive_buffer_bytes: 1 << 20,
         options: network_options(),
     });
     config.tcp = Some(stream(None, 16));

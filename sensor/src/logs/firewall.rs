@@ -29,7 +29,7 @@ pub fn kernel_into(message: &str, event: &mut Event) {
     let mut proto = None;
     let mut ingress = None;
     let mut egress = None;
-    for item in text[start..].split_whitespace() {
+    for item in text[start..].split_ascii_whitespace() {
         let Some((key, value)) = item.split_once('=') else { continue };
         match key {
             "SRC" => src = parse_ip(value),

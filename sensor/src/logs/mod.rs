@@ -251,10 +251,17 @@ impl LineParser {
 /// Log events number their own sequence, apart from the packet pipeline's: their ids hash the
 /// sensor id with a `/log` suffix so the two sequences never give the same id.
 pub fn log_event_id(sensor_id: &str, seq: u64) -> String {
-    let mut namespace = String::with_capacity(sensor_id.len() + 4);
-    namespace.push_str(sensor_id);
-    namespace.push_str("/log");
-    canh_event::event_id(&namespace, seq)
+    // Built on the stack for the usual short sensor ids: this runs once per line.
+    let mut buf = [0u8; 128];
+    let len = sensor_id.len() + 4;
+    if len <= buf.len() {
+        buf[..sensor_id.len()].copy_from_slice(sensor_id.as_bytes());
+        buf[sensor_id.len()..len].copy_from_slice(b"/log");
+        if let Ok(namespace) = std::str::from_utf8(&buf[..len]) {
+            return canh_event::event_id(namespace, seq);
+        }
+    }
+    canh_event::event_id(&format!("{sensor_id}/log"), seq)
 }
 
 /// A syslog line: header fields, then the program parser for its TAG.
@@ -423,6 +430,14 @@ mod tests {
         assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("foo"));
         assert_eq!(e.event.category, Some(vec!["session".to_string()]));
         assert_eq!(e.host.as_ref().map(|h| h.hostname.as_str()), Some("web01"));
+    }
+
+    #[test]
+    fn log_event_ids_hash_the_sensor_id_with_a_log_suffix() {
+        assert_eq!(log_event_id("s1", 5), canh_event::event_id("s1/log", 5));
+        let long = "x".repeat(300);
+        assert_eq!(log_event_id(&long, 5), canh_event::event_id(&format!("{long}/log"), 5));
+        assert_ne!(log_event_id("s1", 5), canh_event::event_id("s1", 5));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct LogInputs {
 pub struct UdpSettings {
     pub listen: SocketAddr,
     pub max_bytes: usize,
+    /// SO_RCVBUF to ask for.
+    pub receive_buffer_bytes: usize,
     pub options: LineOptions,
 }
 
@@ -46,6 +48,9 @@ pub struct RunningLogs {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub tls_addr: Option<SocketAddr>,
+    /// SO_RCVBUF the kernel granted the UDP socket (Linux reports twice the size it accepted,
+    /// the extra being its bookkeeping allowance).
+    pub udp_receive_buffer: Option<usize>,
 }
 
 pub struct PipelineResult {
@@ -87,12 +92,20 @@ pub fn start<E: std::fmt::Display>(
         ReceiveError::Checkpoints { path: inputs.checkpoint_path.display().to_string(), source }
     })?;
     let (mut udp_addr, mut tcp_addr, mut tls_addr) = (None, None, None);
+    let mut udp_receive_buffer = None;
     if let Some(udp) = &inputs.udp {
-        let socket = receive::bind_udp(udp.listen)?;
+        let (socket, granted) = receive::bind_udp(udp.listen, udp.receive_buffer_bytes)?;
         let addr = socket
             .local_addr()
             .map_err(|source| ReceiveError::Bind { addr: udp.listen, source })?;
         udp_addr = Some(addr);
+        udp_receive_buffer = Some(granted);
+        tracing::info!(
+            %addr,
+            asked = udp.receive_buffer_bytes,
+            granted,
+            "syslog udp receive buffer"
+        );
         let (tx, stop, m, udp) = (tx.clone(), stop.clone(), metrics.receivers.clone(), udp.clone());
         handles.push(spawn("syslog-udp", move || {
             if let Err(e) = receive::run_udp(socket, udp.max_bytes, udp.options, tx, stop, m) {
@@ -220,7 +233,7 @@ pub fn start<E: std::fmt::Display>(
         }
         PipelineResult { events, checkpoints, error }
     });
-    Ok(RunningLogs { inputs: handles, pipeline, udp_addr, tcp_addr, tls_addr })
+    Ok(RunningLogs { inputs: handles, pipeline, udp_addr, tcp_addr, tls_addr, udp_receive_buffer })
 }
 
 fn spawn<T: Send + 'static>(
