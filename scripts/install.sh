@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what Canh's local services and builds need, on Debian 12:
 #   - Debian packages: ClickHouse 18.16 (server + client), build libraries, tshark, tcpreplay,
-#     iproute2, curl
+#     iproute2, curl, rsyslog (only its binary is used, by a test; no system daemon is started here)
 #   - Tansu 0.6.0 (Kafka-compatible broker) into ~/.cargo/bin with `cargo install`
 #
 # Usage: scripts/install.sh
@@ -30,6 +30,7 @@ APT_PACKAGES=(
     chromium        # headless browser test of the dashboards
     chromium-driver # WebDriver for that test
     prometheus      # scrape and rule tests (promtool)
+    rsyslog         # real syslog client: the sensor's omfwd forwarding test runs its own rsyslogd
 )
 
 CARGO_BIN_DIR=${CARGO_HOME:-$HOME/.cargo}/bin

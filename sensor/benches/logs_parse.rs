@@ -2,7 +2,8 @@
 //! data (loghub OpenSSH/Linux/Apache, Elastic's Apache access log, SotM34 secure and iptables).
 //! Then UDP ingest on loopback: one thread sends datagrams as fast as it can to the syslog UDP
 //! receiver, whose pipeline parses them into events (counted, not sent to Kafka).
-//! Not a test: prints rates. Run with `cargo bench -p canh-sensor --bench logs_parse`.
+//! Not a test: prints rates. Run with `cargo bench -p canh-sensor --bench logs_parse`;
+//! `CANH_BENCH_SKIP_UDP=1` skips the UDP part, `CANH_BENCH_PROFILE=1` only parses (for `perf`).
 
 use canh_event::Timestamp;
 use canh_sensor::flow::Identity;
@@ -73,49 +74,73 @@ fn main() {
     let options =
         LineOptions { format: LineFormat::Auto, utc_offset_secs: 7 * 3600, default_priority: None };
     let received = Timestamp::parse("2026-11-23T10:00:00Z").expect("valid");
-    let mut rates = Vec::new();
-    let mut bytes_out = 0usize;
-    for round in 0..7 {
-        let start = Instant::now();
-        let mut out = 0usize;
-        for (seq, line) in (0u64..).zip(&lines) {
-            let event = line_event(line, false, received, seq, &who, &options);
-            out += event.to_json().len();
+    // Each measure runs 7 rounds over all lines; the first warms caches and the allocator and is
+    // not counted. Rates are per second of wall time and per second of this thread's CPU time
+    // (from /proc/thread-self/schedstat), which a loaded machine disturbs less.
+    let rounds = |name: &str, body: &mut dyn FnMut() -> usize| {
+        let mut wall = Vec::new();
+        let mut cpu = Vec::new();
+        let mut out = 0;
+        for round in 0..7 {
+            let (start, start_cpu) = (Instant::now(), thread_cpu_ns());
+            out = body();
+            let secs = start.elapsed().as_secs_f64();
+            let cpu_secs = thread_cpu_ns().saturating_sub(start_cpu) as f64 / 1e9;
+            if round > 0 {
+                wall.push(lines.len() as f64 / secs);
+                cpu.push(lines.len() as f64 / cpu_secs);
+            }
         }
-        let secs = start.elapsed().as_secs_f64();
-        let rate = lines.len() as f64 / secs;
-        // The first round warms caches and the allocator; it is not counted.
-        if round > 0 {
-            rates.push(rate);
+        wall.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
+        println!(
+            "{name}: median {:.0} lines/s wall (min {:.0}, max {:.0}), median {:.0} lines/s of CPU time (min {:.0}, max {:.0}); {out} bytes out per round",
+            wall[wall.len() / 2],
+            wall[0],
+            wall[wall.len() - 1],
+            cpu[cpu.len() / 2],
+            cpu[0],
+            cpu[cpu.len() - 1],
+        );
+    };
+    let parse = |seq: u64, line: &[u8]| line_event(line, false, received, seq, &who, &options);
+    if std::env::var_os("CANH_BENCH_PROFILE").is_some() {
+        // For `perf record`: parsing only, long enough to sample.
+        for _ in 0..40 {
+            for (seq, line) in (0u64..).zip(&lines) {
+                std::hint::black_box(parse(seq, line));
+            }
         }
-        bytes_out = out;
+        return;
     }
-    rates.sort_by(f64::total_cmp);
-    println!(
-        "{} lines/round, {} JSON bytes/round; parse+serialise, one thread: median {:.0} lines/s (min {:.0}, max {:.0}) over {} rounds",
-        lines.len(),
-        bytes_out,
-        rates[rates.len() / 2],
-        rates[0],
-        rates[rates.len() - 1],
-        rates.len()
-    );
-    // The two halves apart: parsing into events, and serialising them.
-    let start = Instant::now();
-    let events: Vec<_> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| line_event(line, false, received, i as u64, &who, &options))
-        .collect();
-    let parse_rate = lines.len() as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let json: usize = events.iter().map(|e| e.to_json().len()).sum();
-    let json_rate = lines.len() as f64 / start.elapsed().as_secs_f64();
-    println!(
-        "parse only {parse_rate:.0} lines/s; serialise only {json_rate:.0} events/s ({json} bytes)"
-    );
+    println!("{} lines per round, one thread", lines.len());
+    rounds("parse only", &mut || {
+        (0u64..)
+            .zip(&lines)
+            .map(|(seq, line)| std::hint::black_box(parse(seq, line)).event.id.len())
+            .sum()
+    });
+    let events: Vec<_> = (0u64..).zip(&lines).map(|(seq, line)| parse(seq, line)).collect();
+    rounds("serialise only (Event::to_json)", &mut || {
+        events.iter().map(|e| e.to_json().len()).sum()
+    });
+    drop(events);
+    rounds("parse + serialise", &mut || {
+        (0u64..).zip(&lines).map(|(seq, line)| parse(seq, line).to_json().len()).sum()
+    });
+    if std::env::var_os("CANH_BENCH_SKIP_UDP").is_some() {
+        return;
+    }
     // The first 2000 lines are loghub's OpenSSH sample, as sent to rsyslog in the comparison.
     udp_ingest(&lines[..2000]);
+}
+
+/// CPU time this thread has run, in nanoseconds (first field of /proc/thread-self/schedstat).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn udp_ingest(sample: &[Vec<u8>]) {
@@ -125,12 +150,16 @@ fn udp_ingest(sample: &[Vec<u8>]) {
     use std::sync::Arc;
     use std::time::Duration;
     let metrics = canh_sensor::metrics::Metrics::new();
+    // SO_RCVBUF asked for: `CANH_BENCH_RCVBUF` bytes, default 8 MiB (the sensor's default).
+    let receive_buffer_bytes: usize =
+        std::env::var("CANH_BENCH_RCVBUF").ok().and_then(|v| v.parse().ok()).unwrap_or(8 << 20);
     let dir = std::env::temp_dir().join(format!("canh-bench-{}", std::process::id()));
     let inputs = LogInputs {
         channel_capacity: 10_000,
         udp: Some(UdpSettings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             max_bytes: 65_536,
+            receive_buffer_bytes,
             options: LineOptions {
                 format: LineFormat::Syslog,
                 utc_offset_secs: 7 * 3600,
@@ -172,6 +201,10 @@ fn udp_ingest(sample: &[Vec<u8>]) {
     )
     .expect("udp input starts");
     let addr = running.udp_addr.expect("udp bound");
+    println!(
+        "udp receive buffer: asked {receive_buffer_bytes} bytes, kernel granted {} bytes",
+        running.udp_receive_buffer.unwrap_or(0)
+    );
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let total = 300_000usize;
     let start = Instant::now();

@@ -234,6 +234,15 @@ pub struct SyslogUdpSection {
     pub listen: String,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// SO_RCVBUF asked for: datagrams that arrive while the receiver is busy wait here instead of
+    /// being dropped by the kernel. Linux grants at most twice `net.core.rmem_max`; the size
+    /// granted is logged at start-up.
+    #[serde(default = "default_udp_receive_buffer")]
+    pub receive_buffer_bytes: usize,
+}
+
+fn default_udp_receive_buffer() -> usize {
+    8 << 20
 }
 
 #[derive(Debug, Deserialize)]
@@ -581,6 +590,15 @@ fn validate_logs(
         Some(u) => Some(UdpSettings {
             listen: address("logs.syslog_udp.listen", &u.listen)?,
             max_bytes: logs.max_message_bytes,
+            receive_buffer_bytes: match u.receive_buffer_bytes {
+                0 => {
+                    return Err(invalid(
+                        "logs.syslog_udp.receive_buffer_bytes",
+                        "must be at least 1".into(),
+                    ))
+                }
+                n => n.min(1 << 30),
+            },
             options: network("logs.syslog_udp.timezone", &u.timezone)?,
         }),
         None => None,

@@ -37,7 +37,7 @@ enum Command {
     },
     /// Read log files (`-` for stdin) and print exactly one event per line as JSON lines.
     Logs {
-        /// auto, syslog, json, access (apache, nginx) or error (apache-error, nginx-error).
+        /// auto, syslog, json, access (apache, nginx), error (apache-error, nginx-error) or w3c (iis).
         #[arg(long, default_value = "auto")]
         format: String,
         /// `observer.id` of the events.
@@ -316,8 +316,10 @@ fn offline_logs(
                 }
             }
         };
+        // Each file is its own source: a W3C `#Fields:` header applies to the lines after it.
+        let mut parser = logs::LineParser::new(options);
         let result = logs::lines::for_each_line(&mut reader, max_line_bytes, |line, truncated| {
-            let event = logs::line_event(line, truncated, received, seq, &who, &options);
+            let event = parser.event(line, truncated, received, seq, &who);
             seq += 1;
             metrics.log_lines.with_label_values(&[input]).inc();
             if truncated {

@@ -105,10 +105,8 @@ pub fn parse(input: &[u8], options: &ParseOptions) -> Result<SyslogMessage, Sysl
             return Ok(msg);
         }
     }
-    let mut msg = parse_3164(rest, options);
-    if priority.is_none() && msg.timestamp.is_none() {
-        return Err(SyslogError::NoHeader);
-    }
+    // Without a PRI, only a timestamp says the line is syslog: fail before building any field.
+    let mut msg = parse_3164(rest, options, priority.is_some()).ok_or(SyslogError::NoHeader)?;
     msg.priority = priority.or(options.default_priority);
     Ok(msg)
 }
@@ -146,6 +144,14 @@ fn skip_spaces(input: &[u8]) -> &[u8] {
 fn token(input: &[u8]) -> (&[u8], &[u8]) {
     let n = input.iter().position(|&b| b == b' ').unwrap_or(input.len());
     input.split_at(n)
+}
+
+/// `field_text` without a copy when the bytes are UTF-8.
+pub fn field_cow(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => std::borrow::Cow::Owned(escape_invalid_utf8(bytes)),
+    }
 }
 
 /// Text of a field: UTF-8 as is; bytes that are not UTF-8 written as `\xNN`.
@@ -280,10 +286,15 @@ fn quoted_value(input: &[u8]) -> Option<(String, &[u8])> {
 }
 
 /// RFC 3164 after the PRI: `TIMESTAMP HOSTNAME TAG[PID]: MSG`, each part optional in practice.
-fn parse_3164(input: &[u8], options: &ParseOptions) -> SyslogMessage {
+/// None when the message had no PRI (`has_pri` false) and has no timestamp either.
+fn parse_3164(input: &[u8], options: &ParseOptions, has_pri: bool) -> Option<SyslogMessage> {
     let mut msg = SyslogMessage { format: Some(Format::Rfc3164), ..SyslogMessage::default() };
     let start = skip_spaces(input);
-    let rest = match parse_3164_timestamp(start, options) {
+    let timestamp = parse_3164_timestamp(start, options);
+    if timestamp.is_none() && !has_pri {
+        return None;
+    }
+    let rest = match timestamp {
         Some((ts, after)) => {
             msg.timestamp = Some(ts);
             let rest = skip_spaces(after);
@@ -299,7 +310,7 @@ fn parse_3164(input: &[u8], options: &ParseOptions) -> SyslogMessage {
         None => input,
     };
     parse_tag(rest, &mut msg);
-    msg
+    Some(msg)
 }
 
 /// A hostname (or IP address) rather than a TAG: no `:` at the end, no `[`, only characters of
@@ -390,20 +401,32 @@ fn bsd_timestamp<'a>(
     Some((ts, rest))
 }
 
-/// A BSD timestamp that carries its year (`Mmm dd yyyy hh:mm:ss[.frac]`, as web servers write
-/// them), in a zone; the whole text must be the timestamp.
-pub fn parse_bsd_with_year(text: &[u8], utc_offset_secs: i32) -> Option<Timestamp> {
-    let options = ParseOptions { utc_offset_secs, received: Timestamp(0), default_priority: None };
-    // The year must be there: without it the year would be inferred from `received`.
-    let year_present = text
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .nth(2)
-        .is_some_and(|w| w.len() == 4 && w.iter().all(u8::is_ascii_digit));
-    match bsd_timestamp(text, None, &options) {
-        Some((ts, rest)) if year_present && rest.is_empty() => Some(ts),
-        _ => None,
+/// A timestamp from the words of a BSD-style date that carries its year, as web servers write
+/// them: month name (`Oct`), day (`10`), year (`2000`), clock (`13:55:36[.frac]`), in a zone.
+pub fn timestamp_from_parts(
+    month: &[u8],
+    day: &[u8],
+    year: &[u8],
+    clock_text: &[u8],
+    utc_offset_secs: i32,
+) -> Option<Timestamp> {
+    if month.len() != 3 {
+        return None;
     }
+    let month = month_number(month)?;
+    let (day, rest) = number(day, 1, 2)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (year, rest) = number(year, 4, 4)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (hour, minute, second, nanos, rest) = clock(clock_text)?;
+    if !rest.strip_prefix(b":").unwrap_or(rest).is_empty() {
+        return None;
+    }
+    civil_to_timestamp(year as i32, month, day, hour, minute, second, nanos, utc_offset_secs)
 }
 
 /// The year that puts a year-less timestamp at or before `received` (allowing one day of clock
@@ -429,7 +452,7 @@ fn infer_year(
 }
 
 fn year_of(ts: Timestamp) -> i32 {
-    time::OffsetDateTime::from_unix_timestamp(ts.secs()).map(|t| t.year()).unwrap_or(1970)
+    i32::try_from(year_from_days(ts.secs().div_euclid(86_400))).unwrap_or(1970)
 }
 
 fn month_number(name: &[u8]) -> Option<u8> {
@@ -519,14 +542,64 @@ fn civil_to_timestamp(
     nanos: u32,
     offset_secs: i32,
 ) -> Option<Timestamp> {
-    let month = time::Month::try_from(month).ok()?;
-    let date = time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
-    // A leap second (:60) is read as the last second of the minute.
-    let time = time::Time::from_hms_nano(hour, minute, second.min(59), nanos).ok()?;
-    let offset = time::UtcOffset::from_whole_seconds(offset_secs).ok()?;
-    let instant = time::PrimitiveDateTime::new(date, time).assume_offset(offset);
-    let nanos = i64::try_from(instant.unix_timestamp_nanos()).ok()?;
-    Some(Timestamp(nanos))
+    // The ranges the `time` crate accepts (years -9999..=9999, offsets under 26 hours), checked
+    // here with plain arithmetic: this runs once or twice per log line.
+    if !(-9999..=9999).contains(&year) || !(1..=12).contains(&month) {
+        return None;
+    }
+    if day == 0 || day > u32::from(days_in_month(year, month)) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || nanos > 999_999_999 {
+        return None;
+    }
+    if offset_secs.unsigned_abs() >= 26 * 3600 {
+        return None;
+    }
+    // A leap second (:60) is read as the last second of the minute (as is any second past it).
+    let second = second.min(59);
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+        - i64::from(offset_secs);
+    secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos)).map(Timestamp)
+}
+
+fn is_leap(year: i32) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date: whole 400-year eras (146,097 days each),
+/// counting years from March so that the leap day is the last day of a year.
+fn days_from_civil(year: i32, month: u8, day: u32) -> i64 {
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The year of a day count from 1970-01-01 (the inverse of `days_from_civil`, year only).
+fn year_from_days(days: i64) -> i64 {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    year_of_era + era * 400 + i64::from(month_from_march >= 10)
 }
 
 #[cfg(test)]
@@ -581,12 +654,18 @@ mod tests {
     #[test]
     fn bsd_timestamp_with_year() {
         assert_eq!(
-            parse_bsd_with_year(b"Dec 04 2005 04:47:44", 3600),
+            timestamp_from_parts(b"Dec", b"04", b"2005", b"04:47:44", 3600),
             Some(ts("2005-12-04T03:47:44Z"))
         );
-        assert_eq!(parse_bsd_with_year(b"Dec 04 04:47:44", 0), None);
-        assert_eq!(parse_bsd_with_year(b"Dec 04 2005 04:47:44 junk", 0), None);
-        assert_eq!(parse_bsd_with_year(b"", 0), None);
+        assert_eq!(
+            timestamp_from_parts(b"oct", b"1", b"2000", b"13:55:36.5", 0),
+            Some(ts("2000-10-01T13:55:36.5Z"))
+        );
+        assert_eq!(timestamp_from_parts(b"Dec", b"04", b"05", b"04:47:44", 0), None);
+        assert_eq!(timestamp_from_parts(b"Dec", b"04", b"2005", b"04:47:44 junk", 0), None);
+        assert_eq!(timestamp_from_parts(b"December", b"04", b"2005", b"04:47:44", 0), None);
+        assert_eq!(timestamp_from_parts(b"Dec", b"32", b"2005", b"04:47:44", 0), None);
+        assert_eq!(timestamp_from_parts(b"", b"", b"", b"", 0), None);
     }
 
     #[test]
@@ -776,6 +855,41 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn calendar_arithmetic_agrees_with_the_time_crate(
+            year in 1600i32..=2300,
+            month in 1u8..=12,
+            day in 1u32..=31,
+            hour in 0u8..=23,
+            second in 0u8..=99,
+            offset in -93_599i32..=93_599,
+        ) {
+            let with_time = (|| {
+                let date = time::Date::from_calendar_date(
+                    year,
+                    time::Month::try_from(month).ok()?,
+                    u8::try_from(day).ok()?,
+                )
+                .ok()?;
+                let clock = time::Time::from_hms_nano(hour, 7, second.min(59), 5).ok()?;
+                let offset = time::UtcOffset::from_whole_seconds(offset).ok()?;
+                let nanos = time::PrimitiveDateTime::new(date, clock)
+                    .assume_offset(offset)
+                    .unix_timestamp_nanos();
+                i64::try_from(nanos).ok().map(Timestamp)
+            })();
+            proptest::prop_assert_eq!(
+                civil_to_timestamp(year, month, day, hour, 7, second, 5, offset),
+                with_time
+            );
+            if let Some(ts) = with_time {
+                let year_there = time::OffsetDateTime::from_unix_timestamp(ts.secs())
+                    .map(|t| t.year())
+                    .ok();
+                proptest::prop_assert_eq!(Some(year_of(ts)), year_there);
+            }
+        }
+
         #[test]
         fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = parse(&bytes, &opts());

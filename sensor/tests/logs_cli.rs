@@ -94,6 +94,72 @@ fn hostile_lines_keep_their_bytes() {
     assert_eq!(ids.len(), 5);
 }
 
+/// IIS W3C extended logs (records written for this test from Microsoft's field list): the
+/// `#Fields:` header names the columns, in `auto` and in `w3c`; a file without the header is read
+/// with IIS's default columns.
+#[test]
+fn iis_w3c_files_with_and_without_header() {
+    let with_header = b"#Software: Microsoft Internet Information Services 10.0\r
+#Version: 1.0\r
+#Date: 2026-11-20 00:00:00\r
+#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken\r
+2026-11-20 00:00:01 192.0.2.10 GET /login.aspx ReturnUrl=%2f 443 - 203.0.113.7 Mozilla/5.0+(Windows+NT+10.0) - 200 0 0 46\r
+2026-11-20 00:00:02 192.0.2.10 POST /login.aspx - 443 EXAMPLE\\bob 203.0.113.7 Mozilla/5.0+(Windows+NT+10.0) https://portal.example.org/login.aspx 401 1 1326 15\r
+#Fields: date time c-ip cs-method cs-uri-stem sc-status\r
+2026-11-20 00:00:03 203.0.113.8 GET /robots.txt 404\r
+";
+    for format in ["auto", "w3c"] {
+        let events = run_logs(&["--format", format, "-"], with_header);
+        assert_eq!(events.len(), 8, "{format}: one event per line");
+        for i in [0, 1, 2, 3, 6] {
+            assert_eq!(events[i].event.action.as_deref(), Some("w3c-directive"), "{format}");
+        }
+        let records = [&events[4], &events[5], &events[7]];
+        for e in records {
+            assert_eq!(e.log.as_ref().and_then(|l| l.parse_error.as_deref()), None, "{format}");
+            assert_eq!(e.event.action.as_deref(), Some("http-request"), "{format}");
+        }
+        let ip = |e: &&Event| e.source.as_ref().and_then(|s| s.ip).map(|i| i.to_string());
+        assert_eq!(ip(&records[0]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            records[0].url.as_ref().and_then(|u| u.original.as_deref()),
+            Some("/login.aspx?ReturnUrl=%2f")
+        );
+        assert_eq!(
+            records[0].user_agent.as_ref().map(|u| u.original.as_str()),
+            Some("Mozilla/5.0 (Windows NT 10.0)")
+        );
+        assert_eq!(records[1].user.as_ref().map(|u| u.name.as_str()), Some("EXAMPLE\\bob"));
+        assert_eq!(records[1].event.outcome.as_deref(), Some("failure"));
+        // The second #Fields: header changes the columns.
+        assert_eq!(ip(&records[2]).as_deref(), Some("203.0.113.8"));
+        assert_eq!(
+            records[2].http.as_ref().and_then(|h| h.response.as_ref()).and_then(|r| r.status_code),
+            Some(404)
+        );
+        assert_eq!(
+            records[2].timestamp,
+            canh_event::Timestamp::parse("2026-11-20T00:00:03Z").expect("valid")
+        );
+    }
+    // Without the header: IIS's default columns (here the IIS 8.5+ selection, 15 columns).
+    let without =
+        b"2026-11-20 00:00:01 192.0.2.10 GET /a.aspx - 80 - 203.0.113.9 curl/8.5.0 - 200 0 0 3\n";
+    for format in ["auto", "w3c"] {
+        let events = run_logs(&["--format", format, "-"], without);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event.action.as_deref(), Some("http-request"), "{format}");
+        assert_eq!(
+            events[0].destination.as_ref().and_then(|d| d.port),
+            Some(80),
+            "{format}: s-port"
+        );
+    }
+    // A line that is not W3C in `w3c` is an event with a parse error.
+    let events = run_logs(&["--format", "w3c", "-"], b"<13>Nov 23 16:00:00 h app: x\n");
+    assert_eq!(events[0].log.as_ref().and_then(|l| l.parse_error.as_deref()), Some("not_w3c_log"));
+}
+
 #[test]
 fn unknown_format_is_refused() {
     let status = Command::new(env!("CARGO_BIN_EXE_canh-sensor"))

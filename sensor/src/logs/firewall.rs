@@ -11,10 +11,13 @@ pub fn kernel_into(message: &str, event: &mut Event) {
     let text = strip_kernel_time(message.trim());
     // The fields start at IN= (not PHYSIN=); what comes before is the rule's log prefix, which
     // may lack its trailing space ("Drop TCP after 17 attemptsIN=br0 ...").
+    // The first IN= (not PHYSIN=) that has an " OUT=" somewhere after it.
+    let Some(last_out) = text.rfind(" OUT=") else { return };
     let Some(start) = text
         .match_indices("IN=")
         .map(|(i, _)| i)
-        .find(|&i| !text[..i].ends_with("PHYS") && text[i..].contains(" OUT="))
+        .take_while(|&i| i <= last_out)
+        .find(|&i| !text[..i].ends_with("PHYS"))
     else {
         return;
     };
@@ -26,7 +29,7 @@ pub fn kernel_into(message: &str, event: &mut Event) {
     let mut proto = None;
     let mut ingress = None;
     let mut egress = None;
-    for item in text[start..].split_whitespace() {
+    for item in text[start..].split_ascii_whitespace() {
         let Some((key, value)) = item.split_once('=') else { continue };
         match key {
             "SRC" => src = parse_ip(value),
@@ -44,12 +47,13 @@ pub fn kernel_into(message: &str, event: &mut Event) {
     }
     event.source = Some(Endpoint { ip: src, port: spt, ..Endpoint::default() });
     event.destination = Some(Endpoint { ip: dst, port: dpt, ..Endpoint::default() });
-    let (transport, iana) = match proto.map(str::to_ascii_lowercase).as_deref() {
-        Some("tcp") => (Some("tcp".to_string()), Some(6)),
-        Some("udp") => (Some("udp".to_string()), Some(17)),
-        Some("icmp") => (Some("icmp".to_string()), Some(1)),
-        Some("icmpv6") => (Some("ipv6-icmp".to_string()), Some(58)),
-        Some(other) => (Some(other.to_string()), other.parse::<u8>().ok()),
+    let known =
+        [("tcp", "tcp", 6), ("udp", "udp", 17), ("icmp", "icmp", 1), ("icmpv6", "ipv6-icmp", 58)];
+    let (transport, iana) = match proto {
+        Some(p) => match known.iter().find(|(name, _, _)| p.eq_ignore_ascii_case(name)) {
+            Some((_, transport, number)) => (Some(transport.to_string()), Some(*number)),
+            None => (Some(p.to_ascii_lowercase()), p.parse::<u8>().ok()),
+        },
         None => (None, None),
     };
     event.network = Some(Network { transport, iana_number: iana, ..Network::default() });
@@ -57,10 +61,10 @@ pub fn kernel_into(message: &str, event: &mut Event) {
         |name: &str| ObserverInterface { interface: InterfaceName { name: name.to_string() } };
     event.observer.ingress = ingress.map(interface);
     event.observer.egress = egress.map(interface);
-    let upper = prefix.to_ascii_uppercase();
-    let verdict = if ["DROP", "REJECT", "BLOCK", "DENY"].iter().any(|w| upper.contains(w)) {
+    let says = |words: &[&str]| words.iter().any(|w| contains_ignore_case(prefix, w));
+    let verdict = if says(&["DROP", "REJECT", "BLOCK", "DENY"]) {
         ("denied", "failure")
-    } else if ["ACCEPT", "ALLOW", "PASS"].iter().any(|w| upper.contains(w)) {
+    } else if says(&["ACCEPT", "ALLOW", "PASS"]) {
         ("allowed", "success")
     } else {
         ("info", "")
@@ -73,6 +77,12 @@ pub fn kernel_into(message: &str, event: &mut Event) {
             .to_string()
     };
     classify(event, &["network"], &["connection", verdict.0], verdict.1, &action);
+}
+
+/// `word` (ASCII) in `text`, in any case.
+fn contains_ignore_case(text: &str, word: &str) -> bool {
+    let (text, word) = (text.as_bytes(), word.as_bytes());
+    text.len() >= word.len() && text.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// Drop a `[ 1234.567890] ` kernel uptime stamp.

@@ -14,6 +14,7 @@ pub mod lines;
 pub mod pipeline;
 pub mod receive;
 pub mod tail;
+pub mod w3c;
 pub mod web;
 
 use crate::flow::Identity;
@@ -31,10 +32,12 @@ pub enum LineFormat {
     Access,
     /// Apache (2.2 and 2.4) or nginx error log.
     Error,
+    /// Microsoft IIS W3C extended log (`#Fields:` header-driven).
+    W3c,
 }
 
 impl LineFormat {
-    pub const NAMES: [&'static str; 5] = ["auto", "syslog", "json", "access", "error"];
+    pub const NAMES: [&'static str; 6] = ["auto", "syslog", "json", "access", "error", "w3c"];
 
     /// `apache` and `nginx` are accepted for `access`, `apache-error` / `nginx-error` for `error`.
     pub fn parse(name: &str) -> Option<LineFormat> {
@@ -44,6 +47,7 @@ impl LineFormat {
             "json" => Some(LineFormat::Json),
             "access" | "apache" | "nginx" => Some(LineFormat::Access),
             "error" | "apache-error" | "nginx-error" => Some(LineFormat::Error),
+            "w3c" | "iis" => Some(LineFormat::W3c),
             _ => None,
         }
     }
@@ -91,16 +95,18 @@ pub enum LineError {
     InvalidJson,
     NotAccessLog,
     NotErrorLog,
+    NotW3cLog,
     Unrecognised,
 }
 
 impl LineError {
-    pub const ALL: [LineError; 6] = [
+    pub const ALL: [LineError; 7] = [
         LineError::Empty,
         LineError::NoSyslogHeader,
         LineError::InvalidJson,
         LineError::NotAccessLog,
         LineError::NotErrorLog,
+        LineError::NotW3cLog,
         LineError::Unrecognised,
     ];
 
@@ -111,6 +117,7 @@ impl LineError {
             LineError::InvalidJson => "invalid_json",
             LineError::NotAccessLog => "not_access_log",
             LineError::NotErrorLog => "not_error_log",
+            LineError::NotW3cLog => "not_w3c_log",
             LineError::Unrecognised => "unrecognised",
         }
     }
@@ -118,6 +125,8 @@ impl LineError {
 
 /// One line (without its terminator) as an event. `truncated` says the reader cut the line at its
 /// maximum length; `received` is when it was read, the event time when the line carries none.
+/// Stateless: W3C records are read with IIS's default columns. Use a `LineParser` per source to
+/// follow its `#Fields:` directives.
 pub fn line_event(
     line: &[u8],
     truncated: bool,
@@ -126,78 +135,133 @@ pub fn line_event(
     who: &Identity,
     options: &LineOptions,
 ) -> Event {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut event = Event::new(
-        Dataset::Log,
-        log_event_id(&who.sensor_id, seq),
-        received,
-        &who.sensor_id,
-        &who.tenant,
-    );
-    let mut log = Log::default();
-    match std::str::from_utf8(line) {
-        Ok(text) => event.event.original = Some(text.to_string()),
-        Err(_) => {
-            event.event.original = Some(syslog::escape_invalid_utf8(line));
-            log.escaped = Some(true);
+    LineParser::new(*options).event(line, truncated, received, seq, who)
+}
+
+/// Parses the lines of one source in order, remembering what a line says about the ones after it
+/// (the columns a W3C `#Fields:` directive names).
+#[derive(Debug, Clone)]
+pub struct LineParser {
+    pub options: LineOptions,
+    w3c: w3c::W3cState,
+}
+
+impl LineParser {
+    pub fn new(options: LineOptions) -> LineParser {
+        LineParser { options, w3c: w3c::W3cState::default() }
+    }
+
+    /// One line as an event (see `line_event`).
+    pub fn event(
+        &mut self,
+        line: &[u8],
+        truncated: bool,
+        received: Timestamp,
+        seq: u64,
+        who: &Identity,
+    ) -> Event {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut event = Event::new(
+            Dataset::Log,
+            log_event_id(&who.sensor_id, seq),
+            received,
+            &who.sensor_id,
+            &who.tenant,
+        );
+        let mut log = Log::default();
+        match std::str::from_utf8(line) {
+            Ok(text) => event.event.original = Some(text.to_string()),
+            Err(_) => {
+                event.event.original = Some(syslog::escape_invalid_utf8(line));
+                log.escaped = Some(true);
+            }
+        }
+        if truncated {
+            log.truncated = Some(true);
+        }
+        event.log = Some(log);
+        if let Err(err) = self.parse_into(line, received, &mut event) {
+            if let Some(log) = event.log.as_mut() {
+                log.parse_error = Some(err.reason().to_string());
+            }
+        }
+        if event.log.as_ref().is_some_and(|l| *l == Log::default()) {
+            event.log = None;
+        }
+        event
+    }
+
+    fn parse_into(
+        &mut self,
+        line: &[u8],
+        received: Timestamp,
+        event: &mut Event,
+    ) -> Result<(), LineError> {
+        let options = &self.options;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Err(LineError::Empty);
+        }
+        match options.format {
+            LineFormat::Syslog => syslog_into(line, received, options, event),
+            LineFormat::Json => json::parse_into(line, event).map_err(|_| LineError::InvalidJson),
+            LineFormat::Access => {
+                web::access_into(line, event).map_err(|_| LineError::NotAccessLog)
+            }
+            LineFormat::Error => web::error_into(line, options.utc_offset_secs, event)
+                .map_err(|_| LineError::NotErrorLog),
+            LineFormat::W3c => {
+                if w3c::directive_into(line, &mut self.w3c, event) {
+                    return Ok(());
+                }
+                w3c::record_into(line, self.w3c.layout.as_ref(), event)
+                    .map_err(|_| LineError::NotW3cLog)
+            }
+            LineFormat::Auto => {
+                let first = line.iter().find(|b| !b.is_ascii_whitespace());
+                if first == Some(&b'#') && w3c::directive_into(line, &mut self.w3c, event) {
+                    return Ok(());
+                }
+                // After W3C directives, records come first (and would not be syslog anyway).
+                if self.w3c.seen && w3c::record_into(line, self.w3c.layout.as_ref(), event).is_ok()
+                {
+                    return Ok(());
+                }
+                if first == Some(&b'{') && json::parse_into(line, event).is_ok() {
+                    return Ok(());
+                }
+                if syslog_into(line, received, options, event).is_ok() {
+                    return Ok(());
+                }
+                if web::access_into(line, event).is_ok() {
+                    return Ok(());
+                }
+                if web::error_into(line, options.utc_offset_secs, event).is_ok() {
+                    return Ok(());
+                }
+                // A W3C record without its header: IIS's default columns.
+                if !self.w3c.seen && w3c::record_into(line, None, event).is_ok() {
+                    return Ok(());
+                }
+                Err(LineError::Unrecognised)
+            }
         }
     }
-    if truncated {
-        log.truncated = Some(true);
-    }
-    event.log = Some(log);
-    if let Err(err) = parse_into(line, received, options, &mut event) {
-        if let Some(log) = event.log.as_mut() {
-            log.parse_error = Some(err.reason().to_string());
-        }
-    }
-    if event.log.as_ref().is_some_and(|l| *l == Log::default()) {
-        event.log = None;
-    }
-    event
 }
 
 /// Log events number their own sequence, apart from the packet pipeline's: their ids hash the
 /// sensor id with a `/log` suffix so the two sequences never give the same id.
 pub fn log_event_id(sensor_id: &str, seq: u64) -> String {
-    let mut namespace = String::with_capacity(sensor_id.len() + 4);
-    namespace.push_str(sensor_id);
-    namespace.push_str("/log");
-    canh_event::event_id(&namespace, seq)
-}
-
-fn parse_into(
-    line: &[u8],
-    received: Timestamp,
-    options: &LineOptions,
-    event: &mut Event,
-) -> Result<(), LineError> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Err(LineError::Empty);
-    }
-    match options.format {
-        LineFormat::Syslog => syslog_into(line, received, options, event),
-        LineFormat::Json => json::parse_into(line, event).map_err(|_| LineError::InvalidJson),
-        LineFormat::Access => web::access_into(line, event).map_err(|_| LineError::NotAccessLog),
-        LineFormat::Error => web::error_into(line, options.utc_offset_secs, event)
-            .map_err(|_| LineError::NotErrorLog),
-        LineFormat::Auto => {
-            let first = line.iter().find(|b| !b.is_ascii_whitespace());
-            if first == Some(&b'{') && json::parse_into(line, event).is_ok() {
-                return Ok(());
-            }
-            if syslog_into(line, received, options, event).is_ok() {
-                return Ok(());
-            }
-            if web::access_into(line, event).is_ok() {
-                return Ok(());
-            }
-            if web::error_into(line, options.utc_offset_secs, event).is_ok() {
-                return Ok(());
-            }
-            Err(LineError::Unrecognised)
+    // Built on the stack for the usual short sensor ids: this runs once per line.
+    let mut buf = [0u8; 128];
+    let len = sensor_id.len() + 4;
+    if len <= buf.len() {
+        buf[..sensor_id.len()].copy_from_slice(sensor_id.as_bytes());
+        buf[sensor_id.len()..len].copy_from_slice(b"/log");
+        if let Ok(namespace) = std::str::from_utf8(&buf[..len]) {
+            return canh_event::event_id(namespace, seq);
         }
     }
+    canh_event::event_id(&format!("{sensor_id}/log"), seq)
 }
 
 /// A syslog line: header fields, then the program parser for its TAG.
@@ -265,14 +329,18 @@ pub fn split_program(appname: &str) -> (&str, Option<&str>) {
 /// Add the ECS fields a program's message carries. Unknown programs keep only the syslog fields.
 pub fn program_into(appname: &str, message: &str, event: &mut Event) {
     let (program, module) = split_program(appname);
-    let program = program.to_ascii_lowercase();
+    let program: std::borrow::Cow<str> = if program.bytes().any(|b| b.is_ascii_uppercase()) {
+        program.to_ascii_lowercase().into()
+    } else {
+        program.into()
+    };
     // "message repeated 3 times: [ Failed password for ...]" (rsyslog/syslogd reduction).
     let message = repeated_inner(message).unwrap_or(message);
     if module.is_some_and(|m| m.starts_with("pam_")) {
         auth::pam_into(&program, message, event);
         return;
     }
-    match program.as_str() {
+    match &*program {
         "sshd" => auth::sshd_into(message, event),
         "sudo" => auth::sudo_into(message, event),
         "su" => auth::su_into(message, event),
@@ -362,6 +430,14 @@ mod tests {
         assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("foo"));
         assert_eq!(e.event.category, Some(vec!["session".to_string()]));
         assert_eq!(e.host.as_ref().map(|h| h.hostname.as_str()), Some("web01"));
+    }
+
+    #[test]
+    fn log_event_ids_hash_the_sensor_id_with_a_log_suffix() {
+        assert_eq!(log_event_id("s1", 5), canh_event::event_id("s1/log", 5));
+        let long = "x".repeat(300);
+        assert_eq!(log_event_id(&long, 5), canh_event::event_id(&format!("{long}/log"), 5));
+        assert_ne!(log_event_id("s1", 5), canh_event::event_id("s1", 5));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use super::receive::{self, RawLine, ReceiveError, ReceiverMetrics, StreamSettings};
 use super::tail::{self, Checkpoints, TailSettings};
-use super::LineOptions;
+use super::{LineOptions, LineParser};
 use crate::flow::Identity;
 use canh_event::Event;
 use prometheus::IntCounterVec;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -34,6 +35,8 @@ pub struct LogInputs {
 pub struct UdpSettings {
     pub listen: SocketAddr,
     pub max_bytes: usize,
+    /// SO_RCVBUF to ask for.
+    pub receive_buffer_bytes: usize,
     pub options: LineOptions,
 }
 
@@ -45,6 +48,9 @@ pub struct RunningLogs {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub tls_addr: Option<SocketAddr>,
+    /// SO_RCVBUF the kernel granted the UDP socket (Linux reports twice the size it accepted,
+    /// the extra being its bookkeeping allowance).
+    pub udp_receive_buffer: Option<usize>,
 }
 
 pub struct PipelineResult {
@@ -62,6 +68,9 @@ pub struct PipelineMetrics {
 /// How often file checkpoints are written while running (each write first waits for the uplink to
 /// have everything acknowledged).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// Most tailed files whose parser state (W3C columns) is kept at once.
+const MAX_FILE_PARSERS: usize = 4096;
 
 /// Bind every configured input and start the threads. `send` hands one event to the uplink; it
 /// runs on the pipeline thread and may block (back-pressure reaches TCP senders and tailers).
@@ -83,12 +92,20 @@ pub fn start<E: std::fmt::Display>(
         ReceiveError::Checkpoints { path: inputs.checkpoint_path.display().to_string(), source }
     })?;
     let (mut udp_addr, mut tcp_addr, mut tls_addr) = (None, None, None);
+    let mut udp_receive_buffer = None;
     if let Some(udp) = &inputs.udp {
-        let socket = receive::bind_udp(udp.listen)?;
+        let (socket, granted) = receive::bind_udp(udp.listen, udp.receive_buffer_bytes)?;
         let addr = socket
             .local_addr()
             .map_err(|source| ReceiveError::Bind { addr: udp.listen, source })?;
         udp_addr = Some(addr);
+        udp_receive_buffer = Some(granted);
+        tracing::info!(
+            %addr,
+            asked = udp.receive_buffer_bytes,
+            granted,
+            "syslog udp receive buffer"
+        );
         let (tx, stop, m, udp) = (tx.clone(), stop.clone(), metrics.receivers.clone(), udp.clone());
         handles.push(spawn("syslog-udp", move || {
             if let Err(e) = receive::run_udp(socket, udp.max_bytes, udp.options, tx, stop, m) {
@@ -158,12 +175,35 @@ pub fn start<E: std::fmt::Display>(
         let mut dirty = false;
         let mut error = None;
         let log_events = metrics.events.with_label_values(&["log"]);
+        // One parser per tailed file: a W3C file's `#Fields:` header applies to its later lines.
+        let mut file_parsers: HashMap<Arc<str>, LineParser> = HashMap::new();
         while let Some(raw) = rx.blocking_recv() {
             if error.is_some() {
                 continue;
             }
-            let event =
-                super::line_event(&raw.bytes, raw.truncated, raw.received, seq, &who, &raw.options);
+            let event = match &raw.position {
+                Some(position) => {
+                    if file_parsers.len() >= MAX_FILE_PARSERS
+                        && !file_parsers.contains_key(&position.path)
+                    {
+                        // Bounded: forgetting the headers of other files only costs W3C
+                        // records their named columns until the file's next header.
+                        file_parsers.clear();
+                    }
+                    file_parsers
+                        .entry(position.path.clone())
+                        .or_insert_with(|| LineParser::new(raw.options))
+                        .event(&raw.bytes, raw.truncated, raw.received, seq, &who)
+                }
+                None => super::line_event(
+                    &raw.bytes,
+                    raw.truncated,
+                    raw.received,
+                    seq,
+                    &who,
+                    &raw.options,
+                ),
+            };
             seq += 1;
             if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
                 metrics.parse_errors.with_label_values(&[reason]).inc();
@@ -193,7 +233,7 @@ pub fn start<E: std::fmt::Display>(
         }
         PipelineResult { events, checkpoints, error }
     });
-    Ok(RunningLogs { inputs: handles, pipeline, udp_addr, tcp_addr, tls_addr })
+    Ok(RunningLogs { inputs: handles, pipeline, udp_addr, tcp_addr, tls_addr, udp_receive_buffer })
 }
 
 fn spawn<T: Send + 'static>(

@@ -342,8 +342,21 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<std::net::TcpListener, ReceiveError>
     Ok(listener)
 }
 
-pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ReceiveError> {
-    UdpSocket::bind(addr).map_err(|source| ReceiveError::Bind { addr, source })
+/// Bind the syslog UDP socket with a receive buffer of about `receive_buffer_bytes`; returns the
+/// socket and the SO_RCVBUF the kernel granted (Linux caps the request at `net.core.rmem_max`
+/// and reports twice what it accepted).
+pub fn bind_udp(
+    addr: SocketAddr,
+    receive_buffer_bytes: usize,
+) -> Result<(UdpSocket, usize), ReceiveError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_error = |source| ReceiveError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(bind_error)?;
+    socket.set_recv_buffer_size(receive_buffer_bytes).map_err(bind_error)?;
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    let granted = socket.recv_buffer_size().map_err(bind_error)?;
+    Ok((socket.into(), granted))
 }
 
 #[cfg(test)]
@@ -355,6 +368,18 @@ mod tests {
         assert_eq!(trim_datagram(b"<13>x\r\n\0"), b"<13>x");
         assert_eq!(trim_datagram(b"\n"), b"");
         assert_eq!(trim_datagram(b""), b"");
+    }
+
+    #[test]
+    fn receive_buffer_is_asked_for_and_reported() {
+        let (small, small_granted) =
+            bind_udp("127.0.0.1:0".parse().expect("addr"), 4096).expect("bind");
+        let (_large, large_granted) =
+            bind_udp("127.0.0.1:0".parse().expect("addr"), 1 << 20).expect("bind");
+        // Linux doubles what it accepts; a larger request is granted more, up to rmem_max.
+        assert!(small_granted >= 4096, "{small_granted}");
+        assert!(large_granted > small_granted, "{large_granted} vs {small_granted}");
+        assert!(small.local_addr().expect("addr").port() > 0);
     }
 
     #[test]

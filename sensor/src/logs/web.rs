@@ -3,10 +3,11 @@
 
 use super::auth::parse_ip;
 use super::classify;
-use crate::syslog::field_text;
+use crate::syslog::field_cow;
 use canh_event::{
     Body, Endpoint, Event, Http, HttpRequest, HttpResponse, Process, Timestamp, Url, UserAgent,
 };
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WebError {
@@ -18,7 +19,11 @@ pub enum WebError {
 
 /// `host ident user [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 "referer" "agent"`.
 pub fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
-    let text = field_text(line);
+    // Cheap rejection first: an access line has a `[` (its time) and a quoted request.
+    if !line.contains(&b'[') {
+        return Err(WebError::NotAccess);
+    }
+    let text = field_cow(line);
     let mut rest = text.trim_start();
     let mut next_word = || -> Option<&str> {
         let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -119,19 +124,25 @@ fn parse_access_time(text: &str) -> Option<Timestamp> {
     let (hours, minutes) = digits.split_at_checked(2)?;
     let offset = hours.parse::<i32>().ok()? * 3600 + minutes.parse::<i32>().ok()? * 60;
     let offset = if sign == "-" { -offset } else { offset };
-    let bsd = format!("{month} {day} {year} {clock}");
-    bsd_with_year(&bsd, offset)
+    bsd_with_year(month, day, year, clock, offset)
 }
 
-fn bsd_with_year(text: &str, offset: i32) -> Option<Timestamp> {
-    crate::syslog::parse_bsd_with_year(text.as_bytes(), offset)
+fn bsd_with_year(
+    month: &str,
+    day: &str,
+    year: &str,
+    clock: &str,
+    offset: i32,
+) -> Option<Timestamp> {
+    let bytes = str::as_bytes;
+    crate::syslog::timestamp_from_parts(bytes(month), bytes(day), bytes(year), bytes(clock), offset)
 }
 
 /// Apache 2.2: `[Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] msg`
 /// Apache 2.4: `[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 35708:tid 43] [client 1.2.3.4:80] msg`
 /// nginx:      `2016/08/10 12:34:56 [error] 1234#0: *1 msg, client: 1.2.3.4, server: x, request: "GET / HTTP/1.1"`
 pub fn error_into(line: &[u8], utc_offset_secs: i32, event: &mut Event) -> Result<(), WebError> {
-    let text = field_text(line);
+    let text = field_cow(line);
     let text = text.trim();
     if let Some(rest) = text.strip_prefix('[') {
         return apache_error(rest, utc_offset_secs, event);
@@ -142,17 +153,18 @@ pub fn error_into(line: &[u8], utc_offset_secs: i32, event: &mut Event) -> Resul
 fn apache_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
     let (stamp, after_stamp) = text.split_once(']').ok_or(WebError::NotError)?;
     // "Sun Dec 04 04:47:44 2005"; some collectors strip it and start at the level.
-    let words: Vec<&str> = stamp.split_whitespace().collect();
-    let (ts, fields) = match words[..] {
-        [_weekday, month, day, clock, year] => {
-            let ts = bsd_with_year(&format!("{month} {day} {year} {clock}"), offset)
-                .ok_or(WebError::NotError)?;
-            (Some(ts), after_stamp.to_string())
+    let mut words = stamp.split_whitespace();
+    let words =
+        [words.next(), words.next(), words.next(), words.next(), words.next(), words.next()];
+    let (ts, fields) = match words {
+        [Some(_weekday), Some(month), Some(day), Some(clock), Some(year), None] => {
+            let ts = bsd_with_year(month, day, year, clock, offset).ok_or(WebError::NotError)?;
+            (Some(ts), Cow::Borrowed(after_stamp))
         }
-        [_level] => (None, format!("[{text}")),
+        [Some(_level), None, ..] => (None, Cow::Owned(format!("[{text}"))),
         _ => return Err(WebError::NotError),
     };
-    let mut rest = fields.as_str();
+    let mut rest = &*fields;
     let mut level = None;
     let mut pid = None;
     let mut client = None;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# UDP ingest comparison: Debian's rsyslogd (imudp -> omfile, its own config in a temp dir, no system
+# daemon) receives the same load as the sensor's benchmark sends (300,000 loghub OpenSSH lines).
+# Usage: scripts/bench-syslog-udp.sh [RCVBUF_BYTES]   (default 8388608, as the sensor's default)
+# Prints datagrams written to the file and the kernel drops of rsyslog's socket. Not a test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+rcvbuf=${1:-8388608}
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$dir/rsyslog.conf" <<CONF
+global(workDirectory="$dir")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="$port" rcvbufSize="$rcvbuf")
+*.* action(type="omfile" file="$dir/out.log")
+CONF
+/usr/sbin/rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslogd.pid" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+sleep 2
+CANH_BENCH_UDP_TARGET=127.0.0.1:$port cargo bench -q -p canh-sensor --bench logs_parse 2>/dev/null
+# Wait until rsyslog stops writing.
+last=-1
+while true; do
+    sleep 1
+    n=$(wc -l <"$dir/out.log" 2>/dev/null || echo 0)
+    [ "$n" = "$last" ] && break
+    last=$n
+done
+hexport=$(printf '%04X' "$port")
+drops=$(awk -v p=":$hexport" '$2 ~ p"$" {print $NF}' /proc/net/udp)
+echo "rsyslogd: written $last lines, kernel drops $drops (rcvBufSize $rcvbuf)"
