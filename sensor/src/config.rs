@@ -88,6 +88,11 @@ pub struct SpoolSection {
     pub max_bytes: u64,
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
+    /// How often the segment being written is `fsync`ed ("0s": after every batch). Records are
+    /// handed to the operating system at every batch regardless, which is what `kill -9` needs;
+    /// this bounds what a power loss or kernel crash can take.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval: String,
 }
 
 impl Default for SpoolSection {
@@ -96,6 +101,7 @@ impl Default for SpoolSection {
             dir: None,
             max_bytes: default_spool_max_bytes(),
             segment_bytes: default_segment_bytes(),
+            sync_interval: default_sync_interval(),
         }
     }
 }
@@ -122,6 +128,10 @@ pub struct UplinkSection {
     /// How long the uplink spools everything after the link went down before trying again.
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff: String,
+    /// Write every event to the spool before handing it to Kafka, so events already taken by the
+    /// uplink survive `kill -9` (sensor/UPLINK.md). Off: only spooled events do.
+    #[serde(default = "default_true")]
+    pub write_ahead: bool,
 }
 
 impl Default for UplinkSection {
@@ -133,6 +143,7 @@ impl Default for UplinkSection {
             health_interval: default_health_interval(),
             stall_timeout: default_stall_timeout(),
             retry_backoff: default_retry_backoff(),
+            write_ahead: true,
         }
     }
 }
@@ -326,6 +337,9 @@ fn default_spool_max_bytes() -> u64 {
 fn default_segment_bytes() -> u64 {
     8 << 20
 }
+fn default_sync_interval() -> String {
+    "1s".into()
+}
 fn default_queue_capacity() -> usize {
     10_000
 }
@@ -384,6 +398,7 @@ pub struct Settings {
     pub logs: Option<crate::logs::pipeline::LogInputs>,
     pub message_timeout: Duration,
     pub spool_dir: PathBuf,
+    pub spool_sync_interval: Duration,
     /// `None`: no health events.
     pub health_interval: Option<Duration>,
     pub stall_timeout: Duration,
@@ -476,6 +491,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let health_interval = (!health_interval.is_zero()).then_some(health_interval);
     let stall_timeout = duration("uplink.stall_timeout", &config.uplink.stall_timeout)?;
     let retry_backoff = duration("uplink.retry_backoff", &config.uplink.retry_backoff)?;
+    let spool_sync_interval = duration("spool.sync_interval", &config.spool.sync_interval)?;
     let admin_listen = match &config.admin {
         Some(admin) => Some(
             admin
@@ -509,6 +525,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         live,
         message_timeout,
         spool_dir,
+        spool_sync_interval,
         health_interval,
         stall_timeout,
         retry_backoff,

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub spool_damaged_regions: IntCounter,
     pub spool_damaged_bytes: IntCounter,
     pub spool_errors: IntCounter,
+    pub write_ahead_skipped: IntCounter,
 }
 
 impl Metrics {
@@ -175,6 +176,11 @@ impl Metrics {
             "spool file operations that failed (the event is counted as dropped)",
         )
         .expect("valid metric");
+        let write_ahead_skipped = IntCounter::new(
+            "canh_sensor_write_ahead_skipped_total",
+            "events sent from memory without a write-ahead record (spool full or failing)",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(decode_errors.clone()),
@@ -202,6 +208,7 @@ impl Metrics {
             Box::new(spool_damaged_regions.clone()),
             Box::new(spool_damaged_bytes.clone()),
             Box::new(spool_errors.clone()),
+            Box::new(write_ahead_skipped.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -248,6 +255,7 @@ impl Metrics {
             spool_damaged_regions,
             spool_damaged_bytes,
             spool_errors,
+            write_ahead_skipped,
         }
     }
 }

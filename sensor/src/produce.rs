@@ -26,6 +26,8 @@ pub enum Origin {
     Memory,
     /// Read back from a spool segment; `generation` tells reports from before a rewind apart.
     Spool { segment: u64, generation: u64 },
+    /// Sent straight from the in-memory queue after being written ahead to `segment`.
+    WriteAhead { segment: u64, generation: u64 },
 }
 
 /// What the uplink attaches to every record it produces.

@@ -162,9 +162,13 @@ pub fn start<E: std::fmt::Display>(
             if error.is_some() {
                 continue;
             }
-            let event =
+            let mut event =
                 super::line_event(&raw.bytes, raw.truncated, raw.received, seq, &who, &raw.options);
             seq += 1;
+            if let Some(position) = &raw.position {
+                // A file line read again after a crash keeps its id.
+                event.event.id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
+            }
             if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
                 metrics.parse_errors.with_label_values(&[reason]).inc();
             }
