@@ -342,7 +342,11 @@ impl Spool {
         self.write(record, true)
     }
 
-    fn write(&mut self, record: RecordRef<'_>, write_ahead: bool) -> Result<Option<u64>, SpoolError> {
+    fn write(
+        &mut self,
+        record: RecordRef<'_>,
+        write_ahead: bool,
+    ) -> Result<Option<u64>, SpoolError> {
         let mut frame = std::mem::take(&mut self.scratch);
         frame.clear();
         record.encode_into(&mut frame);
@@ -636,7 +640,11 @@ mod tests {
         }
     }
 
-    const LIMITS: SpoolLimits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 10, sync_interval: std::time::Duration::ZERO };
+    const LIMITS: SpoolLimits = SpoolLimits {
+        max_bytes: 1 << 20,
+        segment_bytes: 1 << 10,
+        sync_interval: std::time::Duration::ZERO,
+    };
 
     fn drain_all(spool: &mut Spool) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -807,7 +815,11 @@ mod tests {
     #[test]
     fn a_torn_segment_on_disk_is_reported_and_the_rest_delivered() {
         let dir = temp("torn");
-        let limits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 20, sync_interval: std::time::Duration::ZERO };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 20,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let mut spool = Spool::open(&dir, limits).expect("open");
         for seq in 0..10 {
             spool.append(&record(seq, Class::Bulk)).expect("append");
@@ -831,7 +843,11 @@ mod tests {
     #[test]
     fn damage_is_reported_once_even_when_a_segment_is_read_again() {
         let dir = temp("rewind-damage");
-        let limits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 20, sync_interval: std::time::Duration::ZERO };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 20,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let mut spool = Spool::open(&dir, limits).expect("open");
         for seq in 0..3 {
             spool.append(&record(seq, Class::Bulk)).expect("append");
@@ -870,7 +886,11 @@ mod tests {
     #[test]
     fn the_size_cap_drops_bulk_first_and_critical_last() {
         let dir = temp("cap");
-        let limits = SpoolLimits { max_bytes: 10_000, segment_bytes: 2_000, sync_interval: std::time::Duration::ZERO };
+        let limits = SpoolLimits {
+            max_bytes: 10_000,
+            segment_bytes: 2_000,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let mut spool = Spool::open(&dir, limits).expect("open");
         let frame = record(999, Class::Bulk).encode().len() as u64;
         let admitted = |class: Class, spool: &mut Spool| {

@@ -527,7 +527,8 @@ impl Worker {
                             key,
                             payload,
                         }),
-                        Origin::Spool { generation, .. } | Origin::WriteAhead { generation, .. }
+                        Origin::Spool { generation, .. }
+                        | Origin::WriteAhead { generation, .. }
                             if generation == self.generation =>
                         {
                             self.rewind();
@@ -741,7 +742,11 @@ mod tests {
             queue_records: 10_000,
         };
         let producer = produce::connect(&kafka, tuning).expect("producer");
-        let limits = SpoolLimits { max_bytes: 1 << 24, segment_bytes: 1 << 14, sync_interval: std::time::Duration::ZERO };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 24,
+            segment_bytes: 1 << 14,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let config = UplinkConfig {
             topic_prefix: "canh-".into(),
             spool_dir: dir.clone(),

@@ -88,12 +88,8 @@ impl Checkpoints {
 /// events get one id only if a file with the same inode holds a line with the same bytes ending at
 /// the same offset (the collector would then keep one of them).
 pub fn line_event_id(sensor_id: &str, position: &FilePosition, line: &[u8]) -> String {
-    let namespace = format!(
-        "{sensor_id}/file/{}/{}/{:08x}",
-        position.dev,
-        position.ino,
-        crc32fast::hash(line)
-    );
+    let namespace =
+        format!("{sensor_id}/file/{}/{}/{:08x}", position.dev, position.ino, crc32fast::hash(line));
     canh_event::event_id(&namespace, position.offset)
 }
 
