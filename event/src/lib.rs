@@ -6,6 +6,7 @@
 
 pub mod community_id;
 mod id;
+pub mod kafka;
 mod schema;
 mod timestamp;
 

@@ -77,6 +77,22 @@ pub struct KafkaSection {
     pub message_timeout: String,
 }
 
+impl KafkaSection {
+    /// TLS and SASL settings, credentials from the environment.
+    pub fn security(&self) -> canh_event::kafka::KafkaSecurity {
+        use canh_event::kafka::{KafkaSecurity, PASSWORD_ENV, USERNAME_ENV};
+        KafkaSecurity {
+            protocol: self.security_protocol.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            ssl_ca_location: self.ssl_ca_location.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+            username: std::env::var(USERNAME_ENV).ok(),
+            password: std::env::var(PASSWORD_ENV).ok(),
+        }
+    }
+}
+
 /// The on-disk spool (see sensor/UPLINK.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -436,13 +452,8 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
             format!("unknown codec {:?}", config.kafka.compression),
         ));
     }
-    if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
-        .contains(&config.kafka.security_protocol.as_str())
-    {
-        return Err(invalid(
-            "kafka.security_protocol",
-            format!("unknown protocol {:?}", config.kafka.security_protocol),
-        ));
+    if let Err(e) = config.kafka.security().check() {
+        return Err(invalid(e.field, e.message));
     }
     if config.input.pcap_files.is_empty()
         && config.input.interface.is_none()
