@@ -1500,6 +1500,59 @@ async fn uplink_sasl_scram_sha_512() {
     assert!(distinct_ids(&records, "flow") == want, "both runs arrived over SASL");
 }
 
+/// SASL SCRAM-SHA-256 and PLAIN against Tansu: SCRAM-SHA-256 with a user created for that
+/// mechanism delivers and a wrong password delivers nothing; PLAIN delivers, and Tansu 0.6 accepts
+/// PLAIN with any password (its check only requires one to be present, see sensor/UPLINK.md):
+/// asserted here so a Tansu that starts checking it is noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_sasl_scram_sha_256_and_plain() {
+    let ns = Namespace::new("e2e_up_sasl256");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let mut broker = PrivateBroker::start(&dir, &prefix, 1);
+    let created =
+        broker.cli(&["user", "create", "canh-sensor", "s3cret-pass", "--mechanism", "scram256"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    broker.pause();
+    broker.resume(true);
+    let extra = "[uplink]\nhealth_interval = \"0s\"\nstall_timeout = \"2s\"\n";
+    let n = synflood_events();
+    let run = |mechanism: &str, password: &str, flush: &str, name: &str| {
+        let kafka = format!(
+            "security_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"{mechanism}\"\n\
+             flush_timeout = \"{flush}\""
+        );
+        let config = uplink_config(&dir, &broker.brokers(), &prefix, &kafka, extra);
+        let path = dir.join(format!("sensor-{name}.toml"));
+        std::fs::rename(&config, &path).expect("rename config");
+        let env = [("CANH_KAFKA_USERNAME", "canh-sensor"), ("CANH_KAFKA_PASSWORD", password)];
+        let log = dir.join(format!("sensor-{name}.log"));
+        let mut sensor = spawn_sensor_with(&path, &log, &env);
+        wait_sensor(&mut sensor, &log, Duration::from_secs(120))
+    };
+    let text = run("SCRAM-SHA-256", "wrong", "5s", "wrong");
+    assert_eq!(stat(&text, "delivered"), 0, "a wrong SCRAM-SHA-256 password delivers nothing");
+    let text = run("SCRAM-SHA-256", "s3cret-pass", "60s", "scram256");
+    assert_eq!(stat(&text, "spool_bytes_left"), 0);
+    let text = run("PLAIN", "not-the-password", "60s", "plain");
+    assert_eq!(stat(&text, "spool_bytes_left"), 0, "Tansu 0.6 takes PLAIN with any password");
+    let settings = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-256"),
+        ("sasl.username", "canh-sensor"),
+        ("sasl.password", "s3cret-pass"),
+    ];
+    let mut want = expected_ids(1, n);
+    for epoch in 2..=3 {
+        want.extend(expected_ids(epoch, n));
+    }
+    let records =
+        consume_with(&broker.brokers(), &settings, &prefix, 1, Duration::from_secs(90), |ids| {
+            ids.len() >= want.len()
+        });
+    assert!(distinct_ids(&records, "flow") == want, "all three runs arrived");
+}
+
 /// Priority and rate cap: with bulk capped at 100 events/s for a 10 s run, flows trickle out and
 /// the rest stays spooled, while every health event (every 500 ms) goes through at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
