@@ -146,7 +146,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let spooled =
-            IntCounter::new("canh_sensor_spooled_events_total", "events written to the spool")
+            IntCounter::new("canh_sensor_spooled_events_total", "events written to the spool to wait for Kafka (write-ahead records once their delivery failed)")
                 .expect("valid metric");
         let drained = IntCounter::new(
             "canh_sensor_drained_events_total",

@@ -519,6 +519,11 @@ impl Worker {
                     self.metrics.kafka_errors.inc();
                     tracing::debug!(error = %error, topic = %topic, "kafka delivery failed");
                     self.mark_link_down(&error);
+                    if matches!(tag.origin, Origin::WriteAhead { .. }) {
+                        // Already on disk; from now on it waits in the spool like a spooled one.
+                        self.metrics.spooled.inc();
+                        self.summary.spooled += 1;
+                    }
                     match tag.origin {
                         Origin::Memory => self.spool_append(Outgoing {
                             class: tag.class,
