@@ -305,6 +305,10 @@ impl Worker {
             }
         }
         if refused {
+            tracing::warn!(
+                in_flight = self.in_flight,
+                "producer refused a written-ahead event: sending the spool again from disk"
+            );
             self.rewind();
         }
     }
