@@ -135,10 +135,37 @@ pub struct KafkaSection {
     pub topic_prefix: String,
     #[serde(default = "default_session_timeout")]
     pub session_timeout: String,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl. SASL credentials come from the environment
+    /// (CANH_KAFKA_USERNAME, CANH_KAFKA_PASSWORD), never from this file.
     #[serde(default = "default_security_protocol")]
     pub security_protocol: String,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     #[serde(default)]
     pub sasl_mechanism: Option<String>,
+    /// PEM file of the CAs that sign the brokers' certificates.
+    #[serde(default)]
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    #[serde(default)]
+    pub ssl_certificate_location: Option<PathBuf>,
+    #[serde(default)]
+    pub ssl_key_location: Option<PathBuf>,
+}
+
+impl KafkaSection {
+    /// TLS and SASL settings, credentials from the environment (same options as the sensor's).
+    pub fn security(&self) -> canh_event::kafka::KafkaSecurity {
+        use canh_event::kafka::{KafkaSecurity, PASSWORD_ENV, USERNAME_ENV};
+        KafkaSecurity {
+            protocol: self.security_protocol.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            ssl_ca_location: self.ssl_ca_location.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+            username: std::env::var(USERNAME_ENV).ok(),
+            password: std::env::var(PASSWORD_ENV).ok(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,6 +317,9 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     };
     if config.batch.max_records == 0 {
         return Err(invalid("batch.max_records", "must be at least 1".into()));
+    }
+    if let Err(e) = config.kafka.security().check() {
+        return Err(invalid(e.field, e.message));
     }
     let db = &config.clickhouse.database;
     if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

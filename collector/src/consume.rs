@@ -137,17 +137,9 @@ fn producer(settings: &Settings) -> Result<FutureProducer, ConsumeError> {
 fn client_config(settings: &Settings) -> ClientConfig {
     let kafka = &settings.config.kafka;
     let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("security.protocol", &kafka.security_protocol);
-    if let Some(mechanism) = &kafka.sasl_mechanism {
-        client.set("sasl.mechanism", mechanism);
-    }
-    if let Ok(user) = std::env::var("CANH_KAFKA_USERNAME") {
-        client.set("sasl.username", user);
-    }
-    if let Ok(password) = std::env::var("CANH_KAFKA_PASSWORD") {
-        client.set("sasl.password", password);
+    client.set("bootstrap.servers", &kafka.brokers);
+    for (name, value) in kafka.security().client_settings() {
+        client.set(name, value);
     }
     client
 }

@@ -7,6 +7,7 @@
 pub mod community_id;
 mod id;
 pub mod json;
+pub mod kafka;
 mod schema;
 mod timestamp;
 

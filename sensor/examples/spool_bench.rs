@@ -16,7 +16,11 @@ fn main() {
     let payload_bytes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(700);
     let dir = std::path::PathBuf::from(dir);
     let _ = std::fs::remove_dir_all(&dir);
-    let limits = SpoolLimits { max_bytes: u64::MAX / 2, segment_bytes: 8 << 20 };
+    let limits = SpoolLimits {
+        max_bytes: u64::MAX / 2,
+        segment_bytes: 8 << 20,
+        sync_interval: std::time::Duration::ZERO,
+    };
     let mut spool = match Spool::open(&dir, limits) {
         Ok(spool) => spool,
         Err(err) => {

@@ -77,6 +77,22 @@ pub struct KafkaSection {
     pub message_timeout: String,
 }
 
+impl KafkaSection {
+    /// TLS and SASL settings, credentials from the environment.
+    pub fn security(&self) -> canh_event::kafka::KafkaSecurity {
+        use canh_event::kafka::{KafkaSecurity, PASSWORD_ENV, USERNAME_ENV};
+        KafkaSecurity {
+            protocol: self.security_protocol.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            ssl_ca_location: self.ssl_ca_location.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+            username: std::env::var(USERNAME_ENV).ok(),
+            password: std::env::var(PASSWORD_ENV).ok(),
+        }
+    }
+}
+
 /// The on-disk spool (see sensor/UPLINK.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +104,11 @@ pub struct SpoolSection {
     pub max_bytes: u64,
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
+    /// How often the segment being written is `fsync`ed ("0s": after every batch). Records are
+    /// handed to the operating system at every batch regardless, which is what `kill -9` needs;
+    /// this bounds what a power loss or kernel crash can take.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval: String,
 }
 
 impl Default for SpoolSection {
@@ -96,6 +117,7 @@ impl Default for SpoolSection {
             dir: None,
             max_bytes: default_spool_max_bytes(),
             segment_bytes: default_segment_bytes(),
+            sync_interval: default_sync_interval(),
         }
     }
 }
@@ -122,6 +144,10 @@ pub struct UplinkSection {
     /// How long the uplink spools everything after the link went down before trying again.
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff: String,
+    /// Write every event to the spool before handing it to Kafka, so events already taken by the
+    /// uplink survive `kill -9` (sensor/UPLINK.md). Off: only spooled events do.
+    #[serde(default = "default_true")]
+    pub write_ahead: bool,
 }
 
 impl Default for UplinkSection {
@@ -133,6 +159,7 @@ impl Default for UplinkSection {
             health_interval: default_health_interval(),
             stall_timeout: default_stall_timeout(),
             retry_backoff: default_retry_backoff(),
+            write_ahead: true,
         }
     }
 }
@@ -339,6 +366,9 @@ fn default_spool_max_bytes() -> u64 {
 fn default_segment_bytes() -> u64 {
     8 << 20
 }
+fn default_sync_interval() -> String {
+    "1s".into()
+}
 fn default_queue_capacity() -> usize {
     10_000
 }
@@ -400,6 +430,7 @@ pub struct Settings {
     pub logs: Option<crate::logs::pipeline::LogInputs>,
     pub message_timeout: Duration,
     pub spool_dir: PathBuf,
+    pub spool_sync_interval: Duration,
     /// `None`: no health events.
     pub health_interval: Option<Duration>,
     pub stall_timeout: Duration,
@@ -437,13 +468,8 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
             format!("unknown codec {:?}", config.kafka.compression),
         ));
     }
-    if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
-        .contains(&config.kafka.security_protocol.as_str())
-    {
-        return Err(invalid(
-            "kafka.security_protocol",
-            format!("unknown protocol {:?}", config.kafka.security_protocol),
-        ));
+    if let Err(e) = config.kafka.security().check() {
+        return Err(invalid(e.field, e.message));
     }
     if config.input.pcap_files.is_empty()
         && config.input.interface.is_none()
@@ -492,6 +518,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let health_interval = (!health_interval.is_zero()).then_some(health_interval);
     let stall_timeout = duration("uplink.stall_timeout", &config.uplink.stall_timeout)?;
     let retry_backoff = duration("uplink.retry_backoff", &config.uplink.retry_backoff)?;
+    let spool_sync_interval = duration("spool.sync_interval", &config.spool.sync_interval)?;
     let admin_listen = match &config.admin {
         Some(admin) => Some(
             admin
@@ -535,6 +562,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         live,
         message_timeout,
         spool_dir,
+        spool_sync_interval,
         health_interval,
         stall_timeout,
         retry_backoff,

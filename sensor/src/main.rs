@@ -516,6 +516,7 @@ fn start_logs(
         events: metrics.events.clone(),
     };
     let sender = uplink.clone();
+    let barrier = uplink.clone();
     let running = pipeline::start(
         inputs,
         who.clone(),
@@ -523,9 +524,9 @@ fn start_logs(
         stop.clone(),
         log_metrics,
         move |event| sender.send(event),
-        // The uplink cannot yet tell when everything sent so far is delivered or spooled, so
-        // checkpoints are saved at shutdown only (see sensor/LOGS.md).
-        || false,
+        // Checkpoints move only past lines whose events are in the spool (written ahead, fsynced)
+        // or acknowledged by Kafka.
+        move || barrier.barrier(std::time::Duration::from_secs(30)),
     )
     .context("starting the log inputs")?;
     tracing::info!(
@@ -558,6 +559,7 @@ fn start_uplink(
         spool: spool::SpoolLimits {
             max_bytes: cfg.spool.max_bytes,
             segment_bytes: cfg.spool.segment_bytes,
+            sync_interval: settings.spool_sync_interval,
         },
         queue_capacity: cfg.uplink.queue_capacity,
         max_in_flight,
@@ -570,6 +572,7 @@ fn start_uplink(
         tenant: cfg.sensor.tenant.clone(),
         interface: cfg.input.interface.as_ref().map(|i| i.name.clone()),
         health_first_seq: first_seq + sequence::UPLINK_OFFSET,
+        write_ahead: cfg.uplink.write_ahead,
     };
     uplink::Uplink::start(config, producer, metrics.clone())
         .with_context(|| format!("starting the uplink (spool {})", settings.spool_dir.display()))

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub spool_damaged_regions: IntCounter,
     pub spool_damaged_bytes: IntCounter,
     pub spool_errors: IntCounter,
+    pub write_ahead_skipped: IntCounter,
 }
 
 impl Metrics {
@@ -173,7 +174,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let spooled =
-            IntCounter::new("canh_sensor_spooled_events_total", "events written to the spool")
+            IntCounter::new("canh_sensor_spooled_events_total", "events written to the spool to wait for Kafka (write-ahead records once their delivery failed)")
                 .expect("valid metric");
         let drained = IntCounter::new(
             "canh_sensor_drained_events_total",
@@ -201,6 +202,11 @@ impl Metrics {
         let spool_errors = IntCounter::new(
             "canh_sensor_spool_errors_total",
             "spool file operations that failed (the event is counted as dropped)",
+        )
+        .expect("valid metric");
+        let write_ahead_skipped = IntCounter::new(
+            "canh_sensor_write_ahead_skipped_total",
+            "events sent from memory without a write-ahead record (spool full or failing)",
         )
         .expect("valid metric");
         for metric in [
@@ -233,6 +239,7 @@ impl Metrics {
             Box::new(spool_damaged_regions.clone()),
             Box::new(spool_damaged_bytes.clone()),
             Box::new(spool_errors.clone()),
+            Box::new(write_ahead_skipped.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -282,6 +289,7 @@ impl Metrics {
             spool_damaged_regions,
             spool_damaged_bytes,
             spool_errors,
+            write_ahead_skipped,
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum Origin {
     Memory,
     /// Read back from a spool segment; `generation` tells reports from before a rewind apart.
     Spool { segment: u64, generation: u64 },
+    /// Sent straight from the in-memory queue after being written ahead to `segment`.
+    WriteAhead { segment: u64, generation: u64 },
 }
 
 /// What the uplink attaches to every record it produces.
@@ -112,25 +114,9 @@ pub fn client_config(kafka: &KafkaSection, tuning: ProducerTuning) -> ClientConf
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", tuning.queue_records.to_string())
         .set("queue.buffering.max.kbytes", (1 << 20).to_string())
-        .set("message.timeout.ms", tuning.message_timeout.as_millis().to_string())
-        .set("security.protocol", &kafka.security_protocol);
-    if let Some(mechanism) = &kafka.sasl_mechanism {
-        client.set("sasl.mechanism", mechanism);
-    }
-    if let Ok(user) = std::env::var("CANH_KAFKA_USERNAME") {
-        client.set("sasl.username", user);
-    }
-    if let Ok(password) = std::env::var("CANH_KAFKA_PASSWORD") {
-        client.set("sasl.password", password);
-    }
-    if let Some(ca) = &kafka.ssl_ca_location {
-        client.set("ssl.ca.location", ca.display().to_string());
-    }
-    if let Some(cert) = &kafka.ssl_certificate_location {
-        client.set("ssl.certificate.location", cert.display().to_string());
-    }
-    if let Some(key) = &kafka.ssl_key_location {
-        client.set("ssl.key.location", key.display().to_string());
+        .set("message.timeout.ms", tuning.message_timeout.as_millis().to_string());
+    for (name, value) in kafka.security().client_settings() {
+        client.set(name, value);
     }
     client
 }

@@ -9,11 +9,18 @@
 //!       | key_len u16 | key | payload (the rest)
 //! ```
 //!
+//! Two kinds of segment, never mixed in one file:
+//! - *spooled* segments hold records waiting for Kafka ([`Spool::append`]); they are read back and
+//!   sent later ([`Spool::next_batch`]);
+//! - *write-ahead* segments hold records the caller sends to Kafka right after writing them
+//!   ([`Spool::append_sent`]); they are read back only after a [`Spool::rewind`] or a restart.
+//!
 //! A segment is deleted once every record in it was acknowledged ([`Spool::ack`]); until then it
 //! survives restarts and `kill -9` (records are written to the file, not kept in a user-space
-//! buffer, before [`Spool::flush`] returns). Acknowledgements are not written to disk: after a
-//! restart the remaining segments are sent again whole, so a record may reach Kafka twice, with the
-//! same `event.id`.
+//! buffer, before [`Spool::flush`] returns) and, once `fsync`ed (every `sync_interval`, at
+//! [`Spool::sync`] and when a segment is closed), a power loss. Acknowledgements are not written to
+//! disk: after a restart the remaining segments are sent again whole, so a record may reach Kafka
+//! twice, with the same `event.id`.
 //!
 //! A torn tail (crash mid-write) or corrupted bytes fail the magic, length or CRC check. The reader
 //! then skips forward to the next valid record and counts what it skipped in [`Damage`]; it never
@@ -77,10 +84,44 @@ pub struct Record {
 impl Record {
     /// The framed bytes of this record as written to a segment.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.as_ref().encode_into(&mut out);
+        out
+    }
+
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            seq: self.seq,
+            spooled_at_ns: self.spooled_at_ns,
+            class: self.class,
+            dataset: self.dataset,
+            topic: &self.topic,
+            key: &self.key,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A record to write, borrowed from wherever its parts live (no copy before the frame).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub seq: u64,
+    pub spooled_at_ns: i64,
+    pub class: Class,
+    pub dataset: u8,
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// Append the framed bytes of this record to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let topic = &self.topic.as_bytes()[..self.topic.len().min(u16::MAX as usize)];
         let key = &self.key[..self.key.len().min(u16::MAX as usize)];
         let body_len = BODY_FIXED + topic.len() + key.len() + self.payload.len();
-        let mut out = Vec::with_capacity(HEADER + body_len);
+        let start = out.len();
+        out.reserve(HEADER + body_len);
         out.extend_from_slice(&MAGIC.to_le_bytes());
         out.extend_from_slice(&(body_len as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
@@ -92,10 +133,9 @@ impl Record {
         out.extend_from_slice(topic);
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(key);
-        out.extend_from_slice(&self.payload);
-        let crc = crc32fast::hash(&out[HEADER..]);
-        out[8..12].copy_from_slice(&crc.to_le_bytes());
-        out
+        out.extend_from_slice(self.payload);
+        let crc = crc32fast::hash(&out[start + HEADER..]);
+        out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -190,6 +230,8 @@ pub struct SpoolLimits {
     pub max_bytes: u64,
     /// A segment is closed and a new one started once it holds this many bytes.
     pub segment_bytes: u64,
+    /// How often [`Spool::flush`] also `fsync`s the segment being written; zero: at every flush.
+    pub sync_interval: std::time::Duration,
 }
 
 /// The answer to [`Spool::append`].
@@ -226,6 +268,12 @@ struct Active {
     bytes: u64,
     records: u64,
     oldest_ns: Option<i64>,
+    /// A write-ahead segment: its records were handed to Kafka as they were written.
+    write_ahead: bool,
+    /// Acknowledged records (write-ahead segments only).
+    acked: u64,
+    /// Written since the last fsync.
+    unsynced: bool,
 }
 
 pub struct Spool {
@@ -236,6 +284,9 @@ pub struct Spool {
     active: Option<Active>,
     next_id: u64,
     total_bytes: u64,
+    last_sync: std::time::Instant,
+    /// Frame buffer reused for every append.
+    scratch: Vec<u8>,
 }
 
 impl Spool {
@@ -267,43 +318,121 @@ impl Spool {
             );
         }
         let next_id = closed.keys().next_back().map_or(1, |id| id + 1);
-        Ok(Spool { dir: dir.to_path_buf(), limits, closed, active: None, next_id, total_bytes })
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            limits,
+            closed,
+            active: None,
+            next_id,
+            total_bytes,
+            last_sync: std::time::Instant::now(),
+            scratch: Vec::new(),
+        })
     }
 
-    /// Write one record, unless the spool is too full for its class.
+    /// Write one record to be sent later, unless the spool is too full for its class.
     pub fn append(&mut self, record: &Record) -> Result<Appended, SpoolError> {
-        let frame = record.encode();
-        let limit = self.limits.max_bytes / 100 * record.class.admit_percent();
+        Ok(self.write(record.as_ref(), false)?.map_or(Appended::Full, |_| Appended::Written))
+    }
+
+    /// Write ahead one record the caller hands to Kafka right after the next [`Spool::flush`]:
+    /// returns the segment to acknowledge it in, or `None` when the spool is too full for its
+    /// class (nothing was written).
+    pub fn append_sent(&mut self, record: RecordRef<'_>) -> Result<Option<u64>, SpoolError> {
+        self.write(record, true)
+    }
+
+    fn write(
+        &mut self,
+        record: RecordRef<'_>,
+        write_ahead: bool,
+    ) -> Result<Option<u64>, SpoolError> {
+        let mut frame = std::mem::take(&mut self.scratch);
+        frame.clear();
+        record.encode_into(&mut frame);
+        let result = self.write_frame(&frame, record.spooled_at_ns, record.class, write_ahead);
+        self.scratch = frame;
+        result
+    }
+
+    fn write_frame(
+        &mut self,
+        frame: &[u8],
+        spooled_at_ns: i64,
+        class: Class,
+        write_ahead: bool,
+    ) -> Result<Option<u64>, SpoolError> {
+        let limit = self.limits.max_bytes / 100 * class.admit_percent();
         if self.total_bytes + frame.len() as u64 > limit {
-            return Ok(Appended::Full);
+            return Ok(None);
+        }
+        // One kind of record per segment: switching kind closes the segment.
+        if self.active.as_ref().is_some_and(|a| a.write_ahead != write_ahead && a.records > 0) {
+            self.close_active()?;
         }
         if self.active.is_none() {
             self.start_segment()?;
         }
         let path = self.path_of(self.active.as_ref().map_or(0, |a| a.id));
-        let Some(active) = self.active.as_mut() else { return Ok(Appended::Full) };
+        let Some(active) = self.active.as_mut() else { return Ok(None) };
+        active.write_ahead = write_ahead;
         active
             .file
-            .write_all(&frame)
+            .write_all(frame)
             .map_err(|source| SpoolError::Segment { path: path.display().to_string(), source })?;
         active.bytes += frame.len() as u64;
         active.records += 1;
-        active.oldest_ns.get_or_insert(record.spooled_at_ns);
+        active.unsynced = true;
+        active.oldest_ns.get_or_insert(spooled_at_ns);
+        let id = active.id;
         self.total_bytes += frame.len() as u64;
         if active.bytes >= self.limits.segment_bytes {
             self.close_active()?;
         }
-        Ok(Appended::Written)
+        Ok(Some(id))
     }
 
-    /// Hand what was appended to the operating system, so that it survives the process dying.
+    /// Hand what was appended to the operating system, so that it survives the process dying;
+    /// `fsync` it too when `sync_interval` has passed since the last time.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
+        let due = self.last_sync.elapsed() >= self.limits.sync_interval;
+        self.flush_and_sync(due)
+    }
+
+    /// Flush and `fsync` now: everything appended so far survives a power loss.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.flush_and_sync(true)
+    }
+
+    fn flush_and_sync(&mut self, sync: bool) -> Result<(), SpoolError> {
         let Some(active) = self.active.as_mut() else { return Ok(()) };
-        let id = active.id;
-        active.file.flush().map_err(|source| SpoolError::Segment {
-            path: self.dir.join(segment_name(id)).display().to_string(),
-            source,
-        })
+        let path = self.dir.join(segment_name(active.id));
+        let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
+        active.file.flush().map_err(io_err)?;
+        if sync && active.unsynced {
+            active.file.get_ref().sync_data().map_err(io_err)?;
+            active.unsynced = false;
+            self.last_sync = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Delete the write-ahead segment being written once Kafka acknowledged all its records, so a
+    /// restart does not send them again. Called between batches.
+    pub fn retire_acknowledged(&mut self) -> Result<(), SpoolError> {
+        let done = self.active.as_ref().is_some_and(|a| a.write_ahead && a.acked >= a.records);
+        if !done {
+            return Ok(());
+        }
+        let Some(active) = self.active.take() else { return Ok(()) };
+        drop(active.file);
+        self.total_bytes = self.total_bytes.saturating_sub(active.bytes);
+        let path = self.path_of(active.id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SpoolError::Segment { path: path.display().to_string(), source }),
+        }
     }
 
     /// The oldest segment not handed out yet, read back; the segment being written is closed first
@@ -313,7 +442,7 @@ impl Spool {
             let next = self.closed.iter().find(|(_, s)| !s.handed_out).map(|(id, _)| *id);
             let id = match next {
                 Some(id) => id,
-                None if self.active.as_ref().is_some_and(|a| a.records > 0) => {
+                None if self.active.as_ref().is_some_and(|a| a.records > 0 && !a.write_ahead) => {
                     self.close_active()?;
                     continue;
                 }
@@ -346,6 +475,10 @@ impl Spool {
     /// Kafka acknowledged `n` more records of `segment`; a segment whose records are all
     /// acknowledged is deleted.
     pub fn ack(&mut self, segment: u64, n: u64) -> Result<(), SpoolError> {
+        if let Some(active) = self.active.as_mut().filter(|a| a.id == segment && a.write_ahead) {
+            active.acked += n;
+            return Ok(());
+        }
         let Some(s) = self.closed.get_mut(&segment) else { return Ok(()) };
         s.acked += n;
         if s.handed_out && s.acked >= s.records {
@@ -355,12 +488,16 @@ impl Spool {
     }
 
     /// Forget that segments were handed out (their records were not all sent, e.g. the producer was
-    /// restarted): they are read again from the start.
-    pub fn rewind(&mut self) {
+    /// restarted): they are read again from the start, write-ahead segments included.
+    pub fn rewind(&mut self) -> Result<(), SpoolError> {
+        if self.active.as_ref().is_some_and(|a| a.write_ahead) {
+            self.close_active()?;
+        }
         for segment in self.closed.values_mut() {
             segment.handed_out = false;
             segment.acked = 0;
         }
+        Ok(())
     }
 
     /// Bytes held in segment files.
@@ -368,14 +505,15 @@ impl Spool {
         self.total_bytes
     }
 
+    /// True when no record waits for Kafka (written-ahead records acknowledged count as gone).
     pub fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.active.as_ref().is_none_or(|a| a.records == 0)
+        self.closed.is_empty() && self.active.as_ref().is_none_or(|a| a.acked >= a.records)
     }
 
     /// True when records are waiting that were not handed out yet.
     pub fn has_unsent(&self) -> bool {
         self.closed.values().any(|s| !s.handed_out)
-            || self.active.as_ref().is_some_and(|a| a.records > 0)
+            || self.active.as_ref().is_some_and(|a| a.records > 0 && !a.write_ahead)
     }
 
     /// When the oldest record still held was spooled.
@@ -404,6 +542,9 @@ impl Spool {
             bytes: 0,
             records: 0,
             oldest_ns: None,
+            write_ahead: false,
+            acked: 0,
+            unsynced: false,
         });
         Ok(())
     }
@@ -413,14 +554,27 @@ impl Spool {
         let path = self.path_of(active.id);
         let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
         active.file.flush().map_err(io_err)?;
-        active.file.get_ref().sync_data().map_err(io_err)?;
+        if active.write_ahead && active.acked >= active.records {
+            // Everything in it reached Kafka already: nothing to keep.
+            drop(active.file);
+            self.total_bytes = self.total_bytes.saturating_sub(active.bytes);
+            return match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(io_err(source)),
+            };
+        }
+        if active.unsynced {
+            active.file.get_ref().sync_data().map_err(io_err)?;
+        }
         self.closed.insert(
             active.id,
             Segment {
                 bytes: active.bytes,
                 records: active.records,
-                acked: 0,
-                handed_out: false,
+                // A write-ahead segment's records are all out already: it waits for their acks.
+                acked: active.acked,
+                handed_out: active.write_ahead,
                 damage_reported: false,
                 oldest_ns: active.oldest_ns,
             },
@@ -486,7 +640,11 @@ mod tests {
         }
     }
 
-    const LIMITS: SpoolLimits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 10 };
+    const LIMITS: SpoolLimits = SpoolLimits {
+        max_bytes: 1 << 20,
+        segment_bytes: 1 << 10,
+        sync_interval: std::time::Duration::ZERO,
+    };
 
     fn drain_all(spool: &mut Spool) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -495,6 +653,72 @@ mod tests {
             spool.ack(batch.segment, batch.records.len() as u64).expect("ack");
         }
         seqs
+    }
+
+    #[test]
+    fn write_ahead_records_are_kept_until_acknowledged_and_never_mixed_with_spooled_ones() {
+        let dir = temp("wal");
+        let limits = SpoolLimits { segment_bytes: 1 << 20, ..LIMITS };
+        let mut spool = Spool::open(&dir, limits).expect("open");
+        let mut segments = Vec::new();
+        for seq in 0..10 {
+            let r = record(seq, Class::Bulk);
+            segments.push(spool.append_sent(r.as_ref()).expect("append").expect("room"));
+        }
+        spool.flush().expect("flush");
+        // Written ahead: on disk, not waiting to be sent, not empty until acknowledged.
+        assert!(!spool.has_unsent());
+        assert!(!spool.is_empty());
+        assert!(spool.next_batch().expect("read").is_none());
+        assert!(segments.iter().all(|s| *s == segments[0]));
+        for _ in 0..9 {
+            spool.ack(segments[0], 1).expect("ack");
+        }
+        assert!(!spool.is_empty());
+        spool.ack(segments[0], 1).expect("ack");
+        assert!(spool.is_empty());
+        spool.retire_acknowledged().expect("retire");
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0, "acknowledged: deleted");
+        assert_eq!(spool.bytes(), 0);
+
+        // A spooled record after write-ahead ones starts a new segment, and back again.
+        let wal = spool.append_sent(record(20, Class::Bulk).as_ref()).expect("a").expect("room");
+        spool.append(&record(21, Class::Bulk)).expect("append");
+        let wal2 = spool.append_sent(record(22, Class::Bulk).as_ref()).expect("a").expect("room");
+        assert_ne!(wal, wal2);
+        spool.flush().expect("flush");
+        let batch = spool.next_batch().expect("read").expect("the spooled record");
+        assert_eq!(batch.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![21]);
+        spool.ack(batch.segment, 1).expect("ack");
+        spool.ack(wal, 1).expect("ack");
+        // Not acknowledged: a restart (here: reopening without closing) sends it again.
+        drop(spool);
+        let mut again = Spool::open(&dir, limits).expect("reopen");
+        assert_eq!(drain_all(&mut again), vec![22]);
+        assert!(again.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rewind_sends_unacknowledged_write_ahead_records_again() {
+        let dir = temp("wal-rewind");
+        let mut spool = Spool::open(&dir, LIMITS).expect("open");
+        let mut first = None;
+        for seq in 0..40 {
+            let segment = spool.append_sent(record(seq, Class::Bulk).as_ref()).expect("a");
+            first.get_or_insert(segment.expect("room"));
+        }
+        // The first segment was acknowledged whole before the failure: it is gone for good.
+        let first = first.expect("a segment");
+        let in_first = decode_segment(&std::fs::read(dir.join(segment_name(first))).expect("r"))
+            .0
+            .len() as u64;
+        spool.ack(first, in_first).expect("ack");
+        spool.rewind().expect("rewind");
+        assert!(spool.has_unsent());
+        assert_eq!(drain_all(&mut spool), (in_first..40).collect::<Vec<_>>());
+        assert!(spool.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -591,7 +815,11 @@ mod tests {
     #[test]
     fn a_torn_segment_on_disk_is_reported_and_the_rest_delivered() {
         let dir = temp("torn");
-        let limits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 20 };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 20,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let mut spool = Spool::open(&dir, limits).expect("open");
         for seq in 0..10 {
             spool.append(&record(seq, Class::Bulk)).expect("append");
@@ -615,7 +843,11 @@ mod tests {
     #[test]
     fn damage_is_reported_once_even_when_a_segment_is_read_again() {
         let dir = temp("rewind-damage");
-        let limits = SpoolLimits { max_bytes: 1 << 20, segment_bytes: 1 << 20 };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 20,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let mut spool = Spool::open(&dir, limits).expect("open");
         for seq in 0..3 {
             spool.append(&record(seq, Class::Bulk)).expect("append");
@@ -630,7 +862,7 @@ mod tests {
         let mut spool = Spool::open(&dir, limits).expect("reopen");
         let first = spool.next_batch().expect("read").expect("batch");
         assert_eq!((first.records.len(), first.damage.regions), (2, 1));
-        spool.rewind();
+        spool.rewind().expect("rewind");
         let again = spool.next_batch().expect("read").expect("batch");
         assert_eq!((again.records.len(), again.damage.regions), (2, 0));
         let _ = std::fs::remove_dir_all(&dir);
@@ -654,7 +886,11 @@ mod tests {
     #[test]
     fn the_size_cap_drops_bulk_first_and_critical_last() {
         let dir = temp("cap");
-        let limits = SpoolLimits { max_bytes: 10_000, segment_bytes: 2_000 };
+        let limits = SpoolLimits {
+            max_bytes: 10_000,
+            segment_bytes: 2_000,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let mut spool = Spool::open(&dir, limits).expect("open");
         let frame = record(999, Class::Bulk).encode().len() as u64;
         let admitted = |class: Class, spool: &mut Spool| {

@@ -12,11 +12,15 @@
 //!   deleted once Kafka acknowledged all its records.
 //! - A failed delivery of a memory event spools it; a failed delivery of a spooled event rewinds the
 //!   spool (its segments are sent again whole later). Either marks the link down for a while.
+//! - With `write_ahead` (the default) an event sent straight to the producer is first written to a
+//!   write-ahead segment of the spool, and handed to librdkafka only after the batch it came in was
+//!   written to the operating system: an event the uplink took survives `kill -9`. Its delivery
+//!   report acknowledges it in that segment like a spooled one.
 
 use crate::capture::now_ns;
 use crate::metrics::Metrics;
 use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag};
-use crate::spool::{Appended, Class, Record, Spool, SpoolError, SpoolLimits};
+use crate::spool::{Appended, Class, Record, RecordRef, Spool, SpoolError, SpoolLimits};
 use canh_event::{Dataset, Event, SensorStats, Timestamp};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
@@ -59,6 +63,8 @@ pub struct UplinkConfig {
     /// Sequence number of the first health event (see `sequence`: the upper half of the run's
     /// epoch is the uplink's, the lower half the packet pipeline's).
     pub health_first_seq: u64,
+    /// Write every event to the spool before handing it to the producer.
+    pub write_ahead: bool,
 }
 
 /// Events in flight while the link is being tried again after an outage.
@@ -71,6 +77,13 @@ struct Outgoing {
     topic: String,
     key: Vec<u8>,
     payload: Vec<u8>,
+}
+
+/// What the capture and log threads put on the uplink's queue.
+enum Item {
+    Event(Outgoing),
+    /// Answer once everything queued before it is durable (see [`Uplink::barrier`]).
+    Barrier(SyncSender<bool>),
 }
 
 /// What the uplink did, for the final stats line.
@@ -86,7 +99,7 @@ pub struct Summary {
 
 pub struct Uplink {
     // Bounded: when full, `send` waits; the uplink thread empties it at Kafka or disk speed.
-    tx: SyncSender<Outgoing>,
+    tx: SyncSender<Item>,
     thread: JoinHandle<Summary>,
     topic_prefix: String,
 }
@@ -117,12 +130,23 @@ impl Uplink {
 
     /// Queue one event for Kafka. Waits while the in-memory queue is full.
     pub fn send(&self, event: &Event) -> Result<(), UplinkError> {
-        let item = outgoing(&self.topic_prefix, event);
+        let item = Item::Event(outgoing(&self.topic_prefix, event));
         match self.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(item)) => self.tx.send(item).map_err(|_| UplinkError::Stopped),
             Err(TrySendError::Disconnected(_)) => Err(UplinkError::Stopped),
         }
+    }
+
+    /// Wait until every event this thread sent before is durable: written (and `fsync`ed) in the
+    /// spool, or acknowledged by Kafka. False when that cannot be said within `timeout` (without
+    /// write-ahead: events sent from memory are still unacknowledged), or the uplink stopped.
+    pub fn barrier(&self, timeout: Duration) -> bool {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Item::Barrier(reply)).is_err() {
+            return false;
+        }
+        answer.recv_timeout(timeout).unwrap_or(false)
     }
 
     /// Stop taking events, deliver what Kafka takes within the flush timeout, keep the rest in
@@ -159,6 +183,10 @@ struct Worker {
     /// Bumped on every rewind; delivery reports of older generations are ignored.
     generation: u64,
     draining: Option<Draining>,
+    /// Events written ahead in this batch, handed to the producer once the batch is written out.
+    staged: Vec<(Outgoing, Origin)>,
+    /// Events sent from memory (not written ahead) and not yet acknowledged.
+    memory_in_flight: usize,
     /// While set and in the future, everything is spooled.
     link_down_until: Option<Instant>,
     /// Set when the link went down, cleared by the next acknowledgement: until then at most
@@ -190,6 +218,8 @@ impl Worker {
             in_flight: 0,
             generation: 0,
             draining: None,
+            staged: Vec::new(),
+            memory_in_flight: 0,
             link_down_until: None,
             probing: false,
             last_progress: now,
@@ -201,16 +231,16 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: Receiver<Outgoing>) -> Summary {
+    fn run(mut self, rx: Receiver<Item>) -> Summary {
         let mut deadline = None;
         loop {
             if deadline.is_none() {
                 match rx.recv_timeout(Duration::from_millis(10)) {
                     Ok(item) => {
-                        self.route(item);
+                        self.take(item);
                         // Take what else is waiting, a bounded amount per turn.
                         for item in rx.try_iter().take(20_000) {
-                            self.route(item);
+                            self.take(item);
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -233,14 +263,66 @@ impl Worker {
         self.summary
     }
 
+    fn take(&mut self, item: Item) {
+        match item {
+            Item::Event(item) => self.route(item),
+            Item::Barrier(reply) => {
+                self.send_staged();
+                let durable = match self.spool.sync() {
+                    Ok(()) => self.memory_in_flight == 0,
+                    Err(err) => {
+                        self.metrics.spool_errors.inc();
+                        tracing::error!(error = %err, "cannot sync the spool");
+                        false
+                    }
+                };
+                // The asker may have given up waiting; nothing to do then.
+                let _ = reply.try_send(durable);
+            }
+        }
+    }
+
+    /// Write the batch's write-ahead records out to the operating system, then hand them to the
+    /// producer. Nothing reaches librdkafka before it is in a segment file.
+    fn send_staged(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        if let Err(err) = self.spool.flush() {
+            // Still in memory: send them anyway, and say they are not durable.
+            self.metrics.spool_errors.inc();
+            tracing::error!(error = %err, "cannot write the write-ahead records out");
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let mut refused = false;
+        for (item, origin) in staged {
+            if refused {
+                continue;
+            }
+            if self.produce(item, origin).is_err() {
+                // The rest of the batch is in the spool: send it again from there.
+                refused = true;
+            }
+        }
+        if refused {
+            tracing::warn!(
+                in_flight = self.in_flight,
+                "producer refused a written-ahead event: sending the spool again from disk"
+            );
+            self.rewind();
+        }
+    }
+
     /// The periodic work of one loop turn.
     fn turn(&mut self) {
+        self.send_staged();
         self.producer.poll(Duration::ZERO);
         self.handle_outcomes();
         self.check_stall();
         self.drain_spool();
         self.health();
-        if let Err(err) = self.spool.flush() {
+        self.send_staged();
+        if let Err(err) = self.spool.flush().and_then(|()| self.spool.retire_acknowledged()) {
             self.metrics.spool_errors.inc();
             tracing::error!(error = %err, "cannot flush the spool");
         }
@@ -285,14 +367,47 @@ impl Worker {
         } else {
             self.draining.is_none()
                 && !self.spool.has_unsent()
-                && self.in_flight < self.in_flight_limit()
+                && self.in_flight + self.staged.len() < self.in_flight_limit()
                 && self.take_token()
         };
         if !direct {
             return self.spool_append(item);
         }
+        if self.config.write_ahead {
+            match self.write_ahead(&item) {
+                Some(segment) => {
+                    let origin = Origin::WriteAhead { segment, generation: self.generation };
+                    self.staged.push((item, origin));
+                    return;
+                }
+                // Not written ahead (spool full or failing): sent from memory, counted below.
+                None => self.metrics.write_ahead_skipped.inc(),
+            }
+        }
         if let Err(item) = self.produce(item, Origin::Memory) {
             self.spool_append(item);
+        }
+    }
+
+    /// Write `item` to a write-ahead segment; the segment, or `None` if it was not written.
+    fn write_ahead(&mut self, item: &Outgoing) -> Option<u64> {
+        self.record_seq += 1;
+        let record = RecordRef {
+            seq: self.record_seq,
+            spooled_at_ns: now_ns(),
+            class: item.class,
+            dataset: item.dataset,
+            topic: &item.topic,
+            key: &item.key,
+            payload: &item.payload,
+        };
+        match self.spool.append_sent(record) {
+            Ok(segment) => segment,
+            Err(err) => {
+                self.metrics.spool_errors.inc();
+                tracing::error!(error = %err, "cannot write ahead to the spool: sending from memory");
+                None
+            }
         }
     }
 
@@ -312,6 +427,9 @@ impl Worker {
                     self.last_progress = Instant::now();
                 }
                 self.in_flight += 1;
+                if origin == Origin::Memory {
+                    self.memory_in_flight += 1;
+                }
                 Ok(())
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(item),
@@ -365,6 +483,12 @@ impl Worker {
     fn handle_outcomes(&mut self) {
         for outcome in self.producer.context().take() {
             self.in_flight = self.in_flight.saturating_sub(1);
+            let origin = match &outcome {
+                Outcome::Delivered(tag) | Outcome::Failed { tag, .. } => tag.origin,
+            };
+            if origin == Origin::Memory {
+                self.memory_in_flight = self.memory_in_flight.saturating_sub(1);
+            }
             match outcome {
                 Outcome::Delivered(tag) => {
                     self.last_progress = Instant::now();
@@ -378,21 +502,32 @@ impl Worker {
                         self.probing = false;
                     }
                     self.link_down_until = None;
-                    if let Origin::Spool { segment, generation } = tag.origin {
-                        if generation == self.generation {
-                            self.metrics.drained.inc();
-                            self.summary.drained += 1;
-                            if let Err(err) = self.spool.ack(segment, 1) {
-                                self.metrics.spool_errors.inc();
-                                tracing::error!(error = %err, "cannot delete a sent spool segment");
-                            }
-                        }
+                    let (segment, drained) = match tag.origin {
+                        Origin::Memory => continue,
+                        Origin::Spool { segment, generation } => (segment, generation),
+                        Origin::WriteAhead { segment, generation } => (segment, generation),
+                    };
+                    if drained != self.generation {
+                        continue;
+                    }
+                    if matches!(tag.origin, Origin::Spool { .. }) {
+                        self.metrics.drained.inc();
+                        self.summary.drained += 1;
+                    }
+                    if let Err(err) = self.spool.ack(segment, 1) {
+                        self.metrics.spool_errors.inc();
+                        tracing::error!(error = %err, "cannot delete a sent spool segment");
                     }
                 }
                 Outcome::Failed { tag, error, topic, key, payload } => {
                     self.metrics.kafka_errors.inc();
                     tracing::debug!(error = %error, topic = %topic, "kafka delivery failed");
                     self.mark_link_down(&error);
+                    if matches!(tag.origin, Origin::WriteAhead { .. }) {
+                        // Already on disk; from now on it waits in the spool like a spooled one.
+                        self.metrics.spooled.inc();
+                        self.summary.spooled += 1;
+                    }
                     match tag.origin {
                         Origin::Memory => self.spool_append(Outgoing {
                             class: tag.class,
@@ -401,10 +536,13 @@ impl Worker {
                             key,
                             payload,
                         }),
-                        Origin::Spool { generation, .. } if generation == self.generation => {
+                        Origin::Spool { generation, .. }
+                        | Origin::WriteAhead { generation, .. }
+                            if generation == self.generation =>
+                        {
                             self.rewind();
                         }
-                        Origin::Spool { .. } => {}
+                        Origin::Spool { .. } | Origin::WriteAhead { .. } => {}
                     }
                 }
             }
@@ -423,7 +561,10 @@ impl Worker {
     fn rewind(&mut self) {
         self.generation += 1;
         self.draining = None;
-        self.spool.rewind();
+        if let Err(err) = self.spool.rewind() {
+            self.metrics.spool_errors.inc();
+            tracing::error!(error = %err, "cannot close the write-ahead segment");
+        }
     }
 
     /// Events in flight and no acknowledgement for `stall_timeout`: take queued events back.
@@ -536,6 +677,7 @@ impl Worker {
         let event = self.health_event();
         let item = outgoing(&self.config.topic_prefix, &event);
         self.route(item);
+        self.send_staged();
     }
 
     fn health_event(&mut self) -> Event {
@@ -566,13 +708,14 @@ impl Worker {
 
     /// Take back whatever Kafka did not acknowledge into the spool, and write the spool out.
     fn finish(&mut self) {
+        self.send_staged();
         self.producer.purge(PurgeConfig::default().queue().inflight());
         let until = Instant::now() + Duration::from_secs(2);
         while self.in_flight > 0 && Instant::now() < until {
             self.producer.poll(Duration::from_millis(10));
             self.handle_outcomes();
         }
-        if let Err(err) = self.spool.flush() {
+        if let Err(err) = self.spool.retire_acknowledged().and_then(|()| self.spool.sync()) {
             self.metrics.spool_errors.inc();
             tracing::error!(error = %err, "cannot flush the spool at shutdown");
         }
@@ -605,7 +748,11 @@ mod tests {
             queue_records: 10_000,
         };
         let producer = produce::connect(&kafka, tuning).expect("producer");
-        let limits = SpoolLimits { max_bytes: 1 << 24, segment_bytes: 1 << 14 };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 24,
+            segment_bytes: 1 << 14,
+            sync_interval: std::time::Duration::ZERO,
+        };
         let config = UplinkConfig {
             topic_prefix: "canh-".into(),
             spool_dir: dir.clone(),
@@ -621,6 +768,7 @@ mod tests {
             tenant: "t".into(),
             interface: None,
             health_first_seq: 1 << 31,
+            write_ahead: true,
         };
         let metrics = Metrics::new();
         let uplink = Uplink::start(config, producer, metrics.clone()).expect("start");

@@ -181,7 +181,7 @@ pub fn start<E: std::fmt::Display>(
             if error.is_some() {
                 continue;
             }
-            let event = match &raw.position {
+            let mut event = match &raw.position {
                 Some(position) => {
                     if file_parsers.len() >= MAX_FILE_PARSERS
                         && !file_parsers.contains_key(&position.path)
@@ -205,6 +205,10 @@ pub fn start<E: std::fmt::Display>(
                 ),
             };
             seq += 1;
+            if let Some(position) = &raw.position {
+                // A file line read again after a crash keeps its id.
+                event.event.id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
+            }
             if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
                 metrics.parse_errors.with_label_values(&[reason]).inc();
             }

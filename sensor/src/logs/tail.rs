@@ -3,8 +3,10 @@
 //! - rotation by rename: the renamed file is read to its end, then the new file at the path from 0;
 //! - rotation by copytruncate: a file shorter than the offset read so far was truncated: from 0;
 //! - new files matching a glob are read from their start;
-//! - a restart resumes each file at the checkpointed offset of its inode (the pipeline writes the
-//!   checkpoint after it handed the lines to the uplink), so nothing is read twice or skipped.
+//! - a restart resumes each file at the checkpointed offset of its inode. The pipeline writes the
+//!   checkpoint only past lines whose events the uplink holds durably (spool or Kafka), so a crash
+//!   skips nothing; lines read again after a crash get the same event id ([`line_event_id`]), so
+//!   they are duplicates by id, which the collector folds.
 //!
 //! Runs on its own thread; lines go to the pipeline over the bounded channel with a blocking send:
 //! when the channel is full the tailer waits (the file keeps the data).
@@ -77,6 +79,18 @@ impl Checkpoints {
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     }
+}
+
+/// The event id of a file line: a hash of the sensor id, the file's identity (device, inode), the
+/// offset just past the line and a CRC of the line's bytes. Reading the same line again (after a
+/// crash, from an older checkpoint) gives the same id; the CRC tells apart different lines written
+/// at the same offset of the same inode after a copytruncate or an inode reuse. Two different
+/// events get one id only if a file with the same inode holds a line with the same bytes ending at
+/// the same offset (the collector would then keep one of them).
+pub fn line_event_id(sensor_id: &str, position: &FilePosition, line: &[u8]) -> String {
+    let namespace =
+        format!("{sensor_id}/file/{}/{}/{:08x}", position.dev, position.ino, crc32fast::hash(line));
+    canh_event::event_id(&namespace, position.offset)
 }
 
 struct Tracked {
@@ -247,6 +261,19 @@ fn read_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_read_again_gets_the_same_id_and_other_lines_do_not() {
+        let at = |offset| FilePosition { path: "/var/log/a".into(), dev: 1, ino: 2, offset };
+        let id = line_event_id("s1", &at(10), b"line one");
+        assert_eq!(id, line_event_id("s1", &at(10), b"line one"));
+        assert_ne!(id, line_event_id("s1", &at(20), b"line one"));
+        assert_ne!(id, line_event_id("s1", &at(10), b"line two"));
+        assert_ne!(id, line_event_id("s2", &at(10), b"line one"));
+        let other_inode = FilePosition { ino: 3, ..at(10) };
+        assert_ne!(id, line_event_id("s1", &other_inode, b"line one"));
+        assert_ne!(id, crate::logs::log_event_id("s1", 10));
+    }
 
     #[test]
     fn checkpoints_round_trip() {
