@@ -150,6 +150,9 @@ pub struct KafkaSection {
     pub ssl_certificate_location: Option<PathBuf>,
     #[serde(default)]
     pub ssl_key_location: Option<PathBuf>,
+    /// How the consumer fetches; the defaults suit a broker on the same network.
+    #[serde(default)]
+    pub consumer: ConsumerSection,
 }
 
 impl KafkaSection {
@@ -166,6 +169,49 @@ impl KafkaSection {
             password: std::env::var(PASSWORD_ENV).ok(),
         }
     }
+}
+
+/// Consumer fetch settings, passed to librdkafka under the names in the comments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSection {
+    /// Longest time the broker holds a fetch waiting for `fetch_min_bytes` (`fetch.wait.max.ms`).
+    /// Tansu 0.6 also waits part of it when data is there, so it bounds each fetch's turnaround.
+    #[serde(default = "default_fetch_wait_max")]
+    pub fetch_wait_max: String,
+    /// Bytes a fetch waits for before the broker answers (`fetch.min.bytes`).
+    #[serde(default = "default_fetch_min_bytes")]
+    pub fetch_min_bytes: u32,
+    /// Most bytes one fetch returns per partition (`max.partition.fetch.bytes`).
+    #[serde(default = "default_max_partition_fetch_bytes")]
+    pub max_partition_fetch_bytes: u32,
+    /// Most KiB librdkafka prefetches and holds per partition (`queued.max.messages.kbytes`).
+    #[serde(default = "default_queued_max_kbytes")]
+    pub queued_max_kbytes: u32,
+}
+
+impl Default for ConsumerSection {
+    fn default() -> ConsumerSection {
+        ConsumerSection {
+            fetch_wait_max: default_fetch_wait_max(),
+            fetch_min_bytes: default_fetch_min_bytes(),
+            max_partition_fetch_bytes: default_max_partition_fetch_bytes(),
+            queued_max_kbytes: default_queued_max_kbytes(),
+        }
+    }
+}
+
+fn default_fetch_wait_max() -> String {
+    "100ms".into()
+}
+fn default_fetch_min_bytes() -> u32 {
+    1
+}
+fn default_max_partition_fetch_bytes() -> u32 {
+    1 << 20
+}
+fn default_queued_max_kbytes() -> u32 {
+    64 << 10
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +322,7 @@ pub struct Settings {
     pub max_wait: Duration,
     pub max_backoff: Duration,
     pub session_timeout: Duration,
+    pub fetch_wait_max: Duration,
     /// `[detection]` validated, when the section is present.
     pub detection: Option<crate::detect::Settings>,
     pub api_max_window: Duration,
@@ -333,6 +380,24 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let max_wait = duration("batch.max_wait", &config.batch.max_wait)?;
     let max_backoff = duration("batch.max_backoff", &config.batch.max_backoff)?;
     let session_timeout = duration("kafka.session_timeout", &config.kafka.session_timeout)?;
+    let consumer = &config.kafka.consumer;
+    let fetch_wait_max = duration("kafka.consumer.fetch_wait_max", &consumer.fetch_wait_max)?;
+    if fetch_wait_max.is_zero() || fetch_wait_max > Duration::from_secs(300) {
+        return Err(invalid("kafka.consumer.fetch_wait_max", "must be 1ms to 300s".into()));
+    }
+    // The ranges librdkafka accepts.
+    if !(1..=100_000_000).contains(&consumer.fetch_min_bytes) {
+        return Err(invalid("kafka.consumer.fetch_min_bytes", "must be 1 to 100000000".into()));
+    }
+    if !(1..=1_000_000_000).contains(&consumer.max_partition_fetch_bytes) {
+        return Err(invalid(
+            "kafka.consumer.max_partition_fetch_bytes",
+            "must be 1 to 1000000000".into(),
+        ));
+    }
+    if !(1..=2_097_151).contains(&consumer.queued_max_kbytes) {
+        return Err(invalid("kafka.consumer.queued_max_kbytes", "must be 1 to 2097151".into()));
+    }
     let retention_interval = duration("retention.interval", &config.retention.interval)?;
     let api_max_window = duration("api.max_window", &config.api.max_window)?;
     let api_query_timeout = duration("api.query_timeout", &config.api.query_timeout)?;
@@ -376,6 +441,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         max_wait,
         max_backoff,
         session_timeout,
+        fetch_wait_max,
         detection,
         api_max_window,
         api_query_timeout,
@@ -421,6 +487,39 @@ mod tests {
         let config: Config = toml::from_str(&bad).expect("parses");
         let err = validate("c.toml", config).expect_err("refused");
         assert!(err.to_string().contains("detection.lateness"), "{err}");
+    }
+
+    #[test]
+    fn consumer_section_has_defaults_and_is_validated() {
+        let base = r#"
+            [kafka]
+            brokers = "127.0.0.1:9092"
+            [clickhouse]
+            url = "http://127.0.0.1:8123"
+        "#;
+        let config: Config = toml::from_str(base).expect("parses");
+        let settings = validate("c.toml", config).expect("valid");
+        assert_eq!(settings.fetch_wait_max, Duration::from_millis(100));
+        assert_eq!(settings.config.kafka.consumer.fetch_min_bytes, 1);
+        let tuned = base.replace(
+            "[clickhouse]",
+            "[kafka.consumer]\nfetch_wait_max = \"20ms\"\nqueued_max_kbytes = 1024\n[clickhouse]",
+        );
+        let config: Config = toml::from_str(&tuned).expect("parses");
+        let settings = validate("c.toml", config).expect("valid");
+        assert_eq!(settings.fetch_wait_max, Duration::from_millis(20));
+        assert_eq!(settings.config.kafka.consumer.queued_max_kbytes, 1024);
+        for bad in ["fetch_wait_max = \"0s\"", "fetch_min_bytes = 0", "queued_max_kbytes = 3000000"]
+        {
+            let text =
+                base.replace("[clickhouse]", &format!("[kafka.consumer]\n{bad}\n[clickhouse]"));
+            let config: Config = toml::from_str(&text).expect("parses");
+            let err = validate("c.toml", config).expect_err(bad);
+            assert!(err.to_string().contains("kafka.consumer"), "{err}");
+        }
+        let unknown =
+            base.replace("[clickhouse]", "[kafka.consumer]\nfetch_wait = 1\n[clickhouse]");
+        assert!(toml::from_str::<Config>(&unknown).is_err());
     }
 
     #[test]

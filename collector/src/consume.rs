@@ -14,7 +14,6 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -34,13 +33,13 @@ pub enum ConsumeError {
 /// Decode one Kafka record into the batch: a stored row, or a dead letter with its reason.
 pub fn route(
     payload: Option<&[u8]>,
-    origin: &Origin,
+    origin: Origin,
     batch: &mut Batch,
 ) -> Result<(), &'static str> {
     let dead = |batch: &mut Batch, reason: &'static str, error: String, raw: &[u8]| {
         batch.dead_letters.push(DeadLetterRow {
             received_at: now_secs(),
-            topic: origin.topic.clone(),
+            topic: origin.topic.to_string(),
             kafka_partition: origin.partition,
             kafka_offset: origin.offset,
             reason: reason.to_string(),
@@ -82,7 +81,7 @@ pub fn route(
             }
         }
     }
-    batch.push(&event, raw, origin);
+    batch.push(event, raw, origin);
     Ok(())
 }
 
@@ -117,7 +116,11 @@ fn consumer(settings: &Settings) -> Result<StreamConsumer, ConsumeError> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", settings.session_timeout.as_millis().to_string());
+        .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
+        .set("fetch.wait.max.ms", settings.fetch_wait_max.as_millis().to_string())
+        .set("fetch.min.bytes", kafka.consumer.fetch_min_bytes.to_string())
+        .set("max.partition.fetch.bytes", kafka.consumer.max_partition_fetch_bytes.to_string())
+        .set("queued.max.messages.kbytes", kafka.consumer.queued_max_kbytes.to_string());
     client
         .create()
         .map_err(|source| ConsumeError::Create { brokers: kafka.brokers.clone(), source })
@@ -350,6 +353,74 @@ fn wall_clock() -> Timestamp {
     )
 }
 
+/// Records taken from librdkafka's queue in one go before the select looks at its other branches.
+const DRAIN_MAX: usize = 1_000;
+
+/// The highest offset taken per (topic, partition) in the current batch. A handful of entries (the
+/// partitions assigned), so a list beats a map and needs no allocation per record.
+#[derive(Debug, Default)]
+struct Offsets(Vec<(String, i32, i64)>);
+
+impl Offsets {
+    fn note(&mut self, origin: Origin) {
+        let known = self.0.iter_mut().find(|(t, p, _)| *p == origin.partition && t == origin.topic);
+        match known {
+            Some((_, _, offset)) => *offset = (*offset).max(origin.offset),
+            None => self.0.push((origin.topic.to_string(), origin.partition, origin.offset)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The per-record counters, looked up once rather than by label for every record.
+struct Counters {
+    stored: prometheus::IntCounter,
+    dead_letter: prometheus::IntCounter,
+    errors: prometheus::IntCounterVec,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics) -> Counters {
+        Counters {
+            stored: metrics.records.with_label_values(&["stored"]),
+            dead_letter: metrics.records.with_label_values(&["dead_letter"]),
+            errors: metrics.errors.clone(),
+        }
+    }
+}
+
+/// Route one record into the batch and note its offset.
+fn take(
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    batch: &mut Batch,
+    offsets: &mut Offsets,
+    counters: &Counters,
+) {
+    let origin =
+        Origin { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+    match route(message.payload(), origin, batch) {
+        Ok(()) => counters.stored.inc(),
+        Err(reason) => {
+            counters.dead_letter.inc();
+            counters.errors.with_label_values(&["decode", reason]).inc();
+            tracing::debug!(reason, topic = origin.topic, offset = origin.offset, "dead letter");
+        }
+    }
+    offsets.note(origin);
+}
+
+fn consume_error(metrics: &Metrics, err: &rdkafka::error::KafkaError) {
+    metrics.errors.with_label_values(&["consume", "kafka"]).inc();
+    tracing::warn!(error = %err, "kafka consume error");
+}
+
 /// Consume until `shutdown` turns true, then write what is batched, commit, and return.
 pub async fn run(
     settings: &Settings,
@@ -373,9 +444,9 @@ pub async fn run(
 
     let max_records = settings.config.batch.max_records;
     let mut batch = Batch::new(detect);
-    // Highest offset seen per (topic, partition) in the current batch.
-    let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+    let mut offsets = Offsets::default();
     let mut batch_deadline: Option<tokio::time::Instant> = None;
+    let counters = Counters::new(&metrics);
     // Rule files are looked at every RULE_POLL; a change reloads them like SIGHUP does.
     let mut rule_poll = tokio::time::interval(RULE_POLL);
     rule_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -409,29 +480,32 @@ pub async fn run(
         };
         match received {
             Some(Ok(message)) => {
-                let origin = Origin {
-                    topic: message.topic().to_string(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                };
-                match route(message.payload(), &origin, &mut batch) {
-                    Ok(()) => metrics.records.with_label_values(&["stored"]).inc(),
-                    Err(reason) => {
-                        metrics.records.with_label_values(&["dead_letter"]).inc();
-                        metrics.errors.with_label_values(&["decode", reason]).inc();
-                        tracing::debug!(reason, topic = %origin.topic, offset = origin.offset, "dead letter");
-                    }
-                }
-                let entry =
-                    offsets.entry((origin.topic, origin.partition)).or_insert(origin.offset);
-                *entry = (*entry).max(origin.offset);
+                take(&message, &mut batch, &mut offsets, &counters);
                 batch_deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + settings.max_wait);
+                // Take the records librdkafka already holds without a trip through the select
+                // for each (its timers and wakers cost more than decoding a small record), up to
+                // DRAIN_MAX at a time so the other branches are looked at often.
+                let mut drained = 0;
+                while drained < DRAIN_MAX && batch.len() < max_records {
+                    let next = tokio::select! {
+                        biased;
+                        next = consumer.recv() => next,
+                        _ = std::future::ready(()) => break,
+                    };
+                    match next {
+                        Ok(message) => take(&message, &mut batch, &mut offsets, &counters),
+                        Err(err) => {
+                            consume_error(&metrics, &err);
+                            break;
+                        }
+                    }
+                    drained += 1;
+                }
                 metrics.batch_records.set(batch.len() as i64);
             }
             Some(Err(err)) => {
-                metrics.errors.with_label_values(&["consume", "kafka"]).inc();
-                tracing::warn!(error = %err, "kafka consume error");
+                consume_error(&metrics, &err);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             None => {}
@@ -491,7 +565,7 @@ async fn flush(
     metrics: &Metrics,
     detection: &mut Option<Detection>,
     batch: &mut Batch,
-    offsets: &mut HashMap<(String, i32), i64>,
+    offsets: &mut Offsets,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     if let Some(detection) = detection.as_mut() {
@@ -535,7 +609,7 @@ async fn flush(
     }
 
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets.iter() {
+    for (topic, partition, offset) in &offsets.0 {
         // Kafka's committed offset is the next record to read.
         if let Err(err) = list.add_partition_offset(topic, *partition, Offset::Offset(offset + 1)) {
             tracing::warn!(error = %err, "building the offset commit");
@@ -560,24 +634,24 @@ async fn flush(
 mod tests {
     use super::*;
 
-    fn origin() -> Origin {
-        Origin { topic: "canh-flow".into(), partition: 2, offset: 41 }
+    fn origin() -> Origin<'static> {
+        Origin { topic: "canh-flow", partition: 2, offset: 41 }
     }
 
     #[test]
     fn poison_records_become_dead_letters_with_reasons() {
         let mut batch = Batch::default();
-        assert_eq!(route(None, &origin(), &mut batch), Err("empty"));
-        assert_eq!(route(Some(b"{nope"), &origin(), &mut batch), Err("invalid_json"));
-        assert_eq!(route(Some(b"\xff\xfe garbage"), &origin(), &mut batch), Err("invalid_json"));
+        assert_eq!(route(None, origin(), &mut batch), Err("empty"));
+        assert_eq!(route(Some(b"{nope"), origin(), &mut batch), Err("invalid_json"));
+        assert_eq!(route(Some(b"\xff\xfe garbage"), origin(), &mut batch), Err("invalid_json"));
         let mut event = Event::new(Dataset::Flow, "id".into(), canh_event::Timestamp(0), "s", "t");
         assert_eq!(
-            route(Some(event.to_json().as_bytes()), &origin(), &mut batch),
+            route(Some(event.to_json().as_bytes()), origin(), &mut batch),
             Err("missing_fields")
         );
         event.canh.schema_version = 999;
         assert_eq!(
-            route(Some(event.to_json().as_bytes()), &origin(), &mut batch),
+            route(Some(event.to_json().as_bytes()), origin(), &mut batch),
             Err("schema_version")
         );
         assert_eq!(batch.dead_letters.len(), 5);
@@ -586,11 +660,11 @@ mod tests {
         unknown["canh"]["schema_version"] = 1.into();
         unknown["event"]["dataset"] = "netflow".into();
         let bytes = serde_json::to_vec(&unknown).expect("json");
-        assert_eq!(route(Some(&bytes), &origin(), &mut batch), Err("unknown_dataset"));
+        assert_eq!(route(Some(&bytes), origin(), &mut batch), Err("unknown_dataset"));
         unknown["event"]["dataset"] = "dns".into();
         unknown["source"] = serde_json::json!({"port": "not a number"});
         let bytes = serde_json::to_vec(&unknown).expect("json");
-        assert_eq!(route(Some(&bytes), &origin(), &mut batch), Err("wrong_types"));
+        assert_eq!(route(Some(&bytes), origin(), &mut batch), Err("wrong_types"));
         assert_eq!(batch.dead_letters[2].raw, b"\xff\xfe garbage");
         assert_eq!(batch.dead_letters[0].kafka_offset, 41);
     }
@@ -599,12 +673,12 @@ mod tests {
     fn events_are_routed_by_dataset() {
         let mut batch = Batch::default();
         let dns = Event::new(Dataset::Dns, "a".into(), canh_event::Timestamp(0), "s", "t");
-        route(Some(dns.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
+        route(Some(dns.to_json().as_bytes()), origin(), &mut batch).expect("stored");
         let mut flow = Event::new(Dataset::Flow, "b".into(), canh_event::Timestamp(0), "s", "t");
         flow.source = Some(Default::default());
         flow.destination = Some(Default::default());
         flow.network = Some(Default::default());
-        route(Some(flow.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
+        route(Some(flow.to_json().as_bytes()), origin(), &mut batch).expect("stored");
         assert_eq!((batch.dns.len(), batch.flows.len()), (1, 1));
         assert_eq!(batch.dns[0].event_id, "a");
     }
@@ -613,11 +687,11 @@ mod tests {
     fn alerts_read_back_go_to_the_alerts_table_not_to_detection() {
         let mut batch = Batch::new(true);
         let golden = include_str!("../../event/tests/golden/alert.json");
-        route(Some(golden.as_bytes()), &origin(), &mut batch).expect("stored");
+        route(Some(golden.as_bytes()), origin(), &mut batch).expect("stored");
         assert_eq!(batch.alerts.len(), 1);
         assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(0));
         let dns = Event::new(Dataset::Dns, "a".into(), canh_event::Timestamp(0), "s", "t");
-        route(Some(dns.to_json().as_bytes()), &origin(), &mut batch).expect("stored");
+        route(Some(dns.to_json().as_bytes()), origin(), &mut batch).expect("stored");
         assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(1));
     }
 }

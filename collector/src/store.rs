@@ -194,45 +194,80 @@ pub fn ip16(ip: Option<IpAddr>) -> [u8; 16] {
     }
 }
 
+/// Seconds for a DateTime column: clamped to its range (1970..2106).
+fn datetime(ts_ns: i64) -> u32 {
+    u32::try_from(ts_ns.div_euclid(1_000_000_000).max(0)).unwrap_or(u32::MAX)
+}
+
 /// Where a record came from in Kafka.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub topic: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
 }
 
-#[derive(Debug, Row, Serialize)]
-pub struct FlowRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub start_ns: i64,
-    pub end_ns: i64,
-    pub duration_ns: i64,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub source_packets: u64,
-    pub source_bytes: u64,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub destination_packets: u64,
-    pub destination_bytes: u64,
-    pub transport: String,
-    pub iana_number: u8,
-    pub community_id: String,
-    pub vlan_id: Option<u16>,
-    pub inner_vlan_id: Option<u16>,
-    pub state: String,
-    pub history: String,
-    pub orig_payload_bytes: u64,
-    pub resp_payload_bytes: u64,
-    pub missed_bytes: u64,
-    pub reason: String,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
+/// Rows of one batch, by table.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub flows: Vec<FlowRow>,
+    pub dns: Vec<DnsRow>,
+    pub http: Vec<HttpRow>,
+    pub tls: Vec<TlsRow>,
+    pub ssh: Vec<SshRow>,
+    pub icmp: Vec<IcmpRow>,
+    pub logs: Vec<LogRow>,
+    pub sensor_health: Vec<SensorHealthRow>,
+    pub alerts: Vec<AlertRow>,
+    pub dead_letters: Vec<DeadLetterRow>,
+    /// Decoded events waiting for detection (filled only when detection is on).
+    pub detect_inputs: Option<Vec<serde_json::Value>>,
+}
+
+impl Batch {
+    /// A batch that keeps decoded events for detection when `detect` is set.
+    pub fn new(detect: bool) -> Batch {
+        Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
+    }
+
+    /// Rows per table, in the order `write` writes them.
+    pub fn counts(&self) -> [(&'static str, usize); 10] {
+        [
+            ("flows", self.flows.len()),
+            ("dns", self.dns.len()),
+            ("http", self.http.len()),
+            ("tls", self.tls.len()),
+            ("ssh", self.ssh.len()),
+            ("icmp", self.icmp.len()),
+            ("logs", self.logs.len()),
+            ("sensor_health", self.sensor_health.len()),
+            ("alerts", self.alerts.len()),
+            ("dead_letters", self.dead_letters.len()),
+        ]
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts().iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Add a decoded event to the table of its dataset. The event's strings move into the row.
+    pub fn push(&mut self, event: Event, raw: &[u8], origin: Origin) {
+        match event.event.dataset {
+            Dataset::Flow => self.flows.push(flow_row(event, origin)),
+            Dataset::Dns => self.dns.push(dns_row(event, raw, origin)),
+            Dataset::Http => self.http.push(http_row(event, raw, origin)),
+            Dataset::Tls => self.tls.push(tls_row(event, raw, origin)),
+            Dataset::Ssh => self.ssh.push(ssh_row(event, raw, origin)),
+            Dataset::Icmp => self.icmp.push(icmp_row(event, raw, origin)),
+            Dataset::Log => self.logs.push(log_row(event, raw, origin)),
+            Dataset::Sensor => self.sensor_health.push(sensor_health_row(event, raw, origin)),
+            Dataset::Alert => self.alerts.push(alert_row(&event)),
+        }
+    }
 }
 
 #[derive(Debug, Row, Serialize)]
@@ -299,38 +334,126 @@ pub fn alert_row(alert: &Event) -> AlertRow {
     }
 }
 
-/// Seconds for a DateTime column: clamped to its range (1970..2106).
-fn datetime(ts_ns: i64) -> u32 {
-    u32::try_from(ts_ns.div_euclid(1_000_000_000).max(0)).unwrap_or(u32::MAX)
+/// The columns the event tables share: identity and time (every table), the endpoints (every
+/// table but `sensor_health`), and the record's raw bytes and Kafka coordinates. Taken out of the
+/// event, so the strings move into the row instead of being copied.
+struct Common {
+    event_id: String,
+    ts: u32,
+    ts_ns: i64,
+    observer_id: String,
+    organization_id: String,
+    source_ip: [u8; 16],
+    source_port: u16,
+    destination_ip: [u8; 16],
+    destination_port: u16,
+    transport: String,
+    community_id: String,
+    raw: Vec<u8>,
+    kafka_partition: i32,
+    kafka_offset: i64,
 }
 
-pub fn flow_row(event: &Event, origin: &Origin) -> FlowRow {
-    let source = event.source.clone().unwrap_or_default();
-    let destination = event.destination.clone().unwrap_or_default();
-    let network = event.network.clone().unwrap_or_default();
-    let flow = event.flow.clone().unwrap_or_default();
-    let start = event.event.start.unwrap_or(event.timestamp).nanos();
-    let end = event.event.end.unwrap_or(event.timestamp).nanos();
-    FlowRow {
-        event_id: event.event.id.clone(),
+fn common(event: &mut Event, raw: &[u8], origin: Origin) -> Common {
+    let source = event.source.as_ref();
+    let destination = event.destination.as_ref();
+    let network = event.network.as_mut();
+    Common {
+        event_id: std::mem::take(&mut event.event.id),
         ts: datetime(event.timestamp.nanos()),
         ts_ns: event.timestamp.nanos(),
-        observer_id: event.observer.id.clone(),
-        organization_id: event.organization.id.clone(),
+        observer_id: std::mem::take(&mut event.observer.id),
+        organization_id: std::mem::take(&mut event.organization.id),
+        source_ip: ip16(source.and_then(|s| s.ip)),
+        source_port: source.and_then(|s| s.port).unwrap_or(0),
+        destination_ip: ip16(destination.and_then(|d| d.ip)),
+        destination_port: destination.and_then(|d| d.port).unwrap_or(0),
+        transport: network.as_ref().and_then(|n| n.transport.clone()).unwrap_or_default(),
+        community_id: network.and_then(|n| n.community_id.take()).unwrap_or_default(),
+        raw: raw.to_vec(),
+        kafka_partition: origin.partition,
+        kafka_offset: origin.offset,
+    }
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct FlowRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub duration_ns: i64,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub source_packets: u64,
+    pub source_bytes: u64,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub destination_packets: u64,
+    pub destination_bytes: u64,
+    pub transport: String,
+    pub iana_number: u8,
+    pub community_id: String,
+    pub vlan_id: Option<u16>,
+    pub inner_vlan_id: Option<u16>,
+    pub state: String,
+    pub history: String,
+    pub orig_payload_bytes: u64,
+    pub resp_payload_bytes: u64,
+    pub missed_bytes: u64,
+    pub reason: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+/// The flows table keeps no raw JSON: every field the sensor sends has a column.
+pub fn flow_row(mut event: Event, origin: Origin) -> FlowRow {
+    let start = event.event.start.unwrap_or(event.timestamp).nanos();
+    let end = event.event.end.unwrap_or(event.timestamp).nanos();
+    let duration_ns = event.event.duration.unwrap_or(end - start);
+    let Common {
+        event_id,
+        ts,
+        ts_ns,
+        observer_id,
+        organization_id,
+        source_ip,
+        source_port,
+        destination_ip,
+        destination_port,
+        transport,
+        community_id,
+        raw: _,
+        kafka_partition,
+        kafka_offset,
+    } = common(&mut event, &[], origin);
+    let source = event.source.unwrap_or_default();
+    let destination = event.destination.unwrap_or_default();
+    let network = event.network.unwrap_or_default();
+    let flow = event.flow.unwrap_or_default();
+    FlowRow {
+        event_id,
+        ts,
+        ts_ns,
+        observer_id,
+        organization_id,
         start_ns: start,
         end_ns: end,
-        duration_ns: event.event.duration.unwrap_or(end - start),
-        source_ip: ip16(source.ip),
-        source_port: source.port.unwrap_or(0),
+        duration_ns,
+        source_ip,
+        source_port,
         source_packets: source.packets.unwrap_or(0),
         source_bytes: source.bytes.unwrap_or(0),
-        destination_ip: ip16(destination.ip),
-        destination_port: destination.port.unwrap_or(0),
+        destination_ip,
+        destination_port,
         destination_packets: destination.packets.unwrap_or(0),
         destination_bytes: destination.bytes.unwrap_or(0),
-        transport: network.transport.unwrap_or_default(),
+        transport,
         iana_number: network.iana_number.unwrap_or(0),
-        community_id: network.community_id.unwrap_or_default(),
+        community_id,
         vlan_id: network.vlan.map(|v| v.id),
         inner_vlan_id: network.inner.and_then(|i| i.vlan).map(|v| v.id),
         state: flow.state.unwrap_or_default(),
@@ -339,71 +462,414 @@ pub fn flow_row(event: &Event, origin: &Origin) -> FlowRow {
         resp_payload_bytes: flow.resp_payload_bytes.unwrap_or(0),
         missed_bytes: flow.missed_bytes.unwrap_or(0),
         reason: flow.reason.unwrap_or_default(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
+        kafka_partition,
+        kafka_offset,
     }
 }
 
-/// Rows of one batch, by table.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub flows: Vec<FlowRow>,
-    pub dns: Vec<DnsRow>,
-    pub http: Vec<HttpRow>,
-    pub tls: Vec<TlsRow>,
-    pub ssh: Vec<SshRow>,
-    pub icmp: Vec<IcmpRow>,
-    pub logs: Vec<LogRow>,
-    pub sensor_health: Vec<SensorHealthRow>,
-    pub alerts: Vec<AlertRow>,
-    pub dead_letters: Vec<DeadLetterRow>,
-    /// Decoded events waiting for detection (filled only when detection is on).
-    pub detect_inputs: Option<Vec<serde_json::Value>>,
+#[derive(Debug, Row, Serialize)]
+pub struct DnsRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub transport: String,
+    pub community_id: String,
+    pub dns_id: u16,
+    pub dns_type: String,
+    pub op_code: String,
+    pub question_name: String,
+    pub question_type: String,
+    pub question_class: String,
+    pub response_code: String,
+    pub header_flags: Vec<String>,
+    pub answers_name: Vec<String>,
+    pub answers_type: Vec<String>,
+    pub answers_ttl: Vec<u32>,
+    pub answers_data: Vec<String>,
+    pub rtt_ns: Option<i64>,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
 }
 
-impl Batch {
-    /// A batch that keeps decoded events for detection when `detect` is set.
-    pub fn new(detect: bool) -> Batch {
-        Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
+pub fn dns_row(mut event: Event, raw: &[u8], origin: Origin) -> DnsRow {
+    let c = common(&mut event, raw, origin);
+    let dns = event.dns.unwrap_or_default();
+    let question = dns.question.unwrap_or_default();
+    let answers = dns.answers.unwrap_or_default();
+    let mut answers_name = Vec::with_capacity(answers.len());
+    let mut answers_type = Vec::with_capacity(answers.len());
+    let mut answers_ttl = Vec::with_capacity(answers.len());
+    let mut answers_data = Vec::with_capacity(answers.len());
+    for answer in answers {
+        answers_name.push(answer.name.unwrap_or_default());
+        answers_type.push(answer.r#type.unwrap_or_default());
+        answers_ttl.push(answer.ttl.unwrap_or(0));
+        answers_data.push(answer.data.unwrap_or_default());
     }
-
-    /// Rows per table, in the order `write` writes them.
-    pub fn counts(&self) -> [(&'static str, usize); 10] {
-        [
-            ("flows", self.flows.len()),
-            ("dns", self.dns.len()),
-            ("http", self.http.len()),
-            ("tls", self.tls.len()),
-            ("ssh", self.ssh.len()),
-            ("icmp", self.icmp.len()),
-            ("logs", self.logs.len()),
-            ("sensor_health", self.sensor_health.len()),
-            ("alerts", self.alerts.len()),
-            ("dead_letters", self.dead_letters.len()),
-        ]
+    DnsRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        source_ip: c.source_ip,
+        source_port: c.source_port,
+        destination_ip: c.destination_ip,
+        destination_port: c.destination_port,
+        transport: c.transport,
+        community_id: c.community_id,
+        dns_id: dns.id.unwrap_or(0),
+        dns_type: dns.r#type.unwrap_or_default(),
+        op_code: dns.op_code.unwrap_or_default(),
+        question_name: question.name.unwrap_or_default(),
+        question_type: question.r#type.unwrap_or_default(),
+        question_class: question.class.unwrap_or_default(),
+        response_code: dns.response_code.unwrap_or_default(),
+        header_flags: dns.header_flags.unwrap_or_default(),
+        answers_name,
+        answers_type,
+        answers_ttl,
+        answers_data,
+        rtt_ns: dns.rtt,
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
     }
+}
 
-    pub fn len(&self) -> usize {
-        self.counts().iter().map(|(_, n)| n).sum()
+#[derive(Debug, Row, Serialize)]
+pub struct HttpRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub transport: String,
+    pub community_id: String,
+    pub version: String,
+    pub method: String,
+    pub url_domain: String,
+    pub url_original: String,
+    pub referrer: String,
+    pub user_agent: String,
+    pub status_code: Option<u16>,
+    pub request_body_bytes: Option<u64>,
+    pub response_body_bytes: Option<u64>,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn http_row(mut event: Event, raw: &[u8], origin: Origin) -> HttpRow {
+    let c = common(&mut event, raw, origin);
+    let http = event.http.unwrap_or_default();
+    let request = http.request.unwrap_or_default();
+    let response = http.response.unwrap_or_default();
+    let url = event.url.unwrap_or_default();
+    HttpRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        source_ip: c.source_ip,
+        source_port: c.source_port,
+        destination_ip: c.destination_ip,
+        destination_port: c.destination_port,
+        transport: c.transport,
+        community_id: c.community_id,
+        version: http.version.unwrap_or_default(),
+        method: request.method.unwrap_or_default(),
+        url_domain: url.domain.unwrap_or_default(),
+        url_original: url.original.unwrap_or_default(),
+        referrer: request.referrer.unwrap_or_default(),
+        user_agent: event.user_agent.map(|u| u.original).unwrap_or_default(),
+        status_code: response.status_code,
+        request_body_bytes: request.body.map(|b| b.bytes),
+        response_body_bytes: response.body.map(|b| b.bytes),
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+#[derive(Debug, Row, Serialize)]
+pub struct TlsRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub transport: String,
+    pub community_id: String,
+    pub version: String,
+    pub cipher: String,
+    pub established: Option<u8>,
+    pub next_protocol: String,
+    pub server_name: String,
+    pub ja3: String,
+    pub ja4: String,
+    pub ja3s: String,
+    pub server_subject: String,
+    pub server_issuer: String,
+    pub server_not_before_ns: Option<i64>,
+    pub server_not_after_ns: Option<i64>,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn tls_row(mut event: Event, raw: &[u8], origin: Origin) -> TlsRow {
+    let c = common(&mut event, raw, origin);
+    let tls = event.tls.unwrap_or_default();
+    let client = tls.client.unwrap_or_default();
+    let server = tls.server.unwrap_or_default();
+    TlsRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        source_ip: c.source_ip,
+        source_port: c.source_port,
+        destination_ip: c.destination_ip,
+        destination_port: c.destination_port,
+        transport: c.transport,
+        community_id: c.community_id,
+        version: tls.version.unwrap_or_default(),
+        cipher: tls.cipher.unwrap_or_default(),
+        established: tls.established.map(u8::from),
+        next_protocol: tls.next_protocol.unwrap_or_default(),
+        server_name: client.server_name.unwrap_or_default(),
+        ja3: client.ja3.unwrap_or_default(),
+        ja4: client.ja4.unwrap_or_default(),
+        ja3s: server.ja3s.unwrap_or_default(),
+        server_subject: server.subject.unwrap_or_default(),
+        server_issuer: server.issuer.unwrap_or_default(),
+        server_not_before_ns: server.not_before.map(|t| t.nanos()),
+        server_not_after_ns: server.not_after.map(|t| t.nanos()),
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
     }
+}
 
-    /// Add a decoded event to the table of its dataset.
-    pub fn push(&mut self, event: &Event, raw: &[u8], origin: &Origin) {
-        match event.event.dataset {
-            Dataset::Flow => self.flows.push(flow_row(event, origin)),
-            Dataset::Dns => self.dns.push(dns_row(event, raw, origin)),
-            Dataset::Http => self.http.push(http_row(event, raw, origin)),
-            Dataset::Tls => self.tls.push(tls_row(event, raw, origin)),
-            Dataset::Ssh => self.ssh.push(ssh_row(event, raw, origin)),
-            Dataset::Icmp => self.icmp.push(icmp_row(event, raw, origin)),
-            Dataset::Log => self.logs.push(log_row(event, raw, origin)),
-            Dataset::Sensor => self.sensor_health.push(sensor_health_row(event, raw, origin)),
-            Dataset::Alert => self.alerts.push(alert_row(event)),
-        }
+#[derive(Debug, Row, Serialize)]
+pub struct SshRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub transport: String,
+    pub community_id: String,
+    pub client_banner: String,
+    pub server_banner: String,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn ssh_row(mut event: Event, raw: &[u8], origin: Origin) -> SshRow {
+    let c = common(&mut event, raw, origin);
+    let ssh = event.ssh.unwrap_or_default();
+    SshRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        source_ip: c.source_ip,
+        source_port: c.source_port,
+        destination_ip: c.destination_ip,
+        destination_port: c.destination_port,
+        transport: c.transport,
+        community_id: c.community_id,
+        client_banner: ssh.client.map(|p| p.banner).unwrap_or_default(),
+        server_banner: ssh.server.map(|p| p.banner).unwrap_or_default(),
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
+    }
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct IcmpRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub transport: String,
+    pub community_id: String,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn icmp_row(mut event: Event, raw: &[u8], origin: Origin) -> IcmpRow {
+    let c = common(&mut event, raw, origin);
+    let icmp = event.icmp.unwrap_or_default();
+    IcmpRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        source_ip: c.source_ip,
+        source_port: c.source_port,
+        destination_ip: c.destination_ip,
+        destination_port: c.destination_port,
+        transport: c.transport,
+        community_id: c.community_id,
+        icmp_type: icmp.r#type,
+        icmp_code: icmp.code,
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
+    }
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct LogRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub source_ip: [u8; 16],
+    pub source_port: u16,
+    pub destination_ip: [u8; 16],
+    pub destination_port: u16,
+    pub hostname: String,
+    pub appname: String,
+    pub procid: String,
+    pub msgid: String,
+    pub priority: Option<u8>,
+    pub facility: String,
+    pub severity: String,
+    pub category: Vec<String>,
+    pub r#type: Vec<String>,
+    pub outcome: String,
+    pub user_name: String,
+    pub process_name: String,
+    pub process_pid: Option<u32>,
+    pub file_path: String,
+    pub message: String,
+    pub original: String,
+    pub parse_error: String,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn log_row(mut event: Event, raw: &[u8], origin: Origin) -> LogRow {
+    let c = common(&mut event, raw, origin);
+    let log = event.log.unwrap_or_default();
+    let syslog = log.syslog.unwrap_or_default();
+    let process = event.process.unwrap_or_default();
+    let hostname = event.host.map(|h| h.hostname).or(syslog.hostname).unwrap_or_default();
+    LogRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        source_ip: c.source_ip,
+        source_port: c.source_port,
+        destination_ip: c.destination_ip,
+        destination_port: c.destination_port,
+        hostname,
+        appname: syslog.appname.unwrap_or_default(),
+        procid: syslog.procid.unwrap_or_default(),
+        msgid: syslog.msgid.unwrap_or_default(),
+        priority: syslog.priority,
+        facility: syslog.facility.map(|f| f.name).unwrap_or_default(),
+        severity: syslog.severity.map(|s| s.name).unwrap_or_default(),
+        category: event.event.category.unwrap_or_default(),
+        r#type: event.event.r#type.unwrap_or_default(),
+        outcome: event.event.outcome.unwrap_or_default(),
+        user_name: event.user.map(|u| u.name).unwrap_or_default(),
+        process_name: process.name.unwrap_or_default(),
+        process_pid: process.pid,
+        file_path: log.file.map(|f| f.path).unwrap_or_default(),
+        message: event.message.unwrap_or_default(),
+        original: event.event.original.unwrap_or_default(),
+        parse_error: log.parse_error.unwrap_or_default(),
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
+    }
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct SensorHealthRow {
+    pub event_id: String,
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub observer_id: String,
+    pub organization_id: String,
+    pub interface: String,
+    pub packets_received: Option<u64>,
+    pub packets_dropped: Option<u64>,
+    pub packets_if_dropped: Option<u64>,
+    pub events_sent: Option<u64>,
+    pub spool_bytes: Option<u64>,
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+pub fn sensor_health_row(mut event: Event, raw: &[u8], origin: Origin) -> SensorHealthRow {
+    let c = common(&mut event, raw, origin);
+    let stats = event.sensor.unwrap_or_default();
+    SensorHealthRow {
+        event_id: c.event_id,
+        ts: c.ts,
+        ts_ns: c.ts_ns,
+        observer_id: c.observer_id,
+        organization_id: c.organization_id,
+        interface: stats.interface.unwrap_or_default(),
+        packets_received: stats.packets_received,
+        packets_dropped: stats.packets_dropped,
+        packets_if_dropped: stats.packets_if_dropped,
+        events_sent: stats.events_sent,
+        spool_bytes: stats.spool_bytes,
+        raw: c.raw,
+        kafka_partition: c.kafka_partition,
+        kafka_offset: c.kafka_offset,
     }
 }
 
@@ -504,439 +970,5 @@ mod tests {
         assert_eq!(&v4[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
         assert_eq!(&v4[12..], &[10, 1, 2, 3]);
         assert_eq!(ip16(None), [0; 16]);
-    }
-}
-
-/// The columns every protocol table starts with: identity, time and the flow's endpoints.
-struct Common {
-    event_id: String,
-    ts: u32,
-    ts_ns: i64,
-    observer_id: String,
-    organization_id: String,
-    source_ip: [u8; 16],
-    source_port: u16,
-    destination_ip: [u8; 16],
-    destination_port: u16,
-    transport: String,
-    community_id: String,
-}
-
-fn common(event: &Event) -> Common {
-    let source = event.source.as_ref();
-    let destination = event.destination.as_ref();
-    let network = event.network.as_ref();
-    Common {
-        event_id: event.event.id.clone(),
-        ts: datetime(event.timestamp.nanos()),
-        ts_ns: event.timestamp.nanos(),
-        observer_id: event.observer.id.clone(),
-        organization_id: event.organization.id.clone(),
-        source_ip: ip16(source.and_then(|s| s.ip)),
-        source_port: source.and_then(|s| s.port).unwrap_or(0),
-        destination_ip: ip16(destination.and_then(|d| d.ip)),
-        destination_port: destination.and_then(|d| d.port).unwrap_or(0),
-        transport: network.and_then(|n| n.transport.clone()).unwrap_or_default(),
-        community_id: network.and_then(|n| n.community_id.clone()).unwrap_or_default(),
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct DnsRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub transport: String,
-    pub community_id: String,
-    pub dns_id: u16,
-    pub dns_type: String,
-    pub op_code: String,
-    pub question_name: String,
-    pub question_type: String,
-    pub question_class: String,
-    pub response_code: String,
-    pub header_flags: Vec<String>,
-    pub answers_name: Vec<String>,
-    pub answers_type: Vec<String>,
-    pub answers_ttl: Vec<u32>,
-    pub answers_data: Vec<String>,
-    pub rtt_ns: Option<i64>,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn dns_row(event: &Event, raw: &[u8], origin: &Origin) -> DnsRow {
-    let c = common(event);
-    let dns = event.dns.clone().unwrap_or_default();
-    let question = dns.question.unwrap_or_default();
-    let answers = dns.answers.unwrap_or_default();
-    DnsRow {
-        event_id: c.event_id,
-        ts: c.ts,
-        ts_ns: c.ts_ns,
-        observer_id: c.observer_id,
-        organization_id: c.organization_id,
-        source_ip: c.source_ip,
-        source_port: c.source_port,
-        destination_ip: c.destination_ip,
-        destination_port: c.destination_port,
-        transport: c.transport,
-        community_id: c.community_id,
-        dns_id: dns.id.unwrap_or(0),
-        dns_type: dns.r#type.unwrap_or_default(),
-        op_code: dns.op_code.unwrap_or_default(),
-        question_name: question.name.unwrap_or_default(),
-        question_type: question.r#type.unwrap_or_default(),
-        question_class: question.class.unwrap_or_default(),
-        response_code: dns.response_code.unwrap_or_default(),
-        header_flags: dns.header_flags.unwrap_or_default(),
-        answers_name: answers.iter().map(|a| a.name.clone().unwrap_or_default()).collect(),
-        answers_type: answers.iter().map(|a| a.r#type.clone().unwrap_or_default()).collect(),
-        answers_ttl: answers.iter().map(|a| a.ttl.unwrap_or(0)).collect(),
-        answers_data: answers.iter().map(|a| a.data.clone().unwrap_or_default()).collect(),
-        rtt_ns: dns.rtt,
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct HttpRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub transport: String,
-    pub community_id: String,
-    pub version: String,
-    pub method: String,
-    pub url_domain: String,
-    pub url_original: String,
-    pub referrer: String,
-    pub user_agent: String,
-    pub status_code: Option<u16>,
-    pub request_body_bytes: Option<u64>,
-    pub response_body_bytes: Option<u64>,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn http_row(event: &Event, raw: &[u8], origin: &Origin) -> HttpRow {
-    let c = common(event);
-    let http = event.http.clone().unwrap_or_default();
-    let request = http.request.unwrap_or_default();
-    let response = http.response.unwrap_or_default();
-    let url = event.url.clone().unwrap_or_default();
-    HttpRow {
-        event_id: c.event_id,
-        ts: c.ts,
-        ts_ns: c.ts_ns,
-        observer_id: c.observer_id,
-        organization_id: c.organization_id,
-        source_ip: c.source_ip,
-        source_port: c.source_port,
-        destination_ip: c.destination_ip,
-        destination_port: c.destination_port,
-        transport: c.transport,
-        community_id: c.community_id,
-        version: http.version.unwrap_or_default(),
-        method: request.method.unwrap_or_default(),
-        url_domain: url.domain.unwrap_or_default(),
-        url_original: url.original.unwrap_or_default(),
-        referrer: request.referrer.unwrap_or_default(),
-        user_agent: event.user_agent.as_ref().map(|u| u.original.clone()).unwrap_or_default(),
-        status_code: response.status_code,
-        request_body_bytes: request.body.map(|b| b.bytes),
-        response_body_bytes: response.body.map(|b| b.bytes),
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct TlsRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub transport: String,
-    pub community_id: String,
-    pub version: String,
-    pub cipher: String,
-    pub established: Option<u8>,
-    pub next_protocol: String,
-    pub server_name: String,
-    pub ja3: String,
-    pub ja4: String,
-    pub ja3s: String,
-    pub server_subject: String,
-    pub server_issuer: String,
-    pub server_not_before_ns: Option<i64>,
-    pub server_not_after_ns: Option<i64>,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn tls_row(event: &Event, raw: &[u8], origin: &Origin) -> TlsRow {
-    let c = common(event);
-    let tls = event.tls.clone().unwrap_or_default();
-    let client = tls.client.unwrap_or_default();
-    let server = tls.server.unwrap_or_default();
-    TlsRow {
-        event_id: c.event_id,
-        ts: c.ts,
-        ts_ns: c.ts_ns,
-        observer_id: c.observer_id,
-        organization_id: c.organization_id,
-        source_ip: c.source_ip,
-        source_port: c.source_port,
-        destination_ip: c.destination_ip,
-        destination_port: c.destination_port,
-        transport: c.transport,
-        community_id: c.community_id,
-        version: tls.version.unwrap_or_default(),
-        cipher: tls.cipher.unwrap_or_default(),
-        established: tls.established.map(u8::from),
-        next_protocol: tls.next_protocol.unwrap_or_default(),
-        server_name: client.server_name.unwrap_or_default(),
-        ja3: client.ja3.unwrap_or_default(),
-        ja4: client.ja4.unwrap_or_default(),
-        ja3s: server.ja3s.unwrap_or_default(),
-        server_subject: server.subject.unwrap_or_default(),
-        server_issuer: server.issuer.unwrap_or_default(),
-        server_not_before_ns: server.not_before.map(|t| t.nanos()),
-        server_not_after_ns: server.not_after.map(|t| t.nanos()),
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct SshRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub transport: String,
-    pub community_id: String,
-    pub client_banner: String,
-    pub server_banner: String,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn ssh_row(event: &Event, raw: &[u8], origin: &Origin) -> SshRow {
-    let c = common(event);
-    let ssh = event.ssh.clone().unwrap_or_default();
-    SshRow {
-        event_id: c.event_id,
-        ts: c.ts,
-        ts_ns: c.ts_ns,
-        observer_id: c.observer_id,
-        organization_id: c.organization_id,
-        source_ip: c.source_ip,
-        source_port: c.source_port,
-        destination_ip: c.destination_ip,
-        destination_port: c.destination_port,
-        transport: c.transport,
-        community_id: c.community_id,
-        client_banner: ssh.client.map(|p| p.banner).unwrap_or_default(),
-        server_banner: ssh.server.map(|p| p.banner).unwrap_or_default(),
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct IcmpRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub transport: String,
-    pub community_id: String,
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn icmp_row(event: &Event, raw: &[u8], origin: &Origin) -> IcmpRow {
-    let c = common(event);
-    let icmp = event.icmp.clone().unwrap_or_default();
-    IcmpRow {
-        event_id: c.event_id,
-        ts: c.ts,
-        ts_ns: c.ts_ns,
-        observer_id: c.observer_id,
-        organization_id: c.organization_id,
-        source_ip: c.source_ip,
-        source_port: c.source_port,
-        destination_ip: c.destination_ip,
-        destination_port: c.destination_port,
-        transport: c.transport,
-        community_id: c.community_id,
-        icmp_type: icmp.r#type,
-        icmp_code: icmp.code,
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct LogRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub source_ip: [u8; 16],
-    pub source_port: u16,
-    pub destination_ip: [u8; 16],
-    pub destination_port: u16,
-    pub hostname: String,
-    pub appname: String,
-    pub procid: String,
-    pub msgid: String,
-    pub priority: Option<u8>,
-    pub facility: String,
-    pub severity: String,
-    pub category: Vec<String>,
-    pub r#type: Vec<String>,
-    pub outcome: String,
-    pub user_name: String,
-    pub process_name: String,
-    pub process_pid: Option<u32>,
-    pub file_path: String,
-    pub message: String,
-    pub original: String,
-    pub parse_error: String,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn log_row(event: &Event, raw: &[u8], origin: &Origin) -> LogRow {
-    let c = common(event);
-    let log = event.log.clone().unwrap_or_default();
-    let syslog = log.syslog.unwrap_or_default();
-    let process = event.process.clone().unwrap_or_default();
-    let hostname = event
-        .host
-        .as_ref()
-        .map(|h| h.hostname.clone())
-        .or_else(|| syslog.hostname.clone())
-        .unwrap_or_default();
-    LogRow {
-        event_id: c.event_id,
-        ts: c.ts,
-        ts_ns: c.ts_ns,
-        observer_id: c.observer_id,
-        organization_id: c.organization_id,
-        source_ip: c.source_ip,
-        source_port: c.source_port,
-        destination_ip: c.destination_ip,
-        destination_port: c.destination_port,
-        hostname,
-        appname: syslog.appname.unwrap_or_default(),
-        procid: syslog.procid.unwrap_or_default(),
-        msgid: syslog.msgid.unwrap_or_default(),
-        priority: syslog.priority,
-        facility: syslog.facility.map(|f| f.name).unwrap_or_default(),
-        severity: syslog.severity.map(|s| s.name).unwrap_or_default(),
-        category: event.event.category.clone().unwrap_or_default(),
-        r#type: event.event.r#type.clone().unwrap_or_default(),
-        outcome: event.event.outcome.clone().unwrap_or_default(),
-        user_name: event.user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
-        process_name: process.name.unwrap_or_default(),
-        process_pid: process.pid,
-        file_path: log.file.map(|f| f.path).unwrap_or_default(),
-        message: event.message.clone().unwrap_or_default(),
-        original: event.event.original.clone().unwrap_or_default(),
-        parse_error: log.parse_error.unwrap_or_default(),
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
-    }
-}
-
-#[derive(Debug, Row, Serialize)]
-pub struct SensorHealthRow {
-    pub event_id: String,
-    pub ts: u32,
-    pub ts_ns: i64,
-    pub observer_id: String,
-    pub organization_id: String,
-    pub interface: String,
-    pub packets_received: Option<u64>,
-    pub packets_dropped: Option<u64>,
-    pub packets_if_dropped: Option<u64>,
-    pub events_sent: Option<u64>,
-    pub spool_bytes: Option<u64>,
-    #[serde(with = "serde_bytes")]
-    pub raw: Vec<u8>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-pub fn sensor_health_row(event: &Event, raw: &[u8], origin: &Origin) -> SensorHealthRow {
-    let stats = event.sensor.clone().unwrap_or_default();
-    SensorHealthRow {
-        event_id: event.event.id.clone(),
-        ts: datetime(event.timestamp.nanos()),
-        ts_ns: event.timestamp.nanos(),
-        observer_id: event.observer.id.clone(),
-        organization_id: event.organization.id.clone(),
-        interface: stats.interface.unwrap_or_default(),
-        packets_received: stats.packets_received,
-        packets_dropped: stats.packets_dropped,
-        packets_if_dropped: stats.packets_if_dropped,
-        events_sent: stats.events_sent,
-        spool_bytes: stats.spool_bytes,
-        raw: raw.to_vec(),
-        kafka_partition: origin.partition,
-        kafka_offset: origin.offset,
     }
 }
