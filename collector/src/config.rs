@@ -42,6 +42,10 @@ pub struct DetectionSection {
     /// Suppressions file (TOML, entries with rule, group, expires, reason).
     #[serde(default)]
     pub suppressions: Option<PathBuf>,
+    /// Threat-intelligence indicator files (CSV or STIX 2.1 bundles), matched against flow, dns,
+    /// http and tls events; read again with the rules (SIGHUP or a file change).
+    #[serde(default)]
+    pub intel: Vec<PathBuf>,
 }
 
 /// `canh-collector api`: the HTTP API and dashboards for analysts and responders.
