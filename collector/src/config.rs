@@ -46,6 +46,9 @@ pub struct DetectionSection {
     /// http and tls events; read again with the rules (SIGHUP or a file change).
     #[serde(default)]
     pub intel: Vec<PathBuf>,
+    /// How often per-rule health (hits, errors, evaluation time) is written to `rule_stats`.
+    #[serde(default = "default_rule_stats_interval")]
+    pub rule_stats_interval: String,
 }
 
 /// `canh-collector api`: the HTTP API and dashboards for analysts and responders.
@@ -230,6 +233,9 @@ fn default_max_correlation_keys() -> usize {
 fn default_dedup_window() -> String {
     "10m".into()
 }
+fn default_rule_stats_interval() -> String {
+    "1m".into()
+}
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
@@ -255,6 +261,7 @@ pub struct Settings {
     pub session_timeout: Duration,
     /// `[detection]` validated, when the section is present.
     pub detection: Option<crate::detect::Settings>,
+    pub rule_stats_interval: Duration,
     pub api_max_window: Duration,
     pub api_query_timeout: Duration,
     /// `api.users` resolved against the config file's folder.
@@ -331,7 +338,13 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         retention_days.insert(known, *days);
     }
     let mut detection = None;
+    let mut rule_stats_interval = Duration::from_secs(60);
     if let Some(section) = &config.detection {
+        rule_stats_interval =
+            duration("detection.rule_stats_interval", &section.rule_stats_interval)?;
+        if rule_stats_interval.is_zero() {
+            return Err(invalid("detection.rule_stats_interval", "must be above zero".into()));
+        }
         if section.max_correlation_keys == 0 {
             return Err(invalid("detection.max_correlation_keys", "must be at least 1".into()));
         }
@@ -351,6 +364,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         max_backoff,
         session_timeout,
         detection,
+        rule_stats_interval,
         api_max_window,
         api_query_timeout,
         api_users,

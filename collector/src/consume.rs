@@ -164,9 +164,6 @@ pub struct Detection {
     collector: String,
 }
 
-/// How often per-rule health is written to ClickHouse.
-const RULE_STATS_INTERVAL: Duration = Duration::from_secs(60);
-
 /// Read the rule directory and the suppressions named by `[detection]`. Files that do not load are
 /// in the report; only an unreadable directory or suppressions file is an error.
 pub fn load_detector(settings: &Settings) -> Result<Option<(Detector, LoadReport)>, ConsumeError> {
@@ -350,8 +347,14 @@ impl Detection {
     /// Write the rules' health of the interval to `rule_stats` when the interval is over (or
     /// `force`, at shutdown). A failed write keeps nothing back: the interval's figures are lost
     /// and counted, the metrics still have them.
-    async fn write_health(&mut self, db: &clickhouse::Client, metrics: &Metrics, force: bool) {
-        if !force && self.health_written.elapsed() < RULE_STATS_INTERVAL {
+    async fn write_health(
+        &mut self,
+        db: &clickhouse::Client,
+        metrics: &Metrics,
+        interval: Duration,
+        force: bool,
+    ) {
+        if !force && self.health_written.elapsed() < interval {
             return;
         }
         self.health_written = Instant::now();
@@ -561,7 +564,7 @@ pub async fn run(
         }
     }
     if let Some(detection) = detection.as_mut() {
-        let last = detection.write_health(&db, &metrics, true);
+        let last = detection.write_health(&db, &metrics, settings.rule_stats_interval, true);
         if tokio::time::timeout(Duration::from_secs(10), last).await.is_err() {
             tracing::warn!("shutdown: rule health of the last interval not written in time");
         }
@@ -585,7 +588,7 @@ async fn flush(
 ) -> bool {
     if let Some(detection) = detection.as_mut() {
         detection.run(batch, settings, metrics).await;
-        detection.write_health(db, metrics, false).await;
+        detection.write_health(db, metrics, settings.rule_stats_interval, false).await;
     }
     let mut backoff = Duration::from_millis(100);
     loop {
