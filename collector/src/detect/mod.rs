@@ -512,7 +512,7 @@ impl Detector {
             self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
             let wrapped = JsonEvent::borrow(event);
             let mut detections = Vec::new();
-            let timed = self.stats.events % TIME_SAMPLE == 0;
+            let timed = self.stats.events.is_multiple_of(TIME_SAMPLE);
             for &family in &routed {
                 self.stats.family_evaluations += 1;
                 let counters = &mut self.group_counters[family];
