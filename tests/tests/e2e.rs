@@ -2142,6 +2142,36 @@ async fn synscan_capture_raises_a_vertical_scan_alert() {
     assert!(scan.techniques.iter().any(|t| t.starts_with("T1046")), "{scan:?}");
     assert!(scan.count >= 1);
 
+    // Rule health: written at shutdown to rule_stats (evaluation time per rule group, matches).
+    #[derive(Row, Deserialize, Debug)]
+    struct StatView {
+        rule_id: String,
+        rule_group: String,
+        hits: u64,
+        errors: u64,
+        group_evaluations: u64,
+        group_eval_seconds: f64,
+    }
+    let stats: Vec<StatView> = db
+        .query(
+            "SELECT rule_id, rule_group, hits, errors, group_evaluations, group_eval_seconds \
+             FROM rule_stats",
+        )
+        .fetch_all()
+        .await
+        .expect("read rule_stats");
+    let vertical = stats
+        .iter()
+        .find(|s| s.rule_group == "correlation" && s.hits > 0)
+        .unwrap_or_else(|| panic!("no correlation with hits in {stats:?}"));
+    assert_eq!(vertical.errors, 0, "{vertical:?}");
+    let flows = stats
+        .iter()
+        .find(|s| s.rule_group != "correlation" && s.group_evaluations > 0)
+        .unwrap_or_else(|| panic!("no evaluated rule group in {stats:?}"));
+    assert!(flows.group_eval_seconds > 0.0, "{flows:?}");
+    assert!(flows.group_evaluations <= sent, "{flows:?}");
+
     // The same alert went to the alert topic.
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers())
