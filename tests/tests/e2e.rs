@@ -2197,10 +2197,12 @@ async fn synscan_capture_raises_a_vertical_scan_alert() {
         .fetch_all()
         .await
         .expect("read rule_stats");
+    // The vertical-scan correlation of rules/scan_vertical.yml.
     let vertical = stats
         .iter()
-        .find(|s| s.rule_group == "correlation" && s.hits > 0)
-        .unwrap_or_else(|| panic!("no correlation with hits in {stats:?}"));
+        .find(|s| s.rule_id == "489ac3f1-6f49-44ee-9734-af4bcbadbf65" && s.hits > 0)
+        .unwrap_or_else(|| panic!("no vertical-scan hits in {stats:?}"));
+    assert_eq!(vertical.rule_group, "correlation");
     assert_eq!(vertical.errors, 0, "{vertical:?}");
     let flows = stats
         .iter()
