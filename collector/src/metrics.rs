@@ -216,3 +216,26 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_health_metrics_render_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.rule_hits.with_label_values(&["r1"]).inc_by(3);
+        metrics.rule_errors.with_label_values(&["r1"]).inc();
+        metrics.rule_group_evaluations.with_label_values(&["dns"]).inc_by(10);
+        metrics.rule_group_eval_seconds.with_label_values(&["dns"]).inc_by(0.5);
+        let text = metrics.render();
+        for line in [
+            "canh_collector_rule_hits_total{rule=\"r1\"} 3",
+            "canh_collector_rule_errors_total{rule=\"r1\"} 1",
+            "canh_collector_rule_group_evaluations_total{group=\"dns\"} 10",
+            "canh_collector_rule_group_eval_seconds_total{group=\"dns\"} 0.5",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
