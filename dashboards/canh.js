@@ -25,6 +25,7 @@ const Canh = (() => {
       hits: "Hits", last_hit: "Last hit", no_data: "No data in this time range", national_only: "National centre only",
       alert_events: "Events behind alert", community: "Community ID", address: "Address", count: "Count",
       filter: "Filter", organizations: "Organizations", key: "Key",
+      rule_group: "Rule group", matches: "Matching events", errors: "Errors", eval_time: "Evaluation time (group)",
     },
     vi: {
       overview: "Tổng quan", alerts: "Cảnh báo", search: "Tìm kiếm", sensors: "Cảm biến", rules: "Luật",
@@ -41,6 +42,7 @@ const Canh = (() => {
       national_only: "Chỉ dành cho trung tâm quốc gia", alert_events: "Sự kiện của cảnh báo",
       community: "Community ID", address: "Địa chỉ", count: "Số lượng", filter: "Lọc", organizations: "Đơn vị",
       key: "Khóa",
+      rule_group: "Nhóm luật", matches: "Sự kiện khớp", errors: "Lỗi", eval_time: "Thời gian đánh giá (nhóm)",
     },
   };
   let lang = localStorage.getItem("canh-lang") || "vi";

@@ -958,6 +958,56 @@ pub fn rules_sql(caller: &Principal, range: Range, limit: u64) -> Sql {
     sql
 }
 
+/// Per-rule health the collectors wrote to `rule_stats` over the range: matches, errors, and the
+/// evaluation count and time of the rule's group (its logsource family). Rules run for every
+/// tenant at once, so these rows carry no organization.
+pub fn rule_stats_sql(range: Range) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT rule_id, any(rule_name) AS rule_name, any(level) AS level, \
+         any(rule_group) AS rule_group, sum(hits) AS matches, sum(errors) AS errors, \
+         sum(group_evaluations) AS evaluations, sum(group_eval_seconds) AS eval_seconds \
+         FROM rule_stats WHERE 1",
+    );
+    range.push(&mut sql, "ts", Some("ts_ns"));
+    sql.push(" GROUP BY rule_id ORDER BY rule_id", []);
+    sql
+}
+
+/// Alert counts per rule (scoped to the caller) joined with the rule's health. Every rule with
+/// health rows is listed, also those without alerts. `matches` counts events of every tenant, so
+/// only the national centre sees it; errors and evaluation time are about the rule, not the data.
+pub fn merge_rule_health(alerts: Vec<Json_>, stats: Vec<Json_>, national: bool) -> Vec<Json_> {
+    let mut out = alerts;
+    for row in &mut out {
+        for (key, zero) in
+            [("errors", json!(0)), ("evaluations", json!(0)), ("eval_seconds", json!(0.0))]
+        {
+            row[key] = zero;
+        }
+        row["matches"] = if national { json!(0) } else { Json_::Null };
+        row["rule_group"] = json!("");
+    }
+    for stat in stats {
+        let id = stat["rule_id"].clone();
+        let index = match out.iter().position(|r| r["rule_id"] == id) {
+            Some(index) => index,
+            None => {
+                out.push(json!({
+                    "rule_id": id, "rule_name": stat["rule_name"], "level": stat["level"],
+                    "hits": 0, "organizations": 0, "first_ns": null, "last_ns": null,
+                }));
+                out.len() - 1
+            }
+        };
+        let row = &mut out[index];
+        for key in ["errors", "evaluations", "eval_seconds", "rule_group"] {
+            row[key] = stat[key].clone();
+        }
+        row["matches"] = if national { stat["matches"].clone() } else { Json_::Null };
+    }
+    out
+}
+
 async fn health_rules(
     State(state): State<ApiState>,
     Caller(caller): Caller,
@@ -966,7 +1016,9 @@ async fn health_rules(
     let Query(params) = params?;
     let result = async {
         let range = resolve_range(&params, now_ns(), state.limits.max_window_ns)?;
-        state.rows(rules_sql(&caller, range, state.limits.max_rows)).await
+        let alerts = state.rows(rules_sql(&caller, range, state.limits.max_rows)).await?;
+        let stats = state.rows(rule_stats_sql(range)).await?;
+        Ok(merge_rule_health(alerts, stats, caller.scope == Scope::All))
     }
     .await;
     state.audit(&caller, "health_rules", "", "", &result).await?;
@@ -1364,6 +1416,40 @@ mod tests {
             day
         )
         .is_err());
+    }
+
+    #[test]
+    fn rule_health_joins_alerts_and_stats_and_hides_matches_from_tenants() {
+        let sql = rule_stats_sql(RANGE);
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+        assert!(
+            sql.text.contains("FROM rule_stats") && sql.text.contains("sum(group_eval_seconds)")
+        );
+        let alerts = vec![json!({"rule_id": "a", "rule_name": "A", "level": "high", "hits": 3})];
+        let stats = vec![
+            json!({"rule_id": "a", "rule_name": "A", "level": "high", "rule_group": "dns",
+                   "matches": 40, "errors": 2, "evaluations": 1000, "eval_seconds": 0.25}),
+            json!({"rule_id": "b", "rule_name": "B", "level": "low", "rule_group": "zeek_conn",
+                   "matches": 0, "errors": 0, "evaluations": 500, "eval_seconds": 0.5}),
+        ];
+        let national = merge_rule_health(alerts.clone(), stats.clone(), true);
+        assert_eq!(national.len(), 2);
+        assert_eq!(national[0]["hits"], 3);
+        assert_eq!(national[0]["matches"], 40);
+        assert_eq!(national[0]["errors"], 2);
+        assert_eq!(national[0]["eval_seconds"], 0.25);
+        assert_eq!(national[0]["rule_group"], "dns");
+        assert_eq!(national[1]["rule_id"], "b");
+        assert_eq!(national[1]["hits"], 0);
+        assert_eq!(national[1]["evaluations"], 500);
+        let tenant = merge_rule_health(alerts.clone(), stats, false);
+        assert!(tenant.iter().all(|r| r["matches"].is_null()));
+        assert_eq!(tenant[0]["errors"], 2);
+        let no_stats = merge_rule_health(alerts, Vec::new(), true);
+        assert_eq!(
+            (no_stats[0]["errors"].clone(), no_stats[0]["eval_seconds"].clone()),
+            (json!(0), json!(0.0))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use canh_collector::detect::load;
 use canh_collector::detect::mapping::Mapping;
-use canh_collector::detect::{ruletest, suppress, Detector, Settings};
+use canh_collector::detect::{intel, ruletest, suppress, Detector, Settings};
 use canh_event::Timestamp;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -20,6 +20,7 @@ pub fn detect(
     dedup_window: &str,
     max_keys: usize,
     suppressions: Option<&Path>,
+    intel_files: &[std::path::PathBuf],
 ) -> anyhow::Result<bool> {
     let secs = |text: &str, what: &str| -> anyhow::Result<i64> {
         let duration =
@@ -55,6 +56,21 @@ pub fn detect(
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading suppressions {}", path.display()))?;
         detector.set_suppressions(suppress::parse(&text, &path.display().to_string())?);
+    }
+    if !intel_files.is_empty() {
+        let (set, report) = intel::load_files(intel_files)?;
+        eprintln!(
+            "canh-collector: {} indicator(s) loaded from {} file(s) {:?}, {} unsupported {:?}",
+            set.indicators.len(),
+            report.files,
+            report.loaded,
+            report.unsupported.values().sum::<usize>(),
+            report.unsupported
+        );
+        for example in &report.unsupported_examples {
+            eprintln!("canh-collector: indicator skipped: {example}");
+        }
+        detector.set_intel(set);
     }
 
     let input: Box<dyn BufRead> = match events {

@@ -42,6 +42,13 @@ pub struct DetectionSection {
     /// Suppressions file (TOML, entries with rule, group, expires, reason).
     #[serde(default)]
     pub suppressions: Option<PathBuf>,
+    /// Threat-intelligence indicator files (CSV or STIX 2.1 bundles), matched against flow, dns,
+    /// http and tls events; read again with the rules (SIGHUP or a file change).
+    #[serde(default)]
+    pub intel: Vec<PathBuf>,
+    /// How often per-rule health (hits, errors, evaluation time) is written to `rule_stats`.
+    #[serde(default = "default_rule_stats_interval")]
+    pub rule_stats_interval: String,
 }
 
 /// `canh-collector api`: the HTTP API and dashboards for analysts and responders.
@@ -299,6 +306,9 @@ fn default_max_correlation_keys() -> usize {
 fn default_dedup_window() -> String {
     "10m".into()
 }
+fn default_rule_stats_interval() -> String {
+    "1m".into()
+}
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
@@ -325,6 +335,7 @@ pub struct Settings {
     pub fetch_wait_max: Duration,
     /// `[detection]` validated, when the section is present.
     pub detection: Option<crate::detect::Settings>,
+    pub rule_stats_interval: Duration,
     pub api_max_window: Duration,
     pub api_query_timeout: Duration,
     /// `api.users` resolved against the config file's folder.
@@ -422,7 +433,13 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         retention_days.insert(known, *days);
     }
     let mut detection = None;
+    let mut rule_stats_interval = Duration::from_secs(60);
     if let Some(section) = &config.detection {
+        rule_stats_interval =
+            duration("detection.rule_stats_interval", &section.rule_stats_interval)?;
+        if rule_stats_interval.is_zero() {
+            return Err(invalid("detection.rule_stats_interval", "must be above zero".into()));
+        }
         if section.max_correlation_keys == 0 {
             return Err(invalid("detection.max_correlation_keys", "must be at least 1".into()));
         }
@@ -443,6 +460,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         session_timeout,
         fetch_wait_max,
         detection,
+        rule_stats_interval,
         api_max_window,
         api_query_timeout,
         api_users,

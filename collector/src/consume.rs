@@ -5,7 +5,7 @@
 use crate::config::Settings;
 use crate::detect::load::{self, LoadReport};
 use crate::detect::mapping::Mapping;
-use crate::detect::{suppress, Detector};
+use crate::detect::{intel, suppress, Detector, HealthLedger};
 use crate::metrics::Metrics;
 use crate::store::{self, Batch, DeadLetterRow, Origin};
 use canh_event::{Dataset, DecodeError, Event, Timestamp};
@@ -153,6 +153,10 @@ pub struct Detection {
     detector: Option<Detector>,
     producer: FutureProducer,
     topic: String,
+    health: HealthLedger,
+    /// When rule health was last written to `rule_stats`.
+    health_written: Instant,
+    collector: String,
 }
 
 /// Read the rule directory and the suppressions named by `[detection]`. Files that do not load are
@@ -176,6 +180,20 @@ pub fn load_detector(settings: &Settings) -> Result<Option<(Detector, LoadReport
         let list =
             suppress::parse(&text, &shown).map_err(|e| ConsumeError::Rules(e.to_string()))?;
         detector.set_suppressions(list);
+    }
+    if !section.intel.is_empty() {
+        let (set, intel_report) = intel::load_files(&section.intel)
+            .map_err(|e| ConsumeError::Rules(format!("indicator file {e}")))?;
+        tracing::info!(
+            files = intel_report.files,
+            loaded = ?intel_report.loaded,
+            unsupported = ?intel_report.unsupported,
+            "threat-intelligence indicators loaded"
+        );
+        for example in &intel_report.unsupported_examples {
+            tracing::warn!(indicator = %example, "indicator pattern not supported, skipped");
+        }
+        detector.set_intel(set);
     }
     Ok(Some((detector, report)))
 }
@@ -214,10 +232,14 @@ impl Detection {
         log_report(&report);
         warn_lateness(&detector);
         metrics.rules_loaded.set(detector.rule_count() as i64);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Ok(Some(Detection {
             detector: Some(detector),
             producer: producer(settings)?,
             topic: format!("{}{}", settings.config.kafka.topic_prefix, Dataset::Alert.as_str()),
+            health: HealthLedger::default(),
+            health_written: Instant::now(),
+            collector: format!("{}@{}", settings.config.kafka.group_id, host.trim()),
         }))
     }
 
@@ -297,8 +319,63 @@ impl Detection {
         metrics.detect_late_events.inc_by(after.late_events - before.late_events);
         metrics.correlation_evictions.inc_by(after.evictions - before.evictions);
         metrics.correlation_keys.set(detector.correlation_keys() as i64);
+        let (rules, groups) = self.health.observe(&detector);
+        for rule in rules {
+            if rule.hits > 0 {
+                metrics.rule_hits.with_label_values(&[&rule.rule_id]).inc_by(rule.hits);
+            }
+            if rule.errors > 0 {
+                metrics.rule_errors.with_label_values(&[&rule.rule_id]).inc_by(rule.errors);
+            }
+        }
+        for (group, change) in groups {
+            metrics.rule_group_evaluations.with_label_values(&[&group]).inc_by(change.evaluations);
+            metrics
+                .rule_group_eval_seconds
+                .with_label_values(&[&group])
+                .inc_by(change.nanos as f64 / 1e9);
+        }
         self.detector = Some(detector);
         batch.alerts.extend(alerts.iter().map(store::alert_row));
+    }
+
+    /// Write the rules' health of the interval to `rule_stats` when the interval is over (or
+    /// `force`, at shutdown). A failed write keeps nothing back: the interval's figures are lost
+    /// and counted, the metrics still have them.
+    async fn write_health(
+        &mut self,
+        db: &clickhouse::Client,
+        metrics: &Metrics,
+        interval: Duration,
+        force: bool,
+    ) {
+        if !force && self.health_written.elapsed() < interval {
+            return;
+        }
+        self.health_written = Instant::now();
+        let now = wall_clock();
+        let rows: Vec<store::RuleStatsRow> = self
+            .health
+            .take_interval()
+            .into_iter()
+            .map(|(rule, group)| store::RuleStatsRow {
+                ts: u32::try_from(now.secs()).unwrap_or(0),
+                ts_ns: now.nanos(),
+                collector: self.collector.clone(),
+                rule_id: rule.rule_id,
+                rule_name: rule.title,
+                level: rule.level,
+                rule_group: rule.group,
+                hits: rule.hits,
+                errors: rule.errors,
+                group_evaluations: group.evaluations,
+                group_eval_seconds: group.nanos as f64 / 1e9,
+            })
+            .collect();
+        if let Err(err) = store::write_rule_stats(db, &rows).await {
+            metrics.errors.with_label_values(&["store", "rule_stats"]).inc();
+            tracing::warn!(error = %err, rows = rows.len(), "writing rule health failed; interval lost");
+        }
     }
 
     /// Produce the batch's alerts and wait for every delivery. An error means the whole set is sent
@@ -332,7 +409,8 @@ fn rules_fingerprint(
 ) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
     let Some(section) = settings.config.detection.as_ref() else { return Vec::new() };
     let files = tokio::task::block_in_place(|| load::rule_files(&section.rules_dir));
-    let Ok(files) = files else { return Vec::new() };
+    let Ok(mut files) = files else { return Vec::new() };
+    files.extend(section.intel.iter().cloned());
     files
         .into_iter()
         .map(|path| {
@@ -551,6 +629,12 @@ pub async fn run(
             );
         }
     }
+    if let Some(detection) = detection.as_mut() {
+        let last = detection.write_health(&db, &metrics, settings.rule_stats_interval, true);
+        if tokio::time::timeout(Duration::from_secs(10), last).await.is_err() {
+            tracing::warn!("shutdown: rule health of the last interval not written in time");
+        }
+    }
     Ok(())
 }
 
@@ -570,6 +654,7 @@ async fn flush(
 ) -> bool {
     if let Some(detection) = detection.as_mut() {
         detection.run(batch, settings, metrics).await;
+        detection.write_health(db, metrics, settings.rule_stats_interval, false).await;
     }
     let mut backoff = Duration::from_millis(100);
     loop {

@@ -71,6 +71,9 @@ enum Command {
         /// Suppressions file (TOML).
         #[arg(long)]
         suppressions: Option<PathBuf>,
+        /// Threat-intelligence indicator file (CSV or STIX 2.1 bundle); may be repeated.
+        #[arg(long)]
+        intel: Vec<PathBuf>,
     },
     /// Work with rule files.
     Rules {
@@ -106,16 +109,23 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let offline = match &cli.command {
-        Command::Detect { rules, events, lateness, dedup_window, max_keys, suppressions } => {
-            Some(commands::detect(
-                rules,
-                events.as_deref(),
-                lateness,
-                dedup_window,
-                *max_keys,
-                suppressions.as_deref(),
-            ))
-        }
+        Command::Detect {
+            rules,
+            events,
+            lateness,
+            dedup_window,
+            max_keys,
+            suppressions,
+            intel,
+        } => Some(commands::detect(
+            rules,
+            events.as_deref(),
+            lateness,
+            dedup_window,
+            *max_keys,
+            suppressions.as_deref(),
+            intel,
+        )),
         Command::Rules { command: RulesCommand::Report { dir } } => Some(commands::report(dir)),
         Command::Rules { command: RulesCommand::Test { dir } } => Some(commands::test(dir)),
         Command::Rules { command: RulesCommand::Lint { dir } } => Some(commands::lint(dir)),

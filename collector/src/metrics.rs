@@ -25,6 +25,10 @@ pub struct Metrics {
     pub detect_seconds: Histogram,
     pub rules_loaded: IntGauge,
     pub rule_reloads: IntCounterVec,
+    pub rule_hits: IntCounterVec,
+    pub rule_errors: IntCounterVec,
+    pub rule_group_evaluations: IntCounterVec,
+    pub rule_group_eval_seconds: prometheus::CounterVec,
 }
 
 /// Outcomes of an alert candidate.
@@ -100,8 +104,46 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        // Labelled by rule id and rule group: both come from the loaded rule set (bounded by
+        // it), never from event data.
+        let rule_hits = IntCounterVec::new(
+            Opts::new(
+                "canh_collector_rule_hits_total",
+                "events matched (correlations: alerts raised), by rule",
+            ),
+            &["rule"],
+        )
+        .expect("valid metric");
+        let rule_errors = IntCounterVec::new(
+            Opts::new(
+                "canh_collector_rule_errors_total",
+                "rule matches correlation could not use (no timestamp, too late), by rule",
+            ),
+            &["rule"],
+        )
+        .expect("valid metric");
+        let rule_group_evaluations = IntCounterVec::new(
+            Opts::new(
+                "canh_collector_rule_group_evaluations_total",
+                "events evaluated by the rules of one logsource family",
+            ),
+            &["group"],
+        )
+        .expect("valid metric");
+        let rule_group_eval_seconds = prometheus::CounterVec::new(
+            Opts::new(
+                "canh_collector_rule_group_eval_seconds_total",
+                "time spent evaluating one logsource family's rules (sampled, 1 event in 8)",
+            ),
+            &["group"],
+        )
+        .expect("valid metric");
         for metric in [
-            Box::new(detect_events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rule_hits.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rule_errors.clone()),
+            Box::new(rule_group_evaluations.clone()),
+            Box::new(rule_group_eval_seconds.clone()),
+            Box::new(detect_events.clone()),
             Box::new(alerts.clone()),
             Box::new(detect_late_events.clone()),
             Box::new(correlation_evictions.clone()),
@@ -152,6 +194,10 @@ impl Metrics {
             detect_seconds,
             rules_loaded,
             rule_reloads,
+            rule_hits,
+            rule_errors,
+            rule_group_evaluations,
+            rule_group_eval_seconds,
         }
     }
 
@@ -168,5 +214,28 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_health_metrics_render_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.rule_hits.with_label_values(&["r1"]).inc_by(3);
+        metrics.rule_errors.with_label_values(&["r1"]).inc();
+        metrics.rule_group_evaluations.with_label_values(&["dns"]).inc_by(10);
+        metrics.rule_group_eval_seconds.with_label_values(&["dns"]).inc_by(0.5);
+        let text = metrics.render();
+        for line in [
+            "canh_collector_rule_hits_total{rule=\"r1\"} 3",
+            "canh_collector_rule_errors_total{rule=\"r1\"} 1",
+            "canh_collector_rule_group_evaluations_total{group=\"dns\"} 10",
+            "canh_collector_rule_group_eval_seconds_total{group=\"dns\"} 0.5",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/001_initial.sql")),
     (2, "datasets", include_str!("../migrations/002_datasets.sql")),
     (3, "alerts", include_str!("../migrations/003_alerts.sql")),
+    (5, "rule_stats", include_str!("../migrations/005_rule_stats.sql")),
 ];
 
 /// Days each table keeps by default. Alerts are kept longest; aggregates outlive the raw rows so
@@ -28,6 +29,7 @@ pub const RETENTION_DEFAULT_DAYS: &[(&str, u32)] = &[
     ("dead_letters", 30),
     ("events_per_minute", 400),
     ("flow_bytes_per_minute", 400),
+    ("rule_stats", 90),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +305,29 @@ pub struct AlertRow {
     pub last_seen_ns: i64,
     pub count: u64,
     pub raw: String,
+}
+
+/// One rule's health over one interval (see `migrations/005_rule_stats.sql`).
+#[derive(Debug, Clone, Row, Serialize, PartialEq)]
+pub struct RuleStatsRow {
+    pub ts: u32,
+    pub ts_ns: i64,
+    pub collector: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub level: String,
+    pub rule_group: String,
+    pub hits: u64,
+    pub errors: u64,
+    pub group_evaluations: u64,
+    pub group_eval_seconds: f64,
+}
+
+pub async fn write_rule_stats(
+    db: &clickhouse::Client,
+    rows: &[RuleStatsRow],
+) -> Result<(), StoreError> {
+    write_table(db, "rule_stats", rows).await
 }
 
 /// The row of an alert event (dataset `alert`), with the event's JSON kept whole in `raw`.

@@ -1988,6 +1988,37 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
     let (_, sensors) = get("analyst", &format!("/api/health/sensors?{all_time}"));
     assert_eq!(sensors["sensors"][0]["observer_id"], "e2e-sensor", "{sensors}");
 
+    // Rule health: two intervals of one rule as a collector writes them to rule_stats, summed.
+    let ts = now_ns / 1_000_000_000;
+    for (hits, errors, seconds) in [(30, 1, 0.25), (10, 1, 0.5)] {
+        db.query(&format!(
+            "INSERT INTO rule_stats VALUES ({ts}, {now_ns}, 'e2e', 'e2e-health-rule', \
+             'Health rule', 'low', 'dns', {hits}, {errors}, 1000, {seconds})"
+        ))
+        .execute()
+        .await
+        .expect("insert rule_stats");
+    }
+    let (status, rules) = get("national", &format!("/api/health/rules?{all_time}"));
+    assert_eq!(status, 200, "{rules}");
+    let health = rules["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["rule_id"] == "e2e-health-rule").cloned())
+        .unwrap_or_else(|| panic!("rule health row missing: {rules}"));
+    assert_eq!(health["matches"], 40, "{health}");
+    assert_eq!(health["errors"], 2, "{health}");
+    assert_eq!(health["evaluations"], 2000, "{health}");
+    assert_eq!(health["eval_seconds"], 0.75, "{health}");
+    assert_eq!(health["rule_group"], "dns", "{health}");
+    assert_eq!(health["hits"], 0, "no alerts of this rule: {health}");
+    let (_, rules) = get("analyst", &format!("/api/health/rules?{all_time}"));
+    let health = rules["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["rule_id"] == "e2e-health-rule").cloned())
+        .unwrap_or_else(|| panic!("rule health row missing: {rules}"));
+    assert!(health["matches"].is_null(), "matches span tenants: {health}");
+    assert_eq!(health["errors"], 2, "{health}");
+
     // Triage: roles, scope, transitions, versions.
     let post = |token: &str, id: &str, body: &str| {
         let (status, text) = http(
@@ -2052,6 +2083,12 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
         }
         if page == "overview" {
             assert_eq!(state["charts"].as_array().map(Vec::len), Some(4), "{state}");
+        }
+        if page == "rules" {
+            let table = browser.eval("return document.getElementById('rules-table').textContent");
+            let table = table.as_str().unwrap_or_default();
+            assert!(table.contains("Evaluation time (group)"), "{table}");
+            assert!(table.contains("750.0 ms"), "rule health in the table: {table}");
         }
     }
     // The Vietnamese labels.
@@ -2405,6 +2442,38 @@ async fn synscan_capture_raises_a_vertical_scan_alert() {
     assert_eq!(scan.group_keys.len(), scan.group_values.len());
     assert!(scan.techniques.iter().any(|t| t.starts_with("T1046")), "{scan:?}");
     assert!(scan.count >= 1);
+
+    // Rule health: written at shutdown to rule_stats (evaluation time per rule group, matches).
+    #[derive(Row, Deserialize, Debug)]
+    struct StatView {
+        rule_id: String,
+        rule_group: String,
+        hits: u64,
+        errors: u64,
+        group_evaluations: u64,
+        group_eval_seconds: f64,
+    }
+    let stats: Vec<StatView> = db
+        .query(
+            "SELECT rule_id, rule_group, hits, errors, group_evaluations, group_eval_seconds \
+             FROM rule_stats",
+        )
+        .fetch_all()
+        .await
+        .expect("read rule_stats");
+    // The vertical-scan correlation of rules/scan_vertical.yml.
+    let vertical = stats
+        .iter()
+        .find(|s| s.rule_id == "489ac3f1-6f49-44ee-9734-af4bcbadbf65" && s.hits > 0)
+        .unwrap_or_else(|| panic!("no vertical-scan hits in {stats:?}"));
+    assert_eq!(vertical.rule_group, "correlation");
+    assert_eq!(vertical.errors, 0, "{vertical:?}");
+    let flows = stats
+        .iter()
+        .find(|s| s.rule_group != "correlation" && s.group_evaluations > 0)
+        .unwrap_or_else(|| panic!("no evaluated rule group in {stats:?}"));
+    assert!(flows.group_eval_seconds > 0.0, "{flows:?}");
+    assert!(flows.group_evaluations <= sent, "{flows:?}");
 
     // The same alert went to the alert topic.
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()

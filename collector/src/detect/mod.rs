@@ -11,12 +11,14 @@
 //! 3. every match and correlation becomes an alert event, deduplicated per rule and group over
 //!    `dedup_window`, and dropped if a live suppression covers it.
 
+pub mod intel;
 pub mod load;
 pub mod mapping;
 pub mod ruletest;
 pub mod suppress;
 
 use canh_event::{Dataset, Event, Timestamp};
+use intel::IntelSet;
 use load::LoadedRules;
 use mapping::Mapping;
 use rsigma_eval::event::JsonEvent;
@@ -27,6 +29,7 @@ use rsigma_eval::{
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 use suppress::Suppression;
 
 /// The tenant field: every correlation is grouped by it as well, so two tenants never share a
@@ -38,6 +41,14 @@ const MAX_SENSORS: usize = 100_000;
 
 /// Fields that key a single-event alert for deduplication, when the event has them.
 const DETECTION_GROUP_FIELDS: [&str; 3] = ["source.ip", "destination.ip", "user.name"];
+
+/// One event in this many has its per-family evaluation timed; the time is scaled up by it. Two
+/// clock reads per family on every event would cost more than some families' evaluation.
+const TIME_SAMPLE: u64 = 8;
+
+/// The rule-group name of correlation rules and of indicator rules in `RuleHealth`.
+pub const CORRELATION_GROUP: &str = "correlation";
+pub const INTEL_GROUP: &str = "intel";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -87,6 +98,112 @@ struct RuleMeta {
     title: String,
     level: Option<String>,
     tags: Vec<String>,
+    /// The rule group it is evaluated in: a logsource family name, `correlation` or `intel`.
+    group: String,
+}
+
+/// Per-rule counters since the detector was built (carried over a reload for rules that stay).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleCounters {
+    /// Events the rule matched (detection rules, indicators) or correlation alerts it raised.
+    pub hits: u64,
+    /// Matches a correlation could not use: the event had no usable `@timestamp`, or it came
+    /// later than `lateness` behind its sensor's newest event.
+    pub errors: u64,
+}
+
+/// Evaluation counters of one rule group (a logsource family: rsigma evaluates a family's rules
+/// in one call, so time is measured per family, not per rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    /// Events evaluated by the group's rules.
+    pub evaluations: u64,
+    /// Estimated evaluation time: sampled on one event in `TIME_SAMPLE`, scaled up.
+    pub nanos: u64,
+}
+
+/// One rule's health, as the admin endpoint and the API show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleHealth {
+    pub rule_id: String,
+    pub title: String,
+    pub level: String,
+    pub group: String,
+    pub hits: u64,
+    pub errors: u64,
+}
+
+/// Turns the detector's running counters into per-interval changes: for metrics after each batch,
+/// and for the `rule_stats` rows written every interval. Survives rule reloads (a counter that went
+/// down, a rule removed and added again, counts from zero).
+#[derive(Debug, Default)]
+pub struct HealthLedger {
+    rules: HashMap<String, RuleCounters>,
+    groups: HashMap<String, GroupCounters>,
+    pending_rules: BTreeMap<String, RuleHealth>,
+    pending_groups: HashMap<String, GroupCounters>,
+}
+
+fn delta(now: u64, before: u64) -> u64 {
+    if now >= before {
+        now - before
+    } else {
+        now
+    }
+}
+
+impl HealthLedger {
+    /// What changed since the last call: rules (hits and errors in `RuleHealth` are the changes)
+    /// and groups. Also kept for the next `take_interval`.
+    pub fn observe(
+        &mut self,
+        detector: &Detector,
+    ) -> (Vec<RuleHealth>, Vec<(String, GroupCounters)>) {
+        let mut rules = Vec::new();
+        for mut rule in detector.rule_health() {
+            let before = self.rules.get(&rule.rule_id).copied().unwrap_or_default();
+            let now = RuleCounters { hits: rule.hits, errors: rule.errors };
+            self.rules.insert(rule.rule_id.clone(), now);
+            rule.hits = delta(now.hits, before.hits);
+            rule.errors = delta(now.errors, before.errors);
+            let pending = self
+                .pending_rules
+                .entry(rule.rule_id.clone())
+                .or_insert_with(|| RuleHealth { hits: 0, errors: 0, ..rule.clone() });
+            pending.hits += rule.hits;
+            pending.errors += rule.errors;
+            pending.title.clone_from(&rule.title);
+            pending.level.clone_from(&rule.level);
+            pending.group.clone_from(&rule.group);
+            rules.push(rule);
+        }
+        let mut groups = Vec::new();
+        for (name, now) in detector.group_health() {
+            let before = self.groups.get(&name).copied().unwrap_or_default();
+            self.groups.insert(name.clone(), now);
+            let change = GroupCounters {
+                evaluations: delta(now.evaluations, before.evaluations),
+                nanos: delta(now.nanos, before.nanos),
+            };
+            let pending = self.pending_groups.entry(name.clone()).or_default();
+            pending.evaluations += change.evaluations;
+            pending.nanos += change.nanos;
+            groups.push((name, change));
+        }
+        (rules, groups)
+    }
+
+    /// Every rule's changes since the last take, with its group's, and start a new interval.
+    pub fn take_interval(&mut self) -> Vec<(RuleHealth, GroupCounters)> {
+        let groups = std::mem::take(&mut self.pending_groups);
+        std::mem::take(&mut self.pending_rules)
+            .into_values()
+            .map(|rule| {
+                let group = groups.get(&rule.group).copied().unwrap_or_default();
+                (rule, group)
+            })
+            .collect()
+    }
 }
 
 pub struct Detector {
@@ -111,6 +228,12 @@ pub struct Detector {
     routed: Vec<usize>,
     /// Families that hold at least one rule: the only ones worth routing to.
     active: Vec<usize>,
+    intel: IntelSet,
+    intel_hits: Vec<intel::Hit>,
+    /// Rule key -> counters; every loaded rule has an entry, so silent rules show as zero.
+    rule_counters: HashMap<String, RuleCounters>,
+    /// Per family (same index as `engines`).
+    group_counters: Vec<GroupCounters>,
 }
 
 impl Detector {
@@ -134,6 +257,7 @@ impl Detector {
                     title: rule.compiled.title.clone(),
                     level: rule.compiled.level.map(|l| level_name(&l)),
                     tags: rule.compiled.tags.clone(),
+                    group: mapping.families[rule.family].name.clone(),
                 },
             );
             let generate = rule
@@ -204,6 +328,7 @@ impl Detector {
                         title: correlation_rule.title.clone(),
                         level: correlation_rule.level.map(|l| level_name(&l)),
                         tags: correlation_rule.tags.clone(),
+                        group: CORRELATION_GROUP.to_string(),
                     },
                 );
                 if engine.add_correlation(&correlation_rule).is_err() {
@@ -216,6 +341,8 @@ impl Detector {
         correlation_fields.sort();
         let active = (0..engines.len()).filter(|&i| engines[i].rule_count() > 0).collect();
         let shortest_timespan = correlation_timespans.into_iter().min();
+        let rule_counters = meta.keys().map(|k| (k.clone(), RuleCounters::default())).collect();
+        let group_counters = vec![GroupCounters::default(); engines.len()];
         Detector {
             mapping,
             engines,
@@ -231,6 +358,79 @@ impl Detector {
             stats: Stats::default(),
             routed: Vec::new(),
             active,
+            intel: IntelSet::default(),
+            intel_hits: Vec::new(),
+            rule_counters,
+            group_counters,
+        }
+    }
+
+    /// Match these indicators from now on (replacing any earlier set). Each kind present becomes
+    /// a rule (`canh-intel-ip`, ...) with its own alerts and health counters.
+    pub fn set_intel(&mut self, set: IntelSet) {
+        for kind in intel::Kind::ALL {
+            let (id, _) = kind.rule();
+            self.meta.remove(id);
+            self.rule_counters.remove(id);
+        }
+        for kind in set.kinds() {
+            let (id, title) = kind.rule();
+            self.meta.insert(
+                id.to_string(),
+                RuleMeta {
+                    id: id.to_string(),
+                    title: title.to_string(),
+                    level: Some("high".into()),
+                    tags: vec!["attack.command_and_control".into()],
+                    group: INTEL_GROUP.to_string(),
+                },
+            );
+            self.rule_counters.insert(id.to_string(), RuleCounters::default());
+        }
+        self.intel = set;
+    }
+
+    /// Per-rule hits and errors, sorted by rule id.
+    pub fn rule_health(&self) -> Vec<RuleHealth> {
+        let mut out: Vec<RuleHealth> = self
+            .meta
+            .values()
+            .map(|meta| {
+                let counters = self.rule_counters.get(&meta.id).copied().unwrap_or_default();
+                RuleHealth {
+                    rule_id: meta.id.clone(),
+                    title: meta.title.clone(),
+                    level: meta.level.clone().unwrap_or_default(),
+                    group: meta.group.clone(),
+                    hits: counters.hits,
+                    errors: counters.errors,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
+        out
+    }
+
+    /// Evaluation counters per rule group that holds rules: (group name, counters).
+    pub fn group_health(&self) -> Vec<(String, GroupCounters)> {
+        self.active
+            .iter()
+            .map(|&i| (self.mapping.families[i].name.clone(), self.group_counters[i]))
+            .collect()
+    }
+
+    /// Matches that correlation could not use count as errors of their rules.
+    fn count_lost(&mut self, detections: &[EvaluationResult]) {
+        for detection in detections {
+            let key = rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
+            self.count_rule(&key, 0, 1);
+        }
+    }
+
+    fn count_rule(&mut self, rule: &str, hits: u64, errors: u64) {
+        if let Some(counters) = self.rule_counters.get_mut(rule) {
+            counters.hits += hits;
+            counters.errors += errors;
         }
     }
 
@@ -243,6 +443,17 @@ impl Detector {
         }
         self.dedup = old.dedup.clone();
         self.watermarks = old.watermarks.clone();
+        for (rule, counters) in &old.rule_counters {
+            if let Some(mine) = self.rule_counters.get_mut(rule) {
+                *mine = *counters;
+            }
+        }
+        for (index, family) in self.mapping.families.iter().enumerate() {
+            let old_index = old.mapping.families.iter().position(|f| f.name == family.name);
+            if let Some(old_index) = old_index {
+                self.group_counters[index] = old.group_counters[old_index];
+            }
+        }
     }
 
     pub fn set_suppressions(&mut self, suppressions: Vec<Suppression>) {
@@ -295,30 +506,52 @@ impl Detector {
         // Dedup key -> index in `alerts`, so matches within one batch fold into one alert.
         let mut in_batch: HashMap<String, usize> = HashMap::new();
         let mut routed = std::mem::take(&mut self.routed);
+        let mut intel_hits = std::mem::take(&mut self.intel_hits);
         for event in events {
             self.stats.events += 1;
             self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
             let wrapped = JsonEvent::borrow(event);
             let mut detections = Vec::new();
+            let timed = self.stats.events.is_multiple_of(TIME_SAMPLE);
             for &family in &routed {
                 self.stats.family_evaluations += 1;
-                detections.extend(self.engines[family].evaluate(&wrapped));
+                let counters = &mut self.group_counters[family];
+                counters.evaluations += 1;
+                if timed {
+                    let started = Instant::now();
+                    detections.extend(self.engines[family].evaluate(&wrapped));
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    counters.nanos = counters.nanos.saturating_add(nanos * TIME_SAMPLE);
+                } else {
+                    detections.extend(self.engines[family].evaluate(&wrapped));
+                }
             }
-            if detections.is_empty() {
+            if !self.intel.is_empty() {
+                self.intel.matches(event, &mut intel_hits);
+            }
+            if detections.is_empty() && intel_hits.is_empty() {
                 continue;
             }
-            self.stats.matches += detections.len() as u64;
+            self.stats.matches += (detections.len() + intel_hits.len()) as u64;
             let time = event_time(event);
             let mut candidates = Vec::new();
             let mut for_correlation = Vec::new();
             for detection in detections {
-                let (referenced, generate) = self.correlation_role(&detection);
-                if referenced {
-                    for_correlation.push(detection.clone());
-                }
+                let key =
+                    rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
+                let (referenced, generate) = self.correlation_role(&key);
+                self.count_rule(&key, 1, 0);
                 if !referenced || generate {
-                    candidates.push(self.detection_alert(&detection, event, time));
+                    candidates.push(self.detection_alert(key, event, time));
                 }
+                if referenced {
+                    for_correlation.push(detection);
+                }
+            }
+            for hit in &intel_hits {
+                let candidate = self.intel_alert(hit, event, time);
+                self.count_rule(&candidate.rule, 1, 0);
+                candidates.push(candidate);
             }
             if !for_correlation.is_empty() {
                 candidates.extend(self.correlate(event, time, for_correlation));
@@ -328,12 +561,12 @@ impl Detector {
             }
         }
         self.routed = routed;
+        self.intel_hits = intel_hits;
         alerts
     }
 
-    fn correlation_role(&self, detection: &EvaluationResult) -> (bool, bool) {
-        let key = rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
-        match self.correlated.get(&key) {
+    fn correlation_role(&self, key: &str) -> (bool, bool) {
+        match self.correlated.get(key) {
             Some(&generate) => (true, generate),
             None => (false, false),
         }
@@ -345,9 +578,12 @@ impl Detector {
         time: Option<Timestamp>,
         detections: Vec<EvaluationResult>,
     ) -> Vec<Candidate> {
-        let Some(engine) = self.correlation.as_mut() else { return Vec::new() };
+        if self.correlation.is_none() {
+            return Vec::new();
+        }
         let Some(time) = time else {
             self.stats.events_without_time += 1;
+            self.count_lost(&detections);
             return Vec::new();
         };
         let secs = time.secs();
@@ -360,8 +596,10 @@ impl Detector {
         *entry = (*entry).max(secs);
         if secs < *entry - self.settings.lateness_secs {
             self.stats.late_events += 1;
+            self.count_lost(&detections);
             return Vec::new();
         }
+        let Some(engine) = self.correlation.as_mut() else { return Vec::new() };
         // Evict here rather than inside the engine, so the evictions can be counted.
         let before = engine.state_count();
         if before >= self.settings.max_keys {
@@ -380,6 +618,9 @@ impl Detector {
                 continue;
             }
             let key = rule_key(result.header.rule_id.as_deref(), &result.header.rule_title);
+            if let Some(counters) = self.rule_counters.get_mut(&key) {
+                counters.hits += 1;
+            }
             let group: BTreeMap<String, String> = body.group_key.iter().cloned().collect();
             let refs = body.event_refs.clone().unwrap_or_default();
             let first = refs.iter().map(|r| r.timestamp).min().unwrap_or(secs);
@@ -398,13 +639,21 @@ impl Detector {
         out
     }
 
-    fn detection_alert(
-        &self,
-        detection: &EvaluationResult,
-        event: &Value,
-        time: Option<Timestamp>,
-    ) -> Candidate {
-        let rule = rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
+    fn intel_alert(&self, hit: &intel::Hit, event: &Value, time: Option<Timestamp>) -> Candidate {
+        let indicator = &self.intel.indicators[hit.indicator];
+        let mut candidate = self.detection_alert(indicator.kind.rule().0.to_string(), event, time);
+        let group = &mut candidate.group;
+        group.insert("threat.indicator.type".into(), indicator.kind.as_str().into());
+        group.insert("threat.indicator.value".into(), indicator.value.clone());
+        group.insert("threat.indicator.field".into(), hit.field.into());
+        group.insert("threat.indicator.provider".into(), indicator.source.clone());
+        if !indicator.description.is_empty() {
+            group.insert("threat.indicator.description".into(), indicator.description.clone());
+        }
+        candidate
+    }
+
+    fn detection_alert(&self, rule: String, event: &Value, time: Option<Timestamp>) -> Candidate {
         let mut group = BTreeMap::new();
         for field in DETECTION_GROUP_FIELDS {
             if let Some(value) = mapping::lookup(event, field).and_then(scalar_text) {
@@ -777,6 +1026,86 @@ mod tests {
         let mut new = detector(Settings::default());
         new.carry_state_from(&old);
         assert_eq!(new.process(&events[3..], Timestamp(0)).len(), 1);
+    }
+
+    #[test]
+    fn indicator_hits_become_alerts_with_their_source() {
+        let mut d = detector(Settings::default());
+        let mut set = IntelSet::default();
+        set.load_text(
+            "domain,c2.example.net,example c2\nip,192.0.2.66,example server\n",
+            "intel.csv",
+            &mut intel::IntelReport::default(),
+        )
+        .expect("indicators");
+        d.set_intel(set);
+        let dns = serde_json::json!({
+            "@timestamp": "2026-01-01T00:00:00Z", "event": {"id": "d1", "dataset": "dns"},
+            "observer": {"id": "s1"}, "organization": {"id": "t1"},
+            "source": {"ip": "10.0.0.5"}, "destination": {"ip": "10.0.0.53"},
+            "dns": {"question": {"name": "x.c2.example.net"}}
+        });
+        let mut flow = dns.clone();
+        flow["event"] = serde_json::json!({"id": "f1", "dataset": "flow"});
+        flow["destination"]["ip"] = Value::String("192.0.2.66".into());
+        let alerts = d.process(&[dns, flow], Timestamp(0));
+        assert_eq!(alerts.len(), 2);
+        let rule = alerts[0].rule.as_ref().expect("rule");
+        assert_eq!(rule.id, "canh-intel-domain");
+        assert_eq!(rule.level.as_deref(), Some("high"));
+        let group = &alerts[0].alert.as_ref().expect("summary").group;
+        assert_eq!(group["threat.indicator.value"], "c2.example.net");
+        assert_eq!(group["threat.indicator.field"], "dns.question.name");
+        assert_eq!(group["threat.indicator.provider"], "intel.csv");
+        assert_eq!(group["threat.indicator.description"], "example c2");
+        assert_eq!(alerts[1].rule.as_ref().expect("rule").id, "canh-intel-ip");
+        let health = d.rule_health();
+        let hits =
+            |id: &str| health.iter().find(|r| r.rule_id == id).map(|r| (r.hits, r.group.clone()));
+        assert_eq!(hits("canh-intel-ip"), Some((1, INTEL_GROUP.to_string())));
+        assert_eq!(hits("canh-intel-domain"), Some((1, INTEL_GROUP.to_string())));
+        assert_eq!(hits("canh-intel-ja3"), None, "no ja3 indicators, no ja3 rule");
+    }
+
+    #[test]
+    fn rule_health_counts_hits_errors_and_group_time() {
+        let mut d = detector(Settings { lateness_secs: 60, ..Settings::default() });
+        let mut events: Vec<Value> = (0..5).map(|i| failure("192.0.2.1", i + 1000)).collect();
+        events.push(failure("192.0.2.2", 0)); // late: its match is an error of rule f1
+        let mut no_time = failure("192.0.2.3", 1001);
+        no_time.as_object_mut().expect("object").remove("@timestamp");
+        events.push(no_time); // no time: an error too
+        events.extend((0..16).map(|i| failure("192.0.2.9", 1001 + i)));
+        let mut ledger = HealthLedger::default();
+        d.process(&events, Timestamp(0));
+        let health = d.rule_health();
+        let f1 = health.iter().find(|r| r.rule_id == "f1").expect("f1");
+        assert_eq!((f1.hits, f1.errors), (23, 2));
+        assert_eq!(f1.group, "linux_sshd");
+        let b1 = health.iter().find(|r| r.rule_id == "b1").expect("b1");
+        assert_eq!(b1.group, CORRELATION_GROUP);
+        assert!(b1.hits >= 2, "one correlation alert per source: {b1:?}");
+        let groups = d.group_health();
+        let (name, sshd) = &groups[0];
+        assert_eq!(name, "linux_sshd");
+        assert_eq!(sshd.evaluations, 23);
+        assert!(sshd.nanos > 0, "sampled time is recorded");
+
+        let (rules, _) = ledger.observe(&d);
+        assert_eq!(rules.iter().find(|r| r.rule_id == "f1").map(|r| r.hits), Some(23));
+        d.process(&events[..3], Timestamp(0));
+        let (rules, groups) = ledger.observe(&d);
+        assert_eq!(rules.iter().find(|r| r.rule_id == "f1").map(|r| r.hits), Some(3));
+        assert_eq!(groups[0].1.evaluations, 3);
+        let interval = ledger.take_interval();
+        let (f1, group) = interval.iter().find(|(r, _)| r.rule_id == "f1").expect("f1 row");
+        assert_eq!((f1.hits, group.evaluations), (26, 26));
+        assert!(ledger.take_interval().iter().all(|(r, g)| r.hits == 0 && g.evaluations == 0));
+
+        // A reload carries the counters, so the ledger sees no drop.
+        let mut new = detector(Settings::default());
+        new.carry_state_from(&d);
+        assert_eq!(new.rule_health(), d.rule_health());
     }
 
     #[test]
