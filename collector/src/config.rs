@@ -139,6 +139,9 @@ pub struct KafkaSection {
     pub security_protocol: String,
     #[serde(default)]
     pub sasl_mechanism: Option<String>,
+    /// How often the collector measures its group's lag (`canh_collector_kafka_lag`).
+    #[serde(default = "default_lag_interval")]
+    pub lag_interval: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +202,9 @@ fn default_topic_prefix() -> String {
 fn default_session_timeout() -> String {
     "10s".into()
 }
+fn default_lag_interval() -> String {
+    "15s".into()
+}
 fn default_security_protocol() -> String {
     "plaintext".into()
 }
@@ -249,6 +255,7 @@ pub struct Settings {
     pub max_wait: Duration,
     pub max_backoff: Duration,
     pub session_timeout: Duration,
+    pub lag_interval: Duration,
     /// `[detection]` validated, when the section is present.
     pub detection: Option<crate::detect::Settings>,
     pub api_max_window: Duration,
@@ -303,6 +310,10 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let max_wait = duration("batch.max_wait", &config.batch.max_wait)?;
     let max_backoff = duration("batch.max_backoff", &config.batch.max_backoff)?;
     let session_timeout = duration("kafka.session_timeout", &config.kafka.session_timeout)?;
+    let lag_interval = duration("kafka.lag_interval", &config.kafka.lag_interval)?;
+    if lag_interval.is_zero() {
+        return Err(invalid("kafka.lag_interval", "must be longer than zero".into()));
+    }
     let retention_interval = duration("retention.interval", &config.retention.interval)?;
     let api_max_window = duration("api.max_window", &config.api.max_window)?;
     let api_query_timeout = duration("api.query_timeout", &config.api.query_timeout)?;
@@ -346,6 +357,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         max_wait,
         max_backoff,
         session_timeout,
+        lag_interval,
         detection,
         api_max_window,
         api_query_timeout,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod consume;
 pub mod detect;
+pub mod lag;
 pub mod metrics;
 pub mod query;
 pub mod store;

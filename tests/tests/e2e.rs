@@ -2079,6 +2079,169 @@ async fn api_over_tls() {
     assert!(status.success());
 }
 
+/// The sum of every `canh_collector_kafka_lag` sample on a collector's `/metrics`, and how many
+/// samples there were.
+fn lag_gauge(admin_port: u16) -> (i64, usize) {
+    let text = http_get(admin_port, "/metrics");
+    let samples: Vec<i64> = text
+        .lines()
+        .filter(|l| l.starts_with("canh_collector_kafka_lag{"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    (samples.iter().sum(), samples.len())
+}
+
+/// The collectors' Kafka lag (high watermark minus the group's committed offset): records produced
+/// while no collector stores them show as lag in the API's sensor health and in the gauge of a
+/// collector that waits for an absent ClickHouse; once a collector stores them the lag falls to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_lag_counts_unconsumed_records_and_falls_to_zero() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_lag");
+    let dir = temp_dir(&ns);
+    ns.create_topics(2);
+    let api_port = free_port();
+    let admin = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", admin, 100, true);
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("session_timeout = \"6s\"", "session_timeout = \"6s\"\nlag_interval = \"1s\"");
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"p\"\nrole = \"viewer\"\ntenant = \"e2e-tenant\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("lag-token")
+        ),
+    )
+    .expect("users");
+    std::fs::write(
+        &config,
+        format!("{text}\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nusers = \"users.toml\"\n"),
+    )
+    .expect("config with [api]");
+    // The same collector with a ClickHouse that is not there: it cannot store, so it never consumes.
+    let stalled = dir.join("stalled.toml");
+    std::fs::write(
+        &stalled,
+        text.replace(&clickhouse_url(), &format!("http://127.0.0.1:{}", free_port())),
+    )
+    .expect("stalled config");
+    let migrate = Command::new(binary("canh-collector"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("canh-collector migrate");
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+
+    // 100 alerts and 37 records that are not events (they become dead letters), no collector.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let alert_topic = format!("{}alert", ns.topic_prefix());
+    let flow_topic = format!("{}flow", ns.topic_prefix());
+    for seq in 0..100 {
+        let payload = alert_event(seq, "e2e-tenant", "lag", "low", vec![], "192.0.2.7");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&alert_topic).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce alert");
+    }
+    for seq in 0..37 {
+        let payload = format!("not an event {seq}");
+        producer
+            .send(FutureRecord::<(), _>::to(&flow_topic).payload(&payload), Duration::from_secs(10))
+            .await
+            .expect("produce junk");
+    }
+
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("api.log")).expect("log"))
+        .spawn()
+        .expect("start api");
+    let health = || {
+        let (status, body) = http(api_port, "GET", "/api/health/sensors", Some("lag-token"), None);
+        if status == 200 {
+            json(&body)["kafka"].clone()
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    let per_topic = |kafka: &serde_json::Value, topic: &str| -> i64 {
+        kafka["partitions"]
+            .as_array()
+            .map(|ps| {
+                ps.iter().filter(|p| p["topic"] == topic).filter_map(|p| p["lag"].as_i64()).sum()
+            })
+            .unwrap_or(-1)
+    };
+    let before = wait_for(Duration::from_secs(20), || async {
+        let kafka = health();
+        kafka["lag"].is_i64().then_some(kafka)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "api health with kafka lag; api log: {}",
+            std::fs::read_to_string(dir.join("api.log")).unwrap_or_default()
+        )
+    });
+    assert_eq!(before["error"], serde_json::Value::Null, "{before}");
+    assert_eq!(before["group_id"], ns.id.as_str());
+    assert_eq!(before["lag"], 137, "{before}");
+    assert_eq!(per_topic(&before, &alert_topic), 100, "{before}");
+    assert_eq!(per_topic(&before, &flow_topic), 37, "{before}");
+    let partitions = before["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 2 * canh_event::Dataset::ALL.len(), "every partition listed");
+    assert!(partitions.iter().all(|p| p["committed"].is_null()), "nothing committed yet");
+
+    // A collector that cannot reach ClickHouse reports the same lag on /metrics.
+    let mut waiting = start_collector(&stalled, &dir.join("stalled.log"));
+    let stalled_gauge = wait_for(Duration::from_secs(30), || async {
+        let (sum, samples) = lag_gauge(admin);
+        (samples > 0).then_some((sum, samples))
+    })
+    .await;
+    let status = stop(&mut waiting);
+    assert_eq!(stalled_gauge, Some((137, 2 * canh_event::Dataset::ALL.len())));
+    assert!(status.success(), "stalled collector exit {status}");
+
+    // A working collector stores everything, and the lag falls to 0 in both places.
+    let mut collector = start_collector(&config, &dir.join("collector.log"));
+    let db = clickhouse(Some(&ns.database()));
+    let alerts =
+        wait_count(&db, "SELECT count() FROM alerts FINAL", 100, Duration::from_secs(90)).await;
+    let dead =
+        wait_count(&db, "SELECT count() FROM dead_letters", 37, Duration::from_secs(30)).await;
+    let after = wait_for(Duration::from_secs(30), || async {
+        let kafka = health();
+        (kafka["lag"] == 0).then_some(kafka)
+    })
+    .await;
+    let gauge = wait_for(Duration::from_secs(30), || async {
+        let (sum, samples) = lag_gauge(admin);
+        (samples > 0 && sum == 0).then_some(samples)
+    })
+    .await;
+    let collector_status = stop(&mut collector);
+    let api_status = stop(&mut api);
+    assert_eq!((alerts, dead), (100, 37), "everything stored");
+    let after = after.expect("api lag falls to 0");
+    for p in after["partitions"].as_array().expect("partitions") {
+        if p["high_watermark"].as_i64() > Some(0) {
+            assert_eq!(p["committed"], p["high_watermark"], "committed up to the end: {p}");
+        }
+    }
+    assert!(gauge.is_some(), "collector gauge falls to 0");
+    assert!(collector_status.success() && api_status.success());
+}
+
 // ---------------------------------------------------------------- detection
 
 /// Detection end to end on a real attack capture: the SYN scan in `synscan.pcapng` goes through
