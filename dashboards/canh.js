@@ -25,6 +25,9 @@ const Canh = (() => {
       hits: "Hits", last_hit: "Last hit", no_data: "No data in this time range", national_only: "National centre only",
       alert_events: "Events behind alert", community: "Community ID", address: "Address", count: "Count",
       filter: "Filter", organizations: "Organizations", key: "Key",
+      kafka_lag: "Kafka lag (records not yet stored)", kafka_lag_total: "Records waiting in Kafka",
+      kafka_error: "Kafka lag unavailable", group: "consumer group", partition: "Partition",
+      committed: "Committed offset", high_watermark: "Latest offset",
     },
     vi: {
       overview: "Tổng quan", alerts: "Cảnh báo", search: "Tìm kiếm", sensors: "Cảm biến", rules: "Luật",
@@ -41,6 +44,9 @@ const Canh = (() => {
       national_only: "Chỉ dành cho trung tâm quốc gia", alert_events: "Sự kiện của cảnh báo",
       community: "Community ID", address: "Địa chỉ", count: "Số lượng", filter: "Lọc", organizations: "Đơn vị",
       key: "Khóa",
+      kafka_lag: "Độ trễ Kafka (bản ghi chưa lưu)", kafka_lag_total: "Bản ghi đang chờ trong Kafka",
+      kafka_error: "Không đo được độ trễ Kafka", group: "nhóm tiêu thụ", partition: "Phân vùng",
+      committed: "Offset đã xác nhận", high_watermark: "Offset mới nhất",
     },
   };
   let lang = localStorage.getItem("canh-lang") || "vi";

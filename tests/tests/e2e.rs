@@ -1725,6 +1725,8 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
     assert_eq!(sensors["sensors"].as_array().map(Vec::len), Some(0));
     let (_, sensors) = get("analyst", &format!("/api/health/sensors?{all_time}"));
     assert_eq!(sensors["sensors"][0]["observer_id"], "e2e-sensor", "{sensors}");
+    assert_eq!(sensors["kafka"]["lag"], 0, "the collector stored everything: {sensors}");
+    assert_eq!(sensors["kafka"]["error"], serde_json::Value::Null);
 
     // Triage: roles, scope, transitions, versions.
     let post = |token: &str, id: &str, body: &str| {
@@ -1790,6 +1792,14 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
         }
         if page == "overview" {
             assert_eq!(state["charts"].as_array().map(Vec::len), Some(4), "{state}");
+        }
+        if page == "sensors" {
+            // The collector stored everything before it stopped: nothing waits in Kafka.
+            let lag = browser.eval("return document.getElementById('kafka-lag-total').textContent");
+            assert!(
+                lag.as_str().is_some_and(|t| t.starts_with("Records waiting in Kafka: 0 ")),
+                "{lag}"
+            );
         }
     }
     // The Vietnamese labels.
@@ -1916,15 +1926,17 @@ async fn grafana_panels_run_against_clickhouse() {
     assert!(checked >= 8, "{checked} queries checked");
 }
 
-/// Debian's Prometheus scrapes a running collector with the shipped scrape config and loads every
-/// shipped alert rule; promtool accepts both files.
+/// Debian's Prometheus scrapes a running sensor and collector with the shipped scrape config and
+/// loads every shipped alert rule; promtool accepts both files and passes the rules' unit tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
     let _shared = SERVICES.read().await;
     let files = repo().join("dashboards/prometheus");
-    for args in
-        [vec!["check", "rules", "canh-rules.yml"], vec!["check", "config", "prometheus.yml"]]
-    {
+    for args in [
+        vec!["check", "rules", "canh-rules.yml"],
+        vec!["check", "config", "prometheus.yml"],
+        vec!["test", "rules", "canh-rules.test.yml"],
+    ] {
         let out =
             Command::new("promtool").args(&args).current_dir(&files).output().expect("promtool");
         assert!(
@@ -1944,13 +1956,39 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
     })
     .await;
     assert!(ready.is_some(), "collector ready");
+    // A sensor that keeps running: a syslog UDP input, its admin port, one log line sent to it.
+    let sensor_admin = free_port();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let syslog_port = free_port();
+    let sensor_cfg = dir.join("sensor.toml");
+    std::fs::write(
+        &sensor_cfg,
+        format!(
+            "[sensor]\nid = \"e2e-sensor\"\ntenant = \"e2e-tenant\"\nstate_dir = {:?}\n\n\
+             [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[input]\npcap_files = []\n\n\
+             [logs.syslog_udp]\nlisten = \"127.0.0.1:{syslog_port}\"\n\n[admin]\nlisten = \"127.0.0.1:{sensor_admin}\"\n",
+            dir.join("sensor-state").display().to_string(),
+            brokers(),
+            ns.topic_prefix(),
+        ),
+    )
+    .expect("sensor config");
+    let mut sensor = spawn_sensor(&sensor_cfg, &dir.join("sensor.log"));
+    let sensor_up = wait_for(Duration::from_secs(30), || async {
+        let _ = syslog.send_to(b"<13>Nov 23 10:00:00 host app: hello", ("127.0.0.1", syslog_port));
+        http_get(sensor_admin, "/metrics").contains("canh_sensor_log_lines_total").then_some(())
+    })
+    .await;
+    assert!(sensor_up.is_some(), "sensor admin port up");
 
-    // The shipped config, pointed at this collector, with the rules beside it.
+    // The shipped config, pointed at this collector and sensor, with the rules beside it.
     let shipped = std::fs::read_to_string(files.join("prometheus.yml")).expect("prometheus.yml");
-    assert!(shipped.contains("\"127.0.0.1:9464\""));
+    assert!(shipped.contains("\"127.0.0.1:9464\"") && shipped.contains("\"127.0.0.1:9465\""));
     let ours = shipped
         .replace("\"127.0.0.1:9464\"", &format!("\"127.0.0.1:{admin}\""))
-        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+        .replace("\"127.0.0.1:9465\"", &format!("\"127.0.0.1:{sensor_admin}\""))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
     std::fs::write(dir.join("prometheus.yml"), ours).expect("write prometheus.yml");
     std::fs::copy(files.join("canh-rules.yml"), dir.join("canh-rules.yml")).expect("copy rules");
     let port = free_port();
@@ -1967,19 +2005,30 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
         let body = http_get(port, "/api/v1/targets");
         let targets: serde_json::Value = serde_json::from_str(&body).ok()?;
         let active = targets["data"]["activeTargets"].as_array()?.clone();
-        active
-            .iter()
-            .any(|t| t["labels"]["job"] == "canh-collector" && t["health"] == "up")
-            .then_some(active)
+        let up =
+            |job: &str| active.iter().any(|t| t["labels"]["job"] == job && t["health"] == "up");
+        (up("canh-collector") && up("canh-sensor")).then_some(active)
     })
     .await;
     let rules: serde_json::Value =
         serde_json::from_str(&http_get(port, "/api/v1/rules")).unwrap_or_default();
+    // The collector's lag gauge reached Prometheus through the recording rule.
+    let recorded = wait_for(Duration::from_secs(30), || async {
+        let body = http_get(port, "/api/v1/query?query=canh%3Akafka_lag%3Asum_by_topic");
+        let result: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let series = result["data"]["result"].as_array()?.len();
+        (series > 0).then_some(series)
+    })
+    .await;
     kill9(&mut prometheus);
     let status = stop(&mut collector);
+    let sensor_status = stop(&mut sensor);
     let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    let active = up.unwrap_or_else(|| panic!("collector target up; prometheus log:\n{log}"));
+    let active =
+        up.unwrap_or_else(|| panic!("collector and sensor targets up; prometheus log:\n{log}"));
+    assert_eq!(active.len(), 2, "{active:?}");
     assert!(active.iter().all(|t| t["health"] == "up"), "every target up: {active:?}");
+    assert_eq!(recorded, Some(canh_event::Dataset::ALL.len()), "lag recorded for every topic");
     let names: Vec<&str> = rules["data"]["groups"]
         .as_array()
         .expect("rule groups")
@@ -2004,6 +2053,7 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
         assert!(names.contains(&rule), "{rule} loaded: {names:?}");
     }
     assert!(status.success());
+    assert!(sensor_status.success(), "sensor exit {sensor_status}");
 }
 
 /// With `tls_cert` and `tls_key` the API speaks HTTPS only.
