@@ -1,5 +1,5 @@
--- Rollups for the dashboards: events per hour (7- and 30-day overviews read hours, not minutes) and
--- traffic per source per hour without the destination (top talkers). Same rules as 002: valid on
+-- Rollups for the dashboards: events per hour (7- and 30-day overviews read hours, not minutes),
+-- traffic per source per hour without the destination, and each hour's top sources (top talkers). Same rules as 002: valid on
 -- ClickHouse 18.16 and current releases, fed by materialized views whose column types equal the
 -- table's (18.16 converts nothing on the way), daily partitions for retention.
 --
@@ -78,3 +78,20 @@ SELECT toStartOfHour(ts) AS hour, organization_id, source_ip,
        sum(source_packets + destination_packets) AS packets,
        sum(source_bytes + destination_bytes) AS bytes
 FROM flows GROUP BY hour, organization_id, source_ip;
+
+-- The 100 sources with the most bytes of each hour and tenant, written by the collector once the
+-- hour is settled (collector/src/rollup.rs: two hours after it began, newest hours first, and the
+-- hours already stored before this migration too). Overviews over many hours sum these plus the
+-- hours not summarized yet from source_bytes_per_hour: a source counts in an hour only where it was
+-- among that hour's top 100 (the usual top-N-of-top-Ns approximation). Two collectors writing the
+-- same hour write the same rows, which fold (read with FINAL).
+CREATE TABLE IF NOT EXISTS top_sources_per_hour (
+    hour DateTime,
+    organization_id String,
+    source_ip FixedString(16),
+    flows UInt64,
+    packets UInt64,
+    bytes UInt64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(hour)
+ORDER BY (organization_id, hour, source_ip);

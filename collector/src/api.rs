@@ -1095,18 +1095,35 @@ pub fn overview_sql(caller: &Principal, range: Range) -> [Sql; 4] {
 
     let rules = rules_sql(caller, range, 10);
 
-    let (talkers_table, talkers_time) = if hourly {
-        ("source_bytes_per_hour", "hour")
+    let talkers = if hourly {
+        // Summarized hours from their top sources, the newer ones from every source (rollup.rs).
+        let mut sql = Sql::new(&format!(
+            "SELECT {} AS ip, sum(bytes) AS bytes, sum(flows) AS flows FROM (\
+             SELECT source_ip, bytes, flows FROM top_sources_per_hour FINAL WHERE 1",
+            address_text("source_ip")
+        ));
+        scope(caller, "organization_id", &mut sql);
+        window(&mut sql, "hour");
+        sql.push(
+            " UNION ALL SELECT source_ip, bytes, flows FROM source_bytes_per_hour WHERE 1",
+            [],
+        );
+        scope(caller, "organization_id", &mut sql);
+        window(&mut sql, "hour");
+        sql.push(" AND hour > (SELECT max(hour) FROM top_sources_per_hour WHERE 1", []);
+        scope(caller, "organization_id", &mut sql);
+        sql.push(")) GROUP BY source_ip ORDER BY bytes DESC LIMIT 10", []);
+        sql
     } else {
-        ("flow_bytes_per_minute", "minute")
+        let mut sql = Sql::new(&format!(
+            "SELECT {} AS ip, sum(bytes) AS bytes, sum(flows) AS flows FROM flow_bytes_per_minute WHERE 1",
+            address_text("source_ip")
+        ));
+        scope(caller, "organization_id", &mut sql);
+        window(&mut sql, "minute");
+        sql.push(" GROUP BY source_ip ORDER BY bytes DESC LIMIT 10", []);
+        sql
     };
-    let mut talkers = Sql::new(&format!(
-        "SELECT {} AS ip, sum(bytes) AS bytes, sum(flows) AS flows FROM {talkers_table} WHERE 1",
-        address_text("source_ip")
-    ));
-    scope(caller, "organization_id", &mut talkers);
-    window(&mut talkers, talkers_time);
-    talkers.push(" GROUP BY source_ip ORDER BY bytes DESC LIMIT 10", []);
     [events, alerts, rules, talkers]
 }
 
@@ -1399,6 +1416,7 @@ mod tests {
                 "FROM flow_bytes_per_minute",
                 "FROM events_per_hour",
                 "FROM source_bytes_per_hour",
+                "FROM top_sources_per_hour",
             ];
             let reads: usize = tables.iter().map(|t| sql.text.matches(t).count()).sum();
             let filters = sql.text.matches("organization_id = ?").count();
@@ -1459,6 +1477,7 @@ mod tests {
         let day = Range { from_ns: 0, to_ns: 86_400_000_000_000 };
         let [events, _, _, talkers] = overview_sql(&national, day);
         assert!(events.text.contains("FROM events_per_minute"), "{}", events.text);
+        assert!(talkers.text.contains("FROM top_sources_per_hour FINAL"), "{}", talkers.text);
         assert!(talkers.text.contains("FROM source_bytes_per_hour"), "{}", talkers.text);
         let week = Range { from_ns: 0, to_ns: 7 * 86_400_000_000_000 };
         let [events, _, _, talkers] = overview_sql(&national, week);

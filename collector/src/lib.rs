@@ -10,5 +10,6 @@ pub mod detect;
 pub mod lag;
 pub mod metrics;
 pub mod query;
+pub mod rollup;
 pub mod store;
 pub mod tls;

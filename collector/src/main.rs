@@ -3,7 +3,7 @@
 use anyhow::Context;
 use canh_collector::admin::{self, AdminState};
 use canh_collector::metrics::Metrics;
-use canh_collector::{api, config, consume, lag, store};
+use canh_collector::{api, config, consume, lag, rollup, store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -316,6 +316,28 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         }
     });
 
+    // The hourly top sources for long overviews (rollup.rs), every few minutes.
+    let rollup_db = db.clone();
+    let mut rollup_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let now_secs = api::now_ns().div_euclid(1_000_000_000);
+            match rollup::summarize(&rollup_db, now_secs).await {
+                Ok(hours) if !hours.is_empty() => {
+                    tracing::info!(hours = hours.len(), "top sources summarized")
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "summarizing top sources failed; will retry")
+                }
+            }
+            tokio::select! {
+                _ = rollup_stop.changed() => return,
+                _ = tokio::time::sleep(ROLLUP_INTERVAL) => {}
+            }
+        }
+    });
+
     // SIGHUP reloads the detection rules; the counter only says "again".
     let (reload_tx, reload_rx) = watch::channel(0u64);
     tokio::spawn(async move {
@@ -342,6 +364,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// How often settled hours are looked for to summarize their top sources.
+const ROLLUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Longest wait for one Kafka answer while measuring the lag.
 const LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

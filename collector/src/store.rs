@@ -31,6 +31,7 @@ pub const RETENTION_DEFAULT_DAYS: &[(&str, u32)] = &[
     ("flow_bytes_per_minute", 400),
     ("events_per_hour", 400),
     ("source_bytes_per_hour", 400),
+    ("top_sources_per_hour", 400),
 ];
 
 #[derive(Debug, thiserror::Error)]
