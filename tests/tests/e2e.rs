@@ -2292,6 +2292,98 @@ async fn kafka_lag_counts_unconsumed_records_and_falls_to_zero() {
     assert!(collector_status.success() && api_status.success());
 }
 
+/// Migration 004 on the real server: the views fill the hourly rollups, the collector summarizes a
+/// settled hour's top sources, and the API's 24-hour overview ranks top talkers from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_rollups_and_top_sources_feed_the_overview() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_rollup");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let api_port = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", 0, 100, true);
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"n\"\nrole = \"viewer\"\ntenant = \"*\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("rollup-token")
+        ),
+    )
+    .expect("users");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nusers = \"users.toml\"\n"));
+    std::fs::write(&config, text).expect("config with [api]");
+    let migrate = Command::new(binary("canh-collector"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("canh-collector migrate");
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let db = clickhouse(Some(&ns.database()));
+    // 1,500 flows three hours ago from 150 sources of one tenant; source 10.9.0.k sends k+1 KB.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let hour = (now - 3 * 3600) / 3600 * 3600;
+    db.query(&format!(
+        "INSERT INTO flows (event_id, ts, ts_ns, organization_id, observer_id, source_ip, destination_ip, source_bytes) \
+         SELECT concat('r-', toString(number)), toDateTime({hour} + number % 3000), \
+         toInt64({hour} + number % 3000) * 1000000000, 'e2e-tenant', 's', \
+         IPv4ToIPv6(toUInt32(168361984 + number % 150)), IPv4ToIPv6(toUInt32(167772161)), \
+         toUInt64((number % 150 + 1) * 102) FROM numbers(1500)"
+    ))
+    .execute()
+    .await
+    .expect("insert flows");
+    assert_eq!(count(&db, "SELECT sum(events) FROM events_per_hour").await, 1500);
+    assert_eq!(count(&db, "SELECT count() FROM source_bytes_per_hour").await, 150);
+    // The collector summarizes the settled hour at start: the tenant's 100 largest sources.
+    let mut collector = start_collector(&config, &dir.join("collector.log"));
+    let top = wait_count(
+        &db,
+        "SELECT count() FROM top_sources_per_hour FINAL",
+        100,
+        Duration::from_secs(30),
+    )
+    .await;
+    let status = stop(&mut collector);
+    assert_eq!(top, 100, "top 100 sources of the hour");
+    assert_eq!(
+        count(&db, "SELECT min(bytes) FROM top_sources_per_hour FINAL").await,
+        51 * 10 * 102,
+        "the 100 largest of 150 (the smallest kept sends 51 x 10 x 102 bytes)"
+    );
+    assert!(status.success());
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("api.log")).expect("log"))
+        .spawn()
+        .expect("start api");
+    let overview = wait_for(Duration::from_secs(20), || async {
+        let (status, body) =
+            http(api_port, "GET", "/api/overview?last=24h", Some("rollup-token"), None);
+        (status == 200).then(|| json(&body))
+    })
+    .await;
+    let api_status = stop(&mut api);
+    let overview = overview.expect("overview");
+    let talkers = overview["top_talkers"].as_array().expect("top talkers");
+    assert_eq!(talkers.len(), 10, "{overview}");
+    assert_eq!(talkers[0]["ip"], "10.9.0.149", "{overview}");
+    assert_eq!(talkers[0]["bytes"], 150 * 10 * 102);
+    assert_eq!(talkers[0]["flows"], 10);
+    let events: u64 = overview["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["events"].as_u64())
+        .sum();
+    assert_eq!(events, 1500, "{overview}");
+    assert!(api_status.success());
+}
+
 // ---------------------------------------------------------------- detection
 
 /// Detection end to end on a real attack capture: the SYN scan in `synscan.pcapng` goes through
