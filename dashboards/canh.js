@@ -26,6 +26,9 @@ const Canh = (() => {
       alert_events: "Events behind alert", community: "Community ID", address: "Address", count: "Count",
       filter: "Filter", organizations: "Organizations", key: "Key",
       rule_group: "Rule group", matches: "Matching events", errors: "Errors", eval_time: "Evaluation time (group)",
+      kafka_lag: "Kafka lag (records not yet stored)", kafka_lag_total: "Records waiting in Kafka",
+      kafka_error: "Kafka lag unavailable", group: "consumer group", partition: "Partition",
+      committed: "Committed offset", high_watermark: "Latest offset",
     },
     vi: {
       overview: "Tổng quan", alerts: "Cảnh báo", search: "Tìm kiếm", sensors: "Cảm biến", rules: "Luật",
@@ -43,6 +46,9 @@ const Canh = (() => {
       community: "Community ID", address: "Địa chỉ", count: "Số lượng", filter: "Lọc", organizations: "Đơn vị",
       key: "Khóa",
       rule_group: "Nhóm luật", matches: "Sự kiện khớp", errors: "Lỗi", eval_time: "Thời gian đánh giá (nhóm)",
+      kafka_lag: "Độ trễ Kafka (bản ghi chưa lưu)", kafka_lag_total: "Bản ghi đang chờ trong Kafka",
+      kafka_error: "Không đo được độ trễ Kafka", group: "nhóm tiêu thụ", partition: "Phân vùng",
+      committed: "Offset đã xác nhận", high_watermark: "Offset mới nhất",
     },
   };
   let lang = localStorage.getItem("canh-lang") || "vi";

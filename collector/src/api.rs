@@ -32,6 +32,9 @@ pub struct ApiState {
     pub db: clickhouse::Client,
     pub users: Arc<Users>,
     pub limits: Limits,
+    /// Measures the collectors' Kafka lag for the sensor health page; `None` when no Kafka client
+    /// could be made (the page then says so).
+    pub kafka: Option<Arc<crate::lag::LagProbe>>,
 }
 
 /// The one error type of the API, turned into `{"error": "..."}` with its status.
@@ -448,6 +451,22 @@ pub fn search_sql(
         let known: Vec<&str> = query::DATASETS.iter().map(|d| d.name).collect();
         ApiError::BadRequest(format!("unknown dataset {name:?}; known: {}", known.join(", ")))
     })?;
+    // Two steps, so a search over days reads little: the inner query finds the sorting keys of the
+    // newest matches, reading only the query's columns first (PREWHERE) and then the keys of the
+    // rows that passed; the outer one reads every column of those rows only, located by the
+    // primary key (organization_id, ts, event_id).
+    let mut inner =
+        Sql::new(&format!("SELECT organization_id, ts, event_id FROM {}", dataset.table));
+    if let Some(text) = params.q.as_deref().filter(|q| !q.trim().is_empty()) {
+        let ast = query::parse(text)?;
+        inner.push(" PREWHERE ", []);
+        inner.append(query::compile(&ast, dataset)?);
+    }
+    inner.push(" WHERE 1", []);
+    scope(caller, "organization_id", &mut inner);
+    range.push(&mut inner, "ts", Some("ts_ns"));
+    inner.push(" ORDER BY ts_ns DESC LIMIT 1 BY event_id LIMIT ?", [Value::UInt(limit)]);
+
     let mut sql = Sql::new(&format!(
         "SELECT '{}' AS dataset, {} FROM {} WHERE 1",
         dataset.name,
@@ -456,12 +475,9 @@ pub fn search_sql(
     ));
     scope(caller, "organization_id", &mut sql);
     range.push(&mut sql, "ts", Some("ts_ns"));
-    if let Some(text) = params.q.as_deref().filter(|q| !q.trim().is_empty()) {
-        let ast = query::parse(text)?;
-        sql.push(" AND ", []);
-        sql.append(query::compile(&ast, dataset)?);
-    }
-    sql.push(" ORDER BY ts_ns DESC LIMIT 1 BY event_id LIMIT ?", [Value::UInt(limit)]);
+    sql.push(" AND (organization_id, ts, event_id) IN (", []);
+    sql.append(inner);
+    sql.push(") ORDER BY ts_ns DESC LIMIT 1 BY event_id LIMIT ?", [Value::UInt(limit)]);
     Ok(sql)
 }
 
@@ -943,7 +959,29 @@ async fn health_sensors(
     }
     .await;
     state.audit(&caller, "health_sensors", "", "", &result).await?;
-    Ok(Json(json!({ "sensors": result? })))
+    let sensors = result?;
+    Ok(Json(json!({ "sensors": sensors, "kafka": kafka_lag(&state).await })))
+}
+
+/// The collectors' Kafka lag now, per topic and partition. It is pipeline-wide (the topics carry
+/// every tenant's events) and holds counts only, so every caller sees it. A Kafka that does not
+/// answer gives an `error` instead of failing the whole health page.
+async fn kafka_lag(state: &ApiState) -> Json_ {
+    let Some(probe) = state.kafka.clone() else {
+        return json!({ "error": "no kafka client (see the api log)" });
+    };
+    let group = probe.group.clone();
+    match tokio::task::spawn_blocking(move || probe.measure()).await {
+        Ok(Ok(partitions)) => {
+            let total: i64 = partitions.iter().map(|p| p.lag).sum();
+            json!({ "group_id": group, "lag": total, "partitions": partitions, "error": null })
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "measuring the kafka lag failed");
+            json!({ "group_id": group, "error": err.to_string() })
+        }
+        Err(err) => json!({ "group_id": group, "error": format!("lag task: {err}") }),
+    }
 }
 
 pub fn rules_sql(caller: &Principal, range: Range, limit: u64) -> Sql {
@@ -1058,21 +1096,45 @@ async fn health_dead_letters(
 
 // ---------------------------------------------------------------- overview
 
-/// Bucket width for about 60 points over the window, in whole minutes.
+/// Bucket width for about 60 points over the window: whole minutes, or whole hours once a bucket
+/// is longer than an hour (then the overview reads the hourly rollup).
 pub fn bucket_seconds(range: Range) -> i64 {
     let seconds = (range.end_secs() - range.start_secs()).max(60);
-    ((seconds / 60 + 59) / 60).max(1) * 60
+    let minutes = ((seconds / 60 + 59) / 60).max(1) * 60;
+    if minutes > 3600 {
+        (minutes + 3599) / 3600 * 3600
+    } else {
+        minutes
+    }
 }
+
+/// Windows up to this long read the per-minute tables; longer ones the hourly rollups (004), whose
+/// first hour may start up to 59 minutes before the window.
+pub const MINUTE_TABLES_UP_TO_SECS: i64 = 6 * 3600;
 
 pub fn overview_sql(caller: &Principal, range: Range) -> [Sql; 4] {
     let bucket = bucket_seconds(range);
-    let mut events = Sql::new(
-        "SELECT intDiv(toUInt32(minute), ?) * ? AS t, organization_id, dataset, sum(events) AS events \
-         FROM events_per_minute WHERE 1",
-    );
+    let hourly = range.end_secs() - range.start_secs() > MINUTE_TABLES_UP_TO_SECS;
+    // ` AND <column> BETWEEN ... AND ...` over whole minutes or whole hours.
+    let window = |sql: &mut Sql, column: &str| {
+        let start = if hourly { "toStartOfHour(toDateTime(?))" } else { "toDateTime(?)" };
+        sql.push(
+            &format!(" AND {column} BETWEEN {start} AND toDateTime(?)"),
+            [Value::Int(range.start_secs()), Value::Int(range.end_secs())],
+        );
+    };
+    let (events_table, events_time) = if hourly && bucket % 3600 == 0 {
+        ("events_per_hour", "hour")
+    } else {
+        ("events_per_minute", "minute")
+    };
+    let mut events = Sql::new(&format!(
+        "SELECT intDiv(toUInt32({events_time}), ?) * ? AS t, organization_id, dataset, sum(events) AS events \
+         FROM {events_table} WHERE 1"
+    ));
     events.binds.extend([Value::Int(bucket), Value::Int(bucket)]);
     scope(caller, "organization_id", &mut events);
-    range.push(&mut events, "minute", None);
+    window(&mut events, events_time);
     events.push(" GROUP BY t, organization_id, dataset ORDER BY t", []);
 
     let mut alerts = Sql::new(
@@ -1085,13 +1147,35 @@ pub fn overview_sql(caller: &Principal, range: Range) -> [Sql; 4] {
 
     let rules = rules_sql(caller, range, 10);
 
-    let mut talkers = Sql::new(&format!(
-        "SELECT {} AS ip, sum(bytes) AS bytes, sum(flows) AS flows FROM flow_bytes_per_minute WHERE 1",
-        address_text("source_ip")
-    ));
-    scope(caller, "organization_id", &mut talkers);
-    range.push(&mut talkers, "minute", None);
-    talkers.push(" GROUP BY source_ip ORDER BY bytes DESC LIMIT 10", []);
+    let talkers = if hourly {
+        // Summarized hours from their top sources, the newer ones from every source (rollup.rs).
+        let mut sql = Sql::new(&format!(
+            "SELECT {} AS ip, sum(bytes) AS bytes, sum(flows) AS flows FROM (\
+             SELECT source_ip, bytes, flows FROM top_sources_per_hour FINAL WHERE 1",
+            address_text("source_ip")
+        ));
+        scope(caller, "organization_id", &mut sql);
+        window(&mut sql, "hour");
+        sql.push(
+            " UNION ALL SELECT source_ip, bytes, flows FROM source_bytes_per_hour WHERE 1",
+            [],
+        );
+        scope(caller, "organization_id", &mut sql);
+        window(&mut sql, "hour");
+        sql.push(" AND hour > (SELECT max(hour) FROM top_sources_per_hour WHERE 1", []);
+        scope(caller, "organization_id", &mut sql);
+        sql.push(")) GROUP BY source_ip ORDER BY bytes DESC LIMIT 10", []);
+        sql
+    } else {
+        let mut sql = Sql::new(&format!(
+            "SELECT {} AS ip, sum(bytes) AS bytes, sum(flows) AS flows FROM flow_bytes_per_minute WHERE 1",
+            address_text("source_ip")
+        ));
+        scope(caller, "organization_id", &mut sql);
+        window(&mut sql, "minute");
+        sql.push(" GROUP BY source_ip ORDER BY bytes DESC LIMIT 10", []);
+        sql
+    };
     [events, alerts, rules, talkers]
 }
 
@@ -1104,12 +1188,16 @@ async fn overview(
     let result = async {
         let range = resolve_range(&params, now_ns(), state.limits.max_window_ns)?;
         let [events, alerts, rules, talkers] = overview_sql(&caller, range);
+        // Four independent reads: ClickHouse runs them side by side.
+        let (events, alerts, rules, talkers) = tokio::try_join!(
+            state.rows(events),
+            state.rows(alerts),
+            state.rows(rules),
+            state.rows(talkers)
+        )?;
         Ok(json!({
             "from_ns": range.from_ns, "to_ns": range.to_ns, "bucket_seconds": bucket_seconds(range),
-            "events": state.rows(events).await?,
-            "alerts": state.rows(alerts).await?,
-            "top_rules": state.rows(rules).await?,
-            "top_talkers": state.rows(talkers).await?,
+            "events": events, "alerts": alerts, "top_rules": rules, "top_talkers": talkers,
         }))
     }
     .await;
@@ -1151,6 +1239,7 @@ mod tests {
                 max_window_ns: 86_400_000_000_000 * 31,
                 query_timeout_secs: 1,
             },
+            kafka: None,
         })
     }
 
@@ -1346,11 +1435,14 @@ mod tests {
             ("sensor_stats", sensor_stats_sql(caller, RANGE)),
             ("rules", rules_sql(caller, RANGE, 10)),
         ];
-        for (i, sql) in overview_sql(caller, RANGE).into_iter().enumerate() {
-            out.push((
-                ["overview_events", "overview_alerts", "overview_rules", "overview_talkers"][i],
-                sql,
-            ));
+        let week = Range { from_ns: RANGE.to_ns - 7 * 86_400_000_000_000, to_ns: RANGE.to_ns };
+        for range in [RANGE, week] {
+            for (i, sql) in overview_sql(caller, range).into_iter().enumerate() {
+                out.push((
+                    ["overview_events", "overview_alerts", "overview_rules", "overview_talkers"][i],
+                    sql,
+                ));
+            }
         }
         out
     }
@@ -1374,6 +1466,9 @@ mod tests {
                 "FROM events_per_minute",
                 "FROM sensor_health",
                 "FROM flow_bytes_per_minute",
+                "FROM events_per_hour",
+                "FROM source_bytes_per_hour",
+                "FROM top_sources_per_hour",
             ];
             let reads: usize = tables.iter().map(|t| sql.text.matches(t).count()).sum();
             let filters = sql.text.matches("organization_id = ?").count();
@@ -1458,5 +1553,29 @@ mod tests {
         assert_eq!(bucket_seconds(hour), 60);
         let day = Range { from_ns: 0, to_ns: 86_400_000_000_000 };
         assert_eq!(bucket_seconds(day), 1440);
+        let week = Range { from_ns: 0, to_ns: 7 * 86_400_000_000_000 };
+        assert_eq!(bucket_seconds(week), 3 * 3600, "whole hours past one hour");
+    }
+
+    #[test]
+    fn long_overviews_read_the_hourly_rollups() {
+        let national = principal(Role::Viewer, Scope::All);
+        let day = Range { from_ns: 0, to_ns: 86_400_000_000_000 };
+        let [events, _, _, talkers] = overview_sql(&national, day);
+        assert!(events.text.contains("FROM events_per_minute"), "{}", events.text);
+        assert!(talkers.text.contains("FROM top_sources_per_hour FINAL"), "{}", talkers.text);
+        assert!(talkers.text.contains("FROM source_bytes_per_hour"), "{}", talkers.text);
+        let week = Range { from_ns: 0, to_ns: 7 * 86_400_000_000_000 };
+        let [events, _, _, talkers] = overview_sql(&national, week);
+        assert!(events.text.contains("FROM events_per_hour"), "{}", events.text);
+        assert!(
+            talkers.text.contains("hour BETWEEN toStartOfHour(toDateTime(?))"),
+            "{}",
+            talkers.text
+        );
+        let hour = Range { from_ns: 0, to_ns: 3_600_000_000_000 };
+        let [events, _, _, talkers] = overview_sql(&national, hour);
+        assert!(events.text.contains("FROM events_per_minute"));
+        assert!(talkers.text.contains("FROM flow_bytes_per_minute"), "{}", talkers.text);
     }
 }

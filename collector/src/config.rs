@@ -157,6 +157,9 @@ pub struct KafkaSection {
     pub ssl_certificate_location: Option<PathBuf>,
     #[serde(default)]
     pub ssl_key_location: Option<PathBuf>,
+    /// How often the collector measures its group's lag (`canh_collector_kafka_lag`).
+    #[serde(default = "default_lag_interval")]
+    pub lag_interval: String,
     /// How the consumer fetches; the defaults suit a broker on the same network.
     #[serde(default)]
     pub consumer: ConsumerSection,
@@ -279,6 +282,9 @@ fn default_topic_prefix() -> String {
 fn default_session_timeout() -> String {
     "10s".into()
 }
+fn default_lag_interval() -> String {
+    "15s".into()
+}
 fn default_security_protocol() -> String {
     "plaintext".into()
 }
@@ -333,6 +339,7 @@ pub struct Settings {
     pub max_backoff: Duration,
     pub session_timeout: Duration,
     pub fetch_wait_max: Duration,
+    pub lag_interval: Duration,
     /// `[detection]` validated, when the section is present.
     pub detection: Option<crate::detect::Settings>,
     pub rule_stats_interval: Duration,
@@ -409,6 +416,10 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     if !(1..=2_097_151).contains(&consumer.queued_max_kbytes) {
         return Err(invalid("kafka.consumer.queued_max_kbytes", "must be 1 to 2097151".into()));
     }
+    let lag_interval = duration("kafka.lag_interval", &config.kafka.lag_interval)?;
+    if lag_interval.is_zero() {
+        return Err(invalid("kafka.lag_interval", "must be longer than zero".into()));
+    }
     let retention_interval = duration("retention.interval", &config.retention.interval)?;
     let api_max_window = duration("api.max_window", &config.api.max_window)?;
     let api_query_timeout = duration("api.query_timeout", &config.api.query_timeout)?;
@@ -459,6 +470,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         max_backoff,
         session_timeout,
         fetch_wait_max,
+        lag_interval,
         detection,
         rule_stats_interval,
         api_max_window,

@@ -136,8 +136,8 @@ fn producer(settings: &Settings) -> Result<FutureProducer, ConsumeError> {
         .map_err(|source| ConsumeError::Producer { brokers: kafka.brokers.clone(), source })
 }
 
-/// Brokers and credentials, shared by the consumer and the alert producer.
-fn client_config(settings: &Settings) -> ClientConfig {
+/// Brokers and credentials, shared by the consumer, the alert producer and the lag probe.
+pub(crate) fn client_config(settings: &Settings) -> ClientConfig {
     let kafka = &settings.config.kafka;
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &kafka.brokers);

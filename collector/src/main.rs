@@ -3,7 +3,7 @@
 use anyhow::Context;
 use canh_collector::admin::{self, AdminState};
 use canh_collector::metrics::Metrics;
-use canh_collector::{api, config, consume, store};
+use canh_collector::{api, config, consume, lag, rollup, store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -205,6 +205,13 @@ async fn api(path: &std::path::Path) -> anyhow::Result<()> {
             max_window_ns: i64::try_from(settings.api_max_window.as_nanos()).unwrap_or(i64::MAX),
             query_timeout_secs: settings.api_query_timeout.as_secs().max(1),
         },
+        kafka: match lag::LagProbe::new(&settings, LAG_TIMEOUT) {
+            Ok(probe) => Some(Arc::new(probe)),
+            Err(err) => {
+                tracing::warn!(error = %err, "no kafka lag on the health page");
+                None
+            }
+        },
     };
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await
@@ -272,6 +279,15 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
+    // The group's lag, measured from the start: it grows while ClickHouse is not there yet.
+    let probe = lag::LagProbe::new(&settings, LAG_TIMEOUT).context("creating the lag probe")?;
+    tokio::spawn(measure_lag(
+        Arc::new(probe),
+        metrics.clone(),
+        settings.lag_interval,
+        stop_rx.clone(),
+    ));
+
     // ClickHouse may come up after the collector (a host reboot): retry the schema until it does.
     let mut backoff = std::time::Duration::from_millis(500);
     let mut migrate_stop = stop_rx.clone();
@@ -310,6 +326,28 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         }
     });
 
+    // The hourly top sources for long overviews (rollup.rs), every few minutes.
+    let rollup_db = db.clone();
+    let mut rollup_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let now_secs = api::now_ns().div_euclid(1_000_000_000);
+            match rollup::summarize(&rollup_db, now_secs).await {
+                Ok(hours) if !hours.is_empty() => {
+                    tracing::info!(hours = hours.len(), "top sources summarized")
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "summarizing top sources failed; will retry")
+                }
+            }
+            tokio::select! {
+                _ = rollup_stop.changed() => return,
+                _ = tokio::time::sleep(ROLLUP_INTERVAL) => {}
+            }
+        }
+    });
+
     // SIGHUP reloads the detection rules; the counter only says "again".
     let (reload_tx, reload_rx) = watch::channel(0u64);
     tokio::spawn(async move {
@@ -335,6 +373,37 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         "collector stopped"
     );
     Ok(())
+}
+
+/// How often settled hours are looked for to summarize their top sources.
+const ROLLUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Longest wait for one Kafka answer while measuring the lag.
+const LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Measure the group's lag every `every` until stopped; a failed measurement is counted, logged
+/// and leaves the last values in place.
+async fn measure_lag(
+    probe: Arc<lag::LagProbe>,
+    metrics: Arc<Metrics>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let p = probe.clone();
+        match tokio::task::spawn_blocking(move || p.measure()).await {
+            Ok(Ok(partitions)) => metrics.set_kafka_lag(&partitions),
+            Ok(Err(err)) => {
+                metrics.errors.with_label_values(&["lag", "kafka"]).inc();
+                tracing::warn!(error = %err, "measuring the kafka lag failed; will retry");
+            }
+            Err(err) => tracing::warn!(error = %err, "the lag measurement task failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 async fn wait_for_signal() {

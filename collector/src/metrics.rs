@@ -1,7 +1,9 @@
 //! Every metric the collector exports. Names follow `canh_collector_<noun>_<unit>[_total]`; labels
 //! come from fixed sets only.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Reasons a record goes to the dead-letter table.
 pub const DEAD_LETTER_REASONS: [&str; 6] =
@@ -16,6 +18,8 @@ pub struct Metrics {
     pub write_retries: IntCounter,
     pub commits: IntCounter,
     pub batch_records: IntGauge,
+    /// Records the group has still to read, by topic and partition (see `lag.rs`).
+    pub kafka_lag: IntGaugeVec,
     /// Detection: events evaluated, alerts by outcome, late events, evictions, state, time.
     pub detect_events: IntCounter,
     pub alerts: IntCounterVec,
@@ -70,6 +74,14 @@ impl Metrics {
         let batch_records =
             IntGauge::new("canh_collector_batch_records", "records waiting in the current batch")
                 .expect("valid metric");
+        let kafka_lag = IntGaugeVec::new(
+            Opts::new(
+                "canh_collector_kafka_lag",
+                "records the consumer group has still to read, by topic and partition",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
         let detect_events =
             IntCounter::new("canh_collector_detect_events_total", "events evaluated by detection")
                 .expect("valid metric");
@@ -168,6 +180,7 @@ impl Metrics {
             Box::new(write_retries.clone()),
             Box::new(commits.clone()),
             Box::new(batch_records.clone()),
+            Box::new(kafka_lag.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -177,6 +190,7 @@ impl Metrics {
         for reason in DEAD_LETTER_REASONS {
             errors.with_label_values(&["decode", reason]);
         }
+        errors.with_label_values(&["lag", "kafka"]);
         Metrics {
             registry,
             records,
@@ -186,6 +200,7 @@ impl Metrics {
             write_retries,
             commits,
             batch_records,
+            kafka_lag,
             detect_events,
             alerts,
             detect_late_events,
@@ -198,6 +213,16 @@ impl Metrics {
             rule_errors,
             rule_group_evaluations,
             rule_group_eval_seconds,
+        }
+    }
+
+    /// Replace the lag gauges with one measurement (partitions no longer there disappear).
+    pub fn set_kafka_lag(&self, lag: &[crate::lag::PartitionLag]) {
+        self.kafka_lag.reset();
+        for partition in lag {
+            self.kafka_lag
+                .with_label_values(&[partition.topic.as_str(), &partition.partition.to_string()])
+                .set(partition.lag);
         }
     }
 

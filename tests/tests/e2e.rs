@@ -1987,6 +1987,8 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
     assert_eq!(sensors["sensors"].as_array().map(Vec::len), Some(0));
     let (_, sensors) = get("analyst", &format!("/api/health/sensors?{all_time}"));
     assert_eq!(sensors["sensors"][0]["observer_id"], "e2e-sensor", "{sensors}");
+    assert_eq!(sensors["kafka"]["lag"], 0, "the collector stored everything: {sensors}");
+    assert_eq!(sensors["kafka"]["error"], serde_json::Value::Null);
 
     // Rule health: two intervals of one rule as a collector writes them to rule_stats, summed.
     let ts = now_ns / 1_000_000_000;
@@ -2089,6 +2091,14 @@ async fn api_search_pivots_triage_scoping_and_dashboards() {
             let table = table.as_str().unwrap_or_default();
             assert!(table.contains("Evaluation time (group)"), "{table}");
             assert!(table.contains("750.0 ms"), "rule health in the table: {table}");
+        }
+        if page == "sensors" {
+            // The collector stored everything before it stopped: nothing waits in Kafka.
+            let lag = browser.eval("return document.getElementById('kafka-lag-total').textContent");
+            assert!(
+                lag.as_str().is_some_and(|t| t.starts_with("Records waiting in Kafka: 0 ")),
+                "{lag}"
+            );
         }
     }
     // The Vietnamese labels.
@@ -2215,15 +2225,17 @@ async fn grafana_panels_run_against_clickhouse() {
     assert!(checked >= 8, "{checked} queries checked");
 }
 
-/// Debian's Prometheus scrapes a running collector with the shipped scrape config and loads every
-/// shipped alert rule; promtool accepts both files.
+/// Debian's Prometheus scrapes a running sensor and collector with the shipped scrape config and
+/// loads every shipped alert rule; promtool accepts both files and passes the rules' unit tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
     let _shared = SERVICES.read().await;
     let files = repo().join("dashboards/prometheus");
-    for args in
-        [vec!["check", "rules", "canh-rules.yml"], vec!["check", "config", "prometheus.yml"]]
-    {
+    for args in [
+        vec!["check", "rules", "canh-rules.yml"],
+        vec!["check", "config", "prometheus.yml"],
+        vec!["test", "rules", "canh-rules.test.yml"],
+    ] {
         let out =
             Command::new("promtool").args(&args).current_dir(&files).output().expect("promtool");
         assert!(
@@ -2243,13 +2255,39 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
     })
     .await;
     assert!(ready.is_some(), "collector ready");
+    // A sensor that keeps running: a syslog UDP input, its admin port, one log line sent to it.
+    let sensor_admin = free_port();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let syslog_port = free_port();
+    let sensor_cfg = dir.join("sensor.toml");
+    std::fs::write(
+        &sensor_cfg,
+        format!(
+            "[sensor]\nid = \"e2e-sensor\"\ntenant = \"e2e-tenant\"\nstate_dir = {:?}\n\n\
+             [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[input]\npcap_files = []\n\n\
+             [logs.syslog_udp]\nlisten = \"127.0.0.1:{syslog_port}\"\n\n[admin]\nlisten = \"127.0.0.1:{sensor_admin}\"\n",
+            dir.join("sensor-state").display().to_string(),
+            brokers(),
+            ns.topic_prefix(),
+        ),
+    )
+    .expect("sensor config");
+    let mut sensor = spawn_sensor(&sensor_cfg, &dir.join("sensor.log"));
+    let sensor_up = wait_for(Duration::from_secs(30), || async {
+        let _ = syslog.send_to(b"<13>Nov 23 10:00:00 host app: hello", ("127.0.0.1", syslog_port));
+        http_get(sensor_admin, "/metrics").contains("canh_sensor_log_lines_total").then_some(())
+    })
+    .await;
+    assert!(sensor_up.is_some(), "sensor admin port up");
 
-    // The shipped config, pointed at this collector, with the rules beside it.
+    // The shipped config, pointed at this collector and sensor, with the rules beside it.
     let shipped = std::fs::read_to_string(files.join("prometheus.yml")).expect("prometheus.yml");
-    assert!(shipped.contains("\"127.0.0.1:9464\""));
+    assert!(shipped.contains("\"127.0.0.1:9464\"") && shipped.contains("\"127.0.0.1:9465\""));
     let ours = shipped
         .replace("\"127.0.0.1:9464\"", &format!("\"127.0.0.1:{admin}\""))
-        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+        .replace("\"127.0.0.1:9465\"", &format!("\"127.0.0.1:{sensor_admin}\""))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
     std::fs::write(dir.join("prometheus.yml"), ours).expect("write prometheus.yml");
     std::fs::copy(files.join("canh-rules.yml"), dir.join("canh-rules.yml")).expect("copy rules");
     let port = free_port();
@@ -2266,19 +2304,30 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
         let body = http_get(port, "/api/v1/targets");
         let targets: serde_json::Value = serde_json::from_str(&body).ok()?;
         let active = targets["data"]["activeTargets"].as_array()?.clone();
-        active
-            .iter()
-            .any(|t| t["labels"]["job"] == "canh-collector" && t["health"] == "up")
-            .then_some(active)
+        let up =
+            |job: &str| active.iter().any(|t| t["labels"]["job"] == job && t["health"] == "up");
+        (up("canh-collector") && up("canh-sensor")).then_some(active)
     })
     .await;
     let rules: serde_json::Value =
         serde_json::from_str(&http_get(port, "/api/v1/rules")).unwrap_or_default();
+    // The collector's lag gauge reached Prometheus through the recording rule.
+    let recorded = wait_for(Duration::from_secs(30), || async {
+        let body = http_get(port, "/api/v1/query?query=canh%3Akafka_lag%3Asum_by_topic");
+        let result: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let series = result["data"]["result"].as_array()?.len();
+        (series > 0).then_some(series)
+    })
+    .await;
     kill9(&mut prometheus);
     let status = stop(&mut collector);
+    let sensor_status = stop(&mut sensor);
     let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    let active = up.unwrap_or_else(|| panic!("collector target up; prometheus log:\n{log}"));
+    let active =
+        up.unwrap_or_else(|| panic!("collector and sensor targets up; prometheus log:\n{log}"));
+    assert_eq!(active.len(), 2, "{active:?}");
     assert!(active.iter().all(|t| t["health"] == "up"), "every target up: {active:?}");
+    assert_eq!(recorded, Some(canh_event::Dataset::ALL.len()), "lag recorded for every topic");
     let names: Vec<&str> = rules["data"]["groups"]
         .as_array()
         .expect("rule groups")
@@ -2305,6 +2354,7 @@ async fn prometheus_scrapes_the_collector_and_loads_the_rules() {
         assert!(names.contains(&rule), "{rule} loaded: {names:?}");
     }
     assert!(status.success());
+    assert!(sensor_status.success(), "sensor exit {sensor_status}");
 }
 
 /// With `tls_cert` and `tls_key` the API speaks HTTPS only.
@@ -2378,6 +2428,261 @@ async fn api_over_tls() {
         "no answer over plain HTTP"
     );
     assert!(status.success());
+}
+
+/// The sum of every `canh_collector_kafka_lag` sample on a collector's `/metrics`, and how many
+/// samples there were.
+fn lag_gauge(admin_port: u16) -> (i64, usize) {
+    let text = http_get(admin_port, "/metrics");
+    let samples: Vec<i64> = text
+        .lines()
+        .filter(|l| l.starts_with("canh_collector_kafka_lag{"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    (samples.iter().sum(), samples.len())
+}
+
+/// The collectors' Kafka lag (high watermark minus the group's committed offset): records produced
+/// while no collector stores them show as lag in the API's sensor health and in the gauge of a
+/// collector that waits for an absent ClickHouse; once a collector stores them the lag falls to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_lag_counts_unconsumed_records_and_falls_to_zero() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_lag");
+    let dir = temp_dir(&ns);
+    ns.create_topics(2);
+    let api_port = free_port();
+    let admin = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", admin, 100, true);
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("session_timeout = \"6s\"", "session_timeout = \"6s\"\nlag_interval = \"1s\"");
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"p\"\nrole = \"viewer\"\ntenant = \"e2e-tenant\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("lag-token")
+        ),
+    )
+    .expect("users");
+    std::fs::write(
+        &config,
+        format!("{text}\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nusers = \"users.toml\"\n"),
+    )
+    .expect("config with [api]");
+    // The same collector with a ClickHouse that is not there: it cannot store, so it never consumes.
+    let stalled = dir.join("stalled.toml");
+    std::fs::write(
+        &stalled,
+        text.replace(&clickhouse_url(), &format!("http://127.0.0.1:{}", free_port())),
+    )
+    .expect("stalled config");
+    let migrate = Command::new(binary("canh-collector"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("canh-collector migrate");
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+
+    // 100 alerts and 37 records that are not events (they become dead letters), no collector.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let alert_topic = format!("{}alert", ns.topic_prefix());
+    let flow_topic = format!("{}flow", ns.topic_prefix());
+    for seq in 0..100 {
+        let payload = alert_event(seq, "e2e-tenant", "lag", "low", vec![], "192.0.2.7");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&alert_topic).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce alert");
+    }
+    for seq in 0..37 {
+        let payload = format!("not an event {seq}");
+        producer
+            .send(FutureRecord::<(), _>::to(&flow_topic).payload(&payload), Duration::from_secs(10))
+            .await
+            .expect("produce junk");
+    }
+
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("api.log")).expect("log"))
+        .spawn()
+        .expect("start api");
+    let health = || {
+        let (status, body) = http(api_port, "GET", "/api/health/sensors", Some("lag-token"), None);
+        if status == 200 {
+            json(&body)["kafka"].clone()
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    let per_topic = |kafka: &serde_json::Value, topic: &str| -> i64 {
+        kafka["partitions"]
+            .as_array()
+            .map(|ps| {
+                ps.iter().filter(|p| p["topic"] == topic).filter_map(|p| p["lag"].as_i64()).sum()
+            })
+            .unwrap_or(-1)
+    };
+    let before = wait_for(Duration::from_secs(20), || async {
+        let kafka = health();
+        kafka["lag"].is_i64().then_some(kafka)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "api health with kafka lag; api log: {}",
+            std::fs::read_to_string(dir.join("api.log")).unwrap_or_default()
+        )
+    });
+    assert_eq!(before["error"], serde_json::Value::Null, "{before}");
+    assert_eq!(before["group_id"], ns.id.as_str());
+    assert_eq!(before["lag"], 137, "{before}");
+    assert_eq!(per_topic(&before, &alert_topic), 100, "{before}");
+    assert_eq!(per_topic(&before, &flow_topic), 37, "{before}");
+    let partitions = before["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 2 * canh_event::Dataset::ALL.len(), "every partition listed");
+    assert!(partitions.iter().all(|p| p["committed"].is_null()), "nothing committed yet");
+
+    // A collector that cannot reach ClickHouse reports the same lag on /metrics.
+    let mut waiting = start_collector(&stalled, &dir.join("stalled.log"));
+    let stalled_gauge = wait_for(Duration::from_secs(30), || async {
+        let (sum, samples) = lag_gauge(admin);
+        (samples > 0).then_some((sum, samples))
+    })
+    .await;
+    let status = stop(&mut waiting);
+    assert_eq!(stalled_gauge, Some((137, 2 * canh_event::Dataset::ALL.len())));
+    assert!(status.success(), "stalled collector exit {status}");
+
+    // A working collector stores everything, and the lag falls to 0 in both places.
+    let mut collector = start_collector(&config, &dir.join("collector.log"));
+    let db = clickhouse(Some(&ns.database()));
+    let alerts =
+        wait_count(&db, "SELECT count() FROM alerts FINAL", 100, Duration::from_secs(90)).await;
+    let dead =
+        wait_count(&db, "SELECT count() FROM dead_letters", 37, Duration::from_secs(30)).await;
+    let after = wait_for(Duration::from_secs(30), || async {
+        let kafka = health();
+        (kafka["lag"] == 0).then_some(kafka)
+    })
+    .await;
+    let gauge = wait_for(Duration::from_secs(30), || async {
+        let (sum, samples) = lag_gauge(admin);
+        (samples > 0 && sum == 0).then_some(samples)
+    })
+    .await;
+    let collector_status = stop(&mut collector);
+    let api_status = stop(&mut api);
+    assert_eq!((alerts, dead), (100, 37), "everything stored");
+    let after = after.expect("api lag falls to 0");
+    for p in after["partitions"].as_array().expect("partitions") {
+        if p["high_watermark"].as_i64() > Some(0) {
+            assert_eq!(p["committed"], p["high_watermark"], "committed up to the end: {p}");
+        }
+    }
+    assert!(gauge.is_some(), "collector gauge falls to 0");
+    assert!(collector_status.success() && api_status.success());
+}
+
+/// Migration 004 on the real server: the views fill the hourly rollups, the collector summarizes a
+/// settled hour's top sources, and the API's 24-hour overview ranks top talkers from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_rollups_and_top_sources_feed_the_overview() {
+    let _shared = SERVICES.read().await;
+    let ns = Namespace::new("e2e_rollup");
+    let dir = temp_dir(&ns);
+    ns.create_topics(1);
+    let api_port = free_port();
+    let config = write_collector_config(&ns, &dir, "collector", 0, 100, true);
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"n\"\nrole = \"viewer\"\ntenant = \"*\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("rollup-token")
+        ),
+    )
+    .expect("users");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nusers = \"users.toml\"\n"));
+    std::fs::write(&config, text).expect("config with [api]");
+    let migrate = Command::new(binary("canh-collector"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("canh-collector migrate");
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let db = clickhouse(Some(&ns.database()));
+    // 1,500 flows three hours ago from 150 sources of one tenant; source 10.9.0.k sends k+1 KB.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let hour = (now - 3 * 3600) / 3600 * 3600;
+    db.query(&format!(
+        "INSERT INTO flows (event_id, ts, ts_ns, organization_id, observer_id, source_ip, destination_ip, source_bytes) \
+         SELECT concat('r-', toString(number)), toDateTime({hour} + number % 3000), \
+         toInt64({hour} + number % 3000) * 1000000000, 'e2e-tenant', 's', \
+         IPv4ToIPv6(toUInt32(168361984 + number % 150)), IPv4ToIPv6(toUInt32(167772161)), \
+         toUInt64((number % 150 + 1) * 102) FROM numbers(1500)"
+    ))
+    .execute()
+    .await
+    .expect("insert flows");
+    assert_eq!(count(&db, "SELECT sum(events) FROM events_per_hour").await, 1500);
+    assert_eq!(count(&db, "SELECT count() FROM source_bytes_per_hour").await, 150);
+    // The collector summarizes the settled hour at start: the tenant's 100 largest sources.
+    let mut collector = start_collector(&config, &dir.join("collector.log"));
+    let top = wait_count(
+        &db,
+        "SELECT count() FROM top_sources_per_hour FINAL",
+        100,
+        Duration::from_secs(30),
+    )
+    .await;
+    let status = stop(&mut collector);
+    assert_eq!(top, 100, "top 100 sources of the hour");
+    assert_eq!(
+        count(&db, "SELECT min(bytes) FROM top_sources_per_hour FINAL").await,
+        51 * 10 * 102,
+        "the 100 largest of 150 (the smallest kept sends 51 x 10 x 102 bytes)"
+    );
+    assert!(status.success());
+    let mut api = Command::new(binary("canh-collector"))
+        .args(["api", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("api.log")).expect("log"))
+        .spawn()
+        .expect("start api");
+    let overview = wait_for(Duration::from_secs(20), || async {
+        let (status, body) =
+            http(api_port, "GET", "/api/overview?last=24h", Some("rollup-token"), None);
+        (status == 200).then(|| json(&body))
+    })
+    .await;
+    let api_status = stop(&mut api);
+    let overview = overview.expect("overview");
+    let talkers = overview["top_talkers"].as_array().expect("top talkers");
+    assert_eq!(talkers.len(), 10, "{overview}");
+    assert_eq!(talkers[0]["ip"], "10.9.0.149", "{overview}");
+    assert_eq!(talkers[0]["bytes"], 150 * 10 * 102);
+    assert_eq!(talkers[0]["flows"], 10);
+    let events: u64 = overview["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["events"].as_u64())
+        .sum();
+    assert_eq!(events, 1500, "{overview}");
+    assert!(api_status.success());
 }
 
 // ---------------------------------------------------------------- detection
