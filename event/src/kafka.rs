@@ -1,6 +1,6 @@
 //! The TLS and SASL part of a Kafka client's settings, shared by the sensor and the collector so
-//! both accept the same options and turn them into the same librdkafka settings. No I/O: the
-//! caller reads the credentials from the environment ([`USERNAME_ENV`], [`PASSWORD_ENV`]).
+//! both accept the same options and turn them into the same librdkafka settings. Credentials come
+//! from the environment ([`USERNAME_ENV`], [`PASSWORD_ENV`]), read by [`KafkaSecurity::from_env`].
 
 use std::path::PathBuf;
 
@@ -35,6 +35,26 @@ pub struct SecurityError {
 }
 
 impl KafkaSecurity {
+    /// The settings of a config's `[kafka]` section, with the SASL credentials read from the
+    /// environment (never from the config file).
+    pub fn from_env(
+        protocol: &str,
+        sasl_mechanism: Option<&str>,
+        ssl_ca_location: Option<&PathBuf>,
+        ssl_certificate_location: Option<&PathBuf>,
+        ssl_key_location: Option<&PathBuf>,
+    ) -> KafkaSecurity {
+        KafkaSecurity {
+            protocol: protocol.to_owned(),
+            sasl_mechanism: sasl_mechanism.map(str::to_owned),
+            ssl_ca_location: ssl_ca_location.cloned(),
+            ssl_certificate_location: ssl_certificate_location.cloned(),
+            ssl_key_location: ssl_key_location.cloned(),
+            username: std::env::var(USERNAME_ENV).ok(),
+            password: std::env::var(PASSWORD_ENV).ok(),
+        }
+    }
+
     /// Reject what librdkafka would refuse or quietly do otherwise (a SASL protocol without a
     /// mechanism means GSSAPI to librdkafka; a certificate without its key is not mutual TLS).
     pub fn check(&self) -> Result<(), SecurityError> {

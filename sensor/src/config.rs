@@ -80,16 +80,13 @@ pub struct KafkaSection {
 impl KafkaSection {
     /// TLS and SASL settings, credentials from the environment.
     pub fn security(&self) -> canh_event::kafka::KafkaSecurity {
-        use canh_event::kafka::{KafkaSecurity, PASSWORD_ENV, USERNAME_ENV};
-        KafkaSecurity {
-            protocol: self.security_protocol.clone(),
-            sasl_mechanism: self.sasl_mechanism.clone(),
-            ssl_ca_location: self.ssl_ca_location.clone(),
-            ssl_certificate_location: self.ssl_certificate_location.clone(),
-            ssl_key_location: self.ssl_key_location.clone(),
-            username: std::env::var(USERNAME_ENV).ok(),
-            password: std::env::var(PASSWORD_ENV).ok(),
-        }
+        canh_event::kafka::KafkaSecurity::from_env(
+            &self.security_protocol,
+            self.sasl_mechanism.as_deref(),
+            self.ssl_ca_location.as_ref(),
+            self.ssl_certificate_location.as_ref(),
+            self.ssl_key_location.as_ref(),
+        )
     }
 }
 
