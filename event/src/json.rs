@@ -532,9 +532,10 @@ fn http_json(mut o: Obj<'_>, v: &Http) {
         let mut r = o.obj("request");
         r.opt_str("method", method);
         r.opt_str("referrer", referrer);
-        if let Some(Body { bytes }) = body {
+        if let Some(Body { bytes, content }) = body {
             let mut b = r.obj("body");
             b.u64("bytes", *bytes);
+            b.opt_str("content", content);
             b.end();
         }
         r.end();
@@ -542,9 +543,10 @@ fn http_json(mut o: Obj<'_>, v: &Http) {
     if let Some(HttpResponse { status_code, body }) = response {
         let mut r = o.obj("response");
         r.opt_u64("status_code", status_code.map(u64::from));
-        if let Some(Body { bytes }) = body {
+        if let Some(Body { bytes, content }) = body {
             let mut b = r.obj("body");
             b.u64("bytes", *bytes);
+            b.opt_str("content", content);
             b.end();
         }
         r.end();

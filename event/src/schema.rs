@@ -443,6 +443,10 @@ pub struct HttpResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Body {
     pub bytes: u64,
+    /// The first bytes of a textual request body (forms, JSON, XML, text) as the sensor saw them,
+    /// lossily decoded as UTF-8: where POSTed injection payloads are found. ECS `http.request.body.content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 #[skip_serializing_none]

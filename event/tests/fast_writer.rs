@@ -110,10 +110,10 @@ fn dns() -> impl Strategy<Value = Dns> {
 fn http() -> impl Strategy<Value = (Http, Url, UserAgent)> {
     (
         os(),
-        proptest::option::of((os(), os(), proptest::option::of(any::<u64>()))),
+        proptest::option::of((os(), os(), proptest::option::of((any::<u64>(), os())))),
         proptest::option::of((
             proptest::option::of(any::<u16>()),
-            proptest::option::of(any::<u64>()),
+            proptest::option::of((any::<u64>(), os())),
         )),
         os(),
         os(),
@@ -126,11 +126,11 @@ fn http() -> impl Strategy<Value = (Http, Url, UserAgent)> {
                     request: req.map(|(method, referrer, body)| HttpRequest {
                         method,
                         referrer,
-                        body: body.map(|bytes| Body { bytes }),
+                        body: body.map(|(bytes, content)| Body { bytes, content }),
                     }),
                     response: resp.map(|(status_code, body)| HttpResponse {
                         status_code,
-                        body: body.map(|bytes| Body { bytes }),
+                        body: body.map(|(bytes, content)| Body { bytes, content }),
                     }),
                 },
                 Url { domain, original },

@@ -105,9 +105,12 @@ fn http() -> Event {
         request: Some(HttpRequest {
             method: Some("GET".into()),
             referrer: Some("http://portal.gov.vn/".into()),
-            body: Some(Body { bytes: 0 }),
+            body: Some(Body { bytes: 0, content: None }),
         }),
-        response: Some(HttpResponse { status_code: Some(200), body: Some(Body { bytes: 5120 }) }),
+        response: Some(HttpResponse {
+            status_code: Some(200),
+            body: Some(Body { bytes: 5120, content: None }),
+        }),
     });
     e.url =
         Some(Url { domain: Some("portal.gov.vn".into()), original: Some("/tin-tuc?id=1".into()) });

@@ -1,7 +1,9 @@
 //! HTTP/1.x request/response parsing over reassembled TCP streams, as Zeek's http.log sees it:
 //! one transaction per request, paired in order with responses (pipelining), interim 1xx responses
-//! skipped, bodies counted (Content-Length, chunked, or until close) without being stored. Pure and
-//! bounded: header blocks larger than `MAX_HEADER_BYTES` stop the parser for that flow.
+//! skipped, bodies counted (Content-Length, chunked, or until close). Of a request body with a
+//! textual content type (forms, JSON, XML, text) the first `REQUEST_BODY_KEPT` bytes are kept, so
+//! detection sees POSTed payloads; nothing else of a body is stored. Pure and bounded: header
+//! blocks larger than `MAX_HEADER_BYTES` stop the parser for that flow.
 
 use std::collections::VecDeque;
 
@@ -9,6 +11,9 @@ use std::collections::VecDeque;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most requests waiting for their response per flow.
 const MAX_PENDING: usize = 64;
+/// Most bytes of a textual request body kept per transaction (the start of a form or JSON document
+/// is where login fields and injected payloads are).
+pub const REQUEST_BODY_KEPT: usize = 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
@@ -21,6 +26,8 @@ pub struct Transaction {
     pub user_agent: Option<String>,
     pub referrer: Option<String>,
     pub request_body_bytes: u64,
+    /// The first `REQUEST_BODY_KEPT` bytes of a textual request body (empty otherwise).
+    pub request_body: Vec<u8>,
     pub status_code: Option<u16>,
     pub response_version: Option<String>,
     pub response_body_bytes: u64,
@@ -52,6 +59,8 @@ struct Side {
     /// `Content-Encoding` of the message being read: gzip or deflate bodies are counted
     /// decompressed, as Zeek's `response_body_len` is.
     encoding: Option<Encoding>,
+    /// The message being read declared a textual `Content-Type`: its body start is kept.
+    textual: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +197,7 @@ impl Side {
             content_length: None,
             chunked: false,
             encoding: None,
+            textual: false,
         }
     }
 }
@@ -247,6 +257,10 @@ impl HttpFlow {
         let (used, body) = count_body(&mut self.req, data);
         if let Some(tx) = self.pending.back_mut() {
             tx.request_body_bytes += body;
+            // count_body consumes body bytes only, so all `used` bytes are the body.
+            if self.req.textual && body > 0 {
+                keep_body(tx, &data[..used]);
+            }
         }
         let data = &data[used..];
         self.req.buf.extend_from_slice(data);
@@ -351,6 +365,7 @@ impl HttpFlow {
                     self.pending.push_back(tx);
                     self.req.content_length = None;
                     self.req.chunked = false;
+                    self.req.textual = false;
                     self.req.state = Body::Headers;
                 }
                 Body::Headers => {
@@ -385,6 +400,10 @@ impl HttpFlow {
                     let (used, body) = body_step(&mut self.req.state, rest);
                     if let Some(tx) = self.pending.back_mut() {
                         tx.request_body_bytes += body;
+                        // Body bytes only when something was counted (not chunk framing).
+                        if self.req.textual && body > 0 {
+                            keep_body(tx, &rest[..used]);
+                        }
                     }
                     if used == 0 {
                         break;
@@ -527,6 +546,7 @@ fn header(side: &mut Side, name: &str, value: &str) {
     match name.trim().to_ascii_lowercase().as_str() {
         "content-length" => side.content_length = value.trim().parse().ok(),
         "transfer-encoding" => side.chunked = value.to_ascii_lowercase().contains("chunked"),
+        "content-type" => side.textual = textual_type(value),
         "content-encoding" => {
             let v = value.trim().to_ascii_lowercase();
             side.encoding = match v.as_str() {
@@ -547,6 +567,30 @@ impl HttpFlow {
             _ => counted,
         }
     }
+}
+
+/// Form, JSON, XML, multipart form and text bodies: the ones a person or a script types into.
+fn textual_type(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    v.starts_with("application/x-www-form-urlencoded")
+        || v.starts_with("multipart/form-data")
+        || v.starts_with("text/")
+        || v.contains("json")
+        || v.contains("xml")
+}
+
+/// Append request body bytes to what the transaction keeps, up to `REQUEST_BODY_KEPT`.
+fn keep_body(tx: &mut Transaction, bytes: &[u8]) {
+    let room = REQUEST_BODY_KEPT.saturating_sub(tx.request_body.len());
+    tx.request_body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+/// The kept request body as event text (invalid UTF-8 replaced), or nothing when none was kept.
+pub fn body_text(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(body).into_owned())
 }
 
 /// With nothing buffered and a body being read, count body bytes directly from `data`; returns
@@ -634,6 +678,42 @@ mod tests {
         assert_eq!(out[1].uri.as_deref(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    #[test]
+    fn textual_request_bodies_are_kept_up_to_the_cap() {
+        let form = b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nuser=admin'--&password=x&a=b";
+        let chunked = b"POST /api HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n";
+        let binary = b"POST /up HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\nabcd";
+        let mut big =
+            b"PUT /doc HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 3000\r\n\r\n"
+                .to_vec();
+        big.extend(std::iter::repeat_n(b'x', 3000));
+        // Whole, and split at every byte: what is kept must not depend on segment boundaries.
+        for input in [&form[..], &chunked[..], &binary[..], &big[..]] {
+            for split in [input.len(), 1] {
+                let mut flow = HttpFlow::default();
+                let mut out = Vec::new();
+                for piece in input.chunks(split) {
+                    flow.request_data(1, piece, &mut out);
+                }
+                flow.finish(&mut out);
+                assert_eq!(out.len(), 1);
+                let kept = &out[0].request_body;
+                match out[0].uri.as_deref() {
+                    Some("/login") => assert_eq!(kept, b"user=admin'--&password=x&a="),
+                    Some("/api") => assert_eq!(kept, br#"{"a":1}"#),
+                    Some("/up") => assert!(kept.is_empty()),
+                    Some("/doc") => {
+                        assert_eq!(kept.len(), REQUEST_BODY_KEPT);
+                        assert_eq!(out[0].request_body_bytes, 3000);
+                    }
+                    other => panic!("unexpected transaction {other:?}"),
+                }
+            }
+        }
+        assert_eq!(body_text(b""), None);
+        assert_eq!(body_text(b"a=\xff").as_deref(), Some("a=\u{fffd}"));
     }
 
     #[test]

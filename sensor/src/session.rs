@@ -487,11 +487,14 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 request: Some(HttpRequest {
                     method: t.method.clone(),
                     referrer: t.referrer.clone(),
-                    body: Some(Body { bytes: t.request_body_bytes }),
+                    body: Some(Body {
+                        bytes: t.request_body_bytes,
+                        content: http::body_text(&t.request_body),
+                    }),
                 }),
                 response: Some(HttpResponse {
                     status_code: t.status_code,
-                    body: Some(Body { bytes: t.response_body_bytes }),
+                    body: Some(Body { bytes: t.response_body_bytes, content: None }),
                 }),
             });
             event.url = Some(Url { domain: t.host.clone(), original: t.uri.clone() });

@@ -330,13 +330,14 @@ pub fn record_into(
     if let Some(hostname) = computer {
         event.host = Some(Host { hostname });
     }
-    let request = HttpRequest { method, referrer, body: received.map(|bytes| Body { bytes }) };
+    let request =
+        HttpRequest { method, referrer, body: received.map(|bytes| Body { bytes, content: None }) };
     event.http = Some(Http {
         version: version.map(|v| v.strip_prefix("HTTP/").map(str::to_string).unwrap_or(v)),
         request: Some(request).filter(|r| *r != HttpRequest::default()),
         response: Some(HttpResponse {
             status_code: status,
-            body: sent.map(|bytes| Body { bytes }),
+            body: sent.map(|bytes| Body { bytes, content: None }),
         }),
     });
     let original = match (stem, query) {

@@ -67,7 +67,7 @@ pub fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
         }),
         response: Some(HttpResponse {
             status_code: status,
-            body: bytes.map(|bytes| Body { bytes }),
+            body: bytes.map(|bytes| Body { bytes, content: None }),
         }),
         version: version.and_then(|v| v.strip_prefix("HTTP/")).map(str::to_string),
     };
