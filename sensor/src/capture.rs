@@ -115,6 +115,81 @@ fn timestamp_ns(header: &pcap::PacketHeader) -> i64 {
     header.ts.tv_sec * 1_000_000_000 + header.ts.tv_usec * 1_000
 }
 
+/// Size of the stdio buffer libpcap reads a capture file through.
+const FILE_BUFFER_BYTES: usize = 1 << 20;
+
+/// libpcap reads a file through a stdio `FILE`, whose buffer is one 4 KiB block by default: one
+/// system call per 4 KiB, a large share of the sensor's time on a big capture. This opens the file
+/// with a 1 MiB buffer and hands it to libpcap (`pcap_fopen_offline_with_tstamp_precision`), which
+/// then reads pcap and pcapng exactly as `pcap_open_offline` would.
+struct OfflineFile {
+    // Declared first so it is dropped first: pcap_close closes the FILE, which uses `_buffer`.
+    capture: pcap::Capture<pcap::Offline>,
+    _buffer: Option<Box<[u8]>>,
+}
+
+/// libpcap's handle, opaque here.
+#[repr(C)]
+struct PcapHandle {
+    _private: [u8; 0],
+}
+
+#[allow(unsafe_code)]
+extern "C" {
+    // From libpcap (linked by the pcap crate): open a capture from a stdio stream it then owns.
+    fn pcap_fopen_offline_with_tstamp_precision(
+        fp: *mut libc::FILE,
+        precision: libc::c_uint,
+        errbuf: *mut libc::c_char,
+    ) -> *mut PcapHandle;
+}
+
+/// libpcap's PCAP_TSTAMP_PRECISION_NANO.
+const PRECISION_NANO: libc::c_uint = 1;
+/// libpcap's PCAP_ERRBUF_SIZE.
+const ERRBUF_SIZE: usize = 256;
+
+impl OfflineFile {
+    /// The file opened with a large buffer, or `None` if it cannot be opened or libpcap does not
+    /// read it (the caller then lets `pcap_open_offline` report the error).
+    #[allow(unsafe_code)] // FFI to libpcap; the only unsafe block in the workspace
+    fn open(path: &Path) -> Option<OfflineFile> {
+        use std::os::unix::ffi::OsStrExt;
+        let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        let mut buffer = vec![0u8; FILE_BUFFER_BYTES].into_boxed_slice();
+        let mut errbuf = [0 as libc::c_char; ERRBUF_SIZE];
+        // SAFETY: `cpath` and the mode are NUL-terminated; `buffer` outlives the FILE (it is
+        // dropped after `capture`, whose drop runs pcap_close and so fclose); on failure the FILE
+        // is closed here (pcap_fopen_offline does not take it then), before `buffer` is dropped.
+        let handle = unsafe {
+            let file = libc::fopen(cpath.as_ptr(), c"rb".as_ptr());
+            if file.is_null() {
+                return None;
+            }
+            let buf = buffer.as_mut_ptr().cast::<libc::c_char>();
+            if libc::setvbuf(file, buf, libc::_IOFBF, FILE_BUFFER_BYTES) != 0 {
+                libc::fclose(file);
+                return None;
+            }
+            let handle =
+                pcap_fopen_offline_with_tstamp_precision(file, PRECISION_NANO, errbuf.as_mut_ptr());
+            if handle.is_null() {
+                libc::fclose(file);
+                return None;
+            }
+            handle
+        };
+        let handle = std::ptr::NonNull::new(handle)?;
+        // The pcap crate wraps a raw libpcap handle and closes it on drop.
+        let capture = pcap::Capture::from(handle.cast());
+        Some(OfflineFile { capture, _buffer: Some(buffer) })
+    }
+
+    fn unbuffered(capture: pcap::Capture<pcap::Offline>) -> OfflineFile {
+        OfflineFile { capture, _buffer: None }
+    }
+}
+
 /// Read a pcap or pcapng file, calling `on_frame(link, ts_ns, bytes)` for every frame.
 #[allow(clippy::useless_conversion)]
 pub fn read_file(
@@ -122,8 +197,15 @@ pub fn read_file(
     mut on_frame: impl FnMut(LinkType, i64, &[u8]),
 ) -> Result<u64, CaptureError> {
     let name = path.display().to_string();
-    let mut capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
-        .map_err(|source| CaptureError::Open { path: name.clone(), source })?;
+    let mut file = match OfflineFile::open(path) {
+        Some(file) => file,
+        // Could not open with a large buffer: libpcap's own open says why (or succeeds).
+        None => OfflineFile::unbuffered(
+            pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
+                .map_err(|source| CaptureError::Open { path: name.clone(), source })?,
+        ),
+    };
+    let capture = &mut file.capture;
     let linktype = capture.get_datalink().0;
     let link = LinkType::from_pcap(linktype)
         .ok_or(CaptureError::LinkType { path: name.clone(), linktype })?;
