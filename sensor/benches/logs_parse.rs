@@ -3,7 +3,7 @@
 //! Then UDP ingest on loopback: one thread sends datagrams as fast as it can to the syslog UDP
 //! receiver, whose pipeline parses them into events (counted, not sent to Kafka).
 //! Not a test: prints rates. Run with `cargo bench -p canh-sensor --bench logs_parse`;
-//! `CANH_BENCH_SKIP_UDP=1` skips the UDP part, `CANH_BENCH_PROFILE=1` only parses and serialises (for `perf record`).
+//! `CANH_BENCH_SKIP_UDP=1` skips the UDP part, `CANH_BENCH_PROFILE=N` only parses and serialises, N rounds (for `perf record`, callgrind).
 
 use canh_event::Timestamp;
 use canh_sensor::flow::Identity;
@@ -99,10 +99,12 @@ fn main() {
         );
     };
     let parse = |seq: u64, line: &[u8]| line_event(line, false, received, seq, &who, &options);
-    if std::env::var_os("CANH_BENCH_PROFILE").is_some() {
-        // For `perf record`: parse + serialise, long enough to sample.
+    if let Ok(rounds) = std::env::var("CANH_BENCH_PROFILE") {
+        // For `perf record` (or callgrind with `CANH_BENCH_PROFILE=1`): parse + serialise, the
+        // given number of rounds (40 when not a number).
+        let rounds: usize = rounds.parse().unwrap_or(40);
         let mut json = Vec::with_capacity(1 << 16);
-        for _ in 0..40 {
+        for _ in 0..rounds {
             for (seq, line) in (0u64..).zip(&lines) {
                 json.clear();
                 parse(seq, line).write_json(&mut json);
