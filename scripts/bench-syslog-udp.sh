@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # UDP ingest comparison: Debian's rsyslogd (imudp -> omfile, its own config in a temp dir, no system
-# daemon) receives the same load as the sensor's benchmark sends (300,000 loghub OpenSSH lines).
+# daemon) receives the same load as the sensor's benchmark sends: loghub OpenSSH lines with sendmmsg,
+# CANH_BENCH_UDP_COUNT datagrams (default 1,000,000) paced at CANH_BENCH_UDP_RATE per second
+# (default 200,000; 0 = as fast as the sender can).
 # Usage: scripts/bench-syslog-udp.sh [RCVBUF_BYTES]   (default 8388608, as the sensor's default)
 # Prints datagrams written to the file and the kernel drops of rsyslog's socket. Not a test.
 set -euo pipefail

@@ -15,34 +15,72 @@ use std::net::IpAddr;
 /// Append `text` as a JSON string (quoted and escaped as serde_json does).
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time over the runs that need no escape (most of any text).
+        while let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            if needs_escape(word) {
+                break;
+            }
+            i += 8;
+        }
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            if b >= 0x20 && b != b'"' && b != b'\\' {
+                i += 1;
+                continue;
+            }
+            out.extend_from_slice(&bytes[start..i]);
+            write_escape(out, b);
+            i += 1;
+            start = i;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` is a control character, `"` or `\\` (the bytes JSON
+/// strings escape). Bytes of 0x80 and above never match.
+#[inline]
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v;
+    (below_space | zero_in(quote) | zero_in(backslash)) & HIGH != 0
+}
+
+/// The escape serde_json writes for a byte that needs one.
+#[cold]
+fn write_escape(out: &mut Vec<u8>, b: u8) {
+    let escape: &[u8] = match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        _ => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
+            return;
         }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    };
+    out.extend_from_slice(escape);
 }
 
 /// Append an unsigned integer in decimal.
@@ -684,6 +722,32 @@ mod tests {
             write_str(&mut ours, text);
             let theirs = serde_json::to_vec(text).expect("serialise");
             assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+    }
+
+    #[test]
+    fn escapes_at_every_position_of_a_word() {
+        // The writer scans eight bytes at a time: put each special byte at each offset, around
+        // multi-byte characters, in strings of every length up to three words.
+        for special in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', 'é', ' ', '!', '#', ']'] {
+            for len in 0..24 {
+                for at in 0..len {
+                    let text: String =
+                        (0..len).map(|i| if i == at { special } else { 'a' }).collect();
+                    let mut ours = Vec::new();
+                    write_str(&mut ours, &text);
+                    assert_eq!(ours, serde_json::to_vec(&text).expect("serialise"), "{text:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_escapes_as_serde_json(text in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
+            let mut ours = Vec::new();
+            write_str(&mut ours, &text);
+            proptest::prop_assert_eq!(ours, serde_json::to_vec(&text).expect("serialise"));
         }
     }
 

@@ -3,12 +3,14 @@
 //! Then UDP ingest on loopback: one thread sends datagrams as fast as it can to the syslog UDP
 //! receiver, whose pipeline parses them into events (counted, not sent to Kafka).
 //! Not a test: prints rates. Run with `cargo bench -p canh-sensor --bench logs_parse`;
-//! `CANH_BENCH_SKIP_UDP=1` skips the UDP part, `CANH_BENCH_PROFILE=1` only parses (for `perf`).
+//! `CANH_BENCH_SKIP_UDP=1` skips the UDP part, `CANH_BENCH_PROFILE=N` only parses and serialises, N rounds (for `perf record`, callgrind).
 
 use canh_event::Timestamp;
 use canh_sensor::flow::Identity;
 use canh_sensor::logs::{line_event, LineFormat, LineOptions};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use std::time::Instant;
 
 fn data(path: &str) -> PathBuf {
@@ -19,20 +21,13 @@ fn main() {
     // `CANH_BENCH_UDP_TARGET=host:port`: only send the UDP load to another receiver (rsyslog, to
     // compare) and exit.
     if let Ok(target) = std::env::var("CANH_BENCH_UDP_TARGET") {
+        let target: SocketAddr = target.parse().expect("CANH_BENCH_UDP_TARGET is host:port");
         let bytes = std::fs::read(data("logs/loghub/OpenSSH/OpenSSH_2k.log")).expect("sample");
         let sample: Vec<Vec<u8>> =
             bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let total = 300_000usize;
-        let start = Instant::now();
-        for i in 0..total {
-            let _ = socket.send_to(&sample[i % sample.len()], &target);
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "sent {total} datagrams to {target} in {secs:.2} s ({:.0}/s offered)",
-            total as f64 / secs
-        );
+        let load = UdpLoad::from_env();
+        let sent = send_udp(&sample, target, &load);
+        println!("{sent}");
         return;
     }
     let mut lines: Vec<Vec<u8>> = Vec::new();
@@ -104,11 +99,16 @@ fn main() {
         );
     };
     let parse = |seq: u64, line: &[u8]| line_event(line, false, received, seq, &who, &options);
-    if std::env::var_os("CANH_BENCH_PROFILE").is_some() {
-        // For `perf record`: parsing only, long enough to sample.
-        for _ in 0..40 {
+    if let Ok(rounds) = std::env::var("CANH_BENCH_PROFILE") {
+        // For `perf record` (or callgrind with `CANH_BENCH_PROFILE=1`): parse + serialise, the
+        // given number of rounds (40 when not a number).
+        let rounds: usize = rounds.parse().unwrap_or(40);
+        let mut json = Vec::with_capacity(1 << 16);
+        for _ in 0..rounds {
             for (seq, line) in (0u64..).zip(&lines) {
-                std::hint::black_box(parse(seq, line));
+                json.clear();
+                parse(seq, line).write_json(&mut json);
+                std::hint::black_box(&json);
             }
         }
         return;
@@ -120,13 +120,29 @@ fn main() {
             .map(|(seq, line)| std::hint::black_box(parse(seq, line)).event.id.len())
             .sum()
     });
+    // Serialised as the `logs` command and the pipeline do: into one reused buffer.
+    let mut json = Vec::with_capacity(1 << 16);
     let events: Vec<_> = (0u64..).zip(&lines).map(|(seq, line)| parse(seq, line)).collect();
-    rounds("serialise only (Event::to_json)", &mut || {
-        events.iter().map(|e| e.to_json().len()).sum()
+    rounds("serialise only (Event::write_json)", &mut || {
+        events
+            .iter()
+            .map(|e| {
+                json.clear();
+                e.write_json(&mut json);
+                std::hint::black_box(&json).len()
+            })
+            .sum()
     });
     drop(events);
     rounds("parse + serialise", &mut || {
-        (0u64..).zip(&lines).map(|(seq, line)| parse(seq, line).to_json().len()).sum()
+        (0u64..)
+            .zip(&lines)
+            .map(|(seq, line)| {
+                json.clear();
+                parse(seq, line).write_json(&mut json);
+                std::hint::black_box(&json).len()
+            })
+            .sum()
     });
     if std::env::var_os("CANH_BENCH_SKIP_UDP").is_some() {
         return;
@@ -148,7 +164,6 @@ fn udp_ingest(sample: &[Vec<u8>]) {
     use canh_sensor::logs::receive::ReceiverMetrics;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    use std::time::Duration;
     let metrics = canh_sensor::metrics::Metrics::new();
     // SO_RCVBUF asked for: `CANH_BENCH_RCVBUF` bytes, default 8 MiB (the sensor's default).
     let receive_buffer_bytes: usize =
@@ -205,27 +220,138 @@ fn udp_ingest(sample: &[Vec<u8>]) {
         "udp receive buffer: asked {receive_buffer_bytes} bytes, kernel granted {} bytes",
         running.udp_receive_buffer.unwrap_or(0)
     );
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let total = 300_000usize;
-    let start = Instant::now();
-    for i in 0..total {
-        let _ = socket.send_to(&sample[i % sample.len()], addr);
-    }
-    let send_secs = start.elapsed().as_secs_f64();
+    let load = UdpLoad::from_env();
+    let cpu_before = thread_cpu_by_name();
+    let sent = send_udp(sample, addr, &load);
     let mut last = u64::MAX;
     while events.load(Ordering::Relaxed) != last {
         last = events.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(300));
     }
+    let cpu_after = thread_cpu_by_name();
     let kernel_drops = canh_sensor::logs::receive::udp_kernel_drops(addr.port()).unwrap_or(0);
     stop.store(true, Ordering::Relaxed);
     let _ = running.join();
     let parsed = events.load(Ordering::Relaxed);
     let received = metrics.log_lines.with_label_values(&["udp"]).get();
     let channel_drops = metrics.log_dropped.with_label_values(&["udp"]).get();
+    println!("{sent}");
     println!(
-        "udp ingest: {total} datagrams sent in {send_secs:.2} s ({:.0}/s offered); received {received}, parsed into events {parsed}, dropped on a full channel {channel_drops}, dropped by the kernel {kernel_drops}",
-        total as f64 / send_secs
+        "udp ingest: received {received}, parsed into events {parsed}, dropped on a full channel {channel_drops}, dropped by the kernel {kernel_drops}; unaccounted {}",
+        sent.total as i128 - i128::from(received) - i128::from(kernel_drops)
     );
+    for name in ["syslog-udp", "log-pipeline"] {
+        let cpu = cpu_after.get(name).copied().unwrap_or(0)
+            - cpu_before
+                .get(name)
+                .copied()
+                .unwrap_or(0)
+                .min(cpu_after.get(name).copied().unwrap_or(0));
+        println!(
+            "  thread {name}: {:.2} s of CPU, {:.0} datagrams per CPU-second",
+            cpu as f64 / 1e9,
+            received as f64 / (cpu as f64 / 1e9)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How much UDP load to offer: `CANH_BENCH_UDP_COUNT` datagrams (default 1,000,000) at
+/// `CANH_BENCH_UDP_RATE` per second (default 200,000; 0 = as fast as the sender can).
+struct UdpLoad {
+    total: usize,
+    rate: u64,
+}
+
+impl UdpLoad {
+    fn from_env() -> UdpLoad {
+        let var = |name: &str, default: u64| {
+            std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        };
+        UdpLoad {
+            total: var("CANH_BENCH_UDP_COUNT", 1_000_000) as usize,
+            rate: var("CANH_BENCH_UDP_RATE", 200_000),
+        }
+    }
+}
+
+struct Sent {
+    total: usize,
+    secs: f64,
+    cpu_secs: f64,
+    rate: u64,
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} datagrams in {:.2} s: {:.0}/s offered (asked {}/s), sender thread {:.2} s of CPU",
+            self.total,
+            self.secs,
+            self.total as f64 / self.secs,
+            if self.rate == 0 { "max".to_string() } else { self.rate.to_string() },
+            self.cpu_secs
+        )
+    }
+}
+
+/// Send `load.total` datagrams, cycling over `sample`, to `target` with sendmmsg in batches of
+/// 64, paced to `load.rate` per second. Every datagram is sent (a full socket buffer on the
+/// sending side blocks, it does not drop).
+fn send_udp(sample: &[Vec<u8>], target: SocketAddr, load: &UdpLoad) -> Sent {
+    use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags};
+    use std::io::IoSlice;
+    const BATCH: usize = 64;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(target).expect("connect");
+    let (start, start_cpu) = (Instant::now(), thread_cpu_ns());
+    let mut sent = 0usize;
+    while sent < load.total {
+        if load.rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / load.rate as f64);
+            if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+        let n = BATCH.min(load.total - sent);
+        let iovs: Vec<[IoSlice<'_>; 1]> =
+            (sent..sent + n).map(|i| [IoSlice::new(&sample[i % sample.len()])]).collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> =
+            (0..n).map(|_| SendAncillaryBuffer::default()).collect();
+        let mut messages: Vec<MMsgHdr<'_>> =
+            iovs.iter().zip(controls.iter_mut()).map(|(iov, c)| MMsgHdr::new(iov, c)).collect();
+        let mut done = 0;
+        while done < n {
+            match sendmmsg(&socket, &mut messages[done..], SendFlags::empty()) {
+                Ok(k) => done += k,
+                Err(e) if e == rustix::io::Errno::INTR || e == rustix::io::Errno::AGAIN => {}
+                // Loopback refuses only while nothing listens: count the rest as not sent.
+                Err(e) => panic!("sendmmsg to {target}: {e}"),
+            }
+        }
+        sent += n;
+    }
+    Sent {
+        total: sent,
+        secs: start.elapsed().as_secs_f64(),
+        cpu_secs: thread_cpu_ns().saturating_sub(start_cpu) as f64 / 1e9,
+        rate: load.rate,
+    }
+}
+
+/// CPU time (ns) of this process's threads by name, from /proc/self/task/*/{comm,schedstat}.
+fn thread_cpu_by_name() -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        *out.entry(name.trim().to_string()).or_insert(0) += ns;
+    }
+    out
 }

@@ -301,6 +301,8 @@ fn offline_logs(
     let mut seq = 0u64;
     let mut write_error = None;
     let mut failed = Vec::new();
+    // One event's JSON line, the buffer reused for every event.
+    let mut json = Vec::with_capacity(4096);
     for file in files {
         let is_stdin = file.as_os_str() == "-";
         let input = if is_stdin { "stdin" } else { "file" };
@@ -329,7 +331,10 @@ fn offline_logs(
                 metrics.log_parse_errors.with_label_values(&[reason]).inc();
             }
             if write_error.is_none() {
-                if let Err(e) = writeln!(out, "{}", event.to_json()) {
+                json.clear();
+                event.write_json(&mut json);
+                json.push(b'\n');
+                if let Err(e) = out.write_all(&json) {
                     write_error = Some(e);
                 }
             }

@@ -29,8 +29,7 @@ pub fn kernel_into(message: &str, event: &mut Event) {
     let mut proto = None;
     let mut ingress = None;
     let mut egress = None;
-    for item in text[start..].split_ascii_whitespace() {
-        let Some((key, value)) = item.split_once('=') else { continue };
+    for (key, value) in key_values(&text[start..]) {
         match key {
             "SRC" => src = parse_ip(value),
             "DST" => dst = parse_ip(value),
@@ -77,6 +76,36 @@ pub fn kernel_into(message: &str, event: &mut Event) {
             .to_string()
     };
     classify(event, &["network"], &["connection", verdict.0], verdict.1, &action);
+}
+
+/// The `KEY=value` items of whitespace-separated text (items without `=` skipped; the key ends
+/// at the first `=`), in one pass over the bytes.
+fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || loop {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            return None;
+        }
+        let start = i;
+        let mut equals = None;
+        while let Some(&b) = bytes.get(i) {
+            if b.is_ascii_whitespace() {
+                break;
+            }
+            if b == b'=' && equals.is_none() {
+                equals = Some(i);
+            }
+            i += 1;
+        }
+        // Splitting at ASCII bytes keeps the pieces on character boundaries.
+        if let Some(equals) = equals {
+            return Some((&text[start..equals], &text[equals + 1..i]));
+        }
+    })
 }
 
 /// `word` (ASCII) in `text`, in any case.
@@ -135,6 +164,17 @@ mod tests {
         assert_eq!(e.destination.as_ref().and_then(|d| d.port), Some(6667));
         assert_eq!(e.event.action.as_deref(), Some("Drop TCP after 17 attempts"));
         assert_eq!(e.event.outcome.as_deref(), Some("failure"));
+    }
+
+    #[test]
+    fn key_values_split_as_whitespace_and_first_equals() {
+        let text = " IN=br0  OUT=\tMAC=a=b DF  SRC=1.2.3.4 =x é=ü ";
+        let ours: Vec<_> = key_values(text).collect();
+        let theirs: Vec<_> =
+            text.split_ascii_whitespace().filter_map(|item| item.split_once('=')).collect();
+        assert_eq!(ours, theirs);
+        assert_eq!(key_values("").count(), 0);
+        assert_eq!(key_values("   ").count(), 0);
     }
 
     #[test]

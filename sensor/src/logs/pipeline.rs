@@ -69,6 +69,9 @@ pub struct PipelineMetrics {
 /// have everything acknowledged).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
+/// Most lines the pipeline takes from the channel at once.
+const RECEIVE_BATCH: usize = 256;
+
 /// Most tailed files whose parser state (W3C columns) is kept at once.
 const MAX_FILE_PARSERS: usize = 4096;
 
@@ -177,62 +180,66 @@ pub fn start<E: std::fmt::Display>(
         let log_events = metrics.events.with_label_values(&["log"]);
         // One parser per tailed file: a W3C file's `#Fields:` header applies to its later lines.
         let mut file_parsers: HashMap<Arc<str>, LineParser> = HashMap::new();
-        while let Some(raw) = rx.blocking_recv() {
-            if error.is_some() {
-                continue;
-            }
-            let mut event = match &raw.position {
-                Some(position) => {
-                    if file_parsers.len() >= MAX_FILE_PARSERS
-                        && !file_parsers.contains_key(&position.path)
-                    {
-                        // Bounded: forgetting the headers of other files only costs W3C
-                        // records their named columns until the file's next header.
-                        file_parsers.clear();
-                    }
-                    file_parsers
-                        .entry(position.path.clone())
-                        .or_insert_with(|| LineParser::new(raw.options))
-                        .event(&raw.bytes, raw.truncated, raw.received, seq, &who)
-                }
-                None => super::line_event(
-                    &raw.bytes,
-                    raw.truncated,
-                    raw.received,
-                    seq,
-                    &who,
-                    &raw.options,
-                ),
-            };
-            seq += 1;
-            if let Some(position) = &raw.position {
-                // A file line read again after a crash keeps its id.
-                event.event.id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
-            }
-            if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
-                metrics.parse_errors.with_label_values(&[reason]).inc();
-            }
-            if let Err(e) = send(&event) {
-                tracing::error!(error = %e, "log events can no longer be sent");
-                error = Some(e.to_string());
-                continue;
-            }
-            log_events.inc();
-            events += 1;
-            if let Some(position) = &raw.position {
-                checkpoints.set(position);
-                dirty = true;
-            }
-            if dirty && last_save.elapsed() >= CHECKPOINT_EVERY {
-                last_save = Instant::now();
-                if !acknowledged() {
-                    tracing::warn!("uplink has unacknowledged events; checkpoints not saved");
+        // Lines are taken in batches: a busy pipeline then rarely sleeps and is woken per line.
+        let mut batch = Vec::with_capacity(RECEIVE_BATCH);
+        while rx.blocking_recv_many(&mut batch, RECEIVE_BATCH) > 0 {
+            for raw in batch.drain(..) {
+                if error.is_some() {
                     continue;
                 }
-                if let Err(e) = checkpoints.save(&checkpoint_path) {
-                    tracing::warn!(error = %e, "cannot save log checkpoints");
+                let mut event = match &raw.position {
+                    Some(position) => {
+                        if file_parsers.len() >= MAX_FILE_PARSERS
+                            && !file_parsers.contains_key(&position.path)
+                        {
+                            // Bounded: forgetting the headers of other files only costs W3C
+                            // records their named columns until the file's next header.
+                            file_parsers.clear();
+                        }
+                        file_parsers
+                            .entry(position.path.clone())
+                            .or_insert_with(|| LineParser::new(raw.options))
+                            .event(&raw.bytes, raw.truncated, raw.received, seq, &who)
+                    }
+                    None => super::line_event(
+                        &raw.bytes,
+                        raw.truncated,
+                        raw.received,
+                        seq,
+                        &who,
+                        &raw.options,
+                    ),
+                };
+                seq += 1;
+                if let Some(position) = &raw.position {
+                    // A file line read again after a crash keeps its id.
+                    event.event.id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
                 }
-                dirty = false;
+                if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
+                    metrics.parse_errors.with_label_values(&[reason]).inc();
+                }
+                if let Err(e) = send(&event) {
+                    tracing::error!(error = %e, "log events can no longer be sent");
+                    error = Some(e.to_string());
+                    continue;
+                }
+                log_events.inc();
+                events += 1;
+                if let Some(position) = &raw.position {
+                    checkpoints.set(position);
+                    dirty = true;
+                }
+                if dirty && last_save.elapsed() >= CHECKPOINT_EVERY {
+                    last_save = Instant::now();
+                    if !acknowledged() {
+                        tracing::warn!("uplink has unacknowledged events; checkpoints not saved");
+                        continue;
+                    }
+                    if let Err(e) = checkpoints.save(&checkpoint_path) {
+                        tracing::warn!(error = %e, "cannot save log checkpoints");
+                    }
+                    dirty = false;
+                }
             }
         }
         PipelineResult { events, checkpoints, error }

@@ -343,8 +343,10 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<std::net::TcpListener, ReceiveError>
 }
 
 /// Bind the syslog UDP socket with a receive buffer of about `receive_buffer_bytes`; returns the
-/// socket and the SO_RCVBUF the kernel granted (Linux caps the request at `net.core.rmem_max`
-/// and reports twice what it accepted).
+/// socket and the SO_RCVBUF the kernel granted (Linux reports twice what it accepted).
+/// Linux caps SO_RCVBUF at `net.core.rmem_max`; past that cap the size is asked again with
+/// SO_RCVBUFFORCE, which a sensor with CAP_NET_ADMIN is granted (as rsyslog's imudp does), and
+/// otherwise the capped size stays.
 pub fn bind_udp(
     addr: SocketAddr,
     receive_buffer_bytes: usize,
@@ -354,6 +356,11 @@ pub fn bind_udp(
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(bind_error)?;
     socket.set_recv_buffer_size(receive_buffer_bytes).map_err(bind_error)?;
+    if socket.recv_buffer_size().map_err(bind_error)? / 2 < receive_buffer_bytes {
+        // Refused without CAP_NET_ADMIN: the capped size stays, and is reported.
+        let _ =
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, receive_buffer_bytes);
+    }
     socket.bind(&addr.into()).map_err(bind_error)?;
     let granted = socket.recv_buffer_size().map_err(bind_error)?;
     Ok((socket.into(), granted))
@@ -380,6 +387,32 @@ mod tests {
         assert!(small_granted >= 4096, "{small_granted}");
         assert!(large_granted > small_granted, "{large_granted} vs {small_granted}");
         assert!(small.local_addr().expect("addr").port() > 0);
+    }
+
+    /// Whether this process has CAP_NET_ADMIN (bit 12 of CapEff in /proc/self/status).
+    fn has_net_admin() -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << 12) != 0)
+    }
+
+    #[test]
+    fn receive_buffer_past_rmem_max_is_forced_when_allowed() {
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .expect("rmem_max readable");
+        let asked = rmem_max * 2;
+        let (_socket, granted) =
+            bind_udp("127.0.0.1:0".parse().expect("addr"), asked).expect("bind");
+        if has_net_admin() {
+            assert!(granted / 2 >= asked, "asked {asked}, granted {granted}");
+        } else {
+            assert_eq!(granted / 2, rmem_max);
+        }
     }
 
     #[test]
