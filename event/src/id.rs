@@ -7,8 +7,8 @@ use sha1::{Digest, Sha1};
 /// again) carries the same id, which lets the store drop duplicates.
 pub fn event_id(sensor_id: &str, seq: u64) -> String {
     let hex = event_id_bytes(sensor_id, seq);
-    // Lowercase hex digits are ASCII, so always UTF-8.
-    String::from_utf8(hex.to_vec()).unwrap_or_default()
+    // Hex digits are ASCII: always valid UTF-8.
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// [`event_id`] as bytes, without allocating (for writers that put it straight into JSON).

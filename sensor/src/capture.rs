@@ -194,18 +194,41 @@ impl OfflineFile {
 #[allow(clippy::useless_conversion)]
 pub fn read_file(
     path: &Path,
-    mut on_frame: impl FnMut(LinkType, i64, &[u8]),
+    on_frame: impl FnMut(LinkType, i64, &[u8]),
 ) -> Result<u64, CaptureError> {
     let name = path.display().to_string();
     let mut file = match OfflineFile::open(path) {
         Some(file) => file,
         // Could not open with a large buffer: libpcap's own open says why (or succeeds).
-        None => OfflineFile::unbuffered(
-            pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
-                .map_err(|source| CaptureError::Open { path: name.clone(), source })?,
-        ),
+        None => OfflineFile::unbuffered(open_offline(path, &name)?),
     };
-    let capture = &mut file.capture;
+    read_frames(&mut file.capture, name, on_frame)
+}
+
+/// [`read_file`] through libpcap's own `pcap_open_offline` and its default stdio buffer: the same
+/// frames and errors, more system calls. Kept to check the buffered read against, and to measure
+/// the difference (`examples/pcap_floor.rs --libpcap`).
+pub fn read_file_libpcap(
+    path: &Path,
+    on_frame: impl FnMut(LinkType, i64, &[u8]),
+) -> Result<u64, CaptureError> {
+    let name = path.display().to_string();
+    let mut capture = open_offline(path, &name)?;
+    read_frames(&mut capture, name, on_frame)
+}
+
+fn open_offline(path: &Path, name: &str) -> Result<pcap::Capture<pcap::Offline>, CaptureError> {
+    pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
+        .map_err(|source| CaptureError::Open { path: name.to_string(), source })
+}
+
+/// Every frame of an opened capture file to `on_frame`; the number of frames read.
+#[allow(clippy::useless_conversion)]
+fn read_frames(
+    capture: &mut pcap::Capture<pcap::Offline>,
+    name: String,
+    mut on_frame: impl FnMut(LinkType, i64, &[u8]),
+) -> Result<u64, CaptureError> {
     let linktype = capture.get_datalink().0;
     let link = LinkType::from_pcap(linktype)
         .ok_or(CaptureError::LinkType { path: name.clone(), linktype })?;

@@ -1,7 +1,10 @@
 //! Packet decoding: raw frame bytes in, the fields flow tracking needs out. Pure: no I/O, no clock.
 //! Hostile or truncated input is an error value with a fixed reason, never a panic.
 
-use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+use etherparse::{
+    LaxIpPayloadSlice, LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice, LaxNetSlice, LaxSlicedPacket,
+    LinkSlice, TransportSlice,
+};
 use std::net::IpAddr;
 
 /// Link-layer header types (the pcap LINKTYPE_ values) the decoder understands.
@@ -37,6 +40,8 @@ pub struct TcpInfo {
     pub rst: bool,
     pub seq: u32,
     pub ack_number: u32,
+    /// The advertised window as sent (unscaled).
+    pub window: u16,
 }
 
 /// One decoded IP packet.
@@ -119,8 +124,100 @@ impl DecodeError {
 
 /// Decode one captured frame.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    if link == LinkType::Ethernet {
+        if let Some(packet) = ethernet_tcp_udp(frame) {
+            return packet;
+        }
+    }
     let sliced = slice(link, frame)?;
     from_sliced(&sliced, 0)
+}
+
+/// The common case, decoded layer by layer with etherparse's slices instead of its whole sliced
+/// packet (which costs a large value per frame): Ethernet, at most two VLAN tags, an IPv4 or
+/// IPv6 packet that parses without error and is not a fragment, TCP or UDP. None for anything
+/// else, which takes the full path; both give the same `Packet` where this one answers.
+fn ethernet_tcp_udp(frame: &[u8]) -> Option<Result<Packet<'_>, DecodeError>> {
+    use etherparse::ether_type::VLAN_TAGGED_FRAME;
+    use etherparse::ether_type::{IPV4, IPV6, PROVIDER_BRIDGING, VLAN_DOUBLE_TAGGED_FRAME};
+    let ethernet = etherparse::Ethernet2Slice::from_slice_without_fcs(frame).ok()?;
+    let (mut ether_type, mut rest) = (ethernet.ether_type(), ethernet.payload_slice());
+    let mut vlans = [None; 2];
+    for vlan in &mut vlans {
+        if !matches!(ether_type, VLAN_TAGGED_FRAME | PROVIDER_BRIDGING | VLAN_DOUBLE_TAGGED_FRAME) {
+            break;
+        }
+        let tag = etherparse::SingleVlanSlice::from_slice(rest).ok()?;
+        *vlan = Some(tag.vlan_identifier().value());
+        (ether_type, rest) = (tag.ether_type(), tag.payload_slice());
+    }
+    if !matches!(ether_type, IPV4 | IPV6) {
+        return None;
+    }
+    let (ip, stop) = LaxIpSlice::from_slice(rest).ok()?;
+    if stop.is_some() {
+        return None;
+    }
+    let ip = match &ip {
+        LaxIpSlice::Ipv4(v4) => IpView::v4(v4),
+        LaxIpSlice::Ipv6(v6) => IpView::v6(v6),
+    };
+    if ip.fragmented {
+        return None;
+    }
+    let transport = match ip.payload.ip_number {
+        etherparse::ip_number::TCP => {
+            TransportSlice::Tcp(etherparse::TcpSlice::from_slice(ip.payload.payload).ok()?)
+        }
+        etherparse::ip_number::UDP => {
+            TransportSlice::Udp(etherparse::UdpSlice::from_slice_lax(ip.payload.payload).ok()?)
+        }
+        _ => return None,
+    };
+    Some(from_parts(vlans, ip, Some(&transport), 0))
+}
+
+/// What the packet's fields need from its IP layer, whichever version.
+struct IpView<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    /// IP-level length from the header.
+    ip_len: u32,
+    /// The IP header with its options or extension headers.
+    header_len: u32,
+    payload: LaxIpPayloadSlice<'a>,
+    fragmented: bool,
+}
+
+impl<'a> IpView<'a> {
+    fn v4(v4: &LaxIpv4Slice<'a>) -> IpView<'a> {
+        let header = v4.header();
+        let total = u32::from(header.total_len());
+        let header_len = u32::from(header.ihl()) * 4;
+        let payload = v4.payload().clone();
+        // A zero total length (TSO on the capturing host) falls back to what was captured.
+        let ip_len = if total == 0 { header_len + payload.payload.len() as u32 } else { total };
+        IpView {
+            src: IpAddr::from(header.source()),
+            dst: IpAddr::from(header.destination()),
+            ip_len,
+            header_len,
+            payload,
+            fragmented: v4.is_payload_fragmented(),
+        }
+    }
+
+    fn v6(v6: &LaxIpv6Slice<'a>) -> IpView<'a> {
+        let header = v6.header();
+        IpView {
+            src: IpAddr::from(header.source()),
+            dst: IpAddr::from(header.destination()),
+            ip_len: 40 + u32::from(header.payload_length()),
+            header_len: 40 + v6.extensions().slice().len() as u32,
+            payload: v6.payload().clone(),
+            fragmented: v6.is_payload_fragmented(),
+        }
+    }
 }
 
 /// One IP fragment, as reassembly needs it.
@@ -303,41 +400,15 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>
         etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
         _ => None,
     });
-    let vlan = vlans.next();
-    let inner_vlan = vlans.next();
+    let vlans = [vlans.next(), vlans.next()];
     if matches!(sliced.link, Some(LinkSlice::EtherPayload(_) | LinkSlice::LinuxSllPayload(_)))
         && sliced.net.is_none()
     {
         return Err(DecodeError::NotIp);
     }
-
-    let (src, dst, ip_len, ip_payload, fragmented) = match &sliced.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let header = v4.header();
-            let total = u32::from(header.total_len());
-            let header_len = u32::from(header.ihl()) * 4;
-            let payload = v4.payload();
-            // A zero total length (TSO on the capturing host) falls back to what was captured.
-            let ip_len = if total == 0 { header_len + payload.payload.len() as u32 } else { total };
-            (
-                IpAddr::from(header.source()),
-                IpAddr::from(header.destination()),
-                ip_len,
-                payload,
-                v4.is_payload_fragmented(),
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let header = v6.header();
-            let ip_len = 40 + u32::from(header.payload_length());
-            (
-                IpAddr::from(header.source()),
-                IpAddr::from(header.destination()),
-                ip_len,
-                v6.payload(),
-                v6.is_payload_fragmented(),
-            )
-        }
+    let ip = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(v4)) => IpView::v4(v4),
+        Some(LaxNetSlice::Ipv6(v6)) => IpView::v6(v6),
         Some(LaxNetSlice::Arp(_)) => return Err(DecodeError::NotIp),
         None => {
             return Err(match sliced.stop_err {
@@ -348,20 +419,32 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>
             })
         }
     };
-    if fragmented {
+    from_parts(vlans, ip, sliced.transport.as_ref(), depth)
+}
+
+/// The packet from its VLAN tags (outer, inner), IP layer and transport slice (None when the
+/// transport header was missing or did not parse).
+#[inline]
+fn from_parts<'a>(
+    [vlan, inner_vlan]: [Option<u16>; 2],
+    ip: IpView<'a>,
+    transport: Option<&TransportSlice<'a>>,
+    depth: u8,
+) -> Result<Packet<'a>, DecodeError> {
+    if ip.fragmented {
         return Err(DecodeError::Fragment);
     }
-    let proto = ip_payload.ip_number.0;
+    let proto = ip.payload.ip_number.0;
     // Transport length per the IP header, so truncated captures still count the real sizes.
-    let transport_len = ip_len.saturating_sub(ip_header_len(sliced)) as u64;
+    let transport_len = ip.ip_len.saturating_sub(ip.header_len) as u64;
 
     let mut packet = Packet {
-        src,
-        dst,
+        src: ip.src,
+        dst: ip.dst,
         proto,
         src_port: 0,
         dst_port: 0,
-        ip_len,
+        ip_len: ip.ip_len,
         payload_len: 0,
         payload: &[],
         tcp: None,
@@ -369,7 +452,7 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>
         inner_vlan,
         icmp: None,
     };
-    match &sliced.transport {
+    match transport {
         Some(TransportSlice::Tcp(tcp)) => {
             packet.src_port = tcp.source_port();
             packet.dst_port = tcp.destination_port();
@@ -383,6 +466,7 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>
                 rst: tcp.rst(),
                 seq: tcp.sequence_number(),
                 ack_number: tcp.acknowledgment_number(),
+                window: tcp.window_size(),
             });
         }
         Some(TransportSlice::Udp(udp)) => {
@@ -414,21 +498,13 @@ fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>, depth: u8) -> Result<Packet<'a>
                 return Err(DecodeError::BadTransportHeader);
             }
             packet.payload_len = transport_len as u32;
-            packet.payload = ip_payload.payload;
+            packet.payload = ip.payload.payload;
         }
     }
     if let Some(inner) = decapsulate(&packet, depth) {
         return Ok(inner);
     }
     Ok(packet)
-}
-
-fn ip_header_len(sliced: &LaxSlicedPacket<'_>) -> u32 {
-    match &sliced.net {
-        Some(LaxNetSlice::Ipv4(v4)) => u32::from(v4.header().ihl()) * 4,
-        Some(LaxNetSlice::Ipv6(v6)) => 40 + v6.extensions().slice().len() as u32,
-        _ => 0,
-    }
 }
 
 #[cfg(test)]
@@ -445,6 +521,18 @@ mod tests {
         let mut out = Vec::new();
         builder.write(&mut out, payload).expect("build");
         out
+    }
+
+    #[test]
+    fn the_short_path_takes_plain_tcp_and_udp() {
+        for frame in [tcp_frame(b"x"), udp_v6_frame(0), udp_v6_frame(1), udp_v6_frame(2)] {
+            let short = ethernet_tcp_udp(&frame).expect("short path");
+            assert_eq!(short, full_path(&frame));
+        }
+        assert_eq!(udp_v6_frame(2).len(), 14 + 8 + 40 + 8 + 11);
+        let frame = udp_v6_frame(2);
+        let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+        assert_eq!((p.vlan, p.inner_vlan, p.dst_port), (Some(7), Some(9), 53));
     }
 
     #[test]
@@ -526,7 +614,53 @@ mod tests {
         assert_eq!(decode(LinkType::Ethernet, &frame), Err(DecodeError::NotIp));
     }
 
+    fn full_path(frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
+        slice(LinkType::Ethernet, frame).and_then(|sliced| from_sliced(&sliced, 0))
+    }
+
+    fn udp_v6_frame(vlans: u8) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]);
+        let ip = match vlans {
+            0 => b.ipv6([1; 16], [2; 16], 64),
+            1 => b
+                .single_vlan(etherparse::VlanId::try_new(7).expect("vlan"))
+                .ipv6([1; 16], [2; 16], 64),
+            _ => b
+                .double_vlan(
+                    etherparse::VlanId::try_new(7).expect("vlan"),
+                    etherparse::VlanId::try_new(9).expect("vlan"),
+                )
+                .ipv6([1; 16], [2; 16], 64),
+        };
+        let mut out = Vec::new();
+        ip.udp(5353, 53).write(&mut out, b"query bytes").expect("build");
+        out
+    }
+
     proptest::proptest! {
+        /// Where the layer-by-layer path answers, it gives what etherparse's sliced packet gives.
+        #[test]
+        fn the_short_path_agrees_with_the_full_one(
+            kind in 0u8..4,
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            hits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..4,
+            ),
+        ) {
+            let mut frame = if kind == 0 { tcp_frame(b"payload") } else { udp_v6_frame(kind - 1) };
+            frame.truncate(cut.index(frame.len() + 1));
+            if !frame.is_empty() {
+                for (at, byte) in hits {
+                    let i = at.index(frame.len());
+                    frame[i] = byte;
+                }
+            }
+            if let Some(short) = ethernet_tcp_udp(&frame) {
+                proptest::prop_assert_eq!(short, full_path(&frame));
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             for link in [LinkType::Ethernet, LinkType::Raw, LinkType::Null, LinkType::LinuxSll] {

@@ -1,10 +1,13 @@
 //! IPv4 and IPv6 fragment reassembly with bounded memory: fragments in, whole IP packets out.
-//! Uses etherparse's `IpDefragBuf` for the byte ranges; this module keys, bounds and times out the
-//! buffers and rebuilds a plain IP header for the reassembled packet. Pure: time comes from packets.
+//! Follows Zeek's reassembly rules, so the flows agree with its conn.log on odd fragment trains:
+//! bytes seen first win where fragments overlap; fragments of any length are accepted (Zeek only
+//! flags small ones); the packet's size is the end of the last fragment (no MF flag), grown when
+//! a later fragment reaches beyond it; and when the bytes from offset 0 are contiguous up to that
+//! size the packet is complete, even if stray bytes lie beyond a hole further on (they are cut
+//! off, as Zeek does). This module keys, bounds and times out the buffers and rebuilds a plain
+//! IP header for the reassembled packet. Pure: time comes from packets.
 
 use crate::decode::Fragment;
-use etherparse::defrag::IpDefragBuf;
-use etherparse::IpFragOffset;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -14,6 +17,10 @@ const MAX_BUFFERS: usize = 4096;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How long an incomplete packet waits for its missing fragments (Linux's ipfrag_time).
 const TIMEOUT_NS: i64 = 30 * 1_000_000_000;
+/// The largest reassembled payload: what an IPv4 total length (with a 20-byte header) or an
+/// IPv6 payload length can state.
+const MAX_PAYLOAD_V4: usize = 65_535 - 20;
+const MAX_PAYLOAD_V6: usize = 65_535;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -25,10 +32,80 @@ struct Key {
     inner_vlan: Option<u16>,
 }
 
+/// One packet being reassembled.
+#[derive(Debug, Default)]
 struct Buffer {
-    buf: IpDefragBuf,
+    /// The payload bytes received so far, at their offsets (zero where nothing arrived yet).
+    data: Vec<u8>,
+    /// Byte ranges of `data` received, sorted, disjoint and not touching.
+    have: Vec<(usize, usize)>,
+    /// The payload's size as the fragments state it; 0 while no last fragment was seen.
+    size: usize,
     first_ns: i64,
     ttl: u8,
+}
+
+impl Buffer {
+    /// Add a fragment's bytes at `start`; bytes already received are kept (first wins).
+    fn add(&mut self, start: usize, bytes: &[u8], last: bool) {
+        let end = start + bytes.len();
+        // The size: the last fragment's end, grown by any fragment reaching beyond it.
+        if last && self.size == 0 {
+            self.size = end;
+        }
+        if self.size != 0 && end > self.size {
+            self.size = end;
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        // Copy the parts of [start, end) that no earlier fragment covered.
+        let mut at = start;
+        for &(a, b) in &self.have {
+            if b <= at {
+                continue;
+            }
+            if a >= end {
+                break;
+            }
+            if a > at {
+                self.data[at..a].copy_from_slice(&bytes[at - start..a - start]);
+            }
+            at = at.max(b);
+            if at >= end {
+                break;
+            }
+        }
+        if at < end {
+            self.data[at..end].copy_from_slice(&bytes[at - start..]);
+        }
+        // Merge [start, end) into the ranges.
+        let (mut lo, mut hi) = (start, end);
+        self.have.retain(|&(a, b)| {
+            if b < lo || a > hi {
+                return true;
+            }
+            lo = lo.min(a);
+            hi = hi.max(b);
+            false
+        });
+        let at = self.have.partition_point(|&(a, _)| a < lo);
+        self.have.insert(at, (lo, hi));
+    }
+
+    /// The payload's length once the packet is complete.
+    fn complete_len(&self) -> Option<usize> {
+        let &(first_start, first_end) = self.have.first()?;
+        if first_start > 0 || self.size == 0 {
+            return None;
+        }
+        // Contiguous from offset 0 up to the stated size: complete. Bytes beyond a hole further on
+        // are dropped; a contiguous run past the stated size makes the packet that long.
+        (first_end >= self.size).then_some(first_end)
+    }
 }
 
 /// Counters the caller turns into metrics (fixed reasons).
@@ -39,7 +116,7 @@ pub struct DefragStats {
     pub timed_out: u64,
     /// Fragments dropped because the table or its byte budget was full.
     pub table_full: u64,
-    /// Fragments that contradicted earlier ones (overlaps with a different end, bad lengths).
+    /// Fragments dropped because they reach beyond the largest IP packet.
     pub invalid: u64,
 }
 
@@ -65,6 +142,13 @@ impl Defrag {
             self.expire(ts_ns);
             self.last_expire_ns = ts_ns;
         }
+        let start = usize::from(f.offset) * 8;
+        let end = start + f.data.len();
+        let max = if f.src.is_ipv4() { MAX_PAYLOAD_V4 } else { MAX_PAYLOAD_V6 };
+        if end > max {
+            self.stats.invalid += 1;
+            return None;
+        }
         let key = Key {
             src: f.src,
             dst: f.dst,
@@ -73,39 +157,31 @@ impl Defrag {
             vlan: f.vlan,
             inner_vlan: f.inner_vlan,
         };
-        if !self.buffers.contains_key(&key) {
-            if self.buffers.len() >= MAX_BUFFERS || self.bytes + f.data.len() > MAX_BYTES {
-                self.stats.table_full += 1;
-                return None;
-            }
-            let buf = IpDefragBuf::new(etherparse::IpNumber(f.proto), Vec::new(), Vec::new());
-            self.buffers.insert(key.clone(), Buffer { buf, first_ns: ts_ns, ttl: f.ttl });
-        }
-        if self.bytes + f.data.len() > MAX_BYTES {
+        if !self.buffers.contains_key(&key) && self.buffers.len() >= MAX_BUFFERS {
             self.stats.table_full += 1;
             return None;
         }
-        let entry = self.buffers.get_mut(&key)?;
-        let before = entry.buf.data().len();
-        let offset = IpFragOffset::try_new(f.offset).ok()?;
-        if entry.buf.add(offset, f.more, f.data).is_err() {
-            self.stats.invalid += 1;
-            if let Some(dropped) = self.buffers.remove(&key) {
-                self.bytes -= before.min(self.bytes);
-                drop(dropped);
+        let entry = self.buffers.entry(key.clone()).or_insert_with(|| Buffer {
+            first_ns: ts_ns,
+            ttl: f.ttl,
+            ..Buffer::default()
+        });
+        let grows = end.saturating_sub(entry.data.len());
+        if self.bytes + grows > MAX_BYTES {
+            self.stats.table_full += 1;
+            if entry.have.is_empty() {
+                self.buffers.remove(&key);
             }
             return None;
         }
-        self.bytes += entry.buf.data().len().saturating_sub(before);
-        if !entry.buf.is_complete() {
-            return None;
-        }
+        entry.add(start, f.data, !f.more);
+        self.bytes += grows;
+        let len = entry.complete_len()?;
         let done = self.buffers.remove(&key)?;
-        let (payload, _) = done.buf.take_bufs();
-        self.bytes -= payload.len().min(self.bytes);
+        self.bytes -= done.data.len().min(self.bytes);
         self.stats.reassembled += 1;
         Some(Reassembled {
-            ip: ip_packet(&key, done.ttl, &payload)?,
+            ip: ip_packet(&key, done.ttl, done.data.get(..len)?)?,
             vlan: key.vlan,
             inner_vlan: key.inner_vlan,
         })
@@ -118,7 +194,7 @@ impl Defrag {
         self.buffers.retain(|_, b| {
             let keep = now_ns.saturating_sub(b.first_ns) <= TIMEOUT_NS;
             if !keep {
-                freed += b.buf.data().len();
+                freed += b.data.len();
             }
             keep
         });
@@ -225,11 +301,57 @@ mod tests {
     }
 
     #[test]
-    fn bad_fragments_are_counted_not_panics() {
+    fn fragments_beyond_the_largest_packet_are_counted_not_panics() {
         let mut d = Defrag::default();
-        // Not a multiple of 8 with more fragments to come.
-        assert!(d.add(0, &frag(0, true, &UDP[..13])).is_none());
-        assert_eq!(d.stats.invalid, 1);
         assert!(d.add(0, &frag(8191, false, UDP)).is_none());
+        assert_eq!(d.stats.invalid, 1);
+        assert!(d.is_empty());
+    }
+
+    /// Zeek's `ipv4/fragmented-1` trace: a first fragment of 18 bytes (not a multiple of 8), the
+    /// last fragment at 48..164, then a fragment at 0..304 that overlaps both and reaches past the
+    /// stated end. Zeek grows the packet to 304 bytes and keeps the bytes it saw first.
+    #[test]
+    fn odd_sizes_overlaps_and_a_grown_end_as_zeek() {
+        let first: Vec<u8> = (0..18).collect();
+        let last = vec![0xbb; 116];
+        let late = vec![0xcc; 304];
+        let mut d = Defrag::default();
+        assert!(d.add(0, &frag(0, true, &first)).is_none());
+        assert!(d.add(1, &frag(6, false, &last)).is_none());
+        let whole = d.add(2, &frag(0, true, &late)).expect("complete");
+        let payload = &whole.ip[20..];
+        assert_eq!(payload.len(), 304);
+        assert_eq!(&payload[..18], &first[..]);
+        assert!(payload[18..48].iter().all(|&b| b == 0xcc));
+        assert!(payload[48..164].iter().all(|&b| b == 0xbb));
+        assert!(payload[164..].iter().all(|&b| b == 0xcc));
+        assert_eq!(u16::from_be_bytes([whole.ip[2], whole.ip[3]]), 324);
+        assert_eq!(d.bytes, 0);
+    }
+
+    /// A hole that stays open (Zeek's `ipv4/fragmented-2`), and fragments that all say "more
+    /// follow" (`ipv4/fragmented-3`): never complete, as in Zeek.
+    #[test]
+    fn holes_and_a_missing_last_fragment_never_complete() {
+        let mut d = Defrag::default();
+        assert!(d.add(0, &frag(0, true, &[1; 18])).is_none());
+        assert!(d.add(1, &frag(6, false, &[2; 116])).is_none());
+        assert!(d.add(2, &frag(0, true, &[1; 18])).is_none());
+        let mut d = Defrag::default();
+        for i in 0..5u16 {
+            assert!(d.add(i64::from(i), &frag(i * 185, true, &[3; 1480])).is_none());
+        }
+        assert_eq!(d.len(), 1);
+    }
+
+    /// Contiguous from 0 to the stated end with stray bytes beyond a hole: complete at the end.
+    #[test]
+    fn stray_bytes_beyond_a_hole_are_cut_off() {
+        let mut d = Defrag::default();
+        assert!(d.add(0, &frag(4, true, &[9; 8])).is_none()); // 32..40, beyond the end
+        assert!(d.add(1, &frag(1, false, &[2; 8])).is_none()); // 8..16, the last
+        let whole = d.add(2, &frag(0, true, &[1; 8])).expect("complete");
+        assert_eq!(&whole.ip[20..], &[1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]);
     }
 }

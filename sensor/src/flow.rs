@@ -102,8 +102,10 @@ struct Side {
     seq_base: u32,
     /// TCP: retransmitted segments, for Zeek's 1, 10, 100, ... repetition of `T` (saturates).
     retransmits: u32,
-    /// History letters already recorded for this side (bit `letter - 'A'`).
-    letters: u32,
+    /// TCP: zero-window advertisements, for the same repetition of `W` (saturates).
+    zero_windows: u32,
+    /// History letters already recorded for this side (bit [`letter_bit`]).
+    letters: u16,
     state: TcpState,
     has_base: bool,
     holes: Option<Box<Holes>>,
@@ -119,6 +121,7 @@ impl Side {
             acked: 0,
             seq_base: 0,
             retransmits: 0,
+            zero_windows: 0,
             letters: 0,
             state: TcpState::Inactive,
             has_base: false,
@@ -296,7 +299,7 @@ impl FlowRecord {
 
 /// The 5-tuple (+ VLANs) with the lower endpoint first, so both directions find the flow.
 /// Addresses are 16 bytes; an IPv4 address fills the first 4 (and `V6` is clear).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     lo: [u8; 16],
     hi: [u8; 16],
@@ -307,6 +310,21 @@ struct Key {
     proto: u8,
     /// `KEY_V6`, `KEY_VLAN`, `KEY_INNER_VLAN`.
     flags: u8,
+}
+
+/// Four words instead of a call per field: the key is hashed for every packet.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.lo));
+        state.write_u128(u128::from_ne_bytes(self.hi));
+        state.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | u64::from(self.vlan) << 32
+                | u64::from(self.inner_vlan) << 48,
+        );
+        state.write_u16(u16::from(self.proto) << 8 | u16::from(self.flags));
+    }
 }
 
 const KEY_V6: u8 = 1;
@@ -427,9 +445,11 @@ pub struct FlowTable {
     hasher: foldhash::fast::RandomState,
     index: hashbrown::HashTable<u32>,
     slots: Vec<Slot>,
-    /// Per slot, a time before which its flow cannot be due (`NO_TIME` for a free slot): the
-    /// sweep reads this dense array instead of every flow.
-    wake: Vec<i64>,
+    /// When each slot's flow must next be looked at: a sweep visits only the flows that may be
+    /// due, not the whole table.
+    timers: Timers,
+    /// Scratch list of the flows a sweep looks at.
+    candidates: Vec<u32>,
     free: Vec<u32>,
     last_sweep_ns: i64,
     pub stats: FlowStats,
@@ -442,7 +462,8 @@ impl FlowTable {
             hasher: foldhash::fast::RandomState::default(),
             index: hashbrown::HashTable::new(),
             slots: Vec::new(),
-            wake: Vec::new(),
+            timers: Timers::default(),
+            candidates: Vec::new(),
             free: Vec::new(),
             last_sweep_ns: i64::MIN,
             stats: FlowStats::default(),
@@ -478,7 +499,7 @@ impl FlowTable {
             entry.remove();
         }
         let flow = self.slots[i].flow.take()?;
-        self.wake[i] = NO_TIME;
+        self.timers.clear(i);
         // Slot numbers fit u32: the table never holds more than `max_flows` (a usize config that
         // `insert` caps at u32::MAX).
         self.free.push(i as u32);
@@ -490,12 +511,12 @@ impl FlowTable {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Slot { head, flow: Some(flow) };
-                self.wake[i as usize] = i64::MIN;
+                self.timers.add_slot(i as usize);
                 i as usize
             }
             None => {
                 self.slots.push(Slot { head, flow: Some(flow) });
-                self.wake.push(i64::MIN);
+                self.timers.add_slot(self.slots.len() - 1);
                 self.slots.len() - 1
             }
         };
@@ -556,7 +577,7 @@ impl FlowTable {
         let same_ends = key.lo == key.hi && key.lo_port == key.hi_port;
         let from_orig = same_ends || src_is_lo == lo_is_orig;
         update(flow, ts_ns, packet, from_orig, &self.config);
-        self.wake[i] = wake_time(&self.config, key.proto, flow);
+        self.timers.schedule(i, wake_time(&self.config, key.proto, flow));
         let (orig_ip, orig_port, resp_ip, resp_port) = if from_orig {
             (packet.src, packet.src_port, packet.dst, packet.dst_port)
         } else {
@@ -575,23 +596,27 @@ impl FlowTable {
         Some((view, &mut flow.analysis))
     }
 
-    /// Write every flow whose idle timeout or close delay has passed at `now_ns`.
+    /// Write every flow whose idle timeout or close delay has passed at `now_ns`, in slot order.
     pub fn expire(&mut self, now_ns: i64, out: &mut Vec<Finished>) {
-        let config = &self.config;
-        let slots = &self.slots;
-        let done: Vec<usize> = self
-            .wake
-            .iter()
-            .enumerate()
-            .filter(|&(i, &wake)| {
-                wake <= now_ns
-                    && slots[i]
-                        .flow
-                        .as_ref()
-                        .is_some_and(|f| is_due(config, &slots[i].head.key, f, now_ns))
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        self.timers.take_due(now_ns, &mut candidates);
+        let mut done = Vec::new();
+        for &i in &candidates {
+            let i = i as usize;
+            let slot = &self.slots[i];
+            let Some(flow) = slot.flow.as_ref() else { continue };
+            if is_due(&self.config, &slot.head.key, flow, now_ns) {
+                done.push(i);
+            } else {
+                // Its deadline moved on since it was scheduled: look again then.
+                let wake = wake_time(&self.config, slot.head.key.proto, flow);
+                self.timers.schedule(i, wake.max(now_ns.saturating_add(1)));
+            }
+        }
+        self.candidates = candidates;
+        // Slot order, as a sweep over the whole table would write them.
+        done.sort_unstable();
         for i in done {
             if let Some((head, flow)) = self.remove(i) {
                 out.push(finish(&head, flow, EndReason::End));
@@ -620,7 +645,7 @@ impl FlowTable {
             }
         }
         self.slots = Vec::new();
-        self.wake = Vec::new();
+        self.timers = Timers::default();
         self.free = Vec::new();
     }
 
@@ -638,6 +663,98 @@ impl FlowTable {
                 out.push(finish(&head, flow, EndReason::Evicted));
             }
         }
+    }
+}
+
+/// Seconds of packet time the timer ring spans; a deadline further out waits in its bucket for a
+/// later lap.
+const RING_SECONDS: usize = 1024;
+/// `Timers::at` of a slot with no live entry.
+const NOT_SCHEDULED: u32 = u32::MAX;
+
+/// When each flow must next be looked at: a ring of one-second buckets of slot numbers (a hashed
+/// timer wheel). A flow's live entry sits in the bucket of its earliest possible deadline or of
+/// an earlier second; a sweep takes the buckets that came due, so its cost follows the flows that
+/// may be due rather than the table's size. Entries are not removed when a deadline moves: an
+/// entry whose slot now points at another bucket is stale and dropped when its bucket comes up.
+#[derive(Default)]
+struct Timers {
+    /// Per slot, the second (relative to `base`) of the bucket holding its live entry.
+    at: Vec<u32>,
+    /// `RING_SECONDS` buckets, created at the first entry.
+    ring: Vec<Vec<u32>>,
+    /// The packet-time second that relative second 0 stands for (set by the first deadline).
+    base: Option<i64>,
+    /// Every bucket before this relative second has been swept.
+    swept_to: u32,
+}
+
+impl Timers {
+    /// The relative second of `ns` (times before the base count as the base).
+    fn second(&mut self, ns: i64) -> u32 {
+        let s = ns.div_euclid(NANOS);
+        let base = *self.base.get_or_insert(s);
+        u32::try_from(s.saturating_sub(base).max(0)).unwrap_or(NOT_SCHEDULED - 1)
+    }
+
+    /// Slot `i` holds a new flow, not scheduled yet.
+    fn add_slot(&mut self, i: usize) {
+        if self.at.len() <= i {
+            self.at.resize(i + 1, NOT_SCHEDULED);
+        }
+        self.at[i] = NOT_SCHEDULED;
+    }
+
+    /// Slot `i` was freed: its entries become stale.
+    fn clear(&mut self, i: usize) {
+        if let Some(at) = self.at.get_mut(i) {
+            *at = NOT_SCHEDULED;
+        }
+    }
+
+    /// Slot `i`'s flow may be due from `wake_ns` on: make sure a sweep looks at it by then. An
+    /// entry for an earlier second stays (that sweep reschedules it).
+    fn schedule(&mut self, i: usize, wake_ns: i64) {
+        let second = self.second(wake_ns).max(self.swept_to);
+        if second >= self.at[i] {
+            return;
+        }
+        if self.ring.is_empty() {
+            self.ring = vec![Vec::new(); RING_SECONDS];
+        }
+        self.at[i] = second;
+        self.ring[second as usize % RING_SECONDS].push(i as u32);
+    }
+
+    /// Take out the slots whose bucket's second is at or before `now_ns`'s into `out`, now
+    /// unscheduled: the caller writes those that are due and reschedules the others.
+    fn take_due(&mut self, now_ns: i64, out: &mut Vec<u32>) {
+        if self.ring.is_empty() {
+            return;
+        }
+        let now = self.second(now_ns);
+        if now < self.swept_to {
+            return; // packet time went back
+        }
+        let seconds = (now - self.swept_to) as usize + 1;
+        for k in 0..seconds.min(RING_SECONDS) {
+            let bucket = (self.swept_to as usize + k) % RING_SECONDS;
+            let at = &mut self.at;
+            self.ring[bucket].retain(|&i| {
+                let second = at[i as usize];
+                if second == NOT_SCHEDULED || second as usize % RING_SECONDS != bucket {
+                    return false; // stale: the slot was freed or rescheduled elsewhere
+                }
+                if second > now {
+                    return true; // a later lap of the ring
+                }
+                at[i as usize] = NOT_SCHEDULED;
+                out.push(i);
+                false
+            });
+        }
+        // The current second's bucket may still receive deadlines later in this second.
+        self.swept_to = now;
     }
 }
 
@@ -867,33 +984,40 @@ fn update(flow: &mut Flow, ts_ns: i64, p: &Packet<'_>, from_orig: bool, config: 
         }
     }
 
-    // History letters, as Zeek's TCP analyser records them.
-    if tcp.syn && (tcp.fin || tcp.rst) {
-        record(&mut flow.history, me, b'Q', from_orig);
-    }
-    if tcp.syn && !tcp.ack {
-        record(&mut flow.history, me, b'S', from_orig);
-    } else if tcp.syn && tcp.ack {
-        record(&mut flow.history, me, b'H', from_orig);
-    }
-    if tcp.fin {
+    // History letters, as Zeek's TCP analyser records them: a packet with two or more of SYN,
+    // FIN and RST is `I` (FIN and RST) or `Q` (any other pair) and nothing else; a packet with one
+    // of them is `S`/`H`, `F` or `R`; data without them is `D`, a bare ACK `A`.
+    let flags_set = u8::from(tcp.syn) + u8::from(tcp.fin) + u8::from(tcp.rst);
+    if flags_set > 1 {
+        let letter = if tcp.fin && tcp.rst { b'I' } else { b'Q' };
+        record(&mut flow.history, me, letter, from_orig);
+    } else if tcp.syn {
+        record(&mut flow.history, me, if tcp.ack { b'H' } else { b'S' }, from_orig);
+    } else if tcp.fin {
         record(&mut flow.history, me, b'F', from_orig);
-    }
-    if tcp.rst {
+    } else if tcp.rst {
         record(&mut flow.history, me, b'R', from_orig);
     }
-    if len > 0 {
-        if retransmit {
-            me.retransmits = me.retransmits.saturating_add(1);
-            // Zeek repeats `T` when the count reaches 1, 10, 100, ...
-            if is_power_of_ten(u64::from(me.retransmits)) {
-                flow.history.push(if from_orig { b'T' } else { b't' });
-            }
-        } else {
-            record(&mut flow.history, me, b'D', from_orig);
-        }
-    } else if tcp.ack && !tcp.syn && !tcp.fin && !tcp.rst {
+    if len > 0 && flags_set == 0 {
+        record(&mut flow.history, me, b'D', from_orig);
+    } else if len == 0 && tcp.ack && flags_set == 0 {
         record(&mut flow.history, me, b'A', from_orig);
+    }
+    if retransmit {
+        me.retransmits = me.retransmits.saturating_add(1);
+        // Zeek repeats `T` when the count reaches 1, 10, 100, ...
+        if is_power_of_ten(u64::from(me.retransmits)) {
+            flow.history.push(if from_orig { b'T' } else { b't' });
+        }
+    }
+    // A zero window, unless it comes with or after this side's reset or after the peer's FIN
+    // (Zeek's rule: then no window matters); repeated at 1, 10, 100, ... as `T`.
+    if tcp.window == 0 && !tcp.rst && me.state != TcpState::Reset && peer.state != TcpState::Closed
+    {
+        me.zero_windows = me.zero_windows.saturating_add(1);
+        if is_power_of_ten(u64::from(me.zero_windows)) {
+            flow.history.push(if from_orig { b'W' } else { b'w' });
+        }
     }
     if peer_gap {
         record(&mut flow.history, peer, b'G', !from_orig);
@@ -978,9 +1102,25 @@ fn is_power_of_ten(mut n: u64) -> bool {
     n == 1
 }
 
+/// The bit of `Side::letters` for a letter recorded once per direction.
+fn letter_bit(letter: u8) -> u16 {
+    match letter {
+        b'S' => 1,
+        b'H' => 1 << 1,
+        b'A' => 1 << 2,
+        b'D' => 1 << 3,
+        b'F' => 1 << 4,
+        b'R' => 1 << 5,
+        b'Q' => 1 << 6,
+        b'I' => 1 << 7,
+        b'G' => 1 << 8,
+        _ => 1 << 15,
+    }
+}
+
 /// Add a history letter the first time it happens in a direction (upper case: originator).
 fn record(history: &mut History, side: &mut Side, letter: u8, from_orig: bool) {
-    let bit = 1u32 << (letter - b'A');
+    let bit = letter_bit(letter);
     if side.letters & bit != 0 {
         return;
     }
@@ -1127,6 +1267,7 @@ mod tests {
                 rst: flags.contains('R'),
                 seq,
                 ack_number: 0,
+                window: 1024,
             }),
             vlan: None,
             inner_vlan: None,
@@ -1232,6 +1373,65 @@ mod tests {
         assert!(out[0].history.as_str().contains('T'));
     }
 
+    fn udp(sport: u16) -> Packet<'static> {
+        Packet { proto: 17, tcp: None, ..tcp(C, sport, S, 53, "", 0, 4) }
+    }
+
+    #[test]
+    fn sweeps_write_the_due_flows_in_slot_order() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for port in 0..4u16 {
+            table.observe(0, &udp(1000 + port), &mut out);
+        }
+        // Refreshed at 50 s: due at 110 s, not at 60 s.
+        table.observe(50 * NANOS, &udp(1001), &mut out);
+        table.expire(60 * NANOS + 1, &mut out);
+        let ports: Vec<u16> = out.iter().map(|f| f.0.orig_port).collect();
+        assert_eq!(ports, vec![1000, 1002, 1003]);
+        table.expire(110 * NANOS, &mut out);
+        assert_eq!(out.len(), 3);
+        table.expire(110 * NANOS + 1, &mut out);
+        assert_eq!(out.len(), 4);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn deadlines_beyond_the_timer_ring_wait_for_their_lap() {
+        let config = FlowConfig { udp_idle_timeout_ns: 3000 * NANOS, ..FlowConfig::default() };
+        let mut table = FlowTable::new(config);
+        let mut out = Vec::new();
+        table.observe(0, &udp(1000), &mut out);
+        for second in [500, 1024, 2048, 3000] {
+            table.expire(second * NANOS, &mut out);
+            assert!(out.is_empty(), "written at {second} s");
+        }
+        table.expire(3001 * NANOS, &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn history_letters_for_multi_flag_packets_and_zero_windows() {
+        let mut zero = tcp(S, 80, C, 40000, "A", 501, 0);
+        if let Some(t) = zero.tcp.as_mut() {
+            t.window = 0;
+        }
+        let mut packets = vec![
+            tcp(C, 40000, S, 80, "S", 100, 0),
+            tcp(S, 80, C, 40000, "SA", 500, 0),
+            tcp(C, 40000, S, 80, "A", 101, 10),
+        ];
+        // Ten zero-window ACKs from the responder: `a`, then `w` at the first and the tenth.
+        packets.extend(std::iter::repeat_n(zero, 10));
+        // FIN and RST together: `I`, and neither `F` nor `R`.
+        packets.push(tcp(C, 40000, S, 80, "FRA", 111, 0));
+        let out = run(&packets);
+        assert_eq!(out[0].history, "ShDawwI");
+        // SYN with FIN: `Q` alone.
+        let out = run(&[tcp(C, 40001, S, 80, "SF", 100, 0)]);
+        assert_eq!(out[0].history, "Q");
+    }
+
     #[test]
     fn idle_flows_expire_and_table_is_bounded() {
         let mut table = FlowTable::new(FlowConfig { max_flows: 2, ..FlowConfig::default() });
@@ -1326,7 +1526,8 @@ impl FlowRecord {
 
 #[cfg(test)]
 mod size {
-    /// The flow table's memory per flow is this slot plus about 7 bytes of index and wake time;
+    /// The flow table's memory per flow is this slot plus about 5 bytes of index, 4 of timer
+    /// bucket and 4 of timer entry;
     /// BENCHMARKS.md measures the whole (300 bytes per active flow is the target).
     #[test]
     fn a_flow_slot_stays_small() {

@@ -382,16 +382,19 @@ impl HttpFlow {
                         };
                         continue;
                     }
-                    let line = text(line);
-                    let Some((name, value)) = line.split_once(':') else { continue };
-                    let value = value.trim().to_string();
-                    let tx = self.pending.back_mut();
+                    let Some((name, value)) = split_header(line) else { continue };
+                    // Most header lines are none of these: nothing is copied for them.
+                    let name = header_name(name);
+                    if name == HeaderName::Other {
+                        continue;
+                    }
+                    let value = text(value).trim().to_string();
                     header(&mut self.req, name, &value);
-                    if let Some(tx) = tx {
-                        match name.trim().to_ascii_lowercase().as_str() {
-                            "host" => tx.host = Some(value),
-                            "user-agent" => tx.user_agent = Some(value),
-                            "referer" => tx.referrer = Some(value),
+                    if let Some(tx) = self.pending.back_mut() {
+                        match name {
+                            HeaderName::Host => tx.host = Some(value),
+                            HeaderName::UserAgent => tx.user_agent = Some(value),
+                            HeaderName::Referer => tx.referrer = Some(value),
                             _ => {}
                         }
                     }
@@ -475,9 +478,12 @@ impl HttpFlow {
                     let Some((line, used)) = take_line(rest) else { break };
                     pos += used;
                     if !line.is_empty() {
-                        let line = text(line);
-                        if let Some((name, value)) = line.split_once(':') {
-                            header(&mut self.resp, name, value.trim());
+                        if let Some((name, value)) = split_header(line) {
+                            let name = header_name(name);
+                            if name != HeaderName::Other {
+                                let value = text(value);
+                                header(&mut self.resp, name, value.trim());
+                            }
                         }
                         continue;
                     }
@@ -542,12 +548,68 @@ impl HttpFlow {
     }
 }
 
-fn header(side: &mut Side, name: &str, value: &str) {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "content-length" => side.content_length = value.trim().parse().ok(),
-        "transfer-encoding" => side.chunked = value.to_ascii_lowercase().contains("chunked"),
-        "content-type" => side.textual = textual_type(value),
-        "content-encoding" => {
+/// The header names the parser looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderName {
+    Host,
+    UserAgent,
+    Referer,
+    ContentLength,
+    TransferEncoding,
+    ContentEncoding,
+    ContentType,
+    Other,
+}
+
+/// A header line's name and value: the bytes before and after its first colon.
+fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    Some((&line[..colon], &line[colon + 1..]))
+}
+
+/// Which header `name` is, ignoring case and surrounding white space (as `str::trim` would
+/// remove it from the name read as lossy UTF-8, so names with other Unicode white space around
+/// them still match).
+fn header_name(name: &[u8]) -> HeaderName {
+    let lowered;
+    let name: &[u8] = if name.is_ascii() {
+        // The ASCII characters `char::is_whitespace` accepts.
+        let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+        let start = name.iter().position(|b| !space(b)).unwrap_or(name.len());
+        let end = name.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+        &name[start..end]
+    } else {
+        lowered = text(name).trim().to_string();
+        lowered.as_bytes()
+    };
+    let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+    if is("host") {
+        HeaderName::Host
+    } else if is("user-agent") {
+        HeaderName::UserAgent
+    } else if is("referer") {
+        HeaderName::Referer
+    } else if is("content-length") {
+        HeaderName::ContentLength
+    } else if is("transfer-encoding") {
+        HeaderName::TransferEncoding
+    } else if is("content-encoding") {
+        HeaderName::ContentEncoding
+    } else if is("content-type") {
+        HeaderName::ContentType
+    } else {
+        HeaderName::Other
+    }
+}
+
+fn header(side: &mut Side, name: HeaderName, value: &str) {
+    match name {
+        HeaderName::ContentLength => side.content_length = value.trim().parse().ok(),
+        HeaderName::TransferEncoding => {
+            side.chunked = value.to_ascii_lowercase().contains("chunked")
+        }
+        HeaderName::ContentType => side.textual = textual_type(value),
+        HeaderName::ContentEncoding => {
             let v = value.trim().to_ascii_lowercase();
             side.encoding = match v.as_str() {
                 "gzip" | "x-gzip" => Some(Encoding::Gzip),

@@ -42,6 +42,9 @@ pub struct PacketPipeline<'m> {
     last_ts_ns: i64,
     /// The most flows held at once.
     peak_flows: usize,
+    /// `flows_active` and `flow_evictions` as last set.
+    reported_flows: usize,
+    reported_evictions: u64,
 }
 
 impl<'m> PacketPipeline<'m> {
@@ -64,6 +67,8 @@ impl<'m> PacketPipeline<'m> {
             metrics,
             last_ts_ns: i64::MIN,
             peak_flows: 0,
+            reported_flows: usize::MAX,
+            reported_evictions: 0,
         }
     }
 
@@ -143,11 +148,17 @@ impl<'m> PacketPipeline<'m> {
     }
 
     fn drain(&mut self, out: &mut impl EventSink) {
-        self.peak_flows = self.peak_flows.max(self.table.len());
-        self.metrics.flows_active.set(self.table.len() as i64);
-        self.metrics
-            .flow_evictions
-            .inc_by(self.table.stats.evicted.saturating_sub(self.metrics.flow_evictions.get()));
+        // Called for every frame: the shared metrics are touched only when they changed.
+        let flows = self.table.len();
+        if flows != self.reported_flows {
+            self.peak_flows = self.peak_flows.max(flows);
+            self.metrics.flows_active.set(flows as i64);
+            self.reported_flows = flows;
+        }
+        if self.table.stats.evicted != self.reported_evictions {
+            self.metrics.flow_evictions.inc_by(self.table.stats.evicted - self.reported_evictions);
+            self.reported_evictions = self.table.stats.evicted;
+        }
         let mut finished = std::mem::take(&mut self.finished);
         for f in finished.drain(..) {
             self.write_flow(f, out);
