@@ -9,16 +9,33 @@ use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{Event, EventValue};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// A Canh event (a JSON object) as rsigma reads it.
 pub struct CanhEvent<'a> {
     value: &'a Value,
     json: JsonEvent<'a>,
+    /// Whether a top-level key contains a dot, found out on the first dotted lookup. Canh's
+    /// events have none, so the probe for a flat key equal to a whole dotted path (a linear
+    /// search of the root object) can be skipped.
+    dotted_keys: Cell<Option<bool>>,
 }
 
 impl<'a> CanhEvent<'a> {
     pub fn new(value: &'a Value) -> CanhEvent<'a> {
-        CanhEvent { value, json: JsonEvent::borrow(value) }
+        CanhEvent { value, json: JsonEvent::borrow(value), dotted_keys: Cell::new(None) }
+    }
+
+    fn has_dotted_keys(&self) -> bool {
+        if let Some(known) = self.dotted_keys.get() {
+            return known;
+        }
+        let found = match self.value {
+            Value::Object(map) => map.keys().any(|k| k.contains('.')),
+            _ => true,
+        };
+        self.dotted_keys.set(Some(found));
+        found
     }
 }
 
@@ -34,15 +51,20 @@ enum Walk<'a> {
 /// `[`, no `\`) and the walk meets only objects: a flat key equal to the whole path first, then
 /// one object key per dotted segment. An array on the way (rsigma fans out over its members) or a
 /// path with index or escape syntax is left to `JsonEvent`.
-fn walk<'a>(root: &'a Value, path: &str) -> Walk<'a> {
+/// `dotted_keys` says whether the root may hold a key with a dot (else a flat key equal to a
+/// dotted path cannot exist).
+fn walk<'a>(root: &'a Value, path: &str, dotted_keys: impl FnOnce() -> bool) -> Walk<'a> {
     let Value::Object(map) = root else { return Walk::Unsure };
-    if let Some(value) = map.get(path) {
-        return Walk::Found(value);
+    let dotted = path.contains('.');
+    if !dotted || dotted_keys() {
+        if let Some(value) = map.get(path) {
+            return Walk::Found(value);
+        }
     }
     if path.contains('[') || path.contains('\\') {
         return Walk::Unsure;
     }
-    if !path.contains('.') {
+    if !dotted {
         return Walk::Absent;
     }
     let mut current = root;
@@ -62,7 +84,7 @@ fn walk<'a>(root: &'a Value, path: &str) -> Walk<'a> {
 
 impl Event for CanhEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        match walk(self.value, path) {
+        match walk(self.value, path, || self.has_dotted_keys()) {
             Walk::Found(value) => Some(EventValue::from(value)),
             Walk::Absent => None,
             Walk::Unsure => self.json.get_field(path),
@@ -112,6 +134,9 @@ mod tests {
                    "flow.state": "flat key", "flow": {"state": "S0", "ok": true, "none": null},
                    "dns": {"answers": [{"data": "a"}, {"data": "b"}, {"other": 1}]},
                    "weird": {"": {"x": 1}, "a[0]": 2, "b\\c": 3}, "arr": [1, [2, 3]]}),
+            json!({"event": {"dataset": "flow", "category": ["network"]}, "flow": {"state": "S0"},
+                   "source": {"ip": "10.0.0.1", "port": 40000}, "arr": [1, [2, 3]],
+                   "dns": {"answers": [{"data": "a"}, {"data": "b"}]}}),
             json!([{"a": 1}]),
             json!("scalar"),
         ];
