@@ -1,9 +1,16 @@
-//! Detection throughput (events/s, one thread) on a synthetic but realistic mix of Canh events
-//! (flow, dns, http, tls, log; about 1% attacks), Canh's routed detector against the naive rsigma
+//! Detection throughput (one thread) on a synthetic but realistic mix of Canh events (flow, dns,
+//! http, tls, log; about 1% attacks; `support/mix.rs`), Canh's detector against the naive rsigma
 //! loop (one engine, every rule on every event) over the same compiled rules; then memory with one
-//! million distinct correlation keys. A benchmark, not a test: it prints figures.
+//! million distinct correlation keys. A benchmark, not a test: it prints figures. Every figure is
+//! given per wall-clock second and per second of this thread's CPU time
+//! (`/proc/thread-self/schedstat`), so runs on a busy machine still say something.
 //!
-//! `cargo bench -p canh-collector --bench detect` (release profile).
+//! `cargo bench -p canh-collector --bench detect` (release profile). For a profile, fewer events and
+//! only some parts: `CANH_BENCH_EVENTS=20000 CANH_BENCH_ONLY=pack,sigmahq` (parts: pack, sigmahq,
+//! naive, memory).
+
+#[path = "support/mix.rs"]
+mod mix;
 
 use canh_collector::detect::load::{load_dir, LoadedRules};
 use canh_collector::detect::mapping::Mapping;
@@ -15,92 +22,6 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 
-const EVENTS: usize = 200_000;
-
-/// A tiny deterministic generator (xorshift), so every run sees the same events.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn events() -> Vec<Value> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut out = Vec::with_capacity(EVENTS);
-    for i in 0..EVENTS {
-        let ts = Timestamp::from_secs_nanos(1_800_000_000 + (i / 200) as i64, 0).to_string();
-        let src = format!("10.{}.{}.{}", rng.below(4), rng.below(256), rng.below(254) + 1);
-        let dst = format!("203.0.{}.{}", rng.below(256), rng.below(254) + 1);
-        let base = |dataset: &str| {
-            json!({"@timestamp": ts, "event": {"id": format!("ev{i}"), "kind": "event", "dataset": dataset},
-                   "observer": {"id": "hn-01"}, "organization": {"id": "hanoi"}, "canh": {"schema_version": 1},
-                   "source": {"ip": src, "port": 40000 + rng_port(i)}, "destination": {"ip": dst}})
-        };
-        let attack = rng.below(100) == 0;
-        let kind = rng.below(100);
-        let mut e;
-        if kind < 50 {
-            e = base("flow");
-            let state =
-                if attack { "S0" } else { ["SF", "SF", "SF", "S1", "RSTO"][rng.below(5) as usize] };
-            e["destination"]["port"] = json!([443, 80, 53, 22, 8080][rng.below(5) as usize]);
-            e["network"] = json!({"transport": "tcp", "community_id": "1:abc"});
-            e["flow"] = json!({"state": state, "history": "ShADadFf", "orig_payload_bytes": rng.below(100_000)});
-            e["source"]["bytes"] = json!(rng.below(2_000_000));
-        } else if kind < 70 {
-            e = base("dns");
-            let name = if attack {
-                format!("{:x}{:x}.t.tunnel.example", rng.next(), rng.next())
-            } else {
-                ["www.gov.vn", "mail.example.com", "cdn.jsdelivr.net", "api.github.com"]
-                    [rng.below(4) as usize]
-                    .to_string()
-            };
-            e["dns"] = json!({"type": "query", "question": {"name": name, "type": "A", "class": "IN"}, "response_code": "NOERROR"});
-        } else if kind < 85 {
-            e = base("http");
-            let url = if attack {
-                "/item.php?id=1%20union%20select%20password%20from%20users"
-            } else {
-                "/static/app.js?v=12"
-            };
-            e["http"] = json!({"version": "1.1", "request": {"method": "GET"}, "response": {"status_code": 200}});
-            e["url"] = json!({"domain": "portal.example.vn", "original": url});
-            e["user_agent"] =
-                json!({"original": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"});
-        } else if kind < 95 {
-            e = base("tls");
-            e["tls"] = json!({"version": "1.3", "cipher": "TLS_AES_128_GCM_SHA256", "established": true,
-                              "client": {"server_name": "login.example.com", "ja3": "771,4865-4866,0-23,29-23,0"}});
-        } else {
-            e = base("log");
-            let outcome = if attack { "failure" } else { "success" };
-            e["event"]["category"] = json!(["authentication"]);
-            e["event"]["outcome"] = json!(outcome);
-            e["process"] = json!({"name": "sshd", "pid": 811});
-            e["user"] = json!({"name": "root"});
-            e["message"] = json!(format!(
-                "{} password for root from {} port 4122 ssh2",
-                if attack { "Failed" } else { "Accepted" },
-                src
-            ));
-        }
-        out.push(e);
-    }
-    out
-}
-
-fn rng_port(i: usize) -> u64 {
-    (i as u64 * 7919) % 20000
-}
-
 fn load(dirs: &[&Path], mapping: &Mapping) -> LoadedRules {
     let mut all = LoadedRules::default();
     for dir in dirs {
@@ -111,8 +32,40 @@ fn load(dirs: &[&Path], mapping: &Mapping) -> LoadedRules {
     all
 }
 
-fn rate(events: usize, seconds: f64) -> String {
-    format!("{:>9.0} events/s", events as f64 / seconds)
+/// This thread's CPU time so far, nanoseconds (user + system, as the scheduler counts it).
+fn thread_cpu_nanos() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Wall and thread-CPU seconds of `work`, with what it returned.
+fn timed<T>(work: impl FnOnce() -> T) -> (T, f64, Option<f64>) {
+    let cpu = thread_cpu_nanos();
+    let started = Instant::now();
+    let out = work();
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = match (cpu, thread_cpu_nanos()) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / 1e9),
+        _ => None,
+    };
+    (out, wall, cpu)
+}
+
+/// One line of figures: events per wall second and per CPU second.
+fn report(path: &str, label: &str, rules: usize, events: usize, wall: f64, cpu: Option<f64>) {
+    let per_cpu = match cpu {
+        Some(cpu) => format!("{:>9.0} events/CPU-s  cpu {cpu:>6.2} s", events as f64 / cpu),
+        None => "no thread CPU time".to_string(),
+    };
+    println!(
+        "{path:<13} {label:<44} {rules:>5} rules  {per_cpu}  {:>9.0} events/s wall  wall {wall:>6.2} s",
+        events as f64 / wall
+    );
 }
 
 fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
@@ -120,33 +73,25 @@ fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
     let loaded = load(dirs, &mapping);
     let mut detector = Detector::new(loaded, mapping, Settings::default());
     let rules = detector.rule_count();
-    // Warm up on a slice, then time the whole set in batches like the consumer's.
-    detector.process(&events[..1000], Timestamp(0));
+    // Warm up on a slice (allocator, routes), then time the whole set in batches like the
+    // consumer's, on a fresh detector.
+    detector.process(&events[..events.len().min(1000)], Timestamp(0));
     let mut detector = {
         let loaded = load(dirs, &Mapping::builtin());
         Detector::new(loaded, Mapping::builtin(), Settings::default())
     };
-    let started = Instant::now();
-    let mut alerts = 0;
-    for chunk in events.chunks(5000) {
-        alerts += detector.process(chunk, Timestamp(0)).len();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "canh routed   {label:<34} {rules:>5} rules  {}  ({alerts} alerts)",
-        rate(events.len(), seconds)
-    );
-    let started = Instant::now();
-    let mut matches = 0;
-    for event in events {
-        matches += detector.matching_rules(event).len();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "canh routed   {:<34} {rules:>5} rules  {}  ({matches} matches)",
-        format!("{label}, detection only"),
-        rate(events.len(), seconds)
-    );
+    let (alerts, wall, cpu) = timed(|| {
+        let mut alerts = 0;
+        for chunk in events.chunks(5000) {
+            alerts += detector.process(chunk, Timestamp(0)).len();
+        }
+        alerts
+    });
+    report("canh", &format!("{label} ({alerts} alerts)"), rules, events.len(), wall, cpu);
+    let (matches, wall, cpu) =
+        timed(|| events.iter().map(|e| detector.matching_rules(e).len()).sum::<usize>());
+    let label = format!("{label}, detection only ({matches} matches)");
+    report("canh", &label, rules, events.len(), wall, cpu);
 }
 
 fn naive(label: &str, dirs: &[&Path], mapping: Mapping, events: &[Value], bloom: bool) {
@@ -156,18 +101,12 @@ fn naive(label: &str, dirs: &[&Path], mapping: Mapping, events: &[Value], bloom:
     let compiled: Vec<_> = loaded.rules.into_iter().map(|r| r.compiled).collect();
     let rules = compiled.len();
     engine.extend_compiled_rules(compiled);
-    let started = Instant::now();
-    let mut matches = 0;
-    for event in events {
-        matches += engine.evaluate(&JsonEvent::borrow(event)).len();
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let (matches, wall, cpu) = timed(|| {
+        events.iter().map(|e| engine.evaluate(&JsonEvent::borrow(e)).len()).sum::<usize>()
+    });
     let bloom = if bloom { " +bloom" } else { "" };
-    println!(
-        "naive rsigma  {:<34} {rules:>5} rules  {}  ({matches} matches)",
-        format!("{label}{bloom}"),
-        rate(events.len(), seconds)
-    );
+    let label = format!("{label}{bloom} ({matches} matches)");
+    report("naive rsigma", &label, rules, events.len(), wall, cpu);
 }
 
 fn rss_kib() -> u64 {
@@ -188,48 +127,70 @@ fn memory_with_a_million_keys(pack: &Path) {
         Mapping::builtin(),
         Settings { max_keys: 1_000_000, ..Settings::default() },
     );
-    let started = Instant::now();
     let total = 1_100_000usize;
-    let mut batch = Vec::with_capacity(10_000);
-    for i in 0..total {
-        let ip =
-            format!("{}.{}.{}.{}", 1 + (i >> 24) % 200, (i >> 16) & 255, (i >> 8) & 255, i & 255);
-        batch.push(json!({
-            "@timestamp": Timestamp::from_secs_nanos(1_800_000_000 + (i / 10_000) as i64, 0).to_string(),
-            "event": {"id": format!("m{i}"), "dataset": "log", "category": ["authentication"], "outcome": "failure"},
-            "observer": {"id": "hn-01"}, "organization": {"id": "hanoi"},
-            "process": {"name": "sshd"}, "source": {"ip": ip}
-        }));
-        if batch.len() == 10_000 {
-            detector.process(&batch, Timestamp(0));
-            batch.clear();
+    let ((), wall, cpu) = timed(|| {
+        let mut batch = Vec::with_capacity(10_000);
+        for i in 0..total {
+            let ip = format!(
+                "{}.{}.{}.{}",
+                1 + (i >> 24) % 200,
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            );
+            batch.push(json!({
+                "@timestamp": Timestamp::from_secs_nanos(1_800_000_000 + (i / 10_000) as i64, 0).to_string(),
+                "event": {"id": format!("m{i}"), "dataset": "log", "category": ["authentication"], "outcome": "failure"},
+                "observer": {"id": "hn-01"}, "organization": {"id": "hanoi"},
+                "process": {"name": "sshd"}, "source": {"ip": ip}
+            }));
+            if batch.len() == 10_000 {
+                detector.process(&batch, Timestamp(0));
+                batch.clear();
+            }
         }
-    }
-    detector.process(&batch, Timestamp(0));
-    let seconds = started.elapsed().as_secs_f64();
+        detector.process(&batch, Timestamp(0));
+    });
     println!(
-        "memory: {total} sshd failures from distinct sources, cap 1,000,000 keys: {} keys held, {} evicted, RSS +{} MiB, {}",
+        "memory: {total} sshd failures from distinct sources, cap 1,000,000 keys: {} keys held, {} evicted, RSS +{} MiB (events built inside the timing)",
         detector.correlation_keys(),
         detector.stats().evictions,
         (rss_kib().saturating_sub(before)) / 1024,
-        rate(total, seconds)
     );
+    report("canh", "memory run, pack", detector.rule_count(), total, wall, cpu);
 }
 
 fn main() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let pack = manifest.join("../rules");
     let sigmahq = manifest.join("../../shared/data/sigma/rules");
-    let events = events();
+    let count = std::env::var("CANH_BENCH_EVENTS").ok().and_then(|n| n.parse().ok());
+    let only = std::env::var("CANH_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    let events = mix::events(count.unwrap_or(200_000));
     println!(
-        "{} events: ~50% flow, 20% dns, 15% http, 10% tls, 5% sshd log; ~1% attacks",
-        events.len()
+        "{} events: ~50% flow, 20% dns, 15% http, 10% tls, 5% sshd log; ~1% attacks; load average {}",
+        events.len(),
+        load_average()
     );
-    routed("Canh pack", &[&pack], &events);
-    naive("Canh pack", &[&pack], Mapping::builtin(), &events, false);
-    routed("Canh pack + applicable SigmaHQ", &[&pack, &sigmahq], &events);
-    naive("Canh pack + applicable SigmaHQ", &[&pack, &sigmahq], Mapping::builtin(), &events, false);
-    naive("Canh pack + applicable SigmaHQ", &[&pack, &sigmahq], Mapping::builtin(), &events, true);
-    naive("all SigmaHQ, unmapped", &[&sigmahq], Mapping::identity(), &events[..50_000], false);
-    memory_with_a_million_keys(&pack);
+    let both: [&Path; 2] = [&pack, &sigmahq];
+    if part("pack") {
+        routed("Canh pack", &[&pack], &events);
+    }
+    if part("naive") {
+        naive("Canh pack", &[&pack], Mapping::builtin(), &events, false);
+    }
+    if part("sigmahq") {
+        routed("Canh pack + applicable SigmaHQ", &both, &events);
+    }
+    if part("naive") {
+        naive("Canh pack + applicable SigmaHQ", &both, Mapping::builtin(), &events, false);
+        naive("Canh pack + applicable SigmaHQ", &both, Mapping::builtin(), &events, true);
+        let some = &events[..events.len().min(50_000)];
+        naive("all SigmaHQ, unmapped", &[&sigmahq], Mapping::identity(), some, false);
+    }
+    if part("memory") {
+        memory_with_a_million_keys(&pack);
+    }
+    println!("load average at the end {}", load_average());
 }
