@@ -1,0 +1,96 @@
+# Setup shared by scripts/bench-storage.sh and scripts/bench-latency.sh (sourced, not run):
+# release build, the broker (sqlite of scripts/services.sh or a private memory one), the run's
+# topics, the event templates, and the collector's config in $WORK/collector.toml, migrated.
+#
+# The caller sets RUN (topic prefix, group and database name) and may set LATENESS (the rule pack's
+# `detection.lateness`) before sourcing. Environment read here:
+#   CANH_KAFKA_PORT, CANH_CLICKHOUSE_HTTP_PORT, CANH_CLICKHOUSE_TCP_PORT, CANH_SAMPLES
+#   BENCH_BROKER=sqlite|memory
+#                         sqlite (default): the broker of scripts/services.sh (CANH_KAFKA_PORT);
+#                         memory: a private Tansu with the non-durable memory://tansu/ engine on
+#                         BENCH_MEMORY_PORT (default CANH_KAFKA_PORT + 2), stopped at the end
+#   BENCH_PARTITIONS      partitions per topic (default 4)
+#   BENCH_DETECTION=1|0   rule pack on (default) or off
+#   BENCH_BATCH=N         batch.max_records (default 50000)
+#   BENCH_MAX_WAIT        batch.max_wait (default 1s)
+#   BENCH_KAFKA_OPTIONS   extra `[kafka.consumer]` lines, e.g. 'fetch_wait_max = "500ms"'
+#   BENCH_COLLECTOR       the collector binary (default target/release/canh-collector)
+# Sets: KAFKA_PORT CH_HTTP CH_TCP WORK SENSOR COLLECTOR LOAD broker_pid collector_pid, and the
+# functions cpu_of PID (user+sys CPU seconds) and ch QUERY (one value from the run's database).
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_DIR"
+export PATH=$HOME/.cargo/bin:$PATH
+: "${RUN:?set RUN before sourcing bench-setup.sh}"
+KAFKA_PORT=${CANH_KAFKA_PORT:-19092}
+CH_HTTP=${CANH_CLICKHOUSE_HTTP_PORT:-18123}
+CH_TCP=${CANH_CLICKHOUSE_TCP_PORT:-19000}
+DATA=${CANH_SAMPLES:-$REPO_DIR/../shared/data}
+BROKER=${BENCH_BROKER:-sqlite}
+WORK=$(mktemp -d)
+broker_pid=""
+collector_pid=""
+bench_cleanup() {
+    if [ -n "$collector_pid" ]; then kill "$collector_pid" 2>/dev/null || true; fi
+    if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap bench_cleanup EXIT
+CAPTURES=("$DATA/pcap/samples/tcp-synflood-spoofed.pcap" "$DATA/pcap/samples/ultra-lab-03-14.pcapng"
+    "$DATA/pcap/samples/cerber-ransomware.pcapng" "$DATA/pcap/samples/synscan.pcapng")
+
+cargo build --release -q -p canh-sensor -p canh-collector --bin canh-sensor --bin canh-collector \
+    --example storage_load
+SENSOR=target/release/canh-sensor
+COLLECTOR=${BENCH_COLLECTOR:-target/release/canh-collector}
+LOAD=target/release/examples/storage_load
+
+case $BROKER in
+sqlite) ;;
+memory)
+    KAFKA_PORT=${BENCH_MEMORY_PORT:-$((KAFKA_PORT + 2))}
+    tansu broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+    broker_pid=$!
+    for _ in $(seq 50); do
+        (echo >"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break
+        sleep 0.2
+    done
+    ;;
+*)
+    echo "BENCH_BROKER must be sqlite or memory" >&2
+    exit 2
+    ;;
+esac
+for d in flow dns http tls ssh icmp log alert sensor; do
+    tansu topic create "$RUN-$d" --partitions "${BENCH_PARTITIONS:-4}" \
+        --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null
+done
+"$SENSOR" pcap "${CAPTURES[@]}" >"$WORK/templates.jsonl"
+
+cat >"$WORK/collector.toml" <<TOML
+[kafka]
+brokers = "127.0.0.1:$KAFKA_PORT"
+group_id = "$RUN"
+topic_prefix = "$RUN-"
+${BENCH_KAFKA_OPTIONS:+[kafka.consumer]}
+${BENCH_KAFKA_OPTIONS:-}
+[clickhouse]
+url = "http://127.0.0.1:$CH_HTTP"
+database = "$RUN"
+[batch]
+max_records = ${BENCH_BATCH:-50000}
+max_wait = "${BENCH_MAX_WAIT:-1s}"
+[admin]
+listen = "127.0.0.1:0"
+TOML
+if [ "${BENCH_DETECTION:-1}" = 1 ]; then
+    printf '[detection]\nrules_dir = "%s/rules"\n' "$REPO_DIR" >>"$WORK/collector.toml"
+    if [ -n "${LATENESS:-}" ]; then
+        printf 'lateness = "%s"\n' "$LATENESS" >>"$WORK/collector.toml"
+    fi
+fi
+"$COLLECTOR" migrate --config "$WORK/collector.toml" 2>/dev/null
+
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+ch() { clickhouse-client --port "$CH_TCP" --database "$RUN" -q "$1" 2>/dev/null || echo 0; }
