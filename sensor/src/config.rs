@@ -831,6 +831,9 @@ mod tests {
             let err = validate("x.toml", config).expect_err(extra);
             assert!(err.to_string().contains(field), "{extra}: {err}");
         }
+        let level = base.replace("[input]", "compression_level = 30\n            [input]");
+        let err = validate("x.toml", toml::from_str(&level).expect("parses")).expect_err("level");
+        assert!(err.to_string().contains("kafka.compression_level"), "{err}");
         let off: Config =
             toml::from_str(&format!("{base}\n[uplink]\nhealth_interval = \"0s\"")).expect("parses");
         assert_eq!(validate("x.toml", off).expect("valid").health_interval, None);

@@ -205,6 +205,23 @@ mod tests {
     }
 
     #[test]
+    fn zstd_defaults_to_level_1_other_codecs_to_their_own_default() {
+        let kafka = |text: &str| -> KafkaSection { toml::from_str(text).expect("kafka section") };
+        assert_eq!(compression_level(&kafka("brokers = \"b:1\"")), 1);
+        assert_eq!(compression_level(&kafka("brokers = \"b:1\"\ncompression = \"lz4\"")), -1);
+        let explicit = kafka("brokers = \"b:1\"\ncompression_level = 6");
+        assert_eq!(compression_level(&explicit), 6);
+        let tuning = ProducerTuning {
+            linger: Duration::from_millis(5),
+            message_timeout: Duration::from_secs(1),
+            queue_records: 10,
+        };
+        let config = client_config(&explicit, tuning);
+        assert_eq!(config.get("compression.level"), Some("6"));
+        assert_eq!(config.get("compression.type"), Some("zstd"));
+    }
+
+    #[test]
     fn alerts_and_health_are_critical_flows_are_bulk() {
         assert_eq!(class_of(Dataset::Alert), Class::Critical);
         assert_eq!(class_of(Dataset::Sensor), Class::Critical);

@@ -790,9 +790,8 @@ impl Worker {
 
     /// Events in flight and no acknowledgement for `stall_timeout`: the link counts as down (new
     /// events are spooled for `retry_backoff`, then at most `PROBE_IN_FLIGHT` go out until the next
-    /// acknowledgement). Events sent from memory are taken back from librdkafka's queue into the
-    /// spool; records already on disk stay with librdkafka, which keeps trying them until
-    /// `message_timeout` (a slow broker is not sent anything twice).
+    /// acknowledgement). Records still in librdkafka's queue (never sent) are taken back: memory
+    /// ones into the spool, the others onto the retry list. Nothing sent is sent again for it.
     fn check_stall(&mut self) {
         let now = Instant::now();
         if self.in_flight == 0 {
@@ -813,11 +812,9 @@ impl Worker {
         self.link_down_until = Some(now + self.config.retry_backoff);
         self.probing = true;
         self.last_progress = now;
-        if self.memory_in_flight > 0 {
-            // Queued records come back as failed deliveries: memory ones are spooled, the others
-            // go to the retry list. Records already on the wire fail at message_timeout.
-            self.producer.purge(PurgeConfig::default().queue());
-        }
+        // Queued records (never sent) come back as failed deliveries: memory ones are spooled,
+        // the others go to the retry list. Records already on the wire fail at message_timeout.
+        self.producer.purge(PurgeConfig::default().queue());
     }
 
     /// Send the retry list again, oldest first, as far as the in-flight limit allows.
