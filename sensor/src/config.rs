@@ -51,6 +51,11 @@ pub struct KafkaSection {
     /// none, gzip, snappy, lz4 or zstd.
     #[serde(default = "default_compression")]
     pub compression: String,
+    /// The codec's level (librdkafka `compression.level`: zstd 1..=22, lz4 0..=12, gzip 0..=9,
+    /// -1 = the codec's default). Unset: 1 for zstd (BENCHMARKS.md, "Sensor uplink"), else the
+    /// codec's default.
+    #[serde(default)]
+    pub compression_level: Option<i32>,
     #[serde(default = "default_true")]
     pub idempotence: bool,
     /// How long a batch may wait to fill, as a duration string.
@@ -459,6 +464,9 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     if config.sensor.tenant.trim().is_empty() {
         return Err(invalid("sensor.tenant", "must not be empty".into()));
     }
+    if let Some(level) = config.kafka.compression_level.filter(|l| !(-1..=22).contains(l)) {
+        return Err(invalid("kafka.compression_level", format!("{level} is not in -1..=22")));
+    }
     if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&config.kafka.compression.as_str()) {
         return Err(invalid(
             "kafka.compression",
@@ -823,6 +831,9 @@ mod tests {
             let err = validate("x.toml", config).expect_err(extra);
             assert!(err.to_string().contains(field), "{extra}: {err}");
         }
+        let level = base.replace("[input]", "compression_level = 30\n            [input]");
+        let err = validate("x.toml", toml::from_str(&level).expect("parses")).expect_err("level");
+        assert!(err.to_string().contains("kafka.compression_level"), "{err}");
         let off: Config =
             toml::from_str(&format!("{base}\n[uplink]\nhealth_interval = \"0s\"")).expect("parses");
         assert_eq!(validate("x.toml", off).expect("valid").health_interval, None);

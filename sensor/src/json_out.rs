@@ -62,26 +62,31 @@ impl<W: Write> JsonLines<W> {
             || self.ident_of.0 != who.sensor_id
             || self.ident_of.1 != who.tenant
         {
-            // Built as the tail of an object after a first key, then the leading comma dropped.
-            let mut text = Vec::new();
-            let mut o = Obj::begin(&mut text);
-            o.raw("x", b"0");
-            let mut observer = o.obj("observer");
-            observer.str("id", &who.sensor_id);
-            observer.end();
-            let mut org = o.obj("organization");
-            org.str("id", &who.tenant);
-            org.end();
-            let mut canh = o.obj("canh");
-            canh.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
-            canh.end();
-            o.end();
-            // `{"x":0,` ... `}` -> `"observer":...`
-            let skip = b"{\"x\":0,".len();
-            self.ident = text[skip..text.len() - 1].to_vec();
+            self.ident = identity_json(who);
             self.ident_of = (who.sensor_id.clone(), who.tenant.clone());
         }
     }
+}
+
+/// `"observer":{...},"organization":{...},"canh":{...}` for `who`: the `ident` of [`write_flow`].
+pub fn identity_json(who: &Identity) -> Vec<u8> {
+    // Built as the tail of an object after a first key, then the leading comma dropped.
+    let mut text = Vec::new();
+    let mut o = Obj::begin(&mut text);
+    o.raw("x", b"0");
+    let mut observer = o.obj("observer");
+    observer.str("id", &who.sensor_id);
+    observer.end();
+    let mut org = o.obj("organization");
+    org.str("id", &who.tenant);
+    org.end();
+    let mut canh = o.obj("canh");
+    canh.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
+    canh.end();
+    o.end();
+    // `{"x":0,` ... `}` -> `"observer":...`
+    let skip = b"{\"x\":0,".len();
+    text[skip..text.len() - 1].to_vec()
 }
 
 impl<W: Write> EventSink for JsonLines<W> {
@@ -97,8 +102,9 @@ impl<W: Write> EventSink for JsonLines<W> {
     }
 }
 
-/// The JSON of `record.to_event(who, seq)`; `ident` is the observer/organization/canh part.
-fn write_flow(out: &mut Vec<u8>, r: &FlowRecord, who: &Identity, seq: u64, ident: &[u8]) {
+/// The JSON of `record.to_event(who, seq)`; `ident` is the observer/organization/canh part
+/// ([`identity_json`]).
+pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord, who: &Identity, seq: u64, ident: &[u8]) {
     let start = Timestamp(r.start_ns).rfc3339();
     let mut o = Obj::begin(out);
     {

@@ -409,38 +409,25 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     };
 
     let mut pipeline = PacketPipeline::new(who, settings.flows.clone(), first_seq, &metrics);
-    let mut events = Vec::new();
-    let mut send_error: Option<uplink::UplinkError> = None;
-    let mut send = |events: &mut Vec<Event>| {
-        for event in events.drain(..) {
-            if send_error.is_some() {
-                continue;
-            }
-            if let Err(e) = uplink.send(&event) {
-                send_error = Some(e);
-            }
-        }
-    };
+    // Events go to the uplink as the pipeline makes them; flow JSON is written from the flow
+    // record on this thread, the rest of the uplink's work is on its own thread.
+    let mut sink = uplink::UplinkSink::new(&uplink);
     for file in &cfg.input.pcap_files {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || sink.error.is_some() {
             break;
         }
         let frames = capture::read_file(file, |link, ts, data| {
-            pipeline.frame(link, ts, data, &mut events);
-            send(&mut events);
+            pipeline.frame(link, ts, data, &mut sink);
         })?;
         tracing::info!(file = %file.display(), frames, "capture file read");
     }
     if let Some(live) = &settings.live {
-        let stats = capture::capture_live(live, &stop, |captured| {
-            match captured {
-                capture::Live::Frame { link, ts_ns, data } => {
-                    pipeline.frame(link, ts_ns, data, &mut events)
-                }
-                capture::Live::Idle { now_ns } => pipeline.tick(now_ns, &mut events),
-                capture::Live::Stats(totals) => metrics.record_capture(&live.interface, &totals),
+        let stats = capture::capture_live(live, &stop, |captured| match captured {
+            capture::Live::Frame { link, ts_ns, data } => {
+                pipeline.frame(link, ts_ns, data, &mut sink)
             }
-            send(&mut events);
+            capture::Live::Idle { now_ns } => pipeline.tick(now_ns, &mut sink),
+            capture::Live::Stats(totals) => metrics.record_capture(&live.interface, &totals),
         })?;
         metrics.record_capture(&live.interface, &stats);
         tracing::info!(
@@ -450,10 +437,9 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
             "live capture stopped"
         );
     }
-    pipeline.finish(&mut events);
-    send(&mut events);
+    pipeline.finish(&mut sink);
     let events = pipeline.next_seq() - first_seq;
-    if let Some(e) = send_error {
+    if let Some(e) = sink.error.take() {
         return Err(e.into());
     }
     let log_result = logs.map(|running| {
@@ -572,6 +558,7 @@ fn start_uplink(
         health_interval: settings.health_interval,
         stall_timeout: settings.stall_timeout,
         retry_backoff: settings.retry_backoff,
+        message_timeout: settings.message_timeout,
         flush_timeout: settings.flush_timeout,
         sensor_id: cfg.sensor.id.clone(),
         tenant: cfg.sensor.tenant.clone(),

@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, ProducerContext};
 use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,10 @@ pub enum ProduceError {
 pub enum Origin {
     /// Sent straight from the in-memory queue.
     Memory,
-    /// Read back from a spool segment; `generation` tells reports from before a rewind apart.
-    Spool { segment: u64, generation: u64 },
+    /// Read back from a spool segment.
+    Spool { segment: u64 },
     /// Sent straight from the in-memory queue after being written ahead to `segment`.
-    WriteAhead { segment: u64, generation: u64 },
+    WriteAhead { segment: u64 },
 }
 
 /// What the uplink attaches to every record it produces.
@@ -36,6 +37,8 @@ pub struct Tag {
     pub origin: Origin,
     pub class: Class,
     pub dataset: u8,
+    /// Sent again after a failed delivery.
+    pub retried: bool,
     pub sent_at: Instant,
 }
 
@@ -56,6 +59,8 @@ pub enum Outcome {
 #[derive(Default)]
 pub struct Deliveries {
     outcomes: Mutex<Vec<Outcome>>,
+    /// Callbacks served so far (delivery reports and errors), to poll until none is left.
+    served: AtomicU64,
 }
 
 impl Deliveries {
@@ -63,10 +68,16 @@ impl Deliveries {
         let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut *outcomes)
     }
+
+    /// How many callbacks the producer's `poll` has served so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
 }
 
 impl ClientContext for Deliveries {
     fn error(&self, error: KafkaError, reason: &str) {
+        self.served.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %error, reason, "kafka client error");
     }
 }
@@ -75,6 +86,7 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Tag>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tag: Box<Tag>) {
+        self.served.fetch_add(1, Ordering::Relaxed);
         let outcome = match result {
             Ok(_) => Outcome::Delivered(tag),
             Err((error, message)) => Outcome::Failed {
@@ -108,6 +120,7 @@ pub fn client_config(kafka: &KafkaSection, tuning: ProducerTuning) -> ClientConf
     client
         .set("bootstrap.servers", &kafka.brokers)
         .set("compression.type", &kafka.compression)
+        .set("compression.level", compression_level(kafka).to_string())
         .set("enable.idempotence", kafka.idempotence.to_string())
         .set("linger.ms", tuning.linger.as_millis().to_string())
         .set("batch.size", (1 << 20).to_string())
@@ -119,6 +132,16 @@ pub fn client_config(kafka: &KafkaSection, tuning: ProducerTuning) -> ClientConf
         client.set(name, value);
     }
     client
+}
+
+/// `kafka.compression_level`, else 1 for zstd (its fastest level; about twice the speed of its
+/// default 3 for most of the ratio, BENCHMARKS.md) and the codec's default for the others.
+fn compression_level(kafka: &KafkaSection) -> i32 {
+    match kafka.compression_level {
+        Some(level) => level,
+        None if kafka.compression == "zstd" => 1,
+        None => -1,
+    }
 }
 
 pub fn connect(
@@ -179,6 +202,23 @@ mod tests {
         let mut log = Event::new(Dataset::Log, "id".into(), canh_event::Timestamp(0), "s1", "t");
         log.host = Some(canh_event::Host { hostname: "web-01".into() });
         assert_eq!(key_of(&log), "web-01");
+    }
+
+    #[test]
+    fn zstd_defaults_to_level_1_other_codecs_to_their_own_default() {
+        let kafka = |text: &str| -> KafkaSection { toml::from_str(text).expect("kafka section") };
+        assert_eq!(compression_level(&kafka("brokers = \"b:1\"")), 1);
+        assert_eq!(compression_level(&kafka("brokers = \"b:1\"\ncompression = \"lz4\"")), -1);
+        let explicit = kafka("brokers = \"b:1\"\ncompression_level = 6");
+        assert_eq!(compression_level(&explicit), 6);
+        let tuning = ProducerTuning {
+            linger: Duration::from_millis(5),
+            message_timeout: Duration::from_secs(1),
+            queue_records: 10,
+        };
+        let config = client_config(&explicit, tuning);
+        assert_eq!(config.get("compression.level"), Some("6"));
+        assert_eq!(config.get("compression.type"), Some("zstd"));
     }
 
     #[test]

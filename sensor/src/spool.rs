@@ -13,7 +13,8 @@
 //! - *spooled* segments hold records waiting for Kafka ([`Spool::append`]); they are read back and
 //!   sent later ([`Spool::next_batch`]);
 //! - *write-ahead* segments hold records the caller sends to Kafka right after writing them
-//!   ([`Spool::append_sent`]); they are read back only after a [`Spool::rewind`] or a restart.
+//!   ([`Spool::append_sent`]); they are read back only after a restart (a failed delivery is sent
+//!   again by the caller from the bytes librdkafka hands back; the segment waits for its ack).
 //!
 //! A segment is deleted once every record in it was acknowledged ([`Spool::ack`]); until then it
 //! survives restarts and `kill -9` (records are written to the file, not kept in a user-space
@@ -257,8 +258,6 @@ struct Segment {
     records: u64,
     acked: u64,
     handed_out: bool,
-    /// Damage is reported the first time a segment is read, not again after a rewind.
-    damage_reported: bool,
     oldest_ns: Option<i64>,
 }
 
@@ -305,17 +304,8 @@ impl Spool {
                 .len();
             let oldest_ns = first_record_time(&path);
             total_bytes += bytes;
-            closed.insert(
-                id,
-                Segment {
-                    bytes,
-                    records: 0,
-                    acked: 0,
-                    handed_out: false,
-                    damage_reported: false,
-                    oldest_ns,
-                },
-            );
+            closed
+                .insert(id, Segment { bytes, records: 0, acked: 0, handed_out: false, oldest_ns });
         }
         let next_id = closed.keys().next_back().map_or(1, |id| id + 1);
         Ok(Spool {
@@ -332,7 +322,12 @@ impl Spool {
 
     /// Write one record to be sent later, unless the spool is too full for its class.
     pub fn append(&mut self, record: &Record) -> Result<Appended, SpoolError> {
-        Ok(self.write(record.as_ref(), false)?.map_or(Appended::Full, |_| Appended::Written))
+        self.append_ref(record.as_ref())
+    }
+
+    /// [`Spool::append`] of a borrowed record.
+    pub fn append_ref(&mut self, record: RecordRef<'_>) -> Result<Appended, SpoolError> {
+        Ok(self.write(record, false)?.map_or(Appended::Full, |_| Appended::Written))
     }
 
     /// Write ahead one record the caller hands to Kafka right after the next [`Spool::flush`]:
@@ -453,14 +448,10 @@ impl Spool {
                 path: path.display().to_string(),
                 source,
             })?;
-            let (records, mut damage) = decode_segment(&bytes);
+            let (records, damage) = decode_segment(&bytes);
             if let Some(segment) = self.closed.get_mut(&id) {
                 segment.handed_out = true;
                 segment.records = records.len() as u64;
-                if segment.damage_reported {
-                    damage = Damage::default();
-                }
-                segment.damage_reported = true;
             }
             if records.is_empty() {
                 self.remove(id)?;
@@ -483,19 +474,6 @@ impl Spool {
         s.acked += n;
         if s.handed_out && s.acked >= s.records {
             self.remove(segment)?;
-        }
-        Ok(())
-    }
-
-    /// Forget that segments were handed out (their records were not all sent, e.g. the producer was
-    /// restarted): they are read again from the start, write-ahead segments included.
-    pub fn rewind(&mut self) -> Result<(), SpoolError> {
-        if self.active.as_ref().is_some_and(|a| a.write_ahead) {
-            self.close_active()?;
-        }
-        for segment in self.closed.values_mut() {
-            segment.handed_out = false;
-            segment.acked = 0;
         }
         Ok(())
     }
@@ -575,7 +553,6 @@ impl Spool {
                 // A write-ahead segment's records are all out already: it waits for their acks.
                 acked: active.acked,
                 handed_out: active.write_ahead,
-                damage_reported: false,
                 oldest_ns: active.oldest_ns,
             },
         );
@@ -700,28 +677,6 @@ mod tests {
     }
 
     #[test]
-    fn a_rewind_sends_unacknowledged_write_ahead_records_again() {
-        let dir = temp("wal-rewind");
-        let mut spool = Spool::open(&dir, LIMITS).expect("open");
-        let mut first = None;
-        for seq in 0..40 {
-            let segment = spool.append_sent(record(seq, Class::Bulk).as_ref()).expect("a");
-            first.get_or_insert(segment.expect("room"));
-        }
-        // The first segment was acknowledged whole before the failure: it is gone for good.
-        let first = first.expect("a segment");
-        let in_first = decode_segment(&std::fs::read(dir.join(segment_name(first))).expect("r"))
-            .0
-            .len() as u64;
-        spool.ack(first, in_first).expect("ack");
-        spool.rewind().expect("rewind");
-        assert!(spool.has_unsent());
-        assert_eq!(drain_all(&mut spool), (in_first..40).collect::<Vec<_>>());
-        assert!(spool.is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
     fn records_round_trip_through_the_frame() {
         let r = record(7, Class::Normal);
         let frame = r.encode();
@@ -837,34 +792,6 @@ mod tests {
         assert_eq!(batch.damage.regions, 1);
         again.ack(batch.segment, 9).expect("ack");
         assert!(again.is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn damage_is_reported_once_even_when_a_segment_is_read_again() {
-        let dir = temp("rewind-damage");
-        let limits = SpoolLimits {
-            max_bytes: 1 << 20,
-            segment_bytes: 1 << 20,
-            sync_interval: std::time::Duration::ZERO,
-        };
-        let mut spool = Spool::open(&dir, limits).expect("open");
-        for seq in 0..3 {
-            spool.append(&record(seq, Class::Bulk)).expect("append");
-        }
-        spool.flush().expect("flush");
-        drop(spool);
-        let path =
-            std::fs::read_dir(&dir).expect("dir").next().expect("one").expect("entry").path();
-        let mut bytes = std::fs::read(&path).expect("read");
-        bytes[HEADER + 3] ^= 1;
-        std::fs::write(&path, &bytes).expect("write");
-        let mut spool = Spool::open(&dir, limits).expect("reopen");
-        let first = spool.next_batch().expect("read").expect("batch");
-        assert_eq!((first.records.len(), first.damage.regions), (2, 1));
-        spool.rewind().expect("rewind");
-        let again = spool.next_batch().expect("read").expect("batch");
-        assert_eq!((again.records.len(), again.damage.regions), (2, 0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -10,23 +10,29 @@
 //!   and the rate cap allows; otherwise it is appended to the spool.
 //! - Spooled events are sent again, oldest segment first, as the same limits allow; a segment is
 //!   deleted once Kafka acknowledged all its records.
-//! - A failed delivery of a memory event spools it; a failed delivery of a spooled event rewinds the
-//!   spool (its segments are sent again whole later). Either marks the link down for a while.
+//! - A failed delivery of a memory event spools it; a failed delivery of a spooled or written-ahead
+//!   event (already on disk) puts that record on a retry list, sent again before anything else;
+//!   its segment stays on disk until the retry is acknowledged. Either marks the link down for a
+//!   while. Only the records that failed are sent again: no segment is re-read while the sensor runs.
 //! - With `write_ahead` (the default) an event sent straight to the producer is first written to a
 //!   write-ahead segment of the spool, and handed to librdkafka only after the batch it came in was
 //!   written to the operating system: an event the uplink took survives `kill -9`. Its delivery
 //!   report acknowledges it in that segment like a spooled one.
 
 use crate::capture::now_ns;
+use crate::flow::{FlowRecord, Identity};
+use crate::json_out;
 use crate::metrics::Metrics;
+use crate::packets::EventSink;
 use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag};
-use crate::spool::{Appended, Class, Record, RecordRef, Spool, SpoolError, SpoolLimits};
+use crate::spool::{Appended, Class, RecordRef, Spool, SpoolError, SpoolLimits};
 use canh_event::{Dataset, Event, SensorStats, Timestamp};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -55,6 +61,8 @@ pub struct UplinkConfig {
     pub health_interval: Option<Duration>,
     pub stall_timeout: Duration,
     pub retry_backoff: Duration,
+    /// librdkafka's `message.timeout.ms`: what is in flight must be acknowledged within it.
+    pub message_timeout: Duration,
     /// How long shutdown waits for Kafka before leaving the rest in the spool.
     pub flush_timeout: Duration,
     pub sensor_id: String,
@@ -67,6 +75,11 @@ pub struct UplinkConfig {
     pub write_ahead: bool,
 }
 
+/// The uplink thread polls its queue instead of blocking on it while it takes at least
+/// `BUSY_EVENTS` per `BUSY_WINDOW` (5,000 events/s; see `Worker::run`).
+const BUSY_WINDOW: Duration = Duration::from_millis(20);
+const BUSY_EVENTS: usize = 100;
+
 /// Events in flight while the link is being tried again after an outage.
 const PROBE_IN_FLIGHT: usize = 1_000;
 
@@ -74,7 +87,8 @@ const PROBE_IN_FLIGHT: usize = 1_000;
 struct Outgoing {
     class: Class,
     dataset: u8,
-    topic: String,
+    /// Shared by every event of a dataset (no allocation per event).
+    topic: Arc<str>,
     key: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -95,13 +109,45 @@ pub struct Summary {
     pub dropped: u64,
     pub damaged_regions: u64,
     pub spool_bytes_left: u64,
+    /// Records on disk sent again after a failed delivery or a refusal by the producer.
+    pub retried: u64,
+}
+
+/// Why events went to the spool instead of straight to Kafka (logged at shutdown).
+#[derive(Debug, Default, Clone, Copy)]
+struct SpoolReasons {
+    /// The link was marked down (failed delivery or stall).
+    link_down: u64,
+    /// Events were waiting in the spool or on the retry list: new ones queue behind them.
+    behind_spool: u64,
+    /// `max_in_flight` (or the probe limit) was reached.
+    in_flight_limit: u64,
+    rate_limit: u64,
+    /// librdkafka's queue refused the record.
+    producer_full: u64,
+    delivery_failed: u64,
 }
 
 pub struct Uplink {
     // Bounded: when full, `send` waits; the uplink thread empties it at Kafka or disk speed.
     tx: SyncSender<Item>,
     thread: JoinHandle<Summary>,
-    topic_prefix: String,
+    /// `<prefix><dataset>` in `Dataset::ALL` order.
+    topics: Topics,
+}
+
+/// The topic of each dataset, in `Dataset::ALL` order.
+#[derive(Clone)]
+struct Topics(Vec<Arc<str>>);
+
+impl Topics {
+    fn new(prefix: &str) -> Topics {
+        Topics(Dataset::ALL.iter().map(|d| Arc::from(format!("{prefix}{}", d.as_str()))).collect())
+    }
+
+    fn of(&self, dataset: u8) -> Arc<str> {
+        self.0[usize::from(dataset)].clone()
+    }
 }
 
 impl Uplink {
@@ -119,18 +165,21 @@ impl Uplink {
             );
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
-        let topic_prefix = config.topic_prefix.clone();
+        let topics = Topics::new(&config.topic_prefix);
         let worker = Worker::new(config, producer, spool, metrics);
         let thread = std::thread::Builder::new()
             .name("uplink".into())
             .spawn(move || worker.run(rx))
             .map_err(UplinkError::Thread)?;
-        Ok(Uplink { tx, thread, topic_prefix })
+        Ok(Uplink { tx, thread, topics })
     }
 
     /// Queue one event for Kafka. Waits while the in-memory queue is full.
     pub fn send(&self, event: &Event) -> Result<(), UplinkError> {
-        let item = Item::Event(outgoing(&self.topic_prefix, event));
+        self.send_item(Item::Event(outgoing(&self.topics, event)))
+    }
+
+    fn send_item(&self, item: Item) -> Result<(), UplinkError> {
         match self.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(item)) => self.tx.send(item).map_err(|_| UplinkError::Stopped),
@@ -157,32 +206,120 @@ impl Uplink {
     }
 }
 
-fn outgoing(topic_prefix: &str, event: &Event) -> Outgoing {
+fn outgoing(topics: &Topics, event: &Event) -> Outgoing {
     let dataset = event.event.dataset;
+    let index = produce::dataset_index(dataset);
     Outgoing {
         class: produce::class_of(dataset),
-        dataset: produce::dataset_index(dataset),
-        topic: format!("{topic_prefix}{}", dataset.as_str()),
+        dataset: index,
+        topic: topics.of(index),
         key: produce::key_of(event).as_bytes().to_vec(),
         payload: event.to_json().into_bytes(),
+    }
+}
+
+/// The packet pipeline's sink in `run`, on the capture thread: a flow's JSON is written straight
+/// from its record with the writer `canh-sensor pcap` uses (the same bytes as
+/// `record.to_event(..).to_json()`, without building the `Event`), other events as
+/// [`Uplink::send`] does. The first error stops sending and is kept.
+pub struct UplinkSink<'a> {
+    uplink: &'a Uplink,
+    flows: FlowJson,
+    pub error: Option<UplinkError>,
+}
+
+impl<'a> UplinkSink<'a> {
+    pub fn new(uplink: &'a Uplink) -> UplinkSink<'a> {
+        UplinkSink { uplink, flows: FlowJson::default(), error: None }
+    }
+
+    fn send_item(&mut self, item: Item) {
+        if self.error.is_none() {
+            if let Err(e) = self.uplink.send_item(item) {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Flow events for Kafka straight from flow records.
+#[derive(Default)]
+struct FlowJson {
+    /// `json_out::identity_json` of `ident_of`.
+    ident: Vec<u8>,
+    ident_of: (String, String),
+    /// The last payload's length, so that one allocation fits the next.
+    last_len: usize,
+}
+
+impl FlowJson {
+    /// What [`outgoing`] gives for `record.to_event(who, seq)`.
+    fn outgoing(
+        &mut self,
+        topics: &Topics,
+        record: &FlowRecord,
+        who: &Identity,
+        seq: u64,
+    ) -> Outgoing {
+        if self.ident.is_empty()
+            || self.ident_of.0 != who.sensor_id
+            || self.ident_of.1 != who.tenant
+        {
+            self.ident = json_out::identity_json(who);
+            self.ident_of = (who.sensor_id.clone(), who.tenant.clone());
+        }
+        let mut payload = Vec::with_capacity(self.last_len + 64);
+        json_out::write_flow(&mut payload, record, who, seq, &self.ident);
+        self.last_len = payload.len();
+        // `produce::key_of` of a flow event: its Community ID.
+        let key = canh_event::community_id::community_id_v1_bytes(
+            who.community_id_seed,
+            record.orig_ip,
+            record.resp_ip,
+            record.proto,
+            record.orig_port,
+            record.resp_port,
+        );
+        let dataset = produce::dataset_index(Dataset::Flow);
+        Outgoing {
+            class: produce::class_of(Dataset::Flow),
+            dataset,
+            topic: topics.of(dataset),
+            key: key.to_vec(),
+            payload,
+        }
+    }
+}
+
+impl EventSink for UplinkSink<'_> {
+    fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
+        let item = self.flows.outgoing(&self.uplink.topics, record, who, seq);
+        self.send_item(Item::Event(item));
+    }
+
+    fn event(&mut self, event: Event) {
+        let item = outgoing(&self.uplink.topics, &event);
+        self.send_item(Item::Event(item));
     }
 }
 
 /// The spool segment being sent.
 struct Draining {
     segment: u64,
-    records: VecDeque<Record>,
+    records: VecDeque<Outgoing>,
 }
 
 struct Worker {
     config: UplinkConfig,
+    topics: Topics,
     producer: KafkaProducer,
     spool: Spool,
     metrics: Metrics,
     in_flight: usize,
-    /// Bumped on every rewind; delivery reports of older generations are ignored.
-    generation: u64,
     draining: Option<Draining>,
+    /// Records already on disk (spooled or written ahead) whose delivery failed or that the producer
+    /// refused: sent again, oldest first, before anything else. Bounded by what was in flight.
+    retry: VecDeque<(Outgoing, Origin)>,
     /// Events written ahead in this batch, handed to the producer once the batch is written out.
     staged: Vec<(Outgoing, Origin)>,
     /// Events sent from memory (not written ahead) and not yet acknowledged.
@@ -202,13 +339,25 @@ struct Worker {
     /// Whether the last append found the spool full (to log once per episode).
     spool_full: bool,
     summary: Summary,
+    reasons: SpoolReasons,
+    /// How often `check_stall` found the link stalled.
+    stalls: u64,
+    /// The in-flight limit that Kafka's measured pace allows (see `pace`), ≤ `max_in_flight`.
+    window: usize,
+    /// Set by the first record that timed out in librdkafka: from then on `window` follows the pace.
+    paced: bool,
+    /// Acknowledgements since `pace_since`.
+    acked_since: u64,
+    pace_since: Instant,
 }
 
 impl Worker {
     fn new(config: UplinkConfig, producer: KafkaProducer, spool: Spool, metrics: Metrics) -> Self {
         let now = Instant::now();
+        let config_max_in_flight = config.max_in_flight;
         metrics.link_up.set(1);
         Worker {
+            topics: Topics::new(&config.topic_prefix),
             next_health: config.health_interval.map(|_| now),
             health_seq: config.health_first_seq,
             config,
@@ -216,8 +365,8 @@ impl Worker {
             spool,
             metrics,
             in_flight: 0,
-            generation: 0,
             draining: None,
+            retry: VecDeque::new(),
             staged: Vec::new(),
             memory_in_flight: 0,
             link_down_until: None,
@@ -228,19 +377,48 @@ impl Worker {
             record_seq: 0,
             spool_full: false,
             summary: Summary::default(),
+            reasons: SpoolReasons::default(),
+            stalls: 0,
+            window: config_max_in_flight,
+            paced: false,
+            acked_since: 0,
+            pace_since: now,
         }
     }
 
     fn run(mut self, rx: Receiver<Item>) -> Summary {
         let mut deadline = None;
+        // At high rates (at least `BUSY_EVENTS` in the last `BUSY_WINDOW`) an empty queue is waited
+        // on by sleeping a millisecond rather than blocking: the capture thread then never has to
+        // wake this thread up (a futex call per event on both sides). At low rates it blocks.
+        let mut window = (Instant::now(), 0_usize);
+        let mut busy = false;
         loop {
+            if window.0.elapsed() >= BUSY_WINDOW {
+                busy = window.1 >= BUSY_EVENTS;
+                window = (Instant::now(), 0);
+            }
             if deadline.is_none() {
-                match rx.recv_timeout(Duration::from_millis(10)) {
+                let got = match rx.try_recv() {
+                    Ok(item) => Ok(item),
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                    Err(TryRecvError::Empty) if busy => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        rx.try_recv().map_err(|e| match e {
+                            TryRecvError::Empty => RecvTimeoutError::Timeout,
+                            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                        })
+                    }
+                    Err(TryRecvError::Empty) => rx.recv_timeout(Duration::from_millis(10)),
+                };
+                match got {
                     Ok(item) => {
                         self.take(item);
+                        window.1 += 1;
                         // Take what else is waiting, a bounded amount per turn.
                         for item in rx.try_iter().take(20_000) {
                             self.take(item);
+                            window.1 += 1;
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -293,31 +471,28 @@ impl Worker {
             self.metrics.spool_errors.inc();
             tracing::error!(error = %err, "cannot write the write-ahead records out");
         }
-        let staged = std::mem::take(&mut self.staged);
-        let mut refused = false;
-        for (item, origin) in staged {
-            if refused {
+        let mut staged = std::mem::take(&mut self.staged);
+        for (item, origin) in staged.drain(..) {
+            if !self.retry.is_empty() {
+                // Behind a refused one: keep their order.
+                self.retry.push_back((item, origin));
                 continue;
             }
-            if self.produce(item, origin).is_err() {
-                // The rest of the batch is in the spool: send it again from there.
-                refused = true;
+            if let Err(item) = self.produce(item, origin) {
+                // Written ahead already: it waits on the retry list, not in a new spool record.
+                self.reasons.producer_full += 1;
+                self.retry.push_back((item, origin));
             }
         }
-        if refused {
-            tracing::warn!(
-                in_flight = self.in_flight,
-                "producer refused a written-ahead event: sending the spool again from disk"
-            );
-            self.rewind();
-        }
+        self.staged = staged;
     }
 
     /// The periodic work of one loop turn.
     fn turn(&mut self) {
         self.send_staged();
-        self.producer.poll(Duration::ZERO);
+        self.poll_reports();
         self.handle_outcomes();
+        self.pace();
         self.check_stall();
         self.drain_spool();
         self.health();
@@ -336,10 +511,30 @@ impl Worker {
     /// How many events may be unacknowledged right now.
     fn in_flight_limit(&self) -> usize {
         if self.probing {
-            self.config.max_in_flight.min(PROBE_IN_FLIGHT)
+            self.window.min(PROBE_IN_FLIGHT)
         } else {
-            self.config.max_in_flight
+            self.window
         }
+    }
+
+    /// Once a record timed out in librdkafka, once a second: keep no more in flight than Kafka
+    /// acknowledges in a quarter of the message timeout at the pace just measured (at least
+    /// `PROBE_IN_FLIGHT`, at most `max_in_flight`). Otherwise a broker slower than
+    /// `max_in_flight / message_timeout` lets records time out in librdkafka's queue, again and
+    /// again after each retry, and nothing progresses.
+    fn pace(&mut self) {
+        let elapsed = self.pace_since.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        if self.paced && (self.acked_since > 0 || self.in_flight > 0) {
+            let rate = self.acked_since as f64 / elapsed.as_secs_f64();
+            let allowed = (rate * self.config.message_timeout.as_secs_f64() / 4.0) as usize;
+            let max = self.config.max_in_flight;
+            self.window = allowed.clamp(PROBE_IN_FLIGHT.min(max), max);
+        }
+        self.acked_since = 0;
+        self.pace_since = Instant::now();
     }
 
     fn take_token(&mut self) -> bool {
@@ -360,24 +555,27 @@ impl Worker {
 
     fn route(&mut self, item: Outgoing) {
         if self.link_down() {
+            self.reasons.link_down += 1;
             return self.spool_append(item);
         }
-        let direct = if item.class == Class::Critical {
-            true
-        } else {
-            self.draining.is_none()
-                && !self.spool.has_unsent()
-                && self.in_flight + self.staged.len() < self.in_flight_limit()
-                && self.take_token()
-        };
-        if !direct {
-            return self.spool_append(item);
+        if item.class != Class::Critical {
+            if self.draining.is_some() || !self.retry.is_empty() || self.spool.has_unsent() {
+                self.reasons.behind_spool += 1;
+                return self.spool_append(item);
+            }
+            if self.in_flight + self.staged.len() >= self.in_flight_limit() {
+                self.reasons.in_flight_limit += 1;
+                return self.spool_append(item);
+            }
+            if !self.take_token() {
+                self.reasons.rate_limit += 1;
+                return self.spool_append(item);
+            }
         }
         if self.config.write_ahead {
             match self.write_ahead(&item) {
                 Some(segment) => {
-                    let origin = Origin::WriteAhead { segment, generation: self.generation };
-                    self.staged.push((item, origin));
+                    self.staged.push((item, Origin::WriteAhead { segment }));
                     return;
                 }
                 // Not written ahead (spool full or failing): sent from memory, counted below.
@@ -385,6 +583,7 @@ impl Worker {
             }
         }
         if let Err(item) = self.produce(item, Origin::Memory) {
+            self.reasons.producer_full += 1;
             self.spool_append(item);
         }
     }
@@ -413,10 +612,25 @@ impl Worker {
 
     /// Hand one record to the producer; gives it back when the producer's queue refuses it.
     fn produce(&mut self, item: Outgoing, origin: Origin) -> Result<(), Outgoing> {
+        self.produce_tagged(item, origin, false)
+    }
+
+    /// [`Worker::produce`] for a record of the retry list.
+    fn produce_retry(&mut self, item: Outgoing, origin: Origin) -> Result<(), Outgoing> {
+        self.produce_tagged(item, origin, true)
+    }
+
+    fn produce_tagged(
+        &mut self,
+        item: Outgoing,
+        origin: Origin,
+        retried: bool,
+    ) -> Result<(), Outgoing> {
         let tag = Box::new(Tag {
             origin,
             class: item.class,
             dataset: item.dataset,
+            retried,
             sent_at: Instant::now(),
         });
         let record =
@@ -430,12 +644,15 @@ impl Worker {
                 if origin == Origin::Memory {
                     self.memory_in_flight += 1;
                 }
+                if retried {
+                    self.summary.retried += 1;
+                }
                 Ok(())
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(item),
             Err((err, _)) => {
                 self.metrics.kafka_errors.inc();
-                tracing::warn!(error = %err, topic = %item.topic, "producer refused an event; spooling it");
+                tracing::warn!(error = %err, topic = %item.topic, "producer refused an event");
                 Err(item)
             }
         }
@@ -443,17 +660,17 @@ impl Worker {
 
     fn spool_append(&mut self, item: Outgoing) {
         self.record_seq += 1;
-        let record = Record {
+        let record = RecordRef {
             seq: self.record_seq,
             spooled_at_ns: now_ns(),
             class: item.class,
             dataset: item.dataset,
-            topic: item.topic,
-            key: item.key,
-            payload: item.payload,
+            topic: &item.topic,
+            key: &item.key,
+            payload: &item.payload,
         };
         let dataset = produce::dataset_name(record.dataset);
-        match self.spool.append(&record) {
+        match self.spool.append_ref(record) {
             Ok(Appended::Written) => {
                 self.metrics.spooled.inc();
                 self.summary.spooled += 1;
@@ -480,6 +697,18 @@ impl Worker {
         }
     }
 
+    /// Serve every delivery report librdkafka has ready (one `poll` serves one batch of them).
+    fn poll_reports(&mut self) {
+        let deliveries = self.producer.context();
+        for _ in 0..10_000 {
+            let before = deliveries.served();
+            self.producer.poll(Duration::ZERO);
+            if deliveries.served() == before {
+                break;
+            }
+        }
+    }
+
     fn handle_outcomes(&mut self) {
         for outcome in self.producer.context().take() {
             self.in_flight = self.in_flight.saturating_sub(1);
@@ -492,6 +721,7 @@ impl Worker {
             match outcome {
                 Outcome::Delivered(tag) => {
                     self.last_progress = Instant::now();
+                    self.acked_since += 1;
                     self.metrics.kafka_delivered.inc();
                     self.metrics
                         .kafka_delivery_seconds
@@ -502,15 +732,13 @@ impl Worker {
                         self.probing = false;
                     }
                     self.link_down_until = None;
-                    let (segment, drained) = match tag.origin {
+                    let segment = match tag.origin {
                         Origin::Memory => continue,
-                        Origin::Spool { segment, generation } => (segment, generation),
-                        Origin::WriteAhead { segment, generation } => (segment, generation),
+                        Origin::Spool { segment } | Origin::WriteAhead { segment } => segment,
                     };
-                    if drained != self.generation {
-                        continue;
-                    }
-                    if matches!(tag.origin, Origin::Spool { .. }) {
+                    // Spooled records, and written-ahead ones that failed once (counted as spooled
+                    // then), are drained now.
+                    if matches!(tag.origin, Origin::Spool { .. }) || tag.retried {
                         self.metrics.drained.inc();
                         self.summary.drained += 1;
                     }
@@ -522,27 +750,30 @@ impl Worker {
                 Outcome::Failed { tag, error, topic, key, payload } => {
                     self.metrics.kafka_errors.inc();
                     tracing::debug!(error = %error, topic = %topic, "kafka delivery failed");
-                    self.mark_link_down(&error);
-                    if matches!(tag.origin, Origin::WriteAhead { .. }) {
-                        // Already on disk; from now on it waits in the spool like a spooled one.
-                        self.metrics.spooled.inc();
-                        self.summary.spooled += 1;
+                    if matches!(
+                        error,
+                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+                    ) {
+                        self.paced = true;
                     }
+                    self.mark_link_down(&error);
+                    let topic = Arc::from(topic);
+                    let item =
+                        Outgoing { class: tag.class, dataset: tag.dataset, topic, key, payload };
                     match tag.origin {
-                        Origin::Memory => self.spool_append(Outgoing {
-                            class: tag.class,
-                            dataset: tag.dataset,
-                            topic,
-                            key,
-                            payload,
-                        }),
-                        Origin::Spool { generation, .. }
-                        | Origin::WriteAhead { generation, .. }
-                            if generation == self.generation =>
-                        {
-                            self.rewind();
+                        Origin::Memory => {
+                            self.reasons.delivery_failed += 1;
+                            self.spool_append(item);
                         }
-                        Origin::Spool { .. } | Origin::WriteAhead { .. } => {}
+                        Origin::Spool { .. } | Origin::WriteAhead { .. } => {
+                            if matches!(tag.origin, Origin::WriteAhead { .. }) && !tag.retried {
+                                // On disk already; from now on it waits like a spooled one.
+                                self.metrics.spooled.inc();
+                                self.summary.spooled += 1;
+                                self.reasons.delivery_failed += 1;
+                            }
+                            self.retry.push_back((item, tag.origin));
+                        }
                     }
                 }
             }
@@ -557,17 +788,10 @@ impl Worker {
         self.link_down_until = Some(Instant::now() + self.config.retry_backoff);
     }
 
-    /// Send spooled segments again from the start (their records were not all delivered).
-    fn rewind(&mut self) {
-        self.generation += 1;
-        self.draining = None;
-        if let Err(err) = self.spool.rewind() {
-            self.metrics.spool_errors.inc();
-            tracing::error!(error = %err, "cannot close the write-ahead segment");
-        }
-    }
-
-    /// Events in flight and no acknowledgement for `stall_timeout`: take queued events back.
+    /// Events in flight and no acknowledgement for `stall_timeout`: the link counts as down (new
+    /// events are spooled for `retry_backoff`, then at most `PROBE_IN_FLIGHT` go out until the next
+    /// acknowledgement). Records still in librdkafka's queue (never sent) are taken back: memory
+    /// ones into the spool, the others onto the retry list. Nothing sent is sent again for it.
     fn check_stall(&mut self) {
         let now = Instant::now();
         if self.in_flight == 0 {
@@ -584,16 +808,32 @@ impl Worker {
                 self.config.stall_timeout
             );
         }
+        self.stalls += 1;
         self.link_down_until = Some(now + self.config.retry_backoff);
         self.probing = true;
         self.last_progress = now;
-        // Queued records come back as failed deliveries: memory ones are spooled, spooled ones
-        // rewind the spool. Records already on the wire fail at message_timeout.
+        // Queued records (never sent) come back as failed deliveries: memory ones are spooled,
+        // the others go to the retry list. Records already on the wire fail at message_timeout.
         self.producer.purge(PurgeConfig::default().queue());
+    }
+
+    /// Send the retry list again, oldest first, as far as the in-flight limit allows.
+    fn send_retries(&mut self) {
+        while self.in_flight < self.in_flight_limit() {
+            let Some((item, origin)) = self.retry.pop_front() else { return };
+            if let Err(item) = self.produce_retry(item, origin) {
+                self.retry.push_front((item, origin));
+                return;
+            }
+        }
     }
 
     fn drain_spool(&mut self) {
         if self.link_down() {
+            return;
+        }
+        self.send_retries();
+        if !self.retry.is_empty() {
             return;
         }
         loop {
@@ -615,10 +855,15 @@ impl Worker {
                                 "spool segment damaged: skipped the unreadable bytes"
                             );
                         }
-                        self.draining = Some(Draining {
-                            segment: batch.segment,
-                            records: batch.records.into(),
+                        let records = batch.records.into_iter().map(|r| Outgoing {
+                            class: r.class,
+                            dataset: r.dataset,
+                            topic: Arc::from(r.topic),
+                            key: r.key,
+                            payload: r.payload,
                         });
+                        self.draining =
+                            Some(Draining { segment: batch.segment, records: records.collect() });
                     }
                     Ok(None) => return,
                     Err(err) => {
@@ -631,30 +876,15 @@ impl Worker {
             }
             let Some(draining) = self.draining.take() else { return };
             let mut draining = draining;
-            let origin = Origin::Spool { segment: draining.segment, generation: self.generation };
+            let origin = Origin::Spool { segment: draining.segment };
             while self.in_flight < self.in_flight_limit() {
-                let Some(record) = draining.records.pop_front() else { break };
-                if record.class != Class::Critical && !self.take_token() {
-                    draining.records.push_front(record);
+                let Some(item) = draining.records.pop_front() else { break };
+                if item.class != Class::Critical && !self.take_token() {
+                    draining.records.push_front(item);
                     break;
                 }
-                let item = Outgoing {
-                    class: record.class,
-                    dataset: record.dataset,
-                    topic: record.topic,
-                    key: record.key,
-                    payload: record.payload,
-                };
                 if let Err(item) = self.produce(item, origin) {
-                    draining.records.push_front(Record {
-                        seq: record.seq,
-                        spooled_at_ns: record.spooled_at_ns,
-                        class: item.class,
-                        dataset: item.dataset,
-                        topic: item.topic,
-                        key: item.key,
-                        payload: item.payload,
-                    });
+                    draining.records.push_front(item);
                     break;
                 }
             }
@@ -675,7 +905,7 @@ impl Worker {
         }
         self.next_health = Some(now + interval);
         let event = self.health_event();
-        let item = outgoing(&self.config.topic_prefix, &event);
+        let item = outgoing(&self.topics, &event);
         self.route(item);
         self.send_staged();
     }
@@ -721,6 +951,18 @@ impl Worker {
         }
         self.update_gauges();
         self.summary.spool_bytes_left = self.spool.bytes();
+        let r = self.reasons;
+        tracing::info!(
+            link_down = r.link_down,
+            behind_spool = r.behind_spool,
+            in_flight_limit = r.in_flight_limit,
+            rate_limit = r.rate_limit,
+            producer_full = r.producer_full,
+            delivery_failed = r.delivery_failed,
+            stalls = self.stalls,
+            retried = self.summary.retried,
+            "uplink: why events were spooled"
+        );
     }
 }
 
@@ -729,6 +971,62 @@ mod tests {
     use super::*;
     use crate::config::KafkaSection;
     use crate::produce::ProducerTuning;
+
+    /// Flow events sent by `UplinkSink` carry the bytes and key of the `Event` path.
+    #[test]
+    fn flow_events_from_records_equal_the_event_path() {
+        struct Compare {
+            topics: Topics,
+            flows: FlowJson,
+            compared: usize,
+            others: usize,
+        }
+        impl EventSink for Compare {
+            fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
+                let direct = self.flows.outgoing(&self.topics, record, who, seq);
+                let via_event = outgoing(&self.topics, &record.to_event(who, seq));
+                assert_eq!(direct.payload, via_event.payload);
+                assert_eq!(direct.key, via_event.key);
+                assert_eq!(direct.topic, via_event.topic);
+                assert_eq!((direct.class, direct.dataset), (via_event.class, via_event.dataset));
+                self.compared += 1;
+            }
+            fn event(&mut self, _: Event) {
+                self.others += 1;
+            }
+        }
+        let pcap = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/pcap/samples/asyncrat-c2.pcap");
+        if !pcap.exists() {
+            eprintln!("shared data not found at {}; skipping", pcap.display());
+            return;
+        }
+        // A sensor id that needs escaping.
+        let who = Identity {
+            sensor_id: "hn-01 \"edge\"".into(),
+            tenant: "hà-nội".into(),
+            community_id_seed: 3,
+        };
+        let metrics = Metrics::new();
+        let mut pipeline = crate::packets::PacketPipeline::new(
+            who,
+            crate::flow::FlowConfig::default(),
+            5,
+            &metrics,
+        );
+        let mut sink = Compare {
+            topics: Topics::new("p-"),
+            flows: FlowJson::default(),
+            compared: 0,
+            others: 0,
+        };
+        crate::capture::read_file(&pcap, |link, ts, data| {
+            pipeline.frame(link, ts, data, &mut sink)
+        })
+        .expect("read");
+        pipeline.finish(&mut sink);
+        assert!(sink.compared > 0, "flows compared: {}", sink.compared);
+    }
 
     fn event(dataset: Dataset, seq: u64) -> Event {
         Event::new(dataset, canh_event::event_id("unit", seq), Timestamp(0), "unit", "t")
@@ -763,6 +1061,7 @@ mod tests {
             health_interval: None,
             stall_timeout: Duration::from_millis(200),
             retry_backoff: Duration::from_millis(200),
+            message_timeout: Duration::from_secs(2),
             flush_timeout: Duration::from_secs(1),
             sensor_id: "unit".into(),
             tenant: "t".into(),

@@ -1157,11 +1157,13 @@ async fn uplink_kill_9_with_events_in_flight_loses_nothing() {
     let delivered = metric(&at_kill, "canh_sensor_kafka_delivered_total") as u64;
     let in_flight = metric(&at_kill, "canh_sensor_uplink_in_flight") as u64;
     let spooled = metric(&at_kill, "canh_sensor_spooled_events_total") as u64;
+    // Spooled and then acknowledged: counted in `delivered` already.
+    let drained = metric(&at_kill, "canh_sensor_drained_events_total") as u64;
     let skipped = metric(&at_kill, "canh_sensor_write_ahead_skipped_total") as u64;
     assert_eq!(skipped, 0, "every direct event was written ahead");
     assert!(delivered < n, "killed mid-stream: {delivered} of {n} delivered");
     // The uplink took at least these events (numbered in order, from 0) before the kill.
-    let taken = delivered + in_flight + spooled;
+    let taken = delivered + in_flight + spooled - drained;
 
     let log = dir.join("sensor-2.log");
     let mut second = spawn_sensor(&config, &log);
@@ -1182,11 +1184,55 @@ async fn uplink_kill_9_with_events_in_flight_loses_nothing() {
     );
     assert!(flows.is_subset(&expected_ids(1, n).union(&expected_ids(2, n)).cloned().collect()));
     eprintln!(
-        "at kill: delivered {delivered}, in flight {in_flight}, spooled {spooled}; \
+        "at kill: delivered {delivered}, in flight {in_flight}, spooled {spooled}, drained \
+         {drained}; \
          arrived from the killed run: {first_run} of {n}; records read {} for {} ids",
         records.iter().filter(|r| r.0 == "flow").count(),
         flows.len()
     );
+}
+
+/// A busy machine, simulated: with a stall timeout of 20 ms, shorter than the broker takes to
+/// acknowledge a batch, the uplink thinks the link stalled again and again while the broker is up
+/// and acknowledges everything. Nothing may be sent twice for that (each event arrives exactly
+/// once: no delivery failed), and the spool must be empty at the end. Before the fix every stall
+/// purged librdkafka's queue and the failed write-ahead records rewound the spool, which sent
+/// every write-ahead segment again (duplicates, and at load runs that did not finish in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_false_stalls_send_nothing_twice() {
+    let ns = Namespace::new("e2e_up_stall");
+    let dir = temp_dir(&ns);
+    let prefix = ns.topic_prefix();
+    let broker = PrivateBroker::start(&dir, &prefix, 2);
+    let config = uplink_config(
+        &dir,
+        &broker.brokers(),
+        &prefix,
+        "flush_timeout = \"120s\"",
+        "[spool]\nsegment_bytes = 1000000\n[uplink]\nhealth_interval = \"0s\"\n\
+         stall_timeout = \"20ms\"\nretry_backoff = \"50ms\"\n",
+    );
+    // A record that librdkafka gives up on (message timeout) may have reached the broker and is
+    // then sent again by design: give the broker time enough that none does, also at load.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace("message_timeout = \"5s\"", "message_timeout = \"120s\"");
+    std::fs::write(&config, text).expect("config");
+    let n = synflood_events();
+    let log = dir.join("sensor.log");
+    let mut sensor = spawn_sensor(&config, &log);
+    let text = wait_sensor(&mut sensor, &log, Duration::from_secs(240));
+    assert!(text.contains("has not acknowledged anything"), "the stall was seen:\n{text}");
+    assert_eq!(stat(&text, "spool_bytes_left"), 0, "spool drained");
+    assert_eq!(stat(&text, "dropped"), 0);
+    assert_eq!(stat(&text, "delivered"), n, "each event acknowledged once");
+    let want = expected_ids(1, n);
+    let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(90), |ids| {
+        ids.len() >= want.len()
+    });
+    let flows = distinct_ids(&records, "flow");
+    assert!(flows == want, "{} of {} flows arrived", flows.len(), want.len());
+    let copies = records.iter().filter(|r| r.0 == "flow").count();
+    assert_eq!(copies, want.len(), "records read for {} events: nothing sent twice", want.len());
 }
 
 /// File tail checkpoints (issue 2): a file grows while the sensor tails it; the sensor is killed
@@ -1433,9 +1479,14 @@ async fn uplink_corrupt_spool_is_skipped_and_reported() {
         .expect("truncate");
 
     broker.resume(false);
+    // The first run's flush timeout (5 s, the broker being down) is too short for two runs' events
+    // at load; the run ends as soon as everything is acknowledged anyway.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("flush_timeout = \"5s\"", "flush_timeout = \"100s\""))
+        .expect("config");
     let log = dir.join("sensor-2.log");
     let mut second = spawn_sensor(&config, &log);
-    let text = wait_sensor(&mut second, &log, Duration::from_secs(120));
+    let text = wait_sensor(&mut second, &log, Duration::from_secs(150));
     assert!(text.contains("spool segment damaged"), "damage reported:\n{text}");
     assert_eq!(stat(&text, "damaged_regions"), 2);
     assert_eq!(stat(&text, "spool_bytes_left"), 0);
