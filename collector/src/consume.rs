@@ -451,6 +451,10 @@ impl Offsets {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// The per-record counters, looked up once rather than by label for every record.
@@ -495,28 +499,19 @@ fn consume_error(metrics: &Metrics, err: &rdkafka::error::KafkaError) {
     tracing::warn!(error = %err, "kafka consume error");
 }
 
-/// A batch on its way from the reader to the writer, with the offsets it covers.
-struct Pending {
-    batch: Batch,
-    offsets: Offsets,
-}
-
 /// Consume until `shutdown` turns true, then write what is batched, commit, and return.
-///
-/// Two loops run at once: the reader takes records from Kafka and decodes them into a batch; the
-/// writer runs detection over the previous batch, writes it to ClickHouse and commits its offsets.
-/// Batches are written and committed in the order they were read.
 pub async fn run(
-    settings: Arc<Settings>,
+    settings: &Settings,
     db: clickhouse::Client,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-    reload: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+    mut reload: watch::Receiver<u64>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), ConsumeError> {
-    let consumer = Arc::new(consumer(&settings)?);
-    let detection = Detection::start(&settings, &metrics)?;
+    let consumer = consumer(settings)?;
+    let mut detection = Detection::start(settings, &metrics)?;
     let detect = detection.is_some();
+    let mut reload_open = true;
     let topics = topics(&settings.config.kafka.topic_prefix);
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
@@ -525,43 +520,39 @@ pub async fn run(
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(?topics, group = %settings.config.kafka.group_id, "consuming");
 
-    // Holds one finished batch while the writer stores the one before it. Full: the reader waits,
-    // consumption stops, and Kafka keeps the data.
-    let (to_writer, batches) = tokio::sync::mpsc::channel(1);
-    let writer = Writer {
-        settings: settings.clone(),
-        consumer: consumer.clone(),
-        db,
-        metrics: metrics.clone(),
-        detection,
-    };
-    let writing = tokio::spawn(write_batches(writer, batches, shutdown.clone(), reload));
-    read_batches(&settings, &consumer, &metrics, detect, to_writer, shutdown).await;
-    if let Err(err) = writing.await {
-        tracing::error!(error = %err, "the batch writer failed; kafka keeps what was not committed");
-    }
-    Ok(())
-}
-
-/// Read and decode records into batches and hand each full (or `batch.max_wait` old) batch to the
-/// writer. On shutdown, hand over what is batched and return.
-async fn read_batches(
-    settings: &Settings,
-    consumer: &StreamConsumer,
-    metrics: &Metrics,
-    detect: bool,
-    to_writer: tokio::sync::mpsc::Sender<Pending>,
-    mut shutdown: watch::Receiver<bool>,
-) {
     let max_records = settings.config.batch.max_records;
     let mut batch = Batch::new(detect);
     let mut offsets = Offsets::default();
     let mut batch_deadline: Option<tokio::time::Instant> = None;
-    let counters = Counters::new(metrics);
+    let counters = Counters::new(&metrics);
+    // Rule files are looked at every RULE_POLL; a change reloads them like SIGHUP does.
+    let mut rule_poll = tokio::time::interval(RULE_POLL);
+    rule_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rules_seen = rules_fingerprint(settings);
     loop {
         let deadline = batch_deadline;
         let received = tokio::select! {
             _ = shutdown.changed() => break,
+            changed = reload.changed(), if reload_open => {
+                match (changed, detection.as_mut()) {
+                    (Ok(()), Some(detection)) => detection.reload(settings, &metrics),
+                    (Ok(()), None) => {}
+                    // The signal watcher is gone: stop listening rather than spin.
+                    (Err(_), _) => reload_open = false,
+                }
+                None
+            }
+            _ = rule_poll.tick(), if detect => {
+                let now = rules_fingerprint(settings);
+                if now != rules_seen {
+                    rules_seen = now;
+                    tracing::info!("rule files changed; reloading");
+                    if let Some(detection) = detection.as_mut() {
+                        detection.reload(settings, &metrics);
+                    }
+                }
+                None
+            }
             message = consumer.recv() => Some(message),
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => None,
         };
@@ -583,7 +574,7 @@ async fn read_batches(
                     match next {
                         Ok(message) => take(&message, &mut batch, &mut offsets, &counters),
                         Err(err) => {
-                            consume_error(metrics, &err);
+                            consume_error(&metrics, &err);
                             break;
                         }
                     }
@@ -592,115 +583,75 @@ async fn read_batches(
                 metrics.batch_records.set(batch.len() as i64);
             }
             Some(Err(err)) => {
-                consume_error(metrics, &err);
+                consume_error(&metrics, &err);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             None => {}
         }
         let due = batch_deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
         if batch.len() >= max_records || (due && !offsets.is_empty()) {
-            let pending = Pending {
-                batch: std::mem::replace(&mut batch, Batch::new(detect)),
-                offsets: std::mem::take(&mut offsets),
-            };
+            let flushed = flush(
+                settings,
+                &consumer,
+                &db,
+                &metrics,
+                &mut detection,
+                &mut batch,
+                &mut offsets,
+                &mut shutdown,
+            )
+            .await;
+            if !flushed {
+                return Ok(());
+            }
             batch_deadline = None;
-            metrics.batch_records.set(0);
-            if to_writer.send(pending).await.is_err() {
-                // The writer stopped: shutdown came while a write was failing. Nothing more is
-                // committed; Kafka redelivers after restart.
-                return;
-            }
         }
     }
-    // Shutting down: hand over what is batched; the writer stores it within its time bound.
+    // Shutting down: write and commit what is batched, within a time bound.
     if !offsets.is_empty() {
-        let _ = to_writer.send(Pending { batch, offsets }).await;
-    }
-}
-
-/// What the writer needs: where to write and commit, and detection with its rules.
-struct Writer {
-    settings: Arc<Settings>,
-    consumer: Arc<StreamConsumer>,
-    db: clickhouse::Client,
-    metrics: Arc<Metrics>,
-    detection: Option<Detection>,
-}
-
-/// Store the reader's batches in order until the reader is done, reloading the rules when asked
-/// (SIGHUP or a changed rule file). Returns early, without committing more, if shutdown comes
-/// while a write is failing.
-async fn write_batches(
-    mut writer: Writer,
-    mut batches: tokio::sync::mpsc::Receiver<Pending>,
-    mut shutdown: watch::Receiver<bool>,
-    mut reload: watch::Receiver<u64>,
-) {
-    let detect = writer.detection.is_some();
-    let mut reload_open = true;
-    // Rule files are looked at every RULE_POLL; a change reloads them like SIGHUP does.
-    let mut rule_poll = tokio::time::interval(RULE_POLL);
-    rule_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rules_seen = rules_fingerprint(&writer.settings);
-    loop {
-        tokio::select! {
-            pending = batches.recv() => {
-                let Some(mut pending) = pending else { break };
-                if *shutdown.borrow() {
-                    // Shutting down: the reader's last batch, written within a time bound.
-                    let (_never, mut no_stop) = watch::channel(false);
-                    let bounded = tokio::time::timeout(
-                        Duration::from_secs(30),
-                        flush(&mut writer, &mut pending, &mut no_stop),
-                    );
-                    if bounded.await.is_err() {
-                        tracing::warn!(
-                            "shutdown: batch not written in time; kafka keeps it for the next start"
-                        );
-                    }
-                } else if !flush(&mut writer, &mut pending, &mut shutdown).await {
-                    return;
-                }
-            }
-            changed = reload.changed(), if reload_open => {
-                match (changed, writer.detection.as_mut()) {
-                    (Ok(()), Some(detection)) => detection.reload(&writer.settings, &writer.metrics),
-                    (Ok(()), None) => {}
-                    // The signal watcher is gone: stop listening rather than spin.
-                    (Err(_), _) => reload_open = false,
-                }
-            }
-            _ = rule_poll.tick(), if detect => {
-                let now = rules_fingerprint(&writer.settings);
-                if now != rules_seen {
-                    rules_seen = now;
-                    tracing::info!("rule files changed; reloading");
-                    if let Some(detection) = writer.detection.as_mut() {
-                        detection.reload(&writer.settings, &writer.metrics);
-                    }
-                }
-            }
+        let (_never, mut no_stop) = watch::channel(false);
+        let bounded = tokio::time::timeout(
+            Duration::from_secs(30),
+            flush(
+                settings,
+                &consumer,
+                &db,
+                &metrics,
+                &mut detection,
+                &mut batch,
+                &mut offsets,
+                &mut no_stop,
+            ),
+        );
+        if bounded.await.is_err() {
+            tracing::warn!(
+                "shutdown: batch not written in time; kafka keeps it for the next start"
+            );
         }
     }
-    if let Some(detection) = writer.detection.as_mut() {
-        let interval = writer.settings.rule_stats_interval;
-        let last = detection.write_health(&writer.db, &writer.metrics, interval, true);
+    if let Some(detection) = detection.as_mut() {
+        let last = detection.write_health(&db, &metrics, settings.rule_stats_interval, true);
         if tokio::time::timeout(Duration::from_secs(10), last).await.is_err() {
             tracing::warn!("shutdown: rule health of the last interval not written in time");
         }
     }
+    Ok(())
 }
 
 /// Run detection over the batch, write it with its alerts (retrying with backoff until it lands),
 /// produce the alerts, and only then commit its offsets. Returns false if shutdown came first:
 /// nothing is committed then, and Kafka redelivers the batch after restart.
+#[allow(clippy::too_many_arguments)]
 async fn flush(
-    writer: &mut Writer,
-    pending: &mut Pending,
+    settings: &Settings,
+    consumer: &StreamConsumer,
+    db: &clickhouse::Client,
+    metrics: &Metrics,
+    detection: &mut Option<Detection>,
+    batch: &mut Batch,
+    offsets: &mut Offsets,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let Writer { settings, consumer, db, metrics, detection } = writer;
-    let Pending { batch, offsets } = pending;
     if let Some(detection) = detection.as_mut() {
         detection.run(batch, settings, metrics).await;
         detection.write_health(db, metrics, settings.rule_stats_interval, false).await;
@@ -758,6 +709,9 @@ async fn flush(
             tracing::warn!(error = %err, "offset commit failed; records will be redelivered");
         }
     }
+    *batch = Batch::new(detection.is_some());
+    offsets.clear();
+    metrics.batch_records.set(0);
     true
 }
 

@@ -253,7 +253,7 @@ fn token(name: &str, role: &str, tenant: &str) -> anyhow::Result<()> {
 }
 
 async fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let settings = Arc::new(config::load(path)?);
+    let settings = config::load(path)?;
     let ch = &settings.config.clickhouse;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
@@ -365,7 +365,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             }
         }
     });
-    consume::run(settings.clone(), db, metrics.clone(), stop_rx, reload_rx, ready).await?;
+    consume::run(&settings, db, metrics.clone(), stop_rx, reload_rx, ready).await?;
     let _ = admin.await;
     tracing::info!(
         stored = metrics.records.with_label_values(&["stored"]).get(),
