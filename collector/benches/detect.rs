@@ -12,7 +12,7 @@
 #[path = "support/mix.rs"]
 mod mix;
 
-use canh_collector::detect::load::{load_dir, LoadedRules};
+use canh_collector::detect::load::{load_dirs, LoadedRules};
 use canh_collector::detect::mapping::Mapping;
 use canh_collector::detect::{Detector, Settings};
 use canh_event::Timestamp;
@@ -23,13 +23,7 @@ use std::path::Path;
 use std::time::Instant;
 
 fn load(dirs: &[&Path], mapping: &Mapping) -> LoadedRules {
-    let mut all = LoadedRules::default();
-    for dir in dirs {
-        let loaded = load_dir(dir, mapping).expect("rules");
-        all.rules.extend(loaded.rules);
-        all.correlations.extend(loaded.correlations);
-    }
-    all
+    load_dirs(dirs, mapping).expect("rules")
 }
 
 /// This thread's CPU time so far, nanoseconds (user + system, as the scheduler counts it).

@@ -6,7 +6,7 @@
 #[path = "../benches/support/mix.rs"]
 mod mix;
 
-use canh_collector::detect::load::{load_dir, LoadedRules};
+use canh_collector::detect::load::{load_dirs, LoadedRules};
 use canh_collector::detect::mapping::Mapping;
 use canh_collector::detect::ruletest::TestFile;
 use canh_collector::detect::{Detector, Settings};
@@ -27,13 +27,7 @@ fn sigmahq() -> PathBuf {
 }
 
 fn load(dirs: &[&Path], mapping: &Mapping) -> LoadedRules {
-    let mut all = LoadedRules::default();
-    for dir in dirs {
-        let loaded = load_dir(dir, mapping).expect("rules");
-        all.rules.extend(loaded.rules);
-        all.correlations.extend(loaded.correlations);
-    }
-    all
+    load_dirs(dirs, mapping).expect("rules")
 }
 
 fn detector(dirs: &[&Path], mapping: fn() -> Mapping, fast_path: bool) -> Detector {

@@ -582,25 +582,22 @@ fn header_name(name: &[u8]) -> HeaderName {
         lowered = text(name).trim().to_string();
         lowered.as_bytes()
     };
-    let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
-    if is("host") {
-        HeaderName::Host
-    } else if is("user-agent") {
-        HeaderName::UserAgent
-    } else if is("referer") {
-        HeaderName::Referer
-    } else if is("content-length") {
-        HeaderName::ContentLength
-    } else if is("transfer-encoding") {
-        HeaderName::TransferEncoding
-    } else if is("content-encoding") {
-        HeaderName::ContentEncoding
-    } else if is("content-type") {
-        HeaderName::ContentType
-    } else {
-        HeaderName::Other
-    }
+    HEADER_NAMES
+        .iter()
+        .find(|(wanted, _)| name.eq_ignore_ascii_case(wanted.as_bytes()))
+        .map_or(HeaderName::Other, |&(_, header)| header)
 }
+
+/// The header names the parser looks at, as sent (compared ignoring case).
+const HEADER_NAMES: [(&str, HeaderName); 7] = [
+    ("host", HeaderName::Host),
+    ("user-agent", HeaderName::UserAgent),
+    ("referer", HeaderName::Referer),
+    ("content-length", HeaderName::ContentLength),
+    ("transfer-encoding", HeaderName::TransferEncoding),
+    ("content-encoding", HeaderName::ContentEncoding),
+    ("content-type", HeaderName::ContentType),
+];
 
 fn header(side: &mut Side, name: HeaderName, value: &str) {
     match name {

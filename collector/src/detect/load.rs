@@ -125,6 +125,18 @@ pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Load every rule file under `dir`. Only an unreadable directory is an error; everything about
 /// single files lands in the report.
+/// The rules of several directories as one set (e.g. Canh's pack and SigmaHQ), each loaded by
+/// [`load_dir`]; their reports are not merged.
+pub fn load_dirs(dirs: &[&Path], mapping: &Mapping) -> std::io::Result<LoadedRules> {
+    let mut all = LoadedRules::default();
+    for dir in dirs {
+        let loaded = load_dir(dir, mapping)?;
+        all.rules.extend(loaded.rules);
+        all.correlations.extend(loaded.correlations);
+    }
+    Ok(all)
+}
+
 pub fn load_dir(dir: &Path, mapping: &Mapping) -> std::io::Result<LoadedRules> {
     let mut loaded = LoadedRules::default();
     for path in rule_files(dir)? {
