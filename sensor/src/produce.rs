@@ -31,8 +31,8 @@ pub enum Origin {
     WriteAhead { segment: u64 },
 }
 
-/// What the uplink attaches to every record it produces.
-#[derive(Debug)]
+/// What the uplink attaches to every record it produces (kept in [`Tags`]).
+#[derive(Debug, Clone, Copy)]
 pub struct Tag {
     pub origin: Origin,
     pub class: Class,
@@ -42,12 +42,50 @@ pub struct Tag {
     pub sent_at: Instant,
 }
 
-/// A delivery report.
+/// The tags of the records in flight. librdkafka carries each record's index here as its opaque
+/// value, so producing a record allocates nothing for its tag.
+#[derive(Debug, Default)]
+pub struct Tags {
+    slots: Vec<Tag>,
+    free: Vec<usize>,
+}
+
+impl Tags {
+    pub fn insert(&mut self, tag: Tag) -> usize {
+        match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = tag;
+                index
+            }
+            None => {
+                self.slots.push(tag);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// The tag of a delivery report; its slot is free again. Each index is taken once, by the
+    /// report of the record it was given to.
+    pub fn take(&mut self, index: usize) -> Option<Tag> {
+        let tag = *self.slots.get(index)?;
+        self.free.push(index);
+        Some(tag)
+    }
+
+    /// Give back a slot whose record the producer refused (no report will come for it).
+    pub fn release(&mut self, index: usize) {
+        if index < self.slots.len() {
+            self.free.push(index);
+        }
+    }
+}
+
+/// A delivery report, with the index of its record's [`Tag`].
 pub enum Outcome {
-    Delivered(Box<Tag>),
+    Delivered(usize),
     /// Kafka did not take the record; its bytes come back so it can be spooled again.
     Failed {
-        tag: Box<Tag>,
+        tag: usize,
         error: KafkaError,
         topic: String,
         key: Vec<u8>,
@@ -64,9 +102,11 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    pub fn take(&self) -> Vec<Outcome> {
+    /// Move the reports collected so far into `into` (expected empty): the two lists are swapped,
+    /// so both keep their capacity.
+    pub fn take_into(&self, into: &mut Vec<Outcome>) {
         let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *outcomes)
+        std::mem::swap(&mut *outcomes, into);
     }
 
     /// How many callbacks the producer's `poll` has served so far.
@@ -83,9 +123,9 @@ impl ClientContext for Deliveries {
 }
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<Tag>;
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, tag: Box<Tag>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
         self.served.fetch_add(1, Ordering::Relaxed);
         let outcome = match result {
             Ok(_) => Outcome::Delivered(tag),
@@ -191,6 +231,28 @@ pub fn dataset_name(index: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_reuse_free_slots_and_give_each_tag_back_once() {
+        let tag = |dataset| Tag {
+            origin: Origin::Memory,
+            class: Class::Bulk,
+            dataset,
+            retried: false,
+            sent_at: Instant::now(),
+        };
+        let mut tags = Tags::default();
+        let (a, b) = (tags.insert(tag(1)), tags.insert(tag(2)));
+        assert_ne!(a, b);
+        assert_eq!(tags.take(a).map(|t| t.dataset), Some(1));
+        // The freed slot is used again, and holds the new tag.
+        let c = tags.insert(tag(3));
+        assert_eq!(c, a);
+        assert_eq!(tags.take(c).map(|t| t.dataset), Some(3));
+        tags.release(b);
+        assert_eq!(tags.insert(tag(4)), b);
+        assert_eq!(tags.take(99).map(|t| t.dataset), None);
+    }
 
     #[test]
     fn keys_follow_the_kind_of_event() {

@@ -116,27 +116,52 @@ pub struct RecordRef<'a> {
 }
 
 impl RecordRef<'_> {
+    /// The length of this record's frame.
+    pub fn frame_len(&self) -> usize {
+        HEADER + self.body_len()
+    }
+
+    fn body_len(&self) -> usize {
+        BODY_FIXED + self.topic().len() + self.key().len() + self.payload.len()
+    }
+
+    fn topic(&self) -> &[u8] {
+        &self.topic.as_bytes()[..self.topic.len().min(u16::MAX as usize)]
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key[..self.key.len().min(u16::MAX as usize)]
+    }
+
     /// Append the framed bytes of this record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let topic = &self.topic.as_bytes()[..self.topic.len().min(u16::MAX as usize)];
-        let key = &self.key[..self.key.len().min(u16::MAX as usize)];
-        let body_len = BODY_FIXED + topic.len() + key.len() + self.payload.len();
-        let start = out.len();
-        out.reserve(HEADER + body_len);
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&(body_len as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.spooled_at_ns.to_le_bytes());
-        out.push(self.class as u8);
-        out.push(self.dataset);
-        out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
-        out.extend_from_slice(topic);
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(self.payload);
-        let crc = crc32fast::hash(&out[start + HEADER..]);
-        out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+        out.reserve(self.frame_len());
+        // Writing into a Vec cannot fail.
+        let _ = self.write_to(out);
+    }
+
+    /// Write the framed bytes of this record to `out` piece by piece, the checksum computed over
+    /// the pieces, so that the payload is copied once (straight into `out`).
+    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let (topic, key) = (self.topic(), self.key());
+        let mut head = [0_u8; HEADER + 8 + 8 + 1 + 1 + 2];
+        head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        head[4..8].copy_from_slice(&(self.body_len() as u32).to_le_bytes());
+        head[12..20].copy_from_slice(&self.seq.to_le_bytes());
+        head[20..28].copy_from_slice(&self.spooled_at_ns.to_le_bytes());
+        head[28] = self.class as u8;
+        head[29] = self.dataset;
+        head[30..32].copy_from_slice(&(topic.len() as u16).to_le_bytes());
+        let key_len = (key.len() as u16).to_le_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        for part in [&head[HEADER..], topic, &key_len, key, self.payload] {
+            crc.update(part);
+        }
+        head[8..12].copy_from_slice(&crc.finalize().to_le_bytes());
+        for part in [&head[..], topic, &key_len, key, self.payload] {
+            out.write_all(part)?;
+        }
+        Ok(())
     }
 }
 
@@ -284,8 +309,6 @@ pub struct Spool {
     next_id: u64,
     total_bytes: u64,
     last_sync: std::time::Instant,
-    /// Frame buffer reused for every append.
-    scratch: Vec<u8>,
 }
 
 impl Spool {
@@ -316,7 +339,6 @@ impl Spool {
             next_id,
             total_bytes,
             last_sync: std::time::Instant::now(),
-            scratch: Vec::new(),
         })
     }
 
@@ -342,23 +364,9 @@ impl Spool {
         record: RecordRef<'_>,
         write_ahead: bool,
     ) -> Result<Option<u64>, SpoolError> {
-        let mut frame = std::mem::take(&mut self.scratch);
-        frame.clear();
-        record.encode_into(&mut frame);
-        let result = self.write_frame(&frame, record.spooled_at_ns, record.class, write_ahead);
-        self.scratch = frame;
-        result
-    }
-
-    fn write_frame(
-        &mut self,
-        frame: &[u8],
-        spooled_at_ns: i64,
-        class: Class,
-        write_ahead: bool,
-    ) -> Result<Option<u64>, SpoolError> {
-        let limit = self.limits.max_bytes / 100 * class.admit_percent();
-        if self.total_bytes + frame.len() as u64 > limit {
+        let frame_len = record.frame_len() as u64;
+        let limit = self.limits.max_bytes / 100 * record.class.admit_percent();
+        if self.total_bytes + frame_len > limit {
             return Ok(None);
         }
         // One kind of record per segment: switching kind closes the segment.
@@ -368,19 +376,21 @@ impl Spool {
         if self.active.is_none() {
             self.start_segment()?;
         }
-        let path = self.path_of(self.active.as_ref().map_or(0, |a| a.id));
         let Some(active) = self.active.as_mut() else { return Ok(None) };
         active.write_ahead = write_ahead;
-        active
-            .file
-            .write_all(frame)
-            .map_err(|source| SpoolError::Segment { path: path.display().to_string(), source })?;
-        active.bytes += frame.len() as u64;
+        if let Err(source) = record.write_to(&mut active.file) {
+            let id = active.id;
+            return Err(SpoolError::Segment {
+                path: self.path_of(id).display().to_string(),
+                source,
+            });
+        }
+        active.bytes += frame_len;
         active.records += 1;
         active.unsynced = true;
-        active.oldest_ns.get_or_insert(spooled_at_ns);
+        active.oldest_ns.get_or_insert(record.spooled_at_ns);
         let id = active.id;
-        self.total_bytes += frame.len() as u64;
+        self.total_bytes += frame_len;
         if active.bytes >= self.limits.segment_bytes {
             self.close_active()?;
         }

@@ -24,7 +24,7 @@ use crate::flow::{FlowRecord, Identity};
 use crate::json_out;
 use crate::metrics::Metrics;
 use crate::packets::EventSink;
-use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag};
+use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag, Tags};
 use crate::spool::{Appended, Class, RecordRef, Spool, SpoolError, SpoolLimits};
 use canh_event::{Dataset, Event, SensorStats, Timestamp};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -32,7 +32,7 @@ use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -87,10 +87,53 @@ const PROBE_IN_FLIGHT: usize = 1_000;
 struct Outgoing {
     class: Class,
     dataset: u8,
-    /// Shared by every event of a dataset (no allocation per event).
-    topic: Arc<str>,
+    /// `None`: the dataset's topic in this run's [`Topics`] (no reference count shared between
+    /// the threads); `Some`: a topic read back from the spool.
+    topic: Option<Arc<str>>,
     key: Vec<u8>,
     payload: Vec<u8>,
+    /// The buffers came from [`Recycle`] and go back there once the event is sent.
+    recycle: bool,
+}
+
+impl Outgoing {
+    fn topic<'a>(&'a self, topics: &'a Topics) -> &'a str {
+        self.topic.as_deref().unwrap_or_else(|| topics.name(self.dataset))
+    }
+}
+
+/// Key and payload buffers of events the uplink has handed on (librdkafka and the spool copy
+/// them), given back to the capture thread for its next events. Then neither thread allocates or
+/// frees per event: glibc's allocator is slow when one thread frees what another allocated, and
+/// the fresh memory costs page faults.
+#[derive(Default)]
+struct Recycle {
+    spare: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// Pairs of buffers the pool holds at most (about `RECYCLE_MAX` events' worth of memory).
+const RECYCLE_MAX: usize = 4096;
+/// Buffers go back to the pool this many at a time (one lock per batch).
+const RECYCLE_BATCH: usize = 256;
+/// A payload buffer grown beyond this is freed rather than kept.
+const RECYCLE_MAX_CAPACITY: usize = 8 << 10;
+
+impl Recycle {
+    /// Give `spent` back (emptied), unless the pool is full: then they are freed.
+    fn put(&self, spent: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < RECYCLE_MAX {
+            spare.append(spent);
+        }
+        drop(spare);
+        spent.clear();
+    }
+
+    /// Move what the pool holds into `local` (expected empty).
+    fn take(&self, local: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(local, &mut *spare);
+    }
 }
 
 /// What the capture and log threads put on the uplink's queue.
@@ -132,8 +175,7 @@ pub struct Uplink {
     // Bounded: when full, `send` waits; the uplink thread empties it at Kafka or disk speed.
     tx: SyncSender<Item>,
     thread: JoinHandle<Summary>,
-    /// `<prefix><dataset>` in `Dataset::ALL` order.
-    topics: Topics,
+    recycle: Arc<Recycle>,
 }
 
 /// The topic of each dataset, in `Dataset::ALL` order.
@@ -145,8 +187,8 @@ impl Topics {
         Topics(Dataset::ALL.iter().map(|d| Arc::from(format!("{prefix}{}", d.as_str()))).collect())
     }
 
-    fn of(&self, dataset: u8) -> Arc<str> {
-        self.0[usize::from(dataset)].clone()
+    fn name(&self, dataset: u8) -> &str {
+        &self.0[usize::from(dataset)]
     }
 }
 
@@ -165,18 +207,18 @@ impl Uplink {
             );
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
-        let topics = Topics::new(&config.topic_prefix);
-        let worker = Worker::new(config, producer, spool, metrics);
+        let recycle = Arc::new(Recycle::default());
+        let worker = Worker::new(config, producer, spool, metrics, recycle.clone());
         let thread = std::thread::Builder::new()
             .name("uplink".into())
             .spawn(move || worker.run(rx))
             .map_err(UplinkError::Thread)?;
-        Ok(Uplink { tx, thread, topics })
+        Ok(Uplink { tx, thread, recycle })
     }
 
     /// Queue one event for Kafka. Waits while the in-memory queue is full.
     pub fn send(&self, event: &Event) -> Result<(), UplinkError> {
-        self.send_item(Item::Event(outgoing(&self.topics, event)))
+        self.send_item(Item::Event(outgoing(event, (Vec::new(), Vec::with_capacity(1024)), false)))
     }
 
     fn send_item(&self, item: Item) -> Result<(), UplinkError> {
@@ -206,15 +248,21 @@ impl Uplink {
     }
 }
 
-fn outgoing(topics: &Topics, event: &Event) -> Outgoing {
+/// `event` for Kafka, written into `buffers` (key, payload; both emptied first).
+fn outgoing(event: &Event, buffers: (Vec<u8>, Vec<u8>), recycle: bool) -> Outgoing {
+    let (mut key, mut payload) = buffers;
+    key.clear();
+    payload.clear();
     let dataset = event.event.dataset;
-    let index = produce::dataset_index(dataset);
+    key.extend_from_slice(produce::key_of(event).as_bytes());
+    event.write_json(&mut payload);
     Outgoing {
         class: produce::class_of(dataset),
-        dataset: index,
-        topic: topics.of(index),
-        key: produce::key_of(event).as_bytes().to_vec(),
-        payload: event.to_json().into_bytes(),
+        dataset: produce::dataset_index(dataset),
+        topic: None,
+        key,
+        payload,
+        recycle,
     }
 }
 
@@ -225,12 +273,22 @@ fn outgoing(topics: &Topics, event: &Event) -> Outgoing {
 pub struct UplinkSink<'a> {
     uplink: &'a Uplink,
     flows: FlowJson,
+    /// Buffers taken from the uplink's [`Recycle`] pool, used before allocating new ones.
+    buffers: Vec<(Vec<u8>, Vec<u8>)>,
     pub error: Option<UplinkError>,
 }
 
 impl<'a> UplinkSink<'a> {
     pub fn new(uplink: &'a Uplink) -> UplinkSink<'a> {
-        UplinkSink { uplink, flows: FlowJson::default(), error: None }
+        UplinkSink { uplink, flows: FlowJson::default(), buffers: Vec::new(), error: None }
+    }
+
+    /// Buffers for the next event: recycled ones when the uplink gave some back.
+    fn buffers(&mut self) -> (Vec<u8>, Vec<u8>) {
+        if self.buffers.is_empty() {
+            self.uplink.recycle.take(&mut self.buffers);
+        }
+        self.buffers.pop().unwrap_or_else(|| (Vec::new(), Vec::with_capacity(1024)))
     }
 
     fn send_item(&mut self, item: Item) {
@@ -256,7 +314,7 @@ impl FlowJson {
     /// What [`outgoing`] gives for `record.to_event(who, seq)`.
     fn outgoing(
         &mut self,
-        topics: &Topics,
+        buffers: (Vec<u8>, Vec<u8>),
         record: &FlowRecord,
         who: &Identity,
         seq: u64,
@@ -268,37 +326,42 @@ impl FlowJson {
             self.ident = json_out::identity_json(who);
             self.ident_of = (who.sensor_id.clone(), who.tenant.clone());
         }
-        let mut payload = Vec::with_capacity(self.last_len + 64);
+        let (mut key, mut payload) = buffers;
+        key.clear();
+        payload.clear();
+        payload.reserve(self.last_len + 64);
         json_out::write_flow(&mut payload, record, who, seq, &self.ident);
         self.last_len = payload.len();
         // `produce::key_of` of a flow event: its Community ID.
-        let key = canh_event::community_id::community_id_v1_bytes(
+        key.extend_from_slice(&canh_event::community_id::community_id_v1_bytes(
             who.community_id_seed,
             record.orig_ip,
             record.resp_ip,
             record.proto,
             record.orig_port,
             record.resp_port,
-        );
-        let dataset = produce::dataset_index(Dataset::Flow);
+        ));
         Outgoing {
             class: produce::class_of(Dataset::Flow),
-            dataset,
-            topic: topics.of(dataset),
-            key: key.to_vec(),
+            dataset: produce::dataset_index(Dataset::Flow),
+            topic: None,
+            key,
             payload,
+            recycle: true,
         }
     }
 }
 
 impl EventSink for UplinkSink<'_> {
     fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
-        let item = self.flows.outgoing(&self.uplink.topics, record, who, seq);
+        let buffers = self.buffers();
+        let item = self.flows.outgoing(buffers, record, who, seq);
         self.send_item(Item::Event(item));
     }
 
     fn event(&mut self, event: Event) {
-        let item = outgoing(&self.uplink.topics, &event);
+        let buffers = self.buffers();
+        let item = outgoing(&event, buffers, true);
         self.send_item(Item::Event(item));
     }
 }
@@ -349,10 +412,23 @@ struct Worker {
     /// Acknowledgements since `pace_since`.
     acked_since: u64,
     pace_since: Instant,
+    /// Buffers of events handed on, going back to the capture thread.
+    recycle: Arc<Recycle>,
+    spent: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Delivery reports being handled (swapped with the producer context's list, both reused).
+    outcomes: Vec<Outcome>,
+    /// Tags of the records in flight.
+    tags: Tags,
 }
 
 impl Worker {
-    fn new(config: UplinkConfig, producer: KafkaProducer, spool: Spool, metrics: Metrics) -> Self {
+    fn new(
+        config: UplinkConfig,
+        producer: KafkaProducer,
+        spool: Spool,
+        metrics: Metrics,
+        recycle: Arc<Recycle>,
+    ) -> Self {
         let now = Instant::now();
         let config_max_in_flight = config.max_in_flight;
         metrics.link_up.set(1);
@@ -383,6 +459,20 @@ impl Worker {
             paced: false,
             acked_since: 0,
             pace_since: now,
+            recycle,
+            spent: Vec::new(),
+            outcomes: Vec::new(),
+            tags: Tags::default(),
+        }
+    }
+
+    /// `item` has been copied where it goes: keep its buffers for the capture thread.
+    fn spend(&mut self, item: Outgoing) {
+        if item.recycle && item.payload.capacity() <= RECYCLE_MAX_CAPACITY {
+            self.spent.push((item.key, item.payload));
+            if self.spent.len() >= RECYCLE_BATCH {
+                self.recycle.put(&mut self.spent);
+            }
         }
     }
 
@@ -596,7 +686,7 @@ impl Worker {
             spooled_at_ns: now_ns(),
             class: item.class,
             dataset: item.dataset,
-            topic: &item.topic,
+            topic: item.topic(&self.topics),
             key: &item.key,
             payload: &item.payload,
         };
@@ -626,17 +716,23 @@ impl Worker {
         origin: Origin,
         retried: bool,
     ) -> Result<(), Outgoing> {
-        let tag = Box::new(Tag {
+        let tag = self.tags.insert(Tag {
             origin,
             class: item.class,
             dataset: item.dataset,
             retried,
             sent_at: Instant::now(),
         });
-        let record =
-            BaseRecord::with_opaque_to(&item.topic, tag).payload(&item.payload).key(&item.key);
-        match self.producer.send(record) {
+        let record = BaseRecord::with_opaque_to(item.topic(&self.topics), tag)
+            .payload(&item.payload)
+            .key(&item.key);
+        let sent = self.producer.send(record);
+        if sent.is_err() {
+            self.tags.release(tag);
+        }
+        match sent {
             Ok(()) => {
+                self.spend(item);
                 if self.in_flight == 0 {
                     self.last_progress = Instant::now();
                 }
@@ -652,7 +748,8 @@ impl Worker {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(item),
             Err((err, _)) => {
                 self.metrics.kafka_errors.inc();
-                tracing::warn!(error = %err, topic = %item.topic, "producer refused an event");
+                let topic = item.topic(&self.topics);
+                tracing::warn!(error = %err, topic, "producer refused an event");
                 Err(item)
             }
         }
@@ -665,12 +762,14 @@ impl Worker {
             spooled_at_ns: now_ns(),
             class: item.class,
             dataset: item.dataset,
-            topic: &item.topic,
+            topic: item.topic(&self.topics),
             key: &item.key,
             payload: &item.payload,
         };
         let dataset = produce::dataset_name(record.dataset);
-        match self.spool.append_ref(record) {
+        let appended = self.spool.append_ref(record);
+        self.spend(item);
+        match appended {
             Ok(Appended::Written) => {
                 self.metrics.spooled.inc();
                 self.summary.spooled += 1;
@@ -710,22 +809,34 @@ impl Worker {
     }
 
     fn handle_outcomes(&mut self) {
-        for outcome in self.producer.context().take() {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.producer.context().take_into(&mut outcomes);
+        if outcomes.is_empty() {
+            self.outcomes = outcomes;
+            return;
+        }
+        let now = Instant::now();
+        for outcome in outcomes.drain(..) {
             self.in_flight = self.in_flight.saturating_sub(1);
-            let origin = match &outcome {
-                Outcome::Delivered(tag) | Outcome::Failed { tag, .. } => tag.origin,
+            let index = match &outcome {
+                Outcome::Delivered(tag) | Outcome::Failed { tag, .. } => *tag,
             };
+            let Some(tag) = self.tags.take(index) else {
+                tracing::error!(index, "delivery report for an unknown record: ignored");
+                continue;
+            };
+            let origin = tag.origin;
             if origin == Origin::Memory {
                 self.memory_in_flight = self.memory_in_flight.saturating_sub(1);
             }
             match outcome {
-                Outcome::Delivered(tag) => {
-                    self.last_progress = Instant::now();
+                Outcome::Delivered(_) => {
+                    self.last_progress = now;
                     self.acked_since += 1;
                     self.metrics.kafka_delivered.inc();
                     self.metrics
                         .kafka_delivery_seconds
-                        .observe(tag.sent_at.elapsed().as_secs_f64());
+                        .observe(now.saturating_duration_since(tag.sent_at).as_secs_f64());
                     self.summary.delivered += 1;
                     if self.probing {
                         tracing::info!("kafka acknowledges events again");
@@ -747,7 +858,7 @@ impl Worker {
                         tracing::error!(error = %err, "cannot delete a sent spool segment");
                     }
                 }
-                Outcome::Failed { tag, error, topic, key, payload } => {
+                Outcome::Failed { tag: _, error, topic, key, payload } => {
                     self.metrics.kafka_errors.inc();
                     tracing::debug!(error = %error, topic = %topic, "kafka delivery failed");
                     if matches!(
@@ -757,9 +868,14 @@ impl Worker {
                         self.paced = true;
                     }
                     self.mark_link_down(&error);
-                    let topic = Arc::from(topic);
-                    let item =
-                        Outgoing { class: tag.class, dataset: tag.dataset, topic, key, payload };
+                    let item = Outgoing {
+                        class: tag.class,
+                        dataset: tag.dataset,
+                        topic: Some(Arc::from(topic)),
+                        key,
+                        payload,
+                        recycle: false,
+                    };
                     match tag.origin {
                         Origin::Memory => {
                             self.reasons.delivery_failed += 1;
@@ -778,6 +894,7 @@ impl Worker {
                 }
             }
         }
+        self.outcomes = outcomes;
     }
 
     fn mark_link_down(&mut self, error: &KafkaError) {
@@ -858,9 +975,10 @@ impl Worker {
                         let records = batch.records.into_iter().map(|r| Outgoing {
                             class: r.class,
                             dataset: r.dataset,
-                            topic: Arc::from(r.topic),
+                            topic: Some(Arc::from(r.topic)),
                             key: r.key,
                             payload: r.payload,
+                            recycle: false,
                         });
                         self.draining =
                             Some(Draining { segment: batch.segment, records: records.collect() });
@@ -905,7 +1023,7 @@ impl Worker {
         }
         self.next_health = Some(now + interval);
         let event = self.health_event();
-        let item = outgoing(&self.topics, &event);
+        let item = outgoing(&event, (Vec::new(), Vec::with_capacity(1024)), false);
         self.route(item);
         self.send_staged();
     }
@@ -983,11 +1101,14 @@ mod tests {
         }
         impl EventSink for Compare {
             fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
-                let direct = self.flows.outgoing(&self.topics, record, who, seq);
-                let via_event = outgoing(&self.topics, &record.to_event(who, seq));
+                // Recycled buffers hold an earlier event's bytes: they must not leak through.
+                let used = (b"old key".to_vec(), b"{\"old\":1}".to_vec());
+                let direct = self.flows.outgoing(used.clone(), record, who, seq);
+                let via_event = outgoing(&record.to_event(who, seq), used, true);
                 assert_eq!(direct.payload, via_event.payload);
                 assert_eq!(direct.key, via_event.key);
-                assert_eq!(direct.topic, via_event.topic);
+                assert_eq!(direct.topic(&self.topics), via_event.topic(&self.topics));
+                assert_eq!(direct.topic(&self.topics), "p-flow");
                 assert_eq!((direct.class, direct.dataset), (via_event.class, via_event.dataset));
                 self.compared += 1;
             }

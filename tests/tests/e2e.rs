@@ -1425,8 +1425,16 @@ async fn uplink_spool_cap_applies_the_drop_policy() {
     let second_run = expected_ids(2, n);
     let first_arrived = flows.intersection(&first_run).count() as u64;
     assert_eq!(first_arrived, spooled_flows, "every spooled flow arrived");
-    assert_eq!(flows.intersection(&second_run).count() as u64, n - second_dropped);
-    assert_eq!(flows.len() as u64, spooled_flows + n - second_dropped);
+    // The second run counts as dropped what its full spool could not take back, including records
+    // whose delivery report said "timed out" (the broker here is slow to acknowledge after the
+    // pause) although the broker had written them: those arrive too. So every flow not counted as
+    // dropped arrived, and no more than the run made.
+    let second_arrived = flows.intersection(&second_run).count() as u64;
+    assert!(
+        second_arrived >= n - second_dropped && second_arrived <= n,
+        "second run: {second_arrived} arrived, {second_dropped} of {n} counted as dropped"
+    );
+    assert_eq!(flows.len() as u64, spooled_flows + second_arrived);
     assert!(flows.iter().all(|id| first_run.contains(id) || second_run.contains(id)));
     // Every health event of the first run arrived.
     let health = distinct_ids(&records, "sensor");
