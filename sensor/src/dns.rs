@@ -3,6 +3,7 @@
 //! carrying its id; a response without a query is a record of its own; queries still unanswered when
 //! the flow ends are reported without a response. Pure: bytes and timestamps in, values out.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -216,7 +217,7 @@ fn rdata_text(
 }
 
 /// Query type names as Zeek's `DNS::query_types` prints them.
-pub fn type_name(t: u16) -> String {
+pub fn type_name(t: u16) -> Cow<'static, str> {
     let name = match t {
         1 => "A",
         2 => "NS",
@@ -271,13 +272,13 @@ pub fn type_name(t: u16) -> String {
         255 => "*",
         256 => "URI",
         257 => "CAA",
-        _ => return format!("query-{t}"),
+        _ => return Cow::Owned(format!("query-{t}")),
     };
-    name.to_string()
+    Cow::Borrowed(name)
 }
 
 /// Response code names as Zeek's `DNS::base_errors` prints them.
-pub fn rcode_name(code: u8) -> String {
+pub fn rcode_name(code: u8) -> Cow<'static, str> {
     let name = match code {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -290,18 +291,18 @@ pub fn rcode_name(code: u8) -> String {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
-        _ => return format!("unknown-{code}"),
+        _ => return Cow::Owned(format!("unknown-{code}")),
     };
-    name.to_string()
+    Cow::Borrowed(name)
 }
 
-pub fn class_name(c: u16) -> String {
+pub fn class_name(c: u16) -> Cow<'static, str> {
     match c {
-        1 => "IN".to_string(),
-        3 => "CH".to_string(),
-        4 => "HS".to_string(),
-        255 => "ANY".to_string(),
-        other => other.to_string(),
+        1 => Cow::Borrowed("IN"),
+        3 => Cow::Borrowed("CH"),
+        4 => Cow::Borrowed("HS"),
+        255 => Cow::Borrowed("ANY"),
+        other => Cow::Owned(other.to_string()),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::decode::{decode, DecodeError, LinkType};
 use crate::defrag::{Defrag, DefragStats};
-use crate::flow::{Finished, FlowConfig, FlowRecord, FlowTable, Identity};
+use crate::flow::{Finished, FlowConfig, FlowRecord, FlowTable, FlowView, Identity};
 use crate::metrics::Metrics;
 use crate::session::{Meta, SessionStats, Sessions};
 use canh_event::{Dataset, Event};
@@ -14,6 +14,11 @@ pub trait EventSink {
     fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64);
     /// Any other event.
     fn event(&mut self, event: Event);
+    /// Protocol metadata of the flow `view`, numbered `seq`. By default the event is built and
+    /// handed to [`EventSink::event`]; a sink that writes JSON can write it straight from `meta`.
+    fn meta(&mut self, view: &FlowView, meta: &Meta, who: &Identity, seq: u64) {
+        self.event(crate::session::to_event(view, meta, who, seq));
+    }
 }
 
 impl EventSink for Vec<Event> {
@@ -36,7 +41,7 @@ pub struct PacketPipeline<'m> {
     event_counters: Vec<prometheus::IntCounter>,
     defrag: Defrag,
     defrag_reported: DefragStats,
-    metas: Vec<(crate::flow::FlowView, Meta)>,
+    metas: Vec<(FlowView, Meta)>,
     reported: SessionStats,
     metrics: &'m Metrics,
     last_ts_ns: i64,
@@ -193,10 +198,10 @@ impl<'m> PacketPipeline<'m> {
 
     fn emit_metadata(&mut self, out: &mut impl EventSink) {
         for (view, meta) in self.metas.drain(..) {
-            let event = crate::session::to_event(&view, &meta, &self.who, self.next_seq);
-            let i = Dataset::ALL.iter().position(|d| *d == event.event.dataset).unwrap_or(0);
+            let dataset = meta.header().0;
+            let i = Dataset::ALL.iter().position(|d| *d == dataset).unwrap_or(0);
             self.event_counters[i].inc();
-            out.event(event);
+            out.meta(&view, &meta, &self.who, self.next_seq);
             self.next_seq += 1;
         }
     }
