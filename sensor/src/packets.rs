@@ -2,7 +2,7 @@
 
 use crate::decode::{decode, DecodeError, LinkType};
 use crate::defrag::{Defrag, DefragStats};
-use crate::flow::{Finished, FlowConfig, FlowRecord, FlowTable, FlowView, Identity};
+use crate::flow::{Analysis, Finished, FlowConfig, FlowRecord, FlowTable, FlowView, Identity};
 use crate::metrics::Metrics;
 use crate::session::{Meta, SessionStats, Sessions};
 use canh_event::{Dataset, Event};
@@ -138,7 +138,7 @@ impl<'m> PacketPipeline<'m> {
         self.drain(out);
         // One flow at a time: the records of a full table are never all held at once.
         let mut table = std::mem::replace(&mut self.table, FlowTable::new(FlowConfig::default()));
-        table.flush(|finished| self.write_flow(finished, out));
+        table.flush(|(record, analysis)| self.write_flow(&record, analysis, out));
         self.table = table;
         self.drain(out);
     }
@@ -165,9 +165,12 @@ impl<'m> PacketPipeline<'m> {
             self.reported_evictions = self.table.stats.evicted;
         }
         let mut finished = std::mem::take(&mut self.finished);
-        for f in finished.drain(..) {
-            self.write_flow(f, out);
+        // By reference: a finished flow is not moved again on its way out.
+        for (record, analysis) in finished.iter_mut() {
+            let analysis = std::mem::replace(analysis, Analysis::Off);
+            self.write_flow(record, analysis, out);
         }
+        finished.clear();
         self.finished = finished;
         self.emit_metadata(out);
         if self.sessions.stats == self.reported {
@@ -188,10 +191,10 @@ impl<'m> PacketPipeline<'m> {
     }
 
     /// A finished flow: its analyser's last metadata, then the flow record.
-    fn write_flow(&mut self, (record, analysis): Finished, out: &mut impl EventSink) {
+    fn write_flow(&mut self, record: &FlowRecord, analysis: Analysis, out: &mut impl EventSink) {
         self.sessions.end(analysis, &record.view(), &mut self.metas);
         self.emit_metadata(out);
-        out.flow(&record, &self.who, self.next_seq);
+        out.flow(record, &self.who, self.next_seq);
         self.next_seq += 1;
         self.event_counters[0].inc();
     }
