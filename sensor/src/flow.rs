@@ -794,7 +794,12 @@ fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
 /// The packet's key, and whether its source is the key's `lo` endpoint.
 fn key_of(p: &Packet<'_>) -> (Key, bool) {
     let (src, dst) = (ip_bytes(p.src), ip_bytes(p.dst));
-    let src_is_lo = (src, p.src_port) <= (dst, p.dst_port);
+    let src_is_lo = match (p.src, p.dst) {
+        // The same order as the byte arrays' (an IPv4 address fills their first 4 bytes), compared
+        // as numbers rather than read back from the arrays just written.
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a), p.src_port) <= (u32::from(b), p.dst_port),
+        _ => (src, p.src_port) <= (dst, p.dst_port),
+    };
     let ((lo, lo_port), (hi, hi_port)) = if src_is_lo {
         ((src, p.src_port), (dst, p.dst_port))
     } else {
