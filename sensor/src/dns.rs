@@ -129,13 +129,17 @@ fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
                 if !name.is_empty() {
                     name.push('.');
                 }
+                name.reserve(label.len());
                 for &c in label {
-                    // Zeek escapes bytes outside printable ASCII as \xNN.
+                    // Zeek escapes bytes outside printable ASCII as \xNN (lower-case hex).
                     // Names compare case-insensitively; Zeek logs them in lower case.
                     if c.is_ascii_graphic() || c == b' ' {
                         name.push(char::from(c.to_ascii_lowercase()));
                     } else {
-                        name.push_str(&format!("\\x{c:02x}"));
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        name.push_str("\\x");
+                        name.push(char::from(HEX[usize::from(c >> 4)]));
+                        name.push(char::from(HEX[usize::from(c & 0xf)]));
                     }
                 }
                 if name.len() > 1024 {
@@ -363,6 +367,15 @@ impl DnsFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_bytes_outside_printable_ascii_are_escaped_as_zeek_does() {
+        // Labels "A\x01b" and "\xab c" (a space stays), then the root.
+        let msg = [3, b'A', 1, b'b', 3, 0xab, b' ', b'c', 0];
+        let (name, end) = read_name(&msg, 0).expect("name");
+        assert_eq!(name, "a\\x01b.\\xab c");
+        assert_eq!(end, msg.len());
+    }
 
     // A response for example.com A with one answer, using a compression pointer.
     const RESPONSE: &[u8] = &[
