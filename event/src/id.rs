@@ -34,6 +34,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn event_id_follows_the_documented_scheme() {
+        // The README's scheme (first 16 bytes of SHA-1 over "canh-event-id\0", the sensor id,
+        // "\0" and the big-endian sequence number), computed independently with Python's hashlib.
+        assert_eq!(event_id("offline", 0), "06d5156cdb12268693dd2a9e1e070855");
+        assert_eq!(event_id("hn-01", 7), "a8e5ac82dead690a1613100712a12f29");
+    }
+
+    #[test]
     fn same_inputs_same_id() {
         assert_eq!(event_id("hn-01", 7), event_id("hn-01", 7));
         assert_eq!(event_id("hn-01", 7).len(), 32);

@@ -3,6 +3,7 @@
 //! carrying its id; a response without a query is a record of its own; queries still unanswered when
 //! the flow ends are reported without a response. Pure: bytes and timestamps in, values out.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -128,13 +129,17 @@ fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
                 if !name.is_empty() {
                     name.push('.');
                 }
+                name.reserve(label.len());
                 for &c in label {
-                    // Zeek escapes bytes outside printable ASCII as \xNN.
+                    // Zeek escapes bytes outside printable ASCII as \xNN (lower-case hex).
                     // Names compare case-insensitively; Zeek logs them in lower case.
                     if c.is_ascii_graphic() || c == b' ' {
                         name.push(char::from(c.to_ascii_lowercase()));
                     } else {
-                        name.push_str(&format!("\\x{c:02x}"));
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        name.push_str("\\x");
+                        name.push(char::from(HEX[usize::from(c >> 4)]));
+                        name.push(char::from(HEX[usize::from(c & 0xf)]));
                     }
                 }
                 if name.len() > 1024 {
@@ -216,7 +221,7 @@ fn rdata_text(
 }
 
 /// Query type names as Zeek's `DNS::query_types` prints them.
-pub fn type_name(t: u16) -> String {
+pub fn type_name(t: u16) -> Cow<'static, str> {
     let name = match t {
         1 => "A",
         2 => "NS",
@@ -271,13 +276,13 @@ pub fn type_name(t: u16) -> String {
         255 => "*",
         256 => "URI",
         257 => "CAA",
-        _ => return format!("query-{t}"),
+        _ => return Cow::Owned(format!("query-{t}")),
     };
-    name.to_string()
+    Cow::Borrowed(name)
 }
 
 /// Response code names as Zeek's `DNS::base_errors` prints them.
-pub fn rcode_name(code: u8) -> String {
+pub fn rcode_name(code: u8) -> Cow<'static, str> {
     let name = match code {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -290,18 +295,18 @@ pub fn rcode_name(code: u8) -> String {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
-        _ => return format!("unknown-{code}"),
+        _ => return Cow::Owned(format!("unknown-{code}")),
     };
-    name.to_string()
+    Cow::Borrowed(name)
 }
 
-pub fn class_name(c: u16) -> String {
+pub fn class_name(c: u16) -> Cow<'static, str> {
     match c {
-        1 => "IN".to_string(),
-        3 => "CH".to_string(),
-        4 => "HS".to_string(),
-        255 => "ANY".to_string(),
-        other => other.to_string(),
+        1 => Cow::Borrowed("IN"),
+        3 => Cow::Borrowed("CH"),
+        4 => Cow::Borrowed("HS"),
+        255 => Cow::Borrowed("ANY"),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -362,6 +367,15 @@ impl DnsFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_bytes_outside_printable_ascii_are_escaped_as_zeek_does() {
+        // Labels "A\x01b" and "\xab c" (a space stays), then the root.
+        let msg = [3, b'A', 1, b'b', 3, 0xab, b' ', b'c', 0];
+        let (name, end) = read_name(&msg, 0).expect("name");
+        assert_eq!(name, "a\\x01b.\\xab c");
+        assert_eq!(end, msg.len());
+    }
 
     // A response for example.com A with one answer, using a compression pointer.
     const RESPONSE: &[u8] = &[

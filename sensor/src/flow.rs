@@ -490,20 +490,22 @@ impl FlowTable {
             .map(|&i| i as usize)
     }
 
-    /// Take the flow out of slot `i` (which must hold one) and free the slot.
-    fn remove(&mut self, i: usize) -> Option<(Head, Flow)> {
-        let head = self.slots[i].head;
-        let key = head.key;
+    /// Finish the flow in slot `i` (which must hold one) for `reason` and free the slot. The
+    /// record is built from the slot in place: the flow itself is not moved out.
+    fn remove(&mut self, i: usize, reason: EndReason) -> Option<Finished> {
+        let key = self.slots[i].head.key;
         let hash = self.hash(&key);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
             entry.remove();
         }
-        let flow = self.slots[i].flow.take()?;
+        let slot = &mut self.slots[i];
+        let finished = finish(&slot.head, slot.flow.as_mut()?, reason);
+        slot.flow = None;
         self.timers.clear(i);
         // Slot numbers fit u32: the table never holds more than `max_flows` (a usize config that
         // `insert` caps at u32::MAX).
         self.free.push(i as u32);
-        Some((head, flow))
+        Some(finished)
     }
 
     fn insert(&mut self, head: Head, flow: Flow) -> usize {
@@ -555,8 +557,8 @@ impl FlowTable {
                 is_due(&self.config, &key, f, ts_ns) || reused
             });
             if due {
-                if let Some((head, flow)) = self.remove(i) {
-                    out.push(finish(&head, flow, EndReason::End));
+                if let Some(finished) = self.remove(i, EndReason::End) {
+                    out.push(finished);
                 }
                 slot = None;
             }
@@ -618,8 +620,8 @@ impl FlowTable {
         // Slot order, as a sweep over the whole table would write them.
         done.sort_unstable();
         for i in done {
-            if let Some((head, flow)) = self.remove(i) {
-                out.push(finish(&head, flow, EndReason::End));
+            if let Some(finished) = self.remove(i, EndReason::End) {
+                out.push(finished);
             }
         }
     }
@@ -638,10 +640,11 @@ impl FlowTable {
         // Deterministic output order for offline runs: by start time, then addresses.
         order.sort_unstable_by(|&a, &b| orig(a).cmp(&orig(b)).then(a.cmp(&b)));
         for i in order {
-            if let Some((head, flow)) = self.remove(i as usize) {
-                let reason =
-                    if flow.close_at != NO_TIME { EndReason::End } else { EndReason::Shutdown };
-                emit(finish(&head, flow, reason));
+            let closed =
+                self.slots[i as usize].flow.as_ref().is_some_and(|f| f.close_at != NO_TIME);
+            let reason = if closed { EndReason::End } else { EndReason::Shutdown };
+            if let Some(finished) = self.remove(i as usize, reason) {
+                emit(finished);
             }
         }
         self.slots = Vec::new();
@@ -658,9 +661,9 @@ impl FlowTable {
             .min_by_key(|&(_, last)| last)
             .map(|(i, _)| i);
         if let Some(i) = victim {
-            if let Some((head, flow)) = self.remove(i) {
+            if let Some(finished) = self.remove(i, EndReason::Evicted) {
                 self.stats.evicted += 1;
-                out.push(finish(&head, flow, EndReason::Evicted));
+                out.push(finished);
             }
         }
     }
@@ -791,7 +794,12 @@ fn idle_timeout(config: &FlowConfig, proto: u8) -> i64 {
 /// The packet's key, and whether its source is the key's `lo` endpoint.
 fn key_of(p: &Packet<'_>) -> (Key, bool) {
     let (src, dst) = (ip_bytes(p.src), ip_bytes(p.dst));
-    let src_is_lo = (src, p.src_port) <= (dst, p.dst_port);
+    let src_is_lo = match (p.src, p.dst) {
+        // The same order as the byte arrays' (an IPv4 address fills their first 4 bytes), compared
+        // as numbers rather than read back from the arrays just written.
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a), p.src_port) <= (u32::from(b), p.dst_port),
+        _ => (src, p.src_port) <= (dst, p.dst_port),
+    };
     let ((lo, lo_port), (hi, hi_port)) = if src_is_lo {
         ((src, p.src_port), (dst, p.dst_port))
     } else {
@@ -1128,7 +1136,9 @@ fn record(history: &mut History, side: &mut Side, letter: u8, from_orig: bool) {
     history.push(if from_orig { letter } else { letter.to_ascii_lowercase() });
 }
 
-fn finish(head: &Head, flow: Flow, reason: EndReason) -> Finished {
+/// The record of a flow that ends now; its history and analysis state are taken out of `flow`,
+/// which the caller then drops.
+fn finish(head: &Head, flow: &mut Flow, reason: EndReason) -> Finished {
     let key = &head.key;
     let (orig, resp) = if head.lo_is_orig {
         ((&key.lo, key.lo_port), (&key.hi, key.hi_port))
@@ -1155,12 +1165,13 @@ fn finish(head: &Head, flow: Flow, reason: EndReason) -> Finished {
         orig_payload_bytes: payload(&flow.orig),
         resp_payload_bytes: payload(&flow.resp),
         missed_bytes: missed(&flow.orig) + missed(&flow.resp),
-        state: conn_state(key.proto, &flow),
-        history: flow.history,
+        // Before the history is taken: the state reads it.
+        state: conn_state(key.proto, flow),
+        history: std::mem::replace(&mut flow.history, History::new()),
         reason,
         icmp: head.icmp,
     };
-    (record, flow.analysis)
+    (record, std::mem::replace(&mut flow.analysis, Analysis::Off))
 }
 
 /// Zeek's conn_state code from the two endpoint states.

@@ -332,7 +332,8 @@ impl HttpFlow {
                     if line.is_empty() {
                         continue;
                     }
-                    let line = text(line);
+                    // Borrowed unless the line is not UTF-8: only the fields kept are copied.
+                    let line = String::from_utf8_lossy(line);
                     let mut tx = Transaction { ts_ns, ..Transaction::default() };
                     // A request line needs a space after the method (Zeek logs none otherwise).
                     let (method, target) = line.split_once(' ').unwrap_or(("", ""));
@@ -388,7 +389,7 @@ impl HttpFlow {
                     if name == HeaderName::Other {
                         continue;
                     }
-                    let value = text(value).trim().to_string();
+                    let value = String::from_utf8_lossy(value).trim().to_string();
                     header(&mut self.req, name, &value);
                     if let Some(tx) = self.pending.back_mut() {
                         match name {
@@ -448,7 +449,7 @@ impl HttpFlow {
                     if line.is_empty() {
                         continue;
                     }
-                    let line = text(line);
+                    let line = String::from_utf8_lossy(line);
                     let Some(version) = line.strip_prefix("HTTP/") else {
                         self.resp.state = Body::Stopped;
                         break;

@@ -2,7 +2,7 @@
 
 use crate::decode::{decode, DecodeError, LinkType};
 use crate::defrag::{Defrag, DefragStats};
-use crate::flow::{Finished, FlowConfig, FlowRecord, FlowTable, Identity};
+use crate::flow::{Analysis, Finished, FlowConfig, FlowRecord, FlowTable, FlowView, Identity};
 use crate::metrics::Metrics;
 use crate::session::{Meta, SessionStats, Sessions};
 use canh_event::{Dataset, Event};
@@ -14,6 +14,11 @@ pub trait EventSink {
     fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64);
     /// Any other event.
     fn event(&mut self, event: Event);
+    /// Protocol metadata of the flow `view`, numbered `seq`. By default the event is built and
+    /// handed to [`EventSink::event`]; a sink that writes JSON can write it straight from `meta`.
+    fn meta(&mut self, view: &FlowView, meta: &Meta, who: &Identity, seq: u64) {
+        self.event(crate::session::to_event(view, meta, who, seq));
+    }
 }
 
 impl EventSink for Vec<Event> {
@@ -36,7 +41,7 @@ pub struct PacketPipeline<'m> {
     event_counters: Vec<prometheus::IntCounter>,
     defrag: Defrag,
     defrag_reported: DefragStats,
-    metas: Vec<(crate::flow::FlowView, Meta)>,
+    metas: Vec<(FlowView, Meta)>,
     reported: SessionStats,
     metrics: &'m Metrics,
     last_ts_ns: i64,
@@ -133,7 +138,7 @@ impl<'m> PacketPipeline<'m> {
         self.drain(out);
         // One flow at a time: the records of a full table are never all held at once.
         let mut table = std::mem::replace(&mut self.table, FlowTable::new(FlowConfig::default()));
-        table.flush(|finished| self.write_flow(finished, out));
+        table.flush(|(record, analysis)| self.write_flow(&record, analysis, out));
         self.table = table;
         self.drain(out);
     }
@@ -160,9 +165,12 @@ impl<'m> PacketPipeline<'m> {
             self.reported_evictions = self.table.stats.evicted;
         }
         let mut finished = std::mem::take(&mut self.finished);
-        for f in finished.drain(..) {
-            self.write_flow(f, out);
+        // By reference: a finished flow is not moved again on its way out.
+        for (record, analysis) in finished.iter_mut() {
+            let analysis = std::mem::replace(analysis, Analysis::Off);
+            self.write_flow(record, analysis, out);
         }
+        finished.clear();
         self.finished = finished;
         self.emit_metadata(out);
         if self.sessions.stats == self.reported {
@@ -183,20 +191,20 @@ impl<'m> PacketPipeline<'m> {
     }
 
     /// A finished flow: its analyser's last metadata, then the flow record.
-    fn write_flow(&mut self, (record, analysis): Finished, out: &mut impl EventSink) {
+    fn write_flow(&mut self, record: &FlowRecord, analysis: Analysis, out: &mut impl EventSink) {
         self.sessions.end(analysis, &record.view(), &mut self.metas);
         self.emit_metadata(out);
-        out.flow(&record, &self.who, self.next_seq);
+        out.flow(record, &self.who, self.next_seq);
         self.next_seq += 1;
         self.event_counters[0].inc();
     }
 
     fn emit_metadata(&mut self, out: &mut impl EventSink) {
         for (view, meta) in self.metas.drain(..) {
-            let event = crate::session::to_event(&view, &meta, &self.who, self.next_seq);
-            let i = Dataset::ALL.iter().position(|d| *d == event.event.dataset).unwrap_or(0);
+            let dataset = meta.header().0;
+            let i = Dataset::ALL.iter().position(|d| *d == dataset).unwrap_or(0);
             self.event_counters[i].inc();
-            out.event(event);
+            out.meta(&view, &meta, &self.who, self.next_seq);
             self.next_seq += 1;
         }
     }

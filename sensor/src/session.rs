@@ -45,6 +45,18 @@ pub enum Meta {
     Ssh(SshFlow),
 }
 
+impl Meta {
+    /// The event's dataset, time and `network.protocol`.
+    pub fn header(&self) -> (Dataset, i64, &'static str) {
+        match self {
+            Meta::Dns(t) => (Dataset::Dns, t.ts_ns, "dns"),
+            Meta::Http(t) => (Dataset::Http, t.ts_ns, "http"),
+            Meta::Tls(t) => (Dataset::Tls, t.ts_ns, "tls"),
+            Meta::Ssh(t) => (Dataset::Ssh, t.ts_ns, "ssh"),
+        }
+    }
+}
+
 /// Counters the caller turns into metrics (fixed reasons).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionStats {
@@ -371,12 +383,7 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
         Body, DnsAnswer, DnsQuestion, Endpoint, Http, HttpRequest, HttpResponse, InnerNetwork,
         Network, Ssh, SshPeer, Tls, TlsClient, TlsServer, Url, UserAgent, Vlan,
     };
-    let (dataset, ts_ns, protocol) = match meta {
-        Meta::Dns(t) => (Dataset::Dns, t.ts_ns, "dns"),
-        Meta::Http(t) => (Dataset::Http, t.ts_ns, "http"),
-        Meta::Tls(t) => (Dataset::Tls, t.ts_ns, "tls"),
-        Meta::Ssh(t) => (Dataset::Ssh, t.ts_ns, "ssh"),
-    };
+    let (dataset, ts_ns, protocol) = meta.header();
     let mut event = Event::new(
         dataset,
         canh_event::event_id(&who.sensor_id, seq),
@@ -449,8 +456,8 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
             if let Some(q) = question {
                 d.question = Some(DnsQuestion {
                     name: Some(q.name.clone()),
-                    r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype)),
-                    class: t.query.as_ref().map(|_| dns::class_name(q.qclass)),
+                    r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype).into_owned()),
+                    class: t.query.as_ref().map(|_| dns::class_name(q.qclass).into_owned()),
                 });
             }
             // A response without a question (mDNS announcements): Zeek names the first answer.
@@ -462,15 +469,15 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 }
             }
             if let Some(r) = &t.response {
-                d.response_code = Some(dns::rcode_name(r.rcode));
+                d.response_code = Some(dns::rcode_name(r.rcode).into_owned());
                 let answers: Vec<DnsAnswer> = r
                     .answers
                     .iter()
                     .filter(|a| a.data.is_some())
                     .map(|a| DnsAnswer {
                         name: Some(a.name.clone()),
-                        r#type: Some(dns::type_name(a.rtype)),
-                        class: Some(dns::class_name(a.class)),
+                        r#type: Some(dns::type_name(a.rtype).into_owned()),
+                        class: Some(dns::class_name(a.class).into_owned()),
                         ttl: Some(a.ttl),
                         data: a.data.clone(),
                     })

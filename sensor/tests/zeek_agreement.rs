@@ -557,7 +557,7 @@ fn tshark_dns(tally: &mut Tally) {
                 r.insert("query".into(), if q.is_empty() { "-".into() } else { q });
                 let rcode =
                     row.get("dns.flags.rcode").and_then(|c| c.parse::<u8>().ok()).unwrap_or(0);
-                r.insert("rcode_name".into(), canh_sensor::dns::rcode_name(rcode));
+                r.insert("rcode_name".into(), canh_sensor::dns::rcode_name(rcode).into_owned());
                 let mut a: Vec<String> = row
                     .get("dns.a")
                     .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
