@@ -20,11 +20,12 @@
 //!   report acknowledges it in that segment like a spooled one.
 
 use crate::capture::now_ns;
-use crate::flow::{FlowRecord, Identity};
+use crate::flow::{FlowRecord, FlowView, Identity};
 use crate::json_out;
 use crate::metrics::Metrics;
 use crate::packets::EventSink;
 use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag, Tags};
+use crate::session::Meta;
 use crate::spool::{Appended, Class, RecordRef, Spool, SpoolError, SpoolLimits};
 use canh_event::{Dataset, Event, SensorStats, Timestamp};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -319,13 +320,7 @@ impl FlowJson {
         who: &Identity,
         seq: u64,
     ) -> Outgoing {
-        if self.ident.is_empty()
-            || self.ident_of.0 != who.sensor_id
-            || self.ident_of.1 != who.tenant
-        {
-            self.ident = json_out::identity_json(who);
-            self.ident_of = (who.sensor_id.clone(), who.tenant.clone());
-        }
+        self.identity(who);
         let (mut key, mut payload) = buffers;
         key.clear();
         payload.clear();
@@ -350,6 +345,51 @@ impl FlowJson {
             recycle: true,
         }
     }
+
+    /// What [`outgoing`] gives for `session::to_event(view, meta, who, seq)`.
+    fn meta_outgoing(
+        &mut self,
+        buffers: (Vec<u8>, Vec<u8>),
+        view: &FlowView,
+        meta: &Meta,
+        who: &Identity,
+        seq: u64,
+    ) -> Outgoing {
+        self.identity(who);
+        let (mut key, mut payload) = buffers;
+        key.clear();
+        payload.clear();
+        json_out::write_meta(&mut payload, view, meta, who, seq, &self.ident);
+        // `produce::key_of` of a metadata event: its flow's Community ID.
+        key.extend_from_slice(&canh_event::community_id::community_id_v1_bytes(
+            who.community_id_seed,
+            view.orig_ip,
+            view.resp_ip,
+            view.proto,
+            view.orig_port,
+            view.resp_port,
+        ));
+        let dataset = meta.header().0;
+        Outgoing {
+            class: produce::class_of(dataset),
+            dataset: produce::dataset_index(dataset),
+            topic: None,
+            key,
+            payload,
+            recycle: true,
+        }
+    }
+
+    /// `ident` for `who` (kept while the identity stays the same).
+    fn identity(&mut self, who: &Identity) {
+        if self.ident.is_empty()
+            || self.ident_of.0 != who.sensor_id
+            || self.ident_of.1 != who.tenant
+        {
+            self.ident = json_out::identity_json(who);
+            self.ident_of = (who.sensor_id.clone(), who.tenant.clone());
+        }
+    }
 }
 
 impl EventSink for UplinkSink<'_> {
@@ -362,6 +402,12 @@ impl EventSink for UplinkSink<'_> {
     fn event(&mut self, event: Event) {
         let buffers = self.buffers();
         let item = outgoing(&event, buffers, true);
+        self.send_item(Item::Event(item));
+    }
+
+    fn meta(&mut self, view: &FlowView, meta: &Meta, who: &Identity, seq: u64) {
+        let buffers = self.buffers();
+        let item = self.flows.meta_outgoing(buffers, view, meta, who, seq);
         self.send_item(Item::Event(item));
     }
 }
@@ -1090,13 +1136,14 @@ mod tests {
     use crate::config::KafkaSection;
     use crate::produce::ProducerTuning;
 
-    /// Flow events sent by `UplinkSink` carry the bytes and key of the `Event` path.
+    /// Flow and metadata events sent by `UplinkSink` carry the bytes and key of the `Event` path.
     #[test]
     fn flow_events_from_records_equal_the_event_path() {
         struct Compare {
             topics: Topics,
             flows: FlowJson,
             compared: usize,
+            metas: usize,
             others: usize,
         }
         impl EventSink for Compare {
@@ -1115,11 +1162,22 @@ mod tests {
             fn event(&mut self, _: Event) {
                 self.others += 1;
             }
+            fn meta(&mut self, view: &FlowView, meta: &Meta, who: &Identity, seq: u64) {
+                let used = (b"old key".to_vec(), b"{\"old\":1}".to_vec());
+                let direct = self.flows.meta_outgoing(used.clone(), view, meta, who, seq);
+                let event = crate::session::to_event(view, meta, who, seq);
+                let via_event = outgoing(&event, used, true);
+                assert_eq!(direct.payload, via_event.payload);
+                assert_eq!(direct.key, via_event.key);
+                assert_eq!(direct.topic(&self.topics), via_event.topic(&self.topics));
+                assert_eq!((direct.class, direct.dataset), (via_event.class, via_event.dataset));
+                self.metas += 1;
+            }
         }
-        let pcap = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/pcap/samples/asyncrat-c2.pcap");
-        if !pcap.exists() {
-            eprintln!("shared data not found at {}; skipping", pcap.display());
+        let samples =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap/samples");
+        if !samples.exists() {
+            eprintln!("shared data not found at {}; skipping", samples.display());
             return;
         }
         // A sensor id that needs escaping.
@@ -1129,24 +1187,30 @@ mod tests {
             community_id_seed: 3,
         };
         let metrics = Metrics::new();
-        let mut pipeline = crate::packets::PacketPipeline::new(
-            who,
-            crate::flow::FlowConfig::default(),
-            5,
-            &metrics,
-        );
         let mut sink = Compare {
             topics: Topics::new("p-"),
             flows: FlowJson::default(),
             compared: 0,
+            metas: 0,
             others: 0,
         };
-        crate::capture::read_file(&pcap, |link, ts, data| {
-            pipeline.frame(link, ts, data, &mut sink)
-        })
-        .expect("read");
-        pipeline.finish(&mut sink);
+        // TLS, DNS and HTTP metadata between them.
+        for name in ["asyncrat-c2.pcap", "dns-tunnel-iodine.pcap", "http-dvwa-sqlinjection.pcapng"]
+        {
+            let mut pipeline = crate::packets::PacketPipeline::new(
+                who.clone(),
+                crate::flow::FlowConfig::default(),
+                5,
+                &metrics,
+            );
+            crate::capture::read_file(&samples.join(name), |link, ts, data| {
+                pipeline.frame(link, ts, data, &mut sink)
+            })
+            .expect("read");
+            pipeline.finish(&mut sink);
+        }
         assert!(sink.compared > 0, "flows compared: {}", sink.compared);
+        assert!(sink.metas > 0, "metadata events compared: {}", sink.metas);
     }
 
     fn event(dataset: Dataset, seq: u64) -> Event {
