@@ -108,7 +108,39 @@ pub fn topics(prefix: &str) -> Vec<String> {
     Dataset::ALL.iter().map(|d| format!("{prefix}{}", d.as_str())).collect()
 }
 
-fn consumer(settings: &Settings) -> Result<StreamConsumer, ConsumeError> {
+/// The consumer's librdkafka callbacks: the group's assignments and errors go to the log, so a
+/// collector that joined but holds no partition, or a group that keeps rebalancing, shows.
+pub struct GroupContext;
+
+impl rdkafka::ClientContext for GroupContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for GroupContext {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        match rebalance {
+            rdkafka::consumer::Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "kafka partitions assigned")
+            }
+            rdkafka::consumer::Rebalance::Revoke(list) => {
+                tracing::info!(partitions = list.count(), "kafka partitions revoked")
+            }
+            rdkafka::consumer::Rebalance::Error(err) => {
+                tracing::warn!(error = %err, "kafka rebalance failed")
+            }
+        }
+    }
+}
+
+type GroupConsumer = StreamConsumer<GroupContext>;
+
+fn consumer(settings: &Settings) -> Result<GroupConsumer, ConsumeError> {
     let kafka = &settings.config.kafka;
     let mut client = client_config(settings);
     client
@@ -122,7 +154,7 @@ fn consumer(settings: &Settings) -> Result<StreamConsumer, ConsumeError> {
         .set("max.partition.fetch.bytes", kafka.consumer.max_partition_fetch_bytes.to_string())
         .set("queued.max.messages.kbytes", kafka.consumer.queued_max_kbytes.to_string());
     client
-        .create()
+        .create_with_context(GroupContext)
         .map_err(|source| ConsumeError::Create { brokers: kafka.brokers.clone(), source })
 }
 
@@ -644,7 +676,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn flush(
     settings: &Settings,
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     db: &clickhouse::Client,
     metrics: &Metrics,
     detection: &mut Option<Detection>,

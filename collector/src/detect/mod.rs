@@ -67,6 +67,13 @@ pub struct Settings {
     pub dedup_window_secs: i64,
     /// Event ids kept per alert.
     pub max_event_ids: usize,
+    /// Entries kept per correlation window (one correlation and group), newest first. rsigma 0.23
+    /// keeps every matching event of a window and counts a value_count window's distinct values
+    /// anew on every event, so without a cap one busy group (a port scan, a brute force at line
+    /// rate) costs memory and time per event in proportion to its window: quadratic. With the cap
+    /// a count saturates at it (value_count: distinct values among the newest entries), far above
+    /// the pack's thresholds (10-30).
+    pub max_group_entries: usize,
     /// Group every correlation by `organization.id` too (off for the flat oracle events).
     pub group_by_tenant: bool,
     /// Evaluate through one indexed engine per set of routed families, reading fields through
@@ -82,6 +89,7 @@ impl Default for Settings {
             max_keys: 100_000,
             dedup_window_secs: 600,
             max_event_ids: 50,
+            max_group_entries: 1_000,
             group_by_tenant: true,
             fast_path: true,
         }
@@ -308,6 +316,7 @@ impl Detector {
                 max_state_entries: settings.max_keys.max(1),
                 correlation_event_mode: CorrelationEventMode::Refs,
                 max_correlation_events: settings.max_event_ids.max(1),
+                max_group_entries: Some(settings.max_group_entries.max(1)),
                 ..CorrelationConfig::default()
             });
             for rule in &correlation_rules {
@@ -1063,6 +1072,19 @@ mod tests {
         d.process(&events, Timestamp(0));
         assert!(d.correlation_keys() <= 10, "{}", d.correlation_keys());
         assert!(d.stats().evictions > 0);
+    }
+
+    #[test]
+    fn a_busy_window_keeps_at_most_max_group_entries() {
+        let mut d = detector(Settings { max_group_entries: 20, ..Settings::default() });
+        let events: Vec<Value> = (0..100).map(|i| failure("192.0.2.1", i)).collect();
+        let alerts = d.process(&events, Timestamp(0));
+        assert_eq!(alerts.len(), 1, "still detected");
+        let summary = alerts[0].alert.as_ref().expect("summary");
+        assert_eq!(summary.count, 20, "the count saturates at the cap");
+        let mut uncapped = detector(Settings::default());
+        let alerts = uncapped.process(&events, Timestamp(0));
+        assert_eq!(alerts[0].alert.as_ref().expect("summary").count, 100);
     }
 
     #[test]
