@@ -40,35 +40,64 @@ impl<'a> CanhEvent<'a> {
 }
 
 /// The answer of the direct walk.
-enum Walk<'a> {
+#[derive(Debug, Clone, Copy)]
+pub enum Walk<'a> {
     Found(&'a Value),
     Absent,
     /// Not a plain walk through objects: ask `JsonEvent`.
     Unsure,
 }
 
+/// A field path taken apart once (at rule load), for lookups on many events.
+#[derive(Debug, Clone)]
+pub struct FieldPath {
+    path: String,
+    dotted: bool,
+    /// The dotted segments, or `None` when the path has index or escape syntax (`[`, `\`).
+    segments: Option<Vec<String>>,
+}
+
+impl FieldPath {
+    pub fn new(path: &str) -> FieldPath {
+        let plain = !path.contains(['[', '\\']);
+        FieldPath {
+            path: path.to_string(),
+            dotted: path.contains('.'),
+            segments: plain.then(|| path.split('.').map(str::to_string).collect()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+}
+
 /// `path` in `root` the way `JsonEvent::get_field` reads it, as long as the path is plain (no
 /// `[`, no `\`) and the walk meets only objects: a flat key equal to the whole path first, then
 /// one object key per dotted segment. An array on the way (rsigma fans out over its members) or a
 /// path with index or escape syntax is left to `JsonEvent`.
-/// `dotted_keys` says whether the root may hold a key with a dot (else a flat key equal to a
-/// dotted path cannot exist).
-fn walk<'a>(root: &'a Value, path: &str, dotted_keys: impl FnOnce() -> bool) -> Walk<'a> {
+/// `dotted` says whether the path has a dot, `segments` are its dotted segments (`None`: not a
+/// plain path), `dotted_keys` whether the root may hold a key with a dot (else a flat key equal
+/// to a dotted path cannot exist).
+fn walk<'a, 's>(
+    root: &'a Value,
+    path: &str,
+    dotted: bool,
+    segments: Option<impl Iterator<Item = &'s str>>,
+    dotted_keys: impl FnOnce() -> bool,
+) -> Walk<'a> {
     let Value::Object(map) = root else { return Walk::Unsure };
-    let dotted = path.contains('.');
     if !dotted || dotted_keys() {
         if let Some(value) = map.get(path) {
             return Walk::Found(value);
         }
     }
-    if path.contains('[') || path.contains('\\') {
-        return Walk::Unsure;
-    }
+    let Some(segments) = segments else { return Walk::Unsure };
     if !dotted {
         return Walk::Absent;
     }
     let mut current = root;
-    for segment in path.split('.') {
+    for segment in segments {
         current = match current {
             Value::Object(map) => match map.get(segment) {
                 Some(next) => next,
@@ -82,9 +111,35 @@ fn walk<'a>(root: &'a Value, path: &str, dotted_keys: impl FnOnce() -> bool) -> 
     Walk::Found(current)
 }
 
+impl<'a> CanhEvent<'a> {
+    /// The value at `path` borrowed from the event, when a plain walk can tell (`Unsure`: ask
+    /// `get_field`). What `get_field` answers, before the conversion to rsigma's value.
+    pub fn lookup(&self, path: &str) -> Walk<'a> {
+        // One pass over the path for the three questions (it is short: a call per question cost
+        // more than the answers).
+        let mut dotted = false;
+        let mut plain = true;
+        for &byte in path.as_bytes() {
+            match byte {
+                b'.' => dotted = true,
+                b'[' | b'\\' => plain = false,
+                _ => {}
+            }
+        }
+        let segments = plain.then(|| path.split('.'));
+        walk(self.value, path, dotted, segments, || self.has_dotted_keys())
+    }
+
+    /// `lookup` of a path taken apart beforehand.
+    pub fn lookup_path(&self, field: &FieldPath) -> Walk<'a> {
+        let segments = field.segments.as_ref().map(|s| s.iter().map(String::as_str));
+        walk(self.value, &field.path, field.dotted, segments, || self.has_dotted_keys())
+    }
+}
+
 impl Event for CanhEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        match walk(self.value, path, || self.has_dotted_keys()) {
+        match self.lookup(path) {
             Walk::Found(value) => Some(EventValue::from(value)),
             Walk::Absent => None,
             Walk::Unsure => self.json.get_field(path),
@@ -176,6 +231,12 @@ mod tests {
             let slow = JsonEvent::borrow(event);
             for path in paths {
                 assert_eq!(fast.get_field(path), slow.get_field(path), "{path} in {event}");
+                let by_path = match fast.lookup_path(&FieldPath::new(path)) {
+                    Walk::Found(value) => Some(EventValue::from(value)),
+                    Walk::Absent => None,
+                    Walk::Unsure => slow.get_field(path),
+                };
+                assert_eq!(by_path, slow.get_field(path), "{path} in {event}, split once");
             }
         }
     }

@@ -181,7 +181,8 @@ impl Mapping {
         out: &mut Vec<usize>,
     ) {
         out.clear();
-        let dataset = event.pointer("/event/dataset").and_then(Value::as_str);
+        // Not `pointer("/event/dataset")`: it parses the pointer (and allocates) on every call.
+        let dataset = event.get("event").and_then(|e| e.get("dataset")).and_then(Value::as_str);
         for index in candidates {
             let family = &self.families[index];
             if family.any_event {

@@ -13,17 +13,74 @@
 //! several rules use it. `tests/detect_fast_path.rs` checks gated against ungated detection on the
 //! pack, the applicable SigmaHQ rules and all SigmaHQ rules.
 
+use crate::detect::fields::{CanhEvent, FieldPath, Walk};
+use aho_corasick::AhoCorasick;
+use regex::RegexSet;
+use rsigma_eval::matcher::GroupMode;
 use rsigma_eval::{
     CompiledDetection, CompiledDetectionItem, CompiledMatcher, CompiledRule, Event, EventValue,
 };
 use rsigma_parser::{ConditionExpr, Quantifier};
+use serde_json::Value;
 use std::collections::HashMap;
 
-/// One test on the event: a detection item, or a keyword detection.
+/// One test on the event: a detection item (with the index of its field in `Prefilter::fields`
+/// and of the screen it is in, if any), or a keyword detection.
 #[derive(Debug)]
 enum Atom {
-    Item(CompiledDetectionItem),
+    Item { item: CompiledDetectionItem, field: Option<usize>, screen: Option<usize> },
     Keywords(CompiledMatcher),
+}
+
+/// One pass over a field for all the substring and regex tests several atoms make on it. On a
+/// string with no ASCII capital letter and nothing but ASCII (lowercasing, which rsigma does for
+/// case-insensitive tests, changes nothing), each such atom holds exactly when one of its
+/// needles is in the string or one of its regexes matches it; so when no needle and no regex of
+/// the screen hits, all its atoms are false without running them one by one (the web-attack
+/// rules make about 20 such tests on every URL).
+#[derive(Debug)]
+struct Screen {
+    needles: Option<AhoCorasick>,
+    regexes: Option<RegexSet>,
+}
+
+impl Screen {
+    /// False only when every atom of the screen is false on this value.
+    fn may_hit(&self, value: Walk) -> bool {
+        let Walk::Found(Value::String(text)) = value else { return true };
+        if !text.is_ascii() || text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return true;
+        }
+        self.needles.as_ref().is_some_and(|n| n.is_match(text.as_str()))
+            || self.regexes.as_ref().is_some_and(|r| r.is_match(text))
+    }
+}
+
+/// The needles and regex patterns of a matcher made only of substring tests and regexes, any of
+/// which makes it hold; `None` for any other matcher.
+fn screen_parts(
+    matcher: &CompiledMatcher,
+    needles: &mut Vec<String>,
+    patterns: &mut Vec<String>,
+) -> Option<()> {
+    match matcher {
+        CompiledMatcher::Contains { value, .. } => needles.push(value.clone()),
+        CompiledMatcher::AhoCorasickSet { needles: more, .. } => {
+            needles.extend(more.iter().cloned())
+        }
+        CompiledMatcher::Regex(regex) => patterns.push(regex.as_str().to_string()),
+        CompiledMatcher::RegexSetMatch { set, mode: GroupMode::Any } => {
+            patterns.extend(set.patterns().iter().cloned())
+        }
+        CompiledMatcher::AnyOf(children)
+        | CompiledMatcher::CaseInsensitiveGroup { children, mode: GroupMode::Any } => {
+            for child in children {
+                screen_parts(child, needles, patterns)?;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 /// Clauses (all must hold) of atoms (one must hold), or nothing known (always holds).
@@ -37,6 +94,10 @@ enum Gate {
 #[derive(Debug, Default)]
 pub struct Prefilter {
     atoms: Vec<Atom>,
+    /// The distinct fields the atoms read: each is looked up at most once per event, however
+    /// many atoms read it.
+    fields: Vec<FieldPath>,
+    screens: Vec<Screen>,
     /// Per rule, its clauses, cheapest first.
     rules: Vec<Vec<Vec<usize>>>,
     /// Per rule (same index as `rules`), its title, for tests and diagnostics.
@@ -45,10 +106,29 @@ pub struct Prefilter {
     open: bool,
 }
 
-/// Per-event memory of atom verdicts (kept between events to save the allocation).
+/// Per-event memory of atom verdicts and field lookups (kept between events to save the
+/// allocation).
 #[derive(Debug, Default)]
 pub struct Memo {
     verdicts: Vec<Verdict>,
+    screens: Vec<Verdict>,
+    /// Always empty between events: only its allocation is kept (see `reuse`).
+    lookups: Vec<Lookup<'static>>,
+}
+
+/// A field of the event, looked up on first use.
+#[derive(Debug, Clone, Copy)]
+enum Lookup<'a> {
+    NotYet,
+    Done(Walk<'a>),
+}
+
+/// An empty vector of lookups in the allocation of `spare` (the lookups of one event borrow
+/// that event, so the vector kept between events cannot hold any).
+fn reuse<'a, 'b>(mut spare: Vec<Lookup<'a>>) -> Vec<Lookup<'b>> {
+    spare.clear();
+    // Collecting an emptied vector through a map to a type of the same size reuses its buffer.
+    spare.into_iter().map(|_| Lookup::NotYet).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +153,56 @@ impl Prefilter {
             }
         }
         out.atoms = builder.atoms;
+        out.fields = builder.fields;
+        out.add_screens();
         out
+    }
+
+    /// A screen for each field that two or more atoms test only with substrings and regexes.
+    fn add_screens(&mut self) {
+        for field in 0..self.fields.len() {
+            let mut members = Vec::new();
+            let mut needles = Vec::new();
+            let mut patterns = Vec::new();
+            for (index, atom) in self.atoms.iter().enumerate() {
+                let Atom::Item { item, field: Some(f), .. } = atom else { continue };
+                if *f != field || item.exists.is_some() {
+                    continue;
+                }
+                let (mut n, mut p) = (Vec::new(), Vec::new());
+                if screen_parts(&item.matcher, &mut n, &mut p).is_some() {
+                    members.push(index);
+                    needles.append(&mut n);
+                    patterns.append(&mut p);
+                }
+            }
+            if members.len() < 2 {
+                continue;
+            }
+            let needles = if needles.is_empty() {
+                None
+            } else {
+                match AhoCorasick::new(&needles) {
+                    Ok(automaton) => Some(automaton),
+                    Err(_) => continue,
+                }
+            };
+            let regexes = if patterns.is_empty() {
+                None
+            } else {
+                match RegexSet::new(&patterns) {
+                    Ok(set) => Some(set),
+                    Err(_) => continue,
+                }
+            };
+            let screen = self.screens.len();
+            self.screens.push(Screen { needles, regexes });
+            for index in members {
+                if let Atom::Item { screen: slot, .. } = &mut self.atoms[index] {
+                    *slot = Some(screen);
+                }
+            }
+        }
     }
 
     /// Whether every event passes (some rule has no clause).
@@ -82,26 +211,38 @@ impl Prefilter {
     }
 
     /// False only if none of the rules can match this event.
-    pub fn may_match(&self, event: &impl Event, memo: &mut Memo) -> bool {
+    pub fn may_match(&self, event: &CanhEvent, memo: &mut Memo) -> bool {
         if self.open {
             return true;
         }
         memo.verdicts.clear();
         memo.verdicts.resize(self.atoms.len(), Verdict::Unknown);
-        self.rules.iter().any(|clauses| {
-            clauses.iter().all(|clause| clause.iter().any(|&atom| self.atom(atom, event, memo)))
-        })
+        memo.screens.clear();
+        memo.screens.resize(self.screens.len(), Verdict::Unknown);
+        let mut lookups = reuse(std::mem::take(&mut memo.lookups));
+        lookups.resize(self.fields.len(), Lookup::NotYet);
+        let (verdicts, screens) = (&mut memo.verdicts, &mut memo.screens);
+        let holds = self.rules.iter().any(|clauses| {
+            clauses.iter().all(|clause| {
+                clause.iter().any(|&atom| self.atom(atom, event, verdicts, screens, &mut lookups))
+            })
+        });
+        memo.lookups = reuse(lookups);
+        holds
     }
 
     /// Titles of the gated rules whose gate holds on this event.
-    pub fn passing(&self, event: &impl Event) -> Vec<&str> {
-        let mut memo = Memo::default();
-        memo.verdicts.resize(self.atoms.len(), Verdict::Unknown);
+    pub fn passing(&self, event: &CanhEvent) -> Vec<&str> {
+        let mut verdicts = vec![Verdict::Unknown; self.atoms.len()];
+        let mut screens = vec![Verdict::Unknown; self.screens.len()];
+        let mut lookups = vec![Lookup::NotYet; self.fields.len()];
         let mut out = Vec::new();
         for (clauses, title) in self.rules.iter().zip(&self.titles) {
-            let holds = clauses
-                .iter()
-                .all(|clause| clause.iter().any(|&atom| self.atom(atom, event, &mut memo)));
+            let holds = clauses.iter().all(|clause| {
+                clause
+                    .iter()
+                    .any(|&atom| self.atom(atom, event, &mut verdicts, &mut screens, &mut lookups))
+            });
             if holds {
                 out.push(title.as_str());
             }
@@ -109,17 +250,42 @@ impl Prefilter {
         out
     }
 
-    fn atom(&self, index: usize, event: &impl Event, memo: &mut Memo) -> bool {
-        match memo.verdicts[index] {
+    fn atom<'e>(
+        &self,
+        index: usize,
+        event: &CanhEvent<'e>,
+        verdicts: &mut [Verdict],
+        screens: &mut [Verdict],
+        lookups: &mut [Lookup<'e>],
+    ) -> bool {
+        match verdicts[index] {
             Verdict::True => return true,
             Verdict::False => return false,
             Verdict::Unknown => {}
         }
         let holds = match &self.atoms[index] {
-            Atom::Item(item) => item_holds(item, event),
+            Atom::Item { item, field: Some(field), screen } => {
+                let found = match lookups[*field] {
+                    Lookup::Done(found) => found,
+                    Lookup::NotYet => {
+                        let found = event.lookup_path(&self.fields[*field]);
+                        lookups[*field] = Lookup::Done(found);
+                        found
+                    }
+                };
+                let screened_out = screen.is_some_and(|screen| {
+                    if screens[screen] == Verdict::Unknown {
+                        let hit = self.screens[screen].may_hit(found);
+                        screens[screen] = if hit { Verdict::True } else { Verdict::False };
+                    }
+                    screens[screen] == Verdict::False
+                });
+                !screened_out && item_holds_at(item, found, event)
+            }
+            Atom::Item { item, field: None, .. } => item_holds(item, event),
             Atom::Keywords(matcher) => matcher.matches_keyword(event),
         };
-        memo.verdicts[index] = if holds { Verdict::True } else { Verdict::False };
+        verdicts[index] = if holds { Verdict::True } else { Verdict::False };
         holds
     }
 }
@@ -129,6 +295,7 @@ impl Prefilter {
 struct Builder {
     atoms: Vec<Atom>,
     seen: HashMap<String, usize>,
+    fields: Vec<FieldPath>,
 }
 
 impl Builder {
@@ -139,6 +306,17 @@ impl Builder {
             self.atoms.push(atom);
         }
         Gate::All(vec![vec![index]])
+    }
+
+    /// The index of a field in `fields`.
+    fn field(&mut self, name: &str) -> usize {
+        match self.fields.iter().position(|f| f.as_str() == name) {
+            Some(index) => index,
+            None => {
+                self.fields.push(FieldPath::new(name));
+                self.fields.len() - 1
+            }
+        }
     }
 
     /// A rule matches when any of its conditions holds.
@@ -195,7 +373,11 @@ impl Builder {
             CompiledDetection::AllOf(items) => {
                 let parts = items
                     .iter()
-                    .map(|item| self.atom(format!("item {item:?}"), Atom::Item(item.clone())))
+                    .map(|item| {
+                        let field = item.field.as_ref().map(|f| self.field(f));
+                        let atom = Atom::Item { item: item.clone(), field, screen: None };
+                        self.atom(format!("item {item:?}"), atom)
+                    })
                     .collect();
                 all(parts)
             }
@@ -235,27 +417,52 @@ fn all(parts: Vec<Gate>) -> Gate {
     }
 }
 
-/// One of the parts holds: one clause of each part (its shortest), joined into one clause.
+/// Clauses a gate of `or` may have at most (see `any`).
+const MAX_OR_CLAUSES: usize = 16;
+
+/// One of the parts holds. Exactly, that is every clause made of one clause of each part, joined
+/// (`a or (b and c)` is `(a or b) and (a or c)`); when that would make more than
+/// `MAX_OR_CLAUSES` clauses, only the one clause made of each part's shortest.
 fn any(mut parts: Vec<Gate>) -> Gate {
     if parts.len() == 1 {
         return parts.remove(0);
     }
-    let mut joined: Vec<usize> = Vec::new();
+    let mut sides: Vec<Vec<Vec<usize>>> = Vec::new();
     for part in parts {
         let Gate::All(clauses) = part else { return Gate::Open };
-        let Some(shortest) = clauses.into_iter().min_by_key(Vec::len) else {
+        if clauses.is_empty() {
             return Gate::Open;
-        };
-        for atom in shortest {
-            if !joined.contains(&atom) {
-                joined.push(atom);
-            }
+        }
+        sides.push(clauses);
+    }
+    let combinations =
+        sides.iter().try_fold(1usize, |product, clauses| product.checked_mul(clauses.len()));
+    if combinations.is_none_or(|n| n > MAX_OR_CLAUSES) {
+        for clauses in &mut sides {
+            let shortest = clauses.iter().min_by_key(|c| c.len()).cloned().unwrap_or_default();
+            *clauses = vec![shortest];
         }
     }
-    if joined.is_empty() {
+    let mut joined: Vec<Vec<usize>> = vec![Vec::new()];
+    for clauses in sides {
+        let mut next = Vec::with_capacity(joined.len() * clauses.len());
+        for prefix in &joined {
+            for clause in &clauses {
+                let mut atoms = prefix.clone();
+                for &atom in clause {
+                    if !atoms.contains(&atom) {
+                        atoms.push(atom);
+                    }
+                }
+                next.push(atoms);
+            }
+        }
+        joined = next;
+    }
+    if joined.iter().any(Vec::is_empty) {
         Gate::Open
     } else {
-        Gate::All(vec![joined])
+        Gate::All(joined)
     }
 }
 
@@ -274,6 +481,22 @@ fn item_holds(item: &CompiledDetectionItem, event: &impl Event) -> bool {
             None => matches!(item.matcher, CompiledMatcher::Null),
         },
         None => item.matcher.matches_keyword(event),
+    }
+}
+
+/// `item_holds` with the item's field already looked up (`Unsure`: left to `item_holds`).
+fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &CanhEvent) -> bool {
+    let value = match found {
+        Walk::Unsure => return item_holds(item, event),
+        Walk::Found(value) => Some(value),
+        Walk::Absent => None,
+    };
+    if let Some(expect_exists) = item.exists {
+        return value.is_some_and(|v| !v.is_null()) == expect_exists;
+    }
+    match value {
+        Some(value) => matches(&item.matcher, &EventValue::from(value), event),
+        None => matches!(item.matcher, CompiledMatcher::Null),
     }
 }
 
@@ -356,7 +579,6 @@ fn contains_lower(text: &str, lowered: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::fields::CanhEvent;
     use serde_json::json;
 
     fn compile(yaml: &str) -> CompiledRule {
@@ -374,19 +596,89 @@ mod tests {
         let filter = Prefilter::build([&compile(SCAN)]);
         assert!(!filter.is_open());
         assert_eq!(filter.rules.len(), 1);
-        assert_eq!(filter.rules[0].len(), 2, "{:?}", filter.rules);
+        // `tcp`, `no_session or RSTO`, `no_session or no payload`.
+        assert_eq!(filter.rules[0].len(), 3, "{:?}", filter.rules);
         let mut memo = Memo::default();
         let pass = |event: serde_json::Value, memo: &mut Memo| {
             filter.may_match(&CanhEvent::new(&event), memo)
         };
-        let flow = |state: &str| json!({"network": {"transport": "TCP"}, "flow": {"state": state}});
-        assert!(pass(flow("s0"), &mut memo));
-        assert!(pass(flow("RSTO"), &mut memo), "the gate of `connect` is its state alone");
-        assert!(!pass(flow("SF"), &mut memo));
+        let flow = |state: &str, bytes: u64| {
+            json!({"network": {"transport": "TCP"},
+                   "flow": {"state": state, "orig_payload_bytes": bytes}})
+        };
+        assert!(pass(flow("s0", 10), &mut memo));
+        assert!(pass(flow("RSTO", 0), &mut memo));
+        assert!(!pass(flow("RSTO", 10), &mut memo), "both items of `connect` are in the gate");
+        assert!(!pass(flow("SF", 0), &mut memo));
         assert!(!pass(
             json!({"network": {"transport": "udp"}, "flow": {"state": "S0"}}),
             &mut memo
         ));
+    }
+
+    #[test]
+    fn screens_change_no_verdict() {
+        let rules: Vec<CompiledRule> = [
+            "url|contains: [Foo, bar, ../]",
+            "url|re|i: ['un.on', 'x{2}', 'zz$']",
+            "url|re: 'CaseSensitive'",
+            "url|contains|cased: [Baz]",
+            "url|startswith: /a",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            compile(&format!(
+                "title: r{i}\nlogsource: {{product: x}}\ndetection:\n  sel:\n    {item}\n  \
+                 condition: sel\n"
+            ))
+        })
+        .collect();
+        let screened = Prefilter::build(&rules);
+        assert_eq!(screened.screens.len(), 1, "one screen for `url`: {screened:?}");
+        let mut plain = Prefilter::build(&rules);
+        plain.screens.clear();
+        for atom in &mut plain.atoms {
+            if let Atom::Item { screen, .. } = atom {
+                *screen = None;
+            }
+        }
+        let urls = [
+            "/",
+            "/index",
+            "/FOO",
+            "/foo",
+            "/bar",
+            "/BAR",
+            "/UNION",
+            "/union",
+            "/uni0n",
+            "/xx",
+            "/XX",
+            "/zz",
+            "/zz/",
+            "/CaseSensitive",
+            "/casesensitive",
+            "/Baz",
+            "/baz",
+            "/a",
+            "/ä/union",
+            "/Ä/foo",
+            "/../",
+            "",
+        ];
+        let mut hits = 0;
+        for url in urls {
+            for event in [json!({"url": url}), json!({"url": [url, "/"]}), json!({"other": 1})] {
+                let event = CanhEvent::new(&event);
+                let want = plain.passing(&event);
+                assert_eq!(screened.passing(&event), want, "{url}");
+                let mut memo = Memo::default();
+                assert_eq!(screened.may_match(&event, &mut memo), !want.is_empty(), "{url}");
+                hits += want.len();
+            }
+        }
+        assert!(hits > 20, "the texts hit the rules: {hits}");
     }
 
     #[test]
