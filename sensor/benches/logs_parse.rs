@@ -7,7 +7,7 @@
 
 use canh_event::Timestamp;
 use canh_sensor::flow::Identity;
-use canh_sensor::logs::{line_event, LineFormat, LineOptions};
+use canh_sensor::logs::{line_event, LineFormat, LineOptions, LineParser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,7 +98,9 @@ fn main() {
             cpu[cpu.len() - 1],
         );
     };
-    let parse = |seq: u64, line: &[u8]| line_event(line, false, received, seq, &who, &options);
+    // As `canh-sensor logs` and the log pipeline do: the line parsed into borrowed fields, its
+    // JSON written straight from them into one reused buffer.
+    let mut parser = LineParser::new(options);
     if let Ok(rounds) = std::env::var("CANH_BENCH_PROFILE") {
         // For `perf record` (or callgrind with `CANH_BENCH_PROFILE=1`): parse + serialise, the
         // given number of rounds (40 when not a number).
@@ -107,39 +109,50 @@ fn main() {
         for _ in 0..rounds {
             for (seq, line) in (0u64..).zip(&lines) {
                 json.clear();
-                parse(seq, line).write_json(&mut json);
+                parser.write_json(line, false, received, seq, &who, &mut json);
                 std::hint::black_box(&json);
             }
         }
         return;
     }
     println!("{} lines per round, one thread", lines.len());
-    rounds("parse only", &mut || {
-        (0u64..)
-            .zip(&lines)
-            .map(|(seq, line)| std::hint::black_box(parse(seq, line)).event.id.len())
+    rounds("parse only (LineParser::fields)", &mut || {
+        lines
+            .iter()
+            .map(|line| std::hint::black_box(parser.fields(line, false, received)).original.len())
             .sum()
     });
-    // Serialised as the `logs` command and the pipeline do: into one reused buffer.
     let mut json = Vec::with_capacity(1 << 16);
-    let events: Vec<_> = (0u64..).zip(&lines).map(|(seq, line)| parse(seq, line)).collect();
-    rounds("serialise only (Event::write_json)", &mut || {
-        events
-            .iter()
-            .map(|e| {
+    let fields: Vec<_> = lines.iter().map(|line| parser.fields(line, false, received)).collect();
+    rounds("serialise only (LogEvent::write_json)", &mut || {
+        (0u64..)
+            .zip(&fields)
+            .map(|(seq, f)| {
                 json.clear();
-                e.write_json(&mut json);
+                let id = canh_sensor::logs::log_event_id_bytes(&who.sensor_id, seq);
+                f.write_json(std::str::from_utf8(&id).expect("hex"), &who, &mut json);
                 std::hint::black_box(&json).len()
             })
             .sum()
     });
-    drop(events);
-    rounds("parse + serialise", &mut || {
+    drop(fields);
+    rounds("parse + serialise (LineParser::write_json)", &mut || {
         (0u64..)
             .zip(&lines)
             .map(|(seq, line)| {
                 json.clear();
-                parse(seq, line).write_json(&mut json);
+                parser.write_json(line, false, received, seq, &who, &mut json);
+                std::hint::black_box(&json).len()
+            })
+            .sum()
+    });
+    // The path before this round, for comparison: an owned `Event`, then `Event::write_json`.
+    rounds("parse + serialise through an owned Event (before)", &mut || {
+        (0u64..)
+            .zip(&lines)
+            .map(|(seq, line)| {
+                json.clear();
+                line_event(line, false, received, seq, &who, &options).write_json(&mut json);
                 std::hint::black_box(&json).len()
             })
             .sum()
@@ -172,7 +185,11 @@ fn udp_ingest(sample: &[Vec<u8>]) {
     let inputs = LogInputs {
         channel_capacity: 10_000,
         udp: Some(UdpSettings {
-            listen: "127.0.0.1:0".parse().expect("addr"),
+            // `CANH_BENCH_UDP_PORT` picks the port (default: a free one).
+            listen: SocketAddr::from((
+                [127, 0, 0, 1],
+                std::env::var("CANH_BENCH_UDP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0),
+            )),
             max_bytes: 65_536,
             receive_buffer_bytes,
             options: LineOptions {
@@ -207,8 +224,9 @@ fn udp_ingest(sample: &[Vec<u8>]) {
             parse_errors: metrics.log_parse_errors.clone(),
             events: metrics.events.clone(),
         },
-        move |e: &canh_event::Event| -> Result<(), String> {
-            std::hint::black_box(e.to_json());
+        move |log: &pipeline::LogJson<'_>| -> Result<(), String> {
+            // The copies the uplink makes (`Uplink::send_json`).
+            std::hint::black_box((log.key.as_bytes().to_vec(), log.json.to_vec()));
             counter.fetch_add(1, Ordering::Relaxed);
             Ok(())
         },

@@ -321,18 +321,17 @@ fn offline_logs(
         // Each file is its own source: a W3C `#Fields:` header applies to the lines after it.
         let mut parser = logs::LineParser::new(options);
         let result = logs::lines::for_each_line(&mut reader, max_line_bytes, |line, truncated| {
-            let event = parser.event(line, truncated, received, seq, &who);
+            json.clear();
+            let error = parser.write_json(line, truncated, received, seq, &who, &mut json);
             seq += 1;
             metrics.log_lines.with_label_values(&[input]).inc();
             if truncated {
                 metrics.log_truncated.with_label_values(&[input]).inc();
             }
-            if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
-                metrics.log_parse_errors.with_label_values(&[reason]).inc();
+            if let Some(error) = error {
+                metrics.log_parse_errors.with_label_values(&[error.reason()]).inc();
             }
             if write_error.is_none() {
-                json.clear();
-                event.write_json(&mut json);
                 json.push(b'\n');
                 if let Err(e) = out.write_all(&json) {
                     write_error = Some(e);
@@ -514,7 +513,7 @@ fn start_logs(
         first_seq,
         stop.clone(),
         log_metrics,
-        move |event| sender.send(event),
+        move |log| sender.send_json(canh_event::Dataset::Log, log.key, log.json),
         // Checkpoints move only past lines whose events are in the spool (written ahead, fsynced)
         // or acknowledged by Kafka.
         move || barrier.barrier(std::time::Duration::from_secs(30)),

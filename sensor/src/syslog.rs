@@ -4,6 +4,7 @@
 //! no clock, no I/O. Hostile or truncated input is an error value, never a panic.
 
 use canh_event::Timestamp;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Which header grammar a message was read with.
@@ -16,21 +17,22 @@ pub enum Format {
 /// RFC 5424 structured data: SD-ID -> (param name -> value).
 pub type StructuredData = BTreeMap<String, BTreeMap<String, String>>;
 
-/// The header fields of one syslog message, and its MSG part.
+/// The header fields of one syslog message, and its MSG part: slices of the input when it is
+/// UTF-8, escaped copies (see `escape_invalid_utf8`) of the fields that are not.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct SyslogMessage {
+pub struct SyslogMessage<'a> {
     pub format: Option<Format>,
     /// `<PRI>` value (facility * 8 + severity), or the default when the message had none.
     pub priority: Option<u8>,
     pub timestamp: Option<Timestamp>,
-    pub hostname: Option<String>,
+    pub hostname: Option<Cow<'a, str>>,
     /// RFC 5424 APP-NAME; for RFC 3164 the program name of the TAG (`sshd` in `sshd[42]:`).
-    pub appname: Option<String>,
-    pub procid: Option<String>,
-    pub msgid: Option<String>,
+    pub appname: Option<Cow<'a, str>>,
+    pub procid: Option<Cow<'a, str>>,
+    pub msgid: Option<Cow<'a, str>>,
     pub structured_data: Option<StructuredData>,
     /// The MSG part (RFC 3164 CONTENT), without the BOM and without the single space after the TAG.
-    pub message: String,
+    pub message: Cow<'a, str>,
 }
 
 /// What the parser needs to know beyond the bytes.
@@ -89,7 +91,10 @@ pub fn severity_name(code: u8) -> &'static str {
 }
 
 /// Parse one syslog message (without its line terminator).
-pub fn parse(input: &[u8], options: &ParseOptions) -> Result<SyslogMessage, SyslogError> {
+pub fn parse<'a>(
+    input: &'a [u8],
+    options: &ParseOptions,
+) -> Result<SyslogMessage<'a>, SyslogError> {
     if input.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(SyslogError::Empty);
     }
@@ -181,17 +186,17 @@ pub fn escape_invalid_utf8(bytes: &[u8]) -> String {
     out
 }
 
-fn nil_or_text(token: &[u8]) -> Option<String> {
+fn nil_or_text(token: &[u8]) -> Option<Cow<'_, str>> {
     if token.is_empty() || token == b"-" {
         None
     } else {
-        Some(field_text(token))
+        Some(field_cow(token))
     }
 }
 
 /// RFC 5424 after `<PRI>1 `. Missing trailing fields (a truncated message) are left unset;
 /// malformed structured data is kept in the message.
-fn parse_5424(input: &[u8], options: &ParseOptions) -> SyslogMessage {
+fn parse_5424<'a>(input: &'a [u8], options: &ParseOptions) -> SyslogMessage<'a> {
     let mut msg = SyslogMessage { format: Some(Format::Rfc5424), ..SyslogMessage::default() };
     let rest = skip_spaces(input);
     let (ts, rest) = token(rest);
@@ -222,7 +227,7 @@ fn parse_5424(input: &[u8], options: &ParseOptions) -> SyslogMessage {
     };
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     let rest = rest.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(rest);
-    msg.message = field_text(rest);
+    msg.message = field_cow(rest);
     msg
 }
 
@@ -287,7 +292,11 @@ fn quoted_value(input: &[u8]) -> Option<(String, &[u8])> {
 
 /// RFC 3164 after the PRI: `TIMESTAMP HOSTNAME TAG[PID]: MSG`, each part optional in practice.
 /// None when the message had no PRI (`has_pri` false) and has no timestamp either.
-fn parse_3164(input: &[u8], options: &ParseOptions, has_pri: bool) -> Option<SyslogMessage> {
+fn parse_3164<'a>(
+    input: &'a [u8],
+    options: &ParseOptions,
+    has_pri: bool,
+) -> Option<SyslogMessage<'a>> {
     let mut msg = SyslogMessage { format: Some(Format::Rfc3164), ..SyslogMessage::default() };
     let start = skip_spaces(input);
     let timestamp = parse_3164_timestamp(start, options);
@@ -300,7 +309,7 @@ fn parse_3164(input: &[u8], options: &ParseOptions, has_pri: bool) -> Option<Sys
             let rest = skip_spaces(after);
             let (word, after_word) = token(rest);
             if is_hostname(word) {
-                msg.hostname = Some(field_text(word));
+                msg.hostname = Some(field_cow(word));
                 skip_spaces(after_word)
             } else {
                 rest
@@ -323,30 +332,30 @@ fn is_hostname(word: &[u8]) -> bool {
 }
 
 /// `name[pid]: msg`, `name: msg`, `name msg` or just `msg`.
-fn parse_tag(input: &[u8], msg: &mut SyslogMessage) {
+fn parse_tag<'a>(input: &'a [u8], msg: &mut SyslogMessage<'a>) {
     let name_len = input
         .iter()
         .take(MAX_TAG + 1)
         .position(|&b| b == b' ' || b == b':' || b == b'[' || b == b'\t')
         .unwrap_or(input.len().min(MAX_TAG + 1));
     if name_len == 0 || name_len > MAX_TAG {
-        msg.message = field_text(input);
+        msg.message = field_cow(input);
         return;
     }
-    msg.appname = Some(field_text(&input[..name_len]));
+    msg.appname = Some(field_cow(&input[..name_len]));
     let mut rest = &input[name_len..];
     if let Some(after) = rest.strip_prefix(b"[") {
         let close = after.iter().take(MAX_PROCID + 1).position(|&b| b == b']' || b == b' ');
         if let Some(len) = close.filter(|&len| after.get(len) == Some(&b']')) {
             if len > 0 {
-                msg.procid = Some(field_text(&after[..len]));
+                msg.procid = Some(field_cow(&after[..len]));
             }
             rest = &after[len + 1..];
         }
     }
     rest = rest.strip_prefix(b":").unwrap_or(rest);
     rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    msg.message = field_text(rest);
+    msg.message = field_cow(rest);
 }
 
 /// An RFC 3164 timestamp, or an ISO one, at the start of `input`; returns it and what follows.

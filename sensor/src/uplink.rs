@@ -222,6 +222,19 @@ impl Uplink {
         self.send_item(Item::Event(outgoing(event, (Vec::new(), Vec::with_capacity(1024)), false)))
     }
 
+    /// Queue one event already written as JSON (the log pipeline writes it straight from its
+    /// parse), with its key (`produce::key_of` of the same event). Waits while the queue is full.
+    pub fn send_json(&self, dataset: Dataset, key: &str, json: &[u8]) -> Result<(), UplinkError> {
+        let index = produce::dataset_index(dataset);
+        self.send_item(Item::Event(Outgoing {
+            class: produce::class_of(dataset),
+            dataset: index,
+            topic: self.topics.of(index),
+            key: key.as_bytes().to_vec(),
+            payload: json.to_vec(),
+        }))
+    }
+
     fn send_item(&self, item: Item) -> Result<(), UplinkError> {
         match self.tx.try_send(item) {
             Ok(()) => Ok(()),

@@ -88,7 +88,12 @@ fn start(inputs: &LogInputs) -> Harness {
         0,
         stop.clone(),
         log_metrics,
-        move |e: &Event| tx.send(e.clone()).map_err(|e| e.to_string()),
+        // Read back from the JSON the pipeline hands on, as the collector does.
+        move |log: &pipeline::LogJson<'_>| {
+            let event: Event = serde_json::from_slice(log.json).map_err(|e| e.to_string())?;
+            assert_eq!(log.key, canh_sensor::produce::key_of(&event), "kafka key");
+            tx.send(event).map_err(|e| e.to_string())
+        },
         // The collecting "uplink" has everything as soon as it was sent.
         || true,
     )

@@ -136,9 +136,9 @@ fn agreement_with_rsyslog_parse1_expectations() {
                 pri.to_string(),
                 facility_name(pri >> 3).to_string(),
                 severity_name(pri & 7).to_string(),
-                m.hostname.clone().unwrap_or_else(|| "~H".into()),
-                m.appname.clone().unwrap_or_default(),
-                m.message.clone(),
+                m.hostname.as_deref().unwrap_or("~H").to_string(),
+                m.appname.as_deref().unwrap_or_default().to_string(),
+                m.message.to_string(),
             ];
             // rsyslog's %msg% keeps the space that follows the TAG; ours starts after it. rsyslog
             // keeps the BOM in the MSG; we drop it (RFC 5424 6.4: it only marks UTF-8). `#011`

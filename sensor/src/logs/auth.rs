@@ -6,7 +6,9 @@
 //! rules can match on it rather than on free text.
 
 use super::classify;
-use canh_event::{Endpoint, Event, Group, Process, User, UserTarget};
+use super::record::{LogEvent, ProcessFields, UserFields};
+use canh_event::Endpoint;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// An IP address, also in brackets (`[192.0.2.1]`) or with a trailing `:`/`,`/`.`.
@@ -16,7 +18,7 @@ pub fn parse_ip(text: &str) -> Option<IpAddr> {
     text.parse().ok().or_else(|| text.strip_suffix('.').and_then(|t| t.parse().ok()))
 }
 
-pub fn set_source(event: &mut Event, ip: Option<IpAddr>, port: Option<u16>) {
+pub fn set_source(event: &mut LogEvent<'_>, ip: Option<IpAddr>, port: Option<u16>) {
     if ip.is_none() && port.is_none() {
         return;
     }
@@ -29,38 +31,33 @@ pub fn set_source(event: &mut Event, ip: Option<IpAddr>, port: Option<u16>) {
     }
 }
 
-pub fn set_user(event: &mut Event, name: &str) {
+pub fn set_user<'a>(event: &mut LogEvent<'a>, name: &'a str) {
     let name = name.trim();
     if name.is_empty() {
         return;
     }
-    match event.user.as_mut() {
-        Some(user) => user.name = name.to_string(),
-        None => event.user = Some(User { name: name.to_string(), target: None, effective: None }),
-    }
+    event.user.get_or_insert_with(UserFields::default).name = Cow::Borrowed(name);
 }
 
-fn set_effective(event: &mut Event, name: &str) {
+fn set_effective<'a>(event: &mut LogEvent<'a>, name: &'a str) {
     let name = name.trim();
     if name.is_empty() {
         return;
     }
-    let user = event.user.get_or_insert_with(User::default);
-    user.effective = Some(UserTarget { name: name.to_string() });
+    event.user.get_or_insert_with(UserFields::default).effective = Some(Cow::Borrowed(name));
 }
 
-fn set_target(event: &mut Event, name: &str) {
+fn set_target<'a>(event: &mut LogEvent<'a>, name: &'a str) {
     let name = name.trim();
     if name.is_empty() {
         return;
     }
-    let user = event.user.get_or_insert_with(User::default);
-    user.target = Some(UserTarget { name: name.to_string() });
+    event.user.get_or_insert_with(UserFields::default).target = Some(Cow::Borrowed(name));
 }
 
-fn set_command(event: &mut Event, command: &str) {
-    let process = event.process.get_or_insert_with(Process::default);
-    process.command_line = Some(command.trim().to_string());
+fn set_command<'a>(event: &mut LogEvent<'a>, command: &'a str) {
+    let process = event.process.get_or_insert_with(ProcessFields::default);
+    process.command_line = Some(Cow::Borrowed(command.trim()));
 }
 
 /// `<host> port <n>` or `<host>` at the start of `text`; returns the address, the port and what
@@ -116,7 +113,7 @@ fn auth_attempt(rest: &str) -> Option<Attempt<'_>> {
 }
 
 /// sshd (OpenSSH) messages.
-pub fn sshd_into(message: &str, event: &mut Event) {
+pub fn sshd_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     let (text, preauth) = match text.strip_suffix("[preauth]") {
         Some(t) => (t.trim_end(), true),
@@ -140,8 +137,8 @@ pub fn sshd_into(message: &str, event: &mut Event) {
         if let Some(a) = auth_attempt(rest) {
             set_user(event, a.user);
             set_source(event, a.ip, a.port);
-            let action = format!("accepted-{}", action_word(a.method));
-            classify(event, &["authentication", "session"], &["start"], "success", &action);
+            let action = attempt_action("accepted", a.method, false);
+            classify(event, &["authentication", "session"], &["start"], "success", action);
         }
         return;
     }
@@ -149,12 +146,8 @@ pub fn sshd_into(message: &str, event: &mut Event) {
         if let Some(a) = auth_attempt(rest) {
             set_user(event, a.user);
             set_source(event, a.ip, a.port);
-            let action = if a.invalid_user {
-                format!("failed-{}-invalid-user", action_word(a.method))
-            } else {
-                format!("failed-{}", action_word(a.method))
-            };
-            classify(event, &["authentication"], &["start"], "failure", &action);
+            let action = attempt_action("failed", a.method, a.invalid_user);
+            classify(event, &["authentication"], &["start"], "failure", action);
         }
         return;
     }
@@ -162,10 +155,10 @@ pub fn sshd_into(message: &str, event: &mut Event) {
         if let Some(a) = auth_attempt(rest) {
             set_user(event, a.user);
             set_source(event, a.ip, a.port);
-            let action = format!("postponed-{}", action_word(a.method));
+            let action = attempt_action("postponed", a.method, false);
             // An invalid user cannot succeed; otherwise the attempt is still open.
             let outcome = if a.invalid_user { "failure" } else { "unknown" };
-            classify(event, &["authentication"], &["info"], outcome, &action);
+            classify(event, &["authentication"], &["info"], outcome, action);
         }
         return;
     }
@@ -376,19 +369,67 @@ pub fn sshd_into(message: &str, event: &mut Event) {
 }
 
 /// The method word of an `Accepted`/`Failed` line as it appears in `event.action`.
-fn action_word(method: &str) -> &str {
+fn action_word(method: &str) -> usize {
     match method {
-        "password" => "password",
-        "publickey" => "publickey",
-        "keyboard-interactive/pam" => "keyboard-interactive",
-        "none" => "none",
-        "hostbased" => "hostbased",
-        "gssapi-with-mic" => "gssapi",
-        _ => "other",
+        "password" => 0,
+        "publickey" => 1,
+        "keyboard-interactive/pam" => 2,
+        "none" => 3,
+        "hostbased" => 4,
+        "gssapi-with-mic" => 5,
+        _ => 6,
     }
 }
 
-fn too_many_failures(text: &str, event: &mut Event) {
+/// `event.action` of an `Accepted`/`Failed`/`Postponed` line: `<verb>-<method word>`, and
+/// `-invalid-user` after a failure for a user that does not exist.
+fn attempt_action(verb: &str, method: &str, invalid_user: bool) -> &'static str {
+    const ACCEPTED: [&str; 7] = [
+        "accepted-password",
+        "accepted-publickey",
+        "accepted-keyboard-interactive",
+        "accepted-none",
+        "accepted-hostbased",
+        "accepted-gssapi",
+        "accepted-other",
+    ];
+    const FAILED: [&str; 7] = [
+        "failed-password",
+        "failed-publickey",
+        "failed-keyboard-interactive",
+        "failed-none",
+        "failed-hostbased",
+        "failed-gssapi",
+        "failed-other",
+    ];
+    const FAILED_INVALID: [&str; 7] = [
+        "failed-password-invalid-user",
+        "failed-publickey-invalid-user",
+        "failed-keyboard-interactive-invalid-user",
+        "failed-none-invalid-user",
+        "failed-hostbased-invalid-user",
+        "failed-gssapi-invalid-user",
+        "failed-other-invalid-user",
+    ];
+    const POSTPONED: [&str; 7] = [
+        "postponed-password",
+        "postponed-publickey",
+        "postponed-keyboard-interactive",
+        "postponed-none",
+        "postponed-hostbased",
+        "postponed-gssapi",
+        "postponed-other",
+    ];
+    let word = action_word(method);
+    match (verb, invalid_user) {
+        ("accepted", _) => ACCEPTED[word],
+        ("failed", true) => FAILED_INVALID[word],
+        ("failed", false) => FAILED[word],
+        _ => POSTPONED[word],
+    }
+}
+
+fn too_many_failures<'a>(text: &'a str, event: &mut LogEvent<'a>) {
     // "Disconnecting: Too many authentication failures for root"
     // "Disconnecting authenticating user root 192.0.2.1 port 22: Too many authentication failures"
     // "Disconnecting invalid user admin 192.0.2.1 port 22: Too many authentication failures"
@@ -413,7 +454,7 @@ fn too_many_failures(text: &str, event: &mut Event) {
 }
 
 /// `key=value` pairs of a PAM failure line (`logname= uid=0 euid=0 tty=ssh ruser= rhost=x  user=y`).
-fn pam_failure_fields(text: &str, event: &mut Event) {
+fn pam_failure_fields<'a>(text: &'a str, event: &mut LogEvent<'a>) {
     let fields = text.split_once("; ").map_or(text, |(_, f)| f);
     for pair in fields.split_whitespace() {
         if let Some(host) = pair.strip_prefix("rhost=") {
@@ -426,7 +467,7 @@ fn pam_failure_fields(text: &str, event: &mut Event) {
 
 /// PAM messages: `pam_unix(sshd:auth): authentication failure; ...` (module prefix in the
 /// message) or, from old syslogs, the same text under a `program(pam_unix)` tag.
-pub fn pam_into(program: &str, message: &str, event: &mut Event) {
+pub fn pam_into<'a>(program: &str, message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     // Drop a "pam_unix(sshd:session): " prefix.
     let text = match text.split_once("): ") {
@@ -466,7 +507,7 @@ pub fn pam_into(program: &str, message: &str, event: &mut Event) {
 }
 
 /// Other programs: PAM lines and a few legacy daemons' authentication messages.
-pub fn generic_pam_into(message: &str, event: &mut Event) {
+pub fn generic_pam_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     if text.starts_with("pam_") {
         let program = event.process.as_ref().and_then(|p| p.name.clone()).unwrap_or_default();
@@ -538,7 +579,7 @@ pub fn generic_pam_into(message: &str, event: &mut Event) {
 
 /// sudo: `alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/ls`, with an optional
 /// first item saying what went wrong (`3 incorrect password attempts`, `user NOT in sudoers`).
-pub fn sudo_into(message: &str, event: &mut Event) {
+pub fn sudo_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     if text.starts_with("pam_") {
         pam_into("sudo", text, event);
@@ -572,7 +613,7 @@ pub fn sudo_into(message: &str, event: &mut Event) {
 
 /// su: `Successful su for root by alice`, `FAILED su for root by alice`, `+ pts/0 alice:root`,
 /// `(to root) alice on pts/0`, `'su root' failed for lonvick on /dev/pts/8` (RFC 3164's sample).
-pub fn su_into(message: &str, event: &mut Event) {
+pub fn su_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     if text.starts_with("pam_") {
         pam_into("su", text, event);
@@ -607,7 +648,7 @@ pub fn su_into(message: &str, event: &mut Event) {
     classify(event, &["authentication"], &["start"], outcome, "su");
 }
 
-fn su_tty_form(outcome: &str, rest: &str, event: &mut Event) {
+fn su_tty_form<'a>(outcome: &'static str, rest: &'a str, event: &mut LogEvent<'a>) {
     // "pts/0 alice:root"
     if let Some((user, target)) = rest.split_whitespace().nth(1).and_then(|p| p.split_once(':')) {
         set_user(event, user);
@@ -616,7 +657,7 @@ fn su_tty_form(outcome: &str, rest: &str, event: &mut Event) {
     }
 }
 
-fn su_to_form(outcome: &str, rest: &str, event: &mut Event) {
+fn su_to_form<'a>(outcome: &'static str, rest: &'a str, event: &mut LogEvent<'a>) {
     // "root) alice on pts/0"
     if let Some((target, rest)) = rest.split_once(") ") {
         set_effective(event, target);
@@ -638,37 +679,41 @@ fn quoted(text: &str) -> Option<(&str, &str)> {
 
 /// shadow-utils and friends: useradd, usermod, userdel, groupadd, groupmod, groupdel, passwd,
 /// chpasswd, chage, gpasswd.
-pub fn account_into(program: &str, message: &str, event: &mut Event) {
+pub fn account_into<'a>(program: &str, message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     if text.starts_with("pam_") {
         pam_into(program, text, event);
         return;
     }
-    let user_event = |event: &mut Event, user: &str, kind: &str, outcome: &str, action: &str| {
+    let user_event = |event: &mut LogEvent<'a>,
+                      user: &'a str,
+                      kind: &'static [&'static str],
+                      outcome: &'static str,
+                      action: &'static str| {
         set_user(event, user);
-        classify(event, &["iam"], &["user", kind], outcome, action);
+        classify(event, &["iam"], kind, outcome, action);
     };
     if let Some(rest) = text.strip_prefix("new user: ") {
         let name = keyed(rest, "name").unwrap_or_default();
-        return user_event(event, name, "creation", "success", "user-created");
+        return user_event(event, name, &["user", "creation"], "success", "user-created");
     }
     if let Some(rest) =
         text.strip_prefix("new group: ").or_else(|| text.strip_prefix("group added to "))
     {
         let name = keyed(rest.split_once(": ").map_or(rest, |(_, r)| r), "name");
-        event.group = name.map(|n| Group { name: n.to_string() });
+        event.group = name.map(Cow::Borrowed);
         classify(event, &["iam"], &["group", "creation"], "success", "group-created");
         return;
     }
     if text.starts_with("failed adding user ") {
         if let Some((user, _)) = quoted(text) {
-            user_event(event, user, "creation", "failure", "user-creation-failed");
+            user_event(event, user, &["user", "creation"], "failure", "user-creation-failed");
         }
         return;
     }
     if let Some(rest) = text.strip_prefix("delete user ") {
         if let Some((user, _)) = quoted(rest) {
-            user_event(event, user, "deletion", "success", "user-deleted");
+            user_event(event, user, &["user", "deletion"], "success", "user-deleted");
         }
         return;
     }
@@ -676,7 +721,7 @@ pub fn account_into(program: &str, message: &str, event: &mut Event) {
         || (text.starts_with("group '") && text.contains("removed"))
     {
         if let Some((group, _)) = quoted(text) {
-            event.group = Some(Group { name: group.to_string() });
+            event.group = Some(Cow::Borrowed(group));
         }
         classify(event, &["iam"], &["group", "deletion"], "success", "group-deleted");
         return;
@@ -685,9 +730,9 @@ pub fn account_into(program: &str, message: &str, event: &mut Event) {
         // usermod: "add 'bob' to group 'sudo'" / "add 'bob' to shadow group 'sudo'"
         if let Some((user, rest)) = quoted(rest) {
             if let Some((group, _)) = quoted(rest) {
-                event.group = Some(Group { name: group.to_string() });
+                event.group = Some(Cow::Borrowed(group));
             }
-            return user_event(event, user, "change", "success", "user-added-to-group");
+            return user_event(event, user, &["user", "change"], "success", "user-added-to-group");
         }
     }
     if let Some(rest) = text.strip_prefix("user ") {
@@ -696,7 +741,7 @@ pub fn account_into(program: &str, message: &str, event: &mut Event) {
             if let Some((by, group)) = rest.split_once(" to group ") {
                 set_user(event, by);
                 set_target(event, user);
-                event.group = Some(Group { name: group.trim().to_string() });
+                event.group = Some(Cow::Borrowed(group.trim()));
                 classify(event, &["iam"], &["user", "change"], "success", "user-added-to-group");
                 return;
             }
@@ -712,7 +757,7 @@ pub fn account_into(program: &str, message: &str, event: &mut Event) {
             } else {
                 "user-changed"
             };
-            return user_event(event, user, "change", "success", action);
+            return user_event(event, user, &["user", "change"], "success", action);
         }
     }
     if let Some(rest) = text.strip_prefix("password for ") {
@@ -729,12 +774,12 @@ pub fn account_into(program: &str, message: &str, event: &mut Event) {
         return;
     }
     if let Some(rest) = text.strip_prefix("changed password expiry for ") {
-        user_event(event, rest, "change", "success", "password-expiry-changed");
+        user_event(event, rest, &["user", "change"], "success", "password-expiry-changed");
     }
 }
 
 /// cron: `(root) CMD (command)`, `(root) RELOAD (crontabs/root)`, and its PAM session lines.
-pub fn cron_into(message: &str, event: &mut Event) {
+pub fn cron_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = message.trim();
     if text.starts_with("pam_") {
         pam_into("cron", text, event);
@@ -753,7 +798,31 @@ pub fn cron_into(message: &str, event: &mut Event) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::logs::record::into_event;
+    use canh_event::Event;
+
+    fn sshd_into(message: &str, event: &mut Event) {
+        into_event(event, |f| super::sshd_into(message, f))
+    }
+    fn pam_into(program: &str, message: &str, event: &mut Event) {
+        into_event(event, |f| super::pam_into(program, message, f))
+    }
+    fn sudo_into(message: &str, event: &mut Event) {
+        into_event(event, |f| super::sudo_into(message, f))
+    }
+    fn su_into(message: &str, event: &mut Event) {
+        into_event(event, |f| super::su_into(message, f))
+    }
+    fn account_into(program: &str, message: &str, event: &mut Event) {
+        into_event(event, |f| super::account_into(program, message, f))
+    }
+    fn cron_into(message: &str, event: &mut Event) {
+        into_event(event, |f| super::cron_into(message, f))
+    }
+    fn generic_pam_into(message: &str, event: &mut Event) {
+        into_event(event, |f| super::generic_pam_into(message, f))
+    }
+
     use canh_event::{Dataset, Timestamp};
 
     fn event() -> Event {

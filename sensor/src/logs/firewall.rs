@@ -3,11 +3,13 @@
 
 use super::auth::parse_ip;
 use super::classify;
-use canh_event::{Endpoint, Event, InterfaceName, Network, ObserverInterface};
+use super::record::{LogEvent, NetworkFields};
+use canh_event::Endpoint;
+use std::borrow::Cow;
 
 /// Add network fields from a kernel message that is a netfilter LOG line; other kernel messages
 /// are left alone.
-pub fn kernel_into(message: &str, event: &mut Event) {
+pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = strip_kernel_time(message.trim());
     // The fields start at IN= (not PHYSIN=); what comes before is the rule's log prefix, which
     // may lack its trailing space ("Drop TCP after 17 attemptsIN=br0 ...").
@@ -50,32 +52,29 @@ pub fn kernel_into(message: &str, event: &mut Event) {
         [("tcp", "tcp", 6), ("udp", "udp", 17), ("icmp", "icmp", 1), ("icmpv6", "ipv6-icmp", 58)];
     let (transport, iana) = match proto {
         Some(p) => match known.iter().find(|(name, _, _)| p.eq_ignore_ascii_case(name)) {
-            Some((_, transport, number)) => (Some(transport.to_string()), Some(*number)),
-            None => (Some(p.to_ascii_lowercase()), p.parse::<u8>().ok()),
+            Some((_, transport, number)) => (Some(Cow::Borrowed(*transport)), Some(*number)),
+            None => (Some(lowercase(p)), p.parse::<u8>().ok()),
         },
         None => (None, None),
     };
-    event.network = Some(Network { transport, iana_number: iana, ..Network::default() });
-    let interface =
-        |name: &str| ObserverInterface { interface: InterfaceName { name: name.to_string() } };
-    event.observer.ingress = ingress.map(interface);
-    event.observer.egress = egress.map(interface);
+    event.network = Some(NetworkFields { transport, iana_number: iana });
+    event.ingress = ingress.map(Cow::Borrowed);
+    event.egress = egress.map(Cow::Borrowed);
     let says = |words: &[&str]| words.iter().any(|w| contains_ignore_case(prefix, w));
-    let verdict = if says(&["DROP", "REJECT", "BLOCK", "DENY"]) {
-        ("denied", "failure")
-    } else if says(&["ACCEPT", "ALLOW", "PASS"]) {
-        ("allowed", "success")
-    } else {
-        ("info", "")
-    };
+    let (kind, outcome): (&'static [&'static str], _) =
+        if says(&["DROP", "REJECT", "BLOCK", "DENY"]) {
+            (&["connection", "denied"], "failure")
+        } else if says(&["ACCEPT", "ALLOW", "PASS"]) {
+            (&["connection", "allowed"], "success")
+        } else {
+            (&["connection", "info"], "")
+        };
     let action = if prefix.is_empty() {
-        "packet-logged".to_string()
+        "packet-logged"
     } else {
-        prefix
-            .trim_matches(|c: char| c == '[' || c == ']' || c == ':' || c.is_whitespace())
-            .to_string()
+        prefix.trim_matches(|c: char| c == '[' || c == ']' || c == ':' || c.is_whitespace())
     };
-    classify(event, &["network"], &["connection", verdict.0], verdict.1, &action);
+    classify(event, &["network"], kind, outcome, action);
 }
 
 /// The `KEY=value` items of whitespace-separated text (items without `=` skipped; the key ends
@@ -108,6 +107,15 @@ fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
+/// `text` in lower case, copied only when it has upper-case letters.
+fn lowercase(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// `word` (ASCII) in `text`, in any case.
 fn contains_ignore_case(text: &str, word: &str) -> bool {
     let (text, word) = (text.as_bytes(), word.as_bytes());
@@ -129,6 +137,13 @@ fn strip_kernel_time(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::record::into_event;
+    use canh_event::Event;
+
+    fn kernel_into(message: &str, event: &mut Event) {
+        into_event(event, |f| super::kernel_into(message, f))
+    }
+
     use canh_event::{Dataset, Timestamp};
 
     #[test]

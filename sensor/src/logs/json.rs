@@ -2,8 +2,10 @@
 //! the event (`message`/`msg`, `@timestamp`/`timestamp`/`time`, `level`, `host`); the whole object
 //! stays in `event.original`.
 
-use canh_event::{Event, Host, Timestamp};
+use super::record::LogEvent;
+use canh_event::Timestamp;
 use serde_json::Value;
+use std::borrow::Cow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
@@ -13,14 +15,14 @@ pub enum JsonError {
     NotObject,
 }
 
-pub fn parse_into(line: &[u8], event: &mut Event) -> Result<(), JsonError> {
+pub fn parse_into(line: &[u8], event: &mut LogEvent<'_>) -> Result<(), JsonError> {
     let value: Value = serde_json::from_slice(line)?;
     let Value::Object(object) = value else { return Err(JsonError::NotObject) };
     let text = |keys: &[&str]| {
         keys.iter().find_map(|k| object.get(*k).and_then(Value::as_str).map(str::to_string))
     };
     if let Some(message) = text(&["message", "msg", "log", "MESSAGE"]) {
-        event.message = Some(message);
+        event.message = Some(Cow::Owned(message));
     }
     let time = ["@timestamp", "timestamp", "time", "ts"].iter().find_map(|k| object.get(*k));
     if let Some(ts) = time.and_then(json_time) {
@@ -29,12 +31,12 @@ pub fn parse_into(line: &[u8], event: &mut Event) -> Result<(), JsonError> {
     let level = text(&["level", "log.level", "severity", "lvl"])
         .or_else(|| object.get("log")?.get("level")?.as_str().map(str::to_string));
     if let Some(level) = level {
-        event.log.get_or_insert_with(canh_event::Log::default).level = Some(level.to_lowercase());
+        event.log.level = Some(Cow::Owned(level.to_lowercase()));
     }
     let host = text(&["hostname", "host"])
         .or_else(|| object.get("host")?.get("name")?.as_str().map(str::to_string));
     if let Some(hostname) = host {
-        event.host = Some(Host { hostname });
+        event.host = Some(Cow::Owned(hostname));
     }
     Ok(())
 }
@@ -57,6 +59,13 @@ fn json_time(value: &Value) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::record::into_event;
+    use canh_event::Event;
+
+    fn parse_into(line: &[u8], event: &mut Event) -> Result<(), JsonError> {
+        into_event(event, |f| super::parse_into(line, f))
+    }
+
     use canh_event::Dataset;
 
     #[test]

@@ -13,13 +13,16 @@ pub mod json;
 pub mod lines;
 pub mod pipeline;
 pub mod receive;
+pub mod record;
 pub mod tail;
 pub mod w3c;
 pub mod web;
 
 use crate::flow::Identity;
 use crate::syslog::{self, ParseOptions};
-use canh_event::{CodeName, Dataset, Event, Host, Log, Process, Syslog, Timestamp};
+use canh_event::{Event, Timestamp};
+use record::{LogEvent, ProcessFields, SyslogFields, Text};
+use std::borrow::Cow;
 
 /// How lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +113,11 @@ impl LineError {
         LineError::Unrecognised,
     ];
 
+    /// The error whose `reason` is `reason`.
+    pub fn from_reason(reason: &str) -> Option<LineError> {
+        LineError::ALL.into_iter().find(|e| e.reason() == reason)
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             LineError::Empty => "empty",
@@ -160,42 +168,56 @@ impl LineParser {
         seq: u64,
         who: &Identity,
     ) -> Event {
+        self.fields(line, truncated, received).to_event(log_event_id(&who.sensor_id, seq), who)
+    }
+
+    /// One line's JSON (the bytes of `event(..).write_json(..)`, without building the event)
+    /// appended to `out`; returns why the line could not be parsed, if it could not.
+    pub fn write_json(
+        &mut self,
+        line: &[u8],
+        truncated: bool,
+        received: Timestamp,
+        seq: u64,
+        who: &Identity,
+        out: &mut Vec<u8>,
+    ) -> Option<LineError> {
+        let fields = self.fields(line, truncated, received);
+        let id = log_event_id_bytes(&who.sensor_id, seq);
+        // Hex digits are ASCII.
+        let id = std::str::from_utf8(&id).unwrap_or_default();
+        fields.write_json(id, who, out);
+        fields.log.parse_error.and_then(LineError::from_reason)
+    }
+
+    /// One line's fields, borrowed from the line where it is UTF-8.
+    pub fn fields<'a>(
+        &mut self,
+        line: &'a [u8],
+        truncated: bool,
+        received: Timestamp,
+    ) -> LogEvent<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut event = Event::new(
-            Dataset::Log,
-            log_event_id(&who.sensor_id, seq),
-            received,
-            &who.sensor_id,
-            &who.tenant,
-        );
-        let mut log = Log::default();
+        let mut event = LogEvent { timestamp: received, ..LogEvent::default() };
         match std::str::from_utf8(line) {
-            Ok(text) => event.event.original = Some(text.to_string()),
+            Ok(text) => event.original = Cow::Borrowed(text),
             Err(_) => {
-                event.event.original = Some(syslog::escape_invalid_utf8(line));
-                log.escaped = Some(true);
+                event.original = Cow::Owned(syslog::escape_invalid_utf8(line));
+                event.log.escaped = true;
             }
         }
-        if truncated {
-            log.truncated = Some(true);
-        }
-        event.log = Some(log);
+        event.log.truncated = truncated;
         if let Err(err) = self.parse_into(line, received, &mut event) {
-            if let Some(log) = event.log.as_mut() {
-                log.parse_error = Some(err.reason().to_string());
-            }
-        }
-        if event.log.as_ref().is_some_and(|l| *l == Log::default()) {
-            event.log = None;
+            event.log.parse_error = Some(err.reason());
         }
         event
     }
 
-    fn parse_into(
+    fn parse_into<'a>(
         &mut self,
-        line: &[u8],
+        line: &'a [u8],
         received: Timestamp,
-        event: &mut Event,
+        event: &mut LogEvent<'a>,
     ) -> Result<(), LineError> {
         let options = &self.options;
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -251,6 +273,12 @@ impl LineParser {
 /// Log events number their own sequence, apart from the packet pipeline's: their ids hash the
 /// sensor id with a `/log` suffix so the two sequences never give the same id.
 pub fn log_event_id(sensor_id: &str, seq: u64) -> String {
+    let id = log_event_id_bytes(sensor_id, seq);
+    String::from_utf8_lossy(&id).into_owned()
+}
+
+/// [`log_event_id`] as its 32 hex digits.
+pub fn log_event_id_bytes(sensor_id: &str, seq: u64) -> [u8; 32] {
     // Built on the stack for the usual short sensor ids: this runs once per line.
     let mut buf = [0u8; 128];
     let len = sensor_id.len() + 4;
@@ -258,18 +286,18 @@ pub fn log_event_id(sensor_id: &str, seq: u64) -> String {
         buf[..sensor_id.len()].copy_from_slice(sensor_id.as_bytes());
         buf[sensor_id.len()..len].copy_from_slice(b"/log");
         if let Ok(namespace) = std::str::from_utf8(&buf[..len]) {
-            return canh_event::event_id(namespace, seq);
+            return canh_event::event_id_bytes(namespace, seq);
         }
     }
-    canh_event::event_id(&format!("{sensor_id}/log"), seq)
+    canh_event::event_id_bytes(&format!("{sensor_id}/log"), seq)
 }
 
 /// A syslog line: header fields, then the program parser for its TAG.
-fn syslog_into(
-    line: &[u8],
+fn syslog_into<'a>(
+    line: &'a [u8],
     received: Timestamp,
     options: &LineOptions,
-    event: &mut Event,
+    event: &mut LogEvent<'a>,
 ) -> Result<(), LineError> {
     let parse_options = ParseOptions {
         utc_offset_secs: options.utc_offset_secs,
@@ -283,39 +311,51 @@ fn syslog_into(
     if let Some(ts) = msg.timestamp {
         event.timestamp = ts;
     }
-    if let Some(host) = &msg.hostname {
-        event.host = Some(Host { hostname: host.clone() });
-    }
-    let (program, _) = split_program(msg.appname.as_deref().unwrap_or_default());
+    event.host.clone_from(&msg.hostname);
+    let appname = msg.appname.clone().unwrap_or_default();
+    let (program, _) = split_program(&appname);
     if !program.is_empty() {
-        event.process = Some(Process {
-            name: Some(program.to_string()),
+        event.process = Some(ProcessFields {
+            name: Some(record::sub(&appname, program)),
             pid: msg.procid.as_deref().and_then(|p| p.parse().ok()),
             command_line: None,
         });
     }
     // The program parser reads the message first; then the parsed parts move into the event.
-    program_into(msg.appname.as_deref().unwrap_or_default(), &msg.message, event);
-    let log = event.log.get_or_insert_with(Log::default);
-    log.level = msg.priority.map(|p| syslog::severity_name(p & 7).to_string());
-    log.syslog = Some(Syslog {
+    with_text(msg.message, event, |message, event| {
+        program_into(&appname, message, event);
+        if !message.is_empty() {
+            event.message = Some(Cow::Borrowed(message));
+        }
+    });
+    event.log.level = msg.priority.map(|p| Cow::Borrowed(syslog::severity_name(p & 7)));
+    event.log.syslog = Some(SyslogFields {
         priority: msg.priority,
-        facility: msg
-            .priority
-            .map(|p| CodeName { code: p >> 3, name: syslog::facility_name(p >> 3).to_string() }),
-        severity: msg
-            .priority
-            .map(|p| CodeName { code: p & 7, name: syslog::severity_name(p & 7).to_string() }),
         hostname: msg.hostname,
         appname: msg.appname,
         procid: msg.procid,
         msgid: msg.msgid,
         structured_data: msg.structured_data,
     });
-    if !msg.message.is_empty() {
-        event.message = Some(msg.message);
-    }
     Ok(())
+}
+
+/// Run `parse` on `text` and `event`. When `text` was built (escaped, not a slice of the line),
+/// the fields `parse` took from it are copied, so they outlive it.
+pub fn with_text<'a, R>(
+    text: Text<'a>,
+    event: &mut LogEvent<'a>,
+    parse: impl for<'t> FnOnce(&'t str, &mut LogEvent<'t>) -> R,
+) -> R {
+    match text {
+        Cow::Borrowed(text) => parse(text, event),
+        Cow::Owned(text) => {
+            let mut scratch = std::mem::take(event);
+            let result = parse(&text, &mut scratch);
+            *event = scratch.into_owned();
+            result
+        }
+    }
 }
 
 /// `sshd(pam_unix)` (old Red Hat PAM tags) is program `sshd` with PAM module `pam_unix`.
@@ -327,7 +367,7 @@ pub fn split_program(appname: &str) -> (&str, Option<&str>) {
 }
 
 /// Add the ECS fields a program's message carries. Unknown programs keep only the syslog fields.
-pub fn program_into(appname: &str, message: &str, event: &mut Event) {
+pub fn program_into<'a>(appname: &str, message: &'a str, event: &mut LogEvent<'a>) {
     let (program, module) = split_program(appname);
     let program: std::borrow::Cow<str> = if program.bytes().any(|b| b.is_ascii_uppercase()) {
         program.to_ascii_lowercase().into()
@@ -360,13 +400,19 @@ fn repeated_inner(message: &str) -> Option<&str> {
 }
 
 /// Set `event.category`, `event.type`, `event.outcome` and `event.action` together.
-pub fn classify(event: &mut Event, category: &[&str], kind: &[&str], outcome: &str, action: &str) {
-    event.event.category = Some(category.iter().map(|s| s.to_string()).collect());
-    event.event.r#type = Some(kind.iter().map(|s| s.to_string()).collect());
+pub fn classify<'a>(
+    event: &mut LogEvent<'a>,
+    category: &'static [&'static str],
+    kind: &'static [&'static str],
+    outcome: &'static str,
+    action: &'a str,
+) {
+    event.category = Some(category);
+    event.r#type = Some(kind);
     if !outcome.is_empty() {
-        event.event.outcome = Some(outcome.to_string());
+        event.outcome = Some(outcome);
     }
-    event.event.action = Some(action.to_string());
+    event.action = Some(Cow::Borrowed(action));
 }
 
 #[cfg(test)]
@@ -473,7 +519,7 @@ mod tests {
         ) {
             let text = format!("{prefix}{tail}");
             for program in ["sshd", "sudo", "su", "usermod", "passwd", "cron", "kernel", "ftpd", "su(pam_unix)"] {
-                let mut e = Event::new(Dataset::Log, "x".into(), NOW, "s", "t");
+                let mut e = LogEvent::default();
                 program_into(program, &text, &mut e);
             }
         }

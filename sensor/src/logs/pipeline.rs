@@ -6,7 +6,6 @@ use super::receive::{self, RawLine, ReceiveError, ReceiverMetrics, StreamSetting
 use super::tail::{self, Checkpoints, TailSettings};
 use super::{LineOptions, LineParser};
 use crate::flow::Identity;
-use canh_event::Event;
 use prometheus::IntCounterVec;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,6 +64,13 @@ pub struct PipelineMetrics {
     pub events: IntCounterVec,
 }
 
+/// One log event as the pipeline hands it on: its JSON (one line, no newline) and its Kafka key
+/// (what `produce::key_of` gives for the same event: the host name, else the sensor id).
+pub struct LogJson<'a> {
+    pub key: &'a str,
+    pub json: &'a [u8],
+}
+
 /// How often file checkpoints are written while running (each write first waits for the uplink to
 /// have everything acknowledged).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
@@ -75,7 +81,7 @@ const RECEIVE_BATCH: usize = 256;
 /// Most tailed files whose parser state (W3C columns) is kept at once.
 const MAX_FILE_PARSERS: usize = 4096;
 
-/// Bind every configured input and start the threads. `send` hands one event to the uplink; it
+/// Bind every configured input and start the threads. `send` hands one event's JSON to the uplink; it
 /// runs on the pipeline thread and may block (back-pressure reaches TCP senders and tailers).
 /// `acknowledged` waits until the uplink has everything sent so far acknowledged and says whether
 /// it has; checkpoints are written only then, so a crash re-reads lines rather than skipping them.
@@ -85,7 +91,7 @@ pub fn start<E: std::fmt::Display>(
     first_seq: u64,
     stop: Arc<AtomicBool>,
     metrics: PipelineMetrics,
-    mut send: impl FnMut(&Event) -> Result<(), E> + Send + 'static,
+    mut send: impl FnMut(&LogJson<'_>) -> Result<(), E> + Send + 'static,
     mut acknowledged: impl FnMut() -> bool + Send + 'static,
 ) -> Result<RunningLogs, ReceiveError> {
     // Full: UDP drops and counts; TCP, TLS and files wait (see `receive` and `tail`).
@@ -182,12 +188,16 @@ pub fn start<E: std::fmt::Display>(
         let mut file_parsers: HashMap<Arc<str>, LineParser> = HashMap::new();
         // Lines are taken in batches: a busy pipeline then rarely sleeps and is woken per line.
         let mut batch = Vec::with_capacity(RECEIVE_BATCH);
+        // The parser of a line from the network (set per line: they keep no state).
+        let mut stateless: LineParser;
+        // One event's JSON, the buffer reused for every event.
+        let mut json = Vec::with_capacity(4096);
         while rx.blocking_recv_many(&mut batch, RECEIVE_BATCH) > 0 {
             for raw in batch.drain(..) {
                 if error.is_some() {
                     continue;
                 }
-                let mut event = match &raw.position {
+                let parser = match &raw.position {
                     Some(position) => {
                         if file_parsers.len() >= MAX_FILE_PARSERS
                             && !file_parsers.contains_key(&position.path)
@@ -199,26 +209,36 @@ pub fn start<E: std::fmt::Display>(
                         file_parsers
                             .entry(position.path.clone())
                             .or_insert_with(|| LineParser::new(raw.options))
-                            .event(&raw.bytes, raw.truncated, raw.received, seq, &who)
                     }
-                    None => super::line_event(
-                        &raw.bytes,
-                        raw.truncated,
-                        raw.received,
-                        seq,
-                        &who,
-                        &raw.options,
-                    ),
+                    None => {
+                        // Network sources keep no state between lines.
+                        stateless = LineParser::new(raw.options);
+                        &mut stateless
+                    }
                 };
-                seq += 1;
-                if let Some(position) = &raw.position {
+                let fields = parser.fields(&raw.bytes, raw.truncated, raw.received);
+                json.clear();
+                match &raw.position {
                     // A file line read again after a crash keeps its id.
-                    event.event.id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
+                    Some(position) => {
+                        let id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
+                        fields.write_json(&id, &who, &mut json);
+                    }
+                    None => {
+                        let id = super::log_event_id_bytes(&who.sensor_id, seq);
+                        // Hex digits are ASCII.
+                        fields.write_json(
+                            std::str::from_utf8(&id).unwrap_or_default(),
+                            &who,
+                            &mut json,
+                        );
+                    }
                 }
-                if let Some(reason) = event.log.as_ref().and_then(|l| l.parse_error.as_deref()) {
+                seq += 1;
+                if let Some(reason) = fields.log.parse_error {
                     metrics.parse_errors.with_label_values(&[reason]).inc();
                 }
-                if let Err(e) = send(&event) {
+                if let Err(e) = send(&LogJson { key: fields.key(&who), json: &json }) {
                     tracing::error!(error = %e, "log events can no longer be sent");
                     error = Some(e.to_string());
                     continue;

@@ -6,12 +6,14 @@
 //! Field names and meanings: Microsoft's "W3C Logging" (HTTP Server API) page and the
 //! `HTTP_LOG_FIELD_` constants, as summarised in `sensor/LOGS.md`. Pure: bytes in, fields out.
 
-use super::auth::{parse_ip, set_user};
+use super::auth::parse_ip;
 use super::classify;
-use crate::syslog::{field_text, parse_iso};
-use canh_event::{
-    Body, Endpoint, Event, Host, Http, HttpRequest, HttpResponse, Timestamp, Url, UserAgent,
+use super::record::{
+    self, HttpFields, HttpRequestFields, HttpResponseFields, LogEvent, Text, UrlFields, UserFields,
 };
+use crate::syslog::{field_cow, field_text, parse_iso};
+use canh_event::{Endpoint, Timestamp};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum W3cError {
@@ -198,7 +200,7 @@ pub struct W3cState {
 }
 
 /// Is this line a W3C directive (`#Name: value`)? When it is, update the state and mark the event.
-pub fn directive_into(line: &[u8], state: &mut W3cState, event: &mut Event) -> bool {
+pub fn directive_into(line: &[u8], state: &mut W3cState, event: &mut LogEvent<'_>) -> bool {
     let Some(rest) = line.strip_prefix(b"#") else { return false };
     let Some(colon) = rest.iter().position(|&b| b == b':') else { return false };
     let name = &rest[..colon];
@@ -212,7 +214,7 @@ pub fn directive_into(line: &[u8], state: &mut W3cState, event: &mut Event) -> b
         state.layout = Layout::from_names(&value);
     }
     state.seen = true;
-    event.event.action = Some("w3c-directive".to_string());
+    event.action = Some(Cow::Borrowed("w3c-directive"));
     true
 }
 
@@ -220,11 +222,11 @@ fn absent(value: &[u8]) -> bool {
     value.is_empty() || value == b"-"
 }
 
-fn text_of(value: &[u8]) -> Option<String> {
+fn text_of(value: &[u8]) -> Option<Text<'_>> {
     if absent(value) {
         None
     } else {
-        Some(field_text(value))
+        Some(field_cow(value))
     }
 }
 
@@ -250,10 +252,10 @@ fn date_time(date: &[u8], time: &[u8]) -> Option<Timestamp> {
 }
 
 /// One record, read with `layout` (or an IIS default layout when there is none).
-pub fn record_into(
-    line: &[u8],
+pub fn record_into<'a>(
+    line: &'a [u8],
     layout: Option<&Layout>,
-    event: &mut Event,
+    event: &mut LogEvent<'a>,
 ) -> Result<(), W3cError> {
     let columns: Vec<&[u8]> =
         line.split(|&b| b == b' ' || b == b'\t').filter(|c| !c.is_empty()).collect();
@@ -290,7 +292,7 @@ pub fn record_into(
             Field::ClientPort => client_port = number_of::<u16>(value),
             Field::Version => version = text_of(value),
             // IIS writes a space in these as '+'.
-            Field::UserAgent => agent = text_of(value).map(|a| a.replace('+', " ")),
+            Field::UserAgent => agent = text_of(value).map(plus_as_space),
             Field::Referer => referrer = text_of(value),
             Field::Host => host = text_of(value),
             Field::Status => {
@@ -325,32 +327,34 @@ pub fn record_into(
             Some(Endpoint { ip: server_ip, port: server_port, ..Endpoint::default() });
     }
     if let Some(user) = &user {
-        set_user(event, user);
+        let name = user.trim();
+        if !name.is_empty() {
+            event.user.get_or_insert_with(UserFields::default).name = record::sub(user, name);
+        }
     }
     if let Some(hostname) = computer {
-        event.host = Some(Host { hostname });
+        event.host = Some(hostname);
     }
-    let request =
-        HttpRequest { method, referrer, body: received.map(|bytes| Body { bytes, content: None }) };
-    event.http = Some(Http {
-        version: version.map(|v| v.strip_prefix("HTTP/").map(str::to_string).unwrap_or(v)),
-        request: Some(request).filter(|r| *r != HttpRequest::default()),
-        response: Some(HttpResponse {
-            status_code: status,
-            body: sent.map(|bytes| Body { bytes, content: None }),
+    let request = HttpRequestFields { method, referrer, body_bytes: received };
+    event.http = Some(HttpFields {
+        version: version.map(|v| match v.strip_prefix("HTTP/") {
+            Some(number) => record::sub(&v, number),
+            None => v,
         }),
+        request: Some(request).filter(|r| *r != HttpRequestFields::default()),
+        response: Some(HttpResponseFields { status_code: status, body_bytes: sent }),
     });
     let original = match (stem, query) {
-        (Some(stem), Some(query)) => Some(format!("{stem}?{query}")),
+        (Some(stem), Some(query)) => Some(Cow::Owned(format!("{stem}?{query}"))),
         (Some(stem), None) => Some(stem),
-        (None, query) => query.map(|q| format!("?{q}")),
+        (None, query) => query.map(|q| Cow::Owned(format!("?{q}"))),
     };
-    event.url = Some(Url { original, domain: host });
+    event.url = Some(UrlFields { original, domain: host });
     if let Some(original) = agent {
-        event.user_agent = Some(UserAgent { original });
+        event.user_agent = Some(original);
     }
     // time-taken is in milliseconds.
-    event.event.duration = taken.and_then(|ms| ms.checked_mul(1_000_000));
+    event.duration = taken.and_then(|ms| ms.checked_mul(1_000_000));
     let outcome = match status {
         Some(code) if code < 400 => "success",
         Some(_) => "failure",
@@ -360,9 +364,32 @@ pub fn record_into(
     Ok(())
 }
 
+/// IIS writes a space in a user agent as `+`.
+fn plus_as_space(text: Text<'_>) -> Text<'_> {
+    if text.contains('+') {
+        Cow::Owned(text.replace('+', " "))
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::record::into_event;
+    use canh_event::Event;
+
+    fn directive_into(line: &[u8], state: &mut W3cState, event: &mut Event) -> bool {
+        into_event(event, |f| super::directive_into(line, state, f))
+    }
+    fn record_into(
+        line: &[u8],
+        layout: Option<&Layout>,
+        event: &mut Event,
+    ) -> Result<(), W3cError> {
+        into_event(event, |f| super::record_into(line, layout, f))
+    }
+
     use canh_event::Dataset;
 
     // Records written for these tests from Microsoft's field list: documentation addresses

@@ -3,10 +3,11 @@
 
 use super::auth::parse_ip;
 use super::classify;
-use crate::syslog::field_cow;
-use canh_event::{
-    Body, Endpoint, Event, Http, HttpRequest, HttpResponse, Process, Timestamp, Url, UserAgent,
+use super::record::{
+    HttpFields, HttpRequestFields, HttpResponseFields, LogEvent, ProcessFields, UrlFields,
 };
+use crate::syslog::field_cow;
+use canh_event::{Endpoint, Timestamp};
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -18,12 +19,15 @@ pub enum WebError {
 }
 
 /// `host ident user [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 "referer" "agent"`.
-pub fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
+pub fn access_into<'a>(line: &'a [u8], event: &mut LogEvent<'a>) -> Result<(), WebError> {
     // Cheap rejection first: an access line has a `[` (its time) and a quoted request.
     if !line.contains(&b'[') {
         return Err(WebError::NotAccess);
     }
-    let text = field_cow(line);
+    super::with_text(field_cow(line), event, access_text)
+}
+
+fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebError> {
     let mut rest = text.trim_start();
     let mut next_word = || -> Option<&str> {
         let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -59,17 +63,14 @@ pub fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
     }
     let mut parts = request.splitn(3, ' ');
     let (method, url, version) = (parts.next(), parts.next(), parts.next());
-    let mut http = Http {
-        request: Some(HttpRequest {
-            method: method.filter(|_| url.is_some()).map(str::to_string),
-            referrer: Some(referrer).filter(|r| !r.is_empty() && *r != "-").map(str::to_string),
-            body: None,
+    let mut http = HttpFields {
+        request: Some(HttpRequestFields {
+            method: method.filter(|_| url.is_some()).map(Cow::Borrowed),
+            referrer: Some(referrer).filter(|r| !r.is_empty() && *r != "-").map(Cow::Borrowed),
+            body_bytes: None,
         }),
-        response: Some(HttpResponse {
-            status_code: status,
-            body: bytes.map(|bytes| Body { bytes, content: None }),
-        }),
-        version: version.and_then(|v| v.strip_prefix("HTTP/")).map(str::to_string),
+        response: Some(HttpResponseFields { status_code: status, body_bytes: bytes }),
+        version: version.and_then(|v| v.strip_prefix("HTTP/")).map(Cow::Borrowed),
     };
     if http.request.as_ref().is_some_and(|r| r.method.is_none() && r.referrer.is_none()) {
         http.request = None;
@@ -81,10 +82,10 @@ pub fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
         None => request,
     };
     if !original_url.is_empty() && original_url != "-" {
-        event.url = Some(Url { original: Some(original_url.to_string()), domain: None });
+        event.url = Some(UrlFields { original: Some(Cow::Borrowed(original_url)), domain: None });
     }
     if !agent.is_empty() && agent != "-" {
-        event.user_agent = Some(UserAgent { original: agent.to_string() });
+        event.user_agent = Some(Cow::Borrowed(agent));
     }
     let outcome = match status {
         Some(code) if code < 400 => "success",
@@ -141,16 +142,27 @@ fn bsd_with_year(
 /// Apache 2.2: `[Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] msg`
 /// Apache 2.4: `[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 35708:tid 43] [client 1.2.3.4:80] msg`
 /// nginx:      `2016/08/10 12:34:56 [error] 1234#0: *1 msg, client: 1.2.3.4, server: x, request: "GET / HTTP/1.1"`
-pub fn error_into(line: &[u8], utc_offset_secs: i32, event: &mut Event) -> Result<(), WebError> {
-    let text = field_cow(line);
-    let text = text.trim();
-    if let Some(rest) = text.strip_prefix('[') {
-        return apache_error(rest, utc_offset_secs, event);
-    }
-    nginx_error(text, utc_offset_secs, event)
+pub fn error_into<'a>(
+    line: &'a [u8],
+    utc_offset_secs: i32,
+    event: &mut LogEvent<'a>,
+) -> Result<(), WebError> {
+    super::with_text(field_cow(line), event, |text, event| {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix('[') {
+            return apache_error(text, rest, utc_offset_secs, event);
+        }
+        nginx_error(text, utc_offset_secs, event)
+    })
 }
 
-fn apache_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
+/// `whole` is the line from its `[`, `text` what follows that bracket.
+fn apache_error<'a>(
+    whole: &'a str,
+    text: &'a str,
+    offset: i32,
+    event: &mut LogEvent<'a>,
+) -> Result<(), WebError> {
     let (stamp, after_stamp) = text.split_once(']').ok_or(WebError::NotError)?;
     // "Sun Dec 04 04:47:44 2005"; some collectors strip it and start at the level.
     let mut words = stamp.split_whitespace();
@@ -159,12 +171,12 @@ fn apache_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebErr
     let (ts, fields) = match words {
         [Some(_weekday), Some(month), Some(day), Some(clock), Some(year), None] => {
             let ts = bsd_with_year(month, day, year, clock, offset).ok_or(WebError::NotError)?;
-            (Some(ts), Cow::Borrowed(after_stamp))
+            (Some(ts), after_stamp)
         }
-        [Some(_level), None, ..] => (None, Cow::Owned(format!("[{text}"))),
+        [Some(_level), None, ..] => (None, whole),
         _ => return Err(WebError::NotError),
     };
-    let mut rest = &*fields;
+    let mut rest = fields;
     let mut level = None;
     let mut pid = None;
     let mut client = None;
@@ -174,29 +186,30 @@ fn apache_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebErr
         if let Some(p) = field.strip_prefix("pid ") {
             pid = p.split(':').next().and_then(|p| p.parse::<u32>().ok());
         } else if let Some(c) = field.strip_prefix("client ") {
-            client = Some(c.to_string());
+            client = Some(c);
         } else if level.is_none() && !field.contains(' ') {
-            level = Some(field.rsplit(':').next().unwrap_or(field).to_string());
+            level = Some(field.rsplit(':').next().unwrap_or(field));
         } else {
             break;
         }
         rest = after;
     }
     let level = level.ok_or(WebError::NotError)?;
-    if !is_level(&level) {
+    if !is_level(level) {
         return Err(WebError::NotError);
     }
     if let Some(ts) = ts {
         event.timestamp = ts;
     }
     if let Some(client) = client {
-        let (ip, port) = split_client(&client);
+        let (ip, port) = split_client(client);
         event.source = Some(Endpoint { ip, port, ..Endpoint::default() });
     }
     if pid.is_some() {
-        event.process = Some(Process { name: Some("httpd".into()), pid, command_line: None });
+        event.process =
+            Some(ProcessFields { name: Some(Cow::Borrowed("httpd")), pid, command_line: None });
     }
-    finish_error(event, &level, rest.trim());
+    finish_error(event, level, rest.trim());
     Ok(())
 }
 
@@ -216,7 +229,7 @@ fn split_client(text: &str) -> (Option<std::net::IpAddr>, Option<u16>) {
     }
 }
 
-fn nginx_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebError> {
+fn nginx_error<'a>(text: &'a str, offset: i32, event: &mut LogEvent<'a>) -> Result<(), WebError> {
     // "2016/08/10 12:34:56 [error] 1234#0: *1 message"
     let (date, rest) = text.split_once(' ').ok_or(WebError::NotError)?;
     let (clock, rest) = rest.split_once(' ').ok_or(WebError::NotError)?;
@@ -231,8 +244,11 @@ fn nginx_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebErro
     let (pid_tid, message) = rest.split_once(": ").unwrap_or(("", rest));
     event.timestamp = ts;
     if let Some(pid) = pid_tid.split('#').next().and_then(|p| p.parse::<u32>().ok()) {
-        event.process =
-            Some(Process { name: Some("nginx".into()), pid: Some(pid), command_line: None });
+        event.process = Some(ProcessFields {
+            name: Some(Cow::Borrowed("nginx")),
+            pid: Some(pid),
+            command_line: None,
+        });
     }
     if let Some((_, client)) = message.split_once(", client: ") {
         let client = client.split(',').next().unwrap_or(client);
@@ -242,14 +258,14 @@ fn nginx_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebErro
         if let Some((request, _)) = quoted_field(request) {
             let mut parts = request.splitn(3, ' ');
             if let (Some(method), Some(url)) = (parts.next(), parts.next()) {
-                event.http = Some(Http {
-                    request: Some(HttpRequest {
-                        method: Some(method.to_string()),
-                        ..HttpRequest::default()
+                event.http = Some(HttpFields {
+                    request: Some(HttpRequestFields {
+                        method: Some(Cow::Borrowed(method)),
+                        ..HttpRequestFields::default()
                     }),
-                    ..Http::default()
+                    ..HttpFields::default()
                 });
-                event.url = Some(Url { original: Some(url.to_string()), domain: None });
+                event.url = Some(UrlFields { original: Some(Cow::Borrowed(url)), domain: None });
             }
         }
     }
@@ -257,17 +273,15 @@ fn nginx_error(text: &str, offset: i32, event: &mut Event) -> Result<(), WebErro
     Ok(())
 }
 
-fn finish_error(event: &mut Event, level: &str, message: &str) {
-    let log = event.log.get_or_insert_with(canh_event::Log::default);
-    log.level = Some(level.to_string());
+fn finish_error<'a>(event: &mut LogEvent<'a>, level: &'a str, message: &'a str) {
+    event.log.level = Some(Cow::Borrowed(level));
     if !message.is_empty() {
-        event.message = Some(message.to_string());
+        event.message = Some(Cow::Borrowed(message));
     }
-    let kind = match level {
-        "emerg" | "alert" | "crit" | "error" | "warn" => "error",
-        _ => "info",
+    let (kind, outcome): (&'static [&'static str], _) = match level {
+        "emerg" | "alert" | "crit" | "error" | "warn" => (&["error"], "failure"),
+        _ => (&["info"], ""),
     };
-    let outcome = if kind == "error" { "failure" } else { "" };
     let action = if message.contains("File does not exist") || message.contains("No such file") {
         "file-not-found"
     } else if message.contains("Directory index forbidden") || message.contains("forbidden") {
@@ -275,12 +289,22 @@ fn finish_error(event: &mut Event, level: &str, message: &str) {
     } else {
         "web-server-message"
     };
-    classify(event, &["web"], &[kind], outcome, action);
+    classify(event, &["web"], kind, outcome, action);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::record::into_event;
+    use canh_event::Event;
+
+    fn access_into(line: &[u8], event: &mut Event) -> Result<(), WebError> {
+        into_event(event, |f| super::access_into(line, f))
+    }
+    fn error_into(line: &[u8], offset: i32, event: &mut Event) -> Result<(), WebError> {
+        into_event(event, |f| super::error_into(line, offset, f))
+    }
+
     use canh_event::Dataset;
 
     fn event() -> Event {

@@ -1,0 +1,568 @@
+//! One parsed log line as borrowed fields: the text fields are slices of the line (copies only
+//! where the line was not UTF-8 or a parser had to build the text), the names and classifications
+//! are `&'static str`. Parsing a line allocates nothing on the usual path; the JSON is written
+//! straight from this record ([`LogEvent::write_json`]), byte for byte what
+//! `to_event(..).write_json(..)` writes (the tests and `tests/logs_json.rs` check both on every
+//! real sample).
+
+use crate::flow::Identity;
+use crate::syslog::{self, StructuredData};
+use canh_event::json::Obj;
+use canh_event::{
+    Body, CodeName, Dataset, Endpoint, Event, Group, Host, Http, HttpRequest, HttpResponse,
+    InterfaceName, Log, Network, ObserverInterface, Process, Syslog, Timestamp, Url, User,
+    UserAgent, UserTarget,
+};
+use std::borrow::Cow;
+
+/// Text of a field: borrowed from the line, or built.
+pub type Text<'a> = Cow<'a, str>;
+
+/// The fields a log line can set on its event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogEvent<'a> {
+    /// The event time (the line's own, else when it was received).
+    pub timestamp: Timestamp,
+    /// `event.category`, `event.type`, `event.outcome` (set together by `classify`).
+    pub category: Option<&'static [&'static str]>,
+    pub r#type: Option<&'static [&'static str]>,
+    pub outcome: Option<&'static str>,
+    pub action: Option<Text<'a>>,
+    /// Nanoseconds.
+    pub duration: Option<i64>,
+    /// The line (invalid UTF-8 escaped).
+    pub original: Text<'a>,
+    /// `observer.ingress.interface.name` / `observer.egress.interface.name`.
+    pub ingress: Option<Text<'a>>,
+    pub egress: Option<Text<'a>>,
+    pub source: Option<Endpoint>,
+    pub destination: Option<Endpoint>,
+    pub network: Option<NetworkFields<'a>>,
+    pub http: Option<HttpFields<'a>>,
+    pub url: Option<UrlFields<'a>>,
+    pub user_agent: Option<Text<'a>>,
+    pub log: LogFields<'a>,
+    pub message: Option<Text<'a>>,
+    pub host: Option<Text<'a>>,
+    pub process: Option<ProcessFields<'a>>,
+    pub user: Option<UserFields<'a>>,
+    pub group: Option<Text<'a>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkFields<'a> {
+    pub transport: Option<Text<'a>>,
+    pub iana_number: Option<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpFields<'a> {
+    pub version: Option<Text<'a>>,
+    pub request: Option<HttpRequestFields<'a>>,
+    pub response: Option<HttpResponseFields>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpRequestFields<'a> {
+    pub method: Option<Text<'a>>,
+    pub referrer: Option<Text<'a>>,
+    pub body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpResponseFields {
+    pub status_code: Option<u16>,
+    pub body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UrlFields<'a> {
+    pub domain: Option<Text<'a>>,
+    pub original: Option<Text<'a>>,
+}
+
+/// `log.*`; the object is left out when nothing in it is set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFields<'a> {
+    pub level: Option<Text<'a>>,
+    pub syslog: Option<SyslogFields<'a>>,
+    pub parse_error: Option<&'static str>,
+    pub escaped: bool,
+    pub truncated: bool,
+}
+
+/// `log.syslog.*`: facility and severity follow from the priority.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyslogFields<'a> {
+    pub priority: Option<u8>,
+    pub hostname: Option<Text<'a>>,
+    pub appname: Option<Text<'a>>,
+    pub procid: Option<Text<'a>>,
+    pub msgid: Option<Text<'a>>,
+    pub structured_data: Option<StructuredData>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessFields<'a> {
+    pub name: Option<Text<'a>>,
+    pub pid: Option<u32>,
+    pub command_line: Option<Text<'a>>,
+}
+
+/// `user.*`; `name` may be empty when only a target or effective user was named.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserFields<'a> {
+    pub name: Text<'a>,
+    pub target: Option<Text<'a>>,
+    pub effective: Option<Text<'a>>,
+}
+
+/// `part`, a slice of `whole`, borrowing what `whole` borrows (copied when `whole` was built).
+pub fn sub<'a>(whole: &Text<'a>, part: &str) -> Text<'a> {
+    match whole {
+        Cow::Borrowed(text) => {
+            let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+            match start.checked_add(part.len()).and_then(|end| text.get(start..end)) {
+                Some(slice) if slice.as_ptr() == part.as_ptr() => Cow::Borrowed(slice),
+                _ => Cow::Owned(part.to_string()),
+            }
+        }
+        Cow::Owned(_) => Cow::Owned(part.to_string()),
+    }
+}
+
+impl LogFields<'_> {
+    fn is_empty(&self) -> bool {
+        self.level.is_none()
+            && self.syslog.is_none()
+            && self.parse_error.is_none()
+            && !self.escaped
+            && !self.truncated
+    }
+}
+
+fn owned(text: &Option<Text<'_>>) -> Option<String> {
+    text.as_ref().map(|t| t.to_string())
+}
+
+fn own(text: Option<Text<'_>>) -> Option<Text<'static>> {
+    text.map(|t| Cow::Owned(t.into_owned()))
+}
+
+impl LogEvent<'_> {
+    /// The same fields with every text owned (for program fields read from a message that was
+    /// itself built, when the line was not UTF-8).
+    pub fn into_owned(self) -> LogEvent<'static> {
+        let LogEvent {
+            timestamp,
+            category,
+            r#type,
+            outcome,
+            action,
+            duration,
+            original,
+            ingress,
+            egress,
+            source,
+            destination,
+            network,
+            http,
+            url,
+            user_agent,
+            log,
+            message,
+            host,
+            process,
+            user,
+            group,
+        } = self;
+        let LogFields { level, syslog, parse_error, escaped, truncated } = log;
+        LogEvent {
+            timestamp,
+            category,
+            r#type,
+            outcome,
+            action: own(action),
+            duration,
+            original: Cow::Owned(original.into_owned()),
+            ingress: own(ingress),
+            egress: own(egress),
+            source,
+            destination,
+            network: network
+                .map(|n| NetworkFields { transport: own(n.transport), iana_number: n.iana_number }),
+            http: http.map(|h| HttpFields {
+                version: own(h.version),
+                request: h.request.map(|r| HttpRequestFields {
+                    method: own(r.method),
+                    referrer: own(r.referrer),
+                    body_bytes: r.body_bytes,
+                }),
+                response: h.response,
+            }),
+            url: url.map(|u| UrlFields { domain: own(u.domain), original: own(u.original) }),
+            user_agent: own(user_agent),
+            log: LogFields {
+                level: own(level),
+                syslog: syslog.map(|s| SyslogFields {
+                    priority: s.priority,
+                    hostname: own(s.hostname),
+                    appname: own(s.appname),
+                    procid: own(s.procid),
+                    msgid: own(s.msgid),
+                    structured_data: s.structured_data,
+                }),
+                parse_error,
+                escaped,
+                truncated,
+            },
+            message: own(message),
+            host: own(host),
+            process: process.map(|p| ProcessFields {
+                name: own(p.name),
+                pid: p.pid,
+                command_line: own(p.command_line),
+            }),
+            user: user.map(|u| UserFields {
+                name: Cow::Owned(u.name.into_owned()),
+                target: own(u.target),
+                effective: own(u.effective),
+            }),
+            group: own(group),
+        }
+    }
+
+    /// The event's Kafka key: what `produce::key_of` gives for `to_event` (log events have no
+    /// Community ID): the host name, else the sensor id.
+    pub fn key<'k>(&'k self, who: &'k Identity) -> &'k str {
+        self.host.as_deref().unwrap_or(&who.sensor_id)
+    }
+
+    /// The owned event with id `id`, observed by `who`.
+    pub fn to_event(&self, id: String, who: &Identity) -> Event {
+        let mut event = Event::new(Dataset::Log, id, self.timestamp, &who.sensor_id, &who.tenant);
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        event.event.category = self.category.map(list);
+        event.event.r#type = self.r#type.map(list);
+        event.event.outcome = self.outcome.map(str::to_string);
+        event.event.action = owned(&self.action);
+        event.event.duration = self.duration;
+        event.event.original = Some(self.original.to_string());
+        let interface = |name: &Text<'_>| ObserverInterface {
+            interface: InterfaceName { name: name.to_string() },
+        };
+        event.observer.ingress = self.ingress.as_ref().map(interface);
+        event.observer.egress = self.egress.as_ref().map(interface);
+        event.source = self.source.clone();
+        event.destination = self.destination.clone();
+        event.network = self.network.as_ref().map(|n| Network {
+            transport: owned(&n.transport),
+            iana_number: n.iana_number,
+            ..Network::default()
+        });
+        let body = |bytes: Option<u64>| bytes.map(|bytes| Body { bytes, content: None });
+        event.http = self.http.as_ref().map(|h| Http {
+            version: owned(&h.version),
+            request: h.request.as_ref().map(|r| HttpRequest {
+                method: owned(&r.method),
+                referrer: owned(&r.referrer),
+                body: body(r.body_bytes),
+            }),
+            response: h
+                .response
+                .as_ref()
+                .map(|r| HttpResponse { status_code: r.status_code, body: body(r.body_bytes) }),
+        });
+        event.url = self
+            .url
+            .as_ref()
+            .map(|u| Url { domain: owned(&u.domain), original: owned(&u.original) });
+        event.user_agent = self.user_agent.as_ref().map(|a| UserAgent { original: a.to_string() });
+        if !self.log.is_empty() {
+            let LogFields { level, syslog, parse_error, escaped, truncated } = &self.log;
+            event.log = Some(Log {
+                level: owned(level),
+                file: None,
+                syslog: syslog.as_ref().map(|s| Syslog {
+                    priority: s.priority,
+                    facility: s.priority.map(|p| CodeName {
+                        code: p >> 3,
+                        name: syslog::facility_name(p >> 3).to_string(),
+                    }),
+                    severity: s.priority.map(|p| CodeName {
+                        code: p & 7,
+                        name: syslog::severity_name(p & 7).to_string(),
+                    }),
+                    hostname: owned(&s.hostname),
+                    appname: owned(&s.appname),
+                    procid: owned(&s.procid),
+                    msgid: owned(&s.msgid),
+                    structured_data: s.structured_data.clone(),
+                }),
+                parse_error: parse_error.map(str::to_string),
+                escaped: escaped.then_some(true),
+                truncated: truncated.then_some(true),
+            });
+        }
+        event.message = owned(&self.message);
+        event.host = self.host.as_ref().map(|h| Host { hostname: h.to_string() });
+        event.process = self.process.as_ref().map(|p| Process {
+            name: owned(&p.name),
+            pid: p.pid,
+            command_line: owned(&p.command_line),
+        });
+        event.user = self.user.as_ref().map(|u| User {
+            name: u.name.to_string(),
+            target: u.target.as_ref().map(|t| UserTarget { name: t.to_string() }),
+            effective: u.effective.as_ref().map(|t| UserTarget { name: t.to_string() }),
+        });
+        event.group = self.group.as_ref().map(|g| Group { name: g.to_string() });
+        event
+    }
+
+    /// Append the event's JSON (one line, no newline) to `out`: the bytes of
+    /// `self.to_event(id, who).write_json(out)`, without building the event. `id` is the
+    /// `event.id` (32 hex digits for line numbers, see `log_event_id`).
+    pub fn write_json(&self, id: &str, who: &Identity, out: &mut Vec<u8>) {
+        let mut o = Obj::begin(out);
+        o.ts("@timestamp", self.timestamp);
+        let mut e = o.obj("event");
+        e.str("id", id);
+        e.str("kind", Dataset::Log.kind().as_str());
+        e.str("dataset", Dataset::Log.as_str());
+        if let Some(list) = self.category {
+            str_list(&mut e, "category", list);
+        }
+        if let Some(list) = self.r#type {
+            str_list(&mut e, "type", list);
+        }
+        if let Some(outcome) = self.outcome {
+            e.str("outcome", outcome);
+        }
+        opt(&mut e, "action", &self.action);
+        e.opt_i64("duration", self.duration);
+        // Where the original's text starts in `out`, when it needed no escape (most lines): the
+        // message, a slice of it, is then copied from there instead of being escaped again.
+        let out = e.key("original");
+        let start = out.len();
+        canh_event::json::write_str(out, &self.original);
+        let plain_original = (out.len() - start == self.original.len() + 2).then_some(start + 1);
+        e.end();
+        let mut obs = o.obj("observer");
+        obs.str("id", &who.sensor_id);
+        for (key, side) in [("ingress", &self.ingress), ("egress", &self.egress)] {
+            if let Some(name) = side {
+                let mut s = obs.obj(key);
+                let mut i = s.obj("interface");
+                i.str("name", name);
+                i.end();
+                s.end();
+            }
+        }
+        obs.end();
+        let mut org = o.obj("organization");
+        org.str("id", &who.tenant);
+        org.end();
+        let mut c = o.obj("canh");
+        c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
+        c.end();
+        for (key, side) in [("source", &self.source), ("destination", &self.destination)] {
+            if let Some(Endpoint { ip, port, packets, bytes }) = side {
+                let mut p = o.obj(key);
+                if let Some(ip) = ip {
+                    p.ip("ip", *ip);
+                }
+                p.opt_u64("port", port.map(u64::from));
+                p.opt_u64("packets", *packets);
+                p.opt_u64("bytes", *bytes);
+                p.end();
+            }
+        }
+        if let Some(NetworkFields { transport, iana_number }) = &self.network {
+            let mut n = o.obj("network");
+            opt(&mut n, "transport", transport);
+            n.opt_u64("iana_number", iana_number.map(u64::from));
+            n.end();
+        }
+        if let Some(HttpFields { version, request, response }) = &self.http {
+            let mut h = o.obj("http");
+            opt(&mut h, "version", version);
+            if let Some(HttpRequestFields { method, referrer, body_bytes }) = request {
+                let mut r = h.obj("request");
+                opt(&mut r, "method", method);
+                opt(&mut r, "referrer", referrer);
+                body(&mut r, *body_bytes);
+                r.end();
+            }
+            if let Some(HttpResponseFields { status_code, body_bytes }) = response {
+                let mut r = h.obj("response");
+                r.opt_u64("status_code", status_code.map(u64::from));
+                body(&mut r, *body_bytes);
+                r.end();
+            }
+            h.end();
+        }
+        if let Some(UrlFields { domain, original }) = &self.url {
+            let mut u = o.obj("url");
+            opt(&mut u, "domain", domain);
+            opt(&mut u, "original", original);
+            u.end();
+        }
+        if let Some(agent) = &self.user_agent {
+            let mut u = o.obj("user_agent");
+            u.str("original", agent);
+            u.end();
+        }
+        if !self.log.is_empty() {
+            let LogFields { level, syslog, parse_error, escaped, truncated } = &self.log;
+            let mut l = o.obj("log");
+            opt(&mut l, "level", level);
+            if let Some(s) = syslog {
+                let mut y = l.obj("syslog");
+                if let Some(p) = s.priority {
+                    y.u64("priority", u64::from(p));
+                    code_name(&mut y, "facility", p >> 3, syslog::facility_name(p >> 3));
+                    code_name(&mut y, "severity", p & 7, syslog::severity_name(p & 7));
+                }
+                opt(&mut y, "hostname", &s.hostname);
+                opt(&mut y, "appname", &s.appname);
+                opt(&mut y, "procid", &s.procid);
+                opt(&mut y, "msgid", &s.msgid);
+                if let Some(sd) = &s.structured_data {
+                    structured_data(y.key("structured_data"), sd);
+                }
+                y.end();
+            }
+            if let Some(reason) = parse_error {
+                l.str("parse_error", reason);
+            }
+            if *escaped {
+                l.bool("escaped", true);
+            }
+            if *truncated {
+                l.bool("truncated", true);
+            }
+            l.end();
+        }
+        if let Some(message) = &self.message {
+            let out = o.key("message");
+            match plain_original.and_then(|at| within(&self.original, message).map(|i| at + i)) {
+                Some(at) => {
+                    out.push(b'"');
+                    out.extend_from_within(at..at + message.len());
+                    out.push(b'"');
+                }
+                None => canh_event::json::write_str(out, message),
+            }
+        }
+        if let Some(host) = &self.host {
+            let mut h = o.obj("host");
+            h.str("hostname", host);
+            h.end();
+        }
+        if let Some(ProcessFields { name, pid, command_line }) = &self.process {
+            let mut p = o.obj("process");
+            opt(&mut p, "name", name);
+            p.opt_u64("pid", pid.map(u64::from));
+            opt(&mut p, "command_line", command_line);
+            p.end();
+        }
+        if let Some(UserFields { name, target, effective }) = &self.user {
+            let mut u = o.obj("user");
+            u.str("name", name);
+            for (key, who) in [("target", target), ("effective", effective)] {
+                if let Some(name) = who {
+                    let mut t = u.obj(key);
+                    t.str("name", name);
+                    t.end();
+                }
+            }
+            u.end();
+        }
+        if let Some(group) = &self.group {
+            let mut g = o.obj("group");
+            g.str("name", group);
+            g.end();
+        }
+        o.end();
+    }
+}
+
+/// The offset of `part` in `whole` when `part` is a slice of it (compared by address).
+fn within(whole: &str, part: &str) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
+}
+
+fn opt(o: &mut Obj<'_>, key: &str, value: &Option<Text<'_>>) {
+    if let Some(v) = value {
+        o.str(key, v);
+    }
+}
+
+fn str_list(o: &mut Obj<'_>, key: &str, values: &[&str]) {
+    let out = o.key(key);
+    out.push(b'[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        canh_event::json::write_str(out, v);
+    }
+    out.push(b']');
+}
+
+fn body(o: &mut Obj<'_>, bytes: Option<u64>) {
+    if let Some(bytes) = bytes {
+        let mut b = o.obj("body");
+        b.u64("bytes", bytes);
+        b.end();
+    }
+}
+
+fn code_name(o: &mut Obj<'_>, key: &str, code: u8, name: &str) {
+    let mut c = o.obj(key);
+    c.u64("code", u64::from(code));
+    c.str("name", name);
+    c.end();
+}
+
+/// SD-ID -> (name -> value) as nested JSON objects, keys escaped (as the schema's writer does).
+fn structured_data(out: &mut Vec<u8>, sd: &StructuredData) {
+    use canh_event::json::write_str;
+    out.push(b'{');
+    for (i, (id, params)) in sd.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, id);
+        out.extend_from_slice(b":{");
+        for (j, (name, value)) in params.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_str(out, name);
+            out.push(b':');
+            write_str(out, value);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// For the parsers' unit tests, which check the owned event: run `parse` on fresh fields (at
+/// `event`'s time) and replace `event` with what it set.
+#[cfg(test)]
+pub fn into_event<'a, R>(event: &mut Event, parse: impl FnOnce(&mut LogEvent<'a>) -> R) -> R {
+    let mut fields = LogEvent { timestamp: event.timestamp, ..LogEvent::default() };
+    let result = parse(&mut fields);
+    let who = Identity {
+        sensor_id: event.observer.id.clone(),
+        tenant: event.organization.id.clone(),
+        community_id_seed: 0,
+    };
+    let original = event.event.original.take();
+    *event = fields.to_event(event.event.id.clone(), &who);
+    event.event.original = original;
+    result
+}
