@@ -225,13 +225,13 @@ impl Uplink {
     /// Queue one event already written as JSON (the log pipeline writes it straight from its
     /// parse), with its key (`produce::key_of` of the same event). Waits while the queue is full.
     pub fn send_json(&self, dataset: Dataset, key: &str, json: &[u8]) -> Result<(), UplinkError> {
-        let index = produce::dataset_index(dataset);
         self.send_item(Item::Event(Outgoing {
             class: produce::class_of(dataset),
-            dataset: index,
-            topic: self.topics.of(index),
+            dataset: produce::dataset_index(dataset),
+            topic: None,
             key: key.as_bytes().to_vec(),
             payload: json.to_vec(),
+            recycle: false,
         }))
     }
 
