@@ -183,7 +183,7 @@ fn udp_ingest(sample: &[Vec<u8>]) {
         std::env::var("CANH_BENCH_RCVBUF").ok().and_then(|v| v.parse().ok()).unwrap_or(8 << 20);
     let dir = std::env::temp_dir().join(format!("canh-bench-{}", std::process::id()));
     let inputs = LogInputs {
-        channel_capacity: 10_000,
+        channel_capacity: 100_000, // the config default
         udp: Some(UdpSettings {
             // `CANH_BENCH_UDP_PORT` picks the port (default: a free one).
             listen: SocketAddr::from((

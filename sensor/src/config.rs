@@ -240,7 +240,8 @@ pub struct LogsSection {
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// Lines waiting between the inputs and the parser; when full, UDP drops (counted), TCP, TLS
-    /// and files wait.
+    /// and files wait. The default (100,000, about half a second of a 200 k/s syslog flood, tens
+    /// of MB at most) rides out the pipeline thread losing the CPU for a while.
     #[serde(default = "default_log_channel_capacity")]
     pub channel_capacity: usize,
     /// How often tailed files are checked for new lines, rotation and new files.
@@ -326,7 +327,7 @@ fn default_max_message_bytes() -> usize {
     64 * 1024
 }
 fn default_log_channel_capacity() -> usize {
-    10_000
+    100_000
 }
 fn default_poll_interval() -> String {
     "1s".into()
