@@ -426,6 +426,20 @@ pub struct FlowView {
     pub from_orig: bool,
 }
 
+impl FlowView {
+    /// The flow's Community ID v1 (originator first) as its 30 ASCII bytes.
+    pub fn community_id(&self, seed: u16) -> [u8; 30] {
+        canh_event::community_id::community_id_v1_bytes(
+            seed,
+            self.orig_ip,
+            self.resp_ip,
+            self.proto,
+            self.orig_port,
+            self.resp_port,
+        )
+    }
+}
+
 /// Counters the caller turns into metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlowStats {

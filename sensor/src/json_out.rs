@@ -112,19 +112,27 @@ impl<W: Write> EventSink for JsonLines<W> {
 }
 
 /// The JSON of `record.to_event(who, seq)`; `ident` is the observer/organization/canh part
-/// ([`identity_json`]).
-pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord, who: &Identity, seq: u64, ident: &[u8]) {
+/// ([`identity_json`]). Returns the flow's Community ID written in it (the uplink's message key).
+pub fn write_flow(
+    out: &mut Vec<u8>,
+    r: &FlowRecord,
+    who: &Identity,
+    seq: u64,
+    ident: &[u8],
+) -> [u8; 30] {
+    let cid = r.view().community_id(who.community_id_seed);
     let plain = |text: &str| text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
     let history = r.history.as_str();
     // Nearly every flow: the line fits the fast writer's bound, and the strings need no escape.
     if ident.len() + history.len() <= 400 && !ident.is_empty() && plain(history) && plain(r.state) {
         let start = out.len();
         out.resize(start + MAX_FLOW_LINE, 0);
-        let at = flow_line(&mut out[start..], r, who, seq, ident);
+        let at = flow_line(&mut out[start..], r, who, seq, ident, &cid);
         out.truncate(start + at);
-        return;
+        return cid;
     }
-    write_flow_members(out, r, who, seq, ident);
+    write_flow_members(out, r, who, seq, ident, &cid);
+    cid
 }
 
 /// Bytes the fast flow writer may use: the fixed text of a flow event with the longest numbers
@@ -134,7 +142,14 @@ const MAX_FLOW_LINE: usize = 1280;
 /// A flow event written into a buffer of `MAX_FLOW_LINE` bytes at fixed offsets: no capacity check
 /// and no small copy call per field (the general writer's `Vec` pushes and `memcpy` calls were a
 /// fifth of `canh-sensor pcap`'s time). Same bytes as [`write_flow_members`]; returns the length.
-fn flow_line(buf: &mut [u8], r: &FlowRecord, who: &Identity, seq: u64, ident: &[u8]) -> usize {
+fn flow_line(
+    buf: &mut [u8],
+    r: &FlowRecord,
+    who: &Identity,
+    seq: u64,
+    ident: &[u8],
+    cid: &[u8; 30],
+) -> usize {
     let start = Timestamp(r.start_ns).rfc3339();
     let mut l = Line { buf, at: 0 };
     l.put(b"{\"@timestamp\":\"");
@@ -177,14 +192,7 @@ fn flow_line(buf: &mut [u8], r: &FlowRecord, who: &Identity, seq: u64, ident: &[
     l.put(b",\"iana_number\":");
     l.u64(u64::from(r.proto));
     l.put(b",\"community_id\":\"");
-    l.put(&canh_event::community_id::community_id_v1_bytes(
-        who.community_id_seed,
-        r.orig_ip,
-        r.resp_ip,
-        r.proto,
-        r.orig_port,
-        r.resp_port,
-    ));
+    l.put(cid);
     l.put(b"\"");
     if let Some(id) = r.vlan {
         l.put(b",\"vlan\":{\"id\":");
@@ -282,7 +290,14 @@ impl Line<'_> {
 
 /// [`write_flow`] through the general object writer (identities or histories that need escaping
 /// or do not fit the fast writer's bound).
-fn write_flow_members(out: &mut Vec<u8>, r: &FlowRecord, who: &Identity, seq: u64, ident: &[u8]) {
+fn write_flow_members(
+    out: &mut Vec<u8>,
+    r: &FlowRecord,
+    who: &Identity,
+    seq: u64,
+    ident: &[u8],
+    cid: &[u8; 30],
+) {
     let start = Timestamp(r.start_ns).rfc3339();
     let mut o = Obj::begin(out);
     {
@@ -326,7 +341,7 @@ fn write_flow_members(out: &mut Vec<u8>, r: &FlowRecord, who: &Identity, seq: u6
     let mut net = o.obj("network");
     write_transport(&mut net, r.proto);
     net.u64("iana_number", u64::from(r.proto));
-    write_community_id(&mut net, who, &r.view());
+    quoted(net.key("community_id"), cid);
     write_vlans(&mut net, r.vlan, r.inner_vlan);
     net.end();
     let mut flow = o.obj("flow");
@@ -359,19 +374,6 @@ fn write_transport(net: &mut Obj<'_>, proto: u8) {
     }
 }
 
-/// `"community_id":...` of the flow `view` (originator first).
-fn write_community_id(net: &mut Obj<'_>, who: &Identity, view: &FlowView) {
-    let id = canh_event::community_id::community_id_v1_bytes(
-        who.community_id_seed,
-        view.orig_ip,
-        view.resp_ip,
-        view.proto,
-        view.orig_port,
-        view.resp_port,
-    );
-    quoted(net.key("community_id"), &id);
-}
-
 /// `"vlan":{...}` and `"inner":{"vlan":{...}}` when the flow has the tags.
 fn write_vlans(net: &mut Obj<'_>, vlan: Option<u16>, inner_vlan: Option<u16>) {
     if let Some(id) = vlan {
@@ -396,7 +398,8 @@ fn quoted(b: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// The JSON of `session::to_event(view, meta, who, seq)`, written without building the event
-/// (no allocation for the common DNS and HTTP events); `ident` as for [`write_flow`].
+/// (no allocation for the common DNS and HTTP events); `ident` and the returned Community ID as
+/// for [`write_flow`].
 pub fn write_meta(
     out: &mut Vec<u8>,
     view: &FlowView,
@@ -404,7 +407,7 @@ pub fn write_meta(
     who: &Identity,
     seq: u64,
     ident: &[u8],
-) {
+) -> [u8; 30] {
     let (dataset, ts_ns, protocol) = meta.header();
     let mut o = Obj::begin(out);
     o.ts("@timestamp", Timestamp(ts_ns));
@@ -426,7 +429,8 @@ pub fn write_meta(
     write_transport(&mut net, view.proto);
     net.str("protocol", protocol);
     net.u64("iana_number", u64::from(view.proto));
-    write_community_id(&mut net, who, view);
+    let cid = view.community_id(who.community_id_seed);
+    quoted(net.key("community_id"), &cid);
     write_vlans(&mut net, view.vlan, view.inner_vlan);
     net.end();
     match meta {
@@ -446,6 +450,7 @@ pub fn write_meta(
         }
     }
     o.end();
+    cid
 }
 
 /// `dns` of `session::to_event`, in the order of `canh_event::Dns`.
@@ -688,7 +693,8 @@ mod tests {
                     let mut fast = Vec::new();
                     write_flow(&mut fast, &r, &who, u64::MAX, &ident);
                     let mut general = Vec::new();
-                    write_flow_members(&mut general, &r, &who, u64::MAX, &ident);
+                    let cid = r.view().community_id(who.community_id_seed);
+                    write_flow_members(&mut general, &r, &who, u64::MAX, &ident, &cid);
                     assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general));
                     let event = r.to_event(&who, u64::MAX);
                     assert_eq!(fast, serde_json::to_vec(&event).expect("serialise"));

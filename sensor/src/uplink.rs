@@ -98,6 +98,18 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// An event of `dataset` for its topic of this run.
+    fn new(dataset: Dataset, key: Vec<u8>, payload: Vec<u8>, recycle: bool) -> Outgoing {
+        Outgoing {
+            class: produce::class_of(dataset),
+            dataset: produce::dataset_index(dataset),
+            topic: None,
+            key,
+            payload,
+            recycle,
+        }
+    }
+
     fn topic<'a>(&'a self, topics: &'a Topics) -> &'a str {
         self.topic.as_deref().unwrap_or_else(|| topics.name(self.dataset))
     }
@@ -225,14 +237,12 @@ impl Uplink {
     /// Queue one event already written as JSON (the log pipeline writes it straight from its
     /// parse), with its key (`produce::key_of` of the same event). Waits while the queue is full.
     pub fn send_json(&self, dataset: Dataset, key: &str, json: &[u8]) -> Result<(), UplinkError> {
-        self.send_item(Item::Event(Outgoing {
-            class: produce::class_of(dataset),
-            dataset: produce::dataset_index(dataset),
-            topic: None,
-            key: key.as_bytes().to_vec(),
-            payload: json.to_vec(),
-            recycle: false,
-        }))
+        self.send_item(Item::Event(Outgoing::new(
+            dataset,
+            key.as_bytes().to_vec(),
+            json.to_vec(),
+            false,
+        )))
     }
 
     fn send_item(&self, item: Item) -> Result<(), UplinkError> {
@@ -267,17 +277,9 @@ fn outgoing(event: &Event, buffers: (Vec<u8>, Vec<u8>), recycle: bool) -> Outgoi
     let (mut key, mut payload) = buffers;
     key.clear();
     payload.clear();
-    let dataset = event.event.dataset;
     key.extend_from_slice(produce::key_of(event).as_bytes());
     event.write_json(&mut payload);
-    Outgoing {
-        class: produce::class_of(dataset),
-        dataset: produce::dataset_index(dataset),
-        topic: None,
-        key,
-        payload,
-        recycle,
-    }
+    Outgoing::new(event.event.dataset, key, payload, recycle)
 }
 
 /// The packet pipeline's sink in `run`, on the capture thread: a flow's JSON is written straight
@@ -338,25 +340,11 @@ impl FlowJson {
         key.clear();
         payload.clear();
         payload.reserve(self.last_len + 64);
-        json_out::write_flow(&mut payload, record, who, seq, &self.ident);
+        // `produce::key_of` of a flow event: its Community ID, as written in the JSON.
+        let cid = json_out::write_flow(&mut payload, record, who, seq, &self.ident);
         self.last_len = payload.len();
-        // `produce::key_of` of a flow event: its Community ID.
-        key.extend_from_slice(&canh_event::community_id::community_id_v1_bytes(
-            who.community_id_seed,
-            record.orig_ip,
-            record.resp_ip,
-            record.proto,
-            record.orig_port,
-            record.resp_port,
-        ));
-        Outgoing {
-            class: produce::class_of(Dataset::Flow),
-            dataset: produce::dataset_index(Dataset::Flow),
-            topic: None,
-            key,
-            payload,
-            recycle: true,
-        }
+        key.extend_from_slice(&cid);
+        Outgoing::new(Dataset::Flow, key, payload, true)
     }
 
     /// What [`outgoing`] gives for `session::to_event(view, meta, who, seq)`.
@@ -372,25 +360,10 @@ impl FlowJson {
         let (mut key, mut payload) = buffers;
         key.clear();
         payload.clear();
-        json_out::write_meta(&mut payload, view, meta, who, seq, &self.ident);
-        // `produce::key_of` of a metadata event: its flow's Community ID.
-        key.extend_from_slice(&canh_event::community_id::community_id_v1_bytes(
-            who.community_id_seed,
-            view.orig_ip,
-            view.resp_ip,
-            view.proto,
-            view.orig_port,
-            view.resp_port,
-        ));
-        let dataset = meta.header().0;
-        Outgoing {
-            class: produce::class_of(dataset),
-            dataset: produce::dataset_index(dataset),
-            topic: None,
-            key,
-            payload,
-            recycle: true,
-        }
+        // `produce::key_of` of a metadata event: its flow's Community ID, as written in the JSON.
+        let cid = json_out::write_meta(&mut payload, view, meta, who, seq, &self.ident);
+        key.extend_from_slice(&cid);
+        Outgoing::new(meta.header().0, key, payload, true)
     }
 
     /// `ident` for `who` (kept while the identity stays the same).
