@@ -144,7 +144,8 @@ impl RecordRef<'_> {
     /// the pieces, so that the payload is copied once (straight into `out`).
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
         let (topic, key) = (self.topic(), self.key());
-        let mut head = [0_u8; HEADER + 8 + 8 + 1 + 1 + 2];
+        // Header and the body's fixed fields up to the topic (key_len follows the topic).
+        let mut head = [0_u8; HEADER + BODY_FIXED - 2];
         head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
         head[4..8].copy_from_slice(&(self.body_len() as u32).to_le_bytes());
         head[12..20].copy_from_slice(&self.seq.to_le_bytes());
