@@ -63,6 +63,9 @@ cargo build --bins
 SENSOR=$REPO_DIR/target/debug/canh-sensor
 COLLECTOR=$REPO_DIR/target/debug/canh-collector
 
+# Each run has its own topics and database, so the sensors start from scratch too: a log sensor
+# state (file checkpoints) left by an earlier run would skip every line already sent then.
+rm -rf "$DEMO_DIR/sensor-state" "$DEMO_DIR/sensor-logs-state"
 mkdir -p "$DEMO_DIR"
 capture_list=$(printf '"%s", ' "${CAPTURES[@]}")
 cat >"$DEMO_DIR/sensor.toml" <<TOML
