@@ -59,26 +59,62 @@ impl Timestamp {
     pub fn rfc3339(self) -> [u8; 30] {
         let secs = self.secs();
         let days = secs.div_euclid(86_400);
-        let second_of_day = secs.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
+        // In 0..86_400: fits u32.
+        let second_of_day = secs.rem_euclid(86_400) as u32;
         let mut out = *b"0000-00-00T00:00:00.000000000Z";
-        let mut put = |at: usize, width: usize, mut value: u64| {
-            for i in (at..at + width).rev() {
-                out[i] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        };
-        // The year is in 1677..=2262 (see above); the cast cannot wrap.
-        put(0, 4, year.unsigned_abs());
-        put(5, 2, u64::from(month));
-        put(8, 2, u64::from(day));
-        put(11, 2, (second_of_day / 3600) as u64);
-        put(14, 2, ((second_of_day / 60) % 60) as u64);
-        put(17, 2, (second_of_day % 60) as u64);
-        put(20, 9, u64::from(self.subsec_nanos()));
+        out[..10].copy_from_slice(&date_text(days));
+        out[11..13].copy_from_slice(pair(second_of_day / 3600));
+        out[14..16].copy_from_slice(pair(second_of_day / 60 % 60));
+        out[17..19].copy_from_slice(pair(second_of_day % 60));
+        let nanos = self.subsec_nanos();
+        out[20] = b'0' + (nanos / 100_000_000) as u8;
+        out[21..23].copy_from_slice(pair(nanos / 1_000_000 % 100));
+        out[23..25].copy_from_slice(pair(nanos / 10_000 % 100));
+        out[25..27].copy_from_slice(pair(nanos / 100 % 100));
+        out[27..29].copy_from_slice(pair(nanos % 100));
         out
     }
 }
+
+/// `YYYY-MM-DD` of a day number counted from 1970-01-01. Events come in bursts of one day, so the
+/// last day's text is kept per thread.
+#[inline]
+fn date_text(days: i64) -> [u8; 10] {
+    thread_local! {
+        // No timestamp's day number is i64::MIN (they are within ±106,752 days of the epoch).
+        static LAST: std::cell::Cell<(i64, [u8; 10])> =
+            const { std::cell::Cell::new((i64::MIN, [0; 10])) };
+    }
+    LAST.with(|last| {
+        let (day, text) = last.get();
+        if day == days {
+            return text;
+        }
+        let (year, month, day) = civil_from_days(days);
+        let mut text = *b"0000-00-00";
+        // The year is in 1677..=2262 (see `rfc3339`); the cast cannot wrap.
+        let year = year.unsigned_abs() as u32;
+        text[..2].copy_from_slice(pair(year / 100 % 100));
+        text[2..4].copy_from_slice(pair(year % 100));
+        text[5..7].copy_from_slice(pair(month));
+        text[8..10].copy_from_slice(pair(day));
+        last.set((days, text));
+        text
+    })
+}
+
+/// The two decimal digits of `n` (below 100).
+#[inline]
+fn pair(n: u32) -> &'static [u8] {
+    let at = 2 * n as usize;
+    &DIGIT_PAIRS[at..at + 2]
+}
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,6 +186,35 @@ mod tests {
     fn extreme_instants_keep_four_digit_years() {
         assert_eq!(Timestamp(i64::MIN).to_string(), "1677-09-21T00:12:43.145224192Z");
         assert_eq!(Timestamp(i64::MAX).to_string(), "2262-04-11T23:47:16.854775807Z");
+    }
+
+    #[test]
+    fn formats_as_the_time_crate_across_days() {
+        // Instants spread over the whole range and alternating between days (the per-thread
+        // cache of the last day's text must follow), checked against the `time` crate.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut earlier = Vec::new();
+        for i in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let nanos = if i % 3 == 0 { x as i64 } else { (x % 4_000_000_000_000_000_000) as i64 };
+            earlier.push(nanos);
+            let nanos = if i % 5 == 4 { earlier[i / 2] } else { nanos };
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+                .expect("in range");
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.nanosecond()
+            );
+            assert_eq!(Timestamp(nanos).to_string(), expected, "{nanos}");
+        }
     }
 
     #[test]
