@@ -2,7 +2,6 @@
 //! seed, both endpoints (in a canonical order so both directions agree), the IP protocol and the
 //! ports, written as `1:` followed by the base64 of the SHA-1 digest.
 
-use base64::Engine;
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
@@ -52,23 +51,40 @@ pub fn community_id_v1_bytes(
         std::mem::swap(&mut sport, &mut dport);
     }
 
-    let mut hasher = Sha1::new();
-    hasher.update(seed.to_be_bytes());
-    hash_ip(&mut hasher, sip);
-    hash_ip(&mut hasher, dip);
-    hasher.update([proto, 0]);
-    if has_ports(proto) {
-        hasher.update(sport.to_be_bytes());
-        hasher.update(dport.to_be_bytes());
+    // The spec's input (seed, addresses, protocol, a zero byte, ports: at most 40 bytes), hashed
+    // in one call.
+    let mut msg = [0u8; 40];
+    msg[..2].copy_from_slice(&seed.to_be_bytes());
+    let mut n = 2;
+    for ip in [sip, dip] {
+        let (key, len) = ip_key(&ip);
+        msg[n..n + len].copy_from_slice(&key[..len]);
+        n += len;
     }
-    let digest = hasher.finalize();
+    msg[n] = proto;
+    n += 2;
+    if has_ports(proto) {
+        msg[n..n + 2].copy_from_slice(&sport.to_be_bytes());
+        msg[n + 2..n + 4].copy_from_slice(&dport.to_be_bytes());
+        n += 4;
+    }
+    let digest: [u8; 20] = Sha1::digest(&msg[..n]).into();
     let mut out = [b'='; 30];
     out[0] = b'1';
     out[1] = b':';
-    // 20 digest bytes are 28 base64 characters: the slice is exactly large enough.
-    let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut out[2..]);
+    // 20 digest bytes are 28 base64 characters (standard alphabet, one `=` of padding).
+    for (group, chunk) in digest.chunks(3).enumerate() {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let bits = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        let at = 2 + 4 * group;
+        for k in 0..=chunk.len() {
+            out[at + k] = BASE64[(bits >> (18 - 6 * k) & 0x3f) as usize];
+        }
+    }
     out
 }
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn has_ports(proto: u8) -> bool {
     matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP | PROTO_ICMP | PROTO_ICMPV6)
@@ -83,13 +99,6 @@ fn ip_key(ip: &IpAddr) -> ([u8; 16], usize) {
             (key, 4)
         }
         IpAddr::V6(v6) => (v6.octets(), 16),
-    }
-}
-
-fn hash_ip(hasher: &mut Sha1, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => hasher.update(v4.octets()),
-        IpAddr::V6(v6) => hasher.update(v6.octets()),
     }
 }
 
@@ -358,6 +367,69 @@ mod tests {
             seed1: "1:rYir8gphR31noO9iDRQmF/BteEI=",
         },
     ];
+
+    /// The spec's algorithm spelled out as it was first written here (one hasher update per field,
+    /// the base64 crate's encoder), for comparison with the one-call form.
+    fn reference(seed: u16, s: IpAddr, d: IpAddr, proto: u8, sport: u16, dport: u16) -> String {
+        use base64::Engine;
+        let (mut sport, mut dport, one_way) = match proto {
+            PROTO_ICMP => icmp_port_equivalents(sport, dport, false),
+            PROTO_ICMPV6 => icmp_port_equivalents(sport, dport, true),
+            _ => (sport, dport, false),
+        };
+        let (sk, dk) = (ip_key(&s), ip_key(&d));
+        let ordered = one_way
+            || sk.0[..sk.1] < dk.0[..dk.1]
+            || (sk.0[..sk.1] == dk.0[..dk.1] && sport < dport);
+        let (s, d) = if ordered { (s, d) } else { (d, s) };
+        if !ordered {
+            std::mem::swap(&mut sport, &mut dport);
+        }
+        let mut hasher = Sha1::new();
+        hasher.update(seed.to_be_bytes());
+        for ip in [s, d] {
+            match ip {
+                IpAddr::V4(v4) => hasher.update(v4.octets()),
+                IpAddr::V6(v6) => hasher.update(v6.octets()),
+            }
+        }
+        hasher.update([proto, 0]);
+        if has_ports(proto) {
+            hasher.update(sport.to_be_bytes());
+            hasher.update(dport.to_be_bytes());
+        }
+        format!("1:{}", base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+    }
+
+    #[test]
+    fn one_call_form_matches_the_field_by_field_reference() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..5_000 {
+            let (a, b) = (next(), next());
+            let v4 = |w: u64| IpAddr::from((w as u32).to_be_bytes());
+            let v6 = |w: u64| IpAddr::from((u128::from(w) << 64 | u128::from(!w)).to_be_bytes());
+            let (s, d) = match i % 4 {
+                0 => (v4(a), v4(b)),
+                1 => (v6(a), v6(b)),
+                2 => (v4(a), v6(b)),
+                _ => (v4(a), v4(a)),
+            };
+            let proto = [6, 17, 1, 58, 132, 46, 0, 255][i % 8];
+            let (sp, dp) = ((next() % 300) as u16, (next() % 300) as u16);
+            let seed = (next() % 3) as u16;
+            assert_eq!(
+                community_id_v1(seed, s, d, proto, sp, dp),
+                reference(seed, s, d, proto, sp, dp),
+                "{s} {d} {proto} {sp} {dp} seed {seed}"
+            );
+        }
+    }
 
     #[test]
     fn spec_baseline_vectors() {
