@@ -4,7 +4,7 @@
 //! the flow ends are reported without a response. Pure: bytes and timestamps in, values out.
 
 use std::borrow::Cow;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
@@ -114,7 +114,8 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
 
 /// A possibly compressed name at `pos`; returns the name and the position after it.
 fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
-    let mut name = String::new();
+    // One allocation for nearly every name (instead of growing label by label).
+    let mut name = String::with_capacity(64);
     let mut end = None;
     let mut pointers = 0;
     loop {
@@ -188,7 +189,7 @@ fn rdata_text(
     let text = match rtype {
         1 => {
             let a: [u8; 4] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
-            Ipv4Addr::from(a).to_string()
+            ipv4_text(a)
         }
         28 => {
             let a: [u8; 16] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
@@ -218,6 +219,24 @@ fn rdata_text(
         _ => return Ok(None),
     };
     Ok(Some(text))
+}
+
+/// An IPv4 address in dotted-quad form (as `Ipv4Addr`'s `Display`, without the formatter).
+fn ipv4_text(octets: [u8; 4]) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// Query type names as Zeek's `DNS::query_types` prints them.
@@ -367,6 +386,16 @@ impl DnsFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_text_is_the_display_form() {
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 42, 250] {
+                let octets = [a, b, a ^ b, b.wrapping_add(a)];
+                assert_eq!(ipv4_text(octets), std::net::Ipv4Addr::from(octets).to_string());
+            }
+        }
+    }
 
     #[test]
     fn name_bytes_outside_printable_ascii_are_escaped_as_zeek_does() {
