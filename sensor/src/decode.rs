@@ -15,8 +15,11 @@ pub enum LinkType {
     Raw,
     /// BSD loopback: a 4-byte address family in host byte order.
     Null,
-    /// Linux "cooked" capture v1.
+    /// Linux "cooked" capture v1 (`tcpdump -i any` before libpcap 1.10).
     LinuxSll,
+    /// Linux "cooked" capture v2 (`tcpdump -i any` and `tshark -i any` with libpcap 1.10 and
+    /// later): a 20-byte header that starts with the EtherType.
+    LinuxSll2,
 }
 
 impl LinkType {
@@ -27,6 +30,7 @@ impl LinkType {
             12 | 14 | 101 | 228 | 229 => Some(LinkType::Raw),
             0 | 108 => Some(LinkType::Null),
             113 => Some(LinkType::LinuxSll),
+            276 => Some(LinkType::LinuxSll2),
             _ => None,
         }
     }
@@ -315,6 +319,11 @@ fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeErro
         LinkType::LinuxSll => {
             let rest = frame.get(16..).ok_or(DecodeError::TruncatedLink)?;
             let ether_type = u16::from_be_bytes([frame[14], frame[15]]);
+            LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
+        }
+        LinkType::LinuxSll2 => {
+            let rest = frame.get(20..).ok_or(DecodeError::TruncatedLink)?;
+            let ether_type = u16::from_be_bytes([frame[0], frame[1]]);
             LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
         }
     })
@@ -663,7 +672,13 @@ mod tests {
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            for link in [LinkType::Ethernet, LinkType::Raw, LinkType::Null, LinkType::LinuxSll] {
+            for link in [
+                LinkType::Ethernet,
+                LinkType::Raw,
+                LinkType::Null,
+                LinkType::LinuxSll,
+                LinkType::LinuxSll2,
+            ] {
                 let _ = decode(link, &bytes);
             }
         }

@@ -146,3 +146,78 @@ fn zeek_fragment_traces_give_the_flows_zeek_reassembles() {
     // The reassembled segment (20 + 89 bytes) and the FIN (40 bytes).
     assert_eq!((reassembled.4, reassembled.5), (2, 109 + 40));
 }
+
+/// An Ethernet capture rewritten as a Linux "cooked" capture (what `tcpdump -i any` writes):
+/// version 1 (16-byte header, EtherType at 14) or version 2 (20-byte header, EtherType at 0).
+/// Frames that carry a VLAN tag are left out: on "any" the kernel has already removed the tag.
+fn cooked(source: &Path, version: u8, out: &Path) -> usize {
+    let linktype = if version == 1 { 113 } else { 276 };
+    let dead = pcap::Capture::dead_with_precision(pcap::Linktype(linktype), pcap::Precision::Nano)
+        .expect("dead capture");
+    let mut file = dead.savefile(out).expect("savefile");
+    let mut written = 0;
+    capture::read_file(source, |link, ts, data| {
+        assert_eq!(link, LinkType::Ethernet, "{}", source.display());
+        let (Some(ether_type), Some(payload)) = (data.get(12..14), data.get(14..)) else {
+            return;
+        };
+        if ether_type == [0x81, 0x00] || ether_type == [0x88, 0xa8] {
+            return;
+        }
+        let mut frame = Vec::with_capacity(data.len() + 6);
+        if version == 1 {
+            frame.extend_from_slice(&[0, 0, 0, 1, 0, 6]); // incoming, ARPHRD_ETHER, 6-byte address
+            frame.extend_from_slice(&data[6..12]);
+            frame.extend_from_slice(&[0, 0]);
+            frame.extend_from_slice(ether_type);
+        } else {
+            frame.extend_from_slice(ether_type);
+            frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, 0, 6]); // ifindex 2, ARPHRD_ETHER
+            frame.extend_from_slice(&data[6..12]);
+            frame.extend_from_slice(&[0, 0]);
+        }
+        frame.extend_from_slice(payload);
+        let header = pcap::PacketHeader {
+            ts: libc::timeval {
+                tv_sec: ts.div_euclid(1_000_000_000) as libc::time_t,
+                tv_usec: ts.rem_euclid(1_000_000_000) as libc::suseconds_t,
+            },
+            caplen: frame.len() as u32,
+            len: frame.len() as u32,
+        };
+        file.write(&pcap::Packet::new(&header, &frame));
+        written += 1;
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    file.flush().expect("flush");
+    written
+}
+
+/// The same traffic captured on Ethernet and on Linux's "any" device (cooked v1 and v2) gives
+/// the same events: flows, DNS, HTTP, TLS and SSH metadata alike.
+#[test]
+fn cooked_captures_give_the_events_of_the_ethernet_capture() {
+    let dir = std::env::temp_dir().join(format!("canh-cooked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut compared = 0;
+    for name in ["http-get.pcap", "dns53.pcap", "tls-tls1.2.pcap", "ssh-sshguess.pcap"] {
+        let source = shared(&format!("zeek/{name}"));
+        if !source.exists() {
+            continue;
+        }
+        let ethernet: Vec<String> =
+            events(&source).iter().map(|e| serde_json::to_string(e).expect("json")).collect();
+        assert!(!ethernet.is_empty(), "{name}");
+        for version in [1, 2] {
+            let out = dir.join(format!("{name}.sll{version}.pcap"));
+            let frames = cooked(&source, version, &out);
+            assert!(frames > 0, "{name}");
+            let got: Vec<String> =
+                events(&out).iter().map(|e| serde_json::to_string(e).expect("json")).collect();
+            assert_eq!(got, ethernet, "{name} as cooked v{version}");
+        }
+        compared += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(compared >= 3 || !shared("").exists(), "only {compared} captures compared");
+}
