@@ -381,7 +381,9 @@ pub fn program_into<'a>(appname: &str, message: &'a str, event: &mut LogEvent<'a
         return;
     }
     match &*program {
-        "sshd" => auth::sshd_into(message, event),
+        // OpenSSH 9.8 and later log each connection from `sshd-session` (and, from 10.0, the
+        // pre-authentication child `sshd-auth`), with sshd's messages.
+        "sshd" | "sshd-session" | "sshd-auth" => auth::sshd_into(message, event),
         "sudo" => auth::sudo_into(message, event),
         "su" => auth::su_into(message, event),
         "useradd" | "usermod" | "userdel" | "groupadd" | "groupmod" | "groupdel" | "passwd"
@@ -476,6 +478,23 @@ mod tests {
         assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("foo"));
         assert_eq!(e.event.category, Some(vec!["session".to_string()]));
         assert_eq!(e.host.as_ref().map(|h| h.hostname.as_str()), Some("web01"));
+    }
+
+    /// OpenSSH 9.8+ (Debian 13) logs per-connection messages as `sshd-session`, with rsyslog's
+    /// default RFC 3339 timestamps: parsed as sshd's, the process name kept as logged.
+    #[test]
+    fn sshd_session_lines_are_parsed_as_sshd() {
+        for (program, line) in [
+            ("sshd-session", &b"2026-11-23T10:00:00.123456+07:00 web01 sshd-session[1234]: Failed password for invalid user admin from 192.0.2.1 port 41234 ssh2"[..]),
+            ("sshd-auth", b"<38>Nov 23 10:00:01 web01 sshd-auth[99]: Failed password for root from 192.0.2.1 port 41235 ssh2"),
+        ] {
+            let e = line_event(line, false, NOW, 1, &who(), &opts(LineFormat::Auto));
+            assert_eq!(e.process.as_ref().and_then(|p| p.name.as_deref()), Some(program));
+            assert_eq!(e.event.category, Some(vec!["authentication".to_string()]), "{program}");
+            assert_eq!(e.event.outcome.as_deref(), Some("failure"), "{program}");
+            assert_eq!(e.source.as_ref().and_then(|s| s.ip), Some("192.0.2.1".parse().expect("ip")));
+            assert!(e.user.is_some(), "{program}");
+        }
     }
 
     #[test]
