@@ -307,6 +307,55 @@ fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32
 
 #[inline(always)]
 fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    let sliced = slice_link(link, frame)?;
+    if sliced.net.is_none() && sliced.stop_err.is_none() {
+        if let Some(inner) = mpls_payload(&sliced) {
+            return Ok(inner);
+        }
+    }
+    Ok(sliced)
+}
+
+/// Most MPLS labels a frame may carry before the stack counts as damaged.
+const MAX_MPLS_LABELS: usize = 8;
+
+/// The IP packet under an MPLS label stack (EtherType 0x8847 or 0x8848 after the link header and
+/// its VLAN tags), sliced as IP with the frame's link header and VLAN tags kept. As in Zeek, the
+/// payload after the bottom-of-stack label is IPv4 or IPv6 by its version nibble; anything else
+/// (a pseudowire, a control word) is not decoded.
+fn mpls_payload<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<LaxSlicedPacket<'a>> {
+    let payload = match sliced.link_exts.last() {
+        Some(etherparse::LaxLinkExtSlice::Vlan(vlan)) => vlan.payload(),
+        Some(_) => return None,
+        None => match &sliced.link {
+            Some(LinkSlice::Ethernet2(ethernet)) => ethernet.payload(),
+            Some(LinkSlice::EtherPayload(payload)) => payload.clone(),
+            _ => return None,
+        },
+    };
+    if !matches!(payload.ether_type.0, 0x8847 | 0x8848) {
+        return None;
+    }
+    let mut rest = payload.payload;
+    for _ in 0..MAX_MPLS_LABELS {
+        let label = rest.get(..4)?;
+        rest = &rest[4..];
+        if label[2] & 0x01 == 0 {
+            continue;
+        }
+        if !matches!(rest.first()? >> 4, 4 | 6) {
+            return None;
+        }
+        let mut inner = LaxSlicedPacket::from_ip(rest).ok()?;
+        inner.link = sliced.link.clone();
+        inner.link_exts = sliced.link_exts.clone();
+        return Some(inner);
+    }
+    None
+}
+
+#[inline(always)]
+fn slice_link(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
     Ok(match link {
         LinkType::Ethernet => {
             LaxSlicedPacket::from_ethernet(frame).map_err(|_| DecodeError::TruncatedLink)?
@@ -542,6 +591,28 @@ mod tests {
         let frame = udp_v6_frame(2);
         let p = decode(LinkType::Ethernet, &frame).expect("decodes");
         assert_eq!((p.vlan, p.inner_vlan, p.dst_port), (Some(7), Some(9), 53));
+    }
+
+    /// VLAN 100, then MPLS (EtherType 0x8847, one label, bottom of stack), then the IPv4 packet:
+    /// the packet of the frame without MPLS, its VLAN kept. A pseudowire (payload that is not IP
+    /// after the bottom label) and a stack without a bottom label are not IP.
+    #[test]
+    fn decodes_ip_under_an_mpls_label_stack() {
+        let plain = tcp_frame(b"hello");
+        let mpls = |label: [u8; 4], after: &[u8]| {
+            let mut frame = plain[..16].to_vec();
+            frame.extend_from_slice(&[0x88, 0x47]);
+            frame.extend_from_slice(&label);
+            frame.extend_from_slice(after);
+            frame
+        };
+        let frame = mpls([0x00, 0x01, 0x21, 0x40], &plain[18..]);
+        assert_eq!(decode(LinkType::Ethernet, &frame), decode(LinkType::Ethernet, &plain));
+        assert_eq!(decode(LinkType::Ethernet, &frame).expect("decodes").vlan, Some(100));
+        let pseudowire = mpls([0x00, 0x01, 0x21, 0x40], &plain[..]);
+        assert_eq!(decode(LinkType::Ethernet, &pseudowire), Err(DecodeError::NotIp));
+        let no_bottom = mpls([0x00, 0x01, 0x20, 0x40], &[0u8; 40]);
+        assert_eq!(decode(LinkType::Ethernet, &no_bottom), Err(DecodeError::NotIp));
     }
 
     #[test]
