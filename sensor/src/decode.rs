@@ -309,7 +309,7 @@ fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32
 fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
     let sliced = slice_link(link, frame)?;
     if sliced.net.is_none() && sliced.stop_err.is_none() {
-        if let Some(inner) = mpls_payload(&sliced) {
+        if let Some(inner) = encapsulated_ip(&sliced) {
             return Ok(inner);
         }
     }
@@ -319,11 +319,12 @@ fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeErro
 /// Most MPLS labels a frame may carry before the stack counts as damaged.
 const MAX_MPLS_LABELS: usize = 8;
 
-/// The IP packet under an MPLS label stack (EtherType 0x8847 or 0x8848 after the link header and
-/// its VLAN tags), sliced as IP with the frame's link header and VLAN tags kept. As in Zeek, the
-/// payload after the bottom-of-stack label is IPv4 or IPv6 by its version nibble; anything else
-/// (a pseudowire, a control word) is not decoded.
-fn mpls_payload<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<LaxSlicedPacket<'a>> {
+/// The IP packet under an MPLS label stack (EtherType 0x8847 or 0x8848) or in a PPPoE session
+/// (0x8864, PPP protocol 0x0021 IPv4 or 0x0057 IPv6) after the link header and its VLAN tags,
+/// sliced as IP with the frame's link header and VLAN tags kept. As in Zeek, the payload after the
+/// bottom-of-stack label is IPv4 or IPv6 by its version nibble; anything else (a pseudowire, a
+/// control word, PPP control protocols) is not decoded.
+fn encapsulated_ip<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<LaxSlicedPacket<'a>> {
     let payload = match sliced.link_exts.last() {
         Some(etherparse::LaxLinkExtSlice::Vlan(vlan)) => vlan.payload(),
         Some(_) => return None,
@@ -333,23 +334,31 @@ fn mpls_payload<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<LaxSlicedPacket<'a>>
             _ => return None,
         },
     };
-    if !matches!(payload.ether_type.0, 0x8847 | 0x8848) {
-        return None;
-    }
-    let mut rest = payload.payload;
+    let ip = match payload.ether_type.0 {
+        0x8847 | 0x8848 => below_mpls_labels(payload.payload)?,
+        0x8864 => {
+            let session = payload.payload;
+            match session.get(6..8)? {
+                [0x00, 0x21] | [0x00, 0x57] => session.get(8..)?,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let mut inner = LaxSlicedPacket::from_ip(ip).ok()?;
+    inner.link = sliced.link.clone();
+    inner.link_exts = sliced.link_exts.clone();
+    Some(inner)
+}
+
+/// What follows the bottom-of-stack label, when it is IPv4 or IPv6.
+fn below_mpls_labels(mut rest: &[u8]) -> Option<&[u8]> {
     for _ in 0..MAX_MPLS_LABELS {
-        let label = rest.get(..4)?;
-        rest = &rest[4..];
-        if label[2] & 0x01 == 0 {
-            continue;
+        let bottom = rest.get(2)? & 0x01 == 1;
+        rest = rest.get(4..)?;
+        if bottom {
+            return matches!(rest.first()? >> 4, 4 | 6).then_some(rest);
         }
-        if !matches!(rest.first()? >> 4, 4 | 6) {
-            return None;
-        }
-        let mut inner = LaxSlicedPacket::from_ip(rest).ok()?;
-        inner.link = sliced.link.clone();
-        inner.link_exts = sliced.link_exts.clone();
-        return Some(inner);
     }
     None
 }
@@ -613,6 +622,27 @@ mod tests {
         assert_eq!(decode(LinkType::Ethernet, &pseudowire), Err(DecodeError::NotIp));
         let no_bottom = mpls([0x00, 0x01, 0x20, 0x40], &[0u8; 40]);
         assert_eq!(decode(LinkType::Ethernet, &no_bottom), Err(DecodeError::NotIp));
+    }
+
+    /// A PPPoE session frame (version/type 0x11, code 0, session 0x0001, length, PPP protocol
+    /// 0x0021) carrying the IPv4 packet decodes as that packet; PPP's LCP (0xc021) is not IP.
+    #[test]
+    fn decodes_ip_in_a_pppoe_session() {
+        let plain = tcp_frame(b"hello");
+        let ip = &plain[18..];
+        let pppoe = |protocol: [u8; 2]| {
+            let mut frame = plain[..16].to_vec();
+            frame.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x00, 0x01]);
+            frame.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+            frame.extend_from_slice(&protocol);
+            frame.extend_from_slice(ip);
+            frame
+        };
+        assert_eq!(
+            decode(LinkType::Ethernet, &pppoe([0x00, 0x21])),
+            decode(LinkType::Ethernet, &plain)
+        );
+        assert_eq!(decode(LinkType::Ethernet, &pppoe([0xc0, 0x21])), Err(DecodeError::NotIp));
     }
 
     #[test]
