@@ -390,6 +390,13 @@ pub fn program_into<'a>(appname: &str, message: &'a str, event: &mut LogEvent<'a
         | "chpasswd" | "chage" | "gpasswd" => auth::account_into(&program, message, event),
         "cron" | "crond" | "anacron" => auth::cron_into(message, event),
         "kernel" => firewall::kernel_into(message, event),
+        // Web servers logging their access log to syslog (nginx `access_log syslog:...`, Apache
+        // piped to logger): the message is an access-log line.
+        "nginx" | "apache" | "apache2" | "httpd" => {
+            if web::access_into(message.as_bytes(), event).is_err() {
+                auth::generic_pam_into(message, event)
+            }
+        }
         _ => auth::generic_pam_into(message, event),
     }
 }
@@ -495,6 +502,17 @@ mod tests {
             assert_eq!(e.source.as_ref().and_then(|s| s.ip), Some("192.0.2.1".parse().expect("ip")));
             assert!(e.user.is_some(), "{program}");
         }
+    }
+
+    /// nginx's `access_log syslog:server=...`: the syslog message is an access-log line.
+    #[test]
+    fn web_server_access_lines_over_syslog_are_parsed() {
+        let line = br#"<190>Nov 23 10:00:04 web01 nginx: 203.0.113.9 - - [23/Nov/2026:10:00:04 +0700] "GET /wp-login.php HTTP/1.1" 404 0 "-" "Nikto""#;
+        let e = line_event(line, false, NOW, 1, &who(), &opts(LineFormat::Auto));
+        assert_eq!(e.process.as_ref().and_then(|p| p.name.as_deref()), Some("nginx"));
+        assert_eq!(e.url.as_ref().and_then(|u| u.original.as_deref()), Some("/wp-login.php"));
+        assert_eq!(e.source.as_ref().and_then(|s| s.ip), Some("203.0.113.9".parse().expect("ip")));
+        assert_eq!(e.event.category, Some(vec!["web".to_string()]));
     }
 
     #[test]
