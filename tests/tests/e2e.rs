@@ -1249,6 +1249,9 @@ async fn uplink_false_stalls_send_nothing_twice() {
     assert_eq!(stat(&text, "spool_bytes_left"), 0, "spool drained");
     assert_eq!(stat(&text, "dropped"), 0);
     assert_eq!(stat(&text, "delivered"), n, "each event acknowledged once");
+    // Packed: events of one topic and partition share records (sensor/UPLINK.md, "Packs").
+    let kafka_records = stat(&text, "records");
+    assert!(kafka_records * 2 < n, "{kafka_records} records for {n} events: not packed");
     let want = expected_ids(1, n);
     let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(90), |ids| {
         ids.len() >= want.len()
