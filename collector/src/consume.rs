@@ -101,6 +101,30 @@ fn in_event_time_order(inputs: &mut [serde_json::Value]) {
     });
 }
 
+/// Decode one Kafka record into the batch. A record holds one event or, from Canh's sensor, a pack
+/// of events one per line (sensor/UPLINK.md; event JSON never holds a raw newline). Each line is
+/// routed as [`route`] routes a record: a bad line becomes a dead letter of its own and the rest of
+/// the pack is stored. Empty lines are skipped; a record with nothing else is one "empty" dead
+/// letter. `outcome` is called with each line's result.
+pub fn route_record(
+    payload: Option<&[u8]>,
+    origin: Origin,
+    batch: &mut Batch,
+    mut outcome: impl FnMut(Result<(), &'static str>),
+) {
+    let mut lines = 0;
+    for line in payload.unwrap_or_default().split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        lines += 1;
+        outcome(route(Some(line), origin, batch));
+    }
+    if lines == 0 {
+        outcome(route(None, origin, batch));
+    }
+}
+
 /// Why a record that does not decode as an event failed: not JSON at all, JSON naming a dataset
 /// Canh does not know, or JSON with missing or mistyped fields.
 fn classify_json_error(raw: &[u8]) -> &'static str {
@@ -508,6 +532,7 @@ impl Offsets {
 
 /// The per-record counters, looked up once rather than by label for every record.
 struct Counters {
+    kafka_records: prometheus::IntCounter,
     stored: prometheus::IntCounter,
     dead_letter: prometheus::IntCounter,
     errors: prometheus::IntCounterVec,
@@ -516,6 +541,7 @@ struct Counters {
 impl Counters {
     fn new(metrics: &Metrics) -> Counters {
         Counters {
+            kafka_records: metrics.kafka_records.clone(),
             stored: metrics.records.with_label_values(&["stored"]),
             dead_letter: metrics.records.with_label_values(&["dead_letter"]),
             errors: metrics.errors.clone(),
@@ -523,7 +549,8 @@ impl Counters {
     }
 }
 
-/// Route one record into the batch and note its offset.
+/// Route one record (all the events of a pack) into the batch and note its offset: the offset
+/// is committed with the batch, after every row of the record is stored.
 fn take(
     message: &rdkafka::message::BorrowedMessage<'_>,
     batch: &mut Batch,
@@ -532,14 +559,15 @@ fn take(
 ) {
     let origin =
         Origin { topic: message.topic(), partition: message.partition(), offset: message.offset() };
-    match route(message.payload(), origin, batch) {
+    counters.kafka_records.inc();
+    route_record(message.payload(), origin, batch, |routed| match routed {
         Ok(()) => counters.stored.inc(),
         Err(reason) => {
             counters.dead_letter.inc();
             counters.errors.with_label_values(&["decode", reason]).inc();
             tracing::debug!(reason, topic = origin.topic, offset = origin.offset, "dead letter");
         }
-    }
+    });
     offsets.note(origin);
 }
 
@@ -851,6 +879,43 @@ mod tests {
             ordered.iter().map(|e| e["@timestamp"].as_str().expect("ts")).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
         assert_eq!(brute_force(&ordered), 1, "in event-time order the correlation fires");
+    }
+
+    #[test]
+    fn a_pack_is_split_into_lines_and_a_bad_line_is_a_dead_letter_of_its_own() {
+        let mut batch = Batch::default();
+        let dns =
+            |id: &str| Event::new(Dataset::Dns, id.into(), canh_event::Timestamp(0), "s", "t");
+        let mut pack = Vec::new();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            if i > 0 {
+                pack.push(b'\n');
+            }
+            pack.extend_from_slice(dns(id).to_json().as_bytes());
+        }
+        pack.extend_from_slice(b"\n{nope\n");
+        pack.extend_from_slice(dns("d").to_json().as_bytes());
+        let mut outcomes = Vec::new();
+        route_record(Some(&pack), origin(), &mut batch, |o| outcomes.push(o));
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(()), Err("invalid_json"), Ok(())]);
+        let ids: Vec<&str> = batch.dns.iter().map(|r| r.event_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert_eq!(batch.dead_letters[0].raw, b"{nope");
+        assert_eq!(batch.dead_letters[0].kafka_offset, 41);
+
+        // One event per record (old records, other producers), with or without a final newline.
+        let mut single = Batch::default();
+        let mut outcomes = Vec::new();
+        let one = dns("e").to_json();
+        route_record(Some(one.as_bytes()), origin(), &mut single, |o| outcomes.push(o));
+        route_record(Some(format!("{one}\n").as_bytes()), origin(), &mut single, |o| {
+            outcomes.push(o)
+        });
+        route_record(Some(b"\n"), origin(), &mut single, |o| outcomes.push(o));
+        route_record(None, origin(), &mut single, |o| outcomes.push(o));
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Err("empty"), Err("empty")]);
+        assert_eq!(single.dns.len(), 2);
     }
 
     #[test]
