@@ -85,6 +85,46 @@ pub fn route(
     Ok(())
 }
 
+/// Put a batch's events in event-time order before detection (stable: equal times keep their
+/// order). A batch holds several partitions' records, each partition in order but a whole fetch of
+/// one after another's; a sensor's events are spread over the partitions by key, so correlation
+/// would otherwise see older events after newer ones from the same sensor, and keep them out as
+/// late (a pcap replayed at full speed: a fetch spans minutes of capture) or count a window in an
+/// order that changes from run to run. Events without a readable `@timestamp` go first.
+fn in_event_time_order(inputs: &mut [serde_json::Value]) {
+    inputs.sort_by_cached_key(|event| {
+        event
+            .get("@timestamp")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| Timestamp::parse(text).ok())
+            .map_or(i64::MIN, |t| t.nanos())
+    });
+}
+
+/// Decode one Kafka record into the batch. A record holds one event or, from Canh's sensor, a pack
+/// of events one per line (sensor/UPLINK.md; event JSON never holds a raw newline). Each line is
+/// routed as [`route`] routes a record: a bad line becomes a dead letter of its own and the rest of
+/// the pack is stored. Empty lines are skipped; a record with nothing else is one "empty" dead
+/// letter. `outcome` is called with each line's result.
+pub fn route_record(
+    payload: Option<&[u8]>,
+    origin: Origin,
+    batch: &mut Batch,
+    mut outcome: impl FnMut(Result<(), &'static str>),
+) {
+    let mut lines = 0;
+    for line in payload.unwrap_or_default().split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        lines += 1;
+        outcome(route(Some(line), origin, batch));
+    }
+    if lines == 0 {
+        outcome(route(None, origin, batch));
+    }
+}
+
 /// Why a record that does not decode as an event failed: not JSON at all, JSON naming a dataset
 /// Canh does not know, or JSON with missing or mistyped fields.
 fn classify_json_error(raw: &[u8]) -> &'static str {
@@ -311,10 +351,11 @@ impl Detection {
     /// Run the batch's events through detection on a blocking thread and add the alert rows. Runs
     /// once per batch: the inputs are taken.
     async fn run(&mut self, batch: &mut Batch, settings: &Settings, metrics: &Metrics) {
-        let Some(inputs) = batch.detect_inputs.take() else { return };
+        let Some(mut inputs) = batch.detect_inputs.take() else { return };
         if inputs.is_empty() {
             return;
         }
+        in_event_time_order(&mut inputs);
         let Some(mut detector) = self.detector.take() else { return };
         let before = detector.stats().clone();
         let started = Instant::now();
@@ -491,6 +532,7 @@ impl Offsets {
 
 /// The per-record counters, looked up once rather than by label for every record.
 struct Counters {
+    kafka_records: prometheus::IntCounter,
     stored: prometheus::IntCounter,
     dead_letter: prometheus::IntCounter,
     errors: prometheus::IntCounterVec,
@@ -499,6 +541,7 @@ struct Counters {
 impl Counters {
     fn new(metrics: &Metrics) -> Counters {
         Counters {
+            kafka_records: metrics.kafka_records.clone(),
             stored: metrics.records.with_label_values(&["stored"]),
             dead_letter: metrics.records.with_label_values(&["dead_letter"]),
             errors: metrics.errors.clone(),
@@ -506,7 +549,8 @@ impl Counters {
     }
 }
 
-/// Route one record into the batch and note its offset.
+/// Route one record (all the events of a pack) into the batch and note its offset: the offset
+/// is committed with the batch, after every row of the record is stored.
 fn take(
     message: &rdkafka::message::BorrowedMessage<'_>,
     batch: &mut Batch,
@@ -515,14 +559,15 @@ fn take(
 ) {
     let origin =
         Origin { topic: message.topic(), partition: message.partition(), offset: message.offset() };
-    match route(message.payload(), origin, batch) {
+    counters.kafka_records.inc();
+    route_record(message.payload(), origin, batch, |routed| match routed {
         Ok(()) => counters.stored.inc(),
         Err(reason) => {
             counters.dead_letter.inc();
             counters.errors.with_label_values(&["decode", reason]).inc();
             tracing::debug!(reason, topic = origin.topic, offset = origin.offset, "dead letter");
         }
-    }
+    });
     offsets.note(origin);
 }
 
@@ -784,6 +829,93 @@ mod tests {
         assert_eq!(route(Some(&bytes), origin(), &mut batch), Err("wrong_types"));
         assert_eq!(batch.dead_letters[2].raw, b"\xff\xfe garbage");
         assert_eq!(batch.dead_letters[0].kafka_offset, 41);
+    }
+
+    /// Twelve sshd failures from one address within four minutes, then another address's sshd
+    /// login on the same sensor half an hour later: the pack's brute-force correlation (ten in five minutes) fires.
+    /// Spread over two partitions and read one partition after the other (the failures with even
+    /// numbers and the login in the first), the second partition's failures come after the
+    /// sensor's newest event is 30 minutes on: late for correlation (default lateness 5 min), and
+    /// six failures stay. Ordered by event time first, the alert is raised.
+    #[test]
+    fn a_batch_read_partition_after_partition_is_detected_in_event_time_order() {
+        let at =
+            |secs: i64| Timestamp(1_700_000_000_000_000_000 + secs * 1_000_000_000).to_string();
+        let failure = |i: i64| {
+            serde_json::json!({
+                "@timestamp": at(i * 20),
+                "event": {"id": format!("e{i}"), "dataset": "log", "kind": "event",
+                          "category": ["authentication"], "type": ["start"], "outcome": "failure"},
+                "observer": {"id": "s1"}, "organization": {"id": "t1"},
+                "process": {"name": "sshd"}, "source": {"ip": "198.51.100.7"},
+                "user": {"name": "root"}, "message": "Failed password for root"
+            })
+        };
+        let later = serde_json::json!({
+            "@timestamp": at(1800),
+            "event": {"id": "ok", "dataset": "log", "kind": "event",
+                      "category": ["authentication"], "type": ["start"], "outcome": "success"},
+            "observer": {"id": "s1"}, "organization": {"id": "t1"},
+            "process": {"name": "sshd"}, "source": {"ip": "203.0.113.5"},
+            "user": {"name": "alice"}, "message": "Accepted publickey for alice"
+        });
+        let (even, odd): (Vec<i64>, Vec<i64>) = (0..12).partition(|i| i % 2 == 0);
+        let mut by_partition: Vec<serde_json::Value> = even.into_iter().map(failure).collect();
+        by_partition.push(later);
+        by_partition.extend(odd.into_iter().map(failure));
+        let brute_force = |events: &[serde_json::Value]| {
+            let mapping = Mapping::builtin();
+            let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+            let loaded = load::load_dir(&rules, &mapping).expect("rule pack");
+            let mut detector = Detector::new(loaded, mapping, crate::detect::Settings::default());
+            let alerts = detector.process(events, Timestamp(1_800_000_000_000_000_000));
+            let name = |a: &Event| a.rule.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+            alerts.iter().filter(|a| name(a) == "SSH brute force from one source").count()
+        };
+        assert_eq!(brute_force(&by_partition), 0, "read as it arrives, half is late");
+        let mut ordered = by_partition.clone();
+        in_event_time_order(&mut ordered);
+        let times: Vec<&str> =
+            ordered.iter().map(|e| e["@timestamp"].as_str().expect("ts")).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert_eq!(brute_force(&ordered), 1, "in event-time order the correlation fires");
+    }
+
+    #[test]
+    fn a_pack_is_split_into_lines_and_a_bad_line_is_a_dead_letter_of_its_own() {
+        let mut batch = Batch::default();
+        let dns =
+            |id: &str| Event::new(Dataset::Dns, id.into(), canh_event::Timestamp(0), "s", "t");
+        let mut pack = Vec::new();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            if i > 0 {
+                pack.push(b'\n');
+            }
+            pack.extend_from_slice(dns(id).to_json().as_bytes());
+        }
+        pack.extend_from_slice(b"\n{nope\n");
+        pack.extend_from_slice(dns("d").to_json().as_bytes());
+        let mut outcomes = Vec::new();
+        route_record(Some(&pack), origin(), &mut batch, |o| outcomes.push(o));
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(()), Err("invalid_json"), Ok(())]);
+        let ids: Vec<&str> = batch.dns.iter().map(|r| r.event_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert_eq!(batch.dead_letters[0].raw, b"{nope");
+        assert_eq!(batch.dead_letters[0].kafka_offset, 41);
+
+        // One event per record (old records, other producers), with or without a final newline.
+        let mut single = Batch::default();
+        let mut outcomes = Vec::new();
+        let one = dns("e").to_json();
+        route_record(Some(one.as_bytes()), origin(), &mut single, |o| outcomes.push(o));
+        route_record(Some(format!("{one}\n").as_bytes()), origin(), &mut single, |o| {
+            outcomes.push(o)
+        });
+        route_record(Some(b"\n"), origin(), &mut single, |o| outcomes.push(o));
+        route_record(None, origin(), &mut single, |o| outcomes.push(o));
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Err("empty"), Err("empty")]);
+        assert_eq!(single.dns.len(), 2);
     }
 
     #[test]

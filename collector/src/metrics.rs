@@ -11,7 +11,10 @@ pub const DEAD_LETTER_REASONS: [&str; 6] =
 
 pub struct Metrics {
     pub registry: Registry,
+    /// Events consumed (a Kafka record holds one, or a pack of them one per line), by outcome.
     pub records: IntCounterVec,
+    /// Kafka records consumed.
+    pub kafka_records: IntCounter,
     pub errors: IntCounterVec,
     pub rows_written: IntCounterVec,
     pub write_seconds: Histogram,
@@ -42,8 +45,16 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let records = IntCounterVec::new(
-            Opts::new("canh_collector_records_total", "Kafka records consumed, by outcome"),
+            Opts::new(
+                "canh_collector_records_total",
+                "events consumed (lines of Kafka records), by outcome",
+            ),
             &["outcome"],
+        )
+        .expect("valid metric");
+        let kafka_records = IntCounter::new(
+            "canh_collector_kafka_records_total",
+            "Kafka records consumed (one event or a pack of events each)",
         )
         .expect("valid metric");
         let errors = IntCounterVec::new(
@@ -174,6 +185,7 @@ impl Metrics {
         }
         for metric in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(kafka_records.clone()),
             Box::new(errors.clone()),
             Box::new(rows_written.clone()),
             Box::new(write_seconds.clone()),
@@ -194,6 +206,7 @@ impl Metrics {
         Metrics {
             registry,
             records,
+            kafka_records,
             errors,
             rows_written,
             write_seconds,

@@ -150,6 +150,13 @@ pub struct UplinkSection {
     /// uplink survive `kill -9` (sensor/UPLINK.md). Off: only spooled events do.
     #[serde(default = "default_true")]
     pub write_ahead: bool,
+    /// Events of one topic and partition go to Kafka packed in one record of up to this many
+    /// bytes, one event per line (sensor/UPLINK.md); 0 = one event per record.
+    #[serde(default = "default_pack_bytes")]
+    pub pack_bytes: usize,
+    /// A pack is sent at the latest this long after its first event.
+    #[serde(default = "default_pack_linger")]
+    pub pack_linger: String,
 }
 
 impl Default for UplinkSection {
@@ -162,6 +169,8 @@ impl Default for UplinkSection {
             stall_timeout: default_stall_timeout(),
             retry_backoff: default_retry_backoff(),
             write_ahead: true,
+            pack_bytes: default_pack_bytes(),
+            pack_linger: default_pack_linger(),
         }
     }
 }
@@ -384,6 +393,15 @@ fn default_health_interval() -> String {
 fn default_stall_timeout() -> String {
     "5s".into()
 }
+fn default_pack_bytes() -> usize {
+    128 << 10
+}
+fn default_pack_linger() -> String {
+    "5ms".into()
+}
+/// Largest pack: below librdkafka's `message.max.bytes` and Kafka's default record size limit
+/// (both about 1 MB), with room for a last event past the bound and the record's framing.
+pub const MAX_PACK_BYTES: usize = 512 << 10;
 fn default_retry_backoff() -> String {
     "2s".into()
 }
@@ -438,6 +456,7 @@ pub struct Settings {
     pub health_interval: Option<Duration>,
     pub stall_timeout: Duration,
     pub retry_backoff: Duration,
+    pub pack_linger: Duration,
     pub admin_listen: Option<std::net::SocketAddr>,
 }
 
@@ -524,6 +543,13 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
     let health_interval = (!health_interval.is_zero()).then_some(health_interval);
     let stall_timeout = duration("uplink.stall_timeout", &config.uplink.stall_timeout)?;
     let retry_backoff = duration("uplink.retry_backoff", &config.uplink.retry_backoff)?;
+    let pack_linger = duration("uplink.pack_linger", &config.uplink.pack_linger)?;
+    if config.uplink.pack_bytes > MAX_PACK_BYTES {
+        return Err(invalid(
+            "uplink.pack_bytes",
+            format!("{} is above the limit of {MAX_PACK_BYTES}", config.uplink.pack_bytes),
+        ));
+    }
     let spool_sync_interval = duration("spool.sync_interval", &config.spool.sync_interval)?;
     let admin_listen = match &config.admin {
         Some(admin) => Some(
@@ -572,6 +598,7 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         health_interval,
         stall_timeout,
         retry_backoff,
+        pack_linger,
         admin_listen,
         logs,
     })

@@ -15,8 +15,11 @@ pub enum LinkType {
     Raw,
     /// BSD loopback: a 4-byte address family in host byte order.
     Null,
-    /// Linux "cooked" capture v1.
+    /// Linux "cooked" capture v1 (`tcpdump -i any` before libpcap 1.10).
     LinuxSll,
+    /// Linux "cooked" capture v2 (`tcpdump -i any` and `tshark -i any` with libpcap 1.10 and
+    /// later): a 20-byte header that starts with the EtherType.
+    LinuxSll2,
 }
 
 impl LinkType {
@@ -27,6 +30,7 @@ impl LinkType {
             12 | 14 | 101 | 228 | 229 => Some(LinkType::Raw),
             0 | 108 => Some(LinkType::Null),
             113 => Some(LinkType::LinuxSll),
+            276 => Some(LinkType::LinuxSll2),
             _ => None,
         }
     }
@@ -303,6 +307,64 @@ fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32
 
 #[inline(always)]
 fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    let sliced = slice_link(link, frame)?;
+    if sliced.net.is_none() && sliced.stop_err.is_none() {
+        if let Some(inner) = encapsulated_ip(&sliced) {
+            return Ok(inner);
+        }
+    }
+    Ok(sliced)
+}
+
+/// Most MPLS labels a frame may carry before the stack counts as damaged.
+const MAX_MPLS_LABELS: usize = 8;
+
+/// The IP packet under an MPLS label stack (EtherType 0x8847 or 0x8848) or in a PPPoE session
+/// (0x8864, PPP protocol 0x0021 IPv4 or 0x0057 IPv6) after the link header and its VLAN tags,
+/// sliced as IP with the frame's link header and VLAN tags kept. As in Zeek, the payload after the
+/// bottom-of-stack label is IPv4 or IPv6 by its version nibble; anything else (a pseudowire, a
+/// control word, PPP control protocols) is not decoded.
+fn encapsulated_ip<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<LaxSlicedPacket<'a>> {
+    let payload = match sliced.link_exts.last() {
+        Some(etherparse::LaxLinkExtSlice::Vlan(vlan)) => vlan.payload(),
+        Some(_) => return None,
+        None => match &sliced.link {
+            Some(LinkSlice::Ethernet2(ethernet)) => ethernet.payload(),
+            Some(LinkSlice::EtherPayload(payload)) => payload.clone(),
+            _ => return None,
+        },
+    };
+    let ip = match payload.ether_type.0 {
+        0x8847 | 0x8848 => below_mpls_labels(payload.payload)?,
+        0x8864 => {
+            let session = payload.payload;
+            match session.get(6..8)? {
+                [0x00, 0x21] | [0x00, 0x57] => session.get(8..)?,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let mut inner = LaxSlicedPacket::from_ip(ip).ok()?;
+    inner.link = sliced.link.clone();
+    inner.link_exts = sliced.link_exts.clone();
+    Some(inner)
+}
+
+/// What follows the bottom-of-stack label, when it is IPv4 or IPv6.
+fn below_mpls_labels(mut rest: &[u8]) -> Option<&[u8]> {
+    for _ in 0..MAX_MPLS_LABELS {
+        let bottom = rest.get(2)? & 0x01 == 1;
+        rest = rest.get(4..)?;
+        if bottom {
+            return matches!(rest.first()? >> 4, 4 | 6).then_some(rest);
+        }
+    }
+    None
+}
+
+#[inline(always)]
+fn slice_link(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
     Ok(match link {
         LinkType::Ethernet => {
             LaxSlicedPacket::from_ethernet(frame).map_err(|_| DecodeError::TruncatedLink)?
@@ -315,6 +377,11 @@ fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeErro
         LinkType::LinuxSll => {
             let rest = frame.get(16..).ok_or(DecodeError::TruncatedLink)?;
             let ether_type = u16::from_be_bytes([frame[14], frame[15]]);
+            LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
+        }
+        LinkType::LinuxSll2 => {
+            let rest = frame.get(20..).ok_or(DecodeError::TruncatedLink)?;
+            let ether_type = u16::from_be_bytes([frame[0], frame[1]]);
             LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
         }
     })
@@ -535,6 +602,49 @@ mod tests {
         assert_eq!((p.vlan, p.inner_vlan, p.dst_port), (Some(7), Some(9), 53));
     }
 
+    /// VLAN 100, then MPLS (EtherType 0x8847, one label, bottom of stack), then the IPv4 packet:
+    /// the packet of the frame without MPLS, its VLAN kept. A pseudowire (payload that is not IP
+    /// after the bottom label) and a stack without a bottom label are not IP.
+    #[test]
+    fn decodes_ip_under_an_mpls_label_stack() {
+        let plain = tcp_frame(b"hello");
+        let mpls = |label: [u8; 4], after: &[u8]| {
+            let mut frame = plain[..16].to_vec();
+            frame.extend_from_slice(&[0x88, 0x47]);
+            frame.extend_from_slice(&label);
+            frame.extend_from_slice(after);
+            frame
+        };
+        let frame = mpls([0x00, 0x01, 0x21, 0x40], &plain[18..]);
+        assert_eq!(decode(LinkType::Ethernet, &frame), decode(LinkType::Ethernet, &plain));
+        assert_eq!(decode(LinkType::Ethernet, &frame).expect("decodes").vlan, Some(100));
+        let pseudowire = mpls([0x00, 0x01, 0x21, 0x40], &plain[..]);
+        assert_eq!(decode(LinkType::Ethernet, &pseudowire), Err(DecodeError::NotIp));
+        let no_bottom = mpls([0x00, 0x01, 0x20, 0x40], &[0u8; 40]);
+        assert_eq!(decode(LinkType::Ethernet, &no_bottom), Err(DecodeError::NotIp));
+    }
+
+    /// A PPPoE session frame (version/type 0x11, code 0, session 0x0001, length, PPP protocol
+    /// 0x0021) carrying the IPv4 packet decodes as that packet; PPP's LCP (0xc021) is not IP.
+    #[test]
+    fn decodes_ip_in_a_pppoe_session() {
+        let plain = tcp_frame(b"hello");
+        let ip = &plain[18..];
+        let pppoe = |protocol: [u8; 2]| {
+            let mut frame = plain[..16].to_vec();
+            frame.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x00, 0x01]);
+            frame.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+            frame.extend_from_slice(&protocol);
+            frame.extend_from_slice(ip);
+            frame
+        };
+        assert_eq!(
+            decode(LinkType::Ethernet, &pppoe([0x00, 0x21])),
+            decode(LinkType::Ethernet, &plain)
+        );
+        assert_eq!(decode(LinkType::Ethernet, &pppoe([0xc0, 0x21])), Err(DecodeError::NotIp));
+    }
+
     #[test]
     fn decodes_vlan_tcp() {
         let frame = tcp_frame(b"hello");
@@ -663,7 +773,13 @@ mod tests {
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            for link in [LinkType::Ethernet, LinkType::Raw, LinkType::Null, LinkType::LinuxSll] {
+            for link in [
+                LinkType::Ethernet,
+                LinkType::Raw,
+                LinkType::Null,
+                LinkType::LinuxSll,
+                LinkType::LinuxSll2,
+            ] {
                 let _ = decode(link, &bytes);
             }
         }

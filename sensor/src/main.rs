@@ -467,6 +467,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     tracing::info!(
         events,
         delivered = summary.delivered,
+        records = summary.records,
         spooled = summary.spooled,
         drained = summary.drained,
         dropped = summary.dropped,
@@ -564,8 +565,11 @@ fn start_uplink(
         interface: cfg.input.interface.as_ref().map(|i| i.name.clone()),
         health_first_seq: first_seq + sequence::UPLINK_OFFSET,
         write_ahead: cfg.uplink.write_ahead,
+        pack_bytes: cfg.uplink.pack_bytes,
+        pack_linger: settings.pack_linger,
     };
-    uplink::Uplink::start(config, producer, metrics.clone())
+    let metadata = produce::client_config(&cfg.kafka, tuning);
+    uplink::Uplink::start(config, producer, Some(&metadata), metrics.clone())
         .with_context(|| format!("starting the uplink (spool {})", settings.spool_dir.display()))
 }
 

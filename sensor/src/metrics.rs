@@ -20,6 +20,8 @@ pub struct Metrics {
     pub fragments: IntCounterVec,
     pub events: IntCounterVec,
     pub kafka_delivered: IntCounter,
+    /// Kafka records acknowledged (a record holds one event or a pack of them).
+    pub kafka_records: IntCounter,
     pub kafka_errors: IntCounter,
     /// Log lines read, by input kind (`file`, `udp`, `tcp`, `tls`, `stdin`).
     pub log_lines: IntCounterVec,
@@ -113,6 +115,11 @@ impl Metrics {
         let kafka_delivered =
             IntCounter::new("canh_sensor_kafka_delivered_total", "events acknowledged by Kafka")
                 .expect("valid metric");
+        let kafka_records = IntCounter::new(
+            "canh_sensor_kafka_records_total",
+            "kafka records acknowledged (one event or a pack of events each)",
+        )
+        .expect("valid metric");
         let kafka_errors =
             IntCounter::new("canh_sensor_kafka_errors_total", "events Kafka did not acknowledge")
                 .expect("valid metric");
@@ -221,6 +228,7 @@ impl Metrics {
             Box::new(fragments.clone()),
             Box::new(events.clone()),
             Box::new(kafka_delivered.clone()),
+            Box::new(kafka_records.clone()),
             Box::new(kafka_errors.clone()),
             Box::new(log_lines.clone()),
             Box::new(log_parse_errors.clone()),
@@ -271,6 +279,7 @@ impl Metrics {
             fragments,
             events,
             kafka_delivered,
+            kafka_records,
             kafka_errors,
             log_lines,
             log_parse_errors,

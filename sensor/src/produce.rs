@@ -8,9 +8,9 @@ use canh_event::{Dataset, Event};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub enum ProduceError {
     #[error("creating the kafka producer for {brokers}: {source}")]
     Create { brokers: String, source: KafkaError },
+    #[error("starting the partition watch thread: {source}")]
+    Thread { source: std::io::Error },
 }
 
 /// Where a record in flight came from, so its delivery report can acknowledge the right thing.
@@ -37,6 +39,8 @@ pub struct Tag {
     pub origin: Origin,
     pub class: Class,
     pub dataset: u8,
+    /// Events in the record (a pack holds several, see `uplink`).
+    pub events: u32,
     /// Sent again after a failed delivery.
     pub retried: bool,
     pub sent_at: Instant,
@@ -162,6 +166,9 @@ pub fn client_config(kafka: &KafkaSection, tuning: ProducerTuning) -> ClientConf
         .set("compression.type", &kafka.compression)
         .set("compression.level", compression_level(kafka).to_string())
         .set("enable.idempotence", kafka.idempotence.to_string())
+        // The partition of a keyed record is `partition_of` its key: the uplink groups events
+        // into packs by that partition and sends each pack with its first event's key.
+        .set("partitioner", "murmur2")
         .set("linger.ms", tuning.linger.as_millis().to_string())
         .set("batch.size", (1 << 20).to_string())
         .set("batch.num.messages", "10000")
@@ -192,6 +199,124 @@ pub fn connect(
         .create_with_context(Deliveries::default())
         .map_err(|source| ProduceError::Create { brokers: kafka.brokers.clone(), source })
 }
+
+/// Kafka's default partitioner hash (Java client's `Utils.murmur2`, librdkafka's `murmur2`).
+pub fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if let Some(&first) = rest.first() {
+        h ^= u32::from(first);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition librdkafka's `murmur2` partitioner gives `key` among `partitions` (> 0).
+pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// The partition count of each dataset's topic (in `Dataset::ALL` order; 0 = not known yet),
+/// kept up to date by [`PartitionWatch`] and read by the uplink thread.
+#[derive(Debug, Default)]
+pub struct Partitions {
+    counts: [AtomicU32; Dataset::ALL.len()],
+}
+
+impl Partitions {
+    pub fn get(&self, dataset: u8) -> u32 {
+        self.counts.get(usize::from(dataset)).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn set(&self, dataset: u8, count: u32) {
+        if let Some(c) = self.counts.get(usize::from(dataset)) {
+            c.store(count, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How often the partition counts are asked for again once all are known (new partitions are
+/// picked up this late), and while some are not.
+const PARTITIONS_REFRESH: Duration = Duration::from_secs(30);
+const PARTITIONS_RETRY: Duration = Duration::from_secs(1);
+
+/// A thread that asks Kafka for the partition counts of the uplink's topics, on a client of its
+/// own, so that the uplink thread never waits for a metadata answer.
+pub struct PartitionWatch {
+    stop: std::sync::mpsc::Sender<()>,
+}
+
+impl PartitionWatch {
+    /// Start watching `topics` (in `Dataset::ALL` order) with a client made from `client`.
+    pub fn start(
+        client: &ClientConfig,
+        topics: Vec<String>,
+        partitions: std::sync::Arc<Partitions>,
+    ) -> Result<PartitionWatch, ProduceError> {
+        let mut client = client.clone();
+        // A client that never produces: it needs no producer id.
+        client.set("enable.idempotence", "false");
+        let brokers = client.get("bootstrap.servers").unwrap_or_default().to_string();
+        let watcher: BaseProducer<rdkafka::producer::DefaultProducerContext> =
+            client.create().map_err(|source| ProduceError::Create { brokers, source })?;
+        let (stop, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("uplink-meta".into())
+            .spawn(move || loop {
+                // All topics in one request (asking for named ones could create them).
+                let mut known = 0;
+                if let Ok(metadata) = watcher.client().fetch_metadata(None, METADATA_TIMEOUT) {
+                    for (index, name) in topics.iter().enumerate() {
+                        let topic = metadata.topics().iter().find(|t| t.name() == name);
+                        let count = topic
+                            .filter(|t| t.error().is_none())
+                            .map_or(0, |t| t.partitions().len());
+                        if count > 0 {
+                            partitions.set(index as u8, u32::try_from(count).unwrap_or(u32::MAX));
+                            known += 1;
+                        }
+                    }
+                }
+                let wait =
+                    if known == topics.len() { PARTITIONS_REFRESH } else { PARTITIONS_RETRY };
+                match stopped.recv_timeout(wait) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            })
+            .map_err(|source| ProduceError::Thread { source })?;
+        Ok(PartitionWatch { stop })
+    }
+
+    /// Tell the thread to stop (it ends after the request it may be waiting for; not joined).
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+    }
+}
+
+/// How long one metadata request may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The message key: the Community ID for network events, the host for logs, else the sensor id.
 pub fn key_of(event: &Event) -> &str {
@@ -238,6 +363,7 @@ mod tests {
             origin: Origin::Memory,
             class: Class::Bulk,
             dataset,
+            events: 1,
             retried: false,
             sent_at: Instant::now(),
         };
@@ -252,6 +378,24 @@ mod tests {
         tags.release(b);
         assert_eq!(tags.insert(tag(4)), b);
         assert_eq!(tags.take(99).map(|t| t.dataset), None);
+    }
+
+    /// Values of Kafka's own test of `Utils.murmur2` (the Java client), which librdkafka's
+    /// `murmur2` partitioner also reproduces.
+    #[test]
+    fn murmur2_equals_kafkas() {
+        let cases: [(&str, i32); 6] = [
+            ("21", -973_932_308),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            ("abc", 479_470_107),
+        ];
+        for (text, want) in cases {
+            assert_eq!(murmur2(text.as_bytes()) as i32, want, "{text}");
+        }
+        assert!((0..1000).all(|i| partition_of(format!("k{i}").as_bytes(), 7) < 7));
     }
 
     #[test]

@@ -24,10 +24,11 @@ use crate::flow::{FlowRecord, FlowView, Identity};
 use crate::json_out;
 use crate::metrics::Metrics;
 use crate::packets::EventSink;
-use crate::produce::{self, KafkaProducer, Origin, Outcome, Tag, Tags};
+use crate::produce::{self, KafkaProducer, Origin, Outcome, PartitionWatch, Partitions, Tag, Tags};
 use crate::session::Meta;
 use crate::spool::{Appended, Class, RecordRef, Spool, SpoolError, SpoolLimits};
 use canh_event::{Dataset, Event, SensorStats, Timestamp};
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use std::collections::VecDeque;
@@ -74,6 +75,11 @@ pub struct UplinkConfig {
     pub health_first_seq: u64,
     /// Write every event to the spool before handing it to the producer.
     pub write_ahead: bool,
+    /// Events of one topic and partition are packed into one Kafka record (newline-delimited
+    /// JSON) of up to this many bytes; 0 = one event per record.
+    pub pack_bytes: usize,
+    /// A pack is sent at the latest this long after its first event.
+    pub pack_linger: Duration,
 }
 
 /// The uplink thread polls its queue instead of blocking on it while it takes at least
@@ -92,7 +98,10 @@ struct Outgoing {
     /// the threads); `Some`: a topic read back from the spool.
     topic: Option<Arc<str>>,
     key: Vec<u8>,
+    /// One event's JSON, or a pack: several events of one topic and partition, one per line.
     payload: Vec<u8>,
+    /// Events in `payload` (lines).
+    events: u32,
     /// The buffers came from [`Recycle`] and go back there once the event is sent.
     recycle: bool,
 }
@@ -106,6 +115,7 @@ impl Outgoing {
             topic: None,
             key,
             payload,
+            events: 1,
             recycle,
         }
     }
@@ -159,13 +169,16 @@ enum Item {
 /// What the uplink did, for the final stats line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
+    /// Events Kafka acknowledged.
     pub delivered: u64,
+    /// Kafka records acknowledged (one event or a pack each).
+    pub records: u64,
     pub spooled: u64,
     pub drained: u64,
     pub dropped: u64,
     pub damaged_regions: u64,
     pub spool_bytes_left: u64,
-    /// Records on disk sent again after a failed delivery or a refusal by the producer.
+    /// Events on disk sent again after a failed delivery or a refusal by the producer.
     pub retried: u64,
 }
 
@@ -189,6 +202,9 @@ pub struct Uplink {
     tx: SyncSender<Item>,
     thread: JoinHandle<Summary>,
     recycle: Arc<Recycle>,
+    /// Partition counts of the topics (what events are packed by).
+    partitions: Arc<Partitions>,
+    watch: Option<PartitionWatch>,
 }
 
 /// The topic of each dataset, in `Dataset::ALL` order.
@@ -206,9 +222,13 @@ impl Topics {
 }
 
 impl Uplink {
+    /// Start the uplink thread. With `metadata` (the producer's client settings) and packing on, a
+    /// thread of [`PartitionWatch`] keeps the topics' partition counts; until a topic's count is
+    /// known, its events go one per record.
     pub fn start(
         config: UplinkConfig,
         producer: KafkaProducer,
+        metadata: Option<&ClientConfig>,
         metrics: Metrics,
     ) -> Result<Uplink, UplinkError> {
         let spool = Spool::open(&config.spool_dir, config.spool)?;
@@ -219,14 +239,29 @@ impl Uplink {
                 "spool holds events from an earlier run; sending them first"
             );
         }
+        let partitions = Arc::new(Partitions::default());
+        let watch = match metadata.filter(|_| config.pack_bytes > 0) {
+            Some(client) => {
+                let topics = Topics::new(&config.topic_prefix).0;
+                let topics = topics.iter().map(|t| t.to_string()).collect();
+                Some(PartitionWatch::start(client, topics, partitions.clone())?)
+            }
+            None => None,
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
         let recycle = Arc::new(Recycle::default());
-        let worker = Worker::new(config, producer, spool, metrics, recycle.clone());
+        let worker =
+            Worker::new(config, producer, spool, metrics, recycle.clone(), partitions.clone());
         let thread = std::thread::Builder::new()
             .name("uplink".into())
             .spawn(move || worker.run(rx))
             .map_err(UplinkError::Thread)?;
-        Ok(Uplink { tx, thread, recycle })
+        Ok(Uplink { tx, thread, recycle, partitions, watch })
+    }
+
+    /// The partition counts events are packed by (set by the partition watch; tests set them).
+    pub fn partitions(&self) -> &Partitions {
+        &self.partitions
     }
 
     /// Queue one event for Kafka. Waits while the in-memory queue is full.
@@ -268,7 +303,11 @@ impl Uplink {
     /// the spool.
     pub fn shutdown(self) -> Result<Summary, UplinkError> {
         drop(self.tx);
-        self.thread.join().map_err(|_| UplinkError::Stopped)
+        let summary = self.thread.join().map_err(|_| UplinkError::Stopped);
+        if let Some(watch) = self.watch {
+            watch.stop();
+        }
+        summary
     }
 }
 
@@ -398,6 +437,24 @@ impl EventSink for UplinkSink<'_> {
     }
 }
 
+/// Events of one topic and partition waiting to go out as one record.
+#[derive(Default)]
+struct Pack {
+    /// The first event's key: the pack's partition is its key's (`produce::partition_of`).
+    key: Vec<u8>,
+    /// The events' JSON, one per line.
+    payload: Vec<u8>,
+    events: u32,
+    /// When the first event came in.
+    opened: Option<Instant>,
+}
+
+/// How many events a record of `payload` holds: one per line.
+pub(crate) fn events_in(payload: &[u8]) -> u32 {
+    let newlines = payload.iter().filter(|b| **b == b'\n').count();
+    u32::try_from(newlines + 1).unwrap_or(u32::MAX)
+}
+
 /// The spool segment being sent.
 struct Draining {
     segment: u64,
@@ -417,6 +474,15 @@ struct Worker {
     retry: VecDeque<(Outgoing, Origin)>,
     /// Events written ahead in this batch, handed to the producer once the batch is written out.
     staged: Vec<(Outgoing, Origin)>,
+    /// Events in `staged` (records can be packs).
+    staged_events: usize,
+    /// Open packs by dataset index, then partition.
+    packs: Vec<Vec<Pack>>,
+    /// Open packs holding at least one event.
+    open_packs: usize,
+    partitions: Arc<Partitions>,
+    /// Most events per pack (bounded by the rate cap, so a pack fits the token bucket).
+    pack_events: u32,
     /// Events sent from memory (not written ahead) and not yet acknowledged.
     memory_in_flight: usize,
     /// While set and in the future, everything is spooled.
@@ -460,8 +526,13 @@ impl Worker {
         spool: Spool,
         metrics: Metrics,
         recycle: Arc<Recycle>,
+        partitions: Arc<Partitions>,
     ) -> Self {
         let now = Instant::now();
+        let pack_events = match config.rate_limit {
+            Some(rate) => (rate / 10).max(1),
+            None => u32::MAX,
+        };
         let config_max_in_flight = config.max_in_flight;
         metrics.link_up.set(1);
         Worker {
@@ -476,6 +547,11 @@ impl Worker {
             draining: None,
             retry: VecDeque::new(),
             staged: Vec::new(),
+            staged_events: 0,
+            packs: Dataset::ALL.iter().map(|_| Vec::new()).collect(),
+            open_packs: 0,
+            partitions,
+            pack_events,
             memory_in_flight: 0,
             link_down_until: None,
             probing: false,
@@ -545,6 +621,7 @@ impl Worker {
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
+                        self.close_packs(None);
                         deadline = Some(Instant::now() + self.config.flush_timeout);
                     }
                 }
@@ -565,8 +642,9 @@ impl Worker {
 
     fn take(&mut self, item: Item) {
         match item {
-            Item::Event(item) => self.route(item),
+            Item::Event(item) => self.pack(item),
             Item::Barrier(reply) => {
+                self.close_packs(None);
                 self.send_staged();
                 let durable = match self.spool.sync() {
                     Ok(()) => self.memory_in_flight == 0,
@@ -578,6 +656,99 @@ impl Worker {
                 };
                 // The asker may have given up waiting; nothing to do then.
                 let _ = reply.try_send(durable);
+            }
+        }
+    }
+
+    /// Add a new event to the open pack of its topic and partition; a full pack is routed. Events
+    /// of a topic whose partition count is not known yet, alerts and health events (which should
+    /// not wait) go alone.
+    fn pack(&mut self, item: Outgoing) {
+        let count = match self.config.pack_bytes {
+            0 => 0,
+            _ if item.class == Class::Critical || item.topic.is_some() => 0,
+            _ => self.partitions.get(item.dataset),
+        };
+        if count == 0 {
+            return self.route(item);
+        }
+        let dataset = usize::from(item.dataset);
+        if self.packs[dataset].len() != count as usize {
+            // The topic's partition count changed (or is new): what is open goes out first.
+            self.close_packs(Some(dataset));
+            self.packs[dataset].resize_with(count as usize, Pack::default);
+        }
+        let partition = produce::partition_of(&item.key, count) as usize;
+        let pack = &self.packs[dataset][partition];
+        if pack.events > 0 && pack.payload.len() + 1 + item.payload.len() > self.config.pack_bytes {
+            self.close_pack(dataset, partition);
+        }
+        let pack = &mut self.packs[dataset][partition];
+        if pack.events == 0 {
+            pack.key.clear();
+            pack.key.extend_from_slice(&item.key);
+            pack.payload.reserve(self.config.pack_bytes.max(item.payload.len()));
+            pack.opened = Some(Instant::now());
+            self.open_packs += 1;
+        } else {
+            pack.payload.push(b'\n');
+        }
+        pack.payload.extend_from_slice(&item.payload);
+        pack.events += 1;
+        let full = pack.payload.len() >= self.config.pack_bytes || pack.events >= self.pack_events;
+        self.spend(item);
+        if full {
+            self.close_pack(dataset, partition);
+        }
+    }
+
+    /// Route the pack as one record (the pack is empty again).
+    fn close_pack(&mut self, dataset: usize, partition: usize) {
+        let Some(pack) = self.packs.get_mut(dataset).and_then(|p| p.get_mut(partition)) else {
+            return;
+        };
+        if pack.events == 0 {
+            return;
+        }
+        let item = Outgoing {
+            class: produce::class_of(Dataset::ALL[dataset]),
+            dataset: dataset as u8,
+            topic: None,
+            key: std::mem::take(&mut pack.key),
+            payload: std::mem::take(&mut pack.payload),
+            events: pack.events,
+            recycle: false,
+        };
+        pack.events = 0;
+        pack.opened = None;
+        self.open_packs -= 1;
+        self.route(item);
+    }
+
+    /// Route every open pack (of one dataset, or all).
+    fn close_packs(&mut self, dataset: Option<usize>) {
+        for d in 0..self.packs.len() {
+            if dataset.is_some_and(|only| only != d) {
+                continue;
+            }
+            for partition in 0..self.packs[d].len() {
+                self.close_pack(d, partition);
+            }
+        }
+    }
+
+    /// Route the packs whose first event came in `pack_linger` ago or earlier.
+    fn close_lingering(&mut self) {
+        if self.open_packs == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for d in 0..self.packs.len() {
+            for partition in 0..self.packs[d].len() {
+                let opened = self.packs[d][partition].opened;
+                if opened.is_some_and(|at| now.duration_since(at) >= self.config.pack_linger) {
+                    self.close_pack(d, partition);
+                }
             }
         }
     }
@@ -594,6 +765,7 @@ impl Worker {
             tracing::error!(error = %err, "cannot write the write-ahead records out");
         }
         let mut staged = std::mem::take(&mut self.staged);
+        self.staged_events = 0;
         for (item, origin) in staged.drain(..) {
             if !self.retry.is_empty() {
                 // Behind a refused one: keep their order.
@@ -602,7 +774,7 @@ impl Worker {
             }
             if let Err(item) = self.produce(item, origin) {
                 // Written ahead already: it waits on the retry list, not in a new spool record.
-                self.reasons.producer_full += 1;
+                self.reasons.producer_full += u64::from(item.events);
                 self.retry.push_back((item, origin));
             }
         }
@@ -611,6 +783,7 @@ impl Worker {
 
     /// The periodic work of one loop turn.
     fn turn(&mut self) {
+        self.close_lingering();
         self.send_staged();
         self.poll_reports();
         self.handle_outcomes();
@@ -659,16 +832,20 @@ impl Worker {
         self.pace_since = Instant::now();
     }
 
-    fn take_token(&mut self) -> bool {
+    /// Whether `events` more may go to Kafka under the rate cap. A record larger than the bucket
+    /// (a pack spooled by a run without the cap) goes once the bucket is full and leaves a debt.
+    fn take_tokens(&mut self, events: u32) -> bool {
         let Some(rate) = self.config.rate_limit else { return true };
         let now = Instant::now();
         let rate = f64::from(rate);
         let elapsed = now.duration_since(self.last_refill).as_secs_f64();
         self.last_refill = now;
         // At most a tenth of a second's worth may pile up.
-        self.tokens = (self.tokens + elapsed * rate).min((rate / 10.0).max(1.0));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let cap = (rate / 10.0).max(1.0);
+        self.tokens = (self.tokens + elapsed * rate).min(cap);
+        let events = f64::from(events);
+        if self.tokens >= events.min(cap) {
+            self.tokens -= events;
             true
         } else {
             false
@@ -677,35 +854,36 @@ impl Worker {
 
     fn route(&mut self, item: Outgoing) {
         if self.link_down() {
-            self.reasons.link_down += 1;
+            self.reasons.link_down += u64::from(item.events);
             return self.spool_append(item);
         }
         if item.class != Class::Critical {
             if self.draining.is_some() || !self.retry.is_empty() || self.spool.has_unsent() {
-                self.reasons.behind_spool += 1;
+                self.reasons.behind_spool += u64::from(item.events);
                 return self.spool_append(item);
             }
-            if self.in_flight + self.staged.len() >= self.in_flight_limit() {
-                self.reasons.in_flight_limit += 1;
+            if self.in_flight + self.staged_events >= self.in_flight_limit() {
+                self.reasons.in_flight_limit += u64::from(item.events);
                 return self.spool_append(item);
             }
-            if !self.take_token() {
-                self.reasons.rate_limit += 1;
+            if !self.take_tokens(item.events) {
+                self.reasons.rate_limit += u64::from(item.events);
                 return self.spool_append(item);
             }
         }
         if self.config.write_ahead {
             match self.write_ahead(&item) {
                 Some(segment) => {
+                    self.staged_events += item.events as usize;
                     self.staged.push((item, Origin::WriteAhead { segment }));
                     return;
                 }
                 // Not written ahead (spool full or failing): sent from memory, counted below.
-                None => self.metrics.write_ahead_skipped.inc(),
+                None => self.metrics.write_ahead_skipped.inc_by(u64::from(item.events)),
             }
         }
         if let Err(item) = self.produce(item, Origin::Memory) {
-            self.reasons.producer_full += 1;
+            self.reasons.producer_full += u64::from(item.events);
             self.spool_append(item);
         }
     }
@@ -752,6 +930,7 @@ impl Worker {
             origin,
             class: item.class,
             dataset: item.dataset,
+            events: item.events,
             retried,
             sent_at: Instant::now(),
         });
@@ -764,16 +943,17 @@ impl Worker {
         }
         match sent {
             Ok(()) => {
+                let events = item.events as usize;
                 self.spend(item);
                 if self.in_flight == 0 {
                     self.last_progress = Instant::now();
                 }
-                self.in_flight += 1;
+                self.in_flight += events;
                 if origin == Origin::Memory {
-                    self.memory_in_flight += 1;
+                    self.memory_in_flight += events;
                 }
                 if retried {
-                    self.summary.retried += 1;
+                    self.summary.retried += events as u64;
                 }
                 Ok(())
             }
@@ -800,16 +980,17 @@ impl Worker {
         };
         let dataset = produce::dataset_name(record.dataset);
         let appended = self.spool.append_ref(record);
+        let events = u64::from(item.events);
         self.spend(item);
         match appended {
             Ok(Appended::Written) => {
-                self.metrics.spooled.inc();
-                self.summary.spooled += 1;
+                self.metrics.spooled.inc_by(events);
+                self.summary.spooled += events;
                 self.spool_full = false;
             }
             Ok(Appended::Full) => {
-                self.metrics.dropped.with_label_values(&[dataset]).inc();
-                self.summary.dropped += 1;
+                self.metrics.dropped.with_label_values(&[dataset]).inc_by(events);
+                self.summary.dropped += events;
                 if !self.spool_full {
                     tracing::error!(
                         dataset,
@@ -821,9 +1002,9 @@ impl Worker {
             }
             Err(err) => {
                 self.metrics.spool_errors.inc();
-                self.metrics.dropped.with_label_values(&[dataset]).inc();
-                self.summary.dropped += 1;
-                tracing::error!(error = %err, dataset, "cannot write to the spool: event dropped");
+                self.metrics.dropped.with_label_values(&[dataset]).inc_by(events);
+                self.summary.dropped += events;
+                tracing::error!(error = %err, dataset, events, "cannot write to the spool: events dropped");
             }
         }
     }
@@ -849,7 +1030,6 @@ impl Worker {
         }
         let now = Instant::now();
         for outcome in outcomes.drain(..) {
-            self.in_flight = self.in_flight.saturating_sub(1);
             let index = match &outcome {
                 Outcome::Delivered(tag) | Outcome::Failed { tag, .. } => *tag,
             };
@@ -857,19 +1037,23 @@ impl Worker {
                 tracing::error!(index, "delivery report for an unknown record: ignored");
                 continue;
             };
+            let events = u64::from(tag.events);
+            self.in_flight = self.in_flight.saturating_sub(tag.events as usize);
             let origin = tag.origin;
             if origin == Origin::Memory {
-                self.memory_in_flight = self.memory_in_flight.saturating_sub(1);
+                self.memory_in_flight = self.memory_in_flight.saturating_sub(tag.events as usize);
             }
             match outcome {
                 Outcome::Delivered(_) => {
                     self.last_progress = now;
-                    self.acked_since += 1;
-                    self.metrics.kafka_delivered.inc();
+                    self.acked_since += events;
+                    self.metrics.kafka_delivered.inc_by(events);
+                    self.metrics.kafka_records.inc();
                     self.metrics
                         .kafka_delivery_seconds
                         .observe(now.saturating_duration_since(tag.sent_at).as_secs_f64());
-                    self.summary.delivered += 1;
+                    self.summary.delivered += events;
+                    self.summary.records += 1;
                     if self.probing {
                         tracing::info!("kafka acknowledges events again");
                         self.probing = false;
@@ -882,8 +1066,8 @@ impl Worker {
                     // Spooled records, and written-ahead ones that failed once (counted as spooled
                     // then), are drained now.
                     if matches!(tag.origin, Origin::Spool { .. }) || tag.retried {
-                        self.metrics.drained.inc();
-                        self.summary.drained += 1;
+                        self.metrics.drained.inc_by(events);
+                        self.summary.drained += events;
                     }
                     if let Err(err) = self.spool.ack(segment, 1) {
                         self.metrics.spool_errors.inc();
@@ -891,7 +1075,7 @@ impl Worker {
                     }
                 }
                 Outcome::Failed { tag: _, error, topic, key, payload } => {
-                    self.metrics.kafka_errors.inc();
+                    self.metrics.kafka_errors.inc_by(events);
                     tracing::debug!(error = %error, topic = %topic, "kafka delivery failed");
                     if matches!(
                         error,
@@ -906,19 +1090,20 @@ impl Worker {
                         topic: Some(Arc::from(topic)),
                         key,
                         payload,
+                        events: tag.events,
                         recycle: false,
                     };
                     match tag.origin {
                         Origin::Memory => {
-                            self.reasons.delivery_failed += 1;
+                            self.reasons.delivery_failed += events;
                             self.spool_append(item);
                         }
                         Origin::Spool { .. } | Origin::WriteAhead { .. } => {
                             if matches!(tag.origin, Origin::WriteAhead { .. }) && !tag.retried {
                                 // On disk already; from now on it waits like a spooled one.
-                                self.metrics.spooled.inc();
-                                self.summary.spooled += 1;
-                                self.reasons.delivery_failed += 1;
+                                self.metrics.spooled.inc_by(events);
+                                self.summary.spooled += events;
+                                self.reasons.delivery_failed += events;
                             }
                             self.retry.push_back((item, tag.origin));
                         }
@@ -1009,6 +1194,7 @@ impl Worker {
                             dataset: r.dataset,
                             topic: Some(Arc::from(r.topic)),
                             key: r.key,
+                            events: events_in(&r.payload),
                             payload: r.payload,
                             recycle: false,
                         });
@@ -1029,7 +1215,7 @@ impl Worker {
             let origin = Origin::Spool { segment: draining.segment };
             while self.in_flight < self.in_flight_limit() {
                 let Some(item) = draining.records.pop_front() else { break };
-                if item.class != Class::Critical && !self.take_token() {
+                if item.class != Class::Critical && !self.take_tokens(item.events) {
                     draining.records.push_front(item);
                     break;
                 }
@@ -1203,12 +1389,9 @@ mod tests {
         Event::new(dataset, canh_event::event_id("unit", seq), Timestamp(0), "unit", "t")
     }
 
-    /// Kafka unreachable: nothing is delivered, nothing is lost, everything is in the spool at
-    /// exit (memory events taken back from the producer included).
-    #[test]
-    fn with_kafka_unreachable_every_event_ends_in_the_spool() {
-        let dir = std::env::temp_dir().join(format!("canh-uplink-unit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// An uplink to a Kafka that is not there, spooling into `dir`.
+    fn unreachable_uplink(dir: &std::path::Path, pack_bytes: usize) -> (Uplink, Metrics) {
+        let _ = std::fs::remove_dir_all(dir);
         let kafka: KafkaSection =
             toml::from_str("brokers = \"127.0.0.1:1\"\nidempotence = false").expect("kafka");
         let tuning = ProducerTuning {
@@ -1217,15 +1400,10 @@ mod tests {
             queue_records: 10_000,
         };
         let producer = produce::connect(&kafka, tuning).expect("producer");
-        let limits = SpoolLimits {
-            max_bytes: 1 << 24,
-            segment_bytes: 1 << 14,
-            sync_interval: std::time::Duration::ZERO,
-        };
         let config = UplinkConfig {
             topic_prefix: "canh-".into(),
-            spool_dir: dir.clone(),
-            spool: limits,
+            spool_dir: dir.to_path_buf(),
+            spool: unit_limits(),
             queue_capacity: 16,
             max_in_flight: 50,
             rate_limit: None,
@@ -1239,9 +1417,46 @@ mod tests {
             interface: None,
             health_first_seq: 1 << 31,
             write_ahead: true,
+            pack_bytes,
+            pack_linger: Duration::from_millis(5),
         };
         let metrics = Metrics::new();
-        let uplink = Uplink::start(config, producer, metrics.clone()).expect("start");
+        let uplink = Uplink::start(config, producer, None, metrics.clone()).expect("start");
+        (uplink, metrics)
+    }
+
+    fn unit_limits() -> SpoolLimits {
+        SpoolLimits {
+            max_bytes: 1 << 24,
+            segment_bytes: 1 << 14,
+            sync_interval: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Every spooled record of `dir`, read back: (record, the events of its lines).
+    fn spooled(dir: &std::path::Path) -> Vec<(crate::spool::Record, Vec<Event>)> {
+        let mut spool = Spool::open(dir, unit_limits()).expect("reopen");
+        let mut out = Vec::new();
+        while let Some(batch) = spool.next_batch().expect("read") {
+            spool.ack(batch.segment, batch.records.len() as u64).expect("ack");
+            for record in batch.records {
+                let events = record
+                    .payload
+                    .split(|b| *b == b'\n')
+                    .map(|line| Event::from_json(line).expect("an event per line"))
+                    .collect();
+                out.push((record, events));
+            }
+        }
+        out
+    }
+
+    /// Kafka unreachable: nothing is delivered, nothing is lost, everything is in the spool at
+    /// exit (memory events taken back from the producer included).
+    #[test]
+    fn with_kafka_unreachable_every_event_ends_in_the_spool() {
+        let dir = std::env::temp_dir().join(format!("canh-uplink-unit-{}", std::process::id()));
+        let (uplink, metrics) = unreachable_uplink(&dir, 0);
         for seq in 0..300 {
             uplink.send(&event(Dataset::Flow, seq)).expect("send");
         }
@@ -1252,20 +1467,75 @@ mod tests {
         assert!(summary.spool_bytes_left > 0);
         assert_eq!(metrics.in_flight.get(), 0);
 
-        let mut spool = Spool::open(&dir, limits).expect("reopen");
         let mut ids = std::collections::HashSet::new();
-        while let Some(batch) = spool.next_batch().expect("read") {
-            for record in &batch.records {
-                let event = Event::from_json(&record.payload).expect("an event");
-                assert_eq!(record.topic, format!("canh-{}", event.event.dataset.as_str()));
-                assert_eq!(record.class, produce::class_of(event.event.dataset));
-                ids.insert(event.event.id);
-            }
-            spool.ack(batch.segment, batch.records.len() as u64).expect("ack");
+        for (record, events) in spooled(&dir) {
+            assert_eq!(events.len(), 1, "one event per record with packing off");
+            let event = &events[0];
+            assert_eq!(record.topic, format!("canh-{}", event.event.dataset.as_str()));
+            assert_eq!(record.class, produce::class_of(event.event.dataset));
+            ids.insert(event.event.id.clone());
         }
         let want: std::collections::HashSet<String> =
             (0..=300).map(|seq| canh_event::event_id("unit", seq)).collect();
         assert!(ids == want, "{} of {} events in the spool", ids.len(), want.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Packing on, partition counts known: events of one topic and partition share a record of at
+    /// most `pack_bytes` (one event per line, each line's key leading to the record key's
+    /// partition); alerts go alone; a topic whose partition count is unknown goes one per record.
+    /// Every event is counted once and every one is in the spool at exit.
+    #[test]
+    fn events_are_packed_by_topic_and_partition() {
+        let dir = std::env::temp_dir().join(format!("canh-uplink-pack-{}", std::process::id()));
+        let pack_bytes = 4096;
+        let (uplink, metrics) = unreachable_uplink(&dir, pack_bytes);
+        uplink.partitions().set(produce::dataset_index(Dataset::Flow), 4);
+        let flows = 2_000;
+        for seq in 0..flows {
+            let mut flow = event(Dataset::Flow, seq);
+            flow.network = Some(canh_event::Network {
+                community_id: Some(format!("1:{}", seq % 37)),
+                ..Default::default()
+            });
+            uplink.send(&flow).expect("send");
+        }
+        uplink.send(&event(Dataset::Alert, flows)).expect("send");
+        uplink.send(&event(Dataset::Dns, flows + 1)).expect("send");
+        let summary = uplink.shutdown().expect("shutdown");
+        assert_eq!((summary.delivered, summary.dropped), (0, 0));
+        assert_eq!(summary.spooled, flows + 2, "spooled counts events, not records");
+        assert_eq!(metrics.spooled.get(), flows + 2);
+
+        let mut ids = std::collections::HashSet::new();
+        let mut flow_records = 0;
+        for (record, events) in spooled(&dir) {
+            assert_eq!(crate::uplink::events_in(&record.payload) as usize, events.len());
+            let dataset = events[0].event.dataset;
+            assert_eq!(record.topic, format!("canh-{}", dataset.as_str()));
+            if dataset != Dataset::Flow {
+                assert_eq!(events.len(), 1, "{} events go alone", dataset.as_str());
+            } else {
+                flow_records += 1;
+                assert!(record.payload.len() <= pack_bytes, "pack of {}", record.payload.len());
+                assert_eq!(record.key, produce::key_of(&events[0]).as_bytes());
+                let partition = produce::partition_of(&record.key, 4);
+                for event in &events {
+                    assert_eq!(event.event.dataset, Dataset::Flow);
+                    assert_eq!(
+                        produce::partition_of(produce::key_of(event).as_bytes(), 4),
+                        partition
+                    );
+                }
+            }
+            for event in events {
+                assert!(ids.insert(event.event.id), "each event once");
+            }
+        }
+        let want: std::collections::HashSet<String> =
+            (0..flows + 2).map(|seq| canh_event::event_id("unit", seq)).collect();
+        assert!(ids == want, "{} of {} events in the spool", ids.len(), want.len());
+        assert!(flow_records < flows / 10, "{flow_records} records for {flows} flows");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

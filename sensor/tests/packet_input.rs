@@ -146,3 +146,109 @@ fn zeek_fragment_traces_give_the_flows_zeek_reassembles() {
     // The reassembled segment (20 + 89 bytes) and the FIN (40 bytes).
     assert_eq!((reassembled.4, reassembled.5), (2, 109 + 40));
 }
+
+type Rewrite = dyn Fn(&[u8]) -> Option<Vec<u8>>;
+
+/// An Ethernet capture with every frame rewritten by `rewrite` (None leaves the frame out), saved
+/// with link type `linktype`.
+fn rewritten(
+    source: &Path,
+    linktype: i32,
+    out: &Path,
+    rewrite: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> usize {
+    let dead = pcap::Capture::dead_with_precision(pcap::Linktype(linktype), pcap::Precision::Nano)
+        .expect("dead capture");
+    let mut file = dead.savefile(out).expect("savefile");
+    let mut written = 0;
+    capture::read_file(source, |link, ts, data| {
+        assert_eq!(link, LinkType::Ethernet, "{}", source.display());
+        let Some(frame) = rewrite(data) else { return };
+        let header = pcap::PacketHeader {
+            ts: libc::timeval {
+                tv_sec: ts.div_euclid(1_000_000_000) as libc::time_t,
+                tv_usec: ts.rem_euclid(1_000_000_000) as libc::suseconds_t,
+            },
+            caplen: frame.len() as u32,
+            len: frame.len() as u32,
+        };
+        file.write(&pcap::Packet::new(&header, &frame));
+        written += 1;
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    file.flush().expect("flush");
+    written
+}
+
+/// An Ethernet frame as a Linux "cooked" capture has it (what `tcpdump -i any` writes): version 1
+/// (16-byte header, EtherType at 14) or version 2 (20-byte header, EtherType at 0). Frames with a
+/// VLAN tag are left out: on "any" the kernel has already removed the tag.
+fn cooked(data: &[u8], version: u8) -> Option<Vec<u8>> {
+    let (ether_type, payload) = (data.get(12..14)?, data.get(14..)?);
+    if ether_type == [0x81, 0x00] || ether_type == [0x88, 0xa8] {
+        return None;
+    }
+    let mut frame = Vec::with_capacity(data.len() + 6);
+    if version == 1 {
+        frame.extend_from_slice(&[0, 0, 0, 1, 0, 6]); // incoming, ARPHRD_ETHER, 6-byte address
+        frame.extend_from_slice(&data[6..12]);
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(ether_type);
+    } else {
+        frame.extend_from_slice(ether_type);
+        frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, 0, 6]); // ifindex 2, ARPHRD_ETHER
+        frame.extend_from_slice(&data[6..12]);
+        frame.extend_from_slice(&[0, 0]);
+    }
+    frame.extend_from_slice(payload);
+    Some(frame)
+}
+
+/// An Ethernet frame carrying IP sent over MPLS: two labels (the bottom one with the S bit)
+/// between the Ethernet header and the IP packet, EtherType 0x8847. Other frames stay as they are.
+fn over_mpls(data: &[u8]) -> Option<Vec<u8>> {
+    let ether_type = data.get(12..14)?;
+    if ether_type != [0x08, 0x00] && ether_type != [0x86, 0xdd] {
+        return Some(data.to_vec());
+    }
+    let mut frame = data[..12].to_vec();
+    frame.extend_from_slice(&[0x88, 0x47]);
+    frame.extend_from_slice(&[0x00, 0x01, 0x20, 0x40]); // label 18, TC 0, not bottom, TTL 64
+    frame.extend_from_slice(&[0x00, 0x3e, 0x81, 0x3f]); // label 1000, bottom of stack, TTL 63
+    frame.extend_from_slice(&data[14..]);
+    Some(frame)
+}
+
+/// The same traffic captured on Ethernet, on Linux's "any" device (cooked v1 and v2) and on an
+/// MPLS link gives the same events: flows, DNS, HTTP, TLS and SSH metadata alike.
+#[test]
+fn cooked_and_mpls_captures_give_the_events_of_the_ethernet_capture() {
+    let dir = std::env::temp_dir().join(format!("canh-cooked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut compared = 0;
+    for name in ["http-get.pcap", "dns53.pcap", "tls-tls1.2.pcap", "ssh-sshguess.pcap"] {
+        let source = shared(&format!("zeek/{name}"));
+        if !source.exists() {
+            continue;
+        }
+        let ethernet: Vec<String> =
+            events(&source).iter().map(|e| serde_json::to_string(e).expect("json")).collect();
+        assert!(!ethernet.is_empty(), "{name}");
+        let variants: [(&str, i32, &Rewrite); 3] = [
+            ("cooked v1", 113, &|d| cooked(d, 1)),
+            ("cooked v2", 276, &|d| cooked(d, 2)),
+            ("MPLS", 1, &over_mpls),
+        ];
+        for (what, linktype, rewrite) in variants {
+            let out = dir.join(format!("{name}.{linktype}.pcap"));
+            let frames = rewritten(&source, linktype, &out, rewrite);
+            assert!(frames > 0, "{name}");
+            let got: Vec<String> =
+                events(&out).iter().map(|e| serde_json::to_string(e).expect("json")).collect();
+            assert_eq!(got, ethernet, "{name} as {what}");
+        }
+        compared += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(compared >= 3 || !shared("").exists(), "only {compared} captures compared");
+}

@@ -950,7 +950,32 @@ fn consume_with(
     consume_datasets(brokers, settings, prefix, &["flow", "sensor"], partitions, timeout, done)
 }
 
-/// Every record of the topics `<prefix><dataset>`, read from the beginning until `done` holds for
+/// The events of one record: a pack holds several, one per line (sensor/UPLINK.md). Every event's
+/// key must lead to the record's partition (events are packed by partition), `partitions` being the
+/// topic's partition count.
+fn events_of(
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    partitions: i32,
+) -> Vec<(Event, Vec<u8>)> {
+    use rdkafka::Message;
+    let payload = message.payload().unwrap_or_default();
+    let mut events = Vec::new();
+    for line in payload.split(|b| *b == b'\n') {
+        let event = Event::from_json(line).expect("lines of the records on the topics are events");
+        let key = canh_sensor::produce::key_of(&event);
+        let partition = canh_sensor::produce::partition_of(key.as_bytes(), partitions as u32);
+        assert_eq!(
+            partition as i32,
+            message.partition(),
+            "event {} with key {key} in a record of another partition",
+            event.event.id
+        );
+        events.push((event, line.to_vec()));
+    }
+    events
+}
+
+/// Every event of the topics `<prefix><dataset>`, read from the beginning until `done` holds for
 /// the ids seen of the first dataset or `timeout` passes: (dataset, event id, payload).
 fn consume_datasets(
     brokers: &str,
@@ -962,7 +987,6 @@ fn consume_datasets(
     done: impl Fn(&std::collections::HashSet<String>) -> bool,
 ) -> Vec<(String, String, Vec<u8>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
     let mut client = rdkafka::ClientConfig::new();
     client
         .set("bootstrap.servers", brokers)
@@ -985,21 +1009,21 @@ fn consume_datasets(
     let start = std::time::Instant::now();
     while start.elapsed() < timeout && !done(&flow_ids) {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else { continue };
-        let payload = message.payload().unwrap_or_default().to_vec();
-        let event = Event::from_json(&payload).expect("records on the topics are events");
-        let dataset = event.event.dataset.as_str().to_string();
-        if dataset == datasets[0] {
-            flow_ids.insert(event.event.id.clone());
+        for (event, payload) in events_of(&message, partitions) {
+            let dataset = event.event.dataset.as_str().to_string();
+            if dataset == datasets[0] {
+                flow_ids.insert(event.event.id.clone());
+            }
+            records.push((dataset, event.event.id, payload));
         }
-        records.push((dataset, event.event.id, payload));
     }
     // A little more, to see duplicates that were still on their way.
     let tail = std::time::Instant::now();
     while tail.elapsed() < Duration::from_secs(2) {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            let payload = message.payload().unwrap_or_default().to_vec();
-            let event = Event::from_json(&payload).expect("event");
-            records.push((event.event.dataset.as_str().to_string(), event.event.id, payload));
+            for (event, payload) in events_of(&message, partitions) {
+                records.push((event.event.dataset.as_str().to_string(), event.event.id, payload));
+            }
         }
     }
     records
@@ -1225,6 +1249,9 @@ async fn uplink_false_stalls_send_nothing_twice() {
     assert_eq!(stat(&text, "spool_bytes_left"), 0, "spool drained");
     assert_eq!(stat(&text, "dropped"), 0);
     assert_eq!(stat(&text, "delivered"), n, "each event acknowledged once");
+    // Packed: events of one topic and partition share records (sensor/UPLINK.md, "Packs").
+    let kafka_records = stat(&text, "records");
+    assert!(kafka_records * 2 < n, "{kafka_records} records for {n} events: not packed");
     let want = expected_ids(1, n);
     let records = consume(&broker.brokers(), &prefix, 2, Duration::from_secs(90), |ids| {
         ids.len() >= want.len()

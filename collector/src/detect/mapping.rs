@@ -297,6 +297,14 @@ mod tests {
         let names: Vec<&str> =
             families.iter().map(|&i| mapping.families[i].name.as_str()).collect();
         assert_eq!(names, ["linux_sshd", "application", "linux_auth", "linux_syslog"]);
+        for program in ["sshd-session", "sshd-auth"] {
+            let split: Value = serde_json::json!({
+                "event": {"dataset": "log"}, "process": {"name": program}
+            });
+            families.clear();
+            mapping.route(&split, &mut families);
+            assert_eq!(mapping.families[families[0]].name, "linux_sshd", "{program}");
+        }
 
         let flow = serde_json::json!({"event": {"dataset": "flow"}});
         mapping.route(&flow, &mut families);

@@ -236,6 +236,14 @@ pub fn sshd_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
         classify(event, &["network"], &["connection"], "failure", "no-identification-string");
         return;
     }
+    // OpenSSH 8.2+ when a client's identification line is wrong or missing: "banner exchange:
+    // Connection from 192.0.2.1 port 41239: invalid format" (or "could not read protocol version").
+    if let Some(rest) = text.strip_prefix("banner exchange: Connection from ") {
+        let (ip, port, _) = host_port(rest.split_once(": ").map_or(rest, |(host, _)| host));
+        set_source(event, ip, port);
+        classify(event, &["network"], &["protocol"], "failure", "bad-protocol-version");
+        return;
+    }
     if text.contains("Too many authentication failures")
         || text.contains("maximum authentication attempts exceeded")
     {
@@ -893,6 +901,12 @@ mod tests {
         let mut e = event();
         sshd_into("Received disconnect from 192.0.2.6 port 3333:11: Bye Bye [preauth]", &mut e);
         assert_eq!(e.source.as_ref().and_then(|s| s.port), Some(3333));
+
+        let mut e = event();
+        sshd_into("banner exchange: Connection from 192.0.2.8 port 41239: invalid format", &mut e);
+        assert_eq!(ip(&e).as_deref(), Some("192.0.2.8"));
+        assert_eq!(e.source.as_ref().and_then(|s| s.port), Some(41239));
+        assert_eq!(e.event.action.as_deref(), Some("bad-protocol-version"));
     }
 
     #[test]

@@ -381,13 +381,22 @@ pub fn program_into<'a>(appname: &str, message: &'a str, event: &mut LogEvent<'a
         return;
     }
     match &*program {
-        "sshd" => auth::sshd_into(message, event),
+        // OpenSSH 9.8 and later log each connection from `sshd-session` (and, from 10.0, the
+        // pre-authentication child `sshd-auth`), with sshd's messages.
+        "sshd" | "sshd-session" | "sshd-auth" => auth::sshd_into(message, event),
         "sudo" => auth::sudo_into(message, event),
         "su" => auth::su_into(message, event),
         "useradd" | "usermod" | "userdel" | "groupadd" | "groupmod" | "groupdel" | "passwd"
         | "chpasswd" | "chage" | "gpasswd" => auth::account_into(&program, message, event),
         "cron" | "crond" | "anacron" => auth::cron_into(message, event),
         "kernel" => firewall::kernel_into(message, event),
+        // Web servers logging their access log to syslog (nginx `access_log syslog:...`, Apache
+        // piped to logger): the message is an access-log line.
+        "nginx" | "apache" | "apache2" | "httpd" => {
+            if web::access_into(message.as_bytes(), event).is_err() {
+                auth::generic_pam_into(message, event)
+            }
+        }
         _ => auth::generic_pam_into(message, event),
     }
 }
@@ -476,6 +485,34 @@ mod tests {
         assert_eq!(e.user.as_ref().map(|u| u.name.as_str()), Some("foo"));
         assert_eq!(e.event.category, Some(vec!["session".to_string()]));
         assert_eq!(e.host.as_ref().map(|h| h.hostname.as_str()), Some("web01"));
+    }
+
+    /// OpenSSH 9.8+ (Debian 13) logs per-connection messages as `sshd-session`, with rsyslog's
+    /// default RFC 3339 timestamps: parsed as sshd's, the process name kept as logged.
+    #[test]
+    fn sshd_session_lines_are_parsed_as_sshd() {
+        for (program, line) in [
+            ("sshd-session", &b"2026-11-23T10:00:00.123456+07:00 web01 sshd-session[1234]: Failed password for invalid user admin from 192.0.2.1 port 41234 ssh2"[..]),
+            ("sshd-auth", b"<38>Nov 23 10:00:01 web01 sshd-auth[99]: Failed password for root from 192.0.2.1 port 41235 ssh2"),
+        ] {
+            let e = line_event(line, false, NOW, 1, &who(), &opts(LineFormat::Auto));
+            assert_eq!(e.process.as_ref().and_then(|p| p.name.as_deref()), Some(program));
+            assert_eq!(e.event.category, Some(vec!["authentication".to_string()]), "{program}");
+            assert_eq!(e.event.outcome.as_deref(), Some("failure"), "{program}");
+            assert_eq!(e.source.as_ref().and_then(|s| s.ip), Some("192.0.2.1".parse().expect("ip")));
+            assert!(e.user.is_some(), "{program}");
+        }
+    }
+
+    /// nginx's `access_log syslog:server=...`: the syslog message is an access-log line.
+    #[test]
+    fn web_server_access_lines_over_syslog_are_parsed() {
+        let line = br#"<190>Nov 23 10:00:04 web01 nginx: 203.0.113.9 - - [23/Nov/2026:10:00:04 +0700] "GET /wp-login.php HTTP/1.1" 404 0 "-" "Nikto""#;
+        let e = line_event(line, false, NOW, 1, &who(), &opts(LineFormat::Auto));
+        assert_eq!(e.process.as_ref().and_then(|p| p.name.as_deref()), Some("nginx"));
+        assert_eq!(e.url.as_ref().and_then(|u| u.original.as_deref()), Some("/wp-login.php"));
+        assert_eq!(e.source.as_ref().and_then(|s| s.ip), Some("203.0.113.9".parse().expect("ip")));
+        assert_eq!(e.event.category, Some(vec!["web".to_string()]));
     }
 
     #[test]

@@ -29,14 +29,24 @@ pub fn access_into<'a>(line: &'a [u8], event: &mut LogEvent<'a>) -> Result<(), W
 
 fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebError> {
     let mut rest = text.trim_start();
-    let mut next_word = || -> Option<&str> {
+    fn next_word<'t>(rest: &mut &'t str) -> Result<&'t str, WebError> {
         let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
-        rest = after.trim_start();
-        Some(word).filter(|w| !w.is_empty())
-    };
-    let client = next_word().ok_or(WebError::NotAccess)?;
-    let _ident = next_word().ok_or(WebError::NotAccess)?;
-    let user = next_word().ok_or(WebError::NotAccess)?;
+        *rest = after.trim_start();
+        Some(word).filter(|w| !w.is_empty()).ok_or(WebError::NotAccess)
+    }
+    let mut client = next_word(&mut rest)?;
+    let mut ident = next_word(&mut rest)?;
+    let mut user = next_word(&mut rest)?;
+    // Apache's vhost_combined puts the virtual host and port first: "www.example.org:443 client
+    // ident user [time] ...".
+    let mut vhost = None;
+    if !rest.starts_with('[') {
+        let host = client.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok());
+        vhost = Some(host.ok_or(WebError::NotAccess)?.0);
+        (client, ident) = (ident, user);
+        user = next_word(&mut rest)?;
+    }
+    let _ = ident;
     let rest_after_user = rest;
     let time_text = rest_after_user.strip_prefix('[').ok_or(WebError::NotAccess)?;
     let (time_text, after) = time_text.split_once(']').ok_or(WebError::NotAccess)?;
@@ -83,6 +93,9 @@ fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebErr
     };
     if !original_url.is_empty() && original_url != "-" {
         event.url = Some(UrlFields { original: Some(Cow::Borrowed(original_url)), domain: None });
+    }
+    if let Some(host) = vhost.filter(|h| !h.is_empty() && *h != "-") {
+        event.url.get_or_insert_with(UrlFields::default).domain = Some(Cow::Borrowed(host));
     }
     if !agent.is_empty() && agent != "-" {
         event.user_agent = Some(Cow::Borrowed(agent));
@@ -344,6 +357,27 @@ mod tests {
             Some("Mozilla/4.08 [en] (Win98; I ;Nav)")
         );
         assert_eq!(e.event.outcome.as_deref(), Some("success"));
+    }
+
+    /// Apache's vhost_combined: the virtual host and port first, then the combined fields.
+    #[test]
+    fn vhost_combined_access_line() {
+        let mut e = event();
+        access_into(
+            br#"www.example.org:443 203.0.113.9 - - [23/Nov/2026:10:00:00 +0700] "GET /a?id=1 HTTP/1.1" 200 512 "-" "sqlmap/1.8""#,
+            &mut e,
+        )
+        .expect("parses");
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.ip).map(|i| i.to_string()).as_deref(),
+            Some("203.0.113.9")
+        );
+        let url = e.url.as_ref().expect("url");
+        assert_eq!(url.domain.as_deref(), Some("www.example.org"));
+        assert_eq!(url.original.as_deref(), Some("/a?id=1"));
+        assert_eq!(e.user_agent.as_ref().map(|u| u.original.as_str()), Some("sqlmap/1.8"));
+        // A first word that is not host:port before a missing time is not an access line.
+        assert!(access_into(br#"a b c d [x] "GET / HTTP/1.1" 200 1"#, &mut event()).is_err());
     }
 
     #[test]
