@@ -152,11 +152,13 @@ pub fn line_event(
 pub struct LineParser {
     pub options: LineOptions,
     w3c: w3c::W3cState,
+    /// The JSON members of the identity last written with (`write_json`).
+    constants: Option<record::JsonConstants>,
 }
 
 impl LineParser {
     pub fn new(options: LineOptions) -> LineParser {
-        LineParser { options, w3c: w3c::W3cState::default() }
+        LineParser { options, w3c: w3c::W3cState::default(), constants: None }
     }
 
     /// One line as an event (see `line_event`).
@@ -183,10 +185,14 @@ impl LineParser {
         out: &mut Vec<u8>,
     ) -> Option<LineError> {
         let fields = self.fields(line, truncated, received);
-        let id = log_event_id_bytes(&who.sensor_id, seq);
+        if !self.constants.as_ref().is_some_and(|c| c.is_for(who)) {
+            self.constants = None;
+        }
+        let constants = self.constants.get_or_insert_with(|| record::JsonConstants::new(who));
+        let id = constants.log_event_id(seq);
         // Hex digits are ASCII.
         let id = std::str::from_utf8(&id).unwrap_or_default();
-        fields.write_json(id, who, out);
+        fields.write_json_with(id, constants, out);
         fields.log.parse_error.and_then(LineError::from_reason)
     }
 
@@ -340,6 +346,17 @@ fn syslog_into<'a>(
     Ok(())
 }
 
+/// `line` as text: the event's `original` when that is this very line (already checked to be
+/// UTF-8 when the event was started), else checked (and escaped where invalid) here.
+pub fn line_text<'a>(line: &'a [u8], event: &LogEvent<'a>) -> Text<'a> {
+    match event.original {
+        Cow::Borrowed(text) if text.as_ptr() == line.as_ptr() && text.len() == line.len() => {
+            Cow::Borrowed(text)
+        }
+        _ => syslog::field_cow(line),
+    }
+}
+
 /// Run `parse` on `text` and `event`. When `text` was built (escaped, not a slice of the line),
 /// the fields `parse` took from it are copied, so they outlive it.
 pub fn with_text<'a, R>(
@@ -484,6 +501,12 @@ mod tests {
         let long = "x".repeat(300);
         assert_eq!(log_event_id(&long, 5), canh_event::event_id(&format!("{long}/log"), 5));
         assert_ne!(log_event_id("s1", 5), canh_event::event_id("s1", 5));
+        for sensor_id in ["s1", long.as_str(), ""] {
+            let who =
+                Identity { sensor_id: sensor_id.into(), tenant: "t".into(), community_id_seed: 0 };
+            let constants = record::JsonConstants::new(&who);
+            assert_eq!(constants.log_event_id(7), log_event_id_bytes(sensor_id, 7));
+        }
     }
 
     #[test]
