@@ -120,7 +120,7 @@ pub struct UserFields<'a> {
 /// The members of a log event's JSON that are the same for every event one sensor writes
 /// (`kind`, `dataset`, the observer and organization ids, the schema version), encoded once and
 /// then copied into each event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JsonConstants {
     sensor_id: String,
     tenant: String,
@@ -132,6 +132,9 @@ pub struct JsonConstants {
     observer_id: Vec<u8>,
     /// `"organization":{"id":"<tenant>"},"canh":{"schema_version":N}`.
     organization: Vec<u8>,
+    /// The last second an `@timestamp` was written for, and its text to the second
+    /// (`2026-11-23T10:00:00`): lines of the same second format only their fraction.
+    second: std::cell::Cell<(Option<i64>, [u8; 19])>,
 }
 
 impl JsonConstants {
@@ -154,6 +157,7 @@ impl JsonConstants {
                 e.str("dataset", Dataset::Log.as_str());
             }),
             observer_id: members(&|obs| obs.str("id", &who.sensor_id)),
+            second: std::cell::Cell::new((None, [0; 19])),
             organization: members(&|o| {
                 let mut org = o.obj("organization");
                 org.str("id", &who.tenant);
@@ -168,6 +172,25 @@ impl JsonConstants {
     /// `log_event_id_bytes(sensor id, seq)`, with the hashed namespace built once.
     pub fn log_event_id(&self, seq: u64) -> [u8; 32] {
         canh_event::event_id_bytes(&self.namespace, seq)
+    }
+
+    /// `ts` as a JSON string, the bytes of `json::write_ts`.
+    fn write_timestamp(&self, out: &mut Vec<u8>, ts: Timestamp) {
+        let secs = ts.secs();
+        let (cached, mut text) = self.second.get();
+        if cached != Some(secs) {
+            text.copy_from_slice(&ts.rfc3339()[..19]);
+            self.second.set((Some(secs), text));
+        }
+        out.push(b'"');
+        out.extend_from_slice(&text);
+        let mut fraction = *b".000000000Z\"";
+        let mut nanos = ts.subsec_nanos();
+        for digit in fraction[1..10].iter_mut().rev() {
+            *digit = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        out.extend_from_slice(&fraction);
     }
 
     /// Whether these are the constants of `who`.
@@ -405,7 +428,7 @@ impl LogEvent<'_> {
     /// [`LogEvent::write_json`] with the sensor's constant members encoded beforehand.
     pub fn write_json_with(&self, id: &str, constants: &JsonConstants, out: &mut Vec<u8>) {
         let mut o = Obj::begin(out);
-        o.ts("@timestamp", self.timestamp);
+        constants.write_timestamp(o.key("@timestamp"), self.timestamp);
         let mut e = o.obj("event");
         e.str("id", id);
         e.raw_members(&constants.kind);
@@ -651,4 +674,35 @@ pub fn into_event<'a, R>(event: &mut Event, parse: impl FnOnce(&mut LogEvent<'a>
     *event = fields.to_event(event.event.id.clone(), &who);
     event.event.original = original;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_as_the_json_writer_writes_them() {
+        let who = Identity { sensor_id: "s".into(), tenant: "t".into(), community_id_seed: 0 };
+        let constants = JsonConstants::new(&who);
+        // Repeated seconds (the cached text), new seconds, fractions, before 1970.
+        for nanos in [
+            0,
+            0,
+            999_999_999,
+            1_000_000_000,
+            1_795_428_000_000_000_001,
+            1_795_428_000_123_456_789,
+            1_795_428_000_000_000_000,
+            1_795_428_001_000_000_000,
+            -1,
+            -1_000_000_000,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            constants.write_timestamp(&mut ours, Timestamp(nanos));
+            canh_event::json::write_ts(&mut theirs, Timestamp(nanos));
+            assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+    }
 }
