@@ -377,10 +377,24 @@ pub fn with_text<'a, R>(
 
 /// `sshd(pam_unix)` (old Red Hat PAM tags) is program `sshd` with PAM module `pam_unix`.
 pub fn split_program(appname: &str) -> (&str, Option<&str>) {
-    match appname.split_once('(') {
+    match split_once_byte(appname, b'(') {
         Some((program, rest)) if rest.ends_with(')') => (program, Some(&rest[..rest.len() - 1])),
         _ => (appname, None),
     }
+}
+
+/// `text.split_once(sep)` for an ASCII separator, by a plain byte scan: the pieces split this
+/// way are a few bytes long, where a plain loop beats the searcher's set-up.
+pub fn split_once_byte(text: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|b| b == sep)?;
+    // An ASCII byte is a character boundary.
+    Some((&text[..i], &text[i + 1..]))
+}
+
+/// `text.split_once([a, b])` for two ASCII separators (whichever comes first).
+pub fn split_once_byte_of(text: &str, a: u8, b: u8) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|x| x == a || x == b)?;
+    Some((&text[..i], &text[i + 1..]))
 }
 
 /// Add the ECS fields a program's message carries. Unknown programs keep only the syslog fields.
@@ -545,6 +559,26 @@ mod tests {
                 let mut e = LogEvent::default();
                 program_into(program, &text, &mut e);
             }
+        }
+
+        #[test]
+        fn byte_splits_as_str_splits(text in "[ab:/( \\]é]{0,12}") {
+            for sep in [' ', '(', ']', ':'] {
+                proptest::prop_assert_eq!(split_once_byte(&text, sep as u8), text.split_once(sep));
+            }
+            proptest::prop_assert_eq!(split_once_byte_of(&text, b':', b'/'), text.split_once([':', '/']));
+            let mut parts = text.splitn(4, [':', '/']);
+            let pieces = (parts.next(), parts.next(), parts.next(), parts.next());
+            let ours = split_once_byte_of(&text, b':', b'/').and_then(|(day, rest)| {
+                let (month, rest) = split_once_byte_of(rest, b':', b'/')?;
+                let (year, clock) = split_once_byte_of(rest, b':', b'/')?;
+                Some((day, month, year, clock))
+            });
+            let theirs = match pieces {
+                (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(ours, theirs);
         }
 
         #[test]

@@ -2,10 +2,10 @@
 //! (Apache 2.2, Apache 2.4, nginx). Pure: bytes in, fields into the event or an error.
 
 use super::auth::parse_ip;
-use super::classify;
 use super::record::{
     HttpFields, HttpRequestFields, HttpResponseFields, LogEvent, ProcessFields, UrlFields,
 };
+use super::{classify, split_once_byte, split_once_byte_of};
 use canh_event::{Endpoint, Timestamp};
 use std::borrow::Cow;
 
@@ -29,7 +29,7 @@ pub fn access_into<'a>(line: &'a [u8], event: &mut LogEvent<'a>) -> Result<(), W
 fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebError> {
     let mut rest = text.trim_start();
     let mut next_word = || -> Option<&str> {
-        let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (word, after) = split_once_byte(rest, b' ').unwrap_or((rest, ""));
         rest = after.trim_start();
         Some(word).filter(|w| !w.is_empty())
     };
@@ -38,7 +38,7 @@ fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebErr
     let user = next_word().ok_or(WebError::NotAccess)?;
     let rest_after_user = rest;
     let time_text = rest_after_user.strip_prefix('[').ok_or(WebError::NotAccess)?;
-    let (time_text, after) = time_text.split_once(']').ok_or(WebError::NotAccess)?;
+    let (time_text, after) = split_once_byte(time_text, b']').ok_or(WebError::NotAccess)?;
     let timestamp = parse_access_time(time_text).ok_or(WebError::NotAccess)?;
     let after = after.trim_start();
     let (request, after) = quoted_field(after).ok_or(WebError::NotAccess)?;
@@ -115,12 +115,11 @@ fn quoted_field(text: &str) -> Option<(&str, &str)> {
 
 /// `10/Oct/2000:13:55:36 -0700`.
 fn parse_access_time(text: &str) -> Option<Timestamp> {
-    let (date, zone) = text.split_once(' ').unwrap_or((text, "+0000"));
-    let mut parts = date.splitn(4, [':', '/']);
-    let day = parts.next()?;
-    let month = parts.next()?;
-    let year = parts.next()?;
-    let clock = parts.next()?;
+    let (date, zone) = split_once_byte(text, b' ').unwrap_or((text, "+0000"));
+    // `date.splitn(4, [':', '/'])`, by bytes.
+    let (day, rest) = split_once_byte_of(date, b':', b'/')?;
+    let (month, rest) = split_once_byte_of(rest, b':', b'/')?;
+    let (year, clock) = split_once_byte_of(rest, b':', b'/')?;
     let zone = zone.trim();
     let (sign, digits) = zone.split_at_checked(1)?;
     let (hours, minutes) = digits.split_at_checked(2)?;
