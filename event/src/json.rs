@@ -21,12 +21,16 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Eight bytes at a time over the runs that need no escape (most of any text).
+        // Sixteen, then eight bytes at a time over the runs that need no escape (most of any
+        // text).
+        while let Some(chunk) = bytes.get(i..i + 16) {
+            if escape_bits(load(&chunk[..8])) | escape_bits(load(&chunk[8..])) != 0 {
+                break;
+            }
+            i += 16;
+        }
         while let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes([
-                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-            ]);
-            if needs_escape(word) {
+            if needs_escape(load(word)) {
                 break;
             }
             i += 8;
@@ -52,13 +56,27 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 /// strings escape). Bytes of 0x80 and above never match.
 #[inline]
 fn needs_escape(word: u64) -> bool {
+    escape_bits(word) != 0
+}
+
+/// Non-zero when [`needs_escape`]: the high bit of each byte that may need one.
+#[inline]
+fn escape_bits(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let zero_in = |v: u64| v.wrapping_sub(ONES) & !v;
-    (below_space | zero_in(quote) | zero_in(backslash)) & HIGH != 0
+    (below_space | zero_in(quote) | zero_in(backslash)) & HIGH
+}
+
+/// The first eight bytes of `bytes` (at least eight long) as a little-endian word.
+#[inline(always)]
+fn load(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
 }
 
 /// The escape serde_json writes for a byte that needs one.
@@ -111,12 +129,18 @@ pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     out.push(b'"');
     match ip {
         IpAddr::V4(v4) => {
-            let mut buf = itoa::Buffer::new();
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
                 }
-                out.extend_from_slice(buf.format(octet).as_bytes());
+                // One to three digits, without leading zeros.
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
             }
         }
         IpAddr::V6(v6) => {
@@ -136,7 +160,7 @@ pub struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     /// Start an object at the end of `out`.
-    #[inline]
+    #[inline(always)]
     pub fn begin(out: &'a mut Vec<u8>) -> Obj<'a> {
         out.push(b'{');
         Obj { out, empty: true }
@@ -144,7 +168,7 @@ impl<'a> Obj<'a> {
 
     /// Write `"key":` (with the comma before it when needed) and hand back the buffer for the
     /// value. `key` must not need escaping (every schema field name is plain ASCII).
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
@@ -157,7 +181,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A key that may need escaping (map keys).
-    #[inline]
+    #[inline(always)]
     fn escaped_key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
@@ -168,80 +192,80 @@ impl<'a> Obj<'a> {
         self.out
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, key: &str, value: &str) {
         write_str(self.key(key), value);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn opt_str(&mut self, key: &str, value: &Option<String>) {
         if let Some(v) = value {
             self.str(key, v);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn u64(&mut self, key: &str, value: u64) {
         write_u64(self.key(key), value);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn opt_u64(&mut self, key: &str, value: Option<u64>) {
         if let Some(v) = value {
             self.u64(key, v);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn i64(&mut self, key: &str, value: i64) {
         write_i64(self.key(key), value);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn opt_i64(&mut self, key: &str, value: Option<i64>) {
         if let Some(v) = value {
             self.i64(key, v);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn bool(&mut self, key: &str, value: bool) {
         let text: &[u8] = if value { b"true" } else { b"false" };
         self.key(key).extend_from_slice(text);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn opt_bool(&mut self, key: &str, value: Option<bool>) {
         if let Some(v) = value {
             self.bool(key, v);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ts(&mut self, key: &str, value: Timestamp) {
         write_ts(self.key(key), value);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn opt_ts(&mut self, key: &str, value: Option<Timestamp>) {
         if let Some(v) = value {
             self.ts(key, v);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ip(&mut self, key: &str, value: IpAddr) {
         write_ip(self.key(key), value);
     }
 
     /// Bytes already encoded as a JSON value.
-    #[inline]
+    #[inline(always)]
     pub fn raw(&mut self, key: &str, json: &[u8]) {
         self.key(key).extend_from_slice(json);
     }
 
     /// Members already encoded (`"a":1,"b":2`), appended after this object's others.
-    #[inline]
+    #[inline(always)]
     pub fn raw_members(&mut self, members: &[u8]) {
         if members.is_empty() {
             return;
@@ -254,12 +278,12 @@ impl<'a> Obj<'a> {
     }
 
     /// A nested object under `key`; call [`Obj::end`] on it.
-    #[inline]
+    #[inline(always)]
     pub fn obj(&mut self, key: &str) -> Obj<'_> {
         Obj::begin(self.key(key))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn str_list(&mut self, key: &str, values: &[String]) {
         let out = self.key(key);
         out.push(b'[');
@@ -272,14 +296,14 @@ impl<'a> Obj<'a> {
         out.push(b']');
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn opt_str_list(&mut self, key: &str, values: &Option<Vec<String>>) {
         if let Some(v) = values {
             self.str_list(key, v);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn end(self) {
         self.out.push(b'}');
     }
@@ -777,6 +801,17 @@ mod tests {
             let mut ours = Vec::new();
             write_ip(&mut ours, ip);
             assert_eq!(ours, serde_json::to_vec(&ip).expect("serialise"));
+        }
+        // Every octet value in every place.
+        for octet in 0..=u8::MAX {
+            for ip in
+                [[octet, 0, 9, 10], [99, octet, 100, 199], [200, 255, octet, 1], [1, 2, 3, octet]]
+            {
+                let ip = IpAddr::from(ip);
+                let mut ours = Vec::new();
+                write_ip(&mut ours, ip);
+                assert_eq!(ours, serde_json::to_vec(&ip).expect("serialise"));
+            }
         }
     }
 }

@@ -9,13 +9,47 @@ use super::classify;
 use super::record::{LogEvent, ProcessFields, UserFields};
 use canh_event::Endpoint;
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// An IP address, also in brackets (`[192.0.2.1]`) or with a trailing `:`/`,`/`.`.
 pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    // The usual case first: a plain dotted quad, which the trimming below would leave alone.
+    if let Some(v4) = dotted_quad(text.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     let text = text.trim_matches(|c| matches!(c, '[' | ']' | ',' | ';' | '(' | ')'));
     let text = text.strip_suffix(':').unwrap_or(text);
     text.parse().ok().or_else(|| text.strip_suffix('.').and_then(|t| t.parse().ok()))
+}
+
+/// `a.b.c.d` with decimal octets of one to three digits, no leading zero, at most 255: what
+/// `Ipv4Addr::from_str` accepts, read in one pass (`None` for anything else, which may still be
+/// an address of another form).
+fn dotted_quad(bytes: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if bytes.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value = 0u32;
+        while let Some(&d) = bytes.get(i).filter(|d| d.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            value = value * 10 + u32::from(d - b'0');
+            i += 1;
+        }
+        if i == start || (i - start > 1 && bytes[start] == b'0') {
+            return None;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    (i == bytes.len()).then_some(Ipv4Addr::from(octets))
 }
 
 pub fn set_source(event: &mut LogEvent<'_>, ip: Option<IpAddr>, port: Option<u16>) {
@@ -991,6 +1025,38 @@ mod tests {
             cron_into(text, &mut e);
             pam_into("su", text, &mut e);
             generic_pam_into(text, &mut e);
+        }
+    }
+
+    #[test]
+    fn dotted_quads_as_the_standard_parser_reads_them() {
+        for text in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4 ",
+            "1..2.3",
+            "1.2.3.04",
+            "1000.1.1.1",
+            "",
+            "1.2.3.4:",
+            "::1",
+            "a.b.c.d",
+            "10.0.0.255",
+            "1.2.3.-4",
+        ] {
+            assert_eq!(super::dotted_quad(text.as_bytes()), text.parse().ok(), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_dotted_text_parses_as_the_standard_parser_does(text in "[0-9.]{0,18}") {
+            proptest::prop_assert_eq!(super::dotted_quad(text.as_bytes()), text.parse().ok());
         }
     }
 }

@@ -11,15 +11,15 @@ use std::borrow::Cow;
 /// are left alone.
 pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let text = strip_kernel_time(message.trim());
+    let bytes = text.as_bytes();
     // The fields start at IN= (not PHYSIN=); what comes before is the rule's log prefix, which
     // may lack its trailing space ("Drop TCP after 17 attemptsIN=br0 ...").
-    // The first IN= (not PHYSIN=) that has an " OUT=" somewhere after it.
-    let Some(last_out) = text.rfind(" OUT=") else { return };
-    let Some(start) = text
-        .match_indices("IN=")
-        .map(|(i, _)| i)
-        .take_while(|&i| i <= last_out)
-        .find(|&i| !text[..i].ends_with("PHYS"))
+    // The first IN= (not PHYSIN=), found from the line's `=` signs; it counts only when an
+    // " OUT=" follows it somewhere (checked while reading the fields below).
+    let Some(start) = memchr::memchr_iter(b'=', bytes)
+        .filter(|&at| ends_with_at(bytes, at, b"IN"))
+        .map(|at| at - 2)
+        .find(|&i| !ends_with_at(bytes, i, b"PHYS"))
     else {
         return;
     };
@@ -31,7 +31,8 @@ pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let mut proto = None;
     let mut ingress = None;
     let mut egress = None;
-    for (key, value) in key_values(&text[start..]) {
+    let mut out_follows = false;
+    for (key, value, after_space) in key_values(&text[start..]) {
         match key {
             "SRC" => src = parse_ip(value),
             "DST" => dst = parse_ip(value),
@@ -39,11 +40,17 @@ pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
             "DPT" => dpt = value.parse::<u16>().ok(),
             "PROTO" => proto = Some(value),
             "IN" if !value.is_empty() => ingress = Some(value),
-            "OUT" if !value.is_empty() => egress = Some(value),
+            "OUT" => {
+                // " OUT=": a space right before the key.
+                out_follows |= after_space;
+                if !value.is_empty() {
+                    egress = Some(value);
+                }
+            }
             _ => {}
         }
     }
-    if src.is_none() && dst.is_none() {
+    if !out_follows || (src.is_none() && dst.is_none()) {
         return;
     }
     event.source = Some(Endpoint { ip: src, port: spt, ..Endpoint::default() });
@@ -60,15 +67,14 @@ pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     event.network = Some(NetworkFields { transport, iana_number: iana });
     event.ingress = ingress.map(Cow::Borrowed);
     event.egress = egress.map(Cow::Borrowed);
-    let says = |words: &[&str]| words.iter().any(|w| contains_ignore_case(prefix, w));
-    let (kind, outcome): (&'static [&'static str], _) =
-        if says(&["DROP", "REJECT", "BLOCK", "DENY"]) {
-            (&["connection", "denied"], "failure")
-        } else if says(&["ACCEPT", "ALLOW", "PASS"]) {
-            (&["connection", "allowed"], "success")
-        } else {
-            (&["connection", "info"], "")
-        };
+    let (denies, allows) = verdict(prefix);
+    let (kind, outcome): (&'static [&'static str], _) = if denies {
+        (&["connection", "denied"], "failure")
+    } else if allows {
+        (&["connection", "allowed"], "success")
+    } else {
+        (&["connection", "info"], "")
+    };
     let action = if prefix.is_empty() {
         "packet-logged"
     } else {
@@ -77,9 +83,36 @@ pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     classify(event, &["network"], kind, outcome, action);
 }
 
+/// Whether `bytes[..at]` ends with `suffix`.
+fn ends_with_at(bytes: &[u8], at: usize, suffix: &[u8]) -> bool {
+    at.checked_sub(suffix.len()).is_some_and(|from| &bytes[from..at] == suffix)
+}
+
+/// Whether the rule's log prefix names a denying verdict (DROP, REJECT, BLOCK, DENY) and an
+/// allowing one (ACCEPT, ALLOW, PASS), in any case, anywhere in it; one pass over its bytes.
+fn verdict(prefix: &str) -> (bool, bool) {
+    let bytes = prefix.as_bytes();
+    let at = |i: usize, word: &[u8]| {
+        bytes.get(i..i + word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    let (mut denies, mut allows) = (false, false);
+    for (i, b) in bytes.iter().enumerate() {
+        match b.to_ascii_uppercase() {
+            b'D' => denies |= at(i, b"DROP") || at(i, b"DENY"),
+            b'R' => denies |= at(i, b"REJECT"),
+            b'B' => denies |= at(i, b"BLOCK"),
+            b'A' => allows |= at(i, b"ACCEPT") || at(i, b"ALLOW"),
+            b'P' => allows |= at(i, b"PASS"),
+            _ => {}
+        }
+    }
+    (denies, allows)
+}
+
 /// The `KEY=value` items of whitespace-separated text (items without `=` skipped; the key ends
-/// at the first `=`), in one pass over the bytes.
-fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
+/// at the first `=`), in one pass over the bytes; with each, whether a space (0x20) came right
+/// before its key.
+fn key_values(text: &str) -> impl Iterator<Item = (&str, &str, bool)> {
     let bytes = text.as_bytes();
     let mut i = 0;
     std::iter::from_fn(move || loop {
@@ -90,21 +123,57 @@ fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
             return None;
         }
         let start = i;
-        let mut equals = None;
-        while let Some(&b) = bytes.get(i) {
-            if b.is_ascii_whitespace() {
+        // To the token's first `=` or its end; control bytes that are not whitespace belong to
+        // the token.
+        loop {
+            i = next_stop(bytes, i, true);
+            match bytes.get(i) {
+                Some(&b) if b != b'=' && !b.is_ascii_whitespace() => i += 1,
+                _ => break,
+            }
+        }
+        if bytes.get(i) != Some(&b'=') {
+            continue;
+        }
+        let equals = i;
+        loop {
+            i = next_stop(bytes, i + 1, false);
+            // The end, or whitespace; another byte at most a space is part of the value.
+            if bytes.get(i).is_none_or(u8::is_ascii_whitespace) {
                 break;
             }
-            if b == b'=' && equals.is_none() {
-                equals = Some(i);
-            }
-            i += 1;
         }
+        let after_space = start > 0 && bytes[start - 1] == b' ';
         // Splitting at ASCII bytes keeps the pieces on character boundaries.
-        if let Some(equals) = equals {
-            return Some((&text[start..equals], &text[equals + 1..i]));
-        }
+        return Some((&text[start..equals], &text[equals + 1..i], after_space));
     })
+}
+
+/// The first index from `i` whose byte is at most a space (every ASCII whitespace byte is) or,
+/// when `equals`, is `=`; `bytes.len()` when there is none. Eight bytes at a time.
+fn next_stop(bytes: &[u8], mut i: usize, equals: bool) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        // The lowest flagged byte is exact (borrows only flag bytes above a true match).
+        let mut hits = word.wrapping_sub(ONES * 0x21) & !word;
+        if equals {
+            let eq = word ^ (ONES * u64::from(b'='));
+            hits |= eq.wrapping_sub(ONES) & !eq;
+        }
+        let hits = hits & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while bytes.get(i).is_some_and(|&b| b > b' ' && !(equals && b == b'=')) {
+        i += 1;
+    }
+    i.min(bytes.len())
 }
 
 /// `text` in lower case, copied only when it has upper-case letters.
@@ -114,12 +183,6 @@ fn lowercase(text: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(text)
     }
-}
-
-/// `word` (ASCII) in `text`, in any case.
-fn contains_ignore_case(text: &str, word: &str) -> bool {
-    let (text, word) = (text.as_bytes(), word.as_bytes());
-    text.len() >= word.len() && text.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// Drop a `[ 1234.567890] ` kernel uptime stamp.
@@ -184,12 +247,57 @@ mod tests {
     #[test]
     fn key_values_split_as_whitespace_and_first_equals() {
         let text = " IN=br0  OUT=\tMAC=a=b DF  SRC=1.2.3.4 =x é=ü ";
-        let ours: Vec<_> = key_values(text).collect();
+        let ours: Vec<_> = key_values(text).map(|(k, v, _)| (k, v)).collect();
         let theirs: Vec<_> =
             text.split_ascii_whitespace().filter_map(|item| item.split_once('=')).collect();
         assert_eq!(ours, theirs);
+        let spaces: Vec<_> = key_values(text).map(|(_, _, space)| space).collect();
+        assert_eq!(spaces, [true, true, false, true, true, true]);
         assert_eq!(key_values("").count(), 0);
         assert_eq!(key_values("   ").count(), 0);
+    }
+
+    #[test]
+    fn verdict_words_anywhere_in_any_case() {
+        // What a substring search per word gives, on prefixes with words at every place.
+        let contains = |text: &str, word: &str| {
+            let (text, word) = (text.as_bytes(), word.as_bytes());
+            text.len() >= word.len()
+                && text.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word))
+        };
+        for prefix in [
+            "",
+            "D",
+            "DRO",
+            "drop",
+            "[UFW BLOCK]",
+            "xxREJECTyy",
+            "Deny",
+            "ACCEPT",
+            "allow in",
+            "PASS",
+            "pas",
+            "ACCEPT then DROP",
+            "AccepT",
+            "BLOCKED",
+            "é drop ü",
+            "DDROP",
+            "AALLOW",
+        ] {
+            let denies = ["DROP", "REJECT", "BLOCK", "DENY"].iter().any(|w| contains(prefix, w));
+            let allows = ["ACCEPT", "ALLOW", "PASS"].iter().any(|w| contains(prefix, w));
+            assert_eq!(verdict(prefix), (denies, allows), "{prefix}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn key_values_as_whitespace_split(text in "([aZé\x01]{0,12}[ \t\n\r\x0c\x1f=]{0,2}){0,6}") {
+            let ours: Vec<_> = key_values(&text).map(|(k, v, _)| (k, v)).collect();
+            let theirs: Vec<_> =
+                text.split_ascii_whitespace().filter_map(|item| item.split_once('=')).collect();
+            proptest::prop_assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
@@ -199,6 +307,8 @@ mod tests {
         assert_eq!(e.source, None);
         kernel_into("[", &mut e);
         kernel_into("x IN=", &mut e);
+        kernel_into("OUT= IN=x SRC=1.2.3.4", &mut e);
+        kernel_into("PHYSIN=a OUT=b SRC=1.2.3.4", &mut e);
         assert_eq!(e.event.category, None);
     }
 }

@@ -27,10 +27,19 @@ pub fn for_each_line(
             }
             return Ok(count);
         }
-        let (chunk, newline) = match memchr_newline(buf) {
+        let (chunk, newline) = match memchr::memchr(b'\n', buf) {
             Some(i) => (&buf[..i], true),
             None => (buf, false),
         };
+        if newline && current.is_empty() && !truncated {
+            // The whole line is in the buffer: handed on from there, not copied.
+            let capped = chunk.len() > max_bytes;
+            let used = chunk.len() + 1;
+            line(&chunk[..chunk.len().min(max_bytes)], capped);
+            count += 1;
+            reader.consume(used);
+            continue;
+        }
         let room = max_bytes.saturating_sub(current.len());
         if chunk.len() > room {
             truncated = true;
@@ -45,10 +54,6 @@ pub fn for_each_line(
             truncated = false;
         }
     }
-}
-
-fn memchr_newline(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
@@ -78,6 +83,20 @@ mod tests {
         );
         assert!(collect(b"", 100).is_empty());
         assert_eq!(collect(b"x\n", 100).len(), 1);
+    }
+
+    #[test]
+    fn lines_read_whole_or_in_pieces_alike() {
+        let input = b"a\n\nbcd\n0123456789\nok\n\n0123456789";
+        let whole = {
+            let mut out = Vec::new();
+            let mut reader = std::io::BufReader::with_capacity(1 << 10, &input[..]);
+            for_each_line(&mut reader, 4, |l, t| out.push((l.to_vec(), t))).expect("reads");
+            out
+        };
+        assert_eq!(whole, collect(input, 4));
+        assert_eq!(whole[3], (b"0123".to_vec(), true));
+        assert_eq!(whole.len(), 7);
     }
 
     #[test]

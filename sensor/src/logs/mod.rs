@@ -152,11 +152,13 @@ pub fn line_event(
 pub struct LineParser {
     pub options: LineOptions,
     w3c: w3c::W3cState,
+    /// The JSON members of the identity last written with (`write_json`).
+    constants: Option<record::JsonConstants>,
 }
 
 impl LineParser {
     pub fn new(options: LineOptions) -> LineParser {
-        LineParser { options, w3c: w3c::W3cState::default() }
+        LineParser { options, w3c: w3c::W3cState::default(), constants: None }
     }
 
     /// One line as an event (see `line_event`).
@@ -183,10 +185,14 @@ impl LineParser {
         out: &mut Vec<u8>,
     ) -> Option<LineError> {
         let fields = self.fields(line, truncated, received);
-        let id = log_event_id_bytes(&who.sensor_id, seq);
+        if !self.constants.as_ref().is_some_and(|c| c.is_for(who)) {
+            self.constants = None;
+        }
+        let constants = self.constants.get_or_insert_with(|| record::JsonConstants::new(who));
+        let id = constants.log_event_id(seq);
         // Hex digits are ASCII.
         let id = std::str::from_utf8(&id).unwrap_or_default();
-        fields.write_json(id, who, out);
+        fields.write_json_with(id, constants, out);
         fields.log.parse_error.and_then(LineError::from_reason)
     }
 
@@ -340,6 +346,17 @@ fn syslog_into<'a>(
     Ok(())
 }
 
+/// `line` as text: the event's `original` when that is this very line (already checked to be
+/// UTF-8 when the event was started), else checked (and escaped where invalid) here.
+pub fn line_text<'a>(line: &'a [u8], event: &LogEvent<'a>) -> Text<'a> {
+    match event.original {
+        Cow::Borrowed(text) if text.as_ptr() == line.as_ptr() && text.len() == line.len() => {
+            Cow::Borrowed(text)
+        }
+        _ => syslog::field_cow(line),
+    }
+}
+
 /// Run `parse` on `text` and `event`. When `text` was built (escaped, not a slice of the line),
 /// the fields `parse` took from it are copied, so they outlive it.
 pub fn with_text<'a, R>(
@@ -360,10 +377,24 @@ pub fn with_text<'a, R>(
 
 /// `sshd(pam_unix)` (old Red Hat PAM tags) is program `sshd` with PAM module `pam_unix`.
 pub fn split_program(appname: &str) -> (&str, Option<&str>) {
-    match appname.split_once('(') {
+    match split_once_byte(appname, b'(') {
         Some((program, rest)) if rest.ends_with(')') => (program, Some(&rest[..rest.len() - 1])),
         _ => (appname, None),
     }
+}
+
+/// `text.split_once(sep)` for an ASCII separator, by a plain byte scan: the pieces split this
+/// way are a few bytes long, where a plain loop beats the searcher's set-up.
+pub fn split_once_byte(text: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|b| b == sep)?;
+    // An ASCII byte is a character boundary.
+    Some((&text[..i], &text[i + 1..]))
+}
+
+/// `text.split_once([a, b])` for two ASCII separators (whichever comes first).
+pub fn split_once_byte_of(text: &str, a: u8, b: u8) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|x| x == a || x == b)?;
+    Some((&text[..i], &text[i + 1..]))
 }
 
 /// Add the ECS fields a program's message carries. Unknown programs keep only the syslog fields.
@@ -521,6 +552,12 @@ mod tests {
         let long = "x".repeat(300);
         assert_eq!(log_event_id(&long, 5), canh_event::event_id(&format!("{long}/log"), 5));
         assert_ne!(log_event_id("s1", 5), canh_event::event_id("s1", 5));
+        for sensor_id in ["s1", long.as_str(), ""] {
+            let who =
+                Identity { sensor_id: sensor_id.into(), tenant: "t".into(), community_id_seed: 0 };
+            let constants = record::JsonConstants::new(&who);
+            assert_eq!(constants.log_event_id(7), log_event_id_bytes(sensor_id, 7));
+        }
     }
 
     #[test]
@@ -559,6 +596,26 @@ mod tests {
                 let mut e = LogEvent::default();
                 program_into(program, &text, &mut e);
             }
+        }
+
+        #[test]
+        fn byte_splits_as_str_splits(text in "[ab:/( \\]é]{0,12}") {
+            for sep in [' ', '(', ']', ':'] {
+                proptest::prop_assert_eq!(split_once_byte(&text, sep as u8), text.split_once(sep));
+            }
+            proptest::prop_assert_eq!(split_once_byte_of(&text, b':', b'/'), text.split_once([':', '/']));
+            let mut parts = text.splitn(4, [':', '/']);
+            let pieces = (parts.next(), parts.next(), parts.next(), parts.next());
+            let ours = split_once_byte_of(&text, b':', b'/').and_then(|(day, rest)| {
+                let (month, rest) = split_once_byte_of(rest, b':', b'/')?;
+                let (year, clock) = split_once_byte_of(rest, b':', b'/')?;
+                Some((day, month, year, clock))
+            });
+            let theirs = match pieces {
+                (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(ours, theirs);
         }
 
         #[test]

@@ -192,6 +192,7 @@ pub fn start<E: std::fmt::Display>(
         let mut stateless: LineParser;
         // One event's JSON, the buffer reused for every event.
         let mut json = Vec::with_capacity(4096);
+        let constants = super::record::JsonConstants::new(&who);
         while rx.blocking_recv_many(&mut batch, RECEIVE_BATCH) > 0 {
             for raw in batch.drain(..) {
                 if error.is_some() {
@@ -222,14 +223,14 @@ pub fn start<E: std::fmt::Display>(
                     // A file line read again after a crash keeps its id.
                     Some(position) => {
                         let id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
-                        fields.write_json(&id, &who, &mut json);
+                        fields.write_json_with(&id, &constants, &mut json);
                     }
                     None => {
                         let id = super::log_event_id_bytes(&who.sensor_id, seq);
                         // Hex digits are ASCII.
-                        fields.write_json(
+                        fields.write_json_with(
                             std::str::from_utf8(&id).unwrap_or_default(),
-                            &who,
+                            &constants,
                             &mut json,
                         );
                     }

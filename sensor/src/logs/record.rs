@@ -117,6 +117,104 @@ pub struct UserFields<'a> {
     pub effective: Option<Text<'a>>,
 }
 
+/// The members of a log event's JSON that are the same for every event one sensor writes
+/// (`kind`, `dataset`, the observer and organization ids, the schema version), encoded once and
+/// then copied into each event.
+#[derive(Debug, Clone)]
+pub struct JsonConstants {
+    sensor_id: String,
+    tenant: String,
+    /// What log event ids hash: the sensor id with a `/log` suffix (see `log_event_id_bytes`).
+    namespace: String,
+    /// `"kind":"event","dataset":"log"` (members of `event`).
+    kind: Vec<u8>,
+    /// `"id":"<sensor id>"` (a member of `observer`).
+    observer_id: Vec<u8>,
+    /// `"organization":{"id":"<tenant>"},"canh":{"schema_version":N}`.
+    organization: Vec<u8>,
+    /// The last second an `@timestamp` was written for, and its text to the second
+    /// (`2026-11-23T10:00:00`): lines of the same second format only their fraction.
+    second: std::cell::Cell<(Option<i64>, [u8; 19])>,
+}
+
+impl JsonConstants {
+    pub fn new(who: &Identity) -> JsonConstants {
+        // Written with the same calls the members were written with one by one.
+        let members = |write: &dyn Fn(&mut Obj<'_>)| {
+            let mut buf = Vec::new();
+            let mut o = Obj::begin(&mut buf);
+            write(&mut o);
+            o.end();
+            // Without the braces of the scratch object.
+            buf[1..buf.len() - 1].to_vec()
+        };
+        JsonConstants {
+            sensor_id: who.sensor_id.clone(),
+            tenant: who.tenant.clone(),
+            namespace: format!("{}/log", who.sensor_id),
+            kind: members(&|e| {
+                e.str("kind", Dataset::Log.kind().as_str());
+                e.str("dataset", Dataset::Log.as_str());
+            }),
+            observer_id: members(&|obs| obs.str("id", &who.sensor_id)),
+            second: std::cell::Cell::new((None, [0; 19])),
+            organization: members(&|o| {
+                let mut org = o.obj("organization");
+                org.str("id", &who.tenant);
+                org.end();
+                let mut c = o.obj("canh");
+                c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
+                c.end();
+            }),
+        }
+    }
+
+    /// `log_event_id_bytes(sensor id, seq)`, with the hashed namespace built once.
+    pub fn log_event_id(&self, seq: u64) -> [u8; 32] {
+        canh_event::event_id_bytes(&self.namespace, seq)
+    }
+
+    /// `ts` as a JSON string, the bytes of `json::write_ts`.
+    fn write_timestamp(&self, out: &mut Vec<u8>, ts: Timestamp) {
+        let secs = ts.secs();
+        let (cached, mut text) = self.second.get();
+        if cached != Some(secs) {
+            text.copy_from_slice(&ts.rfc3339()[..19]);
+            self.second.set((Some(secs), text));
+        }
+        out.push(b'"');
+        out.extend_from_slice(&text);
+        let mut fraction = *b".000000000Z\"";
+        let mut nanos = ts.subsec_nanos();
+        for digit in fraction[1..10].iter_mut().rev() {
+            *digit = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        out.extend_from_slice(&fraction);
+    }
+
+    /// Whether these are the constants of `who`.
+    pub fn is_for(&self, who: &Identity) -> bool {
+        self.sensor_id == who.sensor_id && self.tenant == who.tenant
+    }
+}
+
+/// `"priority":P,"facility":{"code":F,"name":".."},"severity":{"code":S,"name":".."}` (members
+/// of `log.syslog`) for every PRI byte, encoded once.
+static PRIORITY_JSON: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::new(|| {
+    (0..=u8::MAX)
+        .map(|p| {
+            let mut buf = Vec::new();
+            let mut y = Obj::begin(&mut buf);
+            y.u64("priority", u64::from(p));
+            code_name(&mut y, "facility", p >> 3, syslog::facility_name(p >> 3));
+            code_name(&mut y, "severity", p & 7, syslog::severity_name(p & 7));
+            y.end();
+            buf[1..buf.len() - 1].to_vec()
+        })
+        .collect()
+});
+
 /// `part`, a slice of `whole`, borrowing what `whole` borrows (copied when `whole` was built).
 pub fn sub<'a>(whole: &Text<'a>, part: &str) -> Text<'a> {
     match whole {
@@ -324,12 +422,16 @@ impl LogEvent<'_> {
     /// `self.to_event(id, who).write_json(out)`, without building the event. `id` is the
     /// `event.id` (32 hex digits for line numbers, see `log_event_id`).
     pub fn write_json(&self, id: &str, who: &Identity, out: &mut Vec<u8>) {
+        self.write_json_with(id, &JsonConstants::new(who), out);
+    }
+
+    /// [`LogEvent::write_json`] with the sensor's constant members encoded beforehand.
+    pub fn write_json_with(&self, id: &str, constants: &JsonConstants, out: &mut Vec<u8>) {
         let mut o = Obj::begin(out);
-        o.ts("@timestamp", self.timestamp);
+        constants.write_timestamp(o.key("@timestamp"), self.timestamp);
         let mut e = o.obj("event");
         e.str("id", id);
-        e.str("kind", Dataset::Log.kind().as_str());
-        e.str("dataset", Dataset::Log.as_str());
+        e.raw_members(&constants.kind);
         if let Some(list) = self.category {
             str_list(&mut e, "category", list);
         }
@@ -337,7 +439,7 @@ impl LogEvent<'_> {
             str_list(&mut e, "type", list);
         }
         if let Some(outcome) = self.outcome {
-            e.str("outcome", outcome);
+            plain(e.key("outcome"), outcome);
         }
         opt(&mut e, "action", &self.action);
         e.opt_i64("duration", self.duration);
@@ -349,7 +451,7 @@ impl LogEvent<'_> {
         let plain_original = (out.len() - start == self.original.len() + 2).then_some(start + 1);
         e.end();
         let mut obs = o.obj("observer");
-        obs.str("id", &who.sensor_id);
+        obs.raw_members(&constants.observer_id);
         for (key, side) in [("ingress", &self.ingress), ("egress", &self.egress)] {
             if let Some(name) = side {
                 let mut s = obs.obj(key);
@@ -360,12 +462,7 @@ impl LogEvent<'_> {
             }
         }
         obs.end();
-        let mut org = o.obj("organization");
-        org.str("id", &who.tenant);
-        org.end();
-        let mut c = o.obj("canh");
-        c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
-        c.end();
+        o.raw_members(&constants.organization);
         for (key, side) in [("source", &self.source), ("destination", &self.destination)] {
             if let Some(Endpoint { ip, port, packets, bytes }) = side {
                 let mut p = o.obj(key);
@@ -420,9 +517,7 @@ impl LogEvent<'_> {
             if let Some(s) = syslog {
                 let mut y = l.obj("syslog");
                 if let Some(p) = s.priority {
-                    y.u64("priority", u64::from(p));
-                    code_name(&mut y, "facility", p >> 3, syslog::facility_name(p >> 3));
-                    code_name(&mut y, "severity", p & 7, syslog::severity_name(p & 7));
+                    y.raw_members(&PRIORITY_JSON[usize::from(p)]);
                 }
                 opt(&mut y, "hostname", &s.hostname);
                 opt(&mut y, "appname", &s.appname);
@@ -494,12 +589,14 @@ fn within(whole: &str, part: &str) -> Option<usize> {
     (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
+#[inline(always)]
 fn opt(o: &mut Obj<'_>, key: &str, value: &Option<Text<'_>>) {
     if let Some(v) = value {
         o.str(key, v);
     }
 }
 
+#[inline(always)]
 fn str_list(o: &mut Obj<'_>, key: &str, values: &[&str]) {
     let out = o.key(key);
     out.push(b'[');
@@ -507,11 +604,22 @@ fn str_list(o: &mut Obj<'_>, key: &str, values: &[&str]) {
         if i > 0 {
             out.push(b',');
         }
-        canh_event::json::write_str(out, v);
+        plain(out, v);
     }
     out.push(b']');
 }
 
+/// A JSON string of text that needs no escape: the `&'static` names of this module
+/// (`event.category`, `type`, `outcome`), which are plain ASCII words.
+#[inline(always)]
+fn plain(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'), "{text}");
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+#[inline(always)]
 fn body(o: &mut Obj<'_>, bytes: Option<u64>) {
     if let Some(bytes) = bytes {
         let mut b = o.obj("body");
@@ -520,6 +628,7 @@ fn body(o: &mut Obj<'_>, bytes: Option<u64>) {
     }
 }
 
+#[inline(always)]
 fn code_name(o: &mut Obj<'_>, key: &str, code: u8, name: &str) {
     let mut c = o.obj(key);
     c.u64("code", u64::from(code));
@@ -565,4 +674,35 @@ pub fn into_event<'a, R>(event: &mut Event, parse: impl FnOnce(&mut LogEvent<'a>
     *event = fields.to_event(event.event.id.clone(), &who);
     event.event.original = original;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_as_the_json_writer_writes_them() {
+        let who = Identity { sensor_id: "s".into(), tenant: "t".into(), community_id_seed: 0 };
+        let constants = JsonConstants::new(&who);
+        // Repeated seconds (the cached text), new seconds, fractions, before 1970.
+        for nanos in [
+            0,
+            0,
+            999_999_999,
+            1_000_000_000,
+            1_795_428_000_000_000_001,
+            1_795_428_000_123_456_789,
+            1_795_428_000_000_000_000,
+            1_795_428_001_000_000_000,
+            -1,
+            -1_000_000_000,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            constants.write_timestamp(&mut ours, Timestamp(nanos));
+            canh_event::json::write_ts(&mut theirs, Timestamp(nanos));
+            assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+    }
 }
