@@ -256,6 +256,8 @@ pub struct Detector {
     routes: Vec<Route>,
     /// Scratch space of the prefilters.
     memo: prefilter::Memo,
+    /// Scratch space: the rules of a route whose gate holds on the event.
+    candidates: Vec<usize>,
     correlation: Option<CorrelationEngine>,
     /// Rule identities a correlation references -> whether the rule raises alerts itself too.
     correlated: HashMap<String, bool>,
@@ -392,6 +394,7 @@ impl Detector {
             family_rules: per_family,
             routes: Vec::new(),
             memo: prefilter::Memo::default(),
+            candidates: Vec::new(),
             correlation,
             correlated,
             correlation_fields,
@@ -577,11 +580,24 @@ impl Detector {
         let route = &mut self.routes[route];
         route.events += 1;
         let fields = CanhEvent::new(event);
-        if !route.prefilter.is_open() && !route.prefilter.may_match(&fields, &mut self.memo) {
+        if route.prefilter.is_open() {
+            route.engine_runs += 1;
+            return route.engine.evaluate(&fields);
+        }
+        // Only the rules whose gate holds, in the engine's order, each as the engine evaluates
+        // it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending order;
+        // without the engine's candidate index, which the gates make redundant here).
+        let candidates = &mut self.candidates;
+        route.prefilter.candidates(&fields, &mut self.memo, candidates);
+        if candidates.is_empty() {
             return Vec::new();
         }
         route.engine_runs += 1;
-        route.engine.evaluate(&fields)
+        let rules = route.engine.rules();
+        candidates
+            .iter()
+            .filter_map(|&rule| rsigma_eval::evaluate_rule(&rules[rule], &fields))
+            .collect()
     }
 
     /// Build the engines (and prefilters) of the routes these events take, without evaluating

@@ -98,8 +98,9 @@ pub struct Prefilter {
     /// many atoms read it.
     fields: Vec<FieldPath>,
     screens: Vec<Screen>,
-    /// Per rule, its clauses, cheapest first.
-    rules: Vec<Vec<Vec<usize>>>,
+    /// Per rule, in the order `build` was given them, its clauses (cheapest first), or `None`
+    /// when the rule has no clause (it always passes).
+    rules: Vec<Option<Vec<Vec<usize>>>>,
     /// Per rule (same index as `rules`), its title, for tests and diagnostics.
     titles: Vec<String>,
     /// Some rule has no clause: every event passes.
@@ -144,13 +145,16 @@ impl Prefilter {
         let mut out = Prefilter::default();
         for rule in rules {
             match builder.rule(rule) {
-                Gate::Open => out.open = true,
+                Gate::Open => {
+                    out.open = true;
+                    out.rules.push(None);
+                }
                 Gate::All(mut clauses) => {
                     clauses.sort_by_key(Vec::len);
-                    out.rules.push(clauses);
-                    out.titles.push(rule.title.clone());
+                    out.rules.push(Some(clauses));
                 }
             }
+            out.titles.push(rule.title.clone());
         }
         out.atoms = builder.atoms;
         out.fields = builder.fields;
@@ -215,6 +219,41 @@ impl Prefilter {
         if self.open {
             return true;
         }
+        self.with_scratch(event, memo, |holds| (0..self.rules.len()).any(holds))
+    }
+
+    /// The rules (their positions in the order `build` was given them, ascending) that may match
+    /// this event: those whose clauses all hold and those without clauses. Every rule that
+    /// matches the event is among them.
+    pub fn candidates(&self, event: &CanhEvent, memo: &mut Memo, out: &mut Vec<usize>) {
+        out.clear();
+        self.with_scratch(event, memo, |holds| {
+            out.extend((0..self.rules.len()).filter(|&r| holds(r)))
+        });
+    }
+
+    /// Titles of the gated rules whose gate holds on this event.
+    pub fn passing(&self, event: &CanhEvent) -> Vec<&str> {
+        let mut memo = Memo::default();
+        let mut out = Vec::new();
+        self.with_scratch(event, &mut memo, |holds| {
+            for (rule, title) in self.titles.iter().enumerate() {
+                if self.rules[rule].is_some() && holds(rule) {
+                    out.push(title.as_str());
+                }
+            }
+        });
+        out
+    }
+
+    /// Runs `work` with a test of one rule's gate on this event (true for a rule without
+    /// clauses), the atoms' verdicts and the field lookups remembered in `memo` while it runs.
+    fn with_scratch<T>(
+        &self,
+        event: &CanhEvent,
+        memo: &mut Memo,
+        work: impl FnOnce(&mut dyn FnMut(usize) -> bool) -> T,
+    ) -> T {
         memo.verdicts.clear();
         memo.verdicts.resize(self.atoms.len(), Verdict::Unknown);
         memo.screens.clear();
@@ -222,31 +261,14 @@ impl Prefilter {
         let mut lookups = reuse(std::mem::take(&mut memo.lookups));
         lookups.resize(self.fields.len(), Lookup::NotYet);
         let (verdicts, screens) = (&mut memo.verdicts, &mut memo.screens);
-        let holds = self.rules.iter().any(|clauses| {
-            clauses.iter().all(|clause| {
+        let mut holds = |rule: usize| match &self.rules[rule] {
+            None => true,
+            Some(clauses) => clauses.iter().all(|clause| {
                 clause.iter().any(|&atom| self.atom(atom, event, verdicts, screens, &mut lookups))
-            })
-        });
+            }),
+        };
+        let out = work(&mut holds);
         memo.lookups = reuse(lookups);
-        holds
-    }
-
-    /// Titles of the gated rules whose gate holds on this event.
-    pub fn passing(&self, event: &CanhEvent) -> Vec<&str> {
-        let mut verdicts = vec![Verdict::Unknown; self.atoms.len()];
-        let mut screens = vec![Verdict::Unknown; self.screens.len()];
-        let mut lookups = vec![Lookup::NotYet; self.fields.len()];
-        let mut out = Vec::new();
-        for (clauses, title) in self.rules.iter().zip(&self.titles) {
-            let holds = clauses.iter().all(|clause| {
-                clause
-                    .iter()
-                    .any(|&atom| self.atom(atom, event, &mut verdicts, &mut screens, &mut lookups))
-            });
-            if holds {
-                out.push(title.as_str());
-            }
-        }
         out
     }
 
@@ -597,7 +619,7 @@ mod tests {
         assert!(!filter.is_open());
         assert_eq!(filter.rules.len(), 1);
         // `tcp`, `no_session or RSTO`, `no_session or no payload`.
-        assert_eq!(filter.rules[0].len(), 3, "{:?}", filter.rules);
+        assert_eq!(filter.rules[0].as_ref().map(Vec::len), Some(3), "{:?}", filter.rules);
         let mut memo = Memo::default();
         let pass = |event: serde_json::Value, memo: &mut Memo| {
             filter.may_match(&CanhEvent::new(&event), memo)
