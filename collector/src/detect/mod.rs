@@ -7,7 +7,9 @@
 //!    already mapped to Canh's; the rules of the families it was routed to are evaluated by one
 //!    rsigma `Engine` built for that set of families (its candidate index then runs once per
 //!    event, not once per family), reading fields through `fields::CanhEvent`; a `prefilter`
-//!    built from the same rules skips the engine for events none of them can match;
+//!    built from the same rules skips the engine for events none of them can match, and for
+//!    the others hands over the rules whose gate holds, evaluated one by one as the engine
+//!    would (routes whose gates search keywords run the whole engine instead);
 //! 2. matches of rules that a correlation references feed one shared rsigma `CorrelationEngine`,
 //!    on event time; an event later than the newest seen minus `lateness` is kept out of
 //!    correlation (rsigma 0.23 can raise a false `event_count` alert on such an event);
