@@ -183,6 +183,9 @@ impl Mapping {
         out.clear();
         // Not `pointer("/event/dataset")`: it parses the pointer (and allocates) on every call.
         let dataset = event.get("event").and_then(|e| e.get("dataset")).and_then(Value::as_str);
+        // The field of the last `when` and its value: the log families all ask for
+        // `process.name`, looked up once.
+        let mut last_when: Option<(&str, Option<&Value>)> = None;
         for index in candidates {
             let family = &self.families[index];
             if family.any_event {
@@ -194,7 +197,12 @@ impl Mapping {
                 continue;
             }
             if let Some(when) = &family.when {
-                if !when_holds(when, event) {
+                let value = match last_when {
+                    Some((field, value)) if field == when.field => value,
+                    _ => lookup(event, &when.field),
+                };
+                last_when = Some((&when.field, value));
+                if !when_holds(when, value) {
                     continue;
                 }
             }
@@ -233,8 +241,9 @@ fn describe_logsource(logsource: &LogSource) -> String {
     parts.join(" ")
 }
 
-fn when_holds(when: &When, event: &Value) -> bool {
-    let Some(value) = lookup(event, &when.field) else { return false };
+/// Whether `value` (the event's value of `when.field`) passes `when`.
+fn when_holds(when: &When, value: Option<&Value>) -> bool {
+    let Some(value) = value else { return false };
     if when.values.is_empty() {
         return !value.is_null();
     }
@@ -247,11 +256,20 @@ pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(value) = event.get(path) {
         return Some(value);
     }
+    // Split with a byte loop, not `split('.')` (a `memchr` call per segment of a short path);
+    // a path without a dot was the lookup above.
     let mut current = event;
-    for part in path.split('.') {
-        current = current.get(part)?;
+    let mut rest = path;
+    loop {
+        match rest.bytes().position(|b| b == b'.') {
+            Some(dot) => {
+                current = current.get(&rest[..dot])?;
+                rest = &rest[dot + 1..];
+            }
+            None if rest.len() == path.len() => return None,
+            None => return current.get(rest),
+        }
     }
-    Some(current)
 }
 
 fn rename_fields(detection: &mut Detection, rename: &mut dyn FnMut(&mut String)) {

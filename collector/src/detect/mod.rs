@@ -7,7 +7,9 @@
 //!    already mapped to Canh's; the rules of the families it was routed to are evaluated by one
 //!    rsigma `Engine` built for that set of families (its candidate index then runs once per
 //!    event, not once per family), reading fields through `fields::CanhEvent`; a `prefilter`
-//!    built from the same rules skips the engine for events none of them can match;
+//!    built from the same rules skips the engine for events none of them can match, and for
+//!    the others hands over the rules whose gate holds, evaluated one by one as the engine
+//!    would (routes whose gates search keywords run the whole engine instead);
 //! 2. matches of rules that a correlation references feed one shared rsigma `CorrelationEngine`,
 //!    on event time; an event later than the newest seen minus `lateness` is kept out of
 //!    correlation (rsigma 0.23 can raise a false `event_count` alert on such an event);
@@ -23,7 +25,7 @@ pub mod ruletest;
 pub mod suppress;
 
 use canh_event::{Dataset, Event, Timestamp};
-use fields::CanhEvent;
+use fields::{CanhEvent, FieldPath};
 use intel::IntelSet;
 use load::LoadedRules;
 use mapping::Mapping;
@@ -35,6 +37,7 @@ use rsigma_eval::{
 };
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use suppress::Suppression;
@@ -233,6 +236,10 @@ struct Route {
     engine: Engine,
     /// False for events none of the route's rules can match: the engine is not run for them.
     prefilter: Prefilter,
+    /// Events that pass the prefilter go to the whole engine (its candidate index picks the
+    /// rules) rather than to the rules whose gate holds: when some gate has a keyword search,
+    /// testing every gate costs more (a scan of the event's strings per keyword atom).
+    whole_engine: bool,
     /// Events routed here, and those of them the prefilter let through to the engine.
     events: u64,
     engine_runs: u64,
@@ -256,11 +263,17 @@ pub struct Detector {
     routes: Vec<Route>,
     /// Scratch space of the prefilters.
     memo: prefilter::Memo,
+    /// Scratch space: the rules of a route whose gate holds on the event.
+    candidates: Vec<usize>,
     correlation: Option<CorrelationEngine>,
     /// Rule identities a correlation references -> whether the rule raises alerts itself too.
     correlated: HashMap<String, bool>,
     /// Fields copied from an event into the small view the correlation engine reads.
     correlation_fields: Vec<String>,
+    /// `correlation_fields`, split once.
+    correlation_paths: Vec<FieldPath>,
+    /// The fields alerts are built from, split once.
+    paths: AlertPaths,
     meta: HashMap<String, RuleMeta>,
     settings: Settings,
     suppressions: Vec<Suppression>,
@@ -392,9 +405,12 @@ impl Detector {
             family_rules: per_family,
             routes: Vec::new(),
             memo: prefilter::Memo::default(),
+            candidates: Vec::new(),
             correlation,
             correlated,
+            correlation_paths: correlation_fields.iter().map(|f| FieldPath::new(f)).collect(),
             correlation_fields,
+            paths: AlertPaths::new(),
             meta,
             settings,
             suppressions: Vec::new(),
@@ -577,11 +593,31 @@ impl Detector {
         let route = &mut self.routes[route];
         route.events += 1;
         let fields = CanhEvent::new(event);
-        if !route.prefilter.is_open() && !route.prefilter.may_match(&fields, &mut self.memo) {
+        if route.prefilter.is_open() {
+            route.engine_runs += 1;
+            return route.engine.evaluate(&fields);
+        }
+        if route.whole_engine {
+            if !route.prefilter.may_match(&fields, &mut self.memo) {
+                return Vec::new();
+            }
+            route.engine_runs += 1;
+            return route.engine.evaluate(&fields);
+        }
+        // Only the rules whose gate holds, in the engine's order, each as the engine evaluates
+        // it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending order;
+        // without the engine's candidate index, which the gates make redundant here).
+        let candidates = &mut self.candidates;
+        route.prefilter.candidates(&fields, &mut self.memo, candidates);
+        if candidates.is_empty() {
             return Vec::new();
         }
         route.engine_runs += 1;
-        route.engine.evaluate(&fields)
+        let rules = route.engine.rules();
+        candidates
+            .iter()
+            .filter_map(|&rule| rsigma_eval::evaluate_rule(&rules[rule], &fields))
+            .collect()
     }
 
     /// Build the engines (and prefilters) of the routes these events take, without evaluating
@@ -603,7 +639,12 @@ impl Detector {
 
     /// The route (engine) of this set of families, built the first time the set is seen.
     fn route(&mut self, families: &[usize]) -> usize {
-        if let Some(index) = self.routes.iter().position(|r| r.families == families) {
+        // Element by element: the lists are a few numbers, and slice equality calls `bcmp`.
+        let same = |route: &Route| {
+            route.families.len() == families.len()
+                && route.families.iter().zip(families).all(|(a, b)| a == b)
+        };
+        if let Some(index) = self.routes.iter().position(same) {
             return index;
         }
         let mut engine = Engine::new();
@@ -614,6 +655,7 @@ impl Detector {
         self.routes.push(Route {
             families: families.to_vec(),
             engine,
+            whole_engine: prefilter.has_keywords(),
             prefilter,
             events: 0,
             engine_runs: 0,
@@ -641,6 +683,7 @@ impl Detector {
             }
             self.stats.matches += (detections.len() + intel_hits.len()) as u64;
             let time = event_time(event);
+            let event = EventFields::new(event);
             let mut candidates = Vec::new();
             let mut for_correlation = Vec::new();
             for detection in detections {
@@ -707,7 +750,7 @@ impl Detector {
 
     fn correlate(
         &mut self,
-        event: &Value,
+        event: EventFields,
         time: Option<Timestamp>,
         detections: Vec<EvaluationResult>,
     ) -> Vec<Candidate> {
@@ -720,14 +763,25 @@ impl Detector {
             return Vec::new();
         };
         let secs = time.secs();
-        let sensor = string_at(event, "observer.id").unwrap_or_default();
-        if !self.watermarks.contains_key(&sensor) && self.watermarks.len() >= MAX_SENSORS {
-            // More sensors than any deployment has: start over rather than grow.
-            self.watermarks.clear();
-        }
-        let entry = self.watermarks.entry(sensor).or_insert(secs);
-        *entry = (*entry).max(secs);
-        if secs < *entry - self.settings.lateness_secs {
+        let sensor = match event.get(&self.paths.sensor) {
+            Some(Value::String(text)) => Cow::Borrowed(text.as_str()),
+            other => Cow::Owned(other.and_then(scalar_text).unwrap_or_default()),
+        };
+        let watermark = match self.watermarks.get_mut(sensor.as_ref()) {
+            Some(watermark) => {
+                *watermark = (*watermark).max(secs);
+                *watermark
+            }
+            None => {
+                if self.watermarks.len() >= MAX_SENSORS {
+                    // More sensors than any deployment has: start over rather than grow.
+                    self.watermarks.clear();
+                }
+                self.watermarks.insert(sensor.into_owned(), secs);
+                secs
+            }
+        };
+        if secs < watermark - self.settings.lateness_secs {
             self.stats.late_events += 1;
             self.count_lost(&detections);
             return Vec::new();
@@ -739,7 +793,8 @@ impl Detector {
             engine.evict_expired(secs);
             self.stats.evictions += (before - engine.state_count()) as u64;
         }
-        let view = correlation_view(event, &self.correlation_fields);
+        let view =
+            correlation_view(event, &self.paths, &self.correlation_fields, &self.correlation_paths);
         let results = engine.process_with_detections(&JsonEvent::borrow(&view), detections, secs);
         let mut out = Vec::new();
         for result in results {
@@ -765,14 +820,19 @@ impl Detector {
                 first_seen: Timestamp::from_secs_nanos(first.min(secs), 0),
                 last_seen: time,
                 count: body.aggregated_value.max(0.0).round() as u64,
-                tenant: string_at(event, TENANT_FIELD),
-                sensor: string_at(event, "observer.id"),
+                tenant: event.text(&self.paths.tenant),
+                sensor: event.text(&self.paths.sensor),
             });
         }
         out
     }
 
-    fn intel_alert(&self, hit: &intel::Hit, event: &Value, time: Option<Timestamp>) -> Candidate {
+    fn intel_alert(
+        &self,
+        hit: &intel::Hit,
+        event: EventFields,
+        time: Option<Timestamp>,
+    ) -> Candidate {
         let indicator = &self.intel.indicators[hit.indicator];
         let mut candidate = self.detection_alert(indicator.kind.rule().0.to_string(), event, time);
         let group = &mut candidate.group;
@@ -786,10 +846,15 @@ impl Detector {
         candidate
     }
 
-    fn detection_alert(&self, rule: String, event: &Value, time: Option<Timestamp>) -> Candidate {
+    fn detection_alert(
+        &self,
+        rule: String,
+        event: EventFields,
+        time: Option<Timestamp>,
+    ) -> Candidate {
         let mut group = BTreeMap::new();
-        for field in DETECTION_GROUP_FIELDS {
-            if let Some(value) = mapping::lookup(event, field).and_then(scalar_text) {
+        for (field, path) in DETECTION_GROUP_FIELDS.iter().zip(&self.paths.group) {
+            if let Some(value) = event.text(path) {
                 group.insert(field.to_string(), value);
             }
         }
@@ -797,12 +862,12 @@ impl Detector {
         Candidate {
             rule,
             group,
-            event_ids: string_at(event, "event.id").into_iter().collect(),
+            event_ids: event.text(&self.paths.event_id).into_iter().collect(),
             first_seen: time,
             last_seen: time,
             count: 1,
-            tenant: string_at(event, TENANT_FIELD),
-            sensor: string_at(event, "observer.id"),
+            tenant: event.text(&self.paths.tenant),
+            sensor: event.text(&self.paths.sensor),
         }
     }
 
@@ -1003,8 +1068,46 @@ fn event_time(event: &Value) -> Option<Timestamp> {
     event.get("@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
 }
 
-fn string_at(event: &Value, path: &str) -> Option<String> {
-    mapping::lookup(event, path).and_then(scalar_text)
+/// The fields alerts and correlation read, split once.
+struct AlertPaths {
+    event_id: FieldPath,
+    sensor: FieldPath,
+    tenant: FieldPath,
+    /// `DETECTION_GROUP_FIELDS`, in order.
+    group: Vec<FieldPath>,
+}
+
+impl AlertPaths {
+    fn new() -> AlertPaths {
+        AlertPaths {
+            event_id: FieldPath::new("event.id"),
+            sensor: FieldPath::new("observer.id"),
+            tenant: FieldPath::new(TENANT_FIELD),
+            group: DETECTION_GROUP_FIELDS.iter().map(|f| FieldPath::new(f)).collect(),
+        }
+    }
+}
+
+/// A matched event, read the way `mapping::lookup` reads it, with whether it has a key with a
+/// dot found out once (when not, no lookup probes for a key equal to the whole dotted path).
+#[derive(Clone, Copy)]
+struct EventFields<'a> {
+    event: &'a Value,
+    dotted_keys: bool,
+}
+
+impl<'a> EventFields<'a> {
+    fn new(event: &'a Value) -> EventFields<'a> {
+        EventFields { event, dotted_keys: fields::has_dotted_keys(event) }
+    }
+
+    fn get(&self, path: &FieldPath) -> Option<&'a Value> {
+        path.get_in(self.event, self.dotted_keys)
+    }
+
+    fn text(&self, path: &FieldPath) -> Option<String> {
+        self.get(path).and_then(scalar_text)
+    }
 }
 
 fn scalar_text(value: &Value) -> Option<String> {
@@ -1019,13 +1122,18 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// The few fields the correlation engine reads, as a flat object (`{"source.ip": ..}`), plus the
 /// event id it keeps as a reference. Saves it walking (and, for references, serialising) the whole
 /// event.
-fn correlation_view(event: &Value, fields: &[String]) -> Value {
+fn correlation_view(
+    event: EventFields,
+    paths: &AlertPaths,
+    fields: &[String],
+    field_paths: &[FieldPath],
+) -> Value {
     let mut view = Map::new();
-    if let Some(id) = string_at(event, "event.id") {
+    if let Some(id) = event.text(&paths.event_id) {
         view.insert("event_id".into(), Value::String(id));
     }
-    for field in fields {
-        if let Some(value) = mapping::lookup(event, field) {
+    for (field, path) in fields.iter().zip(field_paths) {
+        if let Some(value) = event.get(path) {
             view.insert(field.clone(), value.clone());
         }
     }
@@ -1283,7 +1391,7 @@ mod tests {
             d.mapping.route_among(&event, d.active.iter().copied(), &mut routed);
             assert!(!routed.is_empty());
             let route = d.route(&routed);
-            let prefilter = &d.routes[route].prefilter;
+            let prefilter = &mut d.routes[route].prefilter;
             assert!(!prefilter.is_open());
             let fields = CanhEvent::new(&event);
             assert_eq!(prefilter.passing(&fields), Vec::<&str>::new(), "{event}");

@@ -22,7 +22,20 @@ use rsigma_eval::{
 };
 use rsigma_parser::{ConditionExpr, Quantifier};
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::HashMap;
+
+/// Gates tested between two reorderings of the clauses (see `Prefilter::reorder`).
+const REORDER_EVERY: u32 = 4096;
+
+/// One clause of a rule's gate (one of its atoms must hold), with how often it was tested and
+/// failed since the last reordering.
+#[derive(Debug)]
+struct Clause {
+    atoms: Vec<usize>,
+    tried: Cell<u32>,
+    failed: Cell<u32>,
+}
 
 /// One test on the event: a detection item (with the index of its field in `Prefilter::fields`
 /// and of the screen it is in, if any), or a keyword detection.
@@ -97,9 +110,20 @@ pub struct Prefilter {
     /// The distinct fields the atoms read: each is looked up at most once per event, however
     /// many atoms read it.
     fields: Vec<FieldPath>,
+    /// The top-level objects the fields are under (`flow` of `flow.state`), each looked up at
+    /// most once per event however many fields are read from it.
+    tops: Vec<String>,
+    /// Per field (same index as `fields`), its top-level object in `tops`.
+    field_tops: Vec<Option<usize>>,
     screens: Vec<Screen>,
-    /// Per rule, its clauses, cheapest first.
-    rules: Vec<Vec<Vec<usize>>>,
+    /// Per rule, in the order `build` was given them, its clauses, or `None` when the rule has
+    /// no clause (it always passes). The clauses start shortest first and are then kept in the
+    /// order of how often each failed (`reorder`): a rule is rejected at its first failing
+    /// clause, so the one that fails most often should be tested first. The order changes the
+    /// cost, never the verdict (all clauses must hold).
+    rules: Vec<Option<Vec<Clause>>>,
+    /// Gates tested since the last reordering.
+    since_reorder: u32,
     /// Per rule (same index as `rules`), its title, for tests and diagnostics.
     titles: Vec<String>,
     /// Some rule has no clause: every event passes.
@@ -114,6 +138,14 @@ pub struct Memo {
     screens: Vec<Verdict>,
     /// Always empty between events: only its allocation is kept (see `reuse`).
     lookups: Vec<Lookup<'static>>,
+    /// The same for the top-level objects.
+    tops: Vec<Lookup<'static>>,
+}
+
+/// The lookups of one event: its fields and their top-level objects.
+struct Lookups<'a> {
+    fields: Vec<Lookup<'a>>,
+    tops: Vec<Lookup<'a>>,
 }
 
 /// A field of the event, looked up on first use.
@@ -144,16 +176,32 @@ impl Prefilter {
         let mut out = Prefilter::default();
         for rule in rules {
             match builder.rule(rule) {
-                Gate::Open => out.open = true,
+                Gate::Open => {
+                    out.open = true;
+                    out.rules.push(None);
+                }
                 Gate::All(mut clauses) => {
                     clauses.sort_by_key(Vec::len);
-                    out.rules.push(clauses);
-                    out.titles.push(rule.title.clone());
+                    let clauses = clauses
+                        .into_iter()
+                        .map(|atoms| Clause { atoms, tried: Cell::new(0), failed: Cell::new(0) })
+                        .collect();
+                    out.rules.push(Some(clauses));
                 }
             }
+            out.titles.push(rule.title.clone());
         }
         out.atoms = builder.atoms;
         out.fields = builder.fields;
+        for field in &out.fields {
+            let top = field.parent().map(|parent| {
+                out.tops.iter().position(|t| t == parent).unwrap_or_else(|| {
+                    out.tops.push(parent.to_string());
+                    out.tops.len() - 1
+                })
+            });
+            out.field_tops.push(top);
+        }
         out.add_screens();
         out
     }
@@ -210,44 +258,127 @@ impl Prefilter {
         self.open
     }
 
+    /// Whether some atom is a keyword search (a scan of every string of the event): then
+    /// `candidates`, which tests every rule's gate, can cost more than the engine's own keyword
+    /// index, and `may_match` (which stops at the first rule that can match) is the cheaper
+    /// question.
+    pub fn has_keywords(&self) -> bool {
+        self.atoms.iter().any(|atom| matches!(atom, Atom::Keywords(_)))
+    }
+
     /// False only if none of the rules can match this event.
-    pub fn may_match(&self, event: &CanhEvent, memo: &mut Memo) -> bool {
+    pub fn may_match(&mut self, event: &CanhEvent, memo: &mut Memo) -> bool {
         if self.open {
             return true;
         }
+        self.count_and_reorder();
+        self.with_scratch(event, memo, |holds| (0..self.rules.len()).any(holds))
+    }
+
+    /// The rules (their positions in the order `build` was given them, ascending) that may match
+    /// this event: those whose clauses all hold and those without clauses. Every rule that
+    /// matches the event is among them.
+    pub fn candidates(&mut self, event: &CanhEvent, memo: &mut Memo, out: &mut Vec<usize>) {
+        out.clear();
+        self.count_and_reorder();
+        self.with_scratch(event, memo, |holds| {
+            out.extend((0..self.rules.len()).filter(|&r| holds(r)))
+        });
+    }
+
+    /// Titles of the gated rules whose gate holds on this event.
+    pub fn passing(&self, event: &CanhEvent) -> Vec<&str> {
+        let mut memo = Memo::default();
+        let mut out = Vec::new();
+        self.with_scratch(event, &mut memo, |holds| {
+            for (rule, title) in self.titles.iter().enumerate() {
+                if self.rules[rule].is_some() && holds(rule) {
+                    out.push(title.as_str());
+                }
+            }
+        });
+        out
+    }
+
+    /// Runs `work` with a test of one rule's gate on this event (true for a rule without
+    /// clauses), the atoms' verdicts and the field lookups remembered in `memo` while it runs.
+    fn with_scratch<T>(
+        &self,
+        event: &CanhEvent,
+        memo: &mut Memo,
+        work: impl FnOnce(&mut dyn FnMut(usize) -> bool) -> T,
+    ) -> T {
         memo.verdicts.clear();
         memo.verdicts.resize(self.atoms.len(), Verdict::Unknown);
         memo.screens.clear();
         memo.screens.resize(self.screens.len(), Verdict::Unknown);
         let mut lookups = reuse(std::mem::take(&mut memo.lookups));
         lookups.resize(self.fields.len(), Lookup::NotYet);
+        let mut tops = reuse(std::mem::take(&mut memo.tops));
+        tops.resize(self.tops.len(), Lookup::NotYet);
+        let mut lookups = Lookups { fields: lookups, tops };
         let (verdicts, screens) = (&mut memo.verdicts, &mut memo.screens);
-        let holds = self.rules.iter().any(|clauses| {
-            clauses.iter().all(|clause| {
-                clause.iter().any(|&atom| self.atom(atom, event, verdicts, screens, &mut lookups))
-            })
-        });
-        memo.lookups = reuse(lookups);
-        holds
+        let mut holds = |rule: usize| match &self.rules[rule] {
+            None => true,
+            Some(clauses) => clauses.iter().all(|clause| {
+                clause.tried.set(clause.tried.get().saturating_add(1));
+                let holds = clause
+                    .atoms
+                    .iter()
+                    .any(|&atom| self.atom(atom, event, verdicts, screens, &mut lookups));
+                if !holds {
+                    clause.failed.set(clause.failed.get().saturating_add(1));
+                }
+                holds
+            }),
+        };
+        let out = work(&mut holds);
+        memo.lookups = reuse(lookups.fields);
+        memo.tops = reuse(lookups.tops);
+        out
     }
 
-    /// Titles of the gated rules whose gate holds on this event.
-    pub fn passing(&self, event: &CanhEvent) -> Vec<&str> {
-        let mut verdicts = vec![Verdict::Unknown; self.atoms.len()];
-        let mut screens = vec![Verdict::Unknown; self.screens.len()];
-        let mut lookups = vec![Lookup::NotYet; self.fields.len()];
-        let mut out = Vec::new();
-        for (clauses, title) in self.rules.iter().zip(&self.titles) {
-            let holds = clauses.iter().all(|clause| {
-                clause
-                    .iter()
-                    .any(|&atom| self.atom(atom, event, &mut verdicts, &mut screens, &mut lookups))
-            });
-            if holds {
-                out.push(title.as_str());
+    /// The value of field `field` of the event, its top-level object looked up once per event.
+    fn lookup<'e>(&self, field: usize, event: &CanhEvent<'e>, tops: &mut [Lookup<'e>]) -> Walk<'e> {
+        let path = &self.fields[field];
+        let Some(top) = self.field_tops[field] else { return event.lookup_path(path) };
+        if event.has_dotted_keys() {
+            // A key equal to the whole dotted path would come first: the plain walk looks.
+            return event.lookup_path(path);
+        }
+        let found = match tops[top] {
+            Lookup::Done(found) => found,
+            Lookup::NotYet => {
+                let found = event.top_level(&self.tops[top]);
+                tops[top] = Lookup::Done(found);
+                found
+            }
+        };
+        CanhEvent::lookup_under(found, path)
+    }
+
+    fn count_and_reorder(&mut self) {
+        self.since_reorder += 1;
+        if self.since_reorder >= REORDER_EVERY {
+            self.since_reorder = 0;
+            self.reorder();
+        }
+    }
+
+    /// Each rule's clauses, the most often failing first (a stable sort: equal rates keep their
+    /// order); then the counts are halved, so the order follows a change in the traffic.
+    fn reorder(&mut self) {
+        for clauses in self.rules.iter_mut().flatten() {
+            let rate = |clause: &Clause| match clause.tried.get() {
+                0 => 0.0,
+                tried => f64::from(clause.failed.get()) / f64::from(tried),
+            };
+            clauses.sort_by(|a, b| rate(b).total_cmp(&rate(a)));
+            for clause in clauses.iter() {
+                clause.tried.set(clause.tried.get() / 2);
+                clause.failed.set(clause.failed.get() / 2);
             }
         }
-        out
     }
 
     fn atom<'e>(
@@ -256,7 +387,7 @@ impl Prefilter {
         event: &CanhEvent<'e>,
         verdicts: &mut [Verdict],
         screens: &mut [Verdict],
-        lookups: &mut [Lookup<'e>],
+        lookups: &mut Lookups<'e>,
     ) -> bool {
         match verdicts[index] {
             Verdict::True => return true,
@@ -265,11 +396,11 @@ impl Prefilter {
         }
         let holds = match &self.atoms[index] {
             Atom::Item { item, field: Some(field), screen } => {
-                let found = match lookups[*field] {
+                let found = match lookups.fields[*field] {
                     Lookup::Done(found) => found,
                     Lookup::NotYet => {
-                        let found = event.lookup_path(&self.fields[*field]);
-                        lookups[*field] = Lookup::Done(found);
+                        let found = self.lookup(*field, event, &mut lookups.tops);
+                        lookups.fields[*field] = Lookup::Done(found);
                         found
                     }
                 };
@@ -552,6 +683,47 @@ fn ascii_matches(matcher: &CompiledMatcher, text: &str) -> Option<bool> {
             }
             true
         }
+        // A list of case-insensitive values (`flow.state: [S0, REJ]`): rsigma lowercases the
+        // string once (a copy when it has a capital letter) and tests each child on it.
+        CompiledMatcher::CaseInsensitiveGroup { .. } => {
+            return ascii_matches_lowered(matcher, text)
+        }
+        _ => return None,
+    };
+    Some(verdict)
+}
+
+/// What rsigma's `matches_pre_lowered` answers for the lowercased ASCII `text`, or `None` for
+/// matchers other than case-insensitive literals and groups of them.
+fn ascii_matches_lowered(matcher: &CompiledMatcher, text: &str) -> Option<bool> {
+    let verdict = match matcher {
+        CompiledMatcher::Exact { value, case_insensitive: true } => eq_lower(text, value),
+        CompiledMatcher::Contains { value, case_insensitive: true } => contains_lower(text, value),
+        CompiledMatcher::StartsWith { value, case_insensitive: true } => {
+            text.len() >= value.len() && eq_lower(&text[..value.len()], value)
+        }
+        CompiledMatcher::EndsWith { value, case_insensitive: true } => {
+            text.len() >= value.len() && eq_lower(&text[text.len() - value.len()..], value)
+        }
+        CompiledMatcher::Not(inner) => !ascii_matches_lowered(inner, text)?,
+        CompiledMatcher::AnyOf(children)
+        | CompiledMatcher::CaseInsensitiveGroup { children, mode: GroupMode::Any } => {
+            for child in children {
+                if ascii_matches_lowered(child, text)? {
+                    return Some(true);
+                }
+            }
+            false
+        }
+        CompiledMatcher::AllOf(children)
+        | CompiledMatcher::CaseInsensitiveGroup { children, mode: GroupMode::All } => {
+            for child in children {
+                if !ascii_matches_lowered(child, text)? {
+                    return Some(false);
+                }
+            }
+            true
+        }
         _ => return None,
     };
     Some(verdict)
@@ -593,13 +765,13 @@ mod tests {
 
     #[test]
     fn and_keeps_every_side_and_or_joins_one_clause_of_each() {
-        let filter = Prefilter::build([&compile(SCAN)]);
+        let mut filter = Prefilter::build([&compile(SCAN)]);
         assert!(!filter.is_open());
         assert_eq!(filter.rules.len(), 1);
         // `tcp`, `no_session or RSTO`, `no_session or no payload`.
-        assert_eq!(filter.rules[0].len(), 3, "{:?}", filter.rules);
+        assert_eq!(filter.rules[0].as_ref().map(Vec::len), Some(3), "{:?}", filter.rules);
         let mut memo = Memo::default();
-        let pass = |event: serde_json::Value, memo: &mut Memo| {
+        let mut pass = |event: serde_json::Value, memo: &mut Memo| {
             filter.may_match(&CanhEvent::new(&event), memo)
         };
         let flow = |state: &str, bytes: u64| {
@@ -634,7 +806,7 @@ mod tests {
             ))
         })
         .collect();
-        let screened = Prefilter::build(&rules);
+        let mut screened = Prefilter::build(&rules);
         assert_eq!(screened.screens.len(), 1, "one screen for `url`: {screened:?}");
         let mut plain = Prefilter::build(&rules);
         plain.screens.clear();
@@ -681,6 +853,28 @@ mod tests {
         assert!(hits > 20, "the texts hit the rules: {hits}");
     }
 
+    /// The clauses are reordered by how often they fail, and the verdicts stay those of the
+    /// gate as built.
+    #[test]
+    fn reordering_follows_failures_and_keeps_verdicts() {
+        let mut filter = Prefilter::build([&compile(SCAN)]);
+        let first = |filter: &Prefilter| filter.rules[0].as_ref().map(|c| c[0].atoms.clone());
+        let built = first(&filter);
+        assert_eq!(built.as_ref().map(Vec::len), Some(1), "the single-atom `tcp` clause first");
+        let mut memo = Memo::default();
+        let states = ["SF", "SF", "S0", "RSTO", "REJ", "SF", "S1"];
+        for i in 0..3 * REORDER_EVERY as usize {
+            let event = json!({"network": {"transport": "tcp"},
+                               "flow": {"state": states[i % states.len()],
+                                        "orig_payload_bytes": i % 3}});
+            let event = CanhEvent::new(&event);
+            let want = !filter.passing(&event).is_empty();
+            assert_eq!(filter.may_match(&event, &mut memo), want, "event {i}");
+        }
+        // `tcp` holds on every event: it went behind the clauses on the state.
+        assert_ne!(first(&filter), built, "{:?}", filter.rules);
+    }
+
     #[test]
     fn negations_and_absence_leave_the_rule_open() {
         for detection in [
@@ -691,7 +885,7 @@ mod tests {
         ] {
             let rule =
                 compile(&format!("title: t\nlogsource: {{product: x}}\ndetection:\n{detection}"));
-            let filter = Prefilter::build([&rule]);
+            let mut filter = Prefilter::build([&rule]);
             let event = json!({"c": 1});
             if !filter.is_open() {
                 // `a: null` holds on an absent field: the gate must let the event through.
@@ -708,12 +902,14 @@ mod tests {
         let rule = compile(
             "title: t\nlogsource: {product: x}\ndetection:\n  sel:\n    a: Ab\n    \
              b|contains: [dEf, x]\n    c|startswith: GH\n    d|endswith: '.Exe'\n    \
-             e|contains|cased: Kk\n  condition: sel\n",
+             e|contains|cased: Kk\n    f: [Sx, tY, '']\n    g|contains: [Ab, cD, '.exe']\n    \
+             h|startswith: [gH, X]\n  condition: sel\n",
         );
         let texts = [
             "ab", "AB", "aB ", "xdefx", "DEF", "gh1", "G", "a.exe", "A.EXE", "exe", "Kk", "kk", "",
-            "ä",
+            "ä", "SX", "sx", "Ty", "x", "XCd",
         ];
+        let mut groups = 0;
         let mut checked = 0;
         for detection in rule.detections.values() {
             let CompiledDetection::AllOf(items) = detection else { continue };
@@ -724,10 +920,17 @@ mod tests {
                     let value = EventValue::Str(text.into());
                     let want = item.matcher.matches(&value, &wrapped);
                     assert_eq!(matches(&item.matcher, &value, &wrapped), want, "{item:?} {text:?}");
+                    if matches!(item.matcher, CompiledMatcher::CaseInsensitiveGroup { .. })
+                        && text.is_ascii()
+                    {
+                        assert!(ascii_matches(&item.matcher, text).is_some(), "{item:?}");
+                        groups += 1;
+                    }
                     checked += 1;
                 }
             }
         }
-        assert_eq!(checked, 5 * texts.len());
+        assert_eq!(checked, 8 * texts.len());
+        assert!(groups > 0, "lists of values compile to case-insensitive groups");
     }
 }
