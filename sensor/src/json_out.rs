@@ -172,23 +172,11 @@ fn flow_line(
     l.i64(r.end_ns - r.start_ns);
     l.put(b"},");
     l.put(ident);
-    l.put(b",\"source\":{\"ip\":\"");
-    l.ip(r.orig_ip);
-    l.put(b"\",\"port\":");
-    l.u64(u64::from(r.orig_port));
-    l.put(b",\"packets\":");
-    l.u64(r.orig_packets);
-    l.put(b",\"bytes\":");
-    l.u64(r.orig_ip_bytes);
-    l.put(b"},\"destination\":{\"ip\":\"");
-    l.ip(r.resp_ip);
-    l.put(b"\",\"port\":");
-    l.u64(u64::from(r.resp_port));
-    l.put(b",\"packets\":");
-    l.u64(r.resp_packets);
-    l.put(b",\"bytes\":");
-    l.u64(r.resp_ip_bytes);
-    l.put(b"},\"network\":{\"transport\":");
+    l.put(b",\"source\":");
+    l.endpoint(r.orig_ip, r.orig_port, r.orig_packets, r.orig_ip_bytes);
+    l.put(b",\"destination\":");
+    l.endpoint(r.resp_ip, r.resp_port, r.resp_packets, r.resp_ip_bytes);
+    l.put(b",\"network\":{\"transport\":");
     match transport_str(r.proto) {
         Some(name) => l.put(name),
         None => {
@@ -268,6 +256,20 @@ impl Line<'_> {
             self.put(b"-");
         }
         self.u64(value.unsigned_abs());
+    }
+
+    /// A flow side: `{"ip":"..","port":..,"packets":..,"bytes":..}`.
+    #[inline(always)]
+    fn endpoint(&mut self, ip: std::net::IpAddr, port: u16, packets: u64, bytes: u64) {
+        self.put(b"{\"ip\":\"");
+        self.ip(ip);
+        self.put(b"\",\"port\":");
+        self.u64(u64::from(port));
+        self.put(b",\"packets\":");
+        self.u64(packets);
+        self.put(b",\"bytes\":");
+        self.u64(bytes);
+        self.put(b"}");
     }
 
     /// An address in its `Display` form (as serde writes it).
