@@ -321,17 +321,34 @@ async fn pcap_to_clickhouse_equals_offline_output() {
     let mut collector = start_collector(&collector_cfg, &dir.join("collector-1.log"));
     let db = clickhouse(Some(&ns.database()));
     let want = expected.len() as u64;
+    // Flows and each metadata family travel on their own topics and are written in their own
+    // batches: the collector is stopped only once every table has caught up, so that what is
+    // counted below is what it stored, not how far it had got.
+    let metadata_tables = [("dns", "dns"), ("http", "http"), ("tls", "tls"), ("ssh", "ssh")];
+    let metadata_want: Vec<u64> = metadata_tables
+        .iter()
+        .map(|(dataset, _)| per_dataset.get(dataset).copied().unwrap_or(0))
+        .collect();
     let stored = wait_for(Duration::from_secs(90), || {
         let db = db.clone();
+        let metadata_want = metadata_want.clone();
         async move {
             let n = count(&db, "SELECT count() FROM flows FINAL").await;
-            (n >= want).then_some(n)
+            if n < want {
+                return None;
+            }
+            for ((_, table), want) in metadata_tables.iter().zip(&metadata_want) {
+                if count(&db, &format!("SELECT count() FROM {table} FINAL")).await < *want {
+                    return None;
+                }
+            }
+            Some(n)
         }
     })
     .await;
     let status = stop(&mut collector);
     let log = std::fs::read_to_string(dir.join("collector-1.log")).unwrap_or_default();
-    assert_eq!(stored, Some(want), "flows stored; collector log:\n{log}");
+    assert_eq!(stored, Some(want), "flows and metadata stored; collector log:\n{log}");
     assert!(status.success(), "collector exit {status}; log:\n{log}");
 
     // Same content, field by field (event ids differ: `run` numbers events in its own epoch).
@@ -361,8 +378,7 @@ async fn pcap_to_clickhouse_equals_offline_output() {
     assert!(got.iter().any(|f| f.vlan.0.is_some() && f.vlan.1.is_some()), "QinQ flows stored");
 
     // The protocol metadata of the same captures landed in its own tables, counted exactly.
-    for (dataset, table) in [("dns", "dns"), ("http", "http"), ("tls", "tls"), ("ssh", "ssh")] {
-        let want = per_dataset.get(dataset).copied().unwrap_or(0);
+    for ((dataset, table), want) in metadata_tables.iter().zip(metadata_want) {
         let got = count(&db, &format!("SELECT count() FROM {table} FINAL")).await;
         assert_eq!(got, want, "{dataset} events stored");
     }

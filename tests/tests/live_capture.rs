@@ -360,7 +360,11 @@ listen = "127.0.0.1:9465"
     assert_eq!(sample(&before, &received), Some(0), "{before}");
 
     let sent = replay(&ns, &file);
-    let after = wait_for("every replayed frame", &|b| sample(b, &received) >= Some(sent));
+    // The kernel's count (pcap_stats) runs ahead of the sensor's own, which moves only once the
+    // capture thread has read and decoded the frame: wait for both.
+    let after = wait_for("every replayed frame", &|b| {
+        sample(b, &received) >= Some(sent) && sample(b, "canh_sensor_packets_total") >= Some(sent)
+    });
     assert_eq!(sample(&after, &received), Some(sent), "{after}");
     assert_eq!(sample(&after, &dropped), Some(0), "{after}");
     assert_eq!(sample(&after, &if_dropped), Some(0), "{after}");
