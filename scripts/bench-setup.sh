@@ -15,6 +15,8 @@
 #   BENCH_MAX_WAIT        batch.max_wait (default 1s)
 #   BENCH_KAFKA_OPTIONS   extra `[kafka.consumer]` lines, e.g. 'fetch_wait_max = "500ms"'
 #   BENCH_COLLECTOR       the collector binary (default target/release/canh-collector)
+#   BENCH_PACK_BYTES      events per Kafka record as the sensor packs them, up to this many bytes
+#                         (default 131072, the sensor's uplink.pack_bytes); 0: one event per record
 # Sets: KAFKA_PORT CH_HTTP CH_TCP WORK SENSOR COLLECTOR LOAD broker_pid collector_pid, and the
 # functions cpu_of PID (user+sys CPU seconds) and ch QUERY (one value from the run's database).
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -29,7 +29,7 @@ if [ -z "$ch_pid" ] && [ -n "${CANH_HOME:-}" ] && [ -f "$CANH_HOME/run/clickhous
 fi
 
 "$LOAD" fill --brokers "127.0.0.1:$KAFKA_PORT" --prefix "$RUN-" --templates "$WORK/templates.jsonl" \
-    --events "$EVENTS" --sensor "$RUN"
+    --events "$EVENTS" --sensor "$RUN" --pack-bytes "${BENCH_PACK_BYTES:-131072}"
 
 stored_query="SELECT (SELECT count() FROM flows) + (SELECT count() FROM dns) + (SELECT count() FROM http) \
 + (SELECT count() FROM tls) + (SELECT count() FROM ssh) + (SELECT count() FROM icmp) + (SELECT count() FROM logs)"

@@ -5,8 +5,11 @@
 //! flow events when each becomes queryable in ClickHouse (first poll that returns its event id).
 //!
 //! Events are copies of templates (JSON lines, e.g. `canh-sensor pcap FILES` output): each copy gets
-//! a new `event.id`, the sensor id `--sensor`, and its times shifted to the send time. The producer
-//! uses the sensor's defaults (zstd, linger 20 ms, key = community id or host or sensor id).
+//! a new `event.id`, the sensor id `--sensor`, and its times shifted to the send time. Like the
+//! sensor's uplink (sensor/UPLINK.md), events are packed several per Kafka record, one JSON line
+//! each, per topic and partition, the partition chosen from the event's key (community id, host or
+//! sensor id), a pack sent at `--pack-bytes` (0: one event per record) or at the end of a tick.
+//! Compression zstd as the sensor's default.
 //!
 //! ```text
 //! storage_load fill --brokers 127.0.0.1:9092 --prefix bench- --templates t.jsonl --events 1000000
@@ -45,6 +48,10 @@ struct Source {
     sensor: String,
     #[arg(long, default_value = "zstd")]
     compression: String,
+    /// A pack is sent once it holds this many bytes; 0 sends one event per record (the format of
+    /// producers other than Canh's sensor).
+    #[arg(long, default_value_t = 128 * 1024)]
+    pack_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -160,12 +167,11 @@ fn key_of(event: &Event) -> &str {
     &event.observer.id
 }
 
-/// Queue one event, waiting while librdkafka's queue is full. Returns the number of waits.
-fn send(producer: &BaseProducer, topic: &str, event: &Event) -> Result<u64> {
-    let payload = event.to_json();
+/// Queue one record, waiting while librdkafka's queue is full. Returns the number of waits.
+fn send(producer: &BaseProducer, topic: &str, partition: i32, payload: &[u8]) -> Result<u64> {
     let mut waits = 0;
     loop {
-        let record = BaseRecord::<str, str>::to(topic).key(key_of(event)).payload(&payload);
+        let record = BaseRecord::<(), [u8]>::to(topic).partition(partition).payload(payload);
         match producer.send(record) {
             Ok(()) => return Ok(waits),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -177,28 +183,87 @@ fn send(producer: &BaseProducer, topic: &str, event: &Event) -> Result<u64> {
     }
 }
 
-fn topic_names(prefix: &str) -> HashMap<Dataset, String> {
-    Dataset::ALL.iter().map(|d| (*d, format!("{prefix}{}", d.as_str()))).collect()
+/// Events gathered per topic and partition into packs of JSON lines.
+struct Packer {
+    topics: HashMap<Dataset, String>,
+    partitions: HashMap<Dataset, u32>,
+    packs: HashMap<(Dataset, i32), Vec<u8>>,
+    limit: usize,
+    records: u64,
+    waits: u64,
+}
+
+impl Packer {
+    fn new(producer: &BaseProducer, prefix: &str, limit: usize) -> Result<Packer> {
+        let topics: HashMap<Dataset, String> =
+            Dataset::ALL.iter().map(|d| (*d, format!("{prefix}{}", d.as_str()))).collect();
+        let mut partitions = HashMap::new();
+        for (dataset, topic) in &topics {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .with_context(|| format!("metadata of {topic}"))?;
+            let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as u32;
+            partitions.insert(*dataset, n.max(1));
+        }
+        Ok(Packer { topics, partitions, packs: HashMap::new(), limit, records: 0, waits: 0 })
+    }
+
+    fn add(&mut self, producer: &BaseProducer, event: &Event) -> Result<()> {
+        let dataset = event.event.dataset;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(key_of(event), &mut hasher);
+        let partition =
+            (std::hash::Hasher::finish(&hasher) % u64::from(self.partitions[&dataset])) as i32;
+        let pack = self.packs.entry((dataset, partition)).or_default();
+        if !pack.is_empty() {
+            pack.push(b'\n');
+        }
+        pack.extend_from_slice(event.to_json().as_bytes());
+        if pack.len() >= self.limit {
+            let pack = std::mem::take(pack);
+            self.waits += send(producer, &self.topics[&dataset], partition, &pack)?;
+            self.records += 1;
+        }
+        Ok(())
+    }
+
+    /// Send every open pack.
+    fn flush(&mut self, producer: &BaseProducer) -> Result<()> {
+        for ((dataset, partition), pack) in &mut self.packs {
+            if !pack.is_empty() {
+                let pack = std::mem::take(pack);
+                self.waits += send(producer, &self.topics[dataset], *partition, &pack)?;
+                self.records += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn fill(source: &Source, events: u64) -> Result<()> {
     let templates = load_templates(&source.templates)?;
     let producer = producer(source)?;
-    let topics = topic_names(&source.prefix);
+    let mut packer = Packer::new(&producer, &source.prefix, source.pack_bytes)?;
     let started = Instant::now();
     let mut per_dataset: HashMap<Dataset, u64> = HashMap::new();
     for seq in 0..events {
         let template = &templates[(seq % templates.len() as u64) as usize];
         let event = copy(template, &source.sensor, seq, now());
-        send(&producer, &topics[&event.event.dataset], &event)?;
+        packer.add(&producer, &event)?;
         *per_dataset.entry(event.event.dataset).or_default() += 1;
         producer.poll(Duration::ZERO);
     }
+    packer.flush(&producer)?;
     producer.flush(Duration::from_secs(120)).context("flushing the producer")?;
     let secs = started.elapsed().as_secs_f64();
     let mut counts: Vec<_> = per_dataset.into_iter().map(|(d, n)| (d.as_str(), n)).collect();
     counts.sort();
-    println!("filled {events} events in {secs:.1} s ({:.0}/s): {counts:?}", events as f64 / secs);
+    println!(
+        "filled {events} events in {} records in {secs:.1} s ({:.0}/s): {counts:?}",
+        packer.records,
+        events as f64 / secs
+    );
     Ok(())
 }
 
@@ -233,21 +298,21 @@ fn latency(
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producing = {
         let producer = producer(source)?;
-        let topics = topic_names(&source.prefix);
+        let mut packer = Packer::new(&producer, &source.prefix, source.pack_bytes)?;
         let samples = Arc::clone(&samples);
         let done = Arc::clone(&done);
         let sensor = source.sensor.clone();
         std::thread::spawn(move || -> Result<(u64, u64, f64)> {
             let total = plan.rate * plan.seconds;
             let started = Instant::now();
-            let (mut seq, mut flows, mut waits) = (0u64, 0u64, 0u64);
+            let (mut seq, mut flows) = (0u64, 0u64);
             while seq < total {
                 // Send what is due by now, then sleep a tick: the rate holds over any 10 ms.
                 let due = (started.elapsed().as_secs_f64() * plan.rate as f64) as u64;
                 while seq < due.min(total) {
                     let template = &templates[(seq % templates.len() as u64) as usize];
                     let event = copy(template, &sensor, seq, now());
-                    waits += send(&producer, &topics[&event.event.dataset], &event)?;
+                    packer.add(&producer, &event)?;
                     if event.event.dataset == Dataset::Flow {
                         if flows % plan.sample_every == 0 {
                             let mut s = samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
@@ -258,13 +323,15 @@ fn latency(
                     }
                     seq += 1;
                 }
+                // What a tick gathered goes out now, as the sensor's linger sends its packs.
+                packer.flush(&producer)?;
                 producer.poll(Duration::ZERO);
                 std::thread::sleep(Duration::from_millis(10));
             }
             let secs = started.elapsed().as_secs_f64();
             producer.flush(Duration::from_secs(60)).context("flushing the producer")?;
             done.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok((seq, waits, secs))
+            Ok((seq, packer.waits, secs))
         })
     };
     let db = canh_collector::store::client(url, "default", Some(database));
