@@ -19,7 +19,7 @@
 //! A segment is deleted once every record in it was acknowledged ([`Spool::ack`]); until then it
 //! survives restarts and `kill -9` (records are written to the file, not kept in a user-space
 //! buffer, before [`Spool::flush`] returns) and, once `fsync`ed (every `sync_interval`, at
-//! [`Spool::sync`] and when a segment is closed), a power loss. Acknowledgements are not written to
+//! [`Spool::sync`], and when a spooled segment is closed), a power loss. Acknowledgements are not written to
 //! disk: after a restart the remaining segments are sent again whole, so a record may reach Kafka
 //! twice, with the same `event.id`.
 //!
@@ -310,6 +310,11 @@ pub struct Spool {
     next_id: u64,
     total_bytes: u64,
     last_sync: std::time::Instant,
+    /// Closed write-ahead segments not `fsync`ed yet, with their files: synced at the next due
+    /// [`Spool::flush`] or [`Spool::sync`], unless all their records are acknowledged (and the
+    /// segment deleted) before. At high rates Kafka acknowledges a segment's records well within
+    /// `sync_interval`, so its bytes are never written to the disk.
+    unsynced_closed: Vec<(u64, File)>,
 }
 
 impl Spool {
@@ -340,6 +345,7 @@ impl Spool {
             next_id,
             total_bytes,
             last_sync: std::time::Instant::now(),
+            unsynced_closed: Vec::new(),
         })
     }
 
@@ -411,6 +417,17 @@ impl Spool {
     }
 
     fn flush_and_sync(&mut self, sync: bool) -> Result<(), SpoolError> {
+        if sync {
+            self.last_sync = std::time::Instant::now();
+            while let Some((id, file)) = self.unsynced_closed.pop() {
+                if let Err(source) = file.sync_data() {
+                    // Kept, to be tried again.
+                    self.unsynced_closed.push((id, file));
+                    let path = self.path_of(id).display().to_string();
+                    return Err(SpoolError::Segment { path, source });
+                }
+            }
+        }
         let Some(active) = self.active.as_mut() else { return Ok(()) };
         let path = self.dir.join(segment_name(active.id));
         let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
@@ -418,7 +435,6 @@ impl Spool {
         if sync && active.unsynced {
             active.file.get_ref().sync_data().map_err(io_err)?;
             active.unsynced = false;
-            self.last_sync = std::time::Instant::now();
         }
         Ok(())
     }
@@ -554,7 +570,14 @@ impl Spool {
             };
         }
         if active.unsynced {
-            active.file.get_ref().sync_data().map_err(io_err)?;
+            if active.write_ahead {
+                // Synced with the segment being written (every `sync_interval`), unless deleted
+                // before: the power-loss bound stays `sync_interval`.
+                let file = active.file.into_inner().map_err(|e| io_err(e.into_error()))?;
+                self.unsynced_closed.push((active.id, file));
+            } else {
+                active.file.get_ref().sync_data().map_err(io_err)?;
+            }
         }
         self.closed.insert(
             active.id,
@@ -572,6 +595,8 @@ impl Spool {
 
     fn remove(&mut self, id: u64) -> Result<(), SpoolError> {
         let Some(segment) = self.closed.remove(&id) else { return Ok(()) };
+        // Deleted: nothing of it to sync.
+        self.unsynced_closed.retain(|(unsynced, _)| *unsynced != id);
         self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
         let path = self.path_of(id);
         match std::fs::remove_file(&path) {
@@ -684,6 +709,42 @@ mod tests {
         let mut again = Spool::open(&dir, limits).expect("reopen");
         assert_eq!(drain_all(&mut again), vec![22]);
         assert!(again.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A closed write-ahead segment is `fsync`ed with the next sync, not when it is closed, and
+    /// not at all when its records are acknowledged (and it is deleted) before.
+    #[test]
+    fn closed_write_ahead_segments_wait_for_the_next_sync() {
+        let dir = temp("wa-sync");
+        let limits = SpoolLimits {
+            max_bytes: 1 << 24,
+            segment_bytes: 256,
+            sync_interval: std::time::Duration::from_secs(3600),
+        };
+        let mut spool = Spool::open(&dir, limits).expect("open");
+        // Records per segment.
+        let mut segments = BTreeMap::new();
+        for seq in 0..40 {
+            let record = record(seq, Class::Bulk);
+            let segment = spool.append_sent(record.as_ref()).expect("write").expect("room");
+            *segments.entry(segment).or_insert(0_u64) += 1;
+        }
+        spool.flush().expect("flush");
+        assert!(segments.len() > 2, "{} segments", segments.len());
+        let closed: Vec<u64> = spool.unsynced_closed.iter().map(|(id, _)| *id).collect();
+        // Every closed segment (all but the one being written, if any) waits for a sync.
+        let written = spool.active.as_ref().map_or(0, |_| 1);
+        assert_eq!(closed.len(), segments.len() - written, "closed segments wait for a sync");
+        // All records of the first segment acknowledged: deleted, nothing left to sync of it.
+        let first = closed[0];
+        spool.ack(first, segments[&first]).expect("ack");
+        assert!(!spool.unsynced_closed.iter().any(|(id, _)| *id == first));
+        assert!(!dir.join(segment_name(first)).exists());
+        spool.sync().expect("sync");
+        assert!(spool.unsynced_closed.is_empty());
+        // The others are still there, to be sent again after a restart.
+        assert!(dir.join(segment_name(closed[1])).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

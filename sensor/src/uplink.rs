@@ -34,7 +34,7 @@ use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -125,37 +125,31 @@ impl Outgoing {
     }
 }
 
-/// Key and payload buffers of events the uplink has handed on (librdkafka and the spool copy
-/// them), given back to the capture thread for its next events. Then neither thread allocates or
-/// frees per event: glibc's allocator is slow when one thread frees what another allocated, and
-/// the fresh memory costs page faults.
+/// Payload buffers of packs the uplink has handed on (librdkafka and the spool copy them), given
+/// back to the threads that fill packs: then no pack allocates its ~`pack_bytes` afresh (a fresh
+/// allocation of that size is an `mmap` and its page faults), and no thread frees what another
+/// allocated (glibc's slow path).
 #[derive(Default)]
 struct Recycle {
-    spare: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
-/// Pairs of buffers the pool holds at most (about `RECYCLE_MAX` events' worth of memory).
-const RECYCLE_MAX: usize = 4096;
-/// Buffers go back to the pool this many at a time (one lock per batch).
-const RECYCLE_BATCH: usize = 256;
-/// A payload buffer grown beyond this is freed rather than kept.
-const RECYCLE_MAX_CAPACITY: usize = 8 << 10;
+/// Buffers the pool holds at most.
+const RECYCLE_MAX: usize = 64;
 
 impl Recycle {
-    /// Give `spent` back (emptied), unless the pool is full: then they are freed.
-    fn put(&self, spent: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    /// Give `payload` back (emptied), unless the pool is full: then it is freed.
+    fn put(&self, mut payload: Vec<u8>) {
+        payload.clear();
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         if spare.len() < RECYCLE_MAX {
-            spare.append(spent);
+            spare.push(payload);
         }
-        drop(spare);
-        spent.clear();
     }
 
-    /// Move what the pool holds into `local` (expected empty).
-    fn take(&self, local: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(local, &mut *spare);
+    /// A buffer from the pool, if it holds one.
+    fn take(&self) -> Option<Vec<u8>> {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 }
 
@@ -198,8 +192,9 @@ struct SpoolReasons {
 }
 
 pub struct Uplink {
-    // Bounded: when full, `send` waits; the uplink thread empties it at Kafka or disk speed.
-    tx: SyncSender<Item>,
+    /// The open packs and the queue's sender. The queue is bounded: when it is full, sending
+    /// waits (with the lock held); the uplink thread empties it at Kafka or disk speed.
+    packer: Arc<Mutex<Packer>>,
     thread: JoinHandle<Summary>,
     recycle: Arc<Recycle>,
     /// Partition counts of the topics (what events are packed by).
@@ -248,15 +243,15 @@ impl Uplink {
             }
             None => None,
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue_records(&config));
+        let packer = Arc::new(Mutex::new(Packer::new(tx, &config)));
         let recycle = Arc::new(Recycle::default());
-        let worker =
-            Worker::new(config, producer, spool, metrics, recycle.clone(), partitions.clone());
+        let worker = Worker::new(config, producer, spool, metrics, recycle.clone(), packer.clone());
         let thread = std::thread::Builder::new()
             .name("uplink".into())
             .spawn(move || worker.run(rx))
             .map_err(UplinkError::Thread)?;
-        Ok(Uplink { tx, thread, recycle, partitions, watch })
+        Ok(Uplink { packer, thread, recycle, partitions, watch })
     }
 
     /// The partition counts events are packed by (set by the partition watch; tests set them).
@@ -266,26 +261,22 @@ impl Uplink {
 
     /// Queue one event for Kafka. Waits while the in-memory queue is full.
     pub fn send(&self, event: &Event) -> Result<(), UplinkError> {
-        self.send_item(Item::Event(outgoing(event, (Vec::new(), Vec::with_capacity(1024)), false)))
+        let mut json = Vec::with_capacity(1024);
+        event.write_json(&mut json);
+        self.send_json(event.event.dataset, produce::key_of(event), &json)
     }
 
     /// Queue one event already written as JSON (the log pipeline writes it straight from its
     /// parse), with its key (`produce::key_of` of the same event). Waits while the queue is full.
     pub fn send_json(&self, dataset: Dataset, key: &str, json: &[u8]) -> Result<(), UplinkError> {
-        self.send_item(Item::Event(Outgoing::new(
-            dataset,
-            key.as_bytes().to_vec(),
-            json.to_vec(),
-            false,
-        )))
+        self.add(dataset, key.as_bytes(), json)
     }
 
-    fn send_item(&self, item: Item) -> Result<(), UplinkError> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(item)) => self.tx.send(item).map_err(|_| UplinkError::Stopped),
-            Err(TrySendError::Disconnected(_)) => Err(UplinkError::Stopped),
-        }
+    /// Add an event to its pack (or queue it alone; see [`Packer::add`]).
+    fn add(&self, dataset: Dataset, key: &[u8], json: &[u8]) -> Result<(), UplinkError> {
+        let partitions = self.partitions.get(produce::dataset_index(dataset));
+        let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
+        packer.add(dataset, partitions, key, json, &self.recycle)
     }
 
     /// Wait until every event this thread sent before is durable: written (and `fsync`ed) in the
@@ -293,7 +284,12 @@ impl Uplink {
     /// write-ahead: events sent from memory are still unacknowledged), or the uplink stopped.
     pub fn barrier(&self, timeout: Duration) -> bool {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        if self.tx.send(Item::Barrier(reply)).is_err() {
+        let sent = {
+            let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
+            // The open packs go ahead of the barrier.
+            packer.close_all().and_then(|()| packer.send(Item::Barrier(reply)))
+        };
+        if sent.is_err() {
             return false;
         }
         answer.recv_timeout(timeout).unwrap_or(false)
@@ -302,7 +298,13 @@ impl Uplink {
     /// Stop taking events, deliver what Kafka takes within the flush timeout, keep the rest in
     /// the spool.
     pub fn shutdown(self) -> Result<Summary, UplinkError> {
-        drop(self.tx);
+        {
+            let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
+            // The uplink thread may have stopped already; then there is nobody to send to.
+            let _ = packer.close_all();
+            // The queue's only sender: the uplink thread sees it closed once it is empty.
+            packer.tx = None;
+        }
         let summary = self.thread.join().map_err(|_| UplinkError::Stopped);
         if let Some(watch) = self.watch {
             watch.stop();
@@ -311,98 +313,79 @@ impl Uplink {
     }
 }
 
-/// `event` for Kafka, written into `buffers` (key, payload; both emptied first).
-fn outgoing(event: &Event, buffers: (Vec<u8>, Vec<u8>), recycle: bool) -> Outgoing {
-    let (mut key, mut payload) = buffers;
-    key.clear();
-    payload.clear();
-    key.extend_from_slice(produce::key_of(event).as_bytes());
-    event.write_json(&mut payload);
-    Outgoing::new(event.event.dataset, key, payload, recycle)
+/// Records the in-memory queue holds: `queue_capacity` events' worth. Without packing that many
+/// one-event records; with packing about `queue_capacity` KiB of packs (at least 16 records).
+fn queue_records(config: &UplinkConfig) -> usize {
+    if config.pack_bytes == 0 {
+        return config.queue_capacity;
+    }
+    (config.queue_capacity.saturating_mul(1024) / config.pack_bytes).max(16)
 }
 
 /// The packet pipeline's sink in `run`, on the capture thread: a flow's JSON is written straight
 /// from its record with the writer `canh-sensor pcap` uses (the same bytes as
 /// `record.to_event(..).to_json()`, without building the `Event`), other events as
-/// [`Uplink::send`] does. The first error stops sending and is kept.
+/// [`Uplink::send`] does; each is then copied into its pack. The first error stops sending and is
+/// kept.
 pub struct UplinkSink<'a> {
     uplink: &'a Uplink,
     flows: FlowJson,
-    /// Buffers taken from the uplink's [`Recycle`] pool, used before allocating new ones.
-    buffers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The event being written (reused: it stays in this thread's cache).
+    json: Vec<u8>,
     pub error: Option<UplinkError>,
 }
 
 impl<'a> UplinkSink<'a> {
     pub fn new(uplink: &'a Uplink) -> UplinkSink<'a> {
-        UplinkSink { uplink, flows: FlowJson::default(), buffers: Vec::new(), error: None }
+        UplinkSink { uplink, flows: FlowJson::default(), json: Vec::new(), error: None }
     }
 
-    /// Buffers for the next event: recycled ones when the uplink gave some back.
-    fn buffers(&mut self) -> (Vec<u8>, Vec<u8>) {
-        if self.buffers.is_empty() {
-            self.uplink.recycle.take(&mut self.buffers);
-        }
-        self.buffers.pop().unwrap_or_else(|| (Vec::new(), Vec::with_capacity(1024)))
-    }
-
-    fn send_item(&mut self, item: Item) {
+    /// Hand the event in `self.json` on.
+    fn add(&mut self, dataset: Dataset, key: &[u8]) {
         if self.error.is_none() {
-            if let Err(e) = self.uplink.send_item(item) {
+            if let Err(e) = self.uplink.add(dataset, key, &self.json) {
                 self.error = Some(e);
             }
         }
     }
 }
 
-/// Flow events for Kafka straight from flow records.
+/// Flow and metadata events for Kafka straight from flow records.
 #[derive(Default)]
 struct FlowJson {
     /// `json_out::identity_json` of `ident_of`.
     ident: Vec<u8>,
     ident_of: (String, String),
-    /// The last payload's length, so that one allocation fits the next.
-    last_len: usize,
 }
 
 impl FlowJson {
-    /// What [`outgoing`] gives for `record.to_event(who, seq)`.
-    fn outgoing(
+    /// `record.to_event(who, seq)` as JSON into `out` (emptied first); its key
+    /// (`produce::key_of`: the Community ID, as written in the JSON).
+    fn flow(
         &mut self,
-        buffers: (Vec<u8>, Vec<u8>),
+        out: &mut Vec<u8>,
         record: &FlowRecord,
         who: &Identity,
         seq: u64,
-    ) -> Outgoing {
+    ) -> [u8; 30] {
         self.identity(who);
-        let (mut key, mut payload) = buffers;
-        key.clear();
-        payload.clear();
-        payload.reserve(self.last_len + 64);
-        // `produce::key_of` of a flow event: its Community ID, as written in the JSON.
-        let cid = json_out::write_flow(&mut payload, record, who, seq, &self.ident);
-        self.last_len = payload.len();
-        key.extend_from_slice(&cid);
-        Outgoing::new(Dataset::Flow, key, payload, true)
+        out.clear();
+        json_out::write_flow(out, record, who, seq, &self.ident)
     }
 
-    /// What [`outgoing`] gives for `session::to_event(view, meta, who, seq)`.
-    fn meta_outgoing(
+    /// `session::to_event(view, meta, who, seq)` as JSON into `out` (emptied first); its key
+    /// (`produce::key_of`: its flow's Community ID, as written in the JSON).
+    fn meta(
         &mut self,
-        buffers: (Vec<u8>, Vec<u8>),
+        out: &mut Vec<u8>,
         view: &FlowView,
         meta: &Meta,
         who: &Identity,
         seq: u64,
-    ) -> Outgoing {
+    ) -> [u8; 30] {
         self.identity(who);
-        let (mut key, mut payload) = buffers;
-        key.clear();
-        payload.clear();
-        // `produce::key_of` of a metadata event: its flow's Community ID, as written in the JSON.
-        let cid = json_out::write_meta(&mut payload, view, meta, who, seq, &self.ident);
-        key.extend_from_slice(&cid);
-        Outgoing::new(meta.header().0, key, payload, true)
+        out.clear();
+        json_out::write_meta(out, view, meta, who, seq, &self.ident)
     }
 
     /// `ident` for `who` (kept while the identity stays the same).
@@ -419,21 +402,19 @@ impl FlowJson {
 
 impl EventSink for UplinkSink<'_> {
     fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
-        let buffers = self.buffers();
-        let item = self.flows.outgoing(buffers, record, who, seq);
-        self.send_item(Item::Event(item));
+        let key = self.flows.flow(&mut self.json, record, who, seq);
+        self.add(Dataset::Flow, &key);
     }
 
     fn event(&mut self, event: Event) {
-        let buffers = self.buffers();
-        let item = outgoing(&event, buffers, true);
-        self.send_item(Item::Event(item));
+        self.json.clear();
+        event.write_json(&mut self.json);
+        self.add(event.event.dataset, produce::key_of(&event).as_bytes());
     }
 
     fn meta(&mut self, view: &FlowView, meta: &Meta, who: &Identity, seq: u64) {
-        let buffers = self.buffers();
-        let item = self.flows.meta_outgoing(buffers, view, meta, who, seq);
-        self.send_item(Item::Event(item));
+        let key = self.flows.meta(&mut self.json, view, meta, who, seq);
+        self.add(meta.header().0, &key);
     }
 }
 
@@ -447,6 +428,181 @@ struct Pack {
     events: u32,
     /// When the first event came in.
     opened: Option<Instant>,
+}
+
+/// The open packs and the uplink queue's only sender, behind one lock. The threads that make
+/// events add each event to its pack under the lock (the JSON is copied while it is still in their
+/// cache) and put full packs on the queue; the uplink thread, under the same lock, puts packs that
+/// waited `pack_linger` on the queue. The queue thus holds the packs of a partition in the order
+/// they were closed, and the uplink thread does no work per event.
+struct Packer {
+    /// `None` once the uplink is shut down.
+    tx: Option<SyncSender<Item>>,
+    pack_bytes: usize,
+    /// Most events per pack (bounded by the rate cap, so a pack fits the token bucket).
+    pack_events: u32,
+    /// Open packs by dataset index, then partition.
+    packs: Vec<Vec<Pack>>,
+    /// Open packs holding at least one event.
+    open: usize,
+}
+
+/// How a closed pack goes on the queue.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Wait while the queue is full (the threads that make events).
+    Wait,
+    /// Leave the pack open when the queue is full (the uplink thread: it empties the queue).
+    Try,
+}
+
+impl Packer {
+    fn new(tx: SyncSender<Item>, config: &UplinkConfig) -> Packer {
+        Packer {
+            tx: Some(tx),
+            pack_bytes: config.pack_bytes,
+            pack_events: match config.rate_limit {
+                Some(rate) => (rate / 10).max(1),
+                None => u32::MAX,
+            },
+            packs: Dataset::ALL.iter().map(|_| Vec::new()).collect(),
+            open: 0,
+        }
+    }
+
+    /// Put `item` on the queue; waits while it is full.
+    fn send(&self, item: Item) -> Result<(), UplinkError> {
+        let Some(tx) = &self.tx else { return Err(UplinkError::Stopped) };
+        match tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(item)) => tx.send(item).map_err(|_| UplinkError::Stopped),
+            Err(TrySendError::Disconnected(_)) => Err(UplinkError::Stopped),
+        }
+    }
+
+    /// Add one event (its key and JSON) to the open pack of its topic and partition, closing the
+    /// pack when the event would not fit or it is full. `partitions` is the dataset's topic's
+    /// partition count (0 = not known). Alerts and health events (which should not wait), events
+    /// of a topic whose partition count is not known yet, and every event with packing off, go
+    /// alone.
+    fn add(
+        &mut self,
+        dataset: Dataset,
+        partitions: u32,
+        key: &[u8],
+        json: &[u8],
+        recycle: &Recycle,
+    ) -> Result<(), UplinkError> {
+        let class = produce::class_of(dataset);
+        if self.pack_bytes == 0 || class == Class::Critical || partitions == 0 {
+            let item = Outgoing::new(dataset, key.to_vec(), json.to_vec(), false);
+            return self.send(Item::Event(item));
+        }
+        let d = usize::from(produce::dataset_index(dataset));
+        if self.packs[d].len() != partitions as usize {
+            // The topic's partition count changed (or is new): what is open goes out first.
+            for p in 0..self.packs[d].len() {
+                self.close(d, p, Put::Wait)?;
+            }
+            self.packs[d].resize_with(partitions as usize, Pack::default);
+        }
+        let p = produce::partition_of(key, partitions) as usize;
+        let pack = &self.packs[d][p];
+        if pack.events > 0 && pack.payload.len() + 1 + json.len() > self.pack_bytes {
+            self.close(d, p, Put::Wait)?;
+        }
+        let pack_bytes = self.pack_bytes;
+        let pack = &mut self.packs[d][p];
+        if pack.events == 0 {
+            pack.key.clear();
+            pack.key.extend_from_slice(key);
+            if pack.payload.capacity() == 0 {
+                pack.payload = recycle.take().unwrap_or_default();
+            }
+            pack.payload.reserve(pack_bytes.max(json.len()));
+            pack.opened = Some(Instant::now());
+            self.open += 1;
+        } else {
+            pack.payload.push(b'\n');
+        }
+        pack.payload.extend_from_slice(json);
+        pack.events += 1;
+        if pack.payload.len() >= pack_bytes || pack.events >= self.pack_events {
+            self.close(d, p, Put::Wait)?;
+        }
+        Ok(())
+    }
+
+    /// Put pack `p` of dataset `d` on the queue as one record (the pack is empty again). With
+    /// [`Put::Try`] and the queue full it stays open: false.
+    fn close(&mut self, d: usize, p: usize, put: Put) -> Result<bool, UplinkError> {
+        let Some(pack) = self.packs.get_mut(d).and_then(|packs| packs.get_mut(p)) else {
+            return Ok(true);
+        };
+        if pack.events == 0 {
+            return Ok(true);
+        }
+        let item = Item::Event(Outgoing {
+            class: produce::class_of(Dataset::ALL[d]),
+            dataset: d as u8,
+            topic: None,
+            key: std::mem::take(&mut pack.key),
+            payload: std::mem::take(&mut pack.payload),
+            events: pack.events,
+            recycle: true,
+        });
+        let sent = match (put, &self.tx) {
+            (_, None) => Err(UplinkError::Stopped),
+            (Put::Wait, Some(_)) => self.send(item).map(|()| true),
+            (Put::Try, Some(tx)) => match tx.try_send(item) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full(Item::Event(item))) => {
+                    // Back into the pack, which stays open.
+                    let pack = &mut self.packs[d][p];
+                    pack.key = item.key;
+                    pack.payload = item.payload;
+                    return Ok(false);
+                }
+                Err(_) => Err(UplinkError::Stopped),
+            },
+        };
+        let pack = &mut self.packs[d][p];
+        pack.events = 0;
+        pack.opened = None;
+        self.open -= 1;
+        sent
+    }
+
+    /// Put every open pack on the queue (waits while it is full).
+    fn close_all(&mut self) -> Result<(), UplinkError> {
+        for d in 0..self.packs.len() {
+            for p in 0..self.packs[d].len() {
+                self.close(d, p, Put::Wait)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Put the packs whose first event came `linger` ago or earlier on the queue, as far as it has
+    /// room (called by the uplink thread, which must not wait for its own queue).
+    fn close_lingering(&mut self, linger: Duration) {
+        if self.open == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for d in 0..self.packs.len() {
+            for p in 0..self.packs[d].len() {
+                let opened = self.packs[d][p].opened;
+                if opened.is_some_and(|at| now.duration_since(at) >= linger) {
+                    match self.close(d, p, Put::Try) {
+                        Ok(true) => {}
+                        // Queue full or gone: the next turn tries again.
+                        Ok(false) | Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// How many events a record of `payload` holds: one per line.
@@ -476,13 +632,8 @@ struct Worker {
     staged: Vec<(Outgoing, Origin)>,
     /// Events in `staged` (records can be packs).
     staged_events: usize,
-    /// Open packs by dataset index, then partition.
-    packs: Vec<Vec<Pack>>,
-    /// Open packs holding at least one event.
-    open_packs: usize,
-    partitions: Arc<Partitions>,
-    /// Most events per pack (bounded by the rate cap, so a pack fits the token bucket).
-    pack_events: u32,
+    /// The open packs (the uplink thread closes lingering ones).
+    packer: Arc<Mutex<Packer>>,
     /// Events sent from memory (not written ahead) and not yet acknowledged.
     memory_in_flight: usize,
     /// While set and in the future, everything is spooled.
@@ -510,9 +661,8 @@ struct Worker {
     /// Acknowledgements since `pace_since`.
     acked_since: u64,
     pace_since: Instant,
-    /// Buffers of events handed on, going back to the capture thread.
+    /// Payload buffers of packs handed on, going back to the threads that fill packs.
     recycle: Arc<Recycle>,
-    spent: Vec<(Vec<u8>, Vec<u8>)>,
     /// Delivery reports being handled (swapped with the producer context's list, both reused).
     outcomes: Vec<Outcome>,
     /// Tags of the records in flight.
@@ -526,13 +676,9 @@ impl Worker {
         spool: Spool,
         metrics: Metrics,
         recycle: Arc<Recycle>,
-        partitions: Arc<Partitions>,
+        packer: Arc<Mutex<Packer>>,
     ) -> Self {
         let now = Instant::now();
-        let pack_events = match config.rate_limit {
-            Some(rate) => (rate / 10).max(1),
-            None => u32::MAX,
-        };
         let config_max_in_flight = config.max_in_flight;
         metrics.link_up.set(1);
         Worker {
@@ -548,10 +694,7 @@ impl Worker {
             retry: VecDeque::new(),
             staged: Vec::new(),
             staged_events: 0,
-            packs: Dataset::ALL.iter().map(|_| Vec::new()).collect(),
-            open_packs: 0,
-            partitions,
-            pack_events,
+            packer,
             memory_in_flight: 0,
             link_down_until: None,
             probing: false,
@@ -568,19 +711,15 @@ impl Worker {
             acked_since: 0,
             pace_since: now,
             recycle,
-            spent: Vec::new(),
             outcomes: Vec::new(),
             tags: Tags::default(),
         }
     }
 
-    /// `item` has been copied where it goes: keep its buffers for the capture thread.
+    /// `item` has been copied where it goes: a pack's buffer goes back to be filled again.
     fn spend(&mut self, item: Outgoing) {
-        if item.recycle && item.payload.capacity() <= RECYCLE_MAX_CAPACITY {
-            self.spent.push((item.key, item.payload));
-            if self.spent.len() >= RECYCLE_BATCH {
-                self.recycle.put(&mut self.spent);
-            }
+        if item.recycle && item.payload.capacity() <= 2 * self.config.pack_bytes {
+            self.recycle.put(item.payload);
         }
     }
 
@@ -611,17 +750,15 @@ impl Worker {
                 };
                 match got {
                     Ok(item) => {
-                        self.take(item);
-                        window.1 += 1;
+                        window.1 += self.take(item);
                         // Take what else is waiting, a bounded amount per turn.
                         for item in rx.try_iter().take(20_000) {
-                            self.take(item);
-                            window.1 += 1;
+                            window.1 += self.take(item);
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
-                        self.close_packs(None);
+                        // `Uplink::shutdown` put the open packs on the queue before closing it.
                         deadline = Some(Instant::now() + self.config.flush_timeout);
                     }
                 }
@@ -640,11 +777,16 @@ impl Worker {
         self.summary
     }
 
-    fn take(&mut self, item: Item) {
+    /// Route a record, or answer a barrier; the events it held.
+    fn take(&mut self, item: Item) -> usize {
         match item {
-            Item::Event(item) => self.pack(item),
+            Item::Event(item) => {
+                let events = item.events as usize;
+                self.route(item);
+                events
+            }
             Item::Barrier(reply) => {
-                self.close_packs(None);
+                // The asking thread put the open packs on the queue before the barrier.
                 self.send_staged();
                 let durable = match self.spool.sync() {
                     Ok(()) => self.memory_in_flight == 0,
@@ -656,101 +798,21 @@ impl Worker {
                 };
                 // The asker may have given up waiting; nothing to do then.
                 let _ = reply.try_send(durable);
+                0
             }
         }
     }
 
-    /// Add a new event to the open pack of its topic and partition; a full pack is routed. Events
-    /// of a topic whose partition count is not known yet, alerts and health events (which should
-    /// not wait) go alone.
-    fn pack(&mut self, item: Outgoing) {
-        let count = match self.config.pack_bytes {
-            0 => 0,
-            _ if item.class == Class::Critical || item.topic.is_some() => 0,
-            _ => self.partitions.get(item.dataset),
-        };
-        if count == 0 {
-            return self.route(item);
-        }
-        let dataset = usize::from(item.dataset);
-        if self.packs[dataset].len() != count as usize {
-            // The topic's partition count changed (or is new): what is open goes out first.
-            self.close_packs(Some(dataset));
-            self.packs[dataset].resize_with(count as usize, Pack::default);
-        }
-        let partition = produce::partition_of(&item.key, count) as usize;
-        let pack = &self.packs[dataset][partition];
-        if pack.events > 0 && pack.payload.len() + 1 + item.payload.len() > self.config.pack_bytes {
-            self.close_pack(dataset, partition);
-        }
-        let pack = &mut self.packs[dataset][partition];
-        if pack.events == 0 {
-            pack.key.clear();
-            pack.key.extend_from_slice(&item.key);
-            pack.payload.reserve(self.config.pack_bytes.max(item.payload.len()));
-            pack.opened = Some(Instant::now());
-            self.open_packs += 1;
-        } else {
-            pack.payload.push(b'\n');
-        }
-        pack.payload.extend_from_slice(&item.payload);
-        pack.events += 1;
-        let full = pack.payload.len() >= self.config.pack_bytes || pack.events >= self.pack_events;
-        self.spend(item);
-        if full {
-            self.close_pack(dataset, partition);
-        }
-    }
-
-    /// Route the pack as one record (the pack is empty again).
-    fn close_pack(&mut self, dataset: usize, partition: usize) {
-        let Some(pack) = self.packs.get_mut(dataset).and_then(|p| p.get_mut(partition)) else {
-            return;
-        };
-        if pack.events == 0 {
-            return;
-        }
-        let item = Outgoing {
-            class: produce::class_of(Dataset::ALL[dataset]),
-            dataset: dataset as u8,
-            topic: None,
-            key: std::mem::take(&mut pack.key),
-            payload: std::mem::take(&mut pack.payload),
-            events: pack.events,
-            recycle: false,
-        };
-        pack.events = 0;
-        pack.opened = None;
-        self.open_packs -= 1;
-        self.route(item);
-    }
-
-    /// Route every open pack (of one dataset, or all).
-    fn close_packs(&mut self, dataset: Option<usize>) {
-        for d in 0..self.packs.len() {
-            if dataset.is_some_and(|only| only != d) {
-                continue;
-            }
-            for partition in 0..self.packs[d].len() {
-                self.close_pack(d, partition);
-            }
-        }
-    }
-
-    /// Route the packs whose first event came in `pack_linger` ago or earlier.
+    /// Put the packs whose first event came `pack_linger` ago on the queue (taken in the next
+    /// turn, after the packs closed before them). Skipped while another thread holds the packs:
+    /// it may be waiting for room in the queue, which only this thread makes.
     fn close_lingering(&mut self) {
-        if self.open_packs == 0 {
-            return;
-        }
-        let now = Instant::now();
-        for d in 0..self.packs.len() {
-            for partition in 0..self.packs[d].len() {
-                let opened = self.packs[d][partition].opened;
-                if opened.is_some_and(|at| now.duration_since(at) >= self.config.pack_linger) {
-                    self.close_pack(d, partition);
-                }
-            }
-        }
+        let mut packer = match self.packer.try_lock() {
+            Ok(packer) => packer,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        packer.close_lingering(self.config.pack_linger);
     }
 
     /// Write the batch's write-ahead records out to the operating system, then hand them to the
@@ -1241,7 +1303,10 @@ impl Worker {
         }
         self.next_health = Some(now + interval);
         let event = self.health_event();
-        let item = outgoing(&event, (Vec::new(), Vec::with_capacity(1024)), false);
+        let mut json = Vec::with_capacity(1024);
+        event.write_json(&mut json);
+        let key = produce::key_of(&event).as_bytes().to_vec();
+        let item = Outgoing::new(event.event.dataset, key, json, false);
         self.route(item);
         self.send_staged();
     }
@@ -1312,7 +1377,6 @@ mod tests {
     #[test]
     fn flow_events_from_records_equal_the_event_path() {
         struct Compare {
-            topics: Topics,
             flows: FlowJson,
             compared: usize,
             metas: usize,
@@ -1320,29 +1384,24 @@ mod tests {
         }
         impl EventSink for Compare {
             fn flow(&mut self, record: &FlowRecord, who: &Identity, seq: u64) {
-                // Recycled buffers hold an earlier event's bytes: they must not leak through.
-                let used = (b"old key".to_vec(), b"{\"old\":1}".to_vec());
-                let direct = self.flows.outgoing(used.clone(), record, who, seq);
-                let via_event = outgoing(&record.to_event(who, seq), used, true);
-                assert_eq!(direct.payload, via_event.payload);
-                assert_eq!(direct.key, via_event.key);
-                assert_eq!(direct.topic(&self.topics), via_event.topic(&self.topics));
-                assert_eq!(direct.topic(&self.topics), "p-flow");
-                assert_eq!((direct.class, direct.dataset), (via_event.class, via_event.dataset));
+                // The reused buffer holds an earlier event's bytes: they must not leak through.
+                let mut direct = b"{\"old\":1}".to_vec();
+                let key = self.flows.flow(&mut direct, record, who, seq);
+                let event = record.to_event(who, seq);
+                assert_eq!(direct, event.to_json().into_bytes());
+                assert_eq!(&key[..], produce::key_of(&event).as_bytes());
                 self.compared += 1;
             }
             fn event(&mut self, _: Event) {
                 self.others += 1;
             }
             fn meta(&mut self, view: &FlowView, meta: &Meta, who: &Identity, seq: u64) {
-                let used = (b"old key".to_vec(), b"{\"old\":1}".to_vec());
-                let direct = self.flows.meta_outgoing(used.clone(), view, meta, who, seq);
+                let mut direct = b"{\"old\":1}".to_vec();
+                let key = self.flows.meta(&mut direct, view, meta, who, seq);
                 let event = crate::session::to_event(view, meta, who, seq);
-                let via_event = outgoing(&event, used, true);
-                assert_eq!(direct.payload, via_event.payload);
-                assert_eq!(direct.key, via_event.key);
-                assert_eq!(direct.topic(&self.topics), via_event.topic(&self.topics));
-                assert_eq!((direct.class, direct.dataset), (via_event.class, via_event.dataset));
+                assert_eq!(direct, event.to_json().into_bytes());
+                assert_eq!(&key[..], produce::key_of(&event).as_bytes());
+                assert_eq!(meta.header().0, event.event.dataset);
                 self.metas += 1;
             }
         }
@@ -1359,13 +1418,7 @@ mod tests {
             community_id_seed: 3,
         };
         let metrics = Metrics::new();
-        let mut sink = Compare {
-            topics: Topics::new("p-"),
-            flows: FlowJson::default(),
-            compared: 0,
-            metas: 0,
-            others: 0,
-        };
+        let mut sink = Compare { flows: FlowJson::default(), compared: 0, metas: 0, others: 0 };
         // TLS, DNS and HTTP metadata between them.
         for name in ["asyncrat-c2.pcap", "dns-tunnel-iodine.pcap", "http-dvwa-sqlinjection.pcapng"]
         {
@@ -1478,6 +1531,31 @@ mod tests {
         let want: std::collections::HashSet<String> =
             (0..=300).map(|seq| canh_event::event_id("unit", seq)).collect();
         assert!(ids == want, "{} of {} events in the spool", ids.len(), want.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A pack that does not fill is put on the queue by the uplink thread once it waited
+    /// `pack_linger` (5 ms here), not only at shutdown.
+    #[test]
+    fn a_pack_that_does_not_fill_goes_out_after_its_linger() {
+        let dir = std::env::temp_dir().join(format!("canh-uplink-linger-{}", std::process::id()));
+        let (uplink, metrics) = unreachable_uplink(&dir, 1 << 16);
+        uplink.partitions().set(produce::dataset_index(Dataset::Flow), 4);
+        for seq in 0..3 {
+            uplink.send(&event(Dataset::Flow, seq)).expect("send");
+        }
+        // Routed: in flight (written ahead, handed to librdkafka) or, once the link counts as
+        // down, spooled.
+        let routed = || metrics.in_flight.get() as u64 + metrics.spooled.get();
+        let until = Instant::now() + Duration::from_secs(5);
+        while routed() < 3 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(routed() >= 3, "the pack went out before shutdown");
+        uplink.shutdown().expect("shutdown");
+        let records = spooled(&dir);
+        assert_eq!(records.len(), 1, "one pack");
+        assert_eq!(records[0].1.len(), 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
