@@ -15,6 +15,13 @@ use std::net::IpAddr;
 /// Append `text` as a JSON string (quoted and escaped as serde_json does).
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    write_str_noting(out, text, |_| {});
+}
+
+/// [`write_str`], calling `escaped` with the offset in `text` of each byte it escaped (in order),
+/// for callers that copy slices of `text` later without scanning them again.
+#[inline(always)]
+pub fn write_str_noting(out: &mut Vec<u8>, text: &str, mut escaped: impl FnMut(usize)) {
     out.reserve(text.len() + 2);
     out.push(b'"');
     let bytes = text.as_bytes();
@@ -44,6 +51,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
             }
             out.extend_from_slice(&bytes[start..i]);
             write_escape(out, b);
+            escaped(i);
             i += 1;
             start = i;
         }

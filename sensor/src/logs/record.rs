@@ -441,14 +441,20 @@ impl LogEvent<'_> {
         if let Some(outcome) = self.outcome {
             plain(e.key("outcome"), outcome);
         }
-        opt(&mut e, "action", &self.action);
+        // Before the original: escaped by itself.
+        if let Some(action) = &self.action {
+            e.str("action", action);
+        }
         e.opt_i64("duration", self.duration);
-        // Where the original's text starts in `out`, when it needed no escape (most lines): the
-        // message, a slice of it, is then copied from there instead of being escaped again.
-        let out = e.key("original");
-        let start = out.len();
-        canh_event::json::write_str(out, &self.original);
-        let plain_original = (out.len() - start == self.original.len() + 2).then_some(start + 1);
+        // The offsets of the original's bytes that needed an escape: the fields that are slices
+        // of the line without one of them are then copied instead of being escaped again.
+        let mut line = Original { text: &self.original, escapes: [0; 16], count: 0 };
+        canh_event::json::write_str_noting(e.key("original"), &self.original, |at| {
+            if let Some(slot) = line.escapes.get_mut(line.count) {
+                *slot = at;
+            }
+            line.count += 1;
+        });
         e.end();
         let mut obs = o.obj("observer");
         obs.raw_members(&constants.observer_id);
@@ -456,7 +462,7 @@ impl LogEvent<'_> {
             if let Some(name) = side {
                 let mut s = obs.obj(key);
                 let mut i = s.obj("interface");
-                i.str("name", name);
+                line.write(i.key("name"), name);
                 i.end();
                 s.end();
             }
@@ -477,17 +483,17 @@ impl LogEvent<'_> {
         }
         if let Some(NetworkFields { transport, iana_number }) = &self.network {
             let mut n = o.obj("network");
-            opt(&mut n, "transport", transport);
+            opt(&mut n, "transport", transport, &line);
             n.opt_u64("iana_number", iana_number.map(u64::from));
             n.end();
         }
         if let Some(HttpFields { version, request, response }) = &self.http {
             let mut h = o.obj("http");
-            opt(&mut h, "version", version);
+            opt(&mut h, "version", version, &line);
             if let Some(HttpRequestFields { method, referrer, body_bytes }) = request {
                 let mut r = h.obj("request");
-                opt(&mut r, "method", method);
-                opt(&mut r, "referrer", referrer);
+                opt(&mut r, "method", method, &line);
+                opt(&mut r, "referrer", referrer, &line);
                 body(&mut r, *body_bytes);
                 r.end();
             }
@@ -501,28 +507,28 @@ impl LogEvent<'_> {
         }
         if let Some(UrlFields { domain, original }) = &self.url {
             let mut u = o.obj("url");
-            opt(&mut u, "domain", domain);
-            opt(&mut u, "original", original);
+            opt(&mut u, "domain", domain, &line);
+            opt(&mut u, "original", original, &line);
             u.end();
         }
         if let Some(agent) = &self.user_agent {
             let mut u = o.obj("user_agent");
-            u.str("original", agent);
+            line.write(u.key("original"), agent);
             u.end();
         }
         if !self.log.is_empty() {
             let LogFields { level, syslog, parse_error, escaped, truncated } = &self.log;
             let mut l = o.obj("log");
-            opt(&mut l, "level", level);
+            opt(&mut l, "level", level, &line);
             if let Some(s) = syslog {
                 let mut y = l.obj("syslog");
                 if let Some(p) = s.priority {
                     y.raw_members(&PRIORITY_JSON[usize::from(p)]);
                 }
-                opt(&mut y, "hostname", &s.hostname);
-                opt(&mut y, "appname", &s.appname);
-                opt(&mut y, "procid", &s.procid);
-                opt(&mut y, "msgid", &s.msgid);
+                opt(&mut y, "hostname", &s.hostname, &line);
+                opt(&mut y, "appname", &s.appname, &line);
+                opt(&mut y, "procid", &s.procid, &line);
+                opt(&mut y, "msgid", &s.msgid, &line);
                 if let Some(sd) = &s.structured_data {
                     structured_data(y.key("structured_data"), sd);
                 }
@@ -540,35 +546,27 @@ impl LogEvent<'_> {
             l.end();
         }
         if let Some(message) = &self.message {
-            let out = o.key("message");
-            match plain_original.and_then(|at| within(&self.original, message).map(|i| at + i)) {
-                Some(at) => {
-                    out.push(b'"');
-                    out.extend_from_within(at..at + message.len());
-                    out.push(b'"');
-                }
-                None => canh_event::json::write_str(out, message),
-            }
+            line.write(o.key("message"), message);
         }
         if let Some(host) = &self.host {
             let mut h = o.obj("host");
-            h.str("hostname", host);
+            line.write(h.key("hostname"), host);
             h.end();
         }
         if let Some(ProcessFields { name, pid, command_line }) = &self.process {
             let mut p = o.obj("process");
-            opt(&mut p, "name", name);
+            opt(&mut p, "name", name, &line);
             p.opt_u64("pid", pid.map(u64::from));
-            opt(&mut p, "command_line", command_line);
+            opt(&mut p, "command_line", command_line, &line);
             p.end();
         }
         if let Some(UserFields { name, target, effective }) = &self.user {
             let mut u = o.obj("user");
-            u.str("name", name);
+            line.write(u.key("name"), name);
             for (key, who) in [("target", target), ("effective", effective)] {
                 if let Some(name) = who {
                     let mut t = u.obj(key);
-                    t.str("name", name);
+                    line.write(t.key("name"), name);
                     t.end();
                 }
             }
@@ -576,7 +574,7 @@ impl LogEvent<'_> {
         }
         if let Some(group) = &self.group {
             let mut g = o.obj("group");
-            g.str("name", group);
+            line.write(g.key("name"), group);
             g.end();
         }
         o.end();
@@ -589,10 +587,43 @@ fn within(whole: &str, part: &str) -> Option<usize> {
     (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
+/// The event's original line once written, with the offsets of its first bytes that JSON escapes:
+/// most text fields are slices of the line, and one that holds none of those bytes is written as
+/// it is (the bytes `write_str` would give) instead of being scanned again.
+struct Original<'t> {
+    text: &'t str,
+    escapes: [usize; 16],
+    /// How many bytes were escaped (more than `escapes` holds when the line has many).
+    count: usize,
+}
+
+impl Original<'_> {
+    /// `text` as a JSON string.
+    #[inline(always)]
+    fn write(&self, out: &mut Vec<u8>, text: &str) {
+        if !self.holds_plain(text) {
+            canh_event::json::write_str(out, text);
+            return;
+        }
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+
+    /// Whether `part` is a slice of the line without a byte that needed an escape.
+    #[inline(always)]
+    fn holds_plain(&self, part: &str) -> bool {
+        let Some(start) = within(self.text, part) else { return false };
+        let Some(escapes) = self.escapes.get(..self.count) else { return false };
+        let end = start + part.len();
+        !escapes.iter().any(|&at| start <= at && at < end)
+    }
+}
+
 #[inline(always)]
-fn opt(o: &mut Obj<'_>, key: &str, value: &Option<Text<'_>>) {
+fn opt(o: &mut Obj<'_>, key: &str, value: &Option<Text<'_>>, line: &Original<'_>) {
     if let Some(v) = value {
-        o.str(key, v);
+        line.write(o.key(key), v);
     }
 }
 
