@@ -134,30 +134,41 @@ pub fn write_ts(out: &mut Vec<u8>, ts: Timestamp) {
 /// Append an address as a JSON string (its `Display` form, as serde writes it).
 #[inline]
 pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    out.push(b'"');
     match ip {
         IpAddr::V4(v4) => {
+            // Built on the stack, then appended whole (a fixed-length copy) and cut to its length.
+            let mut text = [0u8; 17];
+            text[0] = b'"';
+            let mut n = 1;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[n] = b'.';
+                    n += 1;
                 }
                 // One to three digits, without leading zeros.
                 if octet >= 100 {
-                    out.push(b'0' + octet / 100);
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
                 }
                 if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
                 }
-                out.push(b'0' + octet % 10);
+                text[n] = b'0' + octet % 10;
+                n += 1;
             }
+            text[n] = b'"';
+            out.extend_from_slice(&text);
+            out.truncate(out.len() - (text.len() - n - 1));
         }
         IpAddr::V6(v6) => {
             use std::io::Write;
+            out.push(b'"');
             // Writing to a Vec cannot fail.
             let _ = write!(out, "{v6}");
+            out.push(b'"');
         }
     }
-    out.push(b'"');
 }
 
 /// One JSON object being written: keys get their commas, values their encoding.
