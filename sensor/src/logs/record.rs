@@ -124,8 +124,9 @@ pub struct UserFields<'a> {
 pub struct JsonConstants {
     sensor_id: String,
     tenant: String,
-    /// What log event ids hash: the sensor id with a `/log` suffix (see `log_event_id_bytes`).
-    namespace: String,
+    /// The first half of log event ids: the prefix of the sensor id with a `/log` suffix (see
+    /// `log_event_id_bytes`).
+    id_prefix: [u8; 16],
     /// `"kind":"event","dataset":"log"` (members of `event`).
     kind: Vec<u8>,
     /// `"id":"<sensor id>"` (a member of `observer`).
@@ -151,7 +152,7 @@ impl JsonConstants {
         JsonConstants {
             sensor_id: who.sensor_id.clone(),
             tenant: who.tenant.clone(),
-            namespace: format!("{}/log", who.sensor_id),
+            id_prefix: canh_event::sensor_prefix(&format!("{}/log", who.sensor_id)),
             kind: members(&|e| {
                 e.str("kind", Dataset::Log.kind().as_str());
                 e.str("dataset", Dataset::Log.as_str());
@@ -169,9 +170,9 @@ impl JsonConstants {
         }
     }
 
-    /// `log_event_id_bytes(sensor id, seq)`, with the hashed namespace built once.
+    /// `log_event_id_bytes(sensor id, seq)`, with the hashed prefix computed once.
     pub fn log_event_id(&self, seq: u64) -> [u8; 32] {
-        canh_event::event_id_bytes(&self.namespace, seq)
+        canh_event::event_id_with_prefix(&self.id_prefix, seq)
     }
 
     /// `ts` as a JSON string, the bytes of `json::write_ts`.
@@ -186,9 +187,12 @@ impl JsonConstants {
         out.extend_from_slice(&text);
         let mut fraction = *b".000000000Z\"";
         let mut nanos = ts.subsec_nanos();
-        for digit in fraction[1..10].iter_mut().rev() {
-            *digit = b'0' + (nanos % 10) as u8;
-            nanos /= 10;
+        // Most log times are whole seconds: nothing to write into the zeros.
+        if nanos != 0 {
+            for digit in fraction[1..10].iter_mut().rev() {
+                *digit = b'0' + (nanos % 10) as u8;
+                nanos /= 10;
+            }
         }
         out.extend_from_slice(&fraction);
     }
