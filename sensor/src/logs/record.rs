@@ -127,11 +127,12 @@ pub struct JsonConstants {
     /// The first half of log event ids: the prefix of the sensor id with a `/log` suffix (see
     /// `log_event_id_bytes`).
     id_prefix: [u8; 16],
-    /// `"kind":"event","dataset":"log"` (members of `event`).
+    /// `,"kind":"event","dataset":"log"` (members of `event`, after its id).
     kind: Vec<u8>,
-    /// `"id":"<sensor id>"` (a member of `observer`).
+    /// `},"observer":{"id":"<sensor id>"`: the end of `event`, the start of `observer`.
     observer_id: Vec<u8>,
-    /// `"organization":{"id":"<tenant>"},"canh":{"schema_version":N}`.
+    /// `},"organization":{"id":"<tenant>"},"canh":{"schema_version":N}`: the end of `observer`,
+    /// then the members after it.
     organization: Vec<u8>,
     /// The last second an `@timestamp` was written for, and its text to the second
     /// (`2026-11-23T10:00:00`): lines of the same second format only their fraction.
@@ -153,20 +154,29 @@ impl JsonConstants {
             sensor_id: who.sensor_id.clone(),
             tenant: who.tenant.clone(),
             id_prefix: canh_event::sensor_prefix(&format!("{}/log", who.sensor_id)),
-            kind: members(&|e| {
-                e.str("kind", Dataset::Log.kind().as_str());
-                e.str("dataset", Dataset::Log.as_str());
-            }),
-            observer_id: members(&|obs| obs.str("id", &who.sensor_id)),
+            kind: [
+                &b","[..],
+                &members(&|e| {
+                    e.str("kind", Dataset::Log.kind().as_str());
+                    e.str("dataset", Dataset::Log.as_str());
+                }),
+            ]
+            .concat(),
+            observer_id: [&b"},\"observer\":{"[..], &members(&|obs| obs.str("id", &who.sensor_id))]
+                .concat(),
             second: std::cell::Cell::new((None, [0; 19])),
-            organization: members(&|o| {
-                let mut org = o.obj("organization");
-                org.str("id", &who.tenant);
-                org.end();
-                let mut c = o.obj("canh");
-                c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
-                c.end();
-            }),
+            organization: [
+                &b"},"[..],
+                &members(&|o| {
+                    let mut org = o.obj("organization");
+                    org.str("id", &who.tenant);
+                    org.end();
+                    let mut c = o.obj("canh");
+                    c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
+                    c.end();
+                }),
+            ]
+            .concat(),
         }
     }
 
@@ -441,7 +451,6 @@ impl LogEvent<'_> {
         constants.write_timestamp(out, self.timestamp);
         out.extend_from_slice(b",\"event\":{\"id\":");
         write_str(out, id);
-        out.push(b',');
         out.extend_from_slice(&constants.kind);
         if let Some(list) = self.category {
             out.extend_from_slice(b",\"category\":");
@@ -474,7 +483,6 @@ impl LogEvent<'_> {
             }
             line.count += 1;
         });
-        out.extend_from_slice(b"},\"observer\":{");
         out.extend_from_slice(&constants.observer_id);
         if let Some(name) = &self.ingress {
             out.extend_from_slice(b",\"ingress\":{\"interface\":{\"name\":");
@@ -486,7 +494,6 @@ impl LogEvent<'_> {
             line.write(out, name);
             out.extend_from_slice(b"}}");
         }
-        out.extend_from_slice(b"},");
         out.extend_from_slice(&constants.organization);
         for (key, side) in
             [(&b",\"source\":{"[..], &self.source), (b",\"destination\":{", &self.destination)]
