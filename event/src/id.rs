@@ -31,7 +31,22 @@ pub fn event_id_bytes(sensor_id: &str, seq: u64) -> [u8; 32] {
         }
         out[..16].copy_from_slice(&last.1);
     });
-    for (i, slot) in out[16..].iter_mut().enumerate() {
+    out[16..].copy_from_slice(&seq_hex(seq));
+    out
+}
+
+/// [`event_id_bytes`] for a caller that keeps the sensor's prefix itself ([`sensor_prefix`]).
+pub fn event_id_with_prefix(prefix: &[u8; 16], seq: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(prefix);
+    out[16..].copy_from_slice(&seq_hex(seq));
+    out
+}
+
+/// `seq` as 16 lowercase hex digits, big-endian.
+fn seq_hex(seq: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, slot) in out.iter_mut().enumerate() {
         *slot = HEX[(seq >> (60 - 4 * i) & 0x0f) as usize];
     }
     out
@@ -71,6 +86,14 @@ mod tests {
         assert_eq!(event_id("hn-01", 7), "e4e97589a1ec83440000000000000007");
         assert_eq!(event_id("hn-01", 0x0102_0304_0506_0708), "e4e97589a1ec83440102030405060708");
         assert_eq!(&sensor_prefix("hn-01"), b"e4e97589a1ec8344");
+    }
+
+    #[test]
+    fn ids_from_a_kept_prefix() {
+        for seq in [0, 7, 0x0102_0304_0506_0708, u64::MAX] {
+            let ours = event_id_with_prefix(&sensor_prefix("hn-01"), seq);
+            assert_eq!(ours, event_id_bytes("hn-01", seq));
+        }
     }
 
     #[test]

@@ -15,6 +15,13 @@ use std::net::IpAddr;
 /// Append `text` as a JSON string (quoted and escaped as serde_json does).
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    write_str_noting(out, text, |_| {});
+}
+
+/// [`write_str`], calling `escaped` with the offset in `text` of each byte it escaped (in order),
+/// for callers that copy slices of `text` later without scanning them again.
+#[inline(always)]
+pub fn write_str_noting(out: &mut Vec<u8>, text: &str, mut escaped: impl FnMut(usize)) {
     out.reserve(text.len() + 2);
     out.push(b'"');
     let bytes = text.as_bytes();
@@ -22,9 +29,10 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     let mut i = 0;
     while i < bytes.len() {
         // Sixteen, then eight bytes at a time over the runs that need no escape (most of any
-        // text).
+        // text). The sixteen-byte test is written as a plain loop over the bytes, which the
+        // compiler turns into vector compares (SSE2).
         while let Some(chunk) = bytes.get(i..i + 16) {
-            if escape_bits(load(&chunk[..8])) | escape_bits(load(&chunk[8..])) != 0 {
+            if chunk.iter().fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\')) {
                 break;
             }
             i += 16;
@@ -44,6 +52,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
             }
             out.extend_from_slice(&bytes[start..i]);
             write_escape(out, b);
+            escaped(i);
             i += 1;
             start = i;
         }
@@ -126,30 +135,41 @@ pub fn write_ts(out: &mut Vec<u8>, ts: Timestamp) {
 /// Append an address as a JSON string (its `Display` form, as serde writes it).
 #[inline]
 pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    out.push(b'"');
     match ip {
         IpAddr::V4(v4) => {
+            // Built on the stack, then appended whole (a fixed-length copy) and cut to its length.
+            let mut text = [0u8; 17];
+            text[0] = b'"';
+            let mut n = 1;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[n] = b'.';
+                    n += 1;
                 }
                 // One to three digits, without leading zeros.
                 if octet >= 100 {
-                    out.push(b'0' + octet / 100);
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
                 }
                 if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
                 }
-                out.push(b'0' + octet % 10);
+                text[n] = b'0' + octet % 10;
+                n += 1;
             }
+            text[n] = b'"';
+            out.extend_from_slice(&text);
+            out.truncate(out.len() - (text.len() - n - 1));
         }
         IpAddr::V6(v6) => {
             use std::io::Write;
+            out.push(b'"');
             // Writing to a Vec cannot fail.
             let _ = write!(out, "{v6}");
+            out.push(b'"');
         }
     }
-    out.push(b'"');
 }
 
 /// One JSON object being written: keys get their commas, values their encoding.

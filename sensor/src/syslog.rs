@@ -95,6 +95,46 @@ pub fn parse<'a>(
     input: &'a [u8],
     options: &ParseOptions,
 ) -> Result<SyslogMessage<'a>, SyslogError> {
+    parse_source(Source { bytes: input, text: None }, options)
+}
+
+/// [`parse`] of a message already known to be UTF-8 (a log line is checked once, when its event
+/// is started): the fields are slices of `input` without another check.
+pub fn parse_text<'a>(
+    input: &'a str,
+    options: &ParseOptions,
+) -> Result<SyslogMessage<'a>, SyslogError> {
+    parse_source(Source { bytes: input.as_bytes(), text: Some(input) }, options)
+}
+
+/// A message's bytes, and the same bytes as text when they are known to be UTF-8.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    bytes: &'a [u8],
+    text: Option<&'a str>,
+}
+
+impl<'a> Source<'a> {
+    /// `part`, a slice of the message, as text: sliced from the text when the message is known to
+    /// be UTF-8 (fields are split at ASCII bytes, so they start and end on character
+    /// boundaries), else checked (and escaped where invalid) by `field_cow`.
+    fn field(self, part: &'a [u8]) -> Cow<'a, str> {
+        if let Some(text) = self.text {
+            let start = (part.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+            let end = start.wrapping_add(part.len());
+            if let Some(field) = text.get(start..end).filter(|f| f.as_ptr() == part.as_ptr()) {
+                return Cow::Borrowed(field);
+            }
+        }
+        field_cow(part)
+    }
+}
+
+fn parse_source<'a>(
+    source: Source<'a>,
+    options: &ParseOptions,
+) -> Result<SyslogMessage<'a>, SyslogError> {
+    let input = source.bytes;
     if input.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(SyslogError::Empty);
     }
@@ -105,13 +145,14 @@ pub fn parse<'a>(
     };
     if priority.is_some() {
         if let Some(after_version) = rest.strip_prefix(b"1 ") {
-            let mut msg = parse_5424(after_version, options);
+            let mut msg = parse_5424(after_version, source, options);
             msg.priority = priority;
             return Ok(msg);
         }
     }
     // Without a PRI, only a timestamp says the line is syslog: fail before building any field.
-    let mut msg = parse_3164(rest, options, priority.is_some()).ok_or(SyslogError::NoHeader)?;
+    let mut msg =
+        parse_3164(rest, source, options, priority.is_some()).ok_or(SyslogError::NoHeader)?;
     msg.priority = priority.or(options.default_priority);
     Ok(msg)
 }
@@ -186,17 +227,21 @@ pub fn escape_invalid_utf8(bytes: &[u8]) -> String {
     out
 }
 
-fn nil_or_text(token: &[u8]) -> Option<Cow<'_, str>> {
+fn nil_or_text<'a>(token: &'a [u8], source: Source<'a>) -> Option<Cow<'a, str>> {
     if token.is_empty() || token == b"-" {
         None
     } else {
-        Some(field_cow(token))
+        Some(source.field(token))
     }
 }
 
 /// RFC 5424 after `<PRI>1 `. Missing trailing fields (a truncated message) are left unset;
 /// malformed structured data is kept in the message.
-fn parse_5424<'a>(input: &'a [u8], options: &ParseOptions) -> SyslogMessage<'a> {
+fn parse_5424<'a>(
+    input: &'a [u8],
+    source: Source<'a>,
+    options: &ParseOptions,
+) -> SyslogMessage<'a> {
     let mut msg = SyslogMessage { format: Some(Format::Rfc5424), ..SyslogMessage::default() };
     let rest = skip_spaces(input);
     let (ts, rest) = token(rest);
@@ -204,13 +249,13 @@ fn parse_5424<'a>(input: &'a [u8], options: &ParseOptions) -> SyslogMessage<'a> 
         msg.timestamp = parse_iso(ts, options.utc_offset_secs);
     }
     let (host, rest) = token(skip_spaces(rest));
-    msg.hostname = nil_or_text(host);
+    msg.hostname = nil_or_text(host, source);
     let (app, rest) = token(skip_spaces(rest));
-    msg.appname = nil_or_text(app);
+    msg.appname = nil_or_text(app, source);
     let (procid, rest) = token(skip_spaces(rest));
-    msg.procid = nil_or_text(procid);
+    msg.procid = nil_or_text(procid, source);
     let (msgid, rest) = token(skip_spaces(rest));
-    msg.msgid = nil_or_text(msgid);
+    msg.msgid = nil_or_text(msgid, source);
     let rest = skip_spaces(rest);
     let rest = if let Some(after) = rest.strip_prefix(b"-") {
         after
@@ -227,7 +272,7 @@ fn parse_5424<'a>(input: &'a [u8], options: &ParseOptions) -> SyslogMessage<'a> 
     };
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     let rest = rest.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(rest);
-    msg.message = field_cow(rest);
+    msg.message = source.field(rest);
     msg
 }
 
@@ -294,6 +339,7 @@ fn quoted_value(input: &[u8]) -> Option<(String, &[u8])> {
 /// None when the message had no PRI (`has_pri` false) and has no timestamp either.
 fn parse_3164<'a>(
     input: &'a [u8],
+    source: Source<'a>,
     options: &ParseOptions,
     has_pri: bool,
 ) -> Option<SyslogMessage<'a>> {
@@ -309,7 +355,7 @@ fn parse_3164<'a>(
             let rest = skip_spaces(after);
             let (word, after_word) = token(rest);
             if is_hostname(word) {
-                msg.hostname = Some(field_cow(word));
+                msg.hostname = Some(source.field(word));
                 skip_spaces(after_word)
             } else {
                 rest
@@ -318,7 +364,7 @@ fn parse_3164<'a>(
         // No timestamp: rsyslog then takes no hostname either; the TAG starts the text.
         None => input,
     };
-    parse_tag(rest, &mut msg);
+    parse_tag(rest, source, &mut msg);
     Some(msg)
 }
 
@@ -332,30 +378,30 @@ fn is_hostname(word: &[u8]) -> bool {
 }
 
 /// `name[pid]: msg`, `name: msg`, `name msg` or just `msg`.
-fn parse_tag<'a>(input: &'a [u8], msg: &mut SyslogMessage<'a>) {
+fn parse_tag<'a>(input: &'a [u8], source: Source<'a>, msg: &mut SyslogMessage<'a>) {
     let name_len = input
         .iter()
         .take(MAX_TAG + 1)
         .position(|&b| b == b' ' || b == b':' || b == b'[' || b == b'\t')
         .unwrap_or(input.len().min(MAX_TAG + 1));
     if name_len == 0 || name_len > MAX_TAG {
-        msg.message = field_cow(input);
+        msg.message = source.field(input);
         return;
     }
-    msg.appname = Some(field_cow(&input[..name_len]));
+    msg.appname = Some(source.field(&input[..name_len]));
     let mut rest = &input[name_len..];
     if let Some(after) = rest.strip_prefix(b"[") {
         let close = after.iter().take(MAX_PROCID + 1).position(|&b| b == b']' || b == b' ');
         if let Some(len) = close.filter(|&len| after.get(len) == Some(&b']')) {
             if len > 0 {
-                msg.procid = Some(field_cow(&after[..len]));
+                msg.procid = Some(source.field(&after[..len]));
             }
             rest = &after[len + 1..];
         }
     }
     rest = rest.strip_prefix(b":").unwrap_or(rest);
     rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    msg.message = field_cow(rest);
+    msg.message = source.field(rest);
 }
 
 /// An RFC 3164 timestamp, or an ISO one, at the start of `input`; returns it and what follows.
@@ -896,6 +942,24 @@ mod tests {
                     .map(|t| t.year())
                     .ok();
                 proptest::prop_assert_eq!(Some(year_of(ts)), year_there);
+            }
+        }
+
+        /// Text already known to be UTF-8 parses to the same fields as its bytes, each a slice of
+        /// the text (no copy).
+        #[test]
+        fn parse_text_as_parse(
+            head in "(<[0-9]{1,3}>)?(1 )?[A-Za-z0-9 :.TZ+\\[\\]-]{0,40}",
+            tail in "\\PC{0,40}",
+        ) {
+            let line = format!("{head}{tail}");
+            let from_text = parse_text(&line, &opts());
+            proptest::prop_assert_eq!(&from_text, &parse(line.as_bytes(), &opts()));
+            if let Ok(m) = from_text {
+                let fields = [m.hostname, m.appname, m.procid, m.msgid, Some(m.message)];
+                for field in fields.into_iter().flatten() {
+                    proptest::prop_assert!(matches!(field, Cow::Borrowed(_)), "{field:?}");
+                }
             }
         }
 

@@ -33,14 +33,15 @@ pub fn kernel_into<'a>(message: &'a str, event: &mut LogEvent<'a>) {
     let mut egress = None;
     let mut out_follows = false;
     for (key, value, after_space) in key_values(&text[start..]) {
-        match key {
-            "SRC" => src = parse_ip(value),
-            "DST" => dst = parse_ip(value),
-            "SPT" => spt = value.parse::<u16>().ok(),
-            "DPT" => dpt = value.parse::<u16>().ok(),
-            "PROTO" => proto = Some(value),
-            "IN" if !value.is_empty() => ingress = Some(value),
-            "OUT" => {
+        // Matched as byte strings: compared in place rather than by a `memcmp` call per key.
+        match key.as_bytes() {
+            b"SRC" => src = parse_ip(value),
+            b"DST" => dst = parse_ip(value),
+            b"SPT" => spt = value.parse::<u16>().ok(),
+            b"DPT" => dpt = value.parse::<u16>().ok(),
+            b"PROTO" => proto = Some(value),
+            b"IN" if !value.is_empty() => ingress = Some(value),
+            b"OUT" => {
                 // " OUT=": a space right before the key.
                 out_follows |= after_space;
                 if !value.is_empty() {

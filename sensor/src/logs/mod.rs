@@ -310,7 +310,12 @@ fn syslog_into<'a>(
         received,
         default_priority: options.default_priority,
     };
-    let msg = syslog::parse(line, &parse_options).map_err(|e| match e {
+    // The line was checked to be UTF-8 when the event was started (its `original`).
+    let parsed = match checked_text(line, event) {
+        Some(text) => syslog::parse_text(text, &parse_options),
+        None => syslog::parse(line, &parse_options),
+    };
+    let msg = parsed.map_err(|e| match e {
         syslog::SyslogError::Empty => LineError::Empty,
         syslog::SyslogError::NoHeader => LineError::NoSyslogHeader,
     })?;
@@ -349,11 +354,19 @@ fn syslog_into<'a>(
 /// `line` as text: the event's `original` when that is this very line (already checked to be
 /// UTF-8 when the event was started), else checked (and escaped where invalid) here.
 pub fn line_text<'a>(line: &'a [u8], event: &LogEvent<'a>) -> Text<'a> {
+    match checked_text(line, event) {
+        Some(text) => Cow::Borrowed(text),
+        None => syslog::field_cow(line),
+    }
+}
+
+/// `line` as text when the event's `original` is this very line, already checked to be UTF-8.
+fn checked_text<'a>(line: &'a [u8], event: &LogEvent<'a>) -> Option<&'a str> {
     match event.original {
         Cow::Borrowed(text) if text.as_ptr() == line.as_ptr() && text.len() == line.len() => {
-            Cow::Borrowed(text)
+            Some(text)
         }
-        _ => syslog::field_cow(line),
+        _ => None,
     }
 }
 

@@ -219,22 +219,19 @@ pub fn start<E: std::fmt::Display>(
                 };
                 let fields = parser.fields(&raw.bytes, raw.truncated, raw.received);
                 json.clear();
-                match &raw.position {
+                let id = match &raw.position {
                     // A file line read again after a crash keeps its id.
                     Some(position) => {
-                        let id = tail::line_event_id(&who.sensor_id, position, &raw.bytes);
-                        fields.write_json_with(&id, &constants, &mut json);
+                        tail::line_event_id_bytes(&who.sensor_id, position, &raw.bytes)
                     }
-                    None => {
-                        let id = super::log_event_id_bytes(&who.sensor_id, seq);
-                        // Hex digits are ASCII.
-                        fields.write_json_with(
-                            std::str::from_utf8(&id).unwrap_or_default(),
-                            &constants,
-                            &mut json,
-                        );
-                    }
-                }
+                    None => constants.log_event_id(seq),
+                };
+                // Hex digits are ASCII.
+                fields.write_json_with(
+                    std::str::from_utf8(&id).unwrap_or_default(),
+                    &constants,
+                    &mut json,
+                );
                 seq += 1;
                 if let Some(reason) = fields.log.parse_error {
                     metrics.parse_errors.with_label_values(&[reason]).inc();

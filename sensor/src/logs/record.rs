@@ -124,13 +124,15 @@ pub struct UserFields<'a> {
 pub struct JsonConstants {
     sensor_id: String,
     tenant: String,
-    /// What log event ids hash: the sensor id with a `/log` suffix (see `log_event_id_bytes`).
-    namespace: String,
-    /// `"kind":"event","dataset":"log"` (members of `event`).
+    /// The first half of log event ids: the prefix of the sensor id with a `/log` suffix (see
+    /// `log_event_id_bytes`).
+    id_prefix: [u8; 16],
+    /// `,"kind":"event","dataset":"log"` (members of `event`, after its id).
     kind: Vec<u8>,
-    /// `"id":"<sensor id>"` (a member of `observer`).
+    /// `},"observer":{"id":"<sensor id>"`: the end of `event`, the start of `observer`.
     observer_id: Vec<u8>,
-    /// `"organization":{"id":"<tenant>"},"canh":{"schema_version":N}`.
+    /// `},"organization":{"id":"<tenant>"},"canh":{"schema_version":N}`: the end of `observer`,
+    /// then the members after it.
     organization: Vec<u8>,
     /// The last second an `@timestamp` was written for, and its text to the second
     /// (`2026-11-23T10:00:00`): lines of the same second format only their fraction.
@@ -151,27 +153,36 @@ impl JsonConstants {
         JsonConstants {
             sensor_id: who.sensor_id.clone(),
             tenant: who.tenant.clone(),
-            namespace: format!("{}/log", who.sensor_id),
-            kind: members(&|e| {
-                e.str("kind", Dataset::Log.kind().as_str());
-                e.str("dataset", Dataset::Log.as_str());
-            }),
-            observer_id: members(&|obs| obs.str("id", &who.sensor_id)),
+            id_prefix: canh_event::sensor_prefix(&format!("{}/log", who.sensor_id)),
+            kind: [
+                &b","[..],
+                &members(&|e| {
+                    e.str("kind", Dataset::Log.kind().as_str());
+                    e.str("dataset", Dataset::Log.as_str());
+                }),
+            ]
+            .concat(),
+            observer_id: [&b"},\"observer\":{"[..], &members(&|obs| obs.str("id", &who.sensor_id))]
+                .concat(),
             second: std::cell::Cell::new((None, [0; 19])),
-            organization: members(&|o| {
-                let mut org = o.obj("organization");
-                org.str("id", &who.tenant);
-                org.end();
-                let mut c = o.obj("canh");
-                c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
-                c.end();
-            }),
+            organization: [
+                &b"},"[..],
+                &members(&|o| {
+                    let mut org = o.obj("organization");
+                    org.str("id", &who.tenant);
+                    org.end();
+                    let mut c = o.obj("canh");
+                    c.u64("schema_version", u64::from(canh_event::SCHEMA_VERSION));
+                    c.end();
+                }),
+            ]
+            .concat(),
         }
     }
 
-    /// `log_event_id_bytes(sensor id, seq)`, with the hashed namespace built once.
+    /// `log_event_id_bytes(sensor id, seq)`, with the hashed prefix computed once.
     pub fn log_event_id(&self, seq: u64) -> [u8; 32] {
-        canh_event::event_id_bytes(&self.namespace, seq)
+        canh_event::event_id_with_prefix(&self.id_prefix, seq)
     }
 
     /// `ts` as a JSON string, the bytes of `json::write_ts`.
@@ -186,9 +197,12 @@ impl JsonConstants {
         out.extend_from_slice(&text);
         let mut fraction = *b".000000000Z\"";
         let mut nanos = ts.subsec_nanos();
-        for digit in fraction[1..10].iter_mut().rev() {
-            *digit = b'0' + (nanos % 10) as u8;
-            nanos /= 10;
+        // Most log times are whole seconds: nothing to write into the zeros.
+        if nanos != 0 {
+            for digit in fraction[1..10].iter_mut().rev() {
+                *digit = b'0' + (nanos % 10) as u8;
+                nanos /= 10;
+            }
         }
         out.extend_from_slice(&fraction);
     }
@@ -426,160 +440,247 @@ impl LogEvent<'_> {
     }
 
     /// [`LogEvent::write_json`] with the sensor's constant members encoded beforehand.
+    ///
+    /// Written without `Obj`: each key goes out with the punctuation around it as one constant
+    /// (`,"hostname":`), so a member costs one append for its key instead of four; this writer is
+    /// most of the work per log line. Objects whose members are all optional use [`Members`] for
+    /// their commas.
     pub fn write_json_with(&self, id: &str, constants: &JsonConstants, out: &mut Vec<u8>) {
-        let mut o = Obj::begin(out);
-        constants.write_timestamp(o.key("@timestamp"), self.timestamp);
-        let mut e = o.obj("event");
-        e.str("id", id);
-        e.raw_members(&constants.kind);
+        use canh_event::json::{write_i64, write_ip, write_str, write_str_noting, write_u64};
+        out.extend_from_slice(b"{\"@timestamp\":");
+        constants.write_timestamp(out, self.timestamp);
+        out.extend_from_slice(b",\"event\":{\"id\":");
+        write_str(out, id);
+        out.extend_from_slice(&constants.kind);
         if let Some(list) = self.category {
-            str_list(&mut e, "category", list);
+            out.extend_from_slice(b",\"category\":");
+            str_list(out, list);
         }
         if let Some(list) = self.r#type {
-            str_list(&mut e, "type", list);
+            out.extend_from_slice(b",\"type\":");
+            str_list(out, list);
         }
         if let Some(outcome) = self.outcome {
-            plain(e.key("outcome"), outcome);
+            out.extend_from_slice(b",\"outcome\":");
+            plain(out, outcome);
         }
-        opt(&mut e, "action", &self.action);
-        e.opt_i64("duration", self.duration);
-        // Where the original's text starts in `out`, when it needed no escape (most lines): the
-        // message, a slice of it, is then copied from there instead of being escaped again.
-        let out = e.key("original");
-        let start = out.len();
-        canh_event::json::write_str(out, &self.original);
-        let plain_original = (out.len() - start == self.original.len() + 2).then_some(start + 1);
-        e.end();
-        let mut obs = o.obj("observer");
-        obs.raw_members(&constants.observer_id);
-        for (key, side) in [("ingress", &self.ingress), ("egress", &self.egress)] {
-            if let Some(name) = side {
-                let mut s = obs.obj(key);
-                let mut i = s.obj("interface");
-                i.str("name", name);
-                i.end();
-                s.end();
+        // Before the original: escaped by itself.
+        if let Some(action) = &self.action {
+            out.extend_from_slice(b",\"action\":");
+            write_str(out, action);
+        }
+        if let Some(duration) = self.duration {
+            out.extend_from_slice(b",\"duration\":");
+            write_i64(out, duration);
+        }
+        // The offsets of the original's bytes that needed an escape: the fields that are slices
+        // of the line without one of them are then copied instead of being escaped again.
+        out.extend_from_slice(b",\"original\":");
+        let mut line = Original { text: &self.original, escapes: [0; 16], count: 0 };
+        write_str_noting(out, &self.original, |at| {
+            if let Some(slot) = line.escapes.get_mut(line.count) {
+                *slot = at;
             }
+            line.count += 1;
+        });
+        out.extend_from_slice(&constants.observer_id);
+        if let Some(name) = &self.ingress {
+            out.extend_from_slice(b",\"ingress\":{\"interface\":{\"name\":");
+            line.write(out, name);
+            out.extend_from_slice(b"}}");
         }
-        obs.end();
-        o.raw_members(&constants.organization);
-        for (key, side) in [("source", &self.source), ("destination", &self.destination)] {
+        if let Some(name) = &self.egress {
+            out.extend_from_slice(b",\"egress\":{\"interface\":{\"name\":");
+            line.write(out, name);
+            out.extend_from_slice(b"}}");
+        }
+        out.extend_from_slice(&constants.organization);
+        for (key, side) in
+            [(&b",\"source\":{"[..], &self.source), (b",\"destination\":{", &self.destination)]
+        {
             if let Some(Endpoint { ip, port, packets, bytes }) = side {
-                let mut p = o.obj(key);
+                out.extend_from_slice(key);
+                let mut p = Members::new(out);
                 if let Some(ip) = ip {
-                    p.ip("ip", *ip);
+                    write_ip(p.key(b"\"ip\":"), *ip);
                 }
-                p.opt_u64("port", port.map(u64::from));
-                p.opt_u64("packets", *packets);
-                p.opt_u64("bytes", *bytes);
-                p.end();
+                if let Some(port) = port {
+                    write_u64(p.key(b"\"port\":"), u64::from(*port));
+                }
+                if let Some(packets) = packets {
+                    write_u64(p.key(b"\"packets\":"), *packets);
+                }
+                if let Some(bytes) = bytes {
+                    write_u64(p.key(b"\"bytes\":"), *bytes);
+                }
+                out.push(b'}');
             }
         }
         if let Some(NetworkFields { transport, iana_number }) = &self.network {
-            let mut n = o.obj("network");
-            opt(&mut n, "transport", transport);
-            n.opt_u64("iana_number", iana_number.map(u64::from));
-            n.end();
+            out.extend_from_slice(b",\"network\":{");
+            let mut n = Members::new(out);
+            if let Some(transport) = transport {
+                line.write(n.key(b"\"transport\":"), transport);
+            }
+            if let Some(number) = iana_number {
+                write_u64(n.key(b"\"iana_number\":"), u64::from(*number));
+            }
+            out.push(b'}');
         }
         if let Some(HttpFields { version, request, response }) = &self.http {
-            let mut h = o.obj("http");
-            opt(&mut h, "version", version);
+            out.extend_from_slice(b",\"http\":{");
+            let mut h = Members::new(out);
+            if let Some(version) = version {
+                line.write(h.key(b"\"version\":"), version);
+            }
             if let Some(HttpRequestFields { method, referrer, body_bytes }) = request {
-                let mut r = h.obj("request");
-                opt(&mut r, "method", method);
-                opt(&mut r, "referrer", referrer);
+                let out = h.key(b"\"request\":{");
+                let mut r = Members::new(out);
+                if let Some(method) = method {
+                    line.write(r.key(b"\"method\":"), method);
+                }
+                if let Some(referrer) = referrer {
+                    line.write(r.key(b"\"referrer\":"), referrer);
+                }
                 body(&mut r, *body_bytes);
-                r.end();
+                out.push(b'}');
             }
             if let Some(HttpResponseFields { status_code, body_bytes }) = response {
-                let mut r = h.obj("response");
-                r.opt_u64("status_code", status_code.map(u64::from));
+                let out = h.key(b"\"response\":{");
+                let mut r = Members::new(out);
+                if let Some(code) = status_code {
+                    write_u64(r.key(b"\"status_code\":"), u64::from(*code));
+                }
                 body(&mut r, *body_bytes);
-                r.end();
+                out.push(b'}');
             }
-            h.end();
+            out.push(b'}');
         }
         if let Some(UrlFields { domain, original }) = &self.url {
-            let mut u = o.obj("url");
-            opt(&mut u, "domain", domain);
-            opt(&mut u, "original", original);
-            u.end();
+            out.extend_from_slice(b",\"url\":{");
+            let mut u = Members::new(out);
+            if let Some(domain) = domain {
+                line.write(u.key(b"\"domain\":"), domain);
+            }
+            if let Some(original) = original {
+                line.write(u.key(b"\"original\":"), original);
+            }
+            out.push(b'}');
         }
         if let Some(agent) = &self.user_agent {
-            let mut u = o.obj("user_agent");
-            u.str("original", agent);
-            u.end();
+            out.extend_from_slice(b",\"user_agent\":{\"original\":");
+            line.write(out, agent);
+            out.push(b'}');
         }
         if !self.log.is_empty() {
             let LogFields { level, syslog, parse_error, escaped, truncated } = &self.log;
-            let mut l = o.obj("log");
-            opt(&mut l, "level", level);
+            out.extend_from_slice(b",\"log\":{");
+            let mut l = Members::new(out);
+            if let Some(level) = level {
+                line.write(l.key(b"\"level\":"), level);
+            }
             if let Some(s) = syslog {
-                let mut y = l.obj("syslog");
+                let out = l.key(b"\"syslog\":{");
+                let mut y = Members::new(out);
                 if let Some(p) = s.priority {
-                    y.raw_members(&PRIORITY_JSON[usize::from(p)]);
+                    y.key(&PRIORITY_JSON[usize::from(p)]);
                 }
-                opt(&mut y, "hostname", &s.hostname);
-                opt(&mut y, "appname", &s.appname);
-                opt(&mut y, "procid", &s.procid);
-                opt(&mut y, "msgid", &s.msgid);
+                for (key, value) in [
+                    (&b"\"hostname\":"[..], &s.hostname),
+                    (b"\"appname\":", &s.appname),
+                    (b"\"procid\":", &s.procid),
+                    (b"\"msgid\":", &s.msgid),
+                ] {
+                    if let Some(value) = value {
+                        line.write(y.key(key), value);
+                    }
+                }
                 if let Some(sd) = &s.structured_data {
-                    structured_data(y.key("structured_data"), sd);
+                    structured_data(y.key(b"\"structured_data\":"), sd);
                 }
-                y.end();
+                out.push(b'}');
             }
             if let Some(reason) = parse_error {
-                l.str("parse_error", reason);
+                write_str(l.key(b"\"parse_error\":"), reason);
             }
             if *escaped {
-                l.bool("escaped", true);
+                l.key(b"\"escaped\":true");
             }
             if *truncated {
-                l.bool("truncated", true);
+                l.key(b"\"truncated\":true");
             }
-            l.end();
+            out.push(b'}');
         }
         if let Some(message) = &self.message {
-            let out = o.key("message");
-            match plain_original.and_then(|at| within(&self.original, message).map(|i| at + i)) {
-                Some(at) => {
-                    out.push(b'"');
-                    out.extend_from_within(at..at + message.len());
-                    out.push(b'"');
-                }
-                None => canh_event::json::write_str(out, message),
-            }
+            out.extend_from_slice(b",\"message\":");
+            line.write(out, message);
         }
         if let Some(host) = &self.host {
-            let mut h = o.obj("host");
-            h.str("hostname", host);
-            h.end();
+            out.extend_from_slice(b",\"host\":{\"hostname\":");
+            line.write(out, host);
+            out.push(b'}');
         }
         if let Some(ProcessFields { name, pid, command_line }) = &self.process {
-            let mut p = o.obj("process");
-            opt(&mut p, "name", name);
-            p.opt_u64("pid", pid.map(u64::from));
-            opt(&mut p, "command_line", command_line);
-            p.end();
+            out.extend_from_slice(b",\"process\":{");
+            let mut p = Members::new(out);
+            if let Some(name) = name {
+                line.write(p.key(b"\"name\":"), name);
+            }
+            if let Some(pid) = pid {
+                write_u64(p.key(b"\"pid\":"), u64::from(*pid));
+            }
+            if let Some(command_line) = command_line {
+                line.write(p.key(b"\"command_line\":"), command_line);
+            }
+            out.push(b'}');
         }
         if let Some(UserFields { name, target, effective }) = &self.user {
-            let mut u = o.obj("user");
-            u.str("name", name);
-            for (key, who) in [("target", target), ("effective", effective)] {
+            out.extend_from_slice(b",\"user\":{\"name\":");
+            line.write(out, name);
+            for (key, who) in [
+                (&b",\"target\":{\"name\":"[..], target),
+                (b",\"effective\":{\"name\":", effective),
+            ] {
                 if let Some(name) = who {
-                    let mut t = u.obj(key);
-                    t.str("name", name);
-                    t.end();
+                    out.extend_from_slice(key);
+                    line.write(out, name);
+                    out.push(b'}');
                 }
             }
-            u.end();
+            out.push(b'}');
         }
         if let Some(group) = &self.group {
-            let mut g = o.obj("group");
-            g.str("name", group);
-            g.end();
+            out.extend_from_slice(b",\"group\":{\"name\":");
+            line.write(out, group);
+            out.push(b'}');
         }
-        o.end();
+        out.push(b'}');
+    }
+}
+
+/// The members of a JSON object that may have none: a comma before each but the first. Keys are
+/// passed encoded (`"name":`, or a whole encoded member).
+struct Members<'o> {
+    out: &'o mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'o> Members<'o> {
+    #[inline(always)]
+    fn new(out: &'o mut Vec<u8>) -> Members<'o> {
+        Members { out, empty: true }
+    }
+
+    /// Append `key` (with a comma before it unless it is the first) and hand back the buffer for
+    /// the value.
+    #[inline(always)]
+    fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.extend_from_slice(key);
+        self.out
     }
 }
 
@@ -589,16 +690,41 @@ fn within(whole: &str, part: &str) -> Option<usize> {
     (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
-#[inline(always)]
-fn opt(o: &mut Obj<'_>, key: &str, value: &Option<Text<'_>>) {
-    if let Some(v) = value {
-        o.str(key, v);
+/// The event's original line once written, with the offsets of its first bytes that JSON escapes:
+/// most text fields are slices of the line, and one that holds none of those bytes is written as
+/// it is (the bytes `write_str` would give) instead of being scanned again.
+struct Original<'t> {
+    text: &'t str,
+    escapes: [usize; 16],
+    /// How many bytes were escaped (more than `escapes` holds when the line has many).
+    count: usize,
+}
+
+impl Original<'_> {
+    /// `text` as a JSON string.
+    #[inline(always)]
+    fn write(&self, out: &mut Vec<u8>, text: &str) {
+        if !self.holds_plain(text) {
+            canh_event::json::write_str(out, text);
+            return;
+        }
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+
+    /// Whether `part` is a slice of the line without a byte that needed an escape.
+    #[inline(always)]
+    fn holds_plain(&self, part: &str) -> bool {
+        let Some(start) = within(self.text, part) else { return false };
+        let Some(escapes) = self.escapes.get(..self.count) else { return false };
+        let end = start + part.len();
+        !escapes.iter().any(|&at| start <= at && at < end)
     }
 }
 
 #[inline(always)]
-fn str_list(o: &mut Obj<'_>, key: &str, values: &[&str]) {
-    let out = o.key(key);
+fn str_list(out: &mut Vec<u8>, values: &[&str]) {
     out.push(b'[');
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
@@ -620,11 +746,11 @@ fn plain(out: &mut Vec<u8>, text: &str) {
 }
 
 #[inline(always)]
-fn body(o: &mut Obj<'_>, bytes: Option<u64>) {
+fn body(m: &mut Members<'_>, bytes: Option<u64>) {
     if let Some(bytes) = bytes {
-        let mut b = o.obj("body");
-        b.u64("bytes", bytes);
-        b.end();
+        let out = m.key(b"\"body\":{\"bytes\":");
+        canh_event::json::write_u64(out, bytes);
+        out.push(b'}');
     }
 }
 

@@ -88,9 +88,29 @@ impl Checkpoints {
 /// events get one id only if a file with the same inode holds a line with the same bytes ending at
 /// the same offset (the collector would then keep one of them).
 pub fn line_event_id(sensor_id: &str, position: &FilePosition, line: &[u8]) -> String {
-    let namespace =
-        format!("{sensor_id}/file/{}/{}/{:08x}", position.dev, position.ino, crc32fast::hash(line));
-    canh_event::event_id(&namespace, position.offset)
+    let id = line_event_id_bytes(sensor_id, position, line);
+    String::from_utf8_lossy(&id).into_owned()
+}
+
+/// [`line_event_id`] as its 32 hex digits, without allocating for the usual short sensor ids:
+/// this runs once per tailed line. The hashed namespace differs per line (it holds the line's
+/// CRC), so its prefix is computed here rather than looked up in `event_id_bytes`'s cache.
+pub fn line_event_id_bytes(sensor_id: &str, position: &FilePosition, line: &[u8]) -> [u8; 32] {
+    use std::io::Write;
+    let crc = crc32fast::hash(line);
+    let mut buf = [0u8; 256];
+    let mut rest = &mut buf[..];
+    let written = write!(rest, "{sensor_id}/file/{}/{}/{crc:08x}", position.dev, position.ino);
+    let len = 256 - rest.len();
+    let prefix = match (written, std::str::from_utf8(&buf[..len])) {
+        (Ok(()), Ok(namespace)) => canh_event::sensor_prefix(namespace),
+        // A sensor id too long for the buffer.
+        _ => canh_event::sensor_prefix(&format!(
+            "{sensor_id}/file/{}/{}/{crc:08x}",
+            position.dev, position.ino
+        )),
+    };
+    canh_event::event_id_with_prefix(&prefix, position.offset)
 }
 
 struct Tracked {
@@ -273,6 +293,14 @@ mod tests {
         let other_inode = FilePosition { ino: 3, ..at(10) };
         assert_ne!(id, line_event_id("s1", &other_inode, b"line one"));
         assert_ne!(id, crate::logs::log_event_id("s1", 10));
+        // The documented scheme, with short and over-long sensor ids.
+        for sensor_id in ["s1", &"x".repeat(300)] {
+            let position = FilePosition { dev: u64::MAX, ..at(u64::MAX) };
+            let namespace =
+                format!("{sensor_id}/file/{}/2/{:08x}", u64::MAX, crc32fast::hash(b"l"));
+            let expected = canh_event::event_id(&namespace, u64::MAX);
+            assert_eq!(line_event_id(sensor_id, &position, b"l"), expected);
+        }
     }
 
     #[test]

@@ -27,10 +27,10 @@ pub fn access_into<'a>(line: &'a [u8], event: &mut LogEvent<'a>) -> Result<(), W
 }
 
 fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebError> {
-    let mut rest = text.trim_start();
+    let mut rest = trim_start(text);
     fn next_word<'t>(rest: &mut &'t str) -> Result<&'t str, WebError> {
         let (word, after) = split_once_byte(rest, b' ').unwrap_or((rest, ""));
-        *rest = after.trim_start();
+        *rest = trim_start(after);
         Some(word).filter(|w| !w.is_empty()).ok_or(WebError::NotAccess)
     }
     let mut client = next_word(&mut rest)?;
@@ -50,19 +50,22 @@ fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebErr
     let time_text = rest_after_user.strip_prefix('[').ok_or(WebError::NotAccess)?;
     let (time_text, after) = split_once_byte(time_text, b']').ok_or(WebError::NotAccess)?;
     let timestamp = parse_access_time(time_text).ok_or(WebError::NotAccess)?;
-    let after = after.trim_start();
+    let after = trim_start(after);
     let (request, after) = quoted_field(after).ok_or(WebError::NotAccess)?;
-    let mut fields = after.split_whitespace();
-    let status = fields.next().ok_or(WebError::NotAccess)?;
+    // `after.split_whitespace()`'s first two items.
+    let (status, after_status) = first_word(after).ok_or(WebError::NotAccess)?;
     let status: Option<u16> = match status {
         "-" => None,
         s => Some(s.parse().map_err(|_| WebError::NotAccess)?),
     };
-    let bytes = fields.next().and_then(|b| b.parse::<u64>().ok());
-    // Referrer and user agent follow the size in the combined format.
-    let after_size = after.trim_start().splitn(3, ' ').nth(2).unwrap_or("").trim_start();
+    let bytes = first_word(after_status).and_then(|(b, _)| b.parse::<u64>().ok());
+    // Referrer and user agent follow the size in the combined format: what follows the second
+    // space (`splitn(3, ' ').nth(2)`).
+    let after_size = split_once_byte(trim_start(after), b' ')
+        .and_then(|(_, rest)| split_once_byte(rest, b' '))
+        .map_or("", |(_, rest)| trim_start(rest));
     let (referrer, after) = quoted_field(after_size).unwrap_or_default();
-    let (agent, _) = quoted_field(after.trim_start()).unwrap_or_default();
+    let (agent, _) = quoted_field(trim_start(after)).unwrap_or_default();
 
     event.timestamp = timestamp;
     let ip = parse_ip(client);
@@ -70,8 +73,14 @@ fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebErr
     if user != "-" {
         super::auth::set_user(event, user);
     }
-    let mut parts = request.splitn(3, ' ');
-    let (method, url, version) = (parts.next(), parts.next(), parts.next());
+    // `request.splitn(3, ' ')`.
+    let (method, url, version) = match split_once_byte(request, b' ') {
+        None => (Some(request), None, None),
+        Some((method, rest)) => match split_once_byte(rest, b' ') {
+            None => (Some(method), Some(rest), None),
+            Some((url, version)) => (Some(method), Some(url), Some(version)),
+        },
+    };
     let mut http = HttpFields {
         request: Some(HttpRequestFields {
             method: method.filter(|_| url.is_some()).map(Cow::Borrowed),
@@ -106,6 +115,37 @@ fn access_text<'a>(text: &'a str, event: &mut LogEvent<'a>) -> Result<(), WebErr
     };
     classify(event, &["web"], &["access"], outcome, "http-request");
     Ok(())
+}
+
+/// Whether `b` is an ASCII character that `char::is_whitespace` holds for (which includes the
+/// vertical tab, unlike `u8::is_ascii_whitespace`).
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
+}
+
+/// `text.trim_start()`, returning at once when the first byte is an ASCII character other than
+/// whitespace (the usual case; `trim_start` decodes characters).
+fn trim_start(text: &str) -> &str {
+    match text.as_bytes().first() {
+        Some(&b) if b.is_ascii() && !is_ascii_space(b) => text,
+        _ => text.trim_start(),
+    }
+}
+
+/// `text.split_whitespace()`'s first item and the text after it, reading ASCII bytes directly.
+fn first_word(text: &str) -> Option<(&str, &str)> {
+    let text = trim_start(text);
+    let bytes = text.as_bytes();
+    if bytes.is_empty() {
+        return None;
+    }
+    let end = match bytes.iter().position(|&b| !b.is_ascii() || is_ascii_space(b)) {
+        None => bytes.len(),
+        Some(at) if bytes[at].is_ascii() => at,
+        // Another character: the std search from there (it may be a Unicode space).
+        Some(at) => at + text[at..].find(char::is_whitespace).unwrap_or(text.len() - at),
+    };
+    Some((&text[..end], &text[end..]))
 }
 
 /// A `"..."` field with `\"` and `\\` escapes (Apache escapes quotes in the request and agent);
@@ -473,6 +513,16 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn byte_scans_as_std(text in "[a\\- \t\n\x0b\x0c\r\x1fé\u{a0}\u{85}\u{2003}]{0,16}") {
+            proptest::prop_assert_eq!(trim_start(&text), text.trim_start());
+            let mut words = text.split_whitespace();
+            let ours = first_word(&text);
+            proptest::prop_assert_eq!(ours.map(|(w, _)| w), words.next());
+            let second = ours.and_then(|(_, rest)| first_word(rest)).map(|(w, _)| w);
+            proptest::prop_assert_eq!(second, words.next());
+        }
+
         #[test]
         fn quoted_field_reads_as_bytewise(text in "\"[a\"\\\\é ]{0,20}") {
             proptest::prop_assert_eq!(quoted_field(&text), quoted_field_bytewise(&text));
