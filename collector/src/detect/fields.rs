@@ -7,9 +7,42 @@
 
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{Event, EventValue};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cell::Cell;
+
+/// Objects with at most this many keys are searched key by key (see `key_in`); larger ones
+/// through the map's own ordered search.
+const SCAN_KEYS: usize = 16;
+
+/// `map.get(key)`. serde_json's map is a `BTreeMap`: its search compares the wanted key with
+/// each key on the way through `memcmp` (a library call per key, and a read of each key's bytes,
+/// which live in their own allocation). An event's objects are small, so a scan that compares
+/// the lengths first (held in the map's node) reads the bytes of same-length keys only. Same
+/// answer: keys are unique.
+#[inline]
+pub fn key_in<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() > SCAN_KEYS {
+        return map.get(key);
+    }
+    let key = key.as_bytes();
+    map.iter().find(|(k, _)| same_bytes(k.as_bytes(), key)).map(|(_, v)| v)
+}
+
+/// `value.get(key)` for an object key, through `key_in`.
+#[inline]
+pub fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(map) => key_in(map, key),
+        _ => None,
+    }
+}
+
+/// `a == b` for short byte strings: the length first, then a byte loop (no `bcmp` call).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
 
 /// A Canh event (a JSON object) as rsigma reads it.
 pub struct CanhEvent<'a> {
@@ -92,7 +125,7 @@ impl FieldPath {
     /// with a dot (`has_dotted_keys`); when not, the probe for the whole path is skipped.
     pub fn get_in<'a>(&self, root: &'a Value, dotted_keys: bool) -> Option<&'a Value> {
         if !self.dotted || dotted_keys {
-            if let Some(value) = root.get(self.path.as_str()) {
+            if let Some(value) = get(root, self.path.as_str()) {
                 return Some(value);
             }
         }
@@ -101,7 +134,7 @@ impl FieldPath {
         }
         let mut current = root;
         for segment in &self.segments {
-            current = current.get(segment.as_str())?;
+            current = get(current, segment.as_str())?;
         }
         Some(current)
     }
@@ -123,7 +156,7 @@ fn walk<'a, 's>(
 ) -> Walk<'a> {
     let Value::Object(map) = root else { return Walk::Unsure };
     if !dotted || dotted_keys() {
-        if let Some(value) = map.get(path) {
+        if let Some(value) = key_in(map, path) {
             return Walk::Found(value);
         }
     }
@@ -134,7 +167,7 @@ fn walk<'a, 's>(
     let mut current = root;
     for segment in segments {
         current = match current {
-            Value::Object(map) => match map.get(segment) {
+            Value::Object(map) => match key_in(map, segment) {
                 Some(next) => next,
                 None => return Walk::Absent,
             },
@@ -168,7 +201,7 @@ impl<'a> CanhEvent<'a> {
     /// The top-level key `key` as the first step of `walk` takes it (no key with a dot).
     pub fn top_level(&self, key: &str) -> Walk<'a> {
         let Value::Object(map) = self.value else { return Walk::Unsure };
-        match map.get(key) {
+        match key_in(map, key) {
             Some(value) => Walk::Found(value),
             None => Walk::Absent,
         }
@@ -181,7 +214,7 @@ impl<'a> CanhEvent<'a> {
         let Walk::Found(mut current) = top else { return top };
         for segment in &field.segments[1..] {
             current = match current {
-                Value::Object(map) => match map.get(segment.as_str()) {
+                Value::Object(map) => match key_in(map, segment.as_str()) {
                     Some(next) => next,
                     None => return Walk::Absent,
                 },

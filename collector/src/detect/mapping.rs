@@ -2,6 +2,7 @@
 //! and how a rule's Sigma taxonomy field names are rewritten to Canh's ECS names. The table itself is
 //! data (`rules/mappings/canh.yml`); this module reads it and applies it to parsed rules.
 
+use crate::detect::fields;
 use rsigma_parser::{Detection, LogSource, SigmaRule};
 use serde::Deserialize;
 use serde_json::Value;
@@ -182,7 +183,9 @@ impl Mapping {
     ) {
         out.clear();
         // Not `pointer("/event/dataset")`: it parses the pointer (and allocates) on every call.
-        let dataset = event.get("event").and_then(|e| e.get("dataset")).and_then(Value::as_str);
+        let dataset = fields::get(event, "event")
+            .and_then(|e| fields::get(e, "dataset"))
+            .and_then(Value::as_str);
         // The field of the last `when` and its value: the log families all ask for
         // `process.name`, looked up once.
         let mut last_when: Option<(&str, Option<&Value>)> = None;
@@ -253,7 +256,7 @@ fn when_holds(when: &When, value: Option<&Value>) -> bool {
 
 /// A dotted path in a nested JSON object.
 pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
-    if let Some(value) = event.get(path) {
+    if let Some(value) = fields::get(event, path) {
         return Some(value);
     }
     // Split with a byte loop, not `split('.')` (a `memchr` call per segment of a short path);
@@ -263,11 +266,11 @@ pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
     loop {
         match rest.bytes().position(|b| b == b'.') {
             Some(dot) => {
-                current = current.get(&rest[..dot])?;
+                current = fields::get(current, &rest[..dot])?;
                 rest = &rest[dot + 1..];
             }
             None if rest.len() == path.len() => return None,
-            None => return current.get(rest),
+            None => return fields::get(current, rest),
         }
     }
 }

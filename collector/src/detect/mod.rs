@@ -32,8 +32,8 @@ use mapping::Mapping;
 use prefilter::Prefilter;
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{
-    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, Engine,
-    EvaluationResult, ResultBody, TimestampFallback,
+    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, DetectionBody,
+    Engine, EvaluationResult, ResultBody, RuleHeader, TimestampFallback,
 };
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
@@ -614,10 +614,7 @@ impl Detector {
         }
         route.engine_runs += 1;
         let rules = route.engine.rules();
-        candidates
-            .iter()
-            .filter_map(|&rule| rsigma_eval::evaluate_rule(&rules[rule], &fields))
-            .collect()
+        candidates.iter().filter_map(|&rule| lean_evaluate(&rules[rule], &fields)).collect()
     }
 
     /// Build the engines (and prefilters) of the routes these events take, without evaluating
@@ -934,6 +931,44 @@ impl Detector {
     }
 }
 
+/// Whether `rule` matches, as `rsigma_eval::evaluate_rule` decides it (the first of its conditions
+/// that holds, by rsigma's own `eval_condition`), with a result that carries what Canh reads from
+/// one (the rule's id and title, for alerts and for the correlation engine, which looks rules up by
+/// id) and the matched selections. `evaluate_rule` evaluates a matching condition twice (a yes/no
+/// pass, then one that collects details), then collects the matched fields and copies the rule's
+/// tags into the result: on the sshd lines, where every line matches a rule that feeds a
+/// correlation, that was most of the rule evaluation's cost. Tags come from the rule's metadata
+/// when an alert is built, never from here.
+fn lean_evaluate(rule: &CompiledRule, event: &impl rsigma_eval::Event) -> Option<EvaluationResult> {
+    let mut selections = Vec::new();
+    for condition in &rule.conditions {
+        selections.clear();
+        if rsigma_eval::compiler::eval_condition(
+            condition,
+            &rule.detections,
+            event,
+            &mut selections,
+        ) {
+            return Some(EvaluationResult {
+                header: RuleHeader {
+                    rule_title: rule.title.clone(),
+                    rule_id: rule.id.clone(),
+                    level: rule.level,
+                    tags: Vec::new(),
+                    custom_attributes: rule.custom_attributes.clone(),
+                    enrichments: None,
+                },
+                body: ResultBody::Detection(DetectionBody {
+                    matched_selections: selections,
+                    matched_fields: Vec::new(),
+                    event: None,
+                }),
+            });
+        }
+    }
+    None
+}
+
 /// A single-event match or a correlation, before deduplication.
 #[derive(Debug)]
 struct Candidate {
@@ -1065,7 +1100,7 @@ fn rule_key(id: Option<&str>, title: &str) -> String {
 }
 
 fn event_time(event: &Value) -> Option<Timestamp> {
-    event.get("@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
+    fields::get(event, "@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
 }
 
 /// The fields alerts and correlation read, split once.
