@@ -288,6 +288,8 @@ pub struct Detector {
     routed: Vec<usize>,
     /// Families that hold at least one rule: the only ones worth routing to.
     active: Vec<usize>,
+    /// The `active` families per dataset.
+    route_table: mapping::RouteTable,
     intel: IntelSet,
     intel_hits: Vec<intel::Hit>,
     /// Rule key -> counters; every loaded rule has an entry, so silent rules show as zero.
@@ -396,7 +398,9 @@ impl Detector {
         }
         let mut correlation_fields: Vec<String> = correlation_fields.into_iter().collect();
         correlation_fields.sort();
-        let active = (0..per_family.len()).filter(|&i| !per_family[i].is_empty()).collect();
+        let active: Vec<usize> =
+            (0..per_family.len()).filter(|&i| !per_family[i].is_empty()).collect();
+        let route_table = mapping.route_table(active.iter().copied());
         let shortest_timespan = correlation_timespans.into_iter().min();
         let rule_counters = meta.keys().map(|k| (k.clone(), RuleCounters::default())).collect();
         let group_counters = vec![GroupCounters::default(); per_family.len()];
@@ -420,6 +424,7 @@ impl Detector {
             stats: Stats::default(),
             routed: Vec::new(),
             active,
+            route_table,
             intel: IntelSet::default(),
             intel_hits: Vec::new(),
             rule_counters,
@@ -566,9 +571,10 @@ impl Detector {
     /// producing alerts. What the Sigma oracle test compares.
     pub fn matching_rules(&mut self, event: &Value) -> Vec<String> {
         let mut routed = std::mem::take(&mut self.routed);
-        self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
+        let fields = CanhEvent::new(event);
+        self.route_table.route(&self.mapping, fields.root(), &mut routed);
         let out = self
-            .evaluate_routed(event, &routed)
+            .evaluate_routed(&fields, &routed)
             .iter()
             .map(|result| rule_key(result.header.rule_id.as_deref(), &result.header.rule_title))
             .collect();
@@ -577,12 +583,12 @@ impl Detector {
     }
 
     /// The matches of the rules of the routed families on the event.
-    fn evaluate_routed(&mut self, event: &Value, routed: &[usize]) -> Vec<EvaluationResult> {
+    fn evaluate_routed(&mut self, fields: &CanhEvent, routed: &[usize]) -> Vec<EvaluationResult> {
         if routed.is_empty() {
             return Vec::new();
         }
         if !self.settings.fast_path {
-            let plain = JsonEvent::borrow(event);
+            let plain = JsonEvent::borrow(fields.value());
             return routed
                 .iter()
                 .flat_map(|&family| &self.family_rules[family])
@@ -592,29 +598,28 @@ impl Detector {
         let route = self.route(routed);
         let route = &mut self.routes[route];
         route.events += 1;
-        let fields = CanhEvent::new(event);
         if route.prefilter.is_open() {
             route.engine_runs += 1;
-            return route.engine.evaluate(&fields);
+            return route.engine.evaluate(fields);
         }
         if route.whole_engine {
-            if !route.prefilter.may_match(&fields, &mut self.memo) {
+            if !route.prefilter.may_match(fields, &mut self.memo) {
                 return Vec::new();
             }
             route.engine_runs += 1;
-            return route.engine.evaluate(&fields);
+            return route.engine.evaluate(fields);
         }
         // Only the rules whose gate holds, in the engine's order, each as the engine evaluates
         // it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending order;
         // without the engine's candidate index, which the gates make redundant here).
         let candidates = &mut self.candidates;
-        route.prefilter.candidates(&fields, &mut self.memo, candidates);
+        route.prefilter.candidates(fields, &mut self.memo, candidates);
         if candidates.is_empty() {
             return Vec::new();
         }
         route.engine_runs += 1;
         let rules = route.engine.rules();
-        candidates.iter().filter_map(|&rule| lean_evaluate(&rules[rule], &fields)).collect()
+        candidates.iter().filter_map(|&rule| lean_evaluate(&rules[rule], fields)).collect()
     }
 
     /// Build the engines (and prefilters) of the routes these events take, without evaluating
@@ -626,7 +631,7 @@ impl Detector {
         }
         let mut routed = std::mem::take(&mut self.routed);
         for event in events {
-            self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
+            self.route_table.route(&self.mapping, &fields::Root::new(event), &mut routed);
             if !routed.is_empty() {
                 self.route(&routed);
             }
@@ -670,8 +675,9 @@ impl Detector {
         let mut intel_hits = std::mem::take(&mut self.intel_hits);
         for event in events {
             self.stats.events += 1;
-            self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
-            let detections = self.evaluate(event, &routed);
+            let fields = CanhEvent::new(event);
+            self.route_table.route(&self.mapping, fields.root(), &mut routed);
+            let detections = self.evaluate(&fields, &routed);
             if !self.intel.is_empty() {
                 self.intel.matches(event, &mut intel_hits);
             }
@@ -679,8 +685,8 @@ impl Detector {
                 continue;
             }
             self.stats.matches += (detections.len() + intel_hits.len()) as u64;
-            let time = event_time(event);
-            let event = EventFields::new(event);
+            let time = event_time(fields.root());
+            let event = EventFields::new(fields.root());
             let mut candidates = Vec::new();
             let mut for_correlation = Vec::new();
             for detection in detections {
@@ -714,7 +720,7 @@ impl Detector {
 
     /// The matches of the rules of these families on the event, counted per family; evaluation
     /// time is sampled on one event in `TIME_SAMPLE` and shared among the families by rule count.
-    fn evaluate(&mut self, event: &Value, routed: &[usize]) -> Vec<EvaluationResult> {
+    fn evaluate(&mut self, event: &CanhEvent, routed: &[usize]) -> Vec<EvaluationResult> {
         if routed.is_empty() {
             return Vec::new();
         }
@@ -1099,8 +1105,8 @@ fn rule_key(id: Option<&str>, title: &str) -> String {
     id.unwrap_or(title).to_string()
 }
 
-fn event_time(event: &Value) -> Option<Timestamp> {
-    fields::get(event, "@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
+fn event_time(event: &fields::Root) -> Option<Timestamp> {
+    event.get("@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
 }
 
 /// The fields alerts and correlation read, split once.
@@ -1126,18 +1132,17 @@ impl AlertPaths {
 /// A matched event, read the way `mapping::lookup` reads it, with whether it has a key with a
 /// dot found out once (when not, no lookup probes for a key equal to the whole dotted path).
 #[derive(Clone, Copy)]
-struct EventFields<'a> {
-    event: &'a Value,
-    dotted_keys: bool,
+struct EventFields<'r, 'a> {
+    root: &'r fields::Root<'a>,
 }
 
-impl<'a> EventFields<'a> {
-    fn new(event: &'a Value) -> EventFields<'a> {
-        EventFields { event, dotted_keys: fields::has_dotted_keys(event) }
+impl<'r, 'a> EventFields<'r, 'a> {
+    fn new(root: &'r fields::Root<'a>) -> EventFields<'r, 'a> {
+        EventFields { root }
     }
 
     fn get(&self, path: &FieldPath) -> Option<&'a Value> {
-        path.get_in(self.event, self.dotted_keys)
+        path.get_in_root(self.root)
     }
 
     fn text(&self, path: &FieldPath) -> Option<String> {
