@@ -46,29 +46,29 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Top-level keys kept in a `Root` at most; an event with more is searched through its map.
 const ROOT_KEYS: usize = 24;
 
-/// The top-level entries of an event, collected in one pass over its map, and whether a key has a
-/// dot. Every reader of the event starts at the top (routing reads `event`, the prefilter `flow`,
-/// `source`, ..., alerts `observer` and `organization`): each of those lookups was a walk through
-/// the map's ordered entries; now they scan this array.
+/// The top-level entries of an event, collected in one pass over its map. Every reader of the
+/// event starts at the top (routing reads `event`, the prefilter `flow`, `source`, ..., alerts
+/// `observer` and `organization`): each of those lookups was a walk through the map's ordered
+/// entries; now they scan this array, comparing lengths first. The pass reads no key's bytes
+/// (they live in their own allocations, a cache miss each on a cold event): a lookup reads those
+/// of the keys as long as the wanted one only. So the probe for a top-level key equal to a whole
+/// dotted path (rsigma's first step) is made on every lookup rather than skipped after a scan of
+/// all keys for a dot: it costs a comparison of lengths per key.
 pub struct Root<'a> {
     map: Option<&'a Map<String, Value>>,
     entries: [(&'a str, &'a Value); ROOT_KEYS],
     /// Entries in `entries`; `usize::MAX` when the map has more than `ROOT_KEYS` (then `map` is
     /// searched).
     len: usize,
-    dotted_keys: bool,
 }
 
 impl<'a> Root<'a> {
     pub fn new(value: &'a Value) -> Root<'a> {
         const NULL: &Value = &Value::Null;
-        let mut root =
-            Root { map: None, entries: [("", NULL); ROOT_KEYS], len: 0, dotted_keys: true };
+        let mut root = Root { map: None, entries: [("", NULL); ROOT_KEYS], len: 0 };
         let Value::Object(map) = value else { return root };
         root.map = Some(map);
-        root.dotted_keys = false;
         for (key, child) in map {
-            root.dotted_keys |= key.bytes().any(|b| b == b'.');
             if root.len < ROOT_KEYS {
                 root.entries[root.len] = (key.as_str(), child);
                 root.len += 1;
@@ -85,8 +85,9 @@ impl<'a> Root<'a> {
     }
 
     /// Whether a top-level key may hold a dot (true for anything but an object): `has_dotted_keys`.
+    /// Reads every key: for tests and diagnostics, not for lookups.
     pub fn has_dotted_keys(&self) -> bool {
-        self.dotted_keys
+        self.map.is_none_or(|map| map.keys().any(|k| k.bytes().any(|b| b == b'.')))
     }
 
     /// The top-level key `key`: `value.get(key)`.
@@ -203,12 +204,10 @@ impl FieldPath {
         (self.plain && self.dotted).then(|| self.segments[0].as_str())
     }
 
-    /// `get_in` on an event's top-level entries (`Root::has_dotted_keys` for `dotted_keys`).
+    /// `get_in` on an event's top-level entries.
     pub fn get_in_root<'a>(&self, root: &Root<'a>) -> Option<&'a Value> {
-        if !self.dotted || root.has_dotted_keys() {
-            if let Some(value) = root.get(self.path.as_str()) {
-                return Some(value);
-            }
+        if let Some(value) = root.get(self.path.as_str()) {
+            return Some(value);
         }
         if !self.dotted {
             return None;
@@ -256,10 +255,8 @@ fn walk<'a, 's>(
     if !root.is_object() {
         return Walk::Unsure;
     }
-    if !dotted || root.has_dotted_keys() {
-        if let Some(value) = root.get(path) {
-            return Walk::Found(value);
-        }
+    if let Some(value) = root.get(path) {
+        return Walk::Found(value);
     }
     let Some(mut segments) = segments else { return Walk::Unsure };
     if !dotted {
@@ -447,6 +444,8 @@ mod tests {
                     assert_eq!(under, slow.get_field(path), "{path} in {event}, under its parent");
                 }
                 let want = crate::detect::mapping::lookup(event, path);
+                assert_eq!(field.get_in_root(fast.root()), want, "{path} in {event}, from Root");
+                assert_eq!(fast.root().lookup(path), want, "{path} in {event}, Root::lookup");
                 assert_eq!(field.get_in(event, true), want, "{path} in {event}");
                 assert_eq!(field.get_in(event, has_dotted_keys(event)), want, "{path} in {event}");
             }

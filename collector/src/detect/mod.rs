@@ -272,6 +272,10 @@ pub struct Detector {
     correlation_fields: Vec<String>,
     /// `correlation_fields`, split once.
     correlation_paths: Vec<FieldPath>,
+    /// Rule key of a detection rule a correlation references -> the fields (indices into
+    /// `correlation_fields`) that the correlations referencing it read from an event: its match
+    /// feeds only those, so the view handed to the correlation engine holds only them.
+    correlation_reads: HashMap<String, Vec<usize>>,
     /// The fields alerts are built from, split once.
     paths: AlertPaths,
     meta: HashMap<String, RuleMeta>,
@@ -308,6 +312,10 @@ impl Detector {
         let correlated_refs = load::correlation_refs(&loaded.correlations);
         let mut correlated = HashMap::new();
         let mut correlation_rules = Vec::new();
+        // (rule key, id, name) of the detection rules correlations reference.
+        let mut referenced: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+        // Per correlation: the rules it references and the fields it reads from an event.
+        let mut reads: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for rule in loaded.rules {
             let key = rule_key(rule.compiled.id.as_deref(), &rule.compiled.title);
             let key_for_lookup = key.clone();
@@ -330,6 +338,11 @@ impl Detector {
                 .fold(None, |acc: Option<bool>, &g| Some(acc.unwrap_or(false) || g));
             if let Some(generate) = generate {
                 correlated.insert(key_for_lookup.clone(), generate);
+                referenced.push((
+                    key_for_lookup.clone(),
+                    rule.rule.id.clone(),
+                    rule.rule.name.clone(),
+                ));
                 correlation_rules.push(rule.rule);
             }
             per_family[rule.family].push(rule.compiled);
@@ -357,17 +370,19 @@ impl Detector {
                 {
                     correlation_rule.group_by.push(TENANT_FIELD.to_string());
                 }
-                correlation_fields.extend(correlation_rule.group_by.iter().cloned());
+                let mut fields: Vec<String> = correlation_rule.group_by.clone();
                 correlation_timespans.push(correlation_rule.timespan.seconds);
                 if let rsigma_parser::CorrelationCondition::Threshold {
-                    field: Some(fields), ..
+                    field: Some(more), ..
                 } = &correlation_rule.condition
                 {
-                    correlation_fields.extend(fields.iter().cloned());
+                    fields.extend(more.iter().cloned());
                 }
                 for alias in &correlation_rule.aliases {
-                    correlation_fields.extend(alias.mapping.values().cloned());
+                    fields.extend(alias.mapping.values().cloned());
                 }
+                correlation_fields.extend(fields.iter().cloned());
+                reads.push((correlation_rule.rules.clone(), fields));
                 let key = rule_key(correlation_rule.id.as_deref(), &correlation_rule.title);
                 // A correlation another correlation builds on raises its own alert only with
                 // `generate: true`, like a detection rule.
@@ -398,6 +413,20 @@ impl Detector {
         }
         let mut correlation_fields: Vec<String> = correlation_fields.into_iter().collect();
         correlation_fields.sort();
+        let mut correlation_reads: HashMap<String, Vec<usize>> = HashMap::new();
+        for (key, id, name) in referenced {
+            let mut indices: Vec<usize> = reads
+                .iter()
+                .filter(|(refs, _)| {
+                    refs.iter().any(|r| id.as_deref() == Some(r) || name.as_deref() == Some(r))
+                })
+                .flat_map(|(_, fields)| fields)
+                .filter_map(|f| correlation_fields.iter().position(|c| c == f))
+                .collect();
+            indices.sort_unstable();
+            indices.dedup();
+            correlation_reads.insert(key, indices);
+        }
         let active: Vec<usize> =
             (0..per_family.len()).filter(|&i| !per_family[i].is_empty()).collect();
         let route_table = mapping.route_table(active.iter().copied());
@@ -414,6 +443,7 @@ impl Detector {
             correlated,
             correlation_paths: correlation_fields.iter().map(|f| FieldPath::new(f)).collect(),
             correlation_fields,
+            correlation_reads,
             paths: AlertPaths::new(),
             meta,
             settings,
@@ -744,6 +774,19 @@ impl Detector {
         detections
     }
 
+    /// The fields (indices into `correlation_fields`) the correlations fed by these matches read,
+    /// in ascending order; `None`: all of them (a rule not in `correlation_reads`).
+    fn correlation_view_fields(&self, detections: &[EvaluationResult]) -> Option<Vec<usize>> {
+        let mut out: Vec<usize> = Vec::new();
+        for detection in detections {
+            let key = detection.header.rule_id.as_deref().unwrap_or(&detection.header.rule_title);
+            out.extend(self.correlation_reads.get(key)?);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
+    }
+
     fn correlation_role(&self, key: &str) -> (bool, bool) {
         match self.correlated.get(key) {
             Some(&generate) => (true, generate),
@@ -789,6 +832,7 @@ impl Detector {
             self.count_lost(&detections);
             return Vec::new();
         }
+        let reads = self.correlation_view_fields(&detections);
         let Some(engine) = self.correlation.as_mut() else { return Vec::new() };
         // Evict here rather than inside the engine, so the evictions can be counted.
         let before = engine.state_count();
@@ -796,8 +840,13 @@ impl Detector {
             engine.evict_expired(secs);
             self.stats.evictions += (before - engine.state_count()) as u64;
         }
-        let view =
-            correlation_view(event, &self.paths, &self.correlation_fields, &self.correlation_paths);
+        let view = correlation_view(
+            event,
+            &self.paths,
+            &self.correlation_fields,
+            &self.correlation_paths,
+            reads.as_deref(),
+        );
         let results = engine.process_with_detections(&JsonEvent::borrow(&view), detections, secs);
         let mut out = Vec::new();
         for result in results {
@@ -1161,21 +1210,27 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 /// The few fields the correlation engine reads, as a flat object (`{"source.ip": ..}`), plus the
 /// event id it keeps as a reference. Saves it walking (and, for references, serialising) the whole
-/// event.
+/// event. `only`: the indices of the fields wanted (those the correlations fed by this event's
+/// matches read; the engine copies the view once per correlation it updates); `None`: all.
 fn correlation_view(
     event: EventFields,
     paths: &AlertPaths,
     fields: &[String],
     field_paths: &[FieldPath],
+    only: Option<&[usize]>,
 ) -> Value {
     let mut view = Map::new();
     if let Some(id) = event.text(&paths.event_id) {
         view.insert("event_id".into(), Value::String(id));
     }
-    for (field, path) in fields.iter().zip(field_paths) {
-        if let Some(value) = event.get(path) {
-            view.insert(field.clone(), value.clone());
+    let mut add = |index: usize| {
+        if let Some(value) = event.get(&field_paths[index]) {
+            view.insert(fields[index].clone(), value.clone());
         }
+    };
+    match only {
+        Some(indices) => indices.iter().for_each(|&i| add(i)),
+        None => (0..fields.len()).for_each(add),
     }
     Value::Object(view)
 }
