@@ -44,7 +44,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Top-level keys kept in a `Root` at most; an event with more is searched through its map.
-const ROOT_KEYS: usize = 24;
+const ROOT_KEYS: usize = 16;
 
 /// The top-level entries of an event, collected in one pass over its map. Every reader of the
 /// event starts at the top (routing reads `event`, the prefilter `flow`, `source`, ..., alerts

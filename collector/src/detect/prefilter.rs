@@ -627,9 +627,39 @@ fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &CanhEvent) -
         return value.is_some_and(|v| !v.is_null()) == expect_exists;
     }
     match value {
-        Some(value) => matches(&item.matcher, &EventValue::from(value), event),
+        Some(value) => {
+            // Answered on the JSON value where possible, without building rsigma's value.
+            let direct = match value {
+                Value::String(text) if text.is_ascii() => ascii_matches(&item.matcher, text),
+                Value::Number(number) => numeric_matches(&item.matcher, number),
+                _ => None,
+            };
+            match direct {
+                Some(verdict) => verdict,
+                None => matches(&item.matcher, &EventValue::from(value), event),
+            }
+        }
         None => matches!(item.matcher, CompiledMatcher::Null),
     }
+}
+
+/// What rsigma's numeric matchers answer for a JSON number, or `None` for other matchers. rsigma
+/// reads the number as an `i64` when it is one, else as an `f64` (`EventValue::from`), and
+/// compares it as an `f64`.
+fn numeric_matches(matcher: &CompiledMatcher, number: &serde_json::Number) -> Option<bool> {
+    let value = match number.as_i64() {
+        Some(int) => int as f64,
+        None => number.as_f64().unwrap_or(f64::NAN),
+    };
+    let verdict = match matcher {
+        CompiledMatcher::NumericEq(n) => (value - n).abs() < f64::EPSILON,
+        CompiledMatcher::NumericGt(n) => value > *n,
+        CompiledMatcher::NumericGte(n) => value >= *n,
+        CompiledMatcher::NumericLt(n) => value < *n,
+        CompiledMatcher::NumericLte(n) => value <= *n,
+        _ => return None,
+    };
+    Some(verdict)
 }
 
 /// `matcher.matches(value)`, answered without allocating when the value is an ASCII string and
@@ -919,6 +949,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn numeric_shortcut_answers_like_the_matcher() {
+        let rule = compile(
+            "title: t\nlogsource: {product: x}\ndetection:\n  sel:\n    a: 22\n    \
+             b|gt: 10\n    c|gte: 500000000\n    d|lt: 5000\n    e|lte: -1.5\n    f: 0\n  \
+             condition: sel\n",
+        );
+        let numbers = [
+            json!(0),
+            json!(22),
+            json!(22.0),
+            json!(-1.5),
+            json!(-2),
+            json!(10),
+            json!(10.000001),
+            json!(4999),
+            json!(5000),
+            json!(500000000),
+            json!(499999999.9),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+        ];
+        let mut numeric = 0;
+        for detection in rule.detections.values() {
+            let CompiledDetection::AllOf(items) = detection else { continue };
+            for item in items {
+                for number in &numbers {
+                    let serde_json::Value::Number(n) = number else { continue };
+                    let event = json!({"z": number});
+                    let wrapped = CanhEvent::new(&event);
+                    let want = item.matcher.matches(&EventValue::from(number), &wrapped);
+                    if let Some(verdict) = numeric_matches(&item.matcher, n) {
+                        assert_eq!(verdict, want, "{item:?} {number}");
+                        numeric += 1;
+                    }
+                }
+            }
+        }
+        assert!(numeric >= 4 * numbers.len(), "the comparisons are numeric matchers: {numeric}");
     }
 
     #[test]
