@@ -8,7 +8,7 @@
 //!    rsigma `Engine` built for that set of families (its candidate index then runs once per
 //!    event, not once per family), reading fields through `fields::CanhEvent`; a `prefilter`
 //!    built from the same rules skips the engine for events none of them can match, and for
-//!    the others hands over the rules whose gate holds, evaluated one by one as the engine
+//!    the others hands over the rules whose gate holds, decided one by one as the engine
 //!    would (routes whose gates search keywords run the whole engine instead);
 //! 2. matches of rules that a correlation references feed one shared rsigma `CorrelationEngine`,
 //!    on event time; an event later than the newest seen minus `lateness` is kept out of
@@ -639,9 +639,10 @@ impl Detector {
             route.engine_runs += 1;
             return route.engine.evaluate(fields);
         }
-        // Only the rules whose gate holds, in the engine's order, each as the engine evaluates
-        // it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending order;
-        // without the engine's candidate index, which the gates make redundant here).
+        // Only the rules whose gate holds, in the engine's order, each decided as the engine
+        // decides it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending
+        // order; `lean_evaluate` gives the same verdict with a smaller result), without the
+        // engine's candidate index, which the gates make redundant here.
         let candidates = &mut self.candidates;
         route.prefilter.candidates(fields, &mut self.memo, candidates);
         if candidates.is_empty() {
