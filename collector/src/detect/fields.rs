@@ -7,32 +7,149 @@
 
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{Event, EventValue};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::cell::Cell;
+
+/// Objects with at most this many keys are searched key by key (see `key_in`); larger ones
+/// through the map's own ordered search.
+const SCAN_KEYS: usize = 16;
+
+/// `map.get(key)`. serde_json's map is a `BTreeMap`: its search compares the wanted key with
+/// each key on the way through `memcmp` (a library call per key, and a read of each key's bytes,
+/// which live in their own allocation). An event's objects are small, so a scan that compares
+/// the lengths first (held in the map's node) reads the bytes of same-length keys only. Same
+/// answer: keys are unique.
+#[inline]
+pub fn key_in<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() > SCAN_KEYS {
+        return map.get(key);
+    }
+    let key = key.as_bytes();
+    map.iter().find(|(k, _)| same_bytes(k.as_bytes(), key)).map(|(_, v)| v)
+}
+
+/// `value.get(key)` for an object key, through `key_in`.
+#[inline]
+pub fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(map) => key_in(map, key),
+        _ => None,
+    }
+}
+
+/// `a == b` for short byte strings: the length first, then a byte loop (no `bcmp` call).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Top-level keys kept in a `Root` at most; an event with more is searched through its map.
+const ROOT_KEYS: usize = 16;
+
+/// The top-level entries of an event, collected in one pass over its map. Every reader of the
+/// event starts at the top (routing reads `event`, the prefilter `flow`, `source`, ..., alerts
+/// `observer` and `organization`): each of those lookups was a walk through the map's ordered
+/// entries; now they scan this array, comparing lengths first. The pass reads no key's bytes
+/// (they live in their own allocations, a cache miss each on a cold event): a lookup reads those
+/// of the keys as long as the wanted one only. So the probe for a top-level key equal to a whole
+/// dotted path (rsigma's first step) is made on every lookup rather than skipped after a scan of
+/// all keys for a dot: it costs a comparison of lengths per key.
+pub struct Root<'a> {
+    map: Option<&'a Map<String, Value>>,
+    entries: [(&'a str, &'a Value); ROOT_KEYS],
+    /// Entries in `entries`; `usize::MAX` when the map has more than `ROOT_KEYS` (then `map` is
+    /// searched).
+    len: usize,
+}
+
+impl<'a> Root<'a> {
+    pub fn new(value: &'a Value) -> Root<'a> {
+        const NULL: &Value = &Value::Null;
+        let mut root = Root { map: None, entries: [("", NULL); ROOT_KEYS], len: 0 };
+        let Value::Object(map) = value else { return root };
+        root.map = Some(map);
+        for (key, child) in map {
+            if root.len < ROOT_KEYS {
+                root.entries[root.len] = (key.as_str(), child);
+                root.len += 1;
+            } else {
+                root.len = usize::MAX;
+            }
+        }
+        root
+    }
+
+    /// Whether the event is a JSON object.
+    pub fn is_object(&self) -> bool {
+        self.map.is_some()
+    }
+
+    /// Whether a top-level key may hold a dot (true for anything but an object): `has_dotted_keys`.
+    /// Reads every key: for tests and diagnostics, not for lookups.
+    pub fn has_dotted_keys(&self) -> bool {
+        self.map.is_none_or(|map| map.keys().any(|k| k.bytes().any(|b| b == b'.')))
+    }
+
+    /// The top-level key `key`: `value.get(key)`.
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        if self.len == usize::MAX {
+            return self.map.and_then(|map| map.get(key));
+        }
+        let key = key.as_bytes();
+        self.entries[..self.len]
+            .iter()
+            .find(|(k, _)| same_bytes(k.as_bytes(), key))
+            .map(|(_, v)| *v)
+    }
+
+    /// `mapping::lookup(value, path)`: a top-level key equal to the whole path, else one object
+    /// key per dotted segment.
+    pub fn lookup(&self, path: &str) -> Option<&'a Value> {
+        if let Some(value) = self.get(path) {
+            return Some(value);
+        }
+        let dot = path.bytes().position(|b| b == b'.')?;
+        let mut current = self.get(&path[..dot])?;
+        let mut rest = &path[dot + 1..];
+        loop {
+            match rest.bytes().position(|b| b == b'.') {
+                Some(dot) => {
+                    current = get(current, &rest[..dot])?;
+                    rest = &rest[dot + 1..];
+                }
+                None => return get(current, rest),
+            }
+        }
+    }
+}
 
 /// A Canh event (a JSON object) as rsigma reads it.
 pub struct CanhEvent<'a> {
     value: &'a Value,
     json: JsonEvent<'a>,
-    /// Whether a top-level key contains a dot, found out on the first dotted lookup. Canh's
-    /// events have none, so the probe for a flat key equal to a whole dotted path (a linear
-    /// search of the root object) can be skipped.
-    dotted_keys: Cell<Option<bool>>,
+    root: Root<'a>,
 }
 
 impl<'a> CanhEvent<'a> {
     pub fn new(value: &'a Value) -> CanhEvent<'a> {
-        CanhEvent { value, json: JsonEvent::borrow(value), dotted_keys: Cell::new(None) }
+        CanhEvent { value, json: JsonEvent::borrow(value), root: Root::new(value) }
     }
 
+    /// Whether a top-level key contains a dot (true for anything but an object). Canh's events
+    /// have none, so the probe for a flat key equal to a whole dotted path can be skipped.
     pub fn has_dotted_keys(&self) -> bool {
-        if let Some(known) = self.dotted_keys.get() {
-            return known;
-        }
-        let found = has_dotted_keys(self.value);
-        self.dotted_keys.set(Some(found));
-        found
+        self.root.has_dotted_keys()
+    }
+
+    /// The event's top-level entries.
+    pub fn root(&self) -> &Root<'a> {
+        &self.root
+    }
+
+    /// The event itself.
+    pub fn value(&self) -> &'a Value {
+        self.value
     }
 }
 
@@ -87,12 +204,27 @@ impl FieldPath {
         (self.plain && self.dotted).then(|| self.segments[0].as_str())
     }
 
+    /// `get_in` on an event's top-level entries.
+    pub fn get_in_root<'a>(&self, root: &Root<'a>) -> Option<&'a Value> {
+        if let Some(value) = root.get(self.path.as_str()) {
+            return Some(value);
+        }
+        if !self.dotted {
+            return None;
+        }
+        let mut current = root.get(self.segments[0].as_str())?;
+        for segment in &self.segments[1..] {
+            current = get(current, segment.as_str())?;
+        }
+        Some(current)
+    }
+
     /// What `mapping::lookup(root, path)` answers: the value of a key equal to the whole path,
     /// else of one object key per dotted segment. `dotted_keys`: whether `root` may hold a key
     /// with a dot (`has_dotted_keys`); when not, the probe for the whole path is skipped.
     pub fn get_in<'a>(&self, root: &'a Value, dotted_keys: bool) -> Option<&'a Value> {
         if !self.dotted || dotted_keys {
-            if let Some(value) = root.get(self.path.as_str()) {
+            if let Some(value) = get(root, self.path.as_str()) {
                 return Some(value);
             }
         }
@@ -101,7 +233,7 @@ impl FieldPath {
         }
         let mut current = root;
         for segment in &self.segments {
-            current = current.get(segment.as_str())?;
+            current = get(current, segment.as_str())?;
         }
         Some(current)
     }
@@ -115,26 +247,26 @@ impl FieldPath {
 /// plain path), `dotted_keys` whether the root may hold a key with a dot (else a flat key equal
 /// to a dotted path cannot exist).
 fn walk<'a, 's>(
-    root: &'a Value,
+    root: &Root<'a>,
     path: &str,
     dotted: bool,
     segments: Option<impl Iterator<Item = &'s str>>,
-    dotted_keys: impl FnOnce() -> bool,
 ) -> Walk<'a> {
-    let Value::Object(map) = root else { return Walk::Unsure };
-    if !dotted || dotted_keys() {
-        if let Some(value) = map.get(path) {
-            return Walk::Found(value);
-        }
+    if !root.is_object() {
+        return Walk::Unsure;
     }
-    let Some(segments) = segments else { return Walk::Unsure };
+    if let Some(value) = root.get(path) {
+        return Walk::Found(value);
+    }
+    let Some(mut segments) = segments else { return Walk::Unsure };
     if !dotted {
         return Walk::Absent;
     }
-    let mut current = root;
+    let Some(first) = segments.next() else { return Walk::Absent };
+    let Some(mut current) = root.get(first) else { return Walk::Absent };
     for segment in segments {
         current = match current {
-            Value::Object(map) => match map.get(segment) {
+            Value::Object(map) => match key_in(map, segment) {
                 Some(next) => next,
                 None => return Walk::Absent,
             },
@@ -162,13 +294,15 @@ impl<'a> CanhEvent<'a> {
             }
         }
         let segments = plain.then(|| path.split('.'));
-        walk(self.value, path, dotted, segments, || self.has_dotted_keys())
+        walk(&self.root, path, dotted, segments)
     }
 
     /// The top-level key `key` as the first step of `walk` takes it (no key with a dot).
     pub fn top_level(&self, key: &str) -> Walk<'a> {
-        let Value::Object(map) = self.value else { return Walk::Unsure };
-        match map.get(key) {
+        if !self.root.is_object() {
+            return Walk::Unsure;
+        }
+        match self.root.get(key) {
             Some(value) => Walk::Found(value),
             None => Walk::Absent,
         }
@@ -181,7 +315,7 @@ impl<'a> CanhEvent<'a> {
         let Walk::Found(mut current) = top else { return top };
         for segment in &field.segments[1..] {
             current = match current {
-                Value::Object(map) => match map.get(segment.as_str()) {
+                Value::Object(map) => match key_in(map, segment.as_str()) {
                     Some(next) => next,
                     None => return Walk::Absent,
                 },
@@ -195,7 +329,7 @@ impl<'a> CanhEvent<'a> {
     /// `lookup` of a path taken apart beforehand.
     pub fn lookup_path(&self, field: &FieldPath) -> Walk<'a> {
         let segments = field.plain.then(|| field.segments.iter().map(String::as_str));
-        walk(self.value, &field.path, field.dotted, segments, || self.has_dotted_keys())
+        walk(&self.root, &field.path, field.dotted, segments)
     }
 }
 
@@ -310,6 +444,8 @@ mod tests {
                     assert_eq!(under, slow.get_field(path), "{path} in {event}, under its parent");
                 }
                 let want = crate::detect::mapping::lookup(event, path);
+                assert_eq!(field.get_in_root(fast.root()), want, "{path} in {event}, from Root");
+                assert_eq!(fast.root().lookup(path), want, "{path} in {event}, Root::lookup");
                 assert_eq!(field.get_in(event, true), want, "{path} in {event}");
                 assert_eq!(field.get_in(event, has_dotted_keys(event)), want, "{path} in {event}");
             }

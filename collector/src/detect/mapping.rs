@@ -2,6 +2,7 @@
 //! and how a rule's Sigma taxonomy field names are rewritten to Canh's ECS names. The table itself is
 //! data (`rules/mappings/canh.yml`); this module reads it and applies it to parsed rules.
 
+use crate::detect::fields;
 use rsigma_parser::{Detection, LogSource, SigmaRule};
 use serde::Deserialize;
 use serde_json::Value;
@@ -180,26 +181,74 @@ impl Mapping {
         candidates: impl IntoIterator<Item = usize>,
         out: &mut Vec<usize>,
     ) {
+        let table = self.route_table(candidates);
+        table.route(self, &fields::Root::new(event), out);
+    }
+
+    /// The families among `candidates` (in their order) for each dataset: built once per rule
+    /// load, so an event's dataset is matched once instead of against every family's datasets.
+    pub fn route_table(&self, candidates: impl IntoIterator<Item = usize>) -> RouteTable {
+        let candidates: Vec<usize> = candidates.into_iter().collect();
+        let mut datasets: Vec<&str> = Vec::new();
+        for &index in &candidates {
+            for dataset in &self.families[index].datasets {
+                if !datasets.contains(&dataset.as_str()) {
+                    datasets.push(dataset);
+                }
+            }
+        }
+        let families_for = |dataset: Option<&str>| -> Vec<usize> {
+            candidates
+                .iter()
+                .copied()
+                .filter(|&index| {
+                    let family = &self.families[index];
+                    family.any_event
+                        || dataset.is_some_and(|d| family.datasets.iter().any(|f| f == d))
+                })
+                .collect()
+        };
+        RouteTable {
+            by_dataset: datasets
+                .iter()
+                .map(|&dataset| (dataset.to_string(), families_for(Some(dataset))))
+                .collect(),
+            other: families_for(None),
+        }
+    }
+}
+
+/// Which families an event's dataset routes it to, before their `when` conditions
+/// (`Mapping::route_table`).
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    by_dataset: Vec<(String, Vec<usize>)>,
+    /// Families that see every event (whatever its dataset, or without one).
+    other: Vec<usize>,
+}
+
+impl RouteTable {
+    /// Indices of the families whose rules see this event: what `Mapping::route_among` answers
+    /// for the table's candidates.
+    pub fn route(&self, mapping: &Mapping, root: &fields::Root, out: &mut Vec<usize>) {
         out.clear();
         // Not `pointer("/event/dataset")`: it parses the pointer (and allocates) on every call.
-        let dataset = event.get("event").and_then(|e| e.get("dataset")).and_then(Value::as_str);
+        let dataset =
+            root.get("event").and_then(|e| fields::get(e, "dataset")).and_then(Value::as_str);
+        let families = dataset
+            .and_then(|dataset| {
+                self.by_dataset.iter().find(|(d, _)| d.len() == dataset.len() && d == dataset)
+            })
+            .map_or(&self.other, |(_, families)| families);
         // The field of the last `when` and its value: the log families all ask for
         // `process.name`, looked up once.
         let mut last_when: Option<(&str, Option<&Value>)> = None;
-        for index in candidates {
-            let family = &self.families[index];
-            if family.any_event {
-                out.push(index);
-                continue;
-            }
-            let Some(dataset) = dataset else { continue };
-            if !family.datasets.iter().any(|d| d == dataset) {
-                continue;
-            }
-            if let Some(when) = &family.when {
+        for &index in families {
+            let family = &mapping.families[index];
+            if let (false, Some(when)) = (family.any_event, &family.when) {
                 let value = match last_when {
                     Some((field, value)) if field == when.field => value,
-                    _ => lookup(event, &when.field),
+                    _ => root.lookup(&when.field),
                 };
                 last_when = Some((&when.field, value));
                 if !when_holds(when, value) {
@@ -253,7 +302,7 @@ fn when_holds(when: &When, value: Option<&Value>) -> bool {
 
 /// A dotted path in a nested JSON object.
 pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
-    if let Some(value) = event.get(path) {
+    if let Some(value) = fields::get(event, path) {
         return Some(value);
     }
     // Split with a byte loop, not `split('.')` (a `memchr` call per segment of a short path);
@@ -263,11 +312,11 @@ pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
     loop {
         match rest.bytes().position(|b| b == b'.') {
             Some(dot) => {
-                current = current.get(&rest[..dot])?;
+                current = fields::get(current, &rest[..dot])?;
                 rest = &rest[dot + 1..];
             }
             None if rest.len() == path.len() => return None,
-            None => return current.get(rest),
+            None => return fields::get(current, rest),
         }
     }
 }

@@ -8,7 +8,7 @@
 //!    rsigma `Engine` built for that set of families (its candidate index then runs once per
 //!    event, not once per family), reading fields through `fields::CanhEvent`; a `prefilter`
 //!    built from the same rules skips the engine for events none of them can match, and for
-//!    the others hands over the rules whose gate holds, evaluated one by one as the engine
+//!    the others hands over the rules whose gate holds, decided one by one as the engine
 //!    would (routes whose gates search keywords run the whole engine instead);
 //! 2. matches of rules that a correlation references feed one shared rsigma `CorrelationEngine`,
 //!    on event time; an event later than the newest seen minus `lateness` is kept out of
@@ -32,8 +32,8 @@ use mapping::Mapping;
 use prefilter::Prefilter;
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{
-    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, Engine,
-    EvaluationResult, ResultBody, TimestampFallback,
+    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, DetectionBody,
+    Engine, EvaluationResult, ResultBody, RuleHeader, TimestampFallback,
 };
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
@@ -272,6 +272,10 @@ pub struct Detector {
     correlation_fields: Vec<String>,
     /// `correlation_fields`, split once.
     correlation_paths: Vec<FieldPath>,
+    /// Rule key of a detection rule a correlation references -> the fields (indices into
+    /// `correlation_fields`) that the correlations referencing it read from an event: its match
+    /// feeds only those, so the view handed to the correlation engine holds only them.
+    correlation_reads: HashMap<String, Vec<usize>>,
     /// The fields alerts are built from, split once.
     paths: AlertPaths,
     meta: HashMap<String, RuleMeta>,
@@ -288,6 +292,8 @@ pub struct Detector {
     routed: Vec<usize>,
     /// Families that hold at least one rule: the only ones worth routing to.
     active: Vec<usize>,
+    /// The `active` families per dataset.
+    route_table: mapping::RouteTable,
     intel: IntelSet,
     intel_hits: Vec<intel::Hit>,
     /// Rule key -> counters; every loaded rule has an entry, so silent rules show as zero.
@@ -306,6 +312,10 @@ impl Detector {
         let correlated_refs = load::correlation_refs(&loaded.correlations);
         let mut correlated = HashMap::new();
         let mut correlation_rules = Vec::new();
+        // (rule key, id, name) of the detection rules correlations reference.
+        let mut referenced: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+        // Per correlation: the rules it references and the fields it reads from an event.
+        let mut reads: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for rule in loaded.rules {
             let key = rule_key(rule.compiled.id.as_deref(), &rule.compiled.title);
             let key_for_lookup = key.clone();
@@ -328,6 +338,11 @@ impl Detector {
                 .fold(None, |acc: Option<bool>, &g| Some(acc.unwrap_or(false) || g));
             if let Some(generate) = generate {
                 correlated.insert(key_for_lookup.clone(), generate);
+                referenced.push((
+                    key_for_lookup.clone(),
+                    rule.rule.id.clone(),
+                    rule.rule.name.clone(),
+                ));
                 correlation_rules.push(rule.rule);
             }
             per_family[rule.family].push(rule.compiled);
@@ -355,17 +370,19 @@ impl Detector {
                 {
                     correlation_rule.group_by.push(TENANT_FIELD.to_string());
                 }
-                correlation_fields.extend(correlation_rule.group_by.iter().cloned());
+                let mut fields: Vec<String> = correlation_rule.group_by.clone();
                 correlation_timespans.push(correlation_rule.timespan.seconds);
                 if let rsigma_parser::CorrelationCondition::Threshold {
-                    field: Some(fields), ..
+                    field: Some(more), ..
                 } = &correlation_rule.condition
                 {
-                    correlation_fields.extend(fields.iter().cloned());
+                    fields.extend(more.iter().cloned());
                 }
                 for alias in &correlation_rule.aliases {
-                    correlation_fields.extend(alias.mapping.values().cloned());
+                    fields.extend(alias.mapping.values().cloned());
                 }
+                correlation_fields.extend(fields.iter().cloned());
+                reads.push((correlation_rule.rules.clone(), fields));
                 let key = rule_key(correlation_rule.id.as_deref(), &correlation_rule.title);
                 // A correlation another correlation builds on raises its own alert only with
                 // `generate: true`, like a detection rule.
@@ -396,7 +413,23 @@ impl Detector {
         }
         let mut correlation_fields: Vec<String> = correlation_fields.into_iter().collect();
         correlation_fields.sort();
-        let active = (0..per_family.len()).filter(|&i| !per_family[i].is_empty()).collect();
+        let mut correlation_reads: HashMap<String, Vec<usize>> = HashMap::new();
+        for (key, id, name) in referenced {
+            let mut indices: Vec<usize> = reads
+                .iter()
+                .filter(|(refs, _)| {
+                    refs.iter().any(|r| id.as_deref() == Some(r) || name.as_deref() == Some(r))
+                })
+                .flat_map(|(_, fields)| fields)
+                .filter_map(|f| correlation_fields.iter().position(|c| c == f))
+                .collect();
+            indices.sort_unstable();
+            indices.dedup();
+            correlation_reads.insert(key, indices);
+        }
+        let active: Vec<usize> =
+            (0..per_family.len()).filter(|&i| !per_family[i].is_empty()).collect();
+        let route_table = mapping.route_table(active.iter().copied());
         let shortest_timespan = correlation_timespans.into_iter().min();
         let rule_counters = meta.keys().map(|k| (k.clone(), RuleCounters::default())).collect();
         let group_counters = vec![GroupCounters::default(); per_family.len()];
@@ -410,6 +443,7 @@ impl Detector {
             correlated,
             correlation_paths: correlation_fields.iter().map(|f| FieldPath::new(f)).collect(),
             correlation_fields,
+            correlation_reads,
             paths: AlertPaths::new(),
             meta,
             settings,
@@ -420,6 +454,7 @@ impl Detector {
             stats: Stats::default(),
             routed: Vec::new(),
             active,
+            route_table,
             intel: IntelSet::default(),
             intel_hits: Vec::new(),
             rule_counters,
@@ -566,9 +601,10 @@ impl Detector {
     /// producing alerts. What the Sigma oracle test compares.
     pub fn matching_rules(&mut self, event: &Value) -> Vec<String> {
         let mut routed = std::mem::take(&mut self.routed);
-        self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
+        let fields = CanhEvent::new(event);
+        self.route_table.route(&self.mapping, fields.root(), &mut routed);
         let out = self
-            .evaluate_routed(event, &routed)
+            .evaluate_routed(&fields, &routed)
             .iter()
             .map(|result| rule_key(result.header.rule_id.as_deref(), &result.header.rule_title))
             .collect();
@@ -577,12 +613,12 @@ impl Detector {
     }
 
     /// The matches of the rules of the routed families on the event.
-    fn evaluate_routed(&mut self, event: &Value, routed: &[usize]) -> Vec<EvaluationResult> {
+    fn evaluate_routed(&mut self, fields: &CanhEvent, routed: &[usize]) -> Vec<EvaluationResult> {
         if routed.is_empty() {
             return Vec::new();
         }
         if !self.settings.fast_path {
-            let plain = JsonEvent::borrow(event);
+            let plain = JsonEvent::borrow(fields.value());
             return routed
                 .iter()
                 .flat_map(|&family| &self.family_rules[family])
@@ -592,32 +628,29 @@ impl Detector {
         let route = self.route(routed);
         let route = &mut self.routes[route];
         route.events += 1;
-        let fields = CanhEvent::new(event);
         if route.prefilter.is_open() {
             route.engine_runs += 1;
-            return route.engine.evaluate(&fields);
+            return route.engine.evaluate(fields);
         }
         if route.whole_engine {
-            if !route.prefilter.may_match(&fields, &mut self.memo) {
+            if !route.prefilter.may_match(fields, &mut self.memo) {
                 return Vec::new();
             }
             route.engine_runs += 1;
-            return route.engine.evaluate(&fields);
+            return route.engine.evaluate(fields);
         }
-        // Only the rules whose gate holds, in the engine's order, each as the engine evaluates
-        // it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending order;
-        // without the engine's candidate index, which the gates make redundant here).
+        // Only the rules whose gate holds, in the engine's order, each decided as the engine
+        // decides it (`Engine::evaluate` runs `evaluate_rule` on its candidates in ascending
+        // order; `lean_evaluate` gives the same verdict with a smaller result), without the
+        // engine's candidate index, which the gates make redundant here.
         let candidates = &mut self.candidates;
-        route.prefilter.candidates(&fields, &mut self.memo, candidates);
+        route.prefilter.candidates(fields, &mut self.memo, candidates);
         if candidates.is_empty() {
             return Vec::new();
         }
         route.engine_runs += 1;
         let rules = route.engine.rules();
-        candidates
-            .iter()
-            .filter_map(|&rule| rsigma_eval::evaluate_rule(&rules[rule], &fields))
-            .collect()
+        candidates.iter().filter_map(|&rule| lean_evaluate(&rules[rule], fields)).collect()
     }
 
     /// Build the engines (and prefilters) of the routes these events take, without evaluating
@@ -629,7 +662,7 @@ impl Detector {
         }
         let mut routed = std::mem::take(&mut self.routed);
         for event in events {
-            self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
+            self.route_table.route(&self.mapping, &fields::Root::new(event), &mut routed);
             if !routed.is_empty() {
                 self.route(&routed);
             }
@@ -673,8 +706,9 @@ impl Detector {
         let mut intel_hits = std::mem::take(&mut self.intel_hits);
         for event in events {
             self.stats.events += 1;
-            self.mapping.route_among(event, self.active.iter().copied(), &mut routed);
-            let detections = self.evaluate(event, &routed);
+            let fields = CanhEvent::new(event);
+            self.route_table.route(&self.mapping, fields.root(), &mut routed);
+            let detections = self.evaluate(&fields, &routed);
             if !self.intel.is_empty() {
                 self.intel.matches(event, &mut intel_hits);
             }
@@ -682,8 +716,8 @@ impl Detector {
                 continue;
             }
             self.stats.matches += (detections.len() + intel_hits.len()) as u64;
-            let time = event_time(event);
-            let event = EventFields::new(event);
+            let time = event_time(fields.root());
+            let event = EventFields::new(fields.root());
             let mut candidates = Vec::new();
             let mut for_correlation = Vec::new();
             for detection in detections {
@@ -717,7 +751,7 @@ impl Detector {
 
     /// The matches of the rules of these families on the event, counted per family; evaluation
     /// time is sampled on one event in `TIME_SAMPLE` and shared among the families by rule count.
-    fn evaluate(&mut self, event: &Value, routed: &[usize]) -> Vec<EvaluationResult> {
+    fn evaluate(&mut self, event: &CanhEvent, routed: &[usize]) -> Vec<EvaluationResult> {
         if routed.is_empty() {
             return Vec::new();
         }
@@ -739,6 +773,19 @@ impl Detector {
             counters.nanos = counters.nanos.saturating_add(share);
         }
         detections
+    }
+
+    /// The fields (indices into `correlation_fields`) the correlations fed by these matches read,
+    /// in ascending order; `None`: all of them (a rule not in `correlation_reads`).
+    fn correlation_view_fields(&self, detections: &[EvaluationResult]) -> Option<Vec<usize>> {
+        let mut out: Vec<usize> = Vec::new();
+        for detection in detections {
+            let key = detection.header.rule_id.as_deref().unwrap_or(&detection.header.rule_title);
+            out.extend(self.correlation_reads.get(key)?);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
     }
 
     fn correlation_role(&self, key: &str) -> (bool, bool) {
@@ -786,6 +833,7 @@ impl Detector {
             self.count_lost(&detections);
             return Vec::new();
         }
+        let reads = self.correlation_view_fields(&detections);
         let Some(engine) = self.correlation.as_mut() else { return Vec::new() };
         // Evict here rather than inside the engine, so the evictions can be counted.
         let before = engine.state_count();
@@ -793,8 +841,13 @@ impl Detector {
             engine.evict_expired(secs);
             self.stats.evictions += (before - engine.state_count()) as u64;
         }
-        let view =
-            correlation_view(event, &self.paths, &self.correlation_fields, &self.correlation_paths);
+        let view = correlation_view(
+            event,
+            &self.paths,
+            &self.correlation_fields,
+            &self.correlation_paths,
+            reads.as_deref(),
+        );
         let results = engine.process_with_detections(&JsonEvent::borrow(&view), detections, secs);
         let mut out = Vec::new();
         for result in results {
@@ -934,6 +987,44 @@ impl Detector {
     }
 }
 
+/// Whether `rule` matches, as `rsigma_eval::evaluate_rule` decides it (the first of its conditions
+/// that holds, by rsigma's own `eval_condition`), with a result that carries what Canh reads from
+/// one (the rule's id and title, for alerts and for the correlation engine, which looks rules up by
+/// id) and the matched selections. `evaluate_rule` evaluates a matching condition twice (a yes/no
+/// pass, then one that collects details), then collects the matched fields and copies the rule's
+/// tags into the result: on the sshd lines, where every line matches a rule that feeds a
+/// correlation, that was most of the rule evaluation's cost. Tags come from the rule's metadata
+/// when an alert is built, never from here.
+fn lean_evaluate(rule: &CompiledRule, event: &impl rsigma_eval::Event) -> Option<EvaluationResult> {
+    let mut selections = Vec::new();
+    for condition in &rule.conditions {
+        selections.clear();
+        if rsigma_eval::compiler::eval_condition(
+            condition,
+            &rule.detections,
+            event,
+            &mut selections,
+        ) {
+            return Some(EvaluationResult {
+                header: RuleHeader {
+                    rule_title: rule.title.clone(),
+                    rule_id: rule.id.clone(),
+                    level: rule.level,
+                    tags: Vec::new(),
+                    custom_attributes: rule.custom_attributes.clone(),
+                    enrichments: None,
+                },
+                body: ResultBody::Detection(DetectionBody {
+                    matched_selections: selections,
+                    matched_fields: Vec::new(),
+                    event: None,
+                }),
+            });
+        }
+    }
+    None
+}
+
 /// A single-event match or a correlation, before deduplication.
 #[derive(Debug)]
 struct Candidate {
@@ -1064,7 +1155,7 @@ fn rule_key(id: Option<&str>, title: &str) -> String {
     id.unwrap_or(title).to_string()
 }
 
-fn event_time(event: &Value) -> Option<Timestamp> {
+fn event_time(event: &fields::Root) -> Option<Timestamp> {
     event.get("@timestamp").and_then(Value::as_str).and_then(|t| Timestamp::parse(t).ok())
 }
 
@@ -1091,18 +1182,17 @@ impl AlertPaths {
 /// A matched event, read the way `mapping::lookup` reads it, with whether it has a key with a
 /// dot found out once (when not, no lookup probes for a key equal to the whole dotted path).
 #[derive(Clone, Copy)]
-struct EventFields<'a> {
-    event: &'a Value,
-    dotted_keys: bool,
+struct EventFields<'r, 'a> {
+    root: &'r fields::Root<'a>,
 }
 
-impl<'a> EventFields<'a> {
-    fn new(event: &'a Value) -> EventFields<'a> {
-        EventFields { event, dotted_keys: fields::has_dotted_keys(event) }
+impl<'r, 'a> EventFields<'r, 'a> {
+    fn new(root: &'r fields::Root<'a>) -> EventFields<'r, 'a> {
+        EventFields { root }
     }
 
     fn get(&self, path: &FieldPath) -> Option<&'a Value> {
-        path.get_in(self.event, self.dotted_keys)
+        path.get_in_root(self.root)
     }
 
     fn text(&self, path: &FieldPath) -> Option<String> {
@@ -1121,21 +1211,27 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 /// The few fields the correlation engine reads, as a flat object (`{"source.ip": ..}`), plus the
 /// event id it keeps as a reference. Saves it walking (and, for references, serialising) the whole
-/// event.
+/// event. `only`: the indices of the fields wanted (those the correlations fed by this event's
+/// matches read; the engine copies the view once per correlation it updates); `None`: all.
 fn correlation_view(
     event: EventFields,
     paths: &AlertPaths,
     fields: &[String],
     field_paths: &[FieldPath],
+    only: Option<&[usize]>,
 ) -> Value {
     let mut view = Map::new();
     if let Some(id) = event.text(&paths.event_id) {
         view.insert("event_id".into(), Value::String(id));
     }
-    for (field, path) in fields.iter().zip(field_paths) {
-        if let Some(value) = event.get(path) {
-            view.insert(field.clone(), value.clone());
+    let mut add = |index: usize| {
+        if let Some(value) = event.get(&field_paths[index]) {
+            view.insert(fields[index].clone(), value.clone());
         }
+    };
+    match only {
+        Some(indices) => indices.iter().for_each(|&i| add(i)),
+        None => (0..fields.len()).for_each(add),
     }
     Value::Object(view)
 }

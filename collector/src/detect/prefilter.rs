@@ -342,9 +342,10 @@ impl Prefilter {
     fn lookup<'e>(&self, field: usize, event: &CanhEvent<'e>, tops: &mut [Lookup<'e>]) -> Walk<'e> {
         let path = &self.fields[field];
         let Some(top) = self.field_tops[field] else { return event.lookup_path(path) };
-        if event.has_dotted_keys() {
-            // A key equal to the whole dotted path would come first: the plain walk looks.
-            return event.lookup_path(path);
+        // A top-level key equal to the whole dotted path comes first, as in the plain walk (a
+        // comparison of lengths per key; Canh's events have no such key).
+        if let Some(value) = event.root().get(path.as_str()) {
+            return Walk::Found(value);
         }
         let found = match tops[top] {
             Lookup::Done(found) => found,
@@ -626,9 +627,39 @@ fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &CanhEvent) -
         return value.is_some_and(|v| !v.is_null()) == expect_exists;
     }
     match value {
-        Some(value) => matches(&item.matcher, &EventValue::from(value), event),
+        Some(value) => {
+            // Answered on the JSON value where possible, without building rsigma's value.
+            let direct = match value {
+                Value::String(text) if text.is_ascii() => ascii_matches(&item.matcher, text),
+                Value::Number(number) => numeric_matches(&item.matcher, number),
+                _ => None,
+            };
+            match direct {
+                Some(verdict) => verdict,
+                None => matches(&item.matcher, &EventValue::from(value), event),
+            }
+        }
         None => matches!(item.matcher, CompiledMatcher::Null),
     }
+}
+
+/// What rsigma's numeric matchers answer for a JSON number, or `None` for other matchers. rsigma
+/// reads the number as an `i64` when it is one, else as an `f64` (`EventValue::from`), and
+/// compares it as an `f64`.
+fn numeric_matches(matcher: &CompiledMatcher, number: &serde_json::Number) -> Option<bool> {
+    let value = match number.as_i64() {
+        Some(int) => int as f64,
+        None => number.as_f64().unwrap_or(f64::NAN),
+    };
+    let verdict = match matcher {
+        CompiledMatcher::NumericEq(n) => (value - n).abs() < f64::EPSILON,
+        CompiledMatcher::NumericGt(n) => value > *n,
+        CompiledMatcher::NumericGte(n) => value >= *n,
+        CompiledMatcher::NumericLt(n) => value < *n,
+        CompiledMatcher::NumericLte(n) => value <= *n,
+        _ => return None,
+    };
+    Some(verdict)
 }
 
 /// `matcher.matches(value)`, answered without allocating when the value is an ASCII string and
@@ -875,6 +906,29 @@ mod tests {
         assert_ne!(first(&filter), built, "{:?}", filter.rules);
     }
 
+    /// A top-level key equal to a whole dotted path is what rsigma reads first: the gate, which
+    /// shares the lookup of the top-level object among fields, must read it too.
+    #[test]
+    fn a_flat_dotted_key_comes_first() {
+        let rule = compile(SCAN);
+        let filter = Prefilter::build([&rule]);
+        let events = [
+            json!({"network": {"transport": "tcp"}, "flow.state": "S0", "flow": {"state": "SF"}}),
+            json!({"network": {"transport": "tcp"}, "flow.state": "SF", "flow": {"state": "S0"}}),
+            json!({"network.transport": "udp", "network": {"transport": "tcp"},
+                   "flow": {"state": "S0"}}),
+            json!({"network": {"transport": "tcp"}, "flow": {"state": "S0"}}),
+        ];
+        let mut verdicts = Vec::new();
+        for event in &events {
+            let fields = CanhEvent::new(event);
+            let want = rsigma_eval::evaluate_rule(&rule, &rsigma_eval::JsonEvent::borrow(event));
+            assert_eq!(!filter.passing(&fields).is_empty(), want.is_some(), "{event}");
+            verdicts.push(want.is_some());
+        }
+        assert_eq!(verdicts, [true, false, false, true]);
+    }
+
     #[test]
     fn negations_and_absence_leave_the_rule_open() {
         for detection in [
@@ -895,6 +949,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn numeric_shortcut_answers_like_the_matcher() {
+        let rule = compile(
+            "title: t\nlogsource: {product: x}\ndetection:\n  sel:\n    a: 22\n    \
+             b|gt: 10\n    c|gte: 500000000\n    d|lt: 5000\n    e|lte: -1.5\n    f: 0\n  \
+             condition: sel\n",
+        );
+        let numbers = [
+            json!(0),
+            json!(22),
+            json!(22.0),
+            json!(-1.5),
+            json!(-2),
+            json!(10),
+            json!(10.000001),
+            json!(4999),
+            json!(5000),
+            json!(500000000),
+            json!(499999999.9),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+        ];
+        let mut numeric = 0;
+        for detection in rule.detections.values() {
+            let CompiledDetection::AllOf(items) = detection else { continue };
+            for item in items {
+                for number in &numbers {
+                    let serde_json::Value::Number(n) = number else { continue };
+                    let event = json!({"z": number});
+                    let wrapped = CanhEvent::new(&event);
+                    let want = item.matcher.matches(&EventValue::from(number), &wrapped);
+                    if let Some(verdict) = numeric_matches(&item.matcher, n) {
+                        assert_eq!(verdict, want, "{item:?} {number}");
+                        numeric += 1;
+                    }
+                }
+            }
+        }
+        assert!(numeric >= 4 * numbers.len(), "the comparisons are numeric matchers: {numeric}");
     }
 
     #[test]
