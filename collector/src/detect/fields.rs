@@ -84,12 +84,6 @@ impl<'a> Root<'a> {
         self.map.is_some()
     }
 
-    /// Whether a top-level key may hold a dot (true for anything but an object): `has_dotted_keys`.
-    /// Reads every key: for tests and diagnostics, not for lookups.
-    pub fn has_dotted_keys(&self) -> bool {
-        self.map.is_none_or(|map| map.keys().any(|k| k.bytes().any(|b| b == b'.')))
-    }
-
     /// The top-level key `key`: `value.get(key)`.
     #[inline]
     pub fn get(&self, key: &str) -> Option<&'a Value> {
@@ -110,16 +104,22 @@ impl<'a> Root<'a> {
             return Some(value);
         }
         let dot = path.bytes().position(|b| b == b'.')?;
-        let mut current = self.get(&path[..dot])?;
-        let mut rest = &path[dot + 1..];
-        loop {
-            match rest.bytes().position(|b| b == b'.') {
-                Some(dot) => {
-                    current = get(current, &rest[..dot])?;
-                    rest = &rest[dot + 1..];
-                }
-                None => return get(current, rest),
+        descend(self.get(&path[..dot])?, &path[dot + 1..])
+    }
+}
+
+/// The value under `current` at `path`, one object key per dotted segment (`a.b` = key `a`, then
+/// key `b`). The segments are found with a byte loop, not `split('.')` (a `memchr` call per
+/// segment of a short path).
+pub fn descend<'a>(mut current: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut rest = path;
+    loop {
+        match rest.bytes().position(|b| b == b'.') {
+            Some(dot) => {
+                current = get(current, &rest[..dot])?;
+                rest = &rest[dot + 1..];
             }
+            None => return get(current, rest),
         }
     }
 }
@@ -138,8 +138,9 @@ impl<'a> CanhEvent<'a> {
 
     /// Whether a top-level key contains a dot (true for anything but an object). Canh's events
     /// have none, so the probe for a flat key equal to a whole dotted path can be skipped.
+    #[cfg(test)]
     pub fn has_dotted_keys(&self) -> bool {
-        self.root.has_dotted_keys()
+        has_dotted_keys(self.value)
     }
 
     /// The event's top-level entries.
@@ -154,12 +155,12 @@ impl<'a> CanhEvent<'a> {
 }
 
 /// Whether `root` may hold a key with a dot (true for anything but an object): when not, no key
-/// can equal a dotted path, and the probe for one can be skipped.
+/// can equal a dotted path (the condition under which `CanhEvent::lookup_under` answers as
+/// `lookup_path` does). Lookups do not ask it: they probe for the whole path instead.
+#[cfg(test)]
 pub fn has_dotted_keys(root: &Value) -> bool {
     match root {
-        // A plain byte loop: the keys are short, and `contains('.')` costs a `memchr` call per
-        // key (a third of the prefilter's lookup time with nine keys).
-        Value::Object(map) => map.keys().any(|k| k.bytes().any(|b| b == b'.')),
+        Value::Object(map) => map.keys().any(|k| k.contains('.')),
         _ => true,
     }
 }
@@ -204,7 +205,8 @@ impl FieldPath {
         (self.plain && self.dotted).then(|| self.segments[0].as_str())
     }
 
-    /// `get_in` on an event's top-level entries.
+    /// What `mapping::lookup(event, path)` answers (a key equal to the whole path, else one object
+    /// key per dotted segment), read from the event's top-level entries.
     pub fn get_in_root<'a>(&self, root: &Root<'a>) -> Option<&'a Value> {
         if let Some(value) = root.get(self.path.as_str()) {
             return Some(value);
@@ -214,25 +216,6 @@ impl FieldPath {
         }
         let mut current = root.get(self.segments[0].as_str())?;
         for segment in &self.segments[1..] {
-            current = get(current, segment.as_str())?;
-        }
-        Some(current)
-    }
-
-    /// What `mapping::lookup(root, path)` answers: the value of a key equal to the whole path,
-    /// else of one object key per dotted segment. `dotted_keys`: whether `root` may hold a key
-    /// with a dot (`has_dotted_keys`); when not, the probe for the whole path is skipped.
-    pub fn get_in<'a>(&self, root: &'a Value, dotted_keys: bool) -> Option<&'a Value> {
-        if !self.dotted || dotted_keys {
-            if let Some(value) = get(root, self.path.as_str()) {
-                return Some(value);
-            }
-        }
-        if !self.dotted {
-            return None;
-        }
-        let mut current = root;
-        for segment in &self.segments {
             current = get(current, segment.as_str())?;
         }
         Some(current)
@@ -446,8 +429,6 @@ mod tests {
                 let want = crate::detect::mapping::lookup(event, path);
                 assert_eq!(field.get_in_root(fast.root()), want, "{path} in {event}, from Root");
                 assert_eq!(fast.root().lookup(path), want, "{path} in {event}, Root::lookup");
-                assert_eq!(field.get_in(event, true), want, "{path} in {event}");
-                assert_eq!(field.get_in(event, has_dotted_keys(event)), want, "{path} in {event}");
             }
         }
     }

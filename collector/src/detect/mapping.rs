@@ -305,20 +305,11 @@ pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(value) = fields::get(event, path) {
         return Some(value);
     }
-    // Split with a byte loop, not `split('.')` (a `memchr` call per segment of a short path);
-    // a path without a dot was the lookup above.
-    let mut current = event;
-    let mut rest = path;
-    loop {
-        match rest.bytes().position(|b| b == b'.') {
-            Some(dot) => {
-                current = fields::get(current, &rest[..dot])?;
-                rest = &rest[dot + 1..];
-            }
-            None if rest.len() == path.len() => return None,
-            None => return fields::get(current, rest),
-        }
+    // A path without a dot was the lookup above (a byte loop: no `memchr` call for a short path).
+    if !path.bytes().any(|b| b == b'.') {
+        return None;
     }
+    fields::descend(event, path)
 }
 
 fn rename_fields(detection: &mut Detection, rename: &mut dyn FnMut(&mut String)) {
