@@ -1789,6 +1789,8 @@ struct Browser {
     driver: Child,
     port: u16,
     session: String,
+    /// Chromium's profile directory, removed when the browser is dropped.
+    profile: std::path::PathBuf,
 }
 
 impl Browser {
@@ -1822,7 +1824,7 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(250));
         }
         assert!(!session.is_empty(), "chromedriver session");
-        Browser { driver, port, session }
+        Browser { driver, port, session, profile }
     }
 
     fn command(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -1872,6 +1874,9 @@ impl Drop for Browser {
         let _ = http(self.port, "DELETE", &format!("/session/{}", self.session), None, None);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Closing the session ends Chromium; its profile (tens of MB of caches) would otherwise
+        // stay in the temp directory after every run.
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
