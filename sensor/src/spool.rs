@@ -690,13 +690,15 @@ impl Spool {
         self.next_id += 1;
         let path = self.path_of(id);
         let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
-        let (file, file_len) = match self.free.pop() {
-            Some(free) => {
-                std::fs::rename(self.dir.join(free_name(free)), &path).map_err(io_err)?;
-                let file = OpenOptions::new().write(true).open(&path).map_err(io_err)?;
-                let len = file.metadata().map_err(io_err)?.len();
-                (file, len)
-            }
+        // A kept file that cannot be taken (gone, say) is forgotten: a new one is made instead.
+        let reused = self.free.pop().and_then(|free| {
+            std::fs::rename(self.dir.join(free_name(free)), &path).ok()?;
+            let file = OpenOptions::new().write(true).open(&path).ok()?;
+            let len = file.metadata().ok()?.len();
+            Some((file, len))
+        });
+        let (file, file_len) = match reused {
+            Some(reused) => reused,
             None => {
                 let file =
                     OpenOptions::new().create_new(true).write(true).open(&path).map_err(io_err)?;
