@@ -13,7 +13,8 @@
 #   BENCH_BROKER  "down" = point the sensor at a closed port (spool fill); "keep" = leave the broker
 #                 and the spool of an earlier run (drain); default: a fresh broker
 # Prints: the offline run's time, the run's time, per-thread CPU of the sensor (sampled from /proc
-# every 0.2 s; the last sample before exit), the broker's CPU, the sensor's final stats lines.
+# every 0.2 s; the last sample before exit), the broker's CPU, the sensor's final stats lines, the
+# files left in the spool folder.
 set -euo pipefail
 export LC_ALL=C
 
@@ -113,4 +114,7 @@ for l in "${last[@]}"; do echo "$l"; done | awk -v t="$tick" '{
 } END { for (k in cpu) printf "   %-16s %7.2f\n", k, cpu[k]; printf "   %-16s %7.2f\n", "all", total }'
 echo "   broker CPU s: $(awk -v a="$b0" -v b="$b1" -v t="$tick" 'BEGIN{printf "%.2f", (b-a)/t}')"
 grep -E "run:|capture (file )?read|why events|sensor stopped|WARN|ERROR" "$dir/sensor.log" | sed 's/^/   /'
+spool=$dir/state/spool
+echo "   spool folder at exit: $(find "$spool" -name '*.seg' 2>/dev/null | wc -l) segments," \
+    "$(find "$spool" -name '*.free' 2>/dev/null | wc -l) retired files kept for reuse"
 say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -134,6 +134,10 @@ pub struct UplinkSection {
     /// Events handed to the producer and not yet acknowledged; beyond this, events are spooled.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Payload bytes handed to the producer and not yet acknowledged (librdkafka holds a copy of
+    /// each until Kafka acknowledges it); beyond this, events are spooled.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
     /// Events per second sent to Kafka (alerts and health excepted); 0 = no cap.
     #[serde(default)]
     pub rate_limit: u32,
@@ -164,6 +168,7 @@ impl Default for UplinkSection {
         UplinkSection {
             queue_capacity: default_queue_capacity(),
             max_in_flight: default_max_in_flight(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
             rate_limit: 0,
             health_interval: default_health_interval(),
             stall_timeout: default_stall_timeout(),
@@ -385,7 +390,10 @@ fn default_queue_capacity() -> usize {
     10_000
 }
 fn default_max_in_flight() -> usize {
-    100_000
+    1_000_000
+}
+fn default_max_in_flight_bytes() -> usize {
+    256 << 20
 }
 fn default_health_interval() -> String {
     "30s".into()
@@ -532,10 +540,13 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
             "segment_bytes must be at least 4096 and at most max_bytes".into(),
         ));
     }
-    if config.uplink.queue_capacity == 0 || config.uplink.max_in_flight == 0 {
+    if config.uplink.queue_capacity == 0
+        || config.uplink.max_in_flight == 0
+        || config.uplink.max_in_flight_bytes == 0
+    {
         return Err(invalid(
             "uplink",
-            "queue_capacity and max_in_flight must be at least 1".into(),
+            "queue_capacity, max_in_flight and max_in_flight_bytes must be at least 1".into(),
         ));
     }
     let message_timeout = duration("kafka.message_timeout", &config.kafka.message_timeout)?;

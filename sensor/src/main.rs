@@ -557,6 +557,7 @@ fn start_uplink(
         },
         queue_capacity: cfg.uplink.queue_capacity,
         max_in_flight,
+        max_in_flight_bytes: cfg.uplink.max_in_flight_bytes,
         rate_limit: (cfg.uplink.rate_limit > 0).then_some(cfg.uplink.rate_limit),
         health_interval: settings.health_interval,
         stall_timeout: settings.stall_timeout,

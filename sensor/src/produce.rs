@@ -41,6 +41,8 @@ pub struct Tag {
     pub dataset: u8,
     /// Events in the record (a pack holds several, see `uplink`).
     pub events: u32,
+    /// Bytes of the record's payload (what librdkafka holds a copy of until the report).
+    pub bytes: usize,
     /// Sent again after a failed delivery.
     pub retried: bool,
     pub sent_at: Instant,
@@ -364,6 +366,7 @@ mod tests {
             class: Class::Bulk,
             dataset,
             events: 1,
+            bytes: 10,
             retried: false,
             sent_at: Instant::now(),
         };

@@ -1,13 +1,25 @@
 //! The on-disk spool: where events wait while Kafka is unreachable or slower than the input.
 //!
-//! A folder of append-only segment files named `<id>.seg` (id: 20 decimal digits, increasing).
-//! Each record is framed as
+//! A folder of segment files named `<id>.seg` (id: 20 decimal digits, increasing), each written
+//! front to back. Each record is framed as
 //!
 //! ```text
-//! magic u32 LE (0x4C50_5343) | body length u32 LE | CRC-32 of the body u32 LE | body
-//! body: seq u64 | spooled_at_ns i64 | class u8 | dataset u8 | topic_len u16 | topic
-//!       | key_len u16 | key | payload (the rest)
+//! magic u32 LE (0x4C50_5344) | body length u32 LE | CRC-32 of the body u32 LE | body
+//! body: segment u64 | seq u64 | spooled_at_ns i64 | class u8 | dataset u8 | topic_len u16
+//!       | topic | key_len u16 | key | payload (the rest)
 //! ```
+//!
+//! `segment` is the id of the file the record was written to. Files are reused: a segment whose
+//! records are all acknowledged is renamed `<id>.free` and later renamed to a new `<id>.seg` and
+//! written again from its start (deleting and creating 8 MiB files cost the uplink thread more
+//! than writing them). So a file can hold, after the records of its segment, older bytes of an
+//! earlier one. Reading stops at the first intact record of another segment, and at an *end
+//! mark* (magic 0x4C50_5345, body: the segment id), which every write to a reused file places
+//! right after the data it will end with, before writing that data: whatever the file holds
+//! after each `write`, reading stops where the segment's data ends.
+//!
+//! Frames of the earlier format (magic 0x4C50_5343, the same body without `segment`), which
+//! sensors before the reuse wrote to files never reused, are still read.
 //!
 //! Two kinds of segment, never mixed in one file:
 //! - *spooled* segments hold records waiting for Kafka ([`Spool::append`]); they are read back and
@@ -16,12 +28,12 @@
 //!   ([`Spool::append_sent`]); they are read back only after a restart (a failed delivery is sent
 //!   again by the caller from the bytes librdkafka hands back; the segment waits for its ack).
 //!
-//! A segment is deleted once every record in it was acknowledged ([`Spool::ack`]); until then it
-//! survives restarts and `kill -9` (records are written to the file, not kept in a user-space
-//! buffer, before [`Spool::flush`] returns) and, once `fsync`ed (every `sync_interval`, at
-//! [`Spool::sync`], and when a spooled segment is closed), a power loss. Acknowledgements are not written to
-//! disk: after a restart the remaining segments are sent again whole, so a record may reach Kafka
-//! twice, with the same `event.id`.
+//! A segment is retired (reused or deleted) once every record in it was acknowledged
+//! ([`Spool::ack`]); until then it survives restarts and `kill -9` (records are written to the
+//! file, not kept in a user-space buffer, before [`Spool::flush`] returns) and, once `fsync`ed
+//! (every `sync_interval`, at [`Spool::sync`], and when a spooled segment is closed), a power
+//! loss. Acknowledgements are not written to disk: after a restart the remaining segments are
+//! sent again whole, so a record may reach Kafka twice, with the same `event.id`.
 //!
 //! A torn tail (crash mid-write) or corrupted bytes fail the magic, length or CRC check. The reader
 //! then skips forward to the next valid record and counts what it skipped in [`Damage`]; it never
@@ -29,15 +41,29 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: u32 = 0x4C50_5343;
+/// Frames of the current format (with the segment id).
+const MAGIC: u32 = 0x4C50_5344;
+/// Frames of the earlier format (no segment id), still read.
+const MAGIC_V1: u32 = 0x4C50_5343;
+/// The end mark of a reused file's data.
+const MAGIC_END: u32 = 0x4C50_5345;
 const HEADER: usize = 12;
-/// Fixed part of a body: seq, spooled_at_ns, class, dataset, topic_len, key_len.
-const BODY_FIXED: usize = 8 + 8 + 1 + 1 + 2 + 2;
+/// Fixed part of a body: segment, seq, spooled_at_ns, class, dataset, topic_len, key_len.
+const BODY_FIXED: usize = 8 + 8 + 8 + 1 + 1 + 2 + 2;
+/// Fixed part of an earlier-format body (no segment).
+const BODY_FIXED_V1: usize = BODY_FIXED - 8;
+/// An end mark: header and the segment id.
+const END_LEN: usize = HEADER + 8;
 /// A body longer than this is treated as corruption (events are far smaller).
 pub const MAX_BODY: usize = 16 << 20;
+/// Bytes of small records (and frame headers) collected before one `write`.
+const WRITE_BUFFER: usize = 1 << 16;
+/// Retired segment files kept for reuse, at most (they hold no records: not counted in
+/// [`Spool::bytes`]; at most this many times `segment_bytes` of disk).
+const REUSE_FILES: usize = 4;
 
 /// How important a record is when the spool fills up. Lower values are kept longer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,10 +109,11 @@ pub struct Record {
 }
 
 impl Record {
-    /// The framed bytes of this record as written to a segment.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The framed bytes of this record as written to segment `segment`.
+    pub fn encode(&self, segment: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        self.as_ref().encode_into(&mut out);
+        self.as_ref().head_into(segment, &mut out);
+        out.extend_from_slice(&self.payload);
         out
     }
 
@@ -115,7 +142,7 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
 }
 
-impl RecordRef<'_> {
+impl<'a> RecordRef<'a> {
     /// The length of this record's frame.
     pub fn frame_len(&self) -> usize {
         HEADER + self.body_len()
@@ -133,37 +160,39 @@ impl RecordRef<'_> {
         &self.key[..self.key.len().min(u16::MAX as usize)]
     }
 
-    /// Append the framed bytes of this record to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.reserve(self.frame_len());
-        // Writing into a Vec cannot fail.
-        let _ = self.write_to(out);
-    }
-
-    /// Write the framed bytes of this record to `out` piece by piece, the checksum computed over
-    /// the pieces, so that the payload is copied once (straight into `out`).
-    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+    /// Append to `out` this record's frame for segment `segment` up to its payload (which the
+    /// caller writes after it, from where it is); the checksum covers the payload too.
+    fn head_into(&self, segment: u64, out: &mut Vec<u8>) {
         let (topic, key) = (self.topic(), self.key());
-        // Header and the body's fixed fields up to the topic (key_len follows the topic).
-        let mut head = [0_u8; HEADER + BODY_FIXED - 2];
-        head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        head[4..8].copy_from_slice(&(self.body_len() as u32).to_le_bytes());
-        head[12..20].copy_from_slice(&self.seq.to_le_bytes());
-        head[20..28].copy_from_slice(&self.spooled_at_ns.to_le_bytes());
-        head[28] = self.class as u8;
-        head[29] = self.dataset;
-        head[30..32].copy_from_slice(&(topic.len() as u16).to_le_bytes());
-        let key_len = (key.len() as u16).to_le_bytes();
+        let start = out.len();
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&(self.body_len() as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&segment.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.spooled_at_ns.to_le_bytes());
+        out.push(self.class as u8);
+        out.push(self.dataset);
+        out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        out.extend_from_slice(topic);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
         let mut crc = crc32fast::Hasher::new();
-        for part in [&head[HEADER..], topic, &key_len, key, self.payload] {
-            crc.update(part);
-        }
-        head[8..12].copy_from_slice(&crc.finalize().to_le_bytes());
-        for part in [&head[..], topic, &key_len, key, self.payload] {
-            out.write_all(part)?;
-        }
-        Ok(())
+        crc.update(&out[start + HEADER..]);
+        crc.update(self.payload);
+        out[start + 8..start + 12].copy_from_slice(&crc.finalize().to_le_bytes());
     }
+}
+
+/// The end mark of segment `segment`'s data in a reused file.
+fn end_mark(segment: u64) -> [u8; END_LEN] {
+    let body = segment.to_le_bytes();
+    let mut mark = [0_u8; END_LEN];
+    mark[0..4].copy_from_slice(&MAGIC_END.to_le_bytes());
+    mark[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    mark[8..12].copy_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    mark[12..].copy_from_slice(&body);
+    mark
 }
 
 /// What the reader skipped in one segment.
@@ -174,7 +203,8 @@ pub struct Damage {
     pub bytes: u64,
 }
 
-/// Parse one body (already CRC-checked). `None` when its inner lengths do not add up.
+/// Parse one body (already CRC-checked) from its `seq` on. `None` when its inner lengths do not
+/// add up.
 fn decode_body(body: &[u8]) -> Option<Record> {
     let fixed = body.get(..20)?;
     let seq = u64::from_le_bytes(fixed[0..8].try_into().ok()?);
@@ -192,47 +222,84 @@ fn decode_body(body: &[u8]) -> Option<Record> {
     Some(Record { seq, spooled_at_ns, class, dataset, topic, key, payload })
 }
 
-/// The record framed at the start of `bytes`, and its framed length; `None` if there is none.
-fn decode_at(bytes: &[u8]) -> Option<(Record, usize)> {
-    let header = bytes.get(..HEADER)?;
-    if u32::from_le_bytes(header[0..4].try_into().ok()?) != MAGIC {
-        return None;
-    }
-    let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
-    if !(BODY_FIXED..=MAX_BODY).contains(&len) {
-        return None;
-    }
-    let crc = u32::from_le_bytes(header[8..12].try_into().ok()?);
-    let body = bytes.get(HEADER..HEADER + len)?;
-    if crc32fast::hash(body) != crc {
-        return None;
-    }
-    Some((decode_body(body)?, HEADER + len))
+/// What is framed at the start of a segment's bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// A record of this segment, and its framed length.
+    Record(Record, usize),
+    /// The end of this segment's data: an end mark, or an intact record of another segment (older
+    /// bytes of a reused file).
+    End,
+    /// Not a valid frame.
+    Invalid,
 }
 
-/// Every valid record of a segment's bytes, in order, and what had to be skipped.
-pub fn decode_segment(bytes: &[u8]) -> (Vec<Record>, Damage) {
+/// The frame at the start of `bytes`, read as part of segment `segment`.
+fn decode_at(bytes: &[u8], segment: u64) -> Frame {
+    let Some(header) = bytes.get(..HEADER) else { return Frame::Invalid };
+    let word = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let (magic, len, crc) = (word(0), word(4) as usize, word(8));
+    let fixed = match magic {
+        MAGIC => BODY_FIXED,
+        MAGIC_V1 => BODY_FIXED_V1,
+        MAGIC_END => 8,
+        _ => return Frame::Invalid,
+    };
+    if len < fixed || len > MAX_BODY || (magic == MAGIC_END && len != 8) {
+        return Frame::Invalid;
+    }
+    let Some(body) = bytes.get(HEADER..HEADER + len) else { return Frame::Invalid };
+    if crc32fast::hash(body) != crc {
+        return Frame::Invalid;
+    }
+    let rest = match magic {
+        MAGIC_V1 => body,
+        _ => {
+            let mut id = [0_u8; 8];
+            id.copy_from_slice(&body[..8]);
+            if magic == MAGIC_END || u64::from_le_bytes(id) != segment {
+                return Frame::End;
+            }
+            &body[8..]
+        }
+    };
+    match decode_body(rest) {
+        Some(record) => Frame::Record(record, HEADER + len),
+        None => Frame::Invalid,
+    }
+}
+
+/// Whether a frame of any kind may start at `bytes` (where the reader resynchronises).
+fn magic_at(bytes: &[u8]) -> bool {
+    let Some(word) = bytes.get(..4) else { return false };
+    let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+    matches!(word, MAGIC | MAGIC_V1 | MAGIC_END)
+}
+
+/// Every valid record of segment `segment`'s bytes, in order, and what had to be skipped.
+pub fn decode_segment(bytes: &[u8], segment: u64) -> (Vec<Record>, Damage) {
     let mut records = Vec::new();
     let mut damage = Damage::default();
     let mut pos = 0;
     let mut in_damage = false;
     while pos < bytes.len() {
-        match decode_at(&bytes[pos..]) {
-            Some((record, len)) => {
+        match decode_at(&bytes[pos..], segment) {
+            Frame::Record(record, len) => {
                 records.push(record);
                 pos += len;
                 in_damage = false;
             }
-            None => {
+            Frame::End => break,
+            Frame::Invalid => {
                 if !in_damage {
                     damage.regions += 1;
                     in_damage = true;
                 }
                 // Resynchronise on the next magic number.
-                let next = bytes[pos + 1..]
-                    .windows(4)
-                    .position(|w| w == MAGIC.to_le_bytes())
-                    .map(|i| pos + 1 + i)
+                let next = (pos + 1..bytes.len())
+                    .find(|&at| magic_at(&bytes[at..]))
                     .unwrap_or(bytes.len());
                 damage.bytes += (next - pos) as u64;
                 pos = next;
@@ -240,6 +307,77 @@ pub fn decode_segment(bytes: &[u8]) -> (Vec<Record>, Damage) {
         }
     }
     (records, damage)
+}
+
+/// Writes a segment's frames front to back at explicit offsets (the file may be a reused one
+/// holding older bytes further on). Frame headers and small records are collected and written
+/// together; a payload that does not fit the buffer is written straight from where it is.
+struct Writer {
+    file: File,
+    segment: u64,
+    /// Offset where the buffer's bytes go: the segment's data written so far ends here.
+    pos: u64,
+    buf: Vec<u8>,
+    /// How far the file holds bytes (older ones of a reused file included).
+    file_len: u64,
+}
+
+impl Writer {
+    fn new(file: File, segment: u64, file_len: u64) -> Writer {
+        Writer { file, segment, pos: 0, buf: Vec::with_capacity(WRITE_BUFFER), file_len }
+    }
+
+    /// Append the frame of `record`. On an error nothing of it stays: the next frame is written
+    /// where this one would have started.
+    fn put(&mut self, record: &RecordRef<'_>) -> std::io::Result<()> {
+        let start = self.buf.len();
+        record.head_into(self.segment, &mut self.buf);
+        let payload = record.payload;
+        if self.buf.len() + payload.len() <= WRITE_BUFFER {
+            self.buf.extend_from_slice(payload);
+            return Ok(());
+        }
+        let frame_at = self.pos + start as u64;
+        let written = self.write_out(payload);
+        if written.is_err() {
+            if self.pos > frame_at {
+                // The buffer went out, the payload did not.
+                self.pos = frame_at;
+                self.buf.clear();
+            } else {
+                self.buf.truncate(start);
+            }
+        }
+        written
+    }
+
+    /// Write what is buffered.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_out(&[])
+    }
+
+    /// Write the buffer, then `extra`, at the end of the data. When the file holds bytes beyond
+    /// where the data will end, an end mark goes there first: killed between the writes, the file
+    /// still ends its data at the previous end mark (which the new data overwrites).
+    fn write_out(&mut self, extra: &[u8]) -> std::io::Result<()> {
+        let end = self.pos + (self.buf.len() + extra.len()) as u64;
+        if end < self.file_len {
+            self.file.write_all_at(&end_mark(self.segment), end)?;
+            self.file_len = self.file_len.max(end + END_LEN as u64);
+        }
+        self.file.write_all_at(&self.buf, self.pos)?;
+        self.pos += self.buf.len() as u64;
+        self.buf.clear();
+        if !extra.is_empty() {
+            self.file.write_all_at(extra, self.pos)?;
+            self.pos += extra.len() as u64;
+        }
+        self.file_len = self.file_len.max(self.pos);
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,11 +423,14 @@ struct Segment {
     acked: u64,
     handed_out: bool,
     oldest_ns: Option<i64>,
+    /// Written by this process (so in the current format, with end marks): its file may be
+    /// reused once all its records are acknowledged.
+    reusable: bool,
 }
 
 struct Active {
     id: u64,
-    file: BufWriter<File>,
+    file: Writer,
     bytes: u64,
     records: u64,
     oldest_ns: Option<i64>,
@@ -315,6 +456,8 @@ pub struct Spool {
     /// segment deleted) before. At high rates Kafka acknowledges a segment's records well within
     /// `sync_interval`, so its bytes are never written to the disk.
     unsynced_closed: Vec<(u64, File)>,
+    /// Ids of retired segment files renamed `<id>.free`, kept for reuse (at most `REUSE_FILES`).
+    free: Vec<u64>,
 }
 
 impl Spool {
@@ -327,14 +470,26 @@ impl Spool {
         let mut total_bytes = 0;
         for entry in std::fs::read_dir(dir).map_err(folder_err)? {
             let path = entry.map_err(folder_err)?.path();
+            if free_id(&path).is_some() {
+                // Retired by an earlier run: nothing in it is needed.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let Some(id) = segment_id(&path) else { continue };
             let bytes = std::fs::metadata(&path)
                 .map_err(|source| SpoolError::Segment { path: path.display().to_string(), source })?
                 .len();
-            let oldest_ns = first_record_time(&path);
+            let oldest_ns = first_record_time(&path, id);
             total_bytes += bytes;
-            closed
-                .insert(id, Segment { bytes, records: 0, acked: 0, handed_out: false, oldest_ns });
+            let segment = Segment {
+                bytes,
+                records: 0,
+                acked: 0,
+                handed_out: false,
+                oldest_ns,
+                reusable: false,
+            };
+            closed.insert(id, segment);
         }
         let next_id = closed.keys().next_back().map_or(1, |id| id + 1);
         Ok(Spool {
@@ -346,6 +501,7 @@ impl Spool {
             total_bytes,
             last_sync: std::time::Instant::now(),
             unsynced_closed: Vec::new(),
+            free: Vec::new(),
         })
     }
 
@@ -385,7 +541,7 @@ impl Spool {
         }
         let Some(active) = self.active.as_mut() else { return Ok(None) };
         active.write_ahead = write_ahead;
-        if let Err(source) = record.write_to(&mut active.file) {
+        if let Err(source) = active.file.put(&record) {
             let id = active.id;
             return Err(SpoolError::Segment {
                 path: self.path_of(id).display().to_string(),
@@ -433,13 +589,13 @@ impl Spool {
         let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
         active.file.flush().map_err(io_err)?;
         if sync && active.unsynced {
-            active.file.get_ref().sync_data().map_err(io_err)?;
+            active.file.file.sync_data().map_err(io_err)?;
             active.unsynced = false;
         }
         Ok(())
     }
 
-    /// Delete the write-ahead segment being written once Kafka acknowledged all its records, so a
+    /// Retire the write-ahead segment being written once Kafka acknowledged all its records, so a
     /// restart does not send them again. Called between batches.
     pub fn retire_acknowledged(&mut self) -> Result<(), SpoolError> {
         let done = self.active.as_ref().is_some_and(|a| a.write_ahead && a.acked >= a.records);
@@ -449,12 +605,7 @@ impl Spool {
         let Some(active) = self.active.take() else { return Ok(()) };
         drop(active.file);
         self.total_bytes = self.total_bytes.saturating_sub(active.bytes);
-        let path = self.path_of(active.id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SpoolError::Segment { path: path.display().to_string(), source }),
-        }
+        self.retire(active.id, true)
     }
 
     /// The oldest segment not handed out yet, read back; the segment being written is closed first
@@ -475,7 +626,7 @@ impl Spool {
                 path: path.display().to_string(),
                 source,
             })?;
-            let (records, damage) = decode_segment(&bytes);
+            let (records, damage) = decode_segment(&bytes, id);
             if let Some(segment) = self.closed.get_mut(&id) {
                 segment.handed_out = true;
                 segment.records = records.len() as u64;
@@ -533,17 +684,30 @@ impl Spool {
         self.dir.join(segment_name(id))
     }
 
+    /// Start segment `next_id` in a retired file if one is kept, else in a new file.
     fn start_segment(&mut self) -> Result<(), SpoolError> {
         let id = self.next_id;
         self.next_id += 1;
         let path = self.path_of(id);
-        let file =
-            OpenOptions::new().create_new(true).append(true).open(&path).map_err(|source| {
-                SpoolError::Segment { path: path.display().to_string(), source }
-            })?;
+        let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
+        // A kept file that cannot be taken (gone, say) is forgotten: a new one is made instead.
+        let reused = self.free.pop().and_then(|free| {
+            std::fs::rename(self.dir.join(free_name(free)), &path).ok()?;
+            let file = OpenOptions::new().write(true).open(&path).ok()?;
+            let len = file.metadata().ok()?.len();
+            Some((file, len))
+        });
+        let (file, file_len) = match reused {
+            Some(reused) => reused,
+            None => {
+                let file =
+                    OpenOptions::new().create_new(true).write(true).open(&path).map_err(io_err)?;
+                (file, 0)
+            }
+        };
         self.active = Some(Active {
             id,
-            file: BufWriter::with_capacity(1 << 16, file),
+            file: Writer::new(file, id, file_len),
             bytes: 0,
             records: 0,
             oldest_ns: None,
@@ -563,20 +727,15 @@ impl Spool {
             // Everything in it reached Kafka already: nothing to keep.
             drop(active.file);
             self.total_bytes = self.total_bytes.saturating_sub(active.bytes);
-            return match std::fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(io_err(source)),
-            };
+            return self.retire(active.id, true);
         }
         if active.unsynced {
             if active.write_ahead {
-                // Synced with the segment being written (every `sync_interval`), unless deleted
+                // Synced with the segment being written (every `sync_interval`), unless retired
                 // before: the power-loss bound stays `sync_interval`.
-                let file = active.file.into_inner().map_err(|e| io_err(e.into_error()))?;
-                self.unsynced_closed.push((active.id, file));
+                self.unsynced_closed.push((active.id, active.file.file));
             } else {
-                active.file.get_ref().sync_data().map_err(io_err)?;
+                active.file.file.sync_data().map_err(io_err)?;
             }
         }
         self.closed.insert(
@@ -588,6 +747,7 @@ impl Spool {
                 acked: active.acked,
                 handed_out: active.write_ahead,
                 oldest_ns: active.oldest_ns,
+                reusable: true,
             },
         );
         Ok(())
@@ -595,14 +755,32 @@ impl Spool {
 
     fn remove(&mut self, id: u64) -> Result<(), SpoolError> {
         let Some(segment) = self.closed.remove(&id) else { return Ok(()) };
-        // Deleted: nothing of it to sync.
+        // Retired: nothing of it to sync.
         self.unsynced_closed.retain(|(unsynced, _)| *unsynced != id);
         self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
+        self.retire(id, segment.reusable)
+    }
+
+    /// Take segment `id`'s file out of the spool: renamed `<id>.free` to be written again by a
+    /// later segment when `reusable` and fewer than `REUSE_FILES` are kept, deleted otherwise.
+    /// Reusing spares the file system freeing and allocating the file's pages and blocks.
+    fn retire(&mut self, id: u64, reusable: bool) -> Result<(), SpoolError> {
         let path = self.path_of(id);
+        let io_err = |source| SpoolError::Segment { path: path.display().to_string(), source };
+        if reusable && self.free.len() < REUSE_FILES {
+            return match std::fs::rename(&path, self.dir.join(free_name(id))) {
+                Ok(()) => {
+                    self.free.push(id);
+                    Ok(())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(io_err(source)),
+            };
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SpoolError::Segment { path: path.display().to_string(), source }),
+            Err(source) => Err(io_err(source)),
         }
     }
 }
@@ -616,13 +794,23 @@ fn segment_id(path: &Path) -> Option<u64> {
     name.strip_suffix(".seg")?.parse().ok()
 }
 
+/// The name of retired segment `id`'s file, kept for reuse.
+fn free_name(id: u64) -> String {
+    format!("{id:020}.free")
+}
+
+fn free_id(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_suffix(".free")?.parse().ok()
+}
+
 /// When the first readable record of a segment was spooled (looked for in its first MiB, so a
 /// start does not read the whole spool); `None` if there is none there.
-fn first_record_time(path: &Path) -> Option<i64> {
+fn first_record_time(path: &Path, segment: u64) -> Option<i64> {
     use std::io::Read;
     let mut head = Vec::new();
     File::open(path).ok()?.take(1 << 20).read_to_end(&mut head).ok()?;
-    let (records, _) = decode_segment(&head);
+    let (records, _) = decode_segment(&head, segment);
     records.first().map(|r| r.spooled_at_ns)
 }
 
@@ -653,11 +841,22 @@ mod tests {
         }
     }
 
+    /// The segment id frames of the decoding tests belong to.
+    const SEGMENT: u64 = 7;
+
     const LIMITS: SpoolLimits = SpoolLimits {
         max_bytes: 1 << 20,
         segment_bytes: 1 << 10,
         sync_interval: std::time::Duration::ZERO,
     };
+
+    /// Segment files (`<id>.seg`) in `dir`; retired files kept for reuse are not segments.
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .filter(|e| segment_id(&e.as_ref().expect("entry").path()).is_some())
+            .count()
+    }
 
     fn drain_all(spool: &mut Spool) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -691,7 +890,7 @@ mod tests {
         spool.ack(segments[0], 1).expect("ack");
         assert!(spool.is_empty());
         spool.retire_acknowledged().expect("retire");
-        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0, "acknowledged: deleted");
+        assert_eq!(segment_files(&dir), 0, "acknowledged: deleted");
         assert_eq!(spool.bytes(), 0);
 
         // A spooled record after write-ahead ones starts a new segment, and back again.
@@ -748,11 +947,141 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A retired segment's file is written again by a later segment; a restart reads only the
+    /// new segment's records from it, never the older ones further on, and reports no damage.
+    #[test]
+    fn reused_files_are_read_only_up_to_the_new_segments_data() {
+        let dir = temp("reuse");
+        let limits = SpoolLimits { segment_bytes: 1 << 20, ..LIMITS };
+        let mut spool = Spool::open(&dir, limits).expect("open");
+        // A long write-ahead segment, all acknowledged: its file is kept for reuse.
+        let mut first = None;
+        for seq in 0..200 {
+            first = spool.append_sent(record(seq, Class::Bulk).as_ref()).expect("write");
+        }
+        spool.flush().expect("flush");
+        let first = first.expect("room");
+        spool.ack(first, 200).expect("ack");
+        spool.retire_acknowledged().expect("retire");
+        assert_eq!(segment_files(&dir), 0);
+        assert!(dir.join(free_name(first)).exists(), "kept for reuse");
+        let long = std::fs::metadata(dir.join(free_name(first))).expect("meta").len();
+        // A short segment goes to that file, and stays unacknowledged.
+        for seq in 1000..1003 {
+            spool.append(&record(seq, Class::Bulk)).expect("append");
+        }
+        spool.flush().expect("flush");
+        assert!(!dir.join(free_name(first)).exists(), "reused");
+        let files: Vec<PathBuf> =
+            std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").path()).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(std::fs::metadata(&files[0]).expect("meta").len(), long, "older bytes follow");
+        // Killed here (dropped without closing): the restart sends the three records only.
+        drop(spool);
+        let mut again = Spool::open(&dir, limits).expect("reopen");
+        let batch = again.next_batch().expect("read").expect("batch");
+        let seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![1000, 1001, 1002]);
+        assert_eq!(batch.damage, Damage::default());
+        again.ack(batch.segment, 3).expect("ack");
+        assert!(again.next_batch().expect("read").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// At most `REUSE_FILES` retired files are kept; the others are deleted, as are the ones an
+    /// earlier run left.
+    #[test]
+    fn retired_files_kept_for_reuse_are_bounded() {
+        let dir = temp("reuse-bound");
+        let limits = SpoolLimits { segment_bytes: 256, ..LIMITS };
+        let mut spool = Spool::open(&dir, limits).expect("open");
+        let mut segments = BTreeMap::new();
+        for seq in 0..100 {
+            let segment = spool.append_sent(record(seq, Class::Bulk).as_ref()).expect("w");
+            *segments.entry(segment.expect("room")).or_insert(0_u64) += 1;
+        }
+        spool.flush().expect("flush");
+        assert!(segments.len() > REUSE_FILES + 2, "{} segments", segments.len());
+        for (segment, n) in &segments {
+            spool.ack(*segment, *n).expect("ack");
+        }
+        spool.retire_acknowledged().expect("retire");
+        assert_eq!(segment_files(&dir), 0);
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), REUSE_FILES);
+        drop(spool);
+        let spool = Spool::open(&dir, limits).expect("reopen");
+        assert!(spool.is_empty());
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0, "left by an earlier run");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A write to a reused file cut short at any byte (a crash mid-`write`): the reader returns the
+    /// new segment's whole records before the cut, never an older segment's, and at most one
+    /// damaged region. Without the cut (the write done) it reports no damage.
+    #[test]
+    fn every_cut_of_a_write_to_a_reused_file_keeps_the_new_records_only() {
+        let old: Vec<u8> = (0..12).flat_map(|s| record(s, Class::Bulk).encode(3)).collect();
+        let new_frames: Vec<Vec<u8>> =
+            (100..104).map(|s| record(s, Class::Bulk).encode(SEGMENT)).collect();
+        let new: Vec<u8> = new_frames.concat();
+        assert!(new.len() + END_LEN < old.len());
+        // The writer first puts the end mark where the new data will end, then the data.
+        let mut file = old.clone();
+        file[new.len()..new.len() + END_LEN].copy_from_slice(&end_mark(SEGMENT));
+        let ends: Vec<usize> = new_frames
+            .iter()
+            .scan(0, |end, f| {
+                *end += f.len();
+                Some(*end)
+            })
+            .collect();
+        for cut in 0..=new.len() {
+            let mut bytes = file.clone();
+            bytes[..cut].copy_from_slice(&new[..cut]);
+            let (records, damage) = decode_segment(&bytes, SEGMENT);
+            let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+            let whole = ends.iter().filter(|&&e| e <= cut).count() as u64;
+            assert_eq!(seqs, (100..100 + whole).collect::<Vec<_>>(), "cut at {cut}");
+            assert!(damage.regions <= 1, "cut at {cut}: {damage:?}");
+            if cut == new.len() || cut == 0 {
+                assert_eq!(damage, Damage::default(), "cut at {cut}");
+            }
+        }
+    }
+
+    /// Frames of the earlier format (no segment id), as sensors before reuse wrote them, are read.
+    #[test]
+    fn frames_of_the_earlier_format_are_still_read() {
+        let v1 = |r: &Record| -> Vec<u8> {
+            let mut body = Vec::new();
+            body.extend_from_slice(&r.seq.to_le_bytes());
+            body.extend_from_slice(&r.spooled_at_ns.to_le_bytes());
+            body.push(r.class as u8);
+            body.push(r.dataset);
+            body.extend_from_slice(&(r.topic.len() as u16).to_le_bytes());
+            body.extend_from_slice(r.topic.as_bytes());
+            body.extend_from_slice(&(r.key.len() as u16).to_le_bytes());
+            body.extend_from_slice(&r.key);
+            body.extend_from_slice(&r.payload);
+            let mut frame = MAGIC_V1.to_le_bytes().to_vec();
+            frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            frame.extend_from_slice(&body);
+            frame
+        };
+        let records: Vec<Record> = (0..5).map(|s| record(s, Class::Normal)).collect();
+        let mut bytes: Vec<u8> = records.iter().flat_map(v1).collect();
+        bytes.truncate(bytes.len() - 2);
+        let (read, damage) = decode_segment(&bytes, 12345);
+        assert_eq!(read, records[..4].to_vec());
+        assert_eq!(damage.regions, 1, "the torn last one");
+    }
+
     #[test]
     fn records_round_trip_through_the_frame() {
         let r = record(7, Class::Normal);
-        let frame = r.encode();
-        assert_eq!(decode_at(&frame), Some((r, frame.len())));
+        let frame = r.encode(SEGMENT);
+        assert_eq!(decode_at(&frame, SEGMENT), Frame::Record(r, frame.len()));
     }
 
     #[test]
@@ -768,16 +1097,16 @@ mod tests {
         assert_eq!(batch.records[0].seq, 0);
         assert_eq!(batch.damage, Damage::default());
         // Not acknowledged: the segment stays.
-        let files = std::fs::read_dir(&dir).expect("dir").count();
+        let files = segment_files(&dir);
         spool.ack(batch.segment, batch.records.len() as u64 - 1).expect("ack");
-        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), files);
+        assert_eq!(segment_files(&dir), files);
         spool.ack(batch.segment, 1).expect("ack");
-        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), files - 1);
+        assert_eq!(segment_files(&dir), files - 1);
         let rest = drain_all(&mut spool);
         assert_eq!(rest, (batch.records.len() as u64..100).collect::<Vec<_>>());
         assert!(spool.is_empty());
         assert_eq!(spool.bytes(), 0);
-        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+        assert_eq!(segment_files(&dir), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -820,7 +1149,7 @@ mod tests {
 
     #[test]
     fn every_truncation_point_keeps_the_whole_records_before_it() {
-        let frames: Vec<Vec<u8>> = (0..5).map(|s| record(s, Class::Bulk).encode()).collect();
+        let frames: Vec<Vec<u8>> = (0..5).map(|s| record(s, Class::Bulk).encode(SEGMENT)).collect();
         let all: Vec<u8> = frames.concat();
         let ends: Vec<usize> = frames
             .iter()
@@ -830,7 +1159,7 @@ mod tests {
             })
             .collect();
         for cut in 0..=all.len() {
-            let (records, damage) = decode_segment(&all[..cut]);
+            let (records, damage) = decode_segment(&all[..cut], SEGMENT);
             let whole = ends.iter().filter(|&&e| e <= cut).count();
             assert_eq!(records.len(), whole, "cut at {cut}");
             let torn = cut - ends.iter().rev().find(|&&e| e <= cut).copied().unwrap_or(0);
@@ -891,7 +1220,7 @@ mod tests {
             sync_interval: std::time::Duration::ZERO,
         };
         let mut spool = Spool::open(&dir, limits).expect("open");
-        let frame = record(999, Class::Bulk).encode().len() as u64;
+        let frame = record(999, Class::Bulk).encode(SEGMENT).len() as u64;
         let admitted = |class: Class, spool: &mut Spool| {
             let mut n = 0;
             while spool.append(&record(n, class)).expect("append") == Appended::Written {
@@ -919,7 +1248,7 @@ mod tests {
             n in 1usize..20,
             hits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         ) {
-            let frames: Vec<Vec<u8>> = (0..n as u64).map(|s| record(s, Class::Bulk).encode()).collect();
+            let frames: Vec<Vec<u8>> = (0..n as u64).map(|s| record(s, Class::Bulk).encode(SEGMENT)).collect();
             let mut bytes = frames.concat();
             let mut touched = vec![false; n];
             for (index, value) in &hits {
@@ -936,7 +1265,7 @@ mod tests {
                     start += f.len();
                 }
             }
-            let (records, damage) = decode_segment(&bytes);
+            let (records, damage) = decode_segment(&bytes, SEGMENT);
             let want: Vec<u64> = (0..n as u64).filter(|&i| !touched[i as usize]).collect();
             let got: Vec<u64> = records.iter().map(|r| r.seq).collect();
             prop_assert_eq!(got, want);
@@ -948,9 +1277,9 @@ mod tests {
 
         #[test]
         fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let (records, damage) = decode_segment(&bytes);
+            let (records, damage) = decode_segment(&bytes, SEGMENT);
             prop_assert!(damage.bytes as usize <= bytes.len());
-            prop_assert!(records.len() <= bytes.len() / (HEADER + BODY_FIXED) + 1);
+            prop_assert!(records.len() <= bytes.len() / (HEADER + BODY_FIXED_V1) + 1);
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct UplinkConfig {
     pub spool: SpoolLimits,
     pub queue_capacity: usize,
     pub max_in_flight: usize,
+    /// Payload bytes unacknowledged at most (librdkafka's copies); beyond, records are spooled.
+    pub max_in_flight_bytes: usize,
     /// Events per second for non-critical events; `None` = no cap.
     pub rate_limit: Option<u32>,
     pub health_interval: Option<Duration>,
@@ -624,6 +626,8 @@ struct Worker {
     spool: Spool,
     metrics: Metrics,
     in_flight: usize,
+    /// Payload bytes of the records in flight.
+    in_flight_bytes: usize,
     draining: Option<Draining>,
     /// Records already on disk (spooled or written ahead) whose delivery failed or that the producer
     /// refused: sent again, oldest first, before anything else. Bounded by what was in flight.
@@ -632,6 +636,8 @@ struct Worker {
     staged: Vec<(Outgoing, Origin)>,
     /// Events in `staged` (records can be packs).
     staged_events: usize,
+    /// Payload bytes in `staged`.
+    staged_bytes: usize,
     /// The open packs (the uplink thread closes lingering ones).
     packer: Arc<Mutex<Packer>>,
     /// Events sent from memory (not written ahead) and not yet acknowledged.
@@ -690,10 +696,12 @@ impl Worker {
             spool,
             metrics,
             in_flight: 0,
+            in_flight_bytes: 0,
             draining: None,
             retry: VecDeque::new(),
             staged: Vec::new(),
             staged_events: 0,
+            staged_bytes: 0,
             packer,
             memory_in_flight: 0,
             link_down_until: None,
@@ -828,6 +836,7 @@ impl Worker {
         }
         let mut staged = std::mem::take(&mut self.staged);
         self.staged_events = 0;
+        self.staged_bytes = 0;
         for (item, origin) in staged.drain(..) {
             if !self.retry.is_empty() {
                 // Behind a refused one: keep their order.
@@ -872,6 +881,14 @@ impl Worker {
         } else {
             self.window
         }
+    }
+
+    /// Whether another record may go to the producer: fewer events than the in-flight limit and
+    /// fewer payload bytes than `max_in_flight_bytes` are unacknowledged (written-ahead records of
+    /// the batch being written count as sent).
+    fn below_in_flight_limit(&self) -> bool {
+        self.in_flight + self.staged_events < self.in_flight_limit()
+            && self.in_flight_bytes + self.staged_bytes < self.config.max_in_flight_bytes
     }
 
     /// Once a record timed out in librdkafka, once a second: keep no more in flight than Kafka
@@ -924,7 +941,7 @@ impl Worker {
                 self.reasons.behind_spool += u64::from(item.events);
                 return self.spool_append(item);
             }
-            if self.in_flight + self.staged_events >= self.in_flight_limit() {
+            if !self.below_in_flight_limit() {
                 self.reasons.in_flight_limit += u64::from(item.events);
                 return self.spool_append(item);
             }
@@ -937,6 +954,7 @@ impl Worker {
             match self.write_ahead(&item) {
                 Some(segment) => {
                     self.staged_events += item.events as usize;
+                    self.staged_bytes += item.payload.len();
                     self.staged.push((item, Origin::WriteAhead { segment }));
                     return;
                 }
@@ -988,11 +1006,13 @@ impl Worker {
         origin: Origin,
         retried: bool,
     ) -> Result<(), Outgoing> {
+        let tag_bytes = item.payload.len();
         let tag = self.tags.insert(Tag {
             origin,
             class: item.class,
             dataset: item.dataset,
             events: item.events,
+            bytes: tag_bytes,
             retried,
             sent_at: Instant::now(),
         });
@@ -1011,6 +1031,7 @@ impl Worker {
                     self.last_progress = Instant::now();
                 }
                 self.in_flight += events;
+                self.in_flight_bytes += tag_bytes;
                 if origin == Origin::Memory {
                     self.memory_in_flight += events;
                 }
@@ -1101,6 +1122,7 @@ impl Worker {
             };
             let events = u64::from(tag.events);
             self.in_flight = self.in_flight.saturating_sub(tag.events as usize);
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(tag.bytes);
             let origin = tag.origin;
             if origin == Origin::Memory {
                 self.memory_in_flight = self.memory_in_flight.saturating_sub(tag.events as usize);
@@ -1215,7 +1237,7 @@ impl Worker {
 
     /// Send the retry list again, oldest first, as far as the in-flight limit allows.
     fn send_retries(&mut self) {
-        while self.in_flight < self.in_flight_limit() {
+        while self.below_in_flight_limit() {
             let Some((item, origin)) = self.retry.pop_front() else { return };
             if let Err(item) = self.produce_retry(item, origin) {
                 self.retry.push_front((item, origin));
@@ -1275,7 +1297,7 @@ impl Worker {
             let Some(draining) = self.draining.take() else { return };
             let mut draining = draining;
             let origin = Origin::Spool { segment: draining.segment };
-            while self.in_flight < self.in_flight_limit() {
+            while self.below_in_flight_limit() {
                 let Some(item) = draining.records.pop_front() else { break };
                 if item.class != Class::Critical && !self.take_tokens(item.events) {
                     draining.records.push_front(item);
@@ -1444,6 +1466,16 @@ mod tests {
 
     /// An uplink to a Kafka that is not there, spooling into `dir`.
     fn unreachable_uplink(dir: &std::path::Path, pack_bytes: usize) -> (Uplink, Metrics) {
+        unreachable_uplink_limited(dir, pack_bytes, 50, 1 << 20)
+    }
+
+    /// [`unreachable_uplink`] with the in-flight limits given.
+    fn unreachable_uplink_limited(
+        dir: &std::path::Path,
+        pack_bytes: usize,
+        max_in_flight: usize,
+        max_in_flight_bytes: usize,
+    ) -> (Uplink, Metrics) {
         let _ = std::fs::remove_dir_all(dir);
         let kafka: KafkaSection =
             toml::from_str("brokers = \"127.0.0.1:1\"\nidempotence = false").expect("kafka");
@@ -1458,7 +1490,8 @@ mod tests {
             spool_dir: dir.to_path_buf(),
             spool: unit_limits(),
             queue_capacity: 16,
-            max_in_flight: 50,
+            max_in_flight,
+            max_in_flight_bytes,
             rate_limit: None,
             health_interval: None,
             stall_timeout: Duration::from_millis(200),
@@ -1531,6 +1564,32 @@ mod tests {
         let want: std::collections::HashSet<String> =
             (0..=300).map(|seq| canh_event::event_id("unit", seq)).collect();
         assert!(ids == want, "{} of {} events in the spool", ids.len(), want.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `max_in_flight_bytes` bounds what is handed to the producer by payload bytes, whatever
+    /// the event count allows: with room for 10 events' bytes, no more than 10 are in flight and
+    /// the others wait in the spool.
+    #[test]
+    fn in_flight_payload_bytes_are_bounded() {
+        let dir = std::env::temp_dir().join(format!("canh-uplink-bytes-{}", std::process::id()));
+        let size = event(Dataset::Flow, 100).to_json().len();
+        let (uplink, metrics) = unreachable_uplink_limited(&dir, 0, 100_000, 10 * size);
+        let mut peak = 0;
+        for seq in 100..300 {
+            uplink.send(&event(Dataset::Flow, seq)).expect("send");
+            peak = peak.max(metrics.in_flight.get());
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while metrics.in_flight.get() + (metrics.spooled.get() as i64) < 200
+            && Instant::now() < until
+        {
+            peak = peak.max(metrics.in_flight.get());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let summary = uplink.shutdown().expect("shutdown");
+        assert!(peak > 0 && peak <= 10, "{peak} events in flight");
+        assert_eq!((summary.delivered, summary.dropped, summary.spooled), (0, 0, 200));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
