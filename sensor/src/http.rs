@@ -190,6 +190,16 @@ impl BodyDecoder {
 }
 
 impl Side {
+    fn learn(&mut self, framing: Framing) {
+        match framing {
+            Framing::Length(n) => self.content_length = n,
+            Framing::Chunked(on) => self.chunked = on,
+            Framing::Textual(on) => self.textual = on,
+            Framing::Encoding(e) => self.encoding = e,
+            Framing::Nothing => {}
+        }
+    }
+
     fn new() -> Side {
         Side {
             buf: Vec::new(),
@@ -243,8 +253,25 @@ fn take_line(buf: &[u8]) -> Option<(&[u8], usize)> {
     Some((line, end + 1))
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `String::from_utf8_lossy`, with valid UTF-8 (nearly every line) checked by the faster
+/// validator first: borrowed, no allocation.
+fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// `text.to_ascii_lowercase().starts_with(prefix)` for a lower-case ASCII `prefix`, without the
+/// lower-case copy.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes().get(..prefix.len()).is_some_and(|b| b.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// `text.to_ascii_lowercase().contains(needle)` for a lower-case ASCII `needle`, without the
+/// lower-case copy.
+fn contains_ignore_case(text: &str, needle: &str) -> bool {
+    text.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 impl HttpFlow {
@@ -333,7 +360,7 @@ impl HttpFlow {
                         continue;
                     }
                     // Borrowed unless the line is not UTF-8: only the fields kept are copied.
-                    let line = String::from_utf8_lossy(line);
+                    let line = lossy(line);
                     let mut tx = Transaction { ts_ns, ..Transaction::default() };
                     // A request line needs a space after the method (Zeek logs none otherwise).
                     let (method, target) = line.split_once(' ').unwrap_or(("", ""));
@@ -389,16 +416,19 @@ impl HttpFlow {
                     if name == HeaderName::Other {
                         continue;
                     }
-                    let value = String::from_utf8_lossy(value).trim().to_string();
-                    header(&mut self.req, name, &value);
+                    let value = lossy(value);
+                    let value = value.trim();
+                    let framing = header(name, value);
                     if let Some(tx) = self.pending.back_mut() {
+                        // Only the values kept are copied.
                         match name {
-                            HeaderName::Host => tx.host = Some(value),
-                            HeaderName::UserAgent => tx.user_agent = Some(value),
-                            HeaderName::Referer => tx.referrer = Some(value),
+                            HeaderName::Host => tx.host = Some(value.to_string()),
+                            HeaderName::UserAgent => tx.user_agent = Some(value.to_string()),
+                            HeaderName::Referer => tx.referrer = Some(value.to_string()),
                             _ => {}
                         }
                     }
+                    self.req.learn(framing);
                 }
                 _ => {
                     let (used, body) = body_step(&mut self.req.state, rest);
@@ -449,7 +479,7 @@ impl HttpFlow {
                     if line.is_empty() {
                         continue;
                     }
-                    let line = String::from_utf8_lossy(line);
+                    let line = lossy(line);
                     let Some(version) = line.strip_prefix("HTTP/") else {
                         self.resp.state = Body::Stopped;
                         break;
@@ -482,8 +512,8 @@ impl HttpFlow {
                         if let Some((name, value)) = split_header(line) {
                             let name = header_name(name);
                             if name != HeaderName::Other {
-                                let value = text(value);
-                                header(&mut self.resp, name, value.trim());
+                                let framing = header(name, lossy(value).trim());
+                                self.resp.learn(framing);
                             }
                         }
                         continue;
@@ -580,7 +610,7 @@ fn header_name(name: &[u8]) -> HeaderName {
         let end = name.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
         &name[start..end]
     } else {
-        lowered = text(name).trim().to_string();
+        lowered = lossy(name).trim().to_string();
         lowered.as_bytes()
     };
     HEADER_NAMES
@@ -600,22 +630,34 @@ const HEADER_NAMES: [(&str, HeaderName); 7] = [
     ("content-type", HeaderName::ContentType),
 ];
 
-fn header(side: &mut Side, name: HeaderName, value: &str) {
+/// What a header line says about its message's framing (read while the line is still borrowed
+/// from the side's buffer, applied to the side after).
+enum Framing {
+    Length(Option<u64>),
+    Chunked(bool),
+    Textual(bool),
+    Encoding(Option<Encoding>),
+    Nothing,
+}
+
+fn header(name: HeaderName, value: &str) -> Framing {
     match name {
-        HeaderName::ContentLength => side.content_length = value.trim().parse().ok(),
-        HeaderName::TransferEncoding => {
-            side.chunked = value.to_ascii_lowercase().contains("chunked")
-        }
-        HeaderName::ContentType => side.textual = textual_type(value),
+        HeaderName::ContentLength => Framing::Length(value.trim().parse().ok()),
+        HeaderName::TransferEncoding => Framing::Chunked(contains_ignore_case(value, "chunked")),
+        HeaderName::ContentType => Framing::Textual(textual_type(value)),
         HeaderName::ContentEncoding => {
-            let v = value.trim().to_ascii_lowercase();
-            side.encoding = match v.as_str() {
-                "gzip" | "x-gzip" => Some(Encoding::Gzip),
-                "deflate" => Some(Encoding::Deflate),
-                _ => None,
-            };
+            let v = value.trim();
+            Framing::Encoding(
+                if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
+                    Some(Encoding::Gzip)
+                } else if v.eq_ignore_ascii_case("deflate") {
+                    Some(Encoding::Deflate)
+                } else {
+                    None
+                },
+            )
         }
-        _ => {}
+        _ => Framing::Nothing,
     }
 }
 
@@ -631,12 +673,12 @@ impl HttpFlow {
 
 /// Form, JSON, XML, multipart form and text bodies: the ones a person or a script types into.
 fn textual_type(value: &str) -> bool {
-    let v = value.trim().to_ascii_lowercase();
-    v.starts_with("application/x-www-form-urlencoded")
-        || v.starts_with("multipart/form-data")
-        || v.starts_with("text/")
-        || v.contains("json")
-        || v.contains("xml")
+    let v = value.trim();
+    starts_with_ignore_case(v, "application/x-www-form-urlencoded")
+        || starts_with_ignore_case(v, "multipart/form-data")
+        || starts_with_ignore_case(v, "text/")
+        || contains_ignore_case(v, "json")
+        || contains_ignore_case(v, "xml")
 }
 
 /// Append request body bytes to what the transaction keeps, up to `REQUEST_BODY_KEPT`.
@@ -682,7 +724,7 @@ fn body_step(state: &mut Body, rest: &[u8]) -> (usize, u64) {
         Body::UntilClose => (rest.len(), rest.len() as u64),
         Body::ChunkSize => {
             let Some((line, used)) = take_line(rest) else { return (0, 0) };
-            let size = text(line);
+            let size = lossy(line);
             let size = size.split(';').next().unwrap_or("").trim();
             match u64::from_str_radix(size, 16) {
                 Ok(0) => *state = Body::Trailers,
@@ -738,6 +780,37 @@ mod tests {
         assert_eq!(out[1].uri.as_deref(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    #[test]
+    fn case_blind_matches_equal_the_lower_case_copies() {
+        let texts = [
+            "",
+            "Chunked",
+            "gzip, CHUNKED",
+            "chunke",
+            "TEXT/html",
+            "Application/JSON; q=1",
+            "image/svg+XML",
+            "x-GZIP",
+            " \u{e9}chunked\u{e9} ",
+            "\u{130}chunked",
+            "multipart/Form-Data",
+        ];
+        for text in texts {
+            let lower = text.to_ascii_lowercase();
+            for needle in ["chunked", "json", "xml", "text/", "gzip"] {
+                assert_eq!(contains_ignore_case(text, needle), lower.contains(needle), "{text}");
+                assert_eq!(
+                    starts_with_ignore_case(text, needle),
+                    lower.starts_with(needle),
+                    "{text}"
+                );
+            }
+        }
+        for bytes in [&b"GET / HTTP/1.1"[..], b"a\xffb", b"\xe2\x82", b"", "h\u{e0}".as_bytes()] {
+            assert_eq!(lossy(bytes), String::from_utf8_lossy(bytes));
+        }
     }
 
     #[test]
