@@ -700,7 +700,8 @@ impl Detector {
     }
 
     /// Run detection over a batch of events (JSON objects, Canh's schema) and return the alerts.
-    /// `now` is the wall-clock time, used only for suppression expiry.
+    /// `now` is the wall-clock time, used only for suppression expiry. The events are taken in
+    /// groups of `WARM_GROUP`, the next group's memory read ahead (`fields::warm`).
     pub fn process(&mut self, events: &[Value], now: Timestamp) -> Vec<Event> {
         let mut alerts: Vec<Event> = Vec::new();
         // Dedup key -> index in `alerts`, so matches within one batch fold into one alert.

@@ -31,8 +31,8 @@ const REORDER_EVERY: u32 = 4096;
 
 /// Gates tested before the first reordering; the interval then doubles up to `REORDER_EVERY`.
 /// The clauses start in an order that knows nothing of the traffic (shortest first): a new
-/// prefilter (every rule load) would run the first 4,096 events of its route in it, at up to
-/// twice the cost of the settled order.
+/// prefilter (every rule load) would run the first 4,096 events of its route in it (on the bench
+/// mix, 8 % more instructions per event over the first 20,000 events than with early reordering).
 const FIRST_REORDER: u32 = 64;
 
 /// One clause of a rule's gate (one of its atoms must hold), with how often it was tested and
