@@ -7,7 +7,8 @@
 //!
 //! `cargo bench -p canh-collector --bench detect` (release profile). For a profile, fewer events and
 //! only some parts: `CANH_BENCH_EVENTS=20000 CANH_BENCH_ONLY=pack,sigmahq` (parts: pack, sigmahq,
-//! naive, memory).
+//! naive, memory). `CANH_BENCH_DUMP=PREFIX` also writes the alerts of the `canh` runs as JSON
+//! lines (`PREFIX-canh-pack.jsonl`, ...), to compare two builds' alerts byte for byte.
 
 #[path = "support/mix.rs"]
 mod mix;
@@ -19,6 +20,7 @@ use canh_event::Timestamp;
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::Engine;
 use serde_json::{json, Value};
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -62,6 +64,18 @@ fn report(path: &str, label: &str, rules: usize, events: usize, wall: f64, cpu: 
     );
 }
 
+/// With `CANH_BENCH_DUMP=PREFIX`, a file `PREFIX-<label>.jsonl` for the alerts of a run (one JSON
+/// line each, in order), to check that a change leaves them byte for byte as they were.
+fn alert_dump(label: &str) -> Option<std::fs::File> {
+    let prefix = std::env::var("CANH_BENCH_DUMP").ok()?;
+    let name: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let path = format!("{prefix}-{name}.jsonl");
+    Some(std::fs::File::create(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
 fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
     let mapping = Mapping::builtin();
     let loaded = load(dirs, &mapping);
@@ -78,10 +92,18 @@ fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
     let ((), wall, cpu) = timed(|| detector.prepare_routes(&events[..events.len().min(1000)]));
     let cpu = cpu.map_or("?".to_string(), |c| format!("{c:.3}"));
     println!("  routes built in {wall:.3} s wall, {cpu} CPU-s (not in the figures)");
+    let mut dump = alert_dump(label);
     let (alerts, wall, cpu) = timed(|| {
         let mut alerts = 0;
         for chunk in events.chunks(5000) {
-            alerts += detector.process(chunk, Timestamp(0)).len();
+            let batch = detector.process(chunk, Timestamp(0));
+            if let Some(file) = dump.as_mut() {
+                for alert in &batch {
+                    writeln!(file, "{}", serde_json::to_string(alert).expect("alert JSON"))
+                        .expect("write the alert dump");
+                }
+            }
+            alerts += batch.len();
         }
         alerts
     });

@@ -56,6 +56,9 @@ const DETECTION_GROUP_FIELDS: [&str; 3] = ["source.ip", "destination.ip", "user.
 /// clock reads per family on every event would cost more than some families' evaluation.
 const TIME_SAMPLE: u64 = 8;
 
+/// Events whose memory `fields::warm` reads in one go, a group ahead of the one being processed.
+const WARM_GROUP: usize = 8;
+
 /// The rule-group name of correlation rules and of indicator rules in `RuleHealth`.
 pub const CORRELATION_GROUP: &str = "correlation";
 pub const INTEL_GROUP: &str = "intel";
@@ -697,14 +700,21 @@ impl Detector {
     }
 
     /// Run detection over a batch of events (JSON objects, Canh's schema) and return the alerts.
-    /// `now` is the wall-clock time, used only for suppression expiry.
+    /// `now` is the wall-clock time, used only for suppression expiry. The events are taken in
+    /// groups of `WARM_GROUP`, the next group's memory read ahead (`fields::warm`).
     pub fn process(&mut self, events: &[Value], now: Timestamp) -> Vec<Event> {
         let mut alerts: Vec<Event> = Vec::new();
         // Dedup key -> index in `alerts`, so matches within one batch fold into one alert.
         let mut in_batch: HashMap<String, usize> = HashMap::new();
         let mut routed = std::mem::take(&mut self.routed);
         let mut intel_hits = std::mem::take(&mut self.intel_hits);
-        for event in events {
+        fields::warm(&events[..events.len().min(WARM_GROUP)]);
+        for (index, event) in events.iter().enumerate() {
+            if index % WARM_GROUP == 0 {
+                // The group after this one, read while this group is processed.
+                let ahead = events.get(index + WARM_GROUP..).unwrap_or_default();
+                fields::warm(&ahead[..ahead.len().min(WARM_GROUP)]);
+            }
             self.stats.events += 1;
             let fields = CanhEvent::new(event);
             self.route_table.route(&self.mapping, fields.root(), &mut routed);
@@ -1366,6 +1376,31 @@ mod tests {
         d.set_suppressions(list);
         assert!(d.process(&events, Timestamp(0)).is_empty());
         assert!(d.stats().suppressed > 0);
+    }
+
+    /// `process` reads a group of events ahead (`fields::warm`) while it works on the current
+    /// one: batches of every size around the group's give the alerts of one event at a time.
+    #[test]
+    fn batches_of_any_size_give_the_same_alerts() {
+        // Five failures per source in a row: each source's alert is complete at its fifth event,
+        // whatever the batches (no later match folds into it).
+        let events: Vec<Value> = (0..3 * WARM_GROUP as i64 + 3)
+            .map(|i| failure(&format!("192.0.2.{}", i / 5), i))
+            .collect();
+        let mut one_by_one = detector(Settings::default());
+        let want: Vec<Event> = events
+            .iter()
+            .flat_map(|e| one_by_one.process(std::slice::from_ref(e), Timestamp(0)))
+            .collect();
+        assert_eq!(want.len(), events.len() / 5, "one brute-force alert per source");
+        for size in [1, WARM_GROUP - 1, WARM_GROUP, WARM_GROUP + 1, 2 * WARM_GROUP, events.len()] {
+            let mut d = detector(Settings::default());
+            let got: Vec<Event> =
+                events.chunks(size).flat_map(|chunk| d.process(chunk, Timestamp(0))).collect();
+            let json = |alerts: &[Event]| serde_json::to_string(alerts).expect("alerts");
+            assert_eq!(json(&got), json(&want), "batches of {size}");
+        }
+        assert_eq!(fields::warm(&[]), 0);
     }
 
     #[test]

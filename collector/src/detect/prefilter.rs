@@ -25,8 +25,15 @@ use serde_json::Value;
 use std::cell::Cell;
 use std::collections::HashMap;
 
-/// Gates tested between two reorderings of the clauses (see `Prefilter::reorder`).
+/// Gates tested between two reorderings of the clauses (see `Prefilter::reorder`), once the
+/// order has settled.
 const REORDER_EVERY: u32 = 4096;
+
+/// Gates tested before the first reordering; the interval then doubles up to `REORDER_EVERY`.
+/// The clauses start in an order that knows nothing of the traffic (shortest first): a new
+/// prefilter (every rule load) would run the first 4,096 events of its route in it (on the bench
+/// mix, 8 % more instructions per event over the first 20,000 events than with early reordering).
+const FIRST_REORDER: u32 = 64;
 
 /// One clause of a rule's gate (one of its atoms must hold), with how often it was tested and
 /// failed since the last reordering.
@@ -124,6 +131,9 @@ pub struct Prefilter {
     rules: Vec<Option<Vec<Clause>>>,
     /// Gates tested since the last reordering.
     since_reorder: u32,
+    /// Gates between this reordering and the next: `FIRST_REORDER`, doubling up to
+    /// `REORDER_EVERY`.
+    reorder_interval: u32,
     /// Per rule (same index as `rules`), its title, for tests and diagnostics.
     titles: Vec<String>,
     /// Some rule has no clause: every event passes.
@@ -360,8 +370,10 @@ impl Prefilter {
 
     fn count_and_reorder(&mut self) {
         self.since_reorder += 1;
-        if self.since_reorder >= REORDER_EVERY {
+        let interval = self.reorder_interval.max(FIRST_REORDER);
+        if self.since_reorder >= interval {
             self.since_reorder = 0;
+            self.reorder_interval = interval.saturating_mul(2).min(REORDER_EVERY);
             self.reorder();
         }
     }
@@ -882,6 +894,27 @@ mod tests {
             }
         }
         assert!(hits > 20, "the texts hit the rules: {hits}");
+    }
+
+    /// A new prefilter settles its clause order early: the first reordering comes after
+    /// `FIRST_REORDER` gates, not `REORDER_EVERY`, and the interval then doubles.
+    #[test]
+    fn the_first_reordering_comes_early() {
+        let mut filter = Prefilter::build([&compile(SCAN)]);
+        let first = |filter: &Prefilter| filter.rules[0].as_ref().map(|c| c[0].atoms.clone());
+        let built = first(&filter);
+        let mut memo = Memo::default();
+        let event = json!({"network": {"transport": "tcp"},
+                           "flow": {"state": "SF", "orig_payload_bytes": 10}});
+        for _ in 0..FIRST_REORDER {
+            assert!(!filter.may_match(&CanhEvent::new(&event), &mut memo));
+        }
+        assert_ne!(first(&filter), built, "`tcp` never fails: it goes behind the state clauses");
+        assert_eq!(filter.reorder_interval, 2 * FIRST_REORDER);
+        for _ in 0..4 * REORDER_EVERY {
+            filter.may_match(&CanhEvent::new(&event), &mut memo);
+        }
+        assert_eq!(filter.reorder_interval, REORDER_EVERY, "doubled up to the settled interval");
     }
 
     /// The clauses are reordered by how often they fail, and the verdicts stay those of the
