@@ -10,6 +10,10 @@
 //! (default 300,000), `CANH_BENCH_DETECTION=0|1` (default both, one after the other),
 //! `CANH_BENCH_BATCH` (events per batch, default 50,000).
 
+/// The collector's allocator (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/mix.rs"]
 mod mix;
 
