@@ -62,6 +62,7 @@ while [ "$stored" -lt "$EVENTS" ]; do
 done
 end=$(date +%s.%N)
 cpu=$(cpu_of "$collector_pid")
+peak_rss=$(awk '/^VmHWM/ { print $2, $3 }' "/proc/$collector_pid/status" 2>/dev/null || echo "?")
 broker_cpu=$(echo "$(cpu_of "$broker_pid_seen") - $broker_cpu0" | bc)
 ch_cpu=$(echo "$(cpu_of "${ch_pid:-0}") - $ch_cpu0" | bc)
 kill -INT "$collector_pid"
@@ -73,5 +74,6 @@ echo "broker: $BROKER   detection: ${BENCH_DETECTION:-1}   partitions: ${BENCH_P
 sustained=$(echo "($stored - $first_stored) / ($end - $first)" | bc)
 echo "stored: $stored events in $wall s wall from the collector's start (group join included) = $(echo "$stored / $wall" | bc) events/s; after the first write: $sustained events/s"
 echo "CPU-s (per million events): collector $cpu ($(per_m "$cpu")), broker $broker_cpu ($(per_m "$broker_cpu")), clickhouse $ch_cpu ($(per_m "$ch_cpu"))"
+echo "collector peak RSS: $peak_rss"
 echo "alerts: $(ch "SELECT count() FROM alerts FINAL")   dead letters: $(ch "SELECT count() FROM dead_letters")   load: $(cut -d' ' -f1-3 /proc/loadavg)"
 clickhouse-client --port "$CH_TCP" -q "DROP DATABASE IF EXISTS $RUN"

@@ -11,7 +11,12 @@
 //! sensor id), a pack sent at `--pack-bytes` (0: one event per record) or at the end of a tick.
 //! Compression zstd as the sensor's default.
 //!
+//! `templates`: print the detection benchmark's synthetic mix (`benches/support/mix.rs`: ~50 % flow,
+//! 20 % dns, 15 % http, 10 % tls, 5 % sshd log, ~1 % attacks from random sources) as JSON lines,
+//! for `fill` and `latency` (`BENCH_MIX=detect` in scripts/bench-setup.sh).
+//!
 //! ```text
+//! storage_load templates --events 200000 > t.jsonl
 //! storage_load fill --brokers 127.0.0.1:9092 --prefix bench- --templates t.jsonl --events 1000000
 //! storage_load latency --brokers .. --prefix .. --templates t.jsonl --rate 20000 --seconds 60 \
 //!     --clickhouse http://127.0.0.1:8123 --database bench
@@ -26,6 +31,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "../benches/support/mix.rs"]
+mod mix;
 
 #[derive(Parser)]
 struct Cli {
@@ -56,6 +64,11 @@ struct Source {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the detection benchmark's event mix, one JSON event per line.
+    Templates {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
     Fill {
         #[command(flatten)]
         source: Source,
@@ -88,6 +101,7 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Templates { events } => templates(events),
         Command::Fill { source, events } => fill(&source, events),
         Command::Latency {
             source,
@@ -105,6 +119,16 @@ fn main() -> Result<()> {
             latency(&source, plan, &clickhouse, &database, poll, drain)
         }
     }
+}
+
+fn templates(count: usize) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for event in mix::events(count) {
+        serde_json::to_writer(&mut out, &event).context("writing a template")?;
+        out.write_all(b"\n").context("writing a template")?;
+    }
+    out.flush().context("writing the templates")
 }
 
 fn now() -> Timestamp {

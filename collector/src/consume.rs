@@ -362,9 +362,9 @@ impl Detection {
         let now = wall_clock();
         let job = tokio::task::spawn_blocking(move || {
             let alerts = detector.process(&inputs, now);
-            (detector, alerts)
+            (detector, alerts, inputs)
         });
-        let (detector, alerts) = match job.await {
+        let (detector, alerts, inputs) = match job.await {
             Ok(done) => done,
             Err(err) => {
                 // Only a bug in detection gets here; the batch is still stored, its alerts lost.
@@ -409,6 +409,8 @@ impl Detection {
                 .inc_by(change.nanos as f64 / 1e9);
         }
         self.detector = Some(detector);
+        // Back to the batch, dropped with it on this thread, which allocated them.
+        batch.detect_inputs = Some(inputs);
         batch.alerts.extend(alerts.iter().map(store::alert_row));
     }
 
@@ -786,7 +788,7 @@ async fn flush(
             tracing::warn!(error = %err, "offset commit failed; records will be redelivered");
         }
     }
-    *batch = Batch::new(detection.is_some());
+    batch.clear(detection.is_some());
     offsets.clear();
     metrics.batch_records.set(0);
     true

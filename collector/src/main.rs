@@ -12,6 +12,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// mimalloc instead of glibc's malloc: the consumer allocates a batch's events, rows and detection
+/// inputs (a `serde_json::Value` tree per event) and frees them all after the write, a pattern
+/// where glibc spent a quarter of the collector's CPU consolidating and unlinking free chunks
+/// (BENCHMARKS.md, storage section, "Round 4").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "canh-collector", version, about = "Canh collector")]
 struct Cli {

@@ -236,6 +236,25 @@ impl Batch {
         Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
     }
 
+    /// Empty the batch for the next one, keeping what its tables' lists have allocated (a full
+    /// batch's rows would otherwise be moved again each time a list doubles).
+    pub fn clear(&mut self, detect: bool) {
+        self.flows.clear();
+        self.dns.clear();
+        self.http.clear();
+        self.tls.clear();
+        self.ssh.clear();
+        self.icmp.clear();
+        self.logs.clear();
+        self.sensor_health.clear();
+        self.alerts.clear();
+        self.dead_letters.clear();
+        match (&mut self.detect_inputs, detect) {
+            (Some(inputs), true) => inputs.clear(),
+            (inputs, _) => *inputs = detect.then(Vec::new),
+        }
+    }
+
     /// Rows per table, in the order `write` writes them.
     pub fn counts(&self) -> [(&'static str, usize); 10] {
         [

@@ -201,7 +201,13 @@ impl Event {
 
     /// Decode one event from JSON, checking what serde cannot: the schema version.
     pub fn from_json(bytes: &[u8]) -> Result<Event, DecodeError> {
-        let event: Event = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+        // One UTF-8 check over the whole text is cheaper than serde_json's check of each string
+        // (a fifth of the decode). Text that is not UTF-8 goes the slice way, for its error.
+        let decoded = match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(bytes),
+        };
+        let event: Event = decoded.map_err(DecodeError::Json)?;
         if event.canh.schema_version != crate::SCHEMA_VERSION {
             return Err(DecodeError::SchemaVersion(event.canh.schema_version));
         }

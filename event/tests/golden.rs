@@ -252,6 +252,37 @@ fn wrong_schema_version_is_refused() {
     assert!(matches!(Event::from_json(b"{not json"), Err(DecodeError::Json(_))));
 }
 
+/// `from_json` checks UTF-8 once and parses text; what it refuses and the error it gives (the
+/// dead-letter reason and text) must stay those of parsing the bytes directly.
+#[test]
+fn decode_errors_are_those_of_parsing_the_bytes() {
+    let valid = flow().to_json();
+    let cases: Vec<Vec<u8>> = vec![
+        b"{not json".to_vec(),
+        b"\xff\xfe garbage".to_vec(),
+        b"{\"@timestamp\": \"caf\xc3\"}".to_vec(),
+        valid.replacen("\"s\"", "\"\u{e9}\"", 1).into_bytes(),
+        [&valid.as_bytes()[..20], b"\xe9", &valid.as_bytes()[21..]].concat(),
+        [valid.as_bytes(), b"\xff"].concat(),
+        valid.replacen("\"port\":", "\"port\":\"22\",\"x\":", 1).into_bytes(),
+        valid.replacen("1,", "1 ,", 1).into_bytes(),
+        valid.as_bytes()[..valid.len() / 2].to_vec(),
+        b"{\"s\":\"\\ud800\"}".to_vec(),
+    ];
+    for bytes in cases {
+        let direct = serde_json::from_slice::<Event>(&bytes).map_err(|e| e.to_string());
+        let ours = Event::from_json(&bytes);
+        match (direct, ours) {
+            (Err(expected), Err(DecodeError::Json(err))) => {
+                assert_eq!(err.to_string(), expected, "{}", String::from_utf8_lossy(&bytes))
+            }
+            (Ok(expected), Ok(event)) => assert_eq!(event, expected),
+            (direct, ours) => panic!("{direct:?} vs {ours:?}"),
+        }
+    }
+    assert_eq!(Event::from_json(valid.as_bytes()).expect("decodes"), flow());
+}
+
 mod round_trip {
     use super::*;
     use proptest::prelude::*;
