@@ -393,7 +393,7 @@ fn default_max_in_flight() -> usize {
     1_000_000
 }
 fn default_max_in_flight_bytes() -> usize {
-    256 << 20
+    64 << 20
 }
 fn default_health_interval() -> String {
     "30s".into()
