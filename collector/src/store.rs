@@ -239,17 +239,32 @@ impl Batch {
     /// Empty the batch for the next one, keeping what its tables' lists have allocated (a full
     /// batch's rows would otherwise be moved again each time a list doubles).
     pub fn clear(&mut self, detect: bool) {
-        self.flows.clear();
-        self.dns.clear();
-        self.http.clear();
-        self.tls.clear();
-        self.ssh.clear();
-        self.icmp.clear();
-        self.logs.clear();
-        self.sensor_health.clear();
-        self.alerts.clear();
-        self.dead_letters.clear();
-        match (&mut self.detect_inputs, detect) {
+        // Every field by name: a list added to `Batch` and not emptied here would be written again
+        // with the next batch, so a new field must not compile until it is handled.
+        let Batch {
+            flows,
+            dns,
+            http,
+            tls,
+            ssh,
+            icmp,
+            logs,
+            sensor_health,
+            alerts,
+            dead_letters,
+            detect_inputs,
+        } = self;
+        flows.clear();
+        dns.clear();
+        http.clear();
+        tls.clear();
+        ssh.clear();
+        icmp.clear();
+        logs.clear();
+        sensor_health.clear();
+        alerts.clear();
+        dead_letters.clear();
+        match (detect_inputs, detect) {
             (Some(inputs), true) => inputs.clear(),
             (inputs, _) => *inputs = detect.then(Vec::new),
         }

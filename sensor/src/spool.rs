@@ -180,11 +180,8 @@ impl<'a> RecordRef<'a> {
         out.extend_from_slice(topic);
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(key);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&MAGIC.to_le_bytes());
-        crc.update(&out[start + HEADER..]);
-        crc.update(self.payload);
-        out[start + 8..start + 12].copy_from_slice(&crc.finalize().to_le_bytes());
+        let crc = frame_crc(MAGIC, &[&out[start + HEADER..], self.payload]);
+        out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -194,7 +191,7 @@ fn end_mark(segment: u64) -> [u8; END_LEN] {
     let mut mark = [0_u8; END_LEN];
     mark[0..4].copy_from_slice(&MAGIC_END.to_le_bytes());
     mark[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
-    mark[8..12].copy_from_slice(&frame_crc(MAGIC_END, &body).to_le_bytes());
+    mark[8..12].copy_from_slice(&frame_crc(MAGIC_END, &[&body]).to_le_bytes());
     mark[12..].copy_from_slice(&body);
     mark
 }
@@ -226,14 +223,17 @@ fn decode_body(body: &[u8]) -> Option<Record> {
     Some(Record { seq, spooled_at_ns, class, dataset, topic, key, payload })
 }
 
-/// The CRC a frame with `magic` carries for `body`: over the magic and the body in the current
-/// format and end marks, over the body alone in the earlier format.
-fn frame_crc(magic: u32, body: &[u8]) -> u32 {
+/// The CRC a frame with `magic` carries for its body (given in consecutive pieces): over the
+/// magic and the body in the current format and end marks, over the body alone in the earlier
+/// format.
+fn frame_crc(magic: u32, body: &[&[u8]]) -> u32 {
     let mut crc = crc32fast::Hasher::new();
     if magic != MAGIC_V1 {
         crc.update(&magic.to_le_bytes());
     }
-    crc.update(body);
+    for piece in body {
+        crc.update(piece);
+    }
     crc.finalize()
 }
 
@@ -266,7 +266,7 @@ fn decode_at(bytes: &[u8], segment: u64) -> Frame {
         return Frame::Invalid;
     }
     let Some(body) = bytes.get(HEADER..HEADER + len) else { return Frame::Invalid };
-    if frame_crc(magic, body) != crc {
+    if frame_crc(magic, &[body]) != crc {
         return Frame::Invalid;
     }
     let rest = match magic {
@@ -859,6 +859,17 @@ mod tests {
     /// The segment id frames of the decoding tests belong to.
     const SEGMENT: u64 = 7;
 
+    /// Where each of these consecutive frames ends, counted from the first one's start.
+    fn frame_ends(frames: &[Vec<u8>]) -> Vec<usize> {
+        frames
+            .iter()
+            .scan(0, |end, f| {
+                *end += f.len();
+                Some(*end)
+            })
+            .collect()
+    }
+
     const LIMITS: SpoolLimits = SpoolLimits {
         max_bytes: 1 << 20,
         segment_bytes: 1 << 10,
@@ -1043,13 +1054,7 @@ mod tests {
         // The writer first puts the end mark where the new data will end, then the data.
         let mut file = old.clone();
         file[new.len()..new.len() + END_LEN].copy_from_slice(&end_mark(SEGMENT));
-        let ends: Vec<usize> = new_frames
-            .iter()
-            .scan(0, |end, f| {
-                *end += f.len();
-                Some(*end)
-            })
-            .collect();
+        let ends = frame_ends(&new_frames);
         for cut in 0..=new.len() {
             let mut bytes = file.clone();
             bytes[..cut].copy_from_slice(&new[..cut]);
@@ -1183,13 +1188,7 @@ mod tests {
     fn every_truncation_point_keeps_the_whole_records_before_it() {
         let frames: Vec<Vec<u8>> = (0..5).map(|s| record(s, Class::Bulk).encode(SEGMENT)).collect();
         let all: Vec<u8> = frames.concat();
-        let ends: Vec<usize> = frames
-            .iter()
-            .scan(0, |end, f| {
-                *end += f.len();
-                Some(*end)
-            })
-            .collect();
+        let ends = frame_ends(&frames);
         for cut in 0..=all.len() {
             let (records, damage) = decode_segment(&all[..cut], SEGMENT);
             let whole = ends.iter().filter(|&&e| e <= cut).count();
