@@ -640,7 +640,8 @@ async fn alert_events(
         let mut sql = Sql::new("SELECT event_ids FROM alerts WHERE event_id = ?");
         sql.binds.push(Value::Text(id.clone()));
         scope(&caller, "organization_id", &mut sql);
-        sql.push(" LIMIT 1", []);
+        // An alert updated by later matches has one row per update until merged: the latest.
+        sql.push(" ORDER BY version DESC LIMIT 1", []);
         let rows = state.rows(sql).await?;
         let Some(row) = rows.first() else {
             return Err(ApiError::NotFound(format!("no alert {id:?}")));
@@ -681,7 +682,7 @@ pub fn alerts_base_sql(caller: &Principal, params: &AlertParams, range: Range) -
     scope(caller, "organization_id", &mut sql);
     range.push(&mut sql, "ts", Some("ts_ns"));
     sql.push(
-        " LIMIT 1 BY event_id) ANY LEFT JOIN (SELECT alert_id AS event_id, \
+        " ORDER BY event_id, version DESC LIMIT 1 BY event_id) ANY LEFT JOIN (SELECT alert_id AS event_id, \
          argMax(status, version) AS triage_status, argMax(assignee, version) AS triage_assignee, \
          argMax(reason, version) AS triage_reason, argMax(changed_by, version) AS triage_by, \
          max(version) AS triage_version FROM alert_triage WHERE 1",
@@ -986,7 +987,7 @@ async fn kafka_lag(state: &ApiState) -> Json_ {
 
 pub fn rules_sql(caller: &Principal, range: Range, limit: u64) -> Sql {
     let mut sql = Sql::new(
-        "SELECT rule_id, any(rule_name) AS rule_name, any(level) AS level, count() AS hits, \
+        "SELECT rule_id, any(rule_name) AS rule_name, any(level) AS level, uniqExact(event_id) AS hits, \
          uniqExact(organization_id) AS organizations, min(ts_ns) AS first_ns, max(ts_ns) AS last_ns \
          FROM alerts WHERE 1",
     );
@@ -1138,7 +1139,8 @@ pub fn overview_sql(caller: &Principal, range: Range) -> [Sql; 4] {
     events.push(" GROUP BY t, organization_id, dataset ORDER BY t", []);
 
     let mut alerts = Sql::new(
-        "SELECT intDiv(toUInt32(ts), ?) * ? AS t, level, count() AS alerts FROM alerts WHERE 1",
+        "SELECT intDiv(toUInt32(ts), ?) * ? AS t, level, uniqExact(event_id) AS alerts FROM alerts \
+         WHERE 1",
     );
     alerts.binds.extend([Value::Int(bucket), Value::Int(bucket)]);
     scope(caller, "organization_id", &mut alerts);

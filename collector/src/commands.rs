@@ -13,15 +13,30 @@ use std::path::Path;
 /// Events handed to the detector at a time.
 const CHUNK: usize = 4096;
 
-pub fn detect(
-    rules: &Path,
-    events: Option<&Path>,
-    lateness: &str,
-    dedup_window: &str,
-    max_keys: usize,
-    suppressions: Option<&Path>,
-    intel_files: &[std::path::PathBuf],
-) -> anyhow::Result<bool> {
+/// What `canh-collector detect` was asked.
+pub struct DetectOptions<'a> {
+    pub rules: &'a Path,
+    pub events: Option<&'a Path>,
+    pub lateness: &'a str,
+    pub dedup_window: &'a str,
+    pub max_keys: usize,
+    pub suppressions: Option<&'a Path>,
+    pub intel: &'a [std::path::PathBuf],
+    /// Print every version of an alert as it is emitted, not each alert's last at the end.
+    pub stream: bool,
+}
+
+pub fn detect(options: &DetectOptions) -> anyhow::Result<bool> {
+    let DetectOptions {
+        rules,
+        events,
+        lateness,
+        dedup_window,
+        max_keys,
+        suppressions,
+        intel: intel_files,
+        stream,
+    } = *options;
     let secs = |text: &str, what: &str| -> anyhow::Result<i64> {
         let duration =
             humantime::parse_duration(text).with_context(|| format!("--{what} {text:?}"))?;
@@ -80,10 +95,14 @@ pub fn detect(
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
         )),
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = Alerts {
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        stream,
+        held: Vec::new(),
+        index: std::collections::HashMap::new(),
+    };
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut bad_lines = 0u64;
-    let mut alerts = 0u64;
     for (index, line) in input.lines().enumerate() {
         let line = line.context("reading events")?;
         if line.trim().is_empty() {
@@ -97,11 +116,12 @@ pub fn detect(
             }
         }
         if chunk.len() >= CHUNK {
-            alerts += write_alerts(&mut detector, &mut chunk, &mut out)?;
+            out.take(detector.process(&chunk, now()))?;
+            chunk.clear();
         }
     }
-    alerts += write_alerts(&mut detector, &mut chunk, &mut out)?;
-    out.flush().context("writing alerts")?;
+    out.take(detector.process(&chunk, now()))?;
+    let alerts = out.finish()?;
     let stats = detector.stats();
     eprintln!(
         "canh-collector: {} event(s), {} bad line(s), {} alert(s), {} deduplicated, {} suppressed, \
@@ -117,17 +137,41 @@ pub fn detect(
     Ok(true)
 }
 
-fn write_alerts(
-    detector: &mut Detector,
-    chunk: &mut Vec<serde_json::Value>,
-    out: &mut impl Write,
-) -> anyhow::Result<u64> {
-    let alerts = detector.process(chunk, now());
-    chunk.clear();
-    for alert in &alerts {
-        writeln!(out, "{}", alert.to_json()).context("writing alerts")?;
+/// Where `detect` prints alerts. A later batch's matches re-emit an alert with the same id and a
+/// higher count: streamed, every version is printed; otherwise each id's last version is held and
+/// printed at the end, in the order the alerts were first raised.
+struct Alerts<W: Write> {
+    out: W,
+    stream: bool,
+    held: Vec<canh_event::Event>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl<W: Write> Alerts<W> {
+    fn take(&mut self, alerts: Vec<canh_event::Event>) -> anyhow::Result<()> {
+        for alert in alerts {
+            if self.stream {
+                writeln!(self.out, "{}", alert.to_json()).context("writing alerts")?;
+                // Only the distinct ids are kept, for the count.
+                self.index.entry(alert.event.id).or_default();
+            } else if let Some(&at) = self.index.get(&alert.event.id) {
+                self.held[at] = alert;
+            } else {
+                self.index.insert(alert.event.id.clone(), self.held.len());
+                self.held.push(alert);
+            }
+        }
+        Ok(())
     }
-    Ok(alerts.len() as u64)
+
+    /// Print what is held; the number of distinct alerts.
+    fn finish(mut self) -> anyhow::Result<u64> {
+        for alert in &self.held {
+            writeln!(self.out, "{}", alert.to_json()).context("writing alerts")?;
+        }
+        self.out.flush().context("writing alerts")?;
+        Ok(self.index.len() as u64)
+    }
 }
 
 fn now() -> Timestamp {

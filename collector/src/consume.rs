@@ -412,6 +412,7 @@ impl Detection {
         // Back to the batch, dropped with it on this thread, which allocated them.
         batch.detect_inputs = Some(inputs);
         batch.alerts.extend(alerts.iter().map(store::alert_row));
+        batch.raised = alerts.len();
     }
 
     /// Write the rules' health of the interval to `rule_stats` when the interval is over (or
@@ -453,11 +454,13 @@ impl Detection {
         }
     }
 
-    /// Produce the batch's alerts and wait for every delivery. An error means the whole set is sent
-    /// again on retry; consumers see an alert id twice at worst.
+    /// Produce the alerts the batch raised (not those it read from the alert topic) and wait for
+    /// every delivery. An error means the whole set is sent again on retry; consumers see an alert
+    /// id twice at worst.
     async fn produce(&self, batch: &Batch) -> Result<(), String> {
-        let mut pending = Vec::with_capacity(batch.alerts.len());
-        for row in &batch.alerts {
+        let raised = &batch.alerts[batch.alerts.len() - batch.raised..];
+        let mut pending = Vec::with_capacity(raised.len());
+        for row in raised {
             let record = FutureRecord::to(&self.topic).key(&row.event_id).payload(&row.raw);
             match self.producer.send_result(record) {
                 Ok(delivery) => pending.push(delivery),
@@ -759,7 +762,7 @@ async fn flush(
         metrics.rows_written.with_label_values(&[table]).inc_by(rows as u64);
     }
 
-    if let Some(detection) = detection.as_ref().filter(|_| !batch.alerts.is_empty()) {
+    if let Some(detection) = detection.as_ref().filter(|_| batch.raised > 0) {
         let mut backoff = Duration::from_millis(100);
         while let Err(err) = detection.produce(batch).await {
             metrics.errors.with_label_values(&["produce", "kafka"]).inc();

@@ -81,6 +81,11 @@ enum Command {
         /// Threat-intelligence indicator file (CSV or STIX 2.1 bundle); may be repeated.
         #[arg(long)]
         intel: Vec<PathBuf>,
+        /// Print each alert when raised and again whenever later matches update it (same id;
+        /// the last line of an id is its state). Without it, each alert is printed once, with
+        /// its final count, when the input ends.
+        #[arg(long)]
+        stream: bool,
     },
     /// Work with rule files.
     Rules {
@@ -124,15 +129,17 @@ fn main() {
             max_keys,
             suppressions,
             intel,
-        } => Some(commands::detect(
+            stream,
+        } => Some(commands::detect(&commands::DetectOptions {
             rules,
-            events.as_deref(),
+            events: events.as_deref(),
             lateness,
             dedup_window,
-            *max_keys,
-            suppressions.as_deref(),
+            max_keys: *max_keys,
+            suppressions: suppressions.as_deref(),
             intel,
-        )),
+            stream: *stream,
+        })),
         Command::Rules { command: RulesCommand::Report { dir } } => Some(commands::report(dir)),
         Command::Rules { command: RulesCommand::Test { dir } } => Some(commands::test(dir)),
         Command::Rules { command: RulesCommand::Lint { dir } } => Some(commands::lint(dir)),

@@ -225,6 +225,10 @@ pub struct Batch {
     pub logs: Vec<LogRow>,
     pub sensor_health: Vec<SensorHealthRow>,
     pub alerts: Vec<AlertRow>,
+    /// How many of `alerts`, at its end, this collector's detection raised: the ones it produces
+    /// to the alert topic. The others were read from that topic and are only stored (producing
+    /// them again would echo every alert around the topic forever).
+    pub raised: usize,
     pub dead_letters: Vec<DeadLetterRow>,
     /// Decoded events waiting for detection (filled only when detection is on).
     pub detect_inputs: Option<Vec<serde_json::Value>>,
@@ -251,6 +255,7 @@ impl Batch {
             logs,
             sensor_health,
             alerts,
+            raised,
             dead_letters,
             detect_inputs,
         } = self;
@@ -263,6 +268,7 @@ impl Batch {
         logs.clear();
         sensor_health.clear();
         alerts.clear();
+        *raised = 0;
         dead_letters.clear();
         match (detect_inputs, detect) {
             (Some(inputs), true) => inputs.clear(),

@@ -14,7 +14,8 @@
 //!    on event time; an event later than the newest seen minus `lateness` is kept out of
 //!    correlation (rsigma 0.23 can raise a false `event_count` alert on such an event);
 //! 3. every match and correlation becomes an alert event, deduplicated per rule and group over
-//!    `dedup_window`, and dropped if a live suppression covers it.
+//!    `dedup_window` (a later batch's matches re-emit the alert under its id with the count
+//!    updated), and dropped if a live suppression covers it.
 
 pub mod fields;
 pub mod intel;
@@ -289,8 +290,8 @@ pub struct Detector {
     watermarks: HashMap<String, i64>,
     /// Shortest correlation timespan, seconds (lateness beyond it widens windows: see `Settings`).
     shortest_timespan: Option<u64>,
-    /// (rule id, tenant, group) -> (last alert time, seconds).
-    dedup: HashMap<String, i64>,
+    /// (rule id, tenant, group) -> the alert still open for that key (see `Open`).
+    dedup: HashMap<String, Open>,
     stats: Stats,
     routed: Vec<usize>,
     /// Families that hold at least one rule: the only ones worth routing to.
@@ -754,6 +755,12 @@ impl Detector {
                 self.emit(candidate, now, &mut alerts, &mut in_batch);
             }
         }
+        // What this batch made of each alert is what a later batch's matches fold into.
+        for (key, index) in in_batch {
+            if let Some(open) = self.dedup.get_mut(&key) {
+                *open.alert = alerts[index].clone();
+            }
+        }
         self.routed = routed;
         self.intel_hits = intel_hits;
         alerts
@@ -952,49 +959,70 @@ impl Detector {
             candidate.group
         );
         let secs = candidate.last_seen.secs();
+        let window = self.settings.dedup_window_secs;
         if let Some(&index) = in_batch.get(&key) {
             let alert = &mut alerts[index];
-            if let Some(summary) = alert.alert.as_mut() {
-                if secs - summary.first_seen.secs() <= self.settings.dedup_window_secs {
-                    for id in candidate.event_ids {
-                        if summary.event_ids.len() < self.settings.max_event_ids
-                            && !summary.event_ids.contains(&id)
-                        {
-                            summary.event_ids.push(id);
-                        }
-                    }
-                    summary.count = merged_count(summary.count, candidate.count);
-                    summary.last_seen = summary.last_seen.max(candidate.last_seen);
-                    alert.timestamp = summary.last_seen;
-                    summary.first_seen = summary.first_seen.min(candidate.first_seen);
-                    self.stats.deduplicated += 1;
-                    return;
-                }
+            if alert.alert.as_ref().is_some_and(|s| secs - s.first_seen.secs() <= window) {
+                fold(alert, candidate, self.settings.max_event_ids);
+                self.stats.deduplicated += 1;
+                return;
             }
         }
-        if let Some(&last) = self.dedup.get(&key) {
-            if !in_batch.contains_key(&key)
-                && (secs - last).abs() <= self.settings.dedup_window_secs
-            {
+        if let Some(open) = self.dedup.get(&key) {
+            if !in_batch.contains_key(&key) && (secs - open.since).abs() <= window {
+                // An alert of an earlier batch: emitted again with the same id and the match
+                // folded in, so the stored row (the highest version wins) counts every match
+                // whatever the batch boundaries.
+                let mut alert = (*open.alert).clone();
+                fold(&mut alert, candidate, self.settings.max_event_ids);
                 self.stats.deduplicated += 1;
+                in_batch.insert(key, alerts.len());
+                alerts.push(alert);
                 return;
             }
         }
         if self.dedup.len() >= self.settings.max_keys {
             let horizon = secs - self.settings.dedup_window_secs;
             let before = self.dedup.len();
-            self.dedup.retain(|_, last| *last >= horizon);
+            self.dedup.retain(|_, open| open.since >= horizon);
             if self.dedup.len() >= self.settings.max_keys {
                 self.dedup.clear();
             }
             self.stats.evictions += (before - self.dedup.len()) as u64;
         }
-        self.dedup.insert(key.clone(), secs);
         let Some(meta) = self.meta.get(&candidate.rule) else { return };
+        let alert = alert_event(meta, candidate);
+        // The batch's final state of the alert replaces this copy at the end of `process`.
+        self.dedup.insert(key.clone(), Open { since: secs, alert: Box::new(alert.clone()) });
         in_batch.insert(key, alerts.len());
         self.stats.alerts += 1;
-        alerts.push(alert_event(meta, candidate));
+        alerts.push(alert);
     }
+}
+
+/// An alert that matches of its key (rule, tenant, group) still fold into: those within
+/// `dedup_window_secs` of `since`, the time of the match that opened it, in whatever batch they
+/// come. Bounded by `max_keys` like the correlation state.
+#[derive(Debug, Clone)]
+struct Open {
+    since: i64,
+    /// The alert as last emitted.
+    alert: Box<Event>,
+}
+
+/// Fold a later match of the same key into an emitted alert: its event ids (up to `max_ids`), its
+/// count, its last time. The first time stays: with the rule, tenant and group it names the alert's
+/// row (its id and the table's sorting key), which every update must keep.
+fn fold(alert: &mut Event, candidate: Candidate, max_ids: usize) {
+    let Some(summary) = alert.alert.as_mut() else { return };
+    for id in candidate.event_ids {
+        if summary.event_ids.len() < max_ids && !summary.event_ids.contains(&id) {
+            summary.event_ids.push(id);
+        }
+    }
+    summary.count = merged_count(summary.count, candidate.count);
+    summary.last_seen = summary.last_seen.max(candidate.last_seen);
+    alert.timestamp = summary.last_seen;
 }
 
 /// Whether `rule` matches, as `rsigma_eval::evaluate_rule` decides it (the first of its conditions
@@ -1363,8 +1391,17 @@ mod tests {
         let second = d.process(&events[6..], Timestamp(0));
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].alert.as_ref().map(|a| a.count), Some(6));
-        assert!(second.is_empty(), "the same key within the window is deduplicated");
-        assert!(d.stats().deduplicated >= 7);
+        // The later batch's matches fold into the same alert, emitted again with its id.
+        assert_eq!(second.len(), 1, "one update, not a second alert");
+        assert_eq!(second[0].event.id, first[0].event.id);
+        let (a, b) = (first[0].alert.as_ref().expect("a"), second[0].alert.as_ref().expect("b"));
+        assert_eq!(b.count, 12);
+        assert_eq!(b.first_seen, a.first_seen);
+        assert!(b.last_seen > a.last_seen && second[0].timestamp == b.last_seen);
+        assert_eq!(b.event_ids.len(), 12);
+        assert_eq!(b.event_ids[..6], a.event_ids[..]);
+        assert_eq!(d.stats().deduplicated, 7, "fires at events 6..=12 fold into the first");
+        assert_eq!(d.stats().alerts, 1);
 
         let mut d = detector(Settings::default());
         let list = suppress::parse(
@@ -1401,6 +1438,40 @@ mod tests {
             assert_eq!(json(&got), json(&want), "batches of {size}");
         }
         assert_eq!(fields::warm(&[]), 0);
+    }
+
+    /// An alert's count and evidence do not depend on where the batches split its matches: the
+    /// last emitted version of each alert id (what the alerts table keeps) is the same for every
+    /// batch size, and counts every match.
+    #[test]
+    fn the_last_version_of_an_alert_counts_every_match_whatever_the_batches() {
+        let rule = "title: each\nid: e1\nlogsource: {product: linux, service: sshd}\n\
+                    detection:\n  sel: {event.outcome: failure}\n  condition: sel\n";
+        let events: Vec<Value> =
+            (0..21).map(|i| failure(&format!("192.0.2.{}", i % 3), i)).collect();
+        let mut by_size = Vec::new();
+        for size in [1, 2, 5, 7, events.len()] {
+            let mut loaded = LoadedRules::default();
+            load::load_text(rule, "e.yml", &Mapping::builtin(), &mut loaded);
+            let mut d = Detector::new(loaded, Mapping::builtin(), Settings::default());
+            let mut last: BTreeMap<String, String> = BTreeMap::new();
+            for chunk in events.chunks(size) {
+                for alert in d.process(chunk, Timestamp(0)) {
+                    last.insert(alert.event.id.clone(), alert.to_json());
+                }
+            }
+            assert_eq!(last.len(), 3, "one alert per source (batches of {size})");
+            for json in last.values() {
+                let alert = Event::from_json(json.as_bytes()).expect("alert");
+                let summary = alert.alert.expect("summary");
+                assert_eq!(summary.count, 7, "batches of {size}");
+                assert_eq!(summary.event_ids.len(), 7);
+            }
+            by_size.push((size, last));
+        }
+        for (size, last) in &by_size[1..] {
+            assert_eq!(last, &by_size[0].1, "batches of {size} against batches of 1");
+        }
     }
 
     #[test]
