@@ -1519,9 +1519,11 @@ async fn uplink_corrupt_spool_is_skipped_and_reported() {
     assert_eq!(stat(&text, "spooled"), n, "everything spooled while the broker was down");
 
     let spool_dir = dir.join("state/spool");
+    // Segments only: retired files kept for reuse (`<id>.free`) hold nothing the sensor reads.
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&spool_dir)
         .expect("spool dir")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
     segments.sort();
     assert!(segments.len() > 10, "{} segments", segments.len());
