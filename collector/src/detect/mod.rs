@@ -758,7 +758,7 @@ impl Detector {
         // What this batch made of each alert is what a later batch's matches fold into.
         for (key, index) in in_batch {
             if let Some(open) = self.dedup.get_mut(&key) {
-                *open.alert = alerts[index].clone();
+                open.take_from(&alerts[index]);
             }
         }
         self.routed = routed;
@@ -973,9 +973,17 @@ impl Detector {
                 // An alert of an earlier batch: emitted again with the same id and the match
                 // folded in, so the stored row (the highest version wins) counts every match
                 // whatever the batch boundaries.
-                let mut alert = (*open.alert).clone();
+                let Some(meta) = self.meta.get(&candidate.rule) else { return };
+                // Built again from the kept state: the same rule, tenant, group and first time
+                // give the same id (`alert_id`).
+                let mut alert = alert_event(meta, open.state.clone());
+                let before = alert.alert.clone();
                 fold(&mut alert, candidate, self.settings.max_event_ids);
                 self.stats.deduplicated += 1;
+                if alert.alert == before {
+                    // Nothing new (a late match, evidence list full): the stored row says it.
+                    return;
+                }
                 in_batch.insert(key, alerts.len());
                 alerts.push(alert);
                 return;
@@ -991,9 +999,9 @@ impl Detector {
             self.stats.evictions += (before - self.dedup.len()) as u64;
         }
         let Some(meta) = self.meta.get(&candidate.rule) else { return };
-        let alert = alert_event(meta, candidate);
         // The batch's final state of the alert replaces this copy at the end of `process`.
-        self.dedup.insert(key.clone(), Open { since: secs, alert: Box::new(alert.clone()) });
+        self.dedup.insert(key.clone(), Open { since: secs, state: candidate.clone() });
+        let alert = alert_event(meta, candidate);
         in_batch.insert(key, alerts.len());
         self.stats.alerts += 1;
         alerts.push(alert);
@@ -1006,8 +1014,20 @@ impl Detector {
 #[derive(Debug, Clone)]
 struct Open {
     since: i64,
-    /// The alert as last emitted.
-    alert: Box<Event>,
+    /// The alert as last emitted, as a candidate (a few hundred bytes and its event ids, not a
+    /// whole `Event`).
+    state: Candidate,
+}
+
+impl Open {
+    /// Keep what a batch made of the alert: event ids, count, last time (the rest does not change).
+    fn take_from(&mut self, alert: &Event) {
+        if let Some(summary) = alert.alert.as_ref() {
+            self.state.event_ids.clone_from(&summary.event_ids);
+            self.state.count = summary.count;
+            self.state.last_seen = summary.last_seen;
+        }
+    }
 }
 
 /// Fold a later match of the same key into an emitted alert: its event ids (up to `max_ids`), its
@@ -1064,7 +1084,7 @@ fn lean_evaluate(rule: &CompiledRule, event: &impl rsigma_eval::Event) -> Option
 }
 
 /// A single-event match or a correlation, before deduplication.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Candidate {
     rule: String,
     group: BTreeMap<String, String>,
@@ -1472,6 +1492,39 @@ mod tests {
         for (size, last) in &by_size[1..] {
             assert_eq!(last, &by_size[0].1, "batches of {size} against batches of 1");
         }
+    }
+
+    /// A later match that changes nothing (the aggregate as before, an older time, the evidence
+    /// list full) is not emitted again: every emitted version differs from the one before.
+    #[test]
+    fn a_match_that_changes_nothing_is_not_emitted_again() {
+        let rules = concat!(
+            "title: p\nid: p1\nname: port\nlogsource: {product: linux, service: sshd}\n",
+            "detection:\n  sel: {event.outcome: failure}\n  condition: sel\n---\n",
+            "title: ports\nid: v1\ncorrelation:\n  type: value_count\n  rules: [port]\n",
+            "  group-by: [source.ip]\n  timespan: 5m\n  condition: {field: source.port, gte: 2}\n",
+        );
+        let mut loaded = LoadedRules::default();
+        load::load_text(rules, "v.yml", &Mapping::builtin(), &mut loaded);
+        assert!(loaded.report.errors.is_empty(), "{:?}", loaded.report.errors);
+        let settings = Settings { max_event_ids: 2, ..Settings::default() };
+        let mut d = Detector::new(loaded, Mapping::builtin(), settings);
+        let event = |id: &str, secs: i64, port: u16| {
+            let mut e = failure("192.0.2.9", secs);
+            e["event"]["id"] = id.into();
+            e["source"]["port"] = port.into();
+            e
+        };
+        let first = d.process(&[event("a", 10, 1), event("b", 11, 2)], Timestamp(0));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].alert.as_ref().map(|a| a.count), Some(2));
+        // A port already counted, earlier than the alert's last time: nothing changes.
+        assert!(d.process(&[event("c", 5, 1)], Timestamp(0)).is_empty());
+        // A third port raises the count: emitted again under the same id.
+        let third = d.process(&[event("d", 12, 3)], Timestamp(0));
+        assert_eq!(third.len(), 1);
+        assert_eq!(third[0].event.id, first[0].event.id);
+        assert_eq!(third[0].alert.as_ref().map(|a| a.count), Some(3));
     }
 
     #[test]
