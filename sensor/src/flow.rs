@@ -1542,8 +1542,8 @@ impl FlowRecord {
 
 #[cfg(test)]
 mod size {
-    /// The flow table's memory per flow is this slot plus about 5 bytes of index, 4 of timer
-    /// bucket and 4 of timer entry;
+    /// The flow table's memory per flow is this slot plus 11-21 bytes of index (8-byte entries,
+    /// at most 3/4 full), 4 of timer bucket and 4 of timer entry;
     /// BENCHMARKS.md measures the whole (300 bytes per active flow is the target).
     #[test]
     fn a_flow_slot_stays_small() {
