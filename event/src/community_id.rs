@@ -2,7 +2,6 @@
 //! seed, both endpoints (in a canonical order so both directions agree), the IP protocol and the
 //! ports, written as `1:` followed by the base64 of the SHA-1 digest.
 
-use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
 pub const PROTO_ICMP: u8 = 1;
@@ -59,24 +58,32 @@ pub fn community_id_v1_bytes(
         std::mem::swap(&mut sport, &mut dport);
     }
 
-    // The spec's input (seed, addresses, protocol, a zero byte, ports: at most 40 bytes), hashed
-    // in one call.
-    let mut msg = [0u8; 40];
-    msg[..2].copy_from_slice(&seed.to_be_bytes());
+    // The spec's input (seed, addresses, protocol, a zero byte, ports: at most 40 bytes) fits one
+    // SHA-1 block with its padding (a 0x80 byte, the bit length in the last 8 bytes), so the block
+    // is built here and compressed once, without the hasher's buffering.
+    let mut block = [0u8; 64];
+    block[..2].copy_from_slice(&seed.to_be_bytes());
     let mut n = 2;
     for ip in [sip, dip] {
         let (key, len) = ip_key(&ip);
-        msg[n..n + len].copy_from_slice(&key[..len]);
+        block[n..n + len].copy_from_slice(&key[..len]);
         n += len;
     }
-    msg[n] = proto;
+    block[n] = proto;
     n += 2;
     if has_ports(proto) {
-        msg[n..n + 2].copy_from_slice(&sport.to_be_bytes());
-        msg[n + 2..n + 4].copy_from_slice(&dport.to_be_bytes());
+        block[n..n + 2].copy_from_slice(&sport.to_be_bytes());
+        block[n + 2..n + 4].copy_from_slice(&dport.to_be_bytes());
         n += 4;
     }
-    let digest: [u8; 20] = Sha1::digest(&msg[..n]).into();
+    block[n] = 0x80;
+    block[56..].copy_from_slice(&(n as u64 * 8).to_be_bytes());
+    let mut state = SHA1_INIT;
+    sha1::compress(&mut state, &[block.into()]);
+    let mut digest = [0u8; 20];
+    for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
     let mut out = [b'='; 30];
     out[0] = b'1';
     out[1] = b':';
@@ -91,6 +98,9 @@ pub fn community_id_v1_bytes(
     }
     out
 }
+
+/// SHA-1's initial state (FIPS 180-4, 5.3.1).
+const SHA1_INIT: [u32; 5] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476, 0xc3d2_e1f0];
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -153,6 +163,7 @@ fn icmp_port_equivalents(msg_type: u16, code: u16, v6: bool) -> (u16, u16, bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha1::{Digest, Sha1};
 
     /// One row of the spec's baseline files (`baseline/baseline_deflt.json` and
     /// `baseline_seed1.json` in corelight/community-id-spec), copied as test vectors.

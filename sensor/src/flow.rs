@@ -3,6 +3,7 @@
 //! packets, not from a clock.
 
 use crate::decode::Packet;
+use crate::slot_index::SlotIndex;
 use std::net::IpAddr;
 
 const NANOS: i64 = 1_000_000_000;
@@ -457,7 +458,7 @@ pub struct FlowTable {
     config: FlowConfig,
     /// foldhash: fast, and seeded per process so crafted keys cannot aim at one bucket.
     hasher: foldhash::fast::RandomState,
-    index: hashbrown::HashTable<u32>,
+    index: SlotIndex,
     slots: Vec<Slot>,
     /// When each slot's flow must next be looked at: a sweep visits only the flows that may be
     /// due, not the whole table.
@@ -474,7 +475,7 @@ impl FlowTable {
         FlowTable {
             config,
             hasher: foldhash::fast::RandomState::default(),
-            index: hashbrown::HashTable::new(),
+            index: SlotIndex::default(),
             slots: Vec::new(),
             timers: Timers::default(),
             candidates: Vec::new(),
@@ -489,7 +490,7 @@ impl FlowTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len() == 0
     }
 
     fn hash(&self, key: &Key) -> u64 {
@@ -497,21 +498,16 @@ impl FlowTable {
         self.hasher.hash_one(key)
     }
 
-    fn find(&self, key: &Key) -> Option<usize> {
+    fn find(&self, key: &Key, hash: u64) -> Option<usize> {
         let slots = &self.slots;
-        self.index
-            .find(self.hash(key), |&i| slots[i as usize].head.key == *key)
-            .map(|&i| i as usize)
+        self.index.find(hash, |i| slots[i as usize].head.key == *key).map(|i| i as usize)
     }
 
     /// Finish the flow in slot `i` (which must hold one) for `reason` and free the slot. The
     /// record is built from the slot in place: the flow itself is not moved out.
     fn remove(&mut self, i: usize, reason: EndReason) -> Option<Finished> {
         let key = self.slots[i].head.key;
-        let hash = self.hash(&key);
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
-            entry.remove();
-        }
+        self.index.remove(self.hash(&key), i as u32);
         let slot = &mut self.slots[i];
         let finished = finish(&slot.head, slot.flow.as_mut()?, reason);
         slot.flow = None;
@@ -522,8 +518,7 @@ impl FlowTable {
         Some(finished)
     }
 
-    fn insert(&mut self, head: Head, flow: Flow) -> usize {
-        let key = head.key;
+    fn insert(&mut self, head: Head, flow: Flow, hash: u64) -> usize {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Slot { head, flow: Some(flow) };
@@ -536,12 +531,7 @@ impl FlowTable {
                 self.slots.len() - 1
             }
         };
-        let hash = self.hash(&key);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, i as u32, |&j| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(slots[j as usize].head.key)
-        });
+        self.index.insert(hash, i as u32);
         i
     }
 
@@ -560,7 +550,8 @@ impl FlowTable {
             self.last_sweep_ns = ts_ns;
         }
         let (key, src_is_lo) = key_of(packet);
-        let mut slot = self.find(&key);
+        let hash = self.hash(&key);
+        let mut slot = self.find(&key, hash);
         // A flow whose time is up, or a closed one whose ports are reused by a new SYN (Zeek's
         // connection reuse), is written before this packet starts a new one.
         if let Some(i) = slot {
@@ -584,7 +575,7 @@ impl FlowTable {
                     self.evict_one(out);
                 }
                 self.stats.created += 1;
-                self.insert(head_of(key, packet, src_is_lo), new_flow(ts_ns, packet))
+                self.insert(head_of(key, packet, src_is_lo), new_flow(ts_ns, packet), hash)
             }
         };
         let lo_is_orig = self.slots[i].head.lo_is_orig;
@@ -650,7 +641,7 @@ impl FlowTable {
                 if s.head.lo_is_orig { (&k.lo, k.lo_port) } else { (&k.hi, k.hi_port) };
             (s.flow.as_ref().map_or(0, |f| f.start_ns), k.ip(ip), port)
         };
-        let mut order: Vec<u32> = self.index.iter().copied().collect();
+        let mut order: Vec<u32> = self.index.slots().collect();
         // Deterministic output order for offline runs: by start time, then addresses.
         order.sort_unstable_by(|&a, &b| orig(a).cmp(&orig(b)).then(a.cmp(&b)));
         for i in order {
@@ -1551,8 +1542,8 @@ impl FlowRecord {
 
 #[cfg(test)]
 mod size {
-    /// The flow table's memory per flow is this slot plus about 5 bytes of index, 4 of timer
-    /// bucket and 4 of timer entry;
+    /// The flow table's memory per flow is this slot plus 11-21 bytes of index (8-byte entries,
+    /// at most 3/4 full), 4 of timer bucket and 4 of timer entry;
     /// BENCHMARKS.md measures the whole (300 bytes per active flow is the target).
     #[test]
     fn a_flow_slot_stays_small() {

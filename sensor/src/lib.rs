@@ -16,6 +16,7 @@ pub mod packets;
 pub mod produce;
 pub mod sequence;
 pub mod session;
+mod slot_index;
 pub mod spool;
 pub mod ssh;
 pub mod stream;
