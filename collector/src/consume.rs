@@ -703,8 +703,7 @@ impl Sink for Store {
                 .map_err(|err| format!("building the offset commit: {err}"))?;
         }
         // On the blocking pool, not `block_in_place`: that hands this worker's queue to another
-        // thread, so the writer would move to a new thread (and new allocator pages) at every
-        // commit: +35 % collector CPU per million with the pack, most of it zeroing fresh pages.
+        // thread, so the writer task would move to another thread at every commit.
         let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
             .await
