@@ -751,12 +751,12 @@ pub async fn run(
         metrics: metrics.clone(),
         detection,
     };
-    let writing = tokio::spawn(write_batches(writer, batches, recycle, shutdown.clone(), reload));
+    let mut writing =
+        tokio::spawn(write_batches(writer, batches, recycle, shutdown.clone(), reload));
     let reader = Reader { settings: &settings, consumer: &consumer, metrics: &metrics, in_flight };
     reader.read_batches(detect, to_writer, &mut recycled, shutdown).await;
     // The reader handed over its last batch: the writer stores and commits what it holds.
-    let abort = writing.abort_handle();
-    match tokio::time::timeout(SHUTDOWN_WRITE, writing).await {
+    match tokio::time::timeout(SHUTDOWN_WRITE, &mut writing).await {
         Ok(Ok(writer)) => {
             let Writer { db, mut detection, .. } = writer;
             if let Some(detection) = detection.as_mut() {
@@ -773,7 +773,10 @@ pub async fn run(
             tracing::error!(error = %err, "the batch writer failed; kafka keeps what was not committed")
         }
         Err(_) => {
-            abort.abort();
+            // Wait for the writer's task to be dropped, so its permits and its hold on the
+            // consumer are gone before the consumer closes below.
+            writing.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(5), writing).await;
             tracing::warn!(
                 "shutdown: batches not written in time; kafka keeps them for the next start"
             );
