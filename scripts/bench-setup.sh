@@ -14,6 +14,8 @@
 #   BENCH_BATCH=N         batch.max_records (default 50000)
 #   BENCH_MAX_WAIT        batch.max_wait (default 1s)
 #   BENCH_KAFKA_OPTIONS   extra `[kafka.consumer]` lines, e.g. 'fetch_wait_max = "500ms"'
+#   BENCH_BATCH_OPTIONS   extra `[batch]` lines, e.g. 'in_flight = 0'
+#   BENCH_CLICKHOUSE_OPTIONS  extra `[clickhouse]` lines, e.g. 'compression = "none"'
 #   BENCH_COLLECTOR       the collector binary (default target/release/canh-collector)
 #   BENCH_MIX=mixed|detect|flood  the event templates (below)
 #   BENCH_PACK_BYTES      events per Kafka record as the sensor packs them, up to this many bytes
@@ -118,9 +120,11 @@ ${BENCH_KAFKA_OPTIONS:-}
 [clickhouse]
 url = "http://127.0.0.1:$CH_HTTP"
 database = "$RUN"
+${BENCH_CLICKHOUSE_OPTIONS:-}
 [batch]
 max_records = ${BENCH_BATCH:-50000}
 max_wait = "${BENCH_MAX_WAIT:-1s}"
+${BENCH_BATCH_OPTIONS:-}
 [admin]
 listen = "127.0.0.1:0"
 TOML

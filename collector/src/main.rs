@@ -318,7 +318,10 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             }
         }
     }
-    let db = store::client(&ch.url, &ch.user, Some(&ch.database));
+    let mut db = store::client(&ch.url, &ch.user, Some(&ch.database));
+    if ch.compression == "none" {
+        db = db.with_compression(clickhouse::Compression::None);
+    }
 
     // Retention: drop expired daily partitions now and then at every interval.
     let retention_db = db.clone();
@@ -379,7 +382,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             }
         }
     });
-    consume::run(&settings, db, metrics.clone(), stop_rx, reload_rx, ready).await?;
+    consume::run(Arc::new(settings), db, metrics.clone(), stop_rx, reload_rx, ready).await?;
     let _ = admin.await;
     tracing::info!(
         stored = metrics.records.with_label_values(&["stored"]).get(),
