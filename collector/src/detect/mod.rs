@@ -704,7 +704,8 @@ impl Detector {
     /// `now` is the wall-clock time, used only for suppression expiry. The events are taken in
     /// groups of `WARM_GROUP`, the next group's memory read ahead (`fields::warm`).
     pub fn process(&mut self, events: &[Value], now: Timestamp) -> Vec<Event> {
-        let mut alerts: Vec<Event> = Vec::new();
+        // The batch's alerts as candidates, folded while the batch runs, made events at the end.
+        let mut alerts: Vec<Candidate> = Vec::new();
         // Dedup key -> index in `alerts`, so matches within one batch fold into one alert.
         let mut in_batch: HashMap<String, usize> = HashMap::new();
         let mut routed = std::mem::take(&mut self.routed);
@@ -758,12 +759,16 @@ impl Detector {
         // What this batch made of each alert is what a later batch's matches fold into.
         for (key, index) in in_batch {
             if let Some(open) = self.dedup.get_mut(&key) {
-                open.take_from(&alerts[index]);
+                open.state.clone_from(&alerts[index]);
             }
         }
         self.routed = routed;
         self.intel_hits = intel_hits;
+        // `emit` keeps only candidates of rules with metadata.
         alerts
+            .into_iter()
+            .filter_map(|c| self.meta.get(&c.rule).map(|meta| alert_event(meta, c)))
+            .collect()
     }
 
     /// The matches of the rules of these families on the event, counted per family; evaluation
@@ -945,7 +950,7 @@ impl Detector {
         &mut self,
         candidate: Candidate,
         now: Timestamp,
-        alerts: &mut Vec<Event>,
+        alerts: &mut Vec<Candidate>,
         in_batch: &mut HashMap<String, usize>,
     ) {
         if suppress::find(&self.suppressions, &candidate.rule, &candidate.group, now).is_some() {
@@ -962,7 +967,7 @@ impl Detector {
         let window = self.settings.dedup_window_secs;
         if let Some(&index) = in_batch.get(&key) {
             let alert = &mut alerts[index];
-            if alert.alert.as_ref().is_some_and(|s| secs - s.first_seen.secs() <= window) {
+            if secs - alert.first_seen.secs() <= window {
                 fold(alert, candidate, self.settings.max_event_ids);
                 self.stats.deduplicated += 1;
                 return;
@@ -970,17 +975,13 @@ impl Detector {
         }
         if let Some(open) = self.dedup.get(&key) {
             if !in_batch.contains_key(&key) && (secs - open.since).abs() <= window {
-                // An alert of an earlier batch: emitted again with the same id and the match
-                // folded in, so the stored row (the highest version wins) counts every match
-                // whatever the batch boundaries.
-                let Some(meta) = self.meta.get(&candidate.rule) else { return };
-                // Built again from the kept state: the same rule, tenant, group and first time
-                // give the same id (`alert_id`).
-                let mut alert = alert_event(meta, open.state.clone());
-                let before = alert.alert.clone();
+                // An alert of an earlier batch: emitted again with the match folded in (the same
+                // rule, tenant, group and first time give the same id, `alert_id`), so the stored
+                // row (the highest version wins) counts every match whatever the batch boundaries.
+                let mut alert = open.state.clone();
                 fold(&mut alert, candidate, self.settings.max_event_ids);
                 self.stats.deduplicated += 1;
-                if alert.alert == before {
+                if alert == open.state {
                     // Nothing new (a late match, evidence list full): the stored row says it.
                     return;
                 }
@@ -990,7 +991,7 @@ impl Detector {
             }
         }
         if self.dedup.len() >= self.settings.max_keys {
-            let horizon = secs - self.settings.dedup_window_secs;
+            let horizon = secs - window;
             let before = self.dedup.len();
             self.dedup.retain(|_, open| open.since >= horizon);
             if self.dedup.len() >= self.settings.max_keys {
@@ -998,13 +999,14 @@ impl Detector {
             }
             self.stats.evictions += (before - self.dedup.len()) as u64;
         }
-        let Some(meta) = self.meta.get(&candidate.rule) else { return };
+        if !self.meta.contains_key(&candidate.rule) {
+            return;
+        }
         // The batch's final state of the alert replaces this copy at the end of `process`.
         self.dedup.insert(key.clone(), Open { since: secs, state: candidate.clone() });
-        let alert = alert_event(meta, candidate);
         in_batch.insert(key, alerts.len());
         self.stats.alerts += 1;
-        alerts.push(alert);
+        alerts.push(candidate);
     }
 }
 
@@ -1019,30 +1021,17 @@ struct Open {
     state: Candidate,
 }
 
-impl Open {
-    /// Keep what a batch made of the alert: event ids, count, last time (the rest does not change).
-    fn take_from(&mut self, alert: &Event) {
-        if let Some(summary) = alert.alert.as_ref() {
-            self.state.event_ids.clone_from(&summary.event_ids);
-            self.state.count = summary.count;
-            self.state.last_seen = summary.last_seen;
-        }
-    }
-}
-
-/// Fold a later match of the same key into an emitted alert: its event ids (up to `max_ids`), its
-/// count, its last time. The first time stays: with the rule, tenant and group it names the alert's
-/// row (its id and the table's sorting key), which every update must keep.
-fn fold(alert: &mut Event, candidate: Candidate, max_ids: usize) {
-    let Some(summary) = alert.alert.as_mut() else { return };
+/// Fold a later match of the same key into an alert: its event ids (up to `max_ids`), its count,
+/// its last time. The first time stays: with the rule, tenant and group it names the alert's row
+/// (its id and the table's sorting key), which every update must keep.
+fn fold(alert: &mut Candidate, candidate: Candidate, max_ids: usize) {
     for id in candidate.event_ids {
-        if summary.event_ids.len() < max_ids && !summary.event_ids.contains(&id) {
-            summary.event_ids.push(id);
+        if alert.event_ids.len() < max_ids && !alert.event_ids.contains(&id) {
+            alert.event_ids.push(id);
         }
     }
-    summary.count = merged_count(summary.count, candidate.count);
-    summary.last_seen = summary.last_seen.max(candidate.last_seen);
-    alert.timestamp = summary.last_seen;
+    alert.count = merged_count(alert.count, candidate.count);
+    alert.last_seen = alert.last_seen.max(candidate.last_seen);
 }
 
 /// Whether `rule` matches, as `rsigma_eval::evaluate_rule` decides it (the first of its conditions
@@ -1084,7 +1073,7 @@ fn lean_evaluate(rule: &CompiledRule, event: &impl rsigma_eval::Event) -> Option
 }
 
 /// A single-event match or a correlation, before deduplication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Candidate {
     rule: String,
     group: BTreeMap<String, String>,
