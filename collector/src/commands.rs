@@ -8,49 +8,56 @@ use canh_collector::detect::mapping::Mapping;
 use canh_collector::detect::{intel, ruletest, suppress, Detector, Settings};
 use canh_event::Timestamp;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Events handed to the detector at a time.
 const CHUNK: usize = 4096;
 
-/// What `canh-collector detect` was asked.
-pub struct DetectOptions<'a> {
-    pub rules: &'a Path,
-    pub events: Option<&'a Path>,
-    pub lateness: &'a str,
-    pub dedup_window: &'a str,
-    pub max_keys: usize,
-    pub suppressions: Option<&'a Path>,
-    pub intel: &'a [std::path::PathBuf],
-    /// Print every version of an alert as it is emitted, not each alert's last at the end.
-    pub stream: bool,
+/// What `canh-collector detect` is asked.
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// Directory of Sigma rule files.
+    #[arg(long)]
+    rules: PathBuf,
+    /// Events file (JSON lines); `-` or nothing reads standard input.
+    events: Option<PathBuf>,
+    /// How far behind the newest event an event may arrive and still be correlated.
+    #[arg(long, default_value = "5m")]
+    lateness: String,
+    /// Alerts of one rule and group within this window fold into one.
+    #[arg(long, default_value = "10m")]
+    dedup_window: String,
+    /// Correlation keys kept at most.
+    #[arg(long, default_value_t = 100_000)]
+    max_keys: usize,
+    /// Suppressions file (TOML).
+    #[arg(long)]
+    suppressions: Option<PathBuf>,
+    /// Threat-intelligence indicator file (CSV or STIX 2.1 bundle); may be repeated.
+    #[arg(long)]
+    intel: Vec<PathBuf>,
+    /// Print each alert when raised and again whenever later matches update it (same id;
+    /// the last line of an id is its state). Without it, each alert is printed once, with
+    /// its final count, when the input ends.
+    #[arg(long)]
+    stream: bool,
 }
 
-pub fn detect(options: &DetectOptions) -> anyhow::Result<bool> {
-    let DetectOptions {
-        rules,
-        events,
-        lateness,
-        dedup_window,
-        max_keys,
-        suppressions,
-        intel: intel_files,
-        stream,
-    } = *options;
+pub fn detect(args: &DetectArgs) -> anyhow::Result<bool> {
     let secs = |text: &str, what: &str| -> anyhow::Result<i64> {
         let duration =
             humantime::parse_duration(text).with_context(|| format!("--{what} {text:?}"))?;
         Ok(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX))
     };
     let settings = Settings {
-        lateness_secs: secs(lateness, "lateness")?,
-        dedup_window_secs: secs(dedup_window, "dedup-window")?,
-        max_keys,
+        lateness_secs: secs(&args.lateness, "lateness")?,
+        dedup_window_secs: secs(&args.dedup_window, "dedup-window")?,
+        max_keys: args.max_keys,
         ..Settings::default()
     };
     let mapping = Mapping::builtin();
-    let loaded = load::load_dir(rules, &mapping)
-        .with_context(|| format!("reading rules directory {}", rules.display()))?;
+    let loaded = load::load_dir(&args.rules, &mapping)
+        .with_context(|| format!("reading rules directory {}", args.rules.display()))?;
     for err in &loaded.report.errors {
         eprintln!("canh-collector: rule rejected: {err}");
     }
@@ -67,13 +74,13 @@ pub fn detect(options: &DetectOptions) -> anyhow::Result<bool> {
              ({shortest}s); late events can widen it"
         );
     }
-    if let Some(path) = suppressions {
+    if let Some(path) = &args.suppressions {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading suppressions {}", path.display()))?;
         detector.set_suppressions(suppress::parse(&text, &path.display().to_string())?);
     }
-    if !intel_files.is_empty() {
-        let (set, report) = intel::load_files(intel_files)?;
+    if !args.intel.is_empty() {
+        let (set, report) = intel::load_files(&args.intel)?;
         eprintln!(
             "canh-collector: {} indicator(s) loaded from {} file(s) {:?}, {} unsupported {:?}",
             set.indicators.len(),
@@ -88,7 +95,7 @@ pub fn detect(options: &DetectOptions) -> anyhow::Result<bool> {
         detector.set_intel(set);
     }
 
-    let input: Box<dyn BufRead> = match events {
+    let input: Box<dyn BufRead> = match &args.events {
         None => Box::new(std::io::stdin().lock()),
         Some(path) if path == Path::new("-") => Box::new(std::io::stdin().lock()),
         Some(path) => Box::new(std::io::BufReader::new(
@@ -97,7 +104,7 @@ pub fn detect(options: &DetectOptions) -> anyhow::Result<bool> {
     };
     let mut out = Alerts {
         out: std::io::BufWriter::new(std::io::stdout().lock()),
-        stream,
+        stream: args.stream,
         held: Vec::new(),
         index: std::collections::HashMap::new(),
     };

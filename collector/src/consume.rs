@@ -1033,11 +1033,9 @@ impl<S: Sink> Writer<S> {
                     metrics.write_retries.inc();
                     metrics.errors.with_label_values(&["store", "clickhouse"]).inc();
                     tracing::warn!(error = %err, retry_in = ?backoff, "batch write failed; consumption paused");
-                    tokio::select! {
-                        _ = shutdown.changed() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !back_off(&mut backoff, settings.max_backoff, shutdown).await {
+                        return false;
                     }
-                    backoff = (backoff * 2).min(settings.max_backoff);
                 }
             }
         }
@@ -1052,11 +1050,9 @@ impl<S: Sink> Writer<S> {
             while let Err(err) = detection.produce(batch).await {
                 metrics.errors.with_label_values(&["produce", "kafka"]).inc();
                 tracing::warn!(error = %err, retry_in = ?backoff, "producing alerts failed; consumption paused");
-                tokio::select! {
-                    _ = shutdown.changed() => return false,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !back_off(&mut backoff, settings.max_backoff, shutdown).await {
+                    return false;
                 }
-                backoff = (backoff * 2).min(settings.max_backoff);
             }
         }
 
@@ -1071,6 +1067,20 @@ impl<S: Sink> Writer<S> {
         }
         true
     }
+}
+
+/// Wait `backoff` before a retry, then double it up to `max`. False if shutdown came first.
+async fn back_off(
+    backoff: &mut Duration,
+    max: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(max);
+    true
 }
 
 #[cfg(test)]

@@ -60,33 +60,7 @@ enum Command {
         tenant: String,
     },
     /// Run Sigma rules over events (JSON lines) and print the alerts as JSON lines.
-    Detect {
-        /// Directory of Sigma rule files.
-        #[arg(long)]
-        rules: PathBuf,
-        /// Events file (JSON lines); `-` or nothing reads standard input.
-        events: Option<PathBuf>,
-        /// How far behind the newest event an event may arrive and still be correlated.
-        #[arg(long, default_value = "5m")]
-        lateness: String,
-        /// Alerts of one rule and group within this window fold into one.
-        #[arg(long, default_value = "10m")]
-        dedup_window: String,
-        /// Correlation keys kept at most.
-        #[arg(long, default_value_t = 100_000)]
-        max_keys: usize,
-        /// Suppressions file (TOML).
-        #[arg(long)]
-        suppressions: Option<PathBuf>,
-        /// Threat-intelligence indicator file (CSV or STIX 2.1 bundle); may be repeated.
-        #[arg(long)]
-        intel: Vec<PathBuf>,
-        /// Print each alert when raised and again whenever later matches update it (same id;
-        /// the last line of an id is its state). Without it, each alert is printed once, with
-        /// its final count, when the input ends.
-        #[arg(long)]
-        stream: bool,
-    },
+    Detect(commands::DetectArgs),
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -121,25 +95,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let offline = match &cli.command {
-        Command::Detect {
-            rules,
-            events,
-            lateness,
-            dedup_window,
-            max_keys,
-            suppressions,
-            intel,
-            stream,
-        } => Some(commands::detect(&commands::DetectOptions {
-            rules,
-            events: events.as_deref(),
-            lateness,
-            dedup_window,
-            max_keys: *max_keys,
-            suppressions: suppressions.as_deref(),
-            intel,
-            stream: *stream,
-        })),
+        Command::Detect(args) => Some(commands::detect(args)),
         Command::Rules { command: RulesCommand::Report { dir } } => Some(commands::report(dir)),
         Command::Rules { command: RulesCommand::Test { dir } } => Some(commands::test(dir)),
         Command::Rules { command: RulesCommand::Lint { dir } } => Some(commands::lint(dir)),
