@@ -154,6 +154,8 @@ pub fn topics(prefix: &str) -> Vec<String> {
 /// ([`InFlight::revoke`]).
 pub struct GroupContext {
     in_flight: Arc<InFlight>,
+    /// `canh_collector_kafka_partitions_assigned`: what the last rebalance left this member.
+    assigned: prometheus::IntGauge,
 }
 
 impl rdkafka::ClientContext for GroupContext {
@@ -181,13 +183,17 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
         rebalance: &rdkafka::consumer::Rebalance<'_>,
     ) {
         match rebalance {
+            // The eager protocol hands over the whole assignment and takes all of it back.
             rdkafka::consumer::Rebalance::Assign(list) => {
+                self.assigned.set(list.count() as i64);
                 tracing::info!(partitions = list.count(), "kafka partitions assigned")
             }
             rdkafka::consumer::Rebalance::Revoke(list) => {
+                self.assigned.set(0);
                 tracing::info!(partitions = list.count(), "kafka partitions revoked")
             }
             rdkafka::consumer::Rebalance::Error(err) => {
+                self.assigned.set(0);
                 tracing::warn!(error = %err, "kafka rebalance failed")
             }
         }
@@ -264,7 +270,11 @@ impl InFlight {
 
 type GroupConsumer = StreamConsumer<GroupContext>;
 
-fn consumer(settings: &Settings, in_flight: Arc<InFlight>) -> Result<GroupConsumer, ConsumeError> {
+fn consumer(
+    settings: &Settings,
+    in_flight: Arc<InFlight>,
+    metrics: &Metrics,
+) -> Result<GroupConsumer, ConsumeError> {
     let kafka = &settings.config.kafka;
     let mut client = client_config(settings);
     client
@@ -278,7 +288,7 @@ fn consumer(settings: &Settings, in_flight: Arc<InFlight>) -> Result<GroupConsum
         .set("max.partition.fetch.bytes", kafka.consumer.max_partition_fetch_bytes.to_string())
         .set("queued.max.messages.kbytes", kafka.consumer.queued_max_kbytes.to_string());
     client
-        .create_with_context(GroupContext { in_flight })
+        .create_with_context(GroupContext { in_flight, assigned: metrics.kafka_partitions.clone() })
         .map_err(|source| ConsumeError::Create { brokers: kafka.brokers.clone(), source })
 }
 
@@ -734,7 +744,7 @@ pub async fn run(
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), ConsumeError> {
     let in_flight = Arc::new(InFlight::new(settings.config.batch.in_flight));
-    let consumer = Arc::new(consumer(&settings, in_flight.clone())?);
+    let consumer = Arc::new(consumer(&settings, in_flight.clone(), &metrics)?);
     let detection = Detection::start(&settings, &metrics)?;
     let detect = detection.is_some();
     let topics = topics(&settings.config.kafka.topic_prefix);

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub write_retries: IntCounter,
     pub commits: IntCounter,
     pub batch_records: IntGauge,
+    /// Kafka partitions the group has given this collector (0: joined but idle, or re-forming).
+    pub kafka_partitions: IntGauge,
     /// Records the group has still to read, by topic and partition (see `lag.rs`).
     pub kafka_lag: IntGaugeVec,
     /// Detection: events evaluated, alerts by outcome, late events, evictions, state, time.
@@ -85,6 +87,11 @@ impl Metrics {
         let batch_records =
             IntGauge::new("canh_collector_batch_records", "records waiting in the current batch")
                 .expect("valid metric");
+        let kafka_partitions = IntGauge::new(
+            "canh_collector_kafka_partitions_assigned",
+            "Kafka partitions the consumer group has assigned to this collector",
+        )
+        .expect("valid metric");
         let kafka_lag = IntGaugeVec::new(
             Opts::new(
                 "canh_collector_kafka_lag",
@@ -192,6 +199,7 @@ impl Metrics {
             Box::new(write_retries.clone()),
             Box::new(commits.clone()),
             Box::new(batch_records.clone()),
+            Box::new(kafka_partitions.clone()),
             Box::new(kafka_lag.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
@@ -213,6 +221,7 @@ impl Metrics {
             write_retries,
             commits,
             batch_records,
+            kafka_partitions,
             kafka_lag,
             detect_events,
             alerts,

@@ -617,8 +617,21 @@ async fn two_collectors_split_partitions_and_fail_over() {
     let db = clickhouse(Some(&ns.database()));
     let mut a = start_collector(&config_a, &dir.join("a.log"));
     let mut b = start_collector(&config_b, &dir.join("b.log"));
-    // Let both join the group and get their share before any data arrives.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Let both join the group and get their share before any data arrives: 9 topics of 4
+    // partitions, each held by one of them and neither idle (a fixed sleep raced a slow join).
+    let assigned =
+        |port| metric(&http_get(port, "/metrics"), "canh_collector_kafka_partitions_assigned");
+    let shared = wait_for(Duration::from_secs(90), || async {
+        let (a, b) = (assigned(port_a), assigned(port_b));
+        (a > 0.0 && b > 0.0 && a + b == 36.0).then_some((a, b))
+    })
+    .await;
+    assert!(
+        shared.is_some(),
+        "both hold partitions: a={} b={}",
+        assigned(port_a),
+        assigned(port_b)
+    );
 
     let first = vec![shared_data().join("pcap/samples/synscan.pcapng")];
     let sent_first = sensor_run(&write_sensor_config(&ns, &dir, "sensor-1", &first), &first);
