@@ -19,6 +19,21 @@ use tokio::sync::watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turn transparent huge pages off for this process. mimalloc asks for them on its arenas
+/// (`madvise(MADV_HUGEPAGE)`), and a batch's short-lived event trees keep taking fresh memory: each
+/// fault then zeroes a whole 2 MiB page, a quarter of the collector's CPU with the rule pack
+/// (`clear_page_erms`; BENCHMARKS.md, storage section, eighth round). The flag is the process's and
+/// is read at every fault, so pages mapped before this call are covered too. A kernel without it
+/// (before 3.15) refuses it; the collector then runs as before.
+#[allow(unsafe_code)]
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and reads or writes no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "transparent huge pages left on");
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "canh-collector", version, about = "Canh collector")]
 struct Cli {
@@ -93,6 +108,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let offline = match &cli.command {
         Command::Detect(args) => Some(commands::detect(args)),
