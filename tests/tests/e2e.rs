@@ -666,8 +666,10 @@ async fn two_collectors_split_partitions_and_fail_over() {
     })
     .await
     .unwrap_or_else(|| stored_by(port_b));
+    let held_by_b = assigned(port_b);
     let status = stop(&mut b);
     assert_eq!(stored, total, "B stored what A would have");
+    assert_eq!(held_by_b, 36.0, "B holds every partition once A is gone");
     assert!(after - by_b >= sent_second as f64, "B consumed every new event: {by_b} -> {after}");
     assert!(status.success());
 }
