@@ -610,20 +610,23 @@ async fn two_collectors_split_partitions_and_fail_over() {
     let _shared = SERVICES.read().await;
     let ns = Namespace::new("e2e_group");
     let dir = temp_dir(&ns);
-    ns.create_topics(4);
+    let per_topic = 4;
+    ns.create_topics(per_topic);
+    // Every partition of every dataset's topic: what the group shares out.
+    let all = f64::from(per_topic) * canh_event::Dataset::ALL.len() as f64;
     let (port_a, port_b) = (free_port(), free_port());
     let config_a = write_collector_config(&ns, &dir, "collector-a", port_a, 500, true);
     let config_b = write_collector_config(&ns, &dir, "collector-b", port_b, 500, true);
     let db = clickhouse(Some(&ns.database()));
     let mut a = start_collector(&config_a, &dir.join("a.log"));
     let mut b = start_collector(&config_b, &dir.join("b.log"));
-    // Let both join the group and get their share before any data arrives: 9 topics of 4
-    // partitions, each held by one of them and neither idle (a fixed sleep raced a slow join).
+    // Let both join the group and get their share before any data arrives: every partition held
+    // by one of them and neither idle (a fixed sleep raced a slow join).
     let assigned =
         |port| metric(&http_get(port, "/metrics"), "canh_collector_kafka_partitions_assigned");
     let shared = wait_for(Duration::from_secs(90), || async {
         let (a, b) = (assigned(port_a), assigned(port_b));
-        (a > 0.0 && b > 0.0 && a + b == 36.0).then_some((a, b))
+        (a > 0.0 && b > 0.0 && a + b == all).then_some((a, b))
     })
     .await;
     assert!(
@@ -669,7 +672,7 @@ async fn two_collectors_split_partitions_and_fail_over() {
     let held_by_b = assigned(port_b);
     let status = stop(&mut b);
     assert_eq!(stored, total, "B stored what A would have");
-    assert_eq!(held_by_b, 36.0, "B holds every partition once A is gone");
+    assert_eq!(held_by_b, all, "B holds every partition once A is gone");
     assert!(after - by_b >= sent_second as f64, "B consumed every new event: {by_b} -> {after}");
     assert!(status.success());
 }
