@@ -69,6 +69,57 @@ pub struct Packet<'a> {
     pub inner_vlan: Option<u16>,
     /// ICMP type and code.
     pub icmp: Option<(u8, u8)>,
+    /// The UDP packet that carried this one, when it came out of a UDP tunnel (VXLAN, Geneve,
+    /// AYIYA): Zeek logs that outer connection too. Boxed: tunnels are rare, and the common
+    /// packet stays small.
+    pub outer: Option<Box<OuterUdp>>,
+}
+
+/// The outer UDP packet of a tunnelled one: what its own flow needs (the payload is the tunnel,
+/// not analysed). `outer` is the tunnel around it, if it came out of one too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OuterUdp {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ip_len: u32,
+    pub payload_len: u32,
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+    pub outer: Option<Box<OuterUdp>>,
+}
+
+impl OuterUdp {
+    /// Give the outermost packet of the chain these VLAN tags (those of the frame).
+    pub fn tag_outermost(&mut self, vlan: Option<u16>, inner_vlan: Option<u16>) {
+        match self.outer.as_deref_mut() {
+            Some(next) => next.tag_outermost(vlan, inner_vlan),
+            None => {
+                self.vlan = vlan;
+                self.inner_vlan = inner_vlan;
+            }
+        }
+    }
+
+    /// The outer packet as the flow table sees it: UDP, its lengths, no payload to analyse.
+    pub fn packet(&self) -> Packet<'static> {
+        Packet {
+            src: self.src,
+            dst: self.dst,
+            proto: 17,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            ip_len: self.ip_len,
+            payload_len: self.payload_len,
+            payload: &[],
+            tcp: None,
+            vlan: self.vlan,
+            inner_vlan: self.inner_vlan,
+            icmp: None,
+            outer: None,
+        }
+    }
 }
 
 /// Zeek's ICMP "ports": the source port is the message type; the destination port is the type of
@@ -390,7 +441,9 @@ fn slice_link(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Decod
 /// How many tunnel layers are unwrapped at most.
 const MAX_TUNNEL_DEPTH: u8 = 3;
 
-/// The packet inside a tunnel Zeek decapsulates (GRE v0/v1, IP-in-IP, VXLAN), if this is one.
+/// The packet inside a tunnel Zeek decapsulates (GRE v0/v1, IP-in-IP, and over UDP VXLAN,
+/// Geneve, AYIYA and Teredo), if this is one. A packet out of a UDP tunnel carries the outer UDP
+/// packet in `outer`, whose flow Zeek logs as well (service `vxlan`, `teredo`, ...).
 fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
     if depth >= MAX_TUNNEL_DEPTH {
         return None;
@@ -443,14 +496,7 @@ fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
                 _ => return None,
             }
         }
-        17 if outer.dst_port == 4789 => {
-            // VXLAN: 8-byte header with the I flag, then an Ethernet frame.
-            let b = outer.payload;
-            if b.len() < 8 || b[0] & 0x08 == 0 {
-                return None;
-            }
-            LaxSlicedPacket::from_ethernet(&b[8..]).ok()?
-        }
+        17 => udp_tunnel(outer)?,
         _ => return None,
     };
     let mut packet = from_sliced(&inner, depth + 1).ok()?;
@@ -458,7 +504,122 @@ fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
         packet.vlan = outer.vlan;
         packet.inner_vlan = outer.inner_vlan;
     }
+    if outer.proto == 17 {
+        let wrapper = OuterUdp {
+            src: outer.src,
+            dst: outer.dst,
+            src_port: outer.src_port,
+            dst_port: outer.dst_port,
+            ip_len: outer.ip_len,
+            payload_len: outer.payload_len,
+            vlan: outer.vlan,
+            inner_vlan: outer.inner_vlan,
+            outer: None,
+        };
+        // The chain runs from the innermost tunnel outwards: this one goes last.
+        let mut slot = &mut packet.outer;
+        while let Some(next) = slot {
+            slot = &mut next.outer;
+        }
+        *slot = Some(Box::new(wrapper));
+    }
     Some(packet)
+}
+
+/// UDP ports Zeek hands to its tunnel analyzers (`vxlan_ports`, `geneve_ports`, `ayiya_ports`,
+/// `teredo_ports`). Zeek forwards by the connection's responder port; a packet here is taken as
+/// a tunnel when either of its ports is the tunnel's.
+const VXLAN_PORT: u16 = 4789;
+const GENEVE_PORT: u16 = 6081;
+const AYIYA_PORT: u16 = 5072;
+const TEREDO_PORT: u16 = 3544;
+
+/// The packet inside a UDP tunnel, if `outer` is one.
+fn udp_tunnel<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
+    let b = outer.payload;
+    let on = |port: u16| outer.src_port == port || outer.dst_port == port;
+    if on(VXLAN_PORT) {
+        // VXLAN: 8-byte header with the I flag, then an Ethernet frame.
+        if b.len() < 8 || b[0] & 0x08 == 0 {
+            return None;
+        }
+        return LaxSlicedPacket::from_ethernet(&b[8..]).ok();
+    }
+    if on(GENEVE_PORT) {
+        // Geneve: version 0, options length in 4-byte words, then the protocol type of what
+        // follows the options.
+        let (&first, rest) = b.split_first()?;
+        if first >> 6 != 0 || b.len() < 8 {
+            return None;
+        }
+        let start = 8 + usize::from(first & 0x3f) * 4;
+        let inner = rest.get(start - 1..)?;
+        return match u16::from_be_bytes([b[2], b[3]]) {
+            0x6558 => LaxSlicedPacket::from_ethernet(inner).ok(),
+            0x0800 | 0x86dd => LaxSlicedPacket::from_ip(inner).ok(),
+            _ => None,
+        };
+    }
+    // AYIYA on its port or by its signature (Zeek's protocol detection).
+    if on(AYIYA_PORT) || (b.len() >= 3 && b[1] == 0x52 && b[2] == 0x11) {
+        if let Some(inner) = ayiya(b) {
+            return LaxSlicedPacket::from_ip(inner).ok();
+        }
+        if on(AYIYA_PORT) {
+            return None;
+        }
+    }
+    let inner = teredo(b, on(TEREDO_PORT))?;
+    LaxSlicedPacket::from_ip(inner).ok()
+}
+
+/// The IP packet an AYIYA "forward" message carries: 8 bytes of header, the identity (2^n bytes)
+/// and the signature (4m bytes), then an IPv4 or IPv6 packet as the next-header byte says.
+fn ayiya(b: &[u8]) -> Option<&[u8]> {
+    if b.len() < 8 || b[2] & 0x0f != 1 || !matches!(b[3], 4 | 41) {
+        return None;
+    }
+    let header = 8 + (1usize << (b[0] >> 4)) + usize::from(b[1] >> 4) * 4;
+    let inner = b.get(header..).filter(|inner| !inner.is_empty())?;
+    let version = inner[0] >> 4;
+    (version == if b[3] == 4 { 4 } else { 6 }).then_some(inner)
+}
+
+/// The IPv6 packet of a Teredo datagram (RFC 4380): optional authentication and origin
+/// indication headers, then IPv6 whose payload length fits the datagram. Off port 3544 only
+/// what Zeek's protocol detection accepts: one of those headers, or a Teredo (2001:0::/32)
+/// address in the IPv6 header.
+fn teredo(mut b: &[u8], on_port: bool) -> Option<&[u8]> {
+    // Most UDP payloads end here: Teredo starts with a header (0x00) or IPv6 (0x6_).
+    if b.len() < 40 || !matches!(b[0], 0x00 | 0x60..=0x6f) {
+        return None;
+    }
+    let mut headers = false;
+    if b.len() >= 4 && b[0] == 0 && b[1] == 1 {
+        // Authentication: id and auth lengths, nonce (8) and confirmation byte.
+        let len = 4 + usize::from(b[2]) + usize::from(b[3]) + 9;
+        b = b.get(len..)?;
+        headers = true;
+    }
+    if b.len() >= 8 && b[0] == 0 && b[1] == 0 {
+        b = &b[8..]; // origin indication
+        headers = true;
+    }
+    if b.len() < 40 || b[0] >> 4 != 6 {
+        return None;
+    }
+    let teredo_address = |at: usize| b[at..at + 4] == [0x20, 0x01, 0x00, 0x00];
+    if !on_port && !headers && !teredo_address(8) && !teredo_address(24) {
+        return None;
+    }
+    let payload = usize::from(u16::from_be_bytes([b[4], b[5]]));
+    let bubble = b[6] == 59 && payload == 0;
+    // As Zeek: the IPv6 packet must fill the datagram exactly (shorter: truncated; longer: not
+    // Teredo), except that a bubble (no next header, nothing in it) may have bytes after it.
+    if 40 + payload != b.len() && !(bubble && b.len() > 40) {
+        return None;
+    }
+    Some(&b[..40 + payload])
 }
 
 #[inline]
@@ -518,6 +679,7 @@ fn from_parts<'a>(
         vlan,
         inner_vlan,
         icmp: None,
+        outer: None,
     };
     match transport {
         Some(TransportSlice::Tcp(tcp)) => {
@@ -783,5 +945,89 @@ mod tests {
                 let _ = decode(link, &bytes);
             }
         }
+    }
+
+    /// Ethernet, IPv4 10.0.0.1 -> 10.0.0.2, UDP `ports`, `payload`.
+    fn udp_frame(ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(ports.0, ports.1);
+        let mut out = Vec::new();
+        builder.write(&mut out, payload).expect("build");
+        out
+    }
+
+    /// An IPv6 UDP packet 2001:0:4136:e378::1 (a Teredo address) or 2001:db8::1 -> 2001:db8::2.
+    fn ipv6_udp(teredo_source: bool) -> Vec<u8> {
+        let source = if teredo_source {
+            [0x20, 0x01, 0, 0, 0x41, 0x36, 0xe3, 0x78, 0, 0, 0, 0, 0, 0, 0, 1]
+        } else {
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        };
+        let mut dest = [0u8; 16];
+        dest[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        dest[15] = 2;
+        let mut out = Vec::new();
+        PacketBuilder::ipv6(source, dest, 64).udp(1000, 2000).write(&mut out, b"hi").expect("ip");
+        out
+    }
+
+    /// The destination port of the packet decoded from a UDP frame, and whether it came out of a
+    /// tunnel.
+    fn tunnel_of(ports: (u16, u16), payload: &[u8]) -> (u16, bool) {
+        let frame = udp_frame(ports, payload);
+        let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+        (p.dst_port, p.outer.is_some())
+    }
+
+    #[test]
+    fn udp_tunnels_give_the_inner_packet_and_keep_the_outer_one() {
+        let mut teredo = vec![0, 0, 1, 2, 3, 4, 5, 6]; // origin indication
+        teredo.extend_from_slice(&ipv6_udp(false));
+        let frame = udp_frame((50000, 3544), &teredo);
+        let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+        assert_eq!((p.src_port, p.dst_port, p.payload), (1000, 2000, &b"hi"[..]));
+        let outer = p.outer.expect("outer");
+        assert_eq!((outer.src_port, outer.dst_port), (50000, 3544));
+        assert_eq!((outer.ip_len, outer.payload_len), (20 + 8 + 8 + 50, 8 + 50));
+        assert_eq!(outer.src, "10.0.0.1".parse::<IpAddr>().expect("ip"));
+
+        // Off port 3544 only what Zeek's detection takes: a Teredo address, or a Teredo header.
+        assert_eq!(tunnel_of((50000, 40000), &ipv6_udp(true)), (2000, true));
+        assert_eq!(tunnel_of((50000, 40000), &ipv6_udp(false)), (40000, false));
+        // An IPv6 packet that does not fill the datagram is not Teredo.
+        let mut padded = ipv6_udp(false);
+        padded.push(0);
+        assert_eq!(tunnel_of((50000, 3544), &padded), (3544, false));
+
+        // AYIYA: only "forward" (opcode 1) messages carry a packet.
+        let mut ayiya = vec![0x11, 0x00, 0x11, 41, 0, 0, 0, 0, 0xaa, 0xaa]; // 2-byte identity
+        ayiya.extend_from_slice(&ipv6_udp(false));
+        assert_eq!(tunnel_of((5072, 5072), &ayiya), (2000, true));
+        ayiya[2] = 0x12;
+        assert_eq!(tunnel_of((5072, 5072), &ayiya), (5072, false));
+
+        // Geneve: version 0 only; the options are skipped.
+        let mut geneve = vec![0x01, 0, 0x86, 0xdd, 0, 0, 1, 0, 9, 9, 9, 0];
+        geneve.extend_from_slice(&ipv6_udp(false));
+        assert_eq!(tunnel_of((1234, 6081), &geneve), (2000, true));
+        geneve[0] = 0x41;
+        assert_eq!(tunnel_of((1234, 6081), &geneve), (6081, false));
+    }
+
+    /// A UDP tunnel inside a UDP tunnel: both outer packets, innermost tunnel first.
+    #[test]
+    fn nested_udp_tunnels_keep_every_outer_packet() {
+        let mut inner = vec![0, 0, 1, 2, 3, 4, 5, 6];
+        inner.extend_from_slice(&ipv6_udp(false));
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+        vxlan.extend_from_slice(&udp_frame((50000, 3544), &inner));
+        let frame = udp_frame((40000, 4789), &vxlan);
+        let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+        assert_eq!(p.dst_port, 2000);
+        let first = p.outer.expect("teredo");
+        assert_eq!(first.dst_port, 3544);
+        let second = first.outer.expect("vxlan");
+        assert_eq!((second.dst_port, second.outer), (4789, None));
     }
 }

@@ -1288,6 +1288,7 @@ mod tests {
             vlan: None,
             inner_vlan: None,
             icmp: None,
+            outer: None,
         }
     }
 

@@ -89,8 +89,14 @@ impl<'m> PacketPipeline<'m> {
                 if let Some(whole) = whole {
                     match decode(LinkType::Raw, &whole.ip) {
                         Ok(mut packet) => {
-                            packet.vlan = whole.vlan;
-                            packet.inner_vlan = whole.inner_vlan;
+                            // The frame's tags belong to its outermost packet.
+                            match packet.outer.as_deref_mut() {
+                                Some(outer) => outer.tag_outermost(whole.vlan, whole.inner_vlan),
+                                None => {
+                                    packet.vlan = whole.vlan;
+                                    packet.inner_vlan = whole.inner_vlan;
+                                }
+                            }
                             self.packet(ts_ns, &packet);
                         }
                         Err(err) => {
@@ -106,9 +112,21 @@ impl<'m> PacketPipeline<'m> {
     }
 
     fn packet(&mut self, ts_ns: i64, packet: &crate::decode::Packet<'_>) {
+        if let Some(outer) = &packet.outer {
+            self.tunnel(ts_ns, outer);
+        }
         if let Some((view, analysis)) = self.table.observe(ts_ns, packet, &mut self.finished) {
             self.sessions.packet(analysis, &view, ts_ns, packet, &mut self.metas);
         }
+    }
+
+    /// The UDP flows of the tunnels around a packet, outermost first (as Zeek meets them). Their
+    /// payload is the tunnel: counted, not analysed.
+    fn tunnel(&mut self, ts_ns: i64, outer: &crate::decode::OuterUdp) {
+        if let Some(further) = &outer.outer {
+            self.tunnel(ts_ns, further);
+        }
+        let _ = self.table.observe(ts_ns, &outer.packet(), &mut self.finished);
     }
 
     fn report_defrag(&mut self) {
