@@ -292,9 +292,36 @@ pub struct Fragment<'a> {
     pub inner_vlan: Option<u16>,
 }
 
-/// The fragment a frame carries, when `decode` said `DecodeError::Fragment`.
-pub fn fragment_of(link: LinkType, frame: &[u8]) -> Option<Fragment<'_>> {
-    let sliced = slice(link, frame).ok()?;
+/// The fragment a frame carries, when `decode` said `DecodeError::Fragment`: the frame's own IP
+/// packet, or the packet inside the tunnels it carries (with those tunnels' UDP packets, innermost
+/// first, as in `Packet::outer`).
+pub fn fragment_of(link: LinkType, frame: &[u8]) -> Option<(Fragment<'_>, Option<Box<OuterUdp>>)> {
+    fragment_in(&slice(link, frame).ok()?, 0)
+}
+
+fn fragment_in<'a>(
+    sliced: &LaxSlicedPacket<'a>,
+    depth: u8,
+) -> Option<(Fragment<'a>, Option<Box<OuterUdp>>)> {
+    if let Some(fragment) = own_fragment(sliced) {
+        return Some((fragment, None));
+    }
+    if depth >= MAX_TUNNEL_DEPTH {
+        return None;
+    }
+    // Not a fragment itself: the packet as it is (a depth that unwraps nothing), then its tunnel.
+    let outer = from_sliced(sliced, MAX_TUNNEL_DEPTH).ok()?;
+    let (mut fragment, mut chain) = fragment_in(&tunnel_inner(&outer)?, depth + 1)?;
+    if fragment.vlan.is_none() {
+        fragment.vlan = outer.vlan;
+        fragment.inner_vlan = outer.inner_vlan;
+    }
+    append_outer(&mut chain, &outer);
+    Some((fragment, chain))
+}
+
+/// The IP packet of `sliced`, if it is a fragment.
+fn own_fragment<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<Fragment<'a>> {
     let mut vlans = sliced.link_exts.iter().filter_map(|ext| match ext {
         etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
         _ => None,
@@ -303,6 +330,9 @@ pub fn fragment_of(link: LinkType, frame: &[u8]) -> Option<Fragment<'_>> {
     match &sliced.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
+            if !h.is_fragmenting_payload() {
+                return None;
+            }
             Some(Fragment {
                 src: IpAddr::from(h.source()),
                 dst: IpAddr::from(h.destination()),
@@ -444,11 +474,30 @@ const MAX_TUNNEL_DEPTH: u8 = 3;
 /// The packet inside a tunnel Zeek decapsulates (GRE v0/v1, IP-in-IP, and over UDP VXLAN,
 /// Geneve, AYIYA and Teredo), if this is one. A packet out of a UDP tunnel carries the outer UDP
 /// packet in `outer`, whose flow Zeek logs as well (service `vxlan`, `teredo`, ...).
-fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
+fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Result<Packet<'a>, DecodeError>> {
     if depth >= MAX_TUNNEL_DEPTH {
         return None;
     }
-    let inner = match outer.proto {
+    let inner = tunnel_inner(outer)?;
+    match from_sliced(&inner, depth + 1) {
+        Ok(mut packet) => {
+            if packet.vlan.is_none() {
+                packet.vlan = outer.vlan;
+                packet.inner_vlan = outer.inner_vlan;
+            }
+            append_outer(&mut packet.outer, outer);
+            Some(Ok(packet))
+        }
+        // The packet inside is a fragment: `fragment_of` finds it, with the tunnel around it.
+        Err(DecodeError::Fragment) => Some(Err(DecodeError::Fragment)),
+        // Not a packet after all: the outer one stands.
+        Err(_) => None,
+    }
+}
+
+/// The tunnel's content, if `outer` is a tunnel packet Zeek unwraps.
+fn tunnel_inner<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
+    Some(match outer.proto {
         4 | 41 => LaxSlicedPacket::from_ip(outer.payload).ok()?,
         47 => {
             let b = outer.payload;
@@ -498,32 +547,30 @@ fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Packet<'a>> {
         }
         17 => udp_tunnel(outer)?,
         _ => return None,
-    };
-    let mut packet = from_sliced(&inner, depth + 1).ok()?;
-    if packet.vlan.is_none() {
-        packet.vlan = outer.vlan;
-        packet.inner_vlan = outer.inner_vlan;
+    })
+}
+
+/// Put the UDP packet `outer` (if it is UDP) at the end of a chain of tunnels, which runs from the
+/// innermost tunnel outwards.
+fn append_outer(chain: &mut Option<Box<OuterUdp>>, outer: &Packet<'_>) {
+    if outer.proto != 17 {
+        return;
     }
-    if outer.proto == 17 {
-        let wrapper = OuterUdp {
-            src: outer.src,
-            dst: outer.dst,
-            src_port: outer.src_port,
-            dst_port: outer.dst_port,
-            ip_len: outer.ip_len,
-            payload_len: outer.payload_len,
-            vlan: outer.vlan,
-            inner_vlan: outer.inner_vlan,
-            outer: None,
-        };
-        // The chain runs from the innermost tunnel outwards: this one goes last.
-        let mut slot = &mut packet.outer;
-        while let Some(next) = slot {
-            slot = &mut next.outer;
-        }
-        *slot = Some(Box::new(wrapper));
+    let mut slot = chain;
+    while let Some(next) = slot {
+        slot = &mut next.outer;
     }
-    Some(packet)
+    *slot = Some(Box::new(OuterUdp {
+        src: outer.src,
+        dst: outer.dst,
+        src_port: outer.src_port,
+        dst_port: outer.dst_port,
+        ip_len: outer.ip_len,
+        payload_len: outer.payload_len,
+        vlan: outer.vlan,
+        inner_vlan: outer.inner_vlan,
+        outer: None,
+    }));
 }
 
 /// UDP ports Zeek hands to its tunnel analyzers (`vxlan_ports`, `geneve_ports`, `ayiya_ports`,
@@ -730,10 +777,10 @@ fn from_parts<'a>(
             packet.payload = ip.payload.payload;
         }
     }
-    if let Some(inner) = decapsulate(&packet, depth) {
-        return Ok(inner);
+    match decapsulate(&packet, depth) {
+        Some(inner) => inner,
+        None => Ok(packet),
     }
-    Ok(packet)
 }
 
 #[cfg(test)]

@@ -84,8 +84,13 @@ impl<'m> PacketPipeline<'m> {
         match decode(link, data) {
             Ok(packet) => self.packet(ts_ns, &packet),
             Err(DecodeError::Fragment) => {
-                let whole = crate::decode::fragment_of(link, data)
-                    .and_then(|fragment| self.defrag.add(ts_ns, &fragment));
+                let whole = crate::decode::fragment_of(link, data).and_then(|(fragment, outer)| {
+                    // A fragment out of a tunnel: the tunnel's packet counts in its flow now.
+                    if let Some(outer) = &outer {
+                        self.tunnel(ts_ns, outer);
+                    }
+                    self.defrag.add(ts_ns, &fragment)
+                });
                 if let Some(whole) = whole {
                     match decode(LinkType::Raw, &whole.ip) {
                         Ok(mut packet) => {

@@ -351,7 +351,9 @@ fn tunnelled_traffic_gives_the_inner_events_and_the_tunnel_flow() {
         ("ftp-ipv6.pcap", Tunnel::Ayiya),
         ("dns53.pcap", Tunnel::Ayiya),
         ("ftp-ipv6.pcap", Tunnel::Teredo),
-        // Not ipv6-fragmented-dns.pcap: fragments inside a tunnel are not reassembled (FIDELITY.md).
+        // IPv6 fragments inside the tunnel, reassembled as they would be bare.
+        ("ipv6-fragmented-dns.pcap", Tunnel::Teredo),
+        ("ipv6-fragmented-dns.pcap", Tunnel::Vxlan),
     ];
     for (name, tunnel) in cases {
         let source = shared(&format!("zeek/{name}"));
