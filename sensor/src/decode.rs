@@ -472,7 +472,7 @@ fn slice_link(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Decod
 const MAX_TUNNEL_DEPTH: u8 = 3;
 
 /// The packet inside a tunnel Zeek decapsulates (GRE v0/v1, IP-in-IP, and over UDP VXLAN,
-/// Geneve, AYIYA and Teredo), if this is one. A packet out of a UDP tunnel carries the outer UDP
+/// Geneve, GTPv1, AYIYA and Teredo), if this is one. A packet out of a UDP tunnel carries the outer UDP
 /// packet in `outer`, whose flow Zeek logs as well (service `vxlan`, `teredo`, ...).
 fn decapsulate<'a>(outer: &Packet<'a>, depth: u8) -> Option<Result<Packet<'a>, DecodeError>> {
     if depth >= MAX_TUNNEL_DEPTH {
@@ -580,6 +580,9 @@ const VXLAN_PORT: u16 = 4789;
 const GENEVE_PORT: u16 = 6081;
 const AYIYA_PORT: u16 = 5072;
 const TEREDO_PORT: u16 = 3544;
+/// GTPv1's user and control plane ports (Zeek's `gtpv1_ports`); only G-PDUs carry packets.
+const GTP_U_PORT: u16 = 2152;
+const GTP_C_PORT: u16 = 2123;
 
 /// The packet inside a UDP tunnel, if `outer` is one.
 fn udp_tunnel<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
@@ -607,6 +610,9 @@ fn udp_tunnel<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
             _ => None,
         };
     }
+    if on(GTP_U_PORT) || on(GTP_C_PORT) {
+        return LaxSlicedPacket::from_ip(gtp_user_data(b)?).ok();
+    }
     // AYIYA on its port or by its signature (Zeek's protocol detection).
     if on(AYIYA_PORT) || (b.len() >= 3 && b[1] == 0x52 && b[2] == 0x11) {
         if let Some(inner) = ayiya(b) {
@@ -618,6 +624,37 @@ fn udp_tunnel<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
     }
     let inner = teredo(b, on(TEREDO_PORT))?;
     LaxSlicedPacket::from_ip(inner).ok()
+}
+
+/// The IP packet a GTPv1 G-PDU (message type 255, protocol type GTP) carries: after the 8-byte
+/// header, 4 optional bytes when any of the E, S, PN flags is set, then extension headers while E
+/// is set (each a length in 4-byte units, content, next type). As Zeek's GTPv1 analyser: IPv4 or
+/// IPv6 whose length fills the rest exactly.
+fn gtp_user_data(b: &[u8]) -> Option<&[u8]> {
+    let flags = *b.first()?;
+    if b.len() < 8 || flags >> 5 != 1 || flags & 0x10 == 0 || b[1] != 0xff {
+        return None;
+    }
+    let mut at = 8;
+    if flags & 0x07 != 0 {
+        let mut next = *b.get(11)?;
+        at = 12;
+        while flags & 0x04 != 0 && next != 0 {
+            let len = usize::from(*b.get(at)?) * 4;
+            if len == 0 {
+                return None;
+            }
+            next = *b.get(at + len - 1)?;
+            at += len;
+        }
+    }
+    let inner = b.get(at..)?;
+    let whole = match inner.first()? >> 4 {
+        4 => usize::from(u16::from_be_bytes([*inner.get(2)?, *inner.get(3)?])),
+        6 => 40 + usize::from(u16::from_be_bytes([*inner.get(4)?, *inner.get(5)?])),
+        _ => return None,
+    };
+    (whole == inner.len()).then_some(inner)
 }
 
 /// The IP packet an AYIYA "forward" message carries: 8 bytes of header, the identity (2^n bytes)
@@ -1053,6 +1090,17 @@ mod tests {
         assert_eq!(tunnel_of((5072, 5072), &ayiya), (2000, true));
         ayiya[2] = 0x12;
         assert_eq!(tunnel_of((5072, 5072), &ayiya), (5072, false));
+
+        // GTPv1: G-PDUs only, with an IP packet that fills the rest exactly.
+        let inner = ipv6_udp(false);
+        let mut gtp = vec![0x30, 0xff, 0, 50, 0, 0, 0, 1];
+        gtp.extend_from_slice(&inner);
+        assert_eq!(tunnel_of((2152, 2152), &gtp), (2000, true));
+        gtp[1] = 16; // create PDP context request
+        assert_eq!(tunnel_of((2152, 2152), &gtp), (2152, false));
+        gtp[1] = 0xff;
+        gtp.push(0);
+        assert_eq!(tunnel_of((2152, 2152), &gtp), (2152, false));
 
         // Geneve: version 0 only; the options are skipped.
         let mut geneve = vec![0x01, 0, 0x86, 0xdd, 0, 0, 1, 0, 9, 9, 9, 0];

@@ -261,6 +261,7 @@ enum Tunnel {
     Geneve,
     Ayiya,
     Teredo,
+    Gtp,
 }
 
 impl Tunnel {
@@ -270,6 +271,7 @@ impl Tunnel {
             Tunnel::Geneve => 6081,
             Tunnel::Ayiya => 5072,
             Tunnel::Teredo => 3544,
+            Tunnel::Gtp => 2152,
         }
     }
 
@@ -298,6 +300,16 @@ impl Tunnel {
                 out.extend_from_slice(&[0x41, 0x52, 0x11, next, 0x5f, 0x00, 0x00, 0x01]);
                 out.extend_from_slice(&[0xaa; 16]);
                 out.extend_from_slice(&[0xbb; 20]);
+                out.extend_from_slice(packet);
+            }
+            Tunnel::Gtp => {
+                let (_, packet) = ip()?;
+                // Version 1, GTP, E and S flags; G-PDU; length; TEID; sequence, N-PDU, next
+                // extension type (0xc0: PDCP PDU number), then that extension and no other.
+                let length = u16::try_from(packet.len() + 8).ok()?.to_be_bytes();
+                out.extend_from_slice(&[0x36, 0xff, length[0], length[1], 0, 0, 0, 7]);
+                out.extend_from_slice(&[0x00, 0x01, 0x00, 0xc0]);
+                out.extend_from_slice(&[0x01, 0x12, 0x34, 0x00]);
                 out.extend_from_slice(packet);
             }
             Tunnel::Teredo => {
@@ -333,7 +345,7 @@ fn without_id(event: &Event) -> String {
     value.to_string()
 }
 
-/// Traffic carried in VXLAN, Geneve, AYIYA or Teredo gives the events of the same traffic
+/// Traffic carried in VXLAN, Geneve, GTP-U, AYIYA or Teredo gives the events of the same traffic
 /// captured bare (flows, DNS, HTTP, TLS, SSH metadata), plus the tunnel's own UDP flow, which
 /// Zeek logs too (its conn.log for `core/tunnels/vxlan` and `teredo`): every frame counted in
 /// packets and IP bytes, one direction (`S0`, history `D`).
@@ -350,6 +362,8 @@ fn tunnelled_traffic_gives_the_inner_events_and_the_tunnel_flow() {
         ("http-get.pcap", Tunnel::Ayiya),
         ("ftp-ipv6.pcap", Tunnel::Ayiya),
         ("dns53.pcap", Tunnel::Ayiya),
+        ("http-get.pcap", Tunnel::Gtp),
+        ("ftp-ipv6.pcap", Tunnel::Gtp),
         ("ftp-ipv6.pcap", Tunnel::Teredo),
         // IPv6 fragments inside the tunnel, reassembled as they would be bare.
         ("ipv6-fragmented-dns.pcap", Tunnel::Teredo),
