@@ -1029,6 +1029,29 @@ mod tests {
                 let _ = decode(link, &bytes);
             }
         }
+
+        /// Garbage in a UDP datagram on any tunnel port, a few bytes of a real tunnel header
+        /// first or not: a packet or an error, and where there is a fragment, its tunnel too.
+        #[test]
+        fn udp_tunnel_payloads_never_panic(
+            port in proptest::sample::select(vec![4789u16, 6081, 2152, 2123, 5072, 3544, 9]),
+            head in proptest::sample::select(vec![
+                vec![],
+                vec![0x08, 0, 0, 0, 0, 0, 1, 0],
+                vec![0x30, 0xff, 0, 0, 0, 0, 0, 1],
+                vec![0x36, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xc0],
+                vec![0x11, 0x52, 0x11, 41, 0, 0, 0, 0],
+                vec![0, 1, 3, 2],
+                vec![0, 0, 1, 2, 3, 4, 5, 6, 0x60],
+            ]),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        ) {
+            let mut payload = head;
+            payload.extend_from_slice(&tail);
+            let frame = udp_frame((40000, port), &payload);
+            let _ = decode(LinkType::Ethernet, &frame);
+            let _ = fragment_of(LinkType::Ethernet, &frame);
+        }
     }
 
     /// Ethernet, IPv4 10.0.0.1 -> 10.0.0.2, UDP `ports`, `payload`.
