@@ -1,7 +1,7 @@
 //! The collector's per-event work on the storage path without Kafka or ClickHouse (a benchmark, not
 //! a test): JSON lines packed as the sensor packs them, routed into batches of 50,000 events
-//! (`consume::route_record`: decode, rows, and with detection the `serde_json::Value` each event
-//! gives the detector), then, with detection, `Detector::process` over the batch; the batch is
+//! (`consume::route_record`: decode, rows, and with detection the tape (`detect::tape`) the
+//! detector reads), then, with detection, `Detector::process_tape` over the batch; the batch is
 //! dropped as after a write. Prints CPU-s per million events (this thread's and the process's) for
 //! storage alone, storage with the detection inputs made but no detection, and the whole path.
 //!
@@ -90,7 +90,7 @@ fn run(
         if batch.len() >= batch_size() || n + 1 == packs.len() {
             if let (Some(detector), Some(inputs)) = (detector.as_mut(), batch.detect_inputs.take())
             {
-                alerts += detector.process(&inputs, Timestamp(0)).len();
+                alerts += detector.process_tape(&inputs, Timestamp(0)).len();
                 // As the consumer does: the inputs go back to the batch and are cleared with it.
                 batch.detect_inputs = Some(inputs);
             }
