@@ -177,23 +177,30 @@ pub struct TapeMemo {
     fields: Vec<Option<TapeWalk>>,
 }
 
-/// An rsigma `Event` with no fields that records whether it was asked anything. A matcher given a
-/// value and this event answers as with the real event when it did not ask (rsigma's matchers
-/// read the event only for field references, templates and keywords).
-#[derive(Default)]
-struct Probe {
+/// An rsigma `Event` over an event of a tape that answers keyword searches
+/// (`any_string_value`, what `matches_keyword` asks) and records whether it was asked anything
+/// else. A matcher given a value and this event answers as with the real event when it asked
+/// nothing else (rsigma's matchers read the event only for keywords, field references and
+/// templates).
+struct Probe<'e, 't> {
+    event: &'e TapeEvent<'t>,
     asked: Cell<bool>,
 }
 
-impl Event for Probe {
+impl<'e, 't> Probe<'e, 't> {
+    fn new(event: &'e TapeEvent<'t>) -> Probe<'e, 't> {
+        Probe { event, asked: Cell::new(false) }
+    }
+}
+
+impl Event for Probe<'_, '_> {
     fn get_field(&self, _path: &str) -> Option<EventValue<'_>> {
         self.asked.set(true);
         None
     }
 
-    fn any_string_value(&self, _pred: &dyn Fn(&str) -> bool) -> bool {
-        self.asked.set(true);
-        false
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        self.event.any_string_value(pred)
     }
 
     fn all_string_values(&self) -> Vec<Cow<'_, str>> {
@@ -455,7 +462,14 @@ impl Prefilter {
                 }
             }
             // An item without a field, a keyword search: they read every string of the event.
-            Atom::Item { field: None, .. } | Atom::Keywords(_) => OnTape::Maybe,
+            Atom::Item { item, field: None, .. } => {
+                let probe = Probe::new(event);
+                decided(&probe, item_holds(item, &probe))
+            }
+            Atom::Keywords(matcher) => {
+                let probe = Probe::new(event);
+                decided(&probe, matcher.matches_keyword(&probe))
+            }
         };
         memo.atoms[index] = verdict;
         verdict
@@ -811,12 +825,17 @@ fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &impl Event) 
 /// with a `Probe` for the event; `Maybe` when the value is an object or array, the walk was
 /// unsure, or the matcher asked the event something.
 fn item_on_tape(item: &CompiledDetectionItem, found: TapeWalk, event: &TapeEvent) -> OnTape {
-    let probe = Probe::default();
+    let probe = Probe::new(event);
     let verdict = match found {
         TapeWalk::Unsure => return OnTape::Maybe,
         TapeWalk::Absent => item_holds_at(item, Walk::Absent, &probe),
         TapeWalk::Found(node) => match event.leaf(node) {
-            Leaf::Container => return OnTape::Maybe,
+            // Not null: there.
+            Leaf::Container if item.exists.is_some() => item.exists == Some(true),
+            Leaf::Container => match event.event_value(node) {
+                Some(value) => matches(&item.matcher, &value, &probe),
+                None => return OnTape::Maybe,
+            },
             Leaf::Scalar(scalar) => item_holds_at(item, Walk::Found(&scalar.to_value()), &probe),
             Leaf::Str(text) => match item.exists {
                 // A string is there and not null.
@@ -835,6 +854,11 @@ fn item_on_tape(item: &CompiledDetectionItem, found: TapeWalk, event: &TapeEvent
             },
         },
     };
+    decided(&probe, verdict)
+}
+
+/// A verdict reached with `probe`: `Maybe` when the matcher asked the probe what it cannot tell.
+fn decided(probe: &Probe, verdict: bool) -> OnTape {
     match (probe.asked.get(), verdict) {
         (true, _) => OnTape::Maybe,
         (false, true) => OnTape::True,

@@ -12,9 +12,14 @@
 //! serde: they are not copied.
 
 use canh_event::Timestamp;
+use rsigma_eval::EventValue;
 use serde::ser::{self, Serialize};
+use std::borrow::Cow;
 use serde_json::{Map, Number, Value};
 use std::fmt;
+
+/// Nesting levels rsigma's `JsonEvent` searches for strings (`MAX_NESTING_DEPTH`).
+const STRING_DEPTH: usize = 64;
 
 /// A string: a `&'static str` from serde (field and variant names) or a range of `Tape::text`.
 #[derive(Debug, Clone, Copy)]
@@ -296,6 +301,72 @@ impl<'t> TapeEvent<'t> {
             Node::Bool(b) => Leaf::Scalar(ScalarValue::Bool(b)),
             Node::Null => Leaf::Scalar(ScalarValue::Null),
             Node::Object { .. } | Node::Array { .. } => Leaf::Container,
+        }
+    }
+
+    /// The value at `node` as rsigma's `EventValue::from` gives it for its `Value`, for strings,
+    /// numbers, booleans, null and arrays of them; `None` for an object or an array holding one
+    /// (rsigma lists an object's keys in the `Value`'s sorted order, the tape in serde's).
+    pub fn event_value(&self, node: usize) -> Option<EventValue<'t>> {
+        let value = match self.leaf(node) {
+            Leaf::Str(text) => EventValue::Str(Cow::Borrowed(text)),
+            Leaf::Scalar(ScalarValue::I64(n)) => EventValue::Int(n),
+            Leaf::Scalar(ScalarValue::U64(n)) => match i64::try_from(n) {
+                Ok(n) => EventValue::Int(n),
+                Err(_) => EventValue::Float(n as f64),
+            },
+            Leaf::Scalar(ScalarValue::F64(f)) => EventValue::Float(f),
+            Leaf::Scalar(ScalarValue::Bool(b)) => EventValue::Bool(b),
+            Leaf::Scalar(ScalarValue::Null) => EventValue::Null,
+            Leaf::Container => {
+                let Node::Array { end } = self.tape.nodes[node] else { return None };
+                let mut members = Vec::new();
+                let mut at = node + 1;
+                while at < end as usize {
+                    members.push(self.event_value(at)?);
+                    at = self.tape.skip(at);
+                }
+                EventValue::Array(members)
+            }
+        };
+        Some(value)
+    }
+
+    /// Whether `pred` holds for a string value of the event (not a key), at any depth up to
+    /// rsigma's 64 levels: what `JsonEvent::any_string_value` answers for the event's `Value`.
+    pub fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        self.any_string_under(self.root, pred, STRING_DEPTH)
+    }
+
+    fn any_string_under(&self, node: usize, pred: &dyn Fn(&str) -> bool, depth: usize) -> bool {
+        if depth == 0 {
+            return false;
+        }
+        let tape = self.tape;
+        match tape.nodes[node] {
+            Node::Str(text) => pred(tape.text_of(text)),
+            Node::Object { end } => {
+                let mut at = node + 1;
+                while at < end as usize {
+                    // A key, then its value.
+                    if self.any_string_under(at + 1, pred, depth - 1) {
+                        return true;
+                    }
+                    at = tape.skip(at + 1);
+                }
+                false
+            }
+            Node::Array { end } => {
+                let mut at = node + 1;
+                while at < end as usize {
+                    if self.any_string_under(at, pred, depth - 1) {
+                        return true;
+                    }
+                    at = tape.skip(at);
+                }
+                false
+            }
+            _ => false,
         }
     }
 
@@ -914,6 +985,31 @@ mod tests {
         assert_eq!(tape.len(), 2);
         tape.push(&json!({"b": "x"})).expect("pushed");
         assert_eq!(tape.value(2), json!({"b": "x"}));
+    }
+
+    /// Keyword searches and rsigma values answer as on the `Value`.
+    #[test]
+    fn strings_and_event_values_answer_as_on_values() {
+        use rsigma_eval::event::JsonEvent;
+        use rsigma_eval::Event as _;
+        let event = json!({"a": "alpha", "b": {"c": ["beta", 1, {"d": "delta"}], "e": 2.5},
+                           "k-gamma": 3, "big": u64::MAX, "list": [1, -2, "x", null, true]});
+        let mut tape = Tape::new();
+        tape.push(&event).expect("pushed");
+        let on = tape.event(0);
+        let plain = JsonEvent::borrow(&event);
+        for needle in ["alpha", "beta", "delta", "gamma", "x", "zeta", ""] {
+            let pred = |s: &str| s.contains(needle);
+            assert_eq!(on.any_string_value(&pred), plain.any_string_value(&pred), "{needle}");
+        }
+        for key in ["a", "big", "list", "k-gamma"] {
+            let node = on.top_level(key).expect("there");
+            assert_eq!(on.event_value(node), Some(EventValue::from(&event[key])), "{key}");
+        }
+        let b = on.top_level("b").expect("there");
+        assert_eq!(on.event_value(b), None, "an object is left to the Value");
+        let c = on.descend(b, ["c"]).expect("there");
+        assert_eq!(on.event_value(c), None, "an array holding an object too");
     }
 
     /// Lookups answer as `mapping::lookup` and `Value::pointer` do.
