@@ -14,8 +14,8 @@
 use canh_event::Timestamp;
 use rsigma_eval::EventValue;
 use serde::ser::{self, Serialize};
-use std::borrow::Cow;
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Nesting levels rsigma's `JsonEvent` searches for strings (`MAX_NESTING_DEPTH`).
