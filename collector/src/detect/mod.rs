@@ -16,6 +16,10 @@
 //! 3. every match and correlation becomes an alert event, deduplicated per rule and group over
 //!    `dedup_window` (a later batch's matches re-emit the alert under its id with the count
 //!    updated), and dropped if a live suppression covers it.
+//!
+//! The collector hands a batch over as a `tape::Tape` (`process_tape`): routing, the prefilter and
+//! the indicator lookups read it, and only events a rule may match become the `serde_json::Value`
+//! the steps above read. `process` takes `Value`s (the `detect` command, tests, benches).
 
 pub mod fields;
 pub mod intel;
