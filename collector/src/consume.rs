@@ -465,6 +465,7 @@ impl Detection {
         metrics.detect_seconds.observe(started.elapsed().as_secs_f64());
         let after = detector.stats();
         metrics.detect_events.inc_by(after.events - before.events);
+        metrics.detect_value_events.inc_by(after.tape_fallbacks - before.tape_fallbacks);
         metrics.alerts.with_label_values(&["raised"]).inc_by(after.alerts - before.alerts);
         metrics
             .alerts

@@ -85,8 +85,18 @@ impl Tape {
         self.events.is_empty()
     }
 
-    /// Forget the events, keeping the allocations.
+    /// Forget the events, keeping the allocations, unless they hold more than four times what
+    /// this batch used (and over 16 MB): then they shrink to twice that, so one batch of unusually
+    /// large events does not keep its memory for good.
     pub fn clear(&mut self) {
+        const KEEP_BYTES: usize = 16 << 20;
+        let node = std::mem::size_of::<Node>();
+        if self.nodes.capacity() * node > KEEP_BYTES.max(4 * self.nodes.len() * node) {
+            self.nodes.shrink_to(2 * self.nodes.len());
+        }
+        if self.text.capacity() > KEEP_BYTES.max(4 * self.text.len()) {
+            self.text.shrink_to(2 * self.text.len());
+        }
         self.nodes.clear();
         self.text.clear();
         self.events.clear();
@@ -970,6 +980,21 @@ mod tests {
         assert_eq!(tape.value(2), json!("scalar"));
         tape.clear();
         assert!(tape.is_empty());
+    }
+
+    /// A batch of large events leaves its memory to the next small batch only up to a bound.
+    #[test]
+    fn a_large_batch_does_not_keep_its_memory() {
+        let mut tape = Tape::new();
+        let big = "x".repeat(1 << 20);
+        for _ in 0..40 {
+            tape.push(&json!({"message": big})).expect("pushed");
+        }
+        tape.clear();
+        assert!(tape.capacity_bytes() > 40 << 20, "the first clear keeps what this batch used");
+        tape.push(&json!({"message": "small"})).expect("pushed");
+        tape.clear();
+        assert!(tape.capacity_bytes() < 1 << 20, "{} bytes kept", tape.capacity_bytes());
     }
 
     /// A refused event leaves the tape as it was.
