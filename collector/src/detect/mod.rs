@@ -744,8 +744,9 @@ impl Detector {
     /// counted, as `process` counts them.
     pub fn process_tape(&mut self, tape: &Tape, now: Timestamp) -> Vec<Event> {
         let mut run = BatchRun::default();
-        let mut routed = std::mem::take(&mut self.routed);
-        let mut intel_hits = std::mem::take(&mut self.intel_hits);
+        // Scratch of this loop (`process_event` has its own, in `self`).
+        let mut routed = Vec::new();
+        let mut intel_hits = Vec::new();
         for index in tape.time_order() {
             let event = tape.event(index as usize);
             self.route_table.route_tape(&self.mapping, &event, &mut routed);
@@ -757,12 +758,7 @@ impl Detector {
             }
             if may_match || !intel_hits.is_empty() {
                 self.stats.tape_fallbacks += 1;
-                let value = tape.value(index as usize);
-                self.routed = std::mem::take(&mut routed);
-                self.intel_hits = std::mem::take(&mut intel_hits);
-                self.process_event(&value, now, &mut run);
-                routed = std::mem::take(&mut self.routed);
-                intel_hits = std::mem::take(&mut self.intel_hits);
+                self.process_event(&tape.value(index as usize), now, &mut run);
                 continue;
             }
             // What `process_event` and `evaluate` count for an event that matches nothing.
@@ -778,8 +774,6 @@ impl Detector {
                 self.share_time(&routed, started);
             }
         }
-        self.routed = routed;
-        self.intel_hits = intel_hits;
         self.finish(run)
     }
 
