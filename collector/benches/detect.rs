@@ -8,13 +8,15 @@
 //! `cargo bench -p canh-collector --bench detect` (release profile). For a profile, fewer events and
 //! only some parts: `CANH_BENCH_EVENTS=20000 CANH_BENCH_ONLY=pack,sigmahq` (parts: pack, sigmahq,
 //! naive, memory). `CANH_BENCH_DUMP=PREFIX` also writes the alerts of the `canh` runs as JSON
-//! lines (`PREFIX-canh-pack.jsonl`, ...), to compare two builds' alerts byte for byte.
+//! lines (`PREFIX-canh-pack.jsonl`, ...; the runs on tapes, the collector's path, as
+//! `PREFIX-canh-pack-tape.jsonl`, ...), to compare two builds' alerts byte for byte.
 
 #[path = "support/mix.rs"]
 mod mix;
 
 use canh_collector::detect::load::{load_dirs, LoadedRules};
 use canh_collector::detect::mapping::Mapping;
+use canh_collector::detect::tape::Tape;
 use canh_collector::detect::{Detector, Settings};
 use canh_event::Timestamp;
 use rsigma_eval::event::JsonEvent;
@@ -122,6 +124,48 @@ fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
     report("canh", &label, rules, events.len(), wall, cpu);
 }
 
+/// `routed`'s timed run the collector's way: each batch of events decoded to Canh's type and
+/// written on a tape (not timed, as the `Value`s above are not), then `Detector::process_tape`.
+/// The alerts dump as `PREFIX-<label>-tape.jsonl`: the same bytes as the `Value` run's when the
+/// batches are in event-time order (the mix is).
+fn routed_tape(label: &str, dirs: &[&Path], events: &[Value]) {
+    let mut detector = {
+        let loaded = load(dirs, &Mapping::builtin());
+        Detector::new(loaded, Mapping::builtin(), Settings::default())
+    };
+    detector.prepare_routes(&events[..events.len().min(1000)]);
+    let tapes: Vec<Tape> = events
+        .chunks(5000)
+        .map(|chunk| {
+            let mut tape = Tape::new();
+            for event in chunk {
+                let bytes = serde_json::to_vec(event).expect("json");
+                let typed = canh_event::Event::from_json(&bytes).expect("a Canh event");
+                tape.push(&typed).expect("on the tape");
+            }
+            tape
+        })
+        .collect();
+    let mut dump = alert_dump(&format!("{label} tape"));
+    let (alerts, wall, cpu) = timed(|| {
+        let mut alerts = 0;
+        for tape in &tapes {
+            let batch = detector.process_tape(tape, Timestamp(0));
+            if let Some(file) = dump.as_mut() {
+                for alert in &batch {
+                    writeln!(file, "{}", serde_json::to_string(alert).expect("alert JSON"))
+                        .expect("write the alert dump");
+                }
+            }
+            alerts += batch.len();
+        }
+        alerts
+    });
+    let made = detector.stats().tape_fallbacks;
+    let label = format!("{label}, on tapes ({alerts} alerts, {made} events made Values)");
+    report("canh", &label, detector.rule_count(), events.len(), wall, cpu);
+}
+
 fn naive(label: &str, dirs: &[&Path], mapping: Mapping, events: &[Value], bloom: bool) {
     let loaded = load(dirs, &mapping);
     let mut engine = Engine::new();
@@ -204,12 +248,14 @@ fn main() {
     let both: [&Path; 2] = [&pack, &sigmahq];
     if part("pack") {
         routed("Canh pack", &[&pack], &events);
+        routed_tape("Canh pack", &[&pack], &events);
     }
     if part("naive") {
         naive("Canh pack", &[&pack], Mapping::builtin(), &events, false);
     }
     if part("sigmahq") {
         routed("Canh pack + applicable SigmaHQ", &both, &events);
+        routed_tape("Canh pack + applicable SigmaHQ", &both, &events);
     }
     if part("naive") {
         naive("Canh pack + applicable SigmaHQ", &both, Mapping::builtin(), &events, false);

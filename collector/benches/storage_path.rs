@@ -1,7 +1,7 @@
 //! The collector's per-event work on the storage path without Kafka or ClickHouse (a benchmark, not
 //! a test): JSON lines packed as the sensor packs them, routed into batches of 50,000 events
-//! (`consume::route_record`: decode, rows, and with detection the `serde_json::Value` each event
-//! gives the detector), then, with detection, `Detector::process` over the batch; the batch is
+//! (`consume::route_record`: decode, rows, and with detection the tape (`detect::tape`) the
+//! detector reads), then, with detection, `Detector::process_tape` over the batch; the batch is
 //! dropped as after a write. Prints CPU-s per million events (this thread's and the process's) for
 //! storage alone, storage with the detection inputs made but no detection, and the whole path.
 //!
@@ -82,15 +82,20 @@ fn run(
         (cpu("/proc/thread-self/schedstat"), cpu("/proc/self/stat"), Instant::now());
     let mut batch = Batch::new(inputs);
     let (mut stored, mut dead, mut alerts) = (0usize, 0usize, 0usize);
+    // The largest tape (bytes held, events on it) a batch left.
+    let mut tape_bytes = (0usize, 0usize);
     for (n, pack) in packs.iter().enumerate() {
         route_record(Some(pack), origin, &mut batch, |routed| match routed {
             Ok(()) => stored += 1,
             Err(_) => dead += 1,
         });
         if batch.len() >= batch_size() || n + 1 == packs.len() {
+            if let Some(tape) = batch.detect_inputs.as_ref() {
+                tape_bytes = tape_bytes.max((tape.capacity_bytes(), tape.len()));
+            }
             if let (Some(detector), Some(inputs)) = (detector.as_mut(), batch.detect_inputs.take())
             {
-                alerts += detector.process(&inputs, Timestamp(0)).len();
+                alerts += detector.process_tape(&inputs, Timestamp(0)).len();
                 // As the consumer does: the inputs go back to the batch and are cleared with it.
                 batch.detect_inputs = Some(inputs);
             }
@@ -107,6 +112,15 @@ fn run(
         per_m(process),
         count as f64 / wall
     );
+    if tape_bytes.1 > 0 {
+        println!(
+            "{:<28} largest tape {:.1} MB for {} events ({} bytes per event)",
+            "",
+            tape_bytes.0 as f64 / 1e6,
+            tape_bytes.1,
+            tape_bytes.0 / tape_bytes.1
+        );
+    }
 }
 
 fn main() {

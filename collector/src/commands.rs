@@ -5,6 +5,7 @@
 use anyhow::Context;
 use canh_collector::detect::load;
 use canh_collector::detect::mapping::Mapping;
+use canh_collector::detect::tape::Tape;
 use canh_collector::detect::{intel, ruletest, suppress, Detector, Settings};
 use canh_event::Timestamp;
 use std::io::{BufRead, Write};
@@ -41,6 +42,36 @@ pub struct DetectArgs {
     /// its final count, when the input ends.
     #[arg(long)]
     stream: bool,
+    /// Detect the collector's way: each chunk of events written on a tape (a Canh event from its
+    /// typed form) and detected in event-time order (`Detector::process_tape`). Without it, the
+    /// events are detected as read, as JSON values.
+    #[arg(long)]
+    tape: bool,
+}
+
+/// The alerts of one chunk of events: `process` over the values, or with `on_tape` `process_tape`
+/// over them written on `tape` (a Canh event decoded to its type first, as the consumer has it;
+/// anything else as it is).
+fn detect_chunk(
+    detector: &mut Detector,
+    chunk: &[serde_json::Value],
+    on_tape: bool,
+    tape: &mut Tape,
+) -> Vec<canh_event::Event> {
+    if !on_tape {
+        return detector.process(chunk, now());
+    }
+    tape.clear();
+    for value in chunk {
+        let typed = serde_json::to_vec(value)
+            .ok()
+            .and_then(|bytes| canh_event::Event::from_json(&bytes).ok());
+        let _ = match typed {
+            Some(event) => tape.push(&event),
+            None => tape.push(value),
+        };
+    }
+    detector.process_tape(tape, now())
 }
 
 pub fn detect(args: &DetectArgs) -> anyhow::Result<bool> {
@@ -109,6 +140,7 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<bool> {
         index: std::collections::HashMap::new(),
     };
     let mut chunk = Vec::with_capacity(CHUNK);
+    let mut tape = Tape::new();
     let mut bad_lines = 0u64;
     for (index, line) in input.lines().enumerate() {
         let line = line.context("reading events")?;
@@ -123,11 +155,11 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<bool> {
             }
         }
         if chunk.len() >= CHUNK {
-            out.take(detector.process(&chunk, now()))?;
+            out.take(detect_chunk(&mut detector, &chunk, args.tape, &mut tape))?;
             chunk.clear();
         }
     }
-    out.take(detector.process(&chunk, now()))?;
+    out.take(detect_chunk(&mut detector, &chunk, args.tape, &mut tape))?;
     let alerts = out.finish()?;
     let stats = detector.stats();
     eprintln!(

@@ -74,31 +74,14 @@ pub fn route(
     // same alert id folds into one row; they are not detected on.
     if event.event.dataset != Dataset::Alert {
         if let Some(inputs) = batch.detect_inputs.as_mut() {
-            // Re-encoded from the typed event, so numbers are numbers (rsigma 0.23 treats a
-            // numeric string as equal to a number).
-            if let Ok(value) = serde_json::to_value(&event) {
-                inputs.push(value);
-            }
+            // Written from the typed event, so numbers are numbers (rsigma 0.23 treats a numeric
+            // string as equal to a number). An event serde cannot write (none of Canh's) is
+            // left out of detection, as `serde_json::to_value` would have left it.
+            let _ = inputs.push(&event);
         }
     }
     batch.push(event, raw, origin);
     Ok(())
-}
-
-/// Put a batch's events in event-time order before detection (stable: equal times keep their
-/// order). A batch holds several partitions' records, each partition in order but a whole fetch of
-/// one after another's; a sensor's events are spread over the partitions by key, so correlation
-/// would otherwise see older events after newer ones from the same sensor, and keep them out as
-/// late (a pcap replayed at full speed: a fetch spans minutes of capture) or count a window in an
-/// order that changes from run to run. Events without a readable `@timestamp` go first.
-fn in_event_time_order(inputs: &mut [serde_json::Value]) {
-    inputs.sort_by_cached_key(|event| {
-        event
-            .get("@timestamp")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|text| Timestamp::parse(text).ok())
-            .map_or(i64::MIN, |t| t.nanos())
-    });
 }
 
 /// Decode one Kafka record into the batch. A record holds one event or, from Canh's sensor, a pack
@@ -451,17 +434,25 @@ impl Detection {
     /// Run the batch's events through detection on a blocking thread and add the alert rows. Runs
     /// once per batch: the inputs are taken.
     async fn run(&mut self, batch: &mut Batch, settings: &Settings, metrics: &Metrics) {
-        let Some(mut inputs) = batch.detect_inputs.take() else { return };
+        let Some(inputs) = batch.detect_inputs.take() else { return };
         if inputs.is_empty() {
+            batch.detect_inputs = Some(inputs);
             return;
         }
-        in_event_time_order(&mut inputs);
-        let Some(mut detector) = self.detector.take() else { return };
+        let Some(mut detector) = self.detector.take() else {
+            batch.detect_inputs = Some(inputs);
+            return;
+        };
         let before = detector.stats().clone();
         let started = Instant::now();
         let now = wall_clock();
         let job = tokio::task::spawn_blocking(move || {
-            let alerts = detector.process(&inputs, now);
+            // In event-time order (`Tape::time_order`): a batch holds several partitions'
+            // records, each partition in order but a whole fetch of one after another's; a
+            // sensor's events are spread over the partitions by key, so correlation would
+            // otherwise see older events after newer ones from the same sensor, and keep them
+            // out as late.
+            let alerts = detector.process_tape(&inputs, now);
             (detector, alerts, inputs)
         });
         let (detector, alerts, inputs) = match job.await {
@@ -480,6 +471,7 @@ impl Detection {
         metrics.detect_seconds.observe(started.elapsed().as_secs_f64());
         let after = detector.stats();
         metrics.detect_events.inc_by(after.events - before.events);
+        metrics.detect_value_events.inc_by(after.tape_fallbacks - before.tape_fallbacks);
         metrics.alerts.with_label_values(&["raised"]).inc_by(after.alerts - before.alerts);
         metrics
             .alerts
@@ -509,7 +501,7 @@ impl Detection {
                 .inc_by(change.nanos as f64 / 1e9);
         }
         self.detector = Some(detector);
-        // Back to the batch, dropped with it on this thread, which allocated them.
+        // Back to the batch, cleared and reused with it.
         batch.detect_inputs = Some(inputs);
         batch.alerts.extend(alerts.iter().map(store::alert_row));
         batch.raised = alerts.len();
@@ -1102,6 +1094,7 @@ async fn back_off(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::tape::Tape;
 
     fn origin() -> Origin<'static> {
         Origin { topic: "canh-flow", partition: 2, offset: 41 }
@@ -1361,12 +1354,24 @@ mod tests {
             alerts.iter().filter(|a| name(a) == "SSH brute force from one source").count()
         };
         assert_eq!(brute_force(&by_partition), 0, "read as it arrives, half is late");
-        let mut ordered = by_partition.clone();
-        in_event_time_order(&mut ordered);
+        let mut tape = crate::detect::tape::Tape::new();
+        for event in &by_partition {
+            tape.push(event).expect("on the tape");
+        }
+        let ordered: Vec<serde_json::Value> =
+            tape.time_order().into_iter().map(|i| tape.value(i as usize)).collect();
         let times: Vec<&str> =
             ordered.iter().map(|e| e["@timestamp"].as_str().expect("ts")).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
         assert_eq!(brute_force(&ordered), 1, "in event-time order the correlation fires");
+        let mapping = Mapping::builtin();
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        let loaded = load::load_dir(&rules, &mapping).expect("rule pack");
+        let mut detector = Detector::new(loaded, mapping, crate::detect::Settings::default());
+        let alerts = detector.process_tape(&tape, Timestamp(1_800_000_000_000_000_000));
+        let name = |a: &Event| a.rule.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+        let fired = alerts.iter().filter(|a| name(a) == "SSH brute force from one source").count();
+        assert_eq!(fired, 1, "the tape is processed in event-time order");
     }
 
     #[test]
@@ -1426,9 +1431,9 @@ mod tests {
         let golden = include_str!("../../event/tests/golden/alert.json");
         route(Some(golden.as_bytes()), origin(), &mut batch).expect("stored");
         assert_eq!(batch.alerts.len(), 1);
-        assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(0));
+        assert_eq!(batch.detect_inputs.as_ref().map(Tape::len), Some(0));
         let dns = Event::new(Dataset::Dns, "a".into(), canh_event::Timestamp(0), "s", "t");
         route(Some(dns.to_json().as_bytes()), origin(), &mut batch).expect("stored");
-        assert_eq!(batch.detect_inputs.as_ref().map(Vec::len), Some(1));
+        assert_eq!(batch.detect_inputs.as_ref().map(Tape::len), Some(1));
     }
 }

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub kafka_lag: IntGaugeVec,
     /// Detection: events evaluated, alerts by outcome, late events, evictions, state, time.
     pub detect_events: IntCounter,
+    /// Of those, the events made a JSON value for rule evaluation (a rule may match them or an
+    /// indicator hits them); the others were decided on the batch's tape.
+    pub detect_value_events: IntCounter,
     pub alerts: IntCounterVec,
     pub detect_late_events: IntCounter,
     pub correlation_evictions: IntCounter,
@@ -103,6 +106,11 @@ impl Metrics {
         let detect_events =
             IntCounter::new("canh_collector_detect_events_total", "events evaluated by detection")
                 .expect("valid metric");
+        let detect_value_events = IntCounter::new(
+            "canh_collector_detect_value_events_total",
+            "events detection made a json value of (a rule may match them or an indicator hits)",
+        )
+        .expect("valid metric");
         let alerts = IntCounterVec::new(
             Opts::new("canh_collector_alerts_total", "alert candidates by outcome"),
             &["outcome"],
@@ -174,6 +182,7 @@ impl Metrics {
             Box::new(rule_group_evaluations.clone()),
             Box::new(rule_group_eval_seconds.clone()),
             Box::new(detect_events.clone()),
+            Box::new(detect_value_events.clone()),
             Box::new(alerts.clone()),
             Box::new(detect_late_events.clone()),
             Box::new(correlation_evictions.clone()),
@@ -224,6 +233,7 @@ impl Metrics {
             kafka_partitions,
             kafka_lag,
             detect_events,
+            detect_value_events,
             alerts,
             detect_late_events,
             correlation_evictions,

@@ -1,5 +1,6 @@
 //! ClickHouse storage: the schema migrations and the typed rows written per table.
 
+use crate::detect::tape::Tape;
 use canh_event::{Dataset, Event};
 use clickhouse::Row;
 use serde::Serialize;
@@ -230,14 +231,15 @@ pub struct Batch {
     /// them again would echo every alert around the topic forever).
     pub raised: usize,
     pub dead_letters: Vec<DeadLetterRow>,
-    /// Decoded events waiting for detection (filled only when detection is on).
-    pub detect_inputs: Option<Vec<serde_json::Value>>,
+    /// Decoded events waiting for detection (filled only when detection is on), on one tape
+    /// reused from batch to batch.
+    pub detect_inputs: Option<Tape>,
 }
 
 impl Batch {
     /// A batch that keeps decoded events for detection when `detect` is set.
     pub fn new(detect: bool) -> Batch {
-        Batch { detect_inputs: detect.then(Vec::new), ..Batch::default() }
+        Batch { detect_inputs: detect.then(Tape::new), ..Batch::default() }
     }
 
     /// Empty the batch for the next one, keeping what its tables' lists have allocated (a full
@@ -272,7 +274,7 @@ impl Batch {
         dead_letters.clear();
         match (detect_inputs, detect) {
             (Some(inputs), true) => inputs.clear(),
-            (inputs, _) => *inputs = detect.then(Vec::new),
+            (inputs, _) => *inputs = detect.then(Tape::new),
         }
     }
 

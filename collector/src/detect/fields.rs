@@ -5,6 +5,7 @@
 //! (arrays on the way, `[n]` indices, escapes) to `JsonEvent`: same answers, without the
 //! allocations. `same_answers_as_json_event` in the tests holds that line.
 
+use crate::detect::tape::{TapeEvent, TapeWalk};
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{Event, EventValue};
 use serde_json::{Map, Value};
@@ -243,6 +244,24 @@ impl FieldPath {
     /// rest is read from), else `None`.
     pub fn parent(&self) -> Option<&str> {
         (self.plain && self.dotted).then(|| self.segments[0].as_str())
+    }
+
+    /// What `CanhEvent::lookup_path` answers for this path, on an event of a tape.
+    pub fn walk_tape(&self, event: &TapeEvent) -> TapeWalk {
+        if !event.is_object() {
+            return TapeWalk::Unsure;
+        }
+        if let Some(node) = event.top_level(&self.path) {
+            return TapeWalk::Found(node);
+        }
+        if !self.plain {
+            return TapeWalk::Unsure;
+        }
+        if !self.dotted {
+            return TapeWalk::Absent;
+        }
+        let top = event.top_level(&self.segments[0]);
+        event.walk_under(top, self.segments[1..].iter().map(String::as_str))
     }
 
     /// What `mapping::lookup(event, path)` answers (a key equal to the whole path, else one object

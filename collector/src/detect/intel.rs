@@ -19,6 +19,7 @@
 //! (file hashes, URLs, `AND`, `FOLLOWEDBY`, ...) is counted as unsupported and reported; it never
 //! stops the file from loading.
 
+use crate::detect::tape::TapeEvent;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -133,6 +134,14 @@ pub struct IntelSet {
 const MAX_EXAMPLES: usize = 20;
 
 /// Event fields holding IP addresses that are looked up.
+/// Where `IntelSet::matches_by` reads a string: a dotted path as `mapping::lookup` reads it, or
+/// object keys from the root (`Value::pointer("/a/b")`).
+#[derive(Clone, Copy)]
+enum Read<'p> {
+    Path(&'p str),
+    Keys(&'p [&'p str]),
+}
+
 const IP_FIELDS: [&str; 2] = ["source.ip", "destination.ip"];
 
 impl IntelSet {
@@ -352,44 +361,70 @@ impl IntelSet {
     /// The indicators this event hits, in a fixed order (IPs, then domains, then fingerprints).
     /// Only flow, dns, http and tls events are looked at.
     pub fn matches(&self, event: &Value, out: &mut Vec<Hit>) {
+        self.matches_by(
+            |read| match read {
+                Read::Path(path) => super::mapping::lookup(event, path).and_then(Value::as_str),
+                Read::Keys(keys) => {
+                    keys.iter().try_fold(event, |value, key| value.get(key)).and_then(Value::as_str)
+                }
+            },
+            out,
+        )
+    }
+
+    /// `matches` for an event of a tape.
+    pub fn matches_tape(&self, event: &TapeEvent, out: &mut Vec<Hit>) {
+        self.matches_by(
+            |read| match read {
+                Read::Path(path) => event.str_at(path),
+                Read::Keys(keys) => event.str_under(keys),
+            },
+            out,
+        )
+    }
+
+    /// `matches`, the event's strings read through `text`.
+    fn matches_by<'e>(&self, text: impl Fn(Read) -> Option<&'e str>, out: &mut Vec<Hit>) {
         out.clear();
-        let dataset = event.pointer("/event/dataset").and_then(Value::as_str).unwrap_or_default();
+        let dataset = text(Read::Keys(&["event", "dataset"])).unwrap_or_default();
         if !matches!(dataset, "flow" | "dns" | "http" | "tls") {
             return;
         }
         if !self.ips.is_empty() || !self.nets.is_empty() {
             for field in IP_FIELDS {
-                let text = super::mapping::lookup(event, field).and_then(Value::as_str);
-                let Some(address) = text.and_then(|t| t.parse::<IpAddr>().ok()) else { continue };
+                let Some(address) = text(Read::Path(field)).and_then(|t| t.parse::<IpAddr>().ok())
+                else {
+                    continue;
+                };
                 if let Some(index) = self.ip_hit(address) {
                     out.push(Hit { indicator: index, field });
                 }
             }
         }
         if !self.domains.is_empty() {
-            let name_fields: &[(&str, &'static str)] = match dataset {
-                "dns" => &[("/dns/question/name", "dns.question.name")],
-                "http" => &[("/url/domain", "url.domain")],
-                "tls" => &[("/tls/client/server_name", "tls.client.server_name")],
+            let name_fields: &[(&[&str], &'static str)] = match dataset {
+                "dns" => &[(&["dns", "question", "name"], "dns.question.name")],
+                "http" => &[(&["url", "domain"], "url.domain")],
+                "tls" => &[(&["tls", "client", "server_name"], "tls.client.server_name")],
                 _ => &[],
             };
-            for (pointer, field) in name_fields {
-                let Some(name) = event.pointer(pointer).and_then(Value::as_str) else { continue };
+            for (keys, field) in name_fields {
+                let Some(name) = text(Read::Keys(keys)) else { continue };
                 if let Some(index) = self.domain_hit(name) {
                     out.push(Hit { indicator: index, field });
                 }
             }
         }
         if dataset == "tls" {
-            let fingerprints = [
-                (&self.ja3, "/tls/client/ja3", "tls.client.ja3"),
-                (&self.ja4, "/tls/client/ja4", "tls.client.ja4"),
+            let fingerprints: [(&HashMap<String, usize>, &[&str], &'static str); 2] = [
+                (&self.ja3, &["tls", "client", "ja3"], "tls.client.ja3"),
+                (&self.ja4, &["tls", "client", "ja4"], "tls.client.ja4"),
             ];
-            for (table, pointer, field) in fingerprints {
+            for (table, keys, field) in fingerprints {
                 if table.is_empty() {
                     continue;
                 }
-                let Some(value) = event.pointer(pointer).and_then(Value::as_str) else { continue };
+                let Some(value) = text(Read::Keys(keys)) else { continue };
                 let hit = match table.get(value) {
                     Some(&index) => Some(index),
                     None => table.get(&value.to_ascii_lowercase()).copied(),

@@ -3,6 +3,7 @@
 //! data (`rules/mappings/canh.yml`); this module reads it and applies it to parsed rules.
 
 use crate::detect::fields;
+use crate::detect::tape::{Leaf, ScalarValue, TapeEvent};
 use rsigma_parser::{Detection, LogSource, SigmaRule};
 use serde::Deserialize;
 use serde_json::Value;
@@ -258,6 +259,44 @@ impl RouteTable {
             out.push(index);
         }
     }
+}
+
+impl RouteTable {
+    /// `route` for an event of a tape.
+    pub fn route_tape(&self, mapping: &Mapping, event: &TapeEvent, out: &mut Vec<usize>) {
+        out.clear();
+        let dataset = event.str_under(&["event", "dataset"]);
+        let families = dataset
+            .and_then(|dataset| {
+                self.by_dataset.iter().find(|(d, _)| d.len() == dataset.len() && d == dataset)
+            })
+            .map_or(&self.other, |(_, families)| families);
+        let mut last_when: Option<(&str, Option<usize>)> = None;
+        for &index in families {
+            let family = &mapping.families[index];
+            if let (false, Some(when)) = (family.any_event, &family.when) {
+                let node = match last_when {
+                    Some((field, node)) if field == when.field => node,
+                    _ => event.lookup(&when.field),
+                };
+                last_when = Some((&when.field, node));
+                if !when_holds_on_tape(when, node.map(|node| event.leaf(node))) {
+                    continue;
+                }
+            }
+            out.push(index);
+        }
+    }
+}
+
+/// `when_holds` for a value of a tape.
+fn when_holds_on_tape(when: &When, value: Option<Leaf>) -> bool {
+    let Some(value) = value else { return false };
+    if when.values.is_empty() {
+        return !matches!(value, Leaf::Scalar(ScalarValue::Null));
+    }
+    let Leaf::Str(text) = value else { return false };
+    when.values.iter().any(|v| v.eq_ignore_ascii_case(text))
 }
 
 fn pattern_accepts(pattern: &BTreeMap<String, String>, logsource: &LogSource) -> bool {

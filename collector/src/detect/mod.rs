@@ -16,6 +16,10 @@
 //! 3. every match and correlation becomes an alert event, deduplicated per rule and group over
 //!    `dedup_window` (a later batch's matches re-emit the alert under its id with the count
 //!    updated), and dropped if a live suppression covers it.
+//!
+//! The collector hands a batch over as a `tape::Tape` (`process_tape`): routing, the prefilter and
+//! the indicator lookups read it, and only events a rule may match become the `serde_json::Value`
+//! the steps above read. `process` takes `Value`s (the `detect` command, tests, benches).
 
 pub mod fields;
 pub mod intel;
@@ -24,6 +28,7 @@ pub mod mapping;
 pub mod prefilter;
 pub mod ruletest;
 pub mod suppress;
+pub mod tape;
 
 use canh_event::{Dataset, Event, Timestamp};
 use fields::{CanhEvent, FieldPath};
@@ -42,6 +47,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use suppress::Suppression;
+use tape::{Tape, TapeEvent};
 
 /// The tenant field: every correlation is grouped by it as well, so two tenants never share a
 /// window.
@@ -116,6 +122,8 @@ pub struct Stats {
     pub alerts: u64,
     pub deduplicated: u64,
     pub suppressed: u64,
+    /// Events of a tape (`process_tape`) that were made a `Value` for the plain path.
+    pub tape_fallbacks: u64,
 }
 
 /// What the alert of one rule carries about the rule.
@@ -234,6 +242,14 @@ impl HealthLedger {
     }
 }
 
+/// The alerts of the batch being processed: candidates, folded while the batch runs, made events
+/// at the end; and dedup key -> index in `alerts`, so matches within one batch fold into one.
+#[derive(Default)]
+struct BatchRun {
+    alerts: Vec<Candidate>,
+    in_batch: HashMap<String, usize>,
+}
+
 /// The rules of one set of families (those an event was routed to), in one engine.
 struct Route {
     families: Vec<usize>,
@@ -267,6 +283,8 @@ pub struct Detector {
     routes: Vec<Route>,
     /// Scratch space of the prefilters.
     memo: prefilter::Memo,
+    /// Scratch space of the prefilters on a tape.
+    tape_memo: prefilter::TapeMemo,
     /// Scratch space: the rules of a route whose gate holds on the event.
     candidates: Vec<usize>,
     correlation: Option<CorrelationEngine>,
@@ -442,6 +460,7 @@ impl Detector {
             family_rules: per_family,
             routes: Vec::new(),
             memo: prefilter::Memo::default(),
+            tape_memo: prefilter::TapeMemo::default(),
             candidates: Vec::new(),
             correlation,
             correlated,
@@ -704,12 +723,7 @@ impl Detector {
     /// `now` is the wall-clock time, used only for suppression expiry. The events are taken in
     /// groups of `WARM_GROUP`, the next group's memory read ahead (`fields::warm`).
     pub fn process(&mut self, events: &[Value], now: Timestamp) -> Vec<Event> {
-        // The batch's alerts as candidates, folded while the batch runs, made events at the end.
-        let mut alerts: Vec<Candidate> = Vec::new();
-        // Dedup key -> index in `alerts`, so matches within one batch fold into one alert.
-        let mut in_batch: HashMap<String, usize> = HashMap::new();
-        let mut routed = std::mem::take(&mut self.routed);
-        let mut intel_hits = std::mem::take(&mut self.intel_hits);
+        let mut run = BatchRun::default();
         fields::warm(&events[..events.len().min(WARM_GROUP)]);
         for (index, event) in events.iter().enumerate() {
             if index % WARM_GROUP == 0 {
@@ -717,53 +731,167 @@ impl Detector {
                 let ahead = events.get(index + WARM_GROUP..).unwrap_or_default();
                 fields::warm(&ahead[..ahead.len().min(WARM_GROUP)]);
             }
-            self.stats.events += 1;
-            let fields = CanhEvent::new(event);
-            self.route_table.route(&self.mapping, fields.root(), &mut routed);
-            let detections = self.evaluate(&fields, &routed);
+            self.process_event(event, now, &mut run);
+        }
+        self.finish(run)
+    }
+
+    /// `process` over the events of a tape, in event-time order (`Tape::time_order`): the same
+    /// alerts as `process` over their `Value`s in that order. Each event is routed, its route's
+    /// prefilter asked and the indicators looked up on the tape; only an event the prefilter
+    /// may let through (or an open or keyword route, or an indicator hit) is made a `Value` and
+    /// goes through `process`'s steps. The others match nothing there either: they are only
+    /// counted, as `process` counts them.
+    pub fn process_tape(&mut self, tape: &Tape, now: Timestamp) -> Vec<Event> {
+        let mut run = BatchRun::default();
+        // Scratch of this loop (`process_event` has its own, in `self`).
+        let mut routed = Vec::new();
+        let mut intel_hits = Vec::new();
+        for index in tape.time_order() {
+            let event = tape.event(index as usize);
+            self.route_table.route_tape(&self.mapping, &event, &mut routed);
+            let sampled = (self.stats.events + 1).is_multiple_of(TIME_SAMPLE);
+            let started = sampled.then(Instant::now);
+            let may_match = self.may_match_on_tape(&event, &routed);
             if !self.intel.is_empty() {
-                self.intel.matches(event, &mut intel_hits);
+                self.intel.matches_tape(&event, &mut intel_hits);
             }
-            if detections.is_empty() && intel_hits.is_empty() {
+            if may_match || !intel_hits.is_empty() {
+                self.stats.tape_fallbacks += 1;
+                self.process_event(&tape.value(index as usize), now, &mut run);
                 continue;
             }
-            self.stats.matches += (detections.len() + intel_hits.len()) as u64;
-            let time = event_time(fields.root());
-            let event = EventFields::new(fields.root());
-            let mut candidates = Vec::new();
-            let mut for_correlation = Vec::new();
-            for detection in detections {
-                let key =
-                    rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
-                let (referenced, generate) = self.correlation_role(&key);
-                self.count_rule(&key, 1, 0);
-                if !referenced || generate {
-                    candidates.push(self.detection_alert(key, event, time));
-                }
-                if referenced {
-                    for_correlation.push(detection);
-                }
+            // What `process_event` and `evaluate` count for an event that matches nothing.
+            self.stats.events += 1;
+            if routed.is_empty() {
+                continue;
             }
-            for hit in &intel_hits {
-                let candidate = self.intel_alert(hit, event, time);
-                self.count_rule(&candidate.rule, 1, 0);
-                candidates.push(candidate);
+            self.stats.family_evaluations += routed.len() as u64;
+            for &family in &routed {
+                self.group_counters[family].evaluations += 1;
             }
-            if !for_correlation.is_empty() {
-                candidates.extend(self.correlate(event, time, for_correlation));
-            }
-            for candidate in candidates {
-                self.emit(candidate, now, &mut alerts, &mut in_batch);
+            if let Some(started) = started {
+                self.share_time(&routed, started);
             }
         }
+        self.finish(run)
+    }
+
+    /// Whether `process_tape` makes this event a `Value` for the plain path: a rule may match it
+    /// (as far as the tape tells) or an indicator hits it. An event for which it is false has no
+    /// match and no indicator hit on its `Value`. For tests.
+    pub fn needs_value(&mut self, event: &TapeEvent) -> bool {
+        let mut routed = std::mem::take(&mut self.routed);
+        self.route_table.route_tape(&self.mapping, event, &mut routed);
+        let may_match = self.may_match_on_tape(event, &routed);
+        self.routed = routed;
+        let mut hits = Vec::new();
+        if !self.intel.is_empty() {
+            self.intel.matches_tape(event, &mut hits);
+        }
+        may_match || !hits.is_empty()
+    }
+
+    /// The fields the prefilters of the routes built so far read (see `prepare_routes`). For
+    /// tests.
+    pub fn prefilter_fields(&self) -> Vec<FieldPath> {
+        let mut out: Vec<FieldPath> = Vec::new();
+        for route in &self.routes {
+            for field in route.prefilter.fields() {
+                if !out.iter().any(|f| f.as_str() == field.as_str()) {
+                    out.push(field.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a rule of the routed families may match the event, as far as the tape tells
+    /// (false: none matches its `Value`). Counts the event on its route when false.
+    fn may_match_on_tape(&mut self, event: &TapeEvent, routed: &[usize]) -> bool {
+        if routed.is_empty() {
+            return false;
+        }
+        if !self.settings.fast_path {
+            return true;
+        }
+        let route = self.route(routed);
+        let route = &mut self.routes[route];
+        if route.prefilter.is_open() {
+            return true;
+        }
+        if route.prefilter.may_pass_on_tape(event, &mut self.tape_memo) {
+            return true;
+        }
+        route.events += 1;
+        false
+    }
+
+    /// One event of `process`.
+    fn process_event(&mut self, event: &Value, now: Timestamp, run: &mut BatchRun) {
+        let mut routed = std::mem::take(&mut self.routed);
+        let mut intel_hits = std::mem::take(&mut self.intel_hits);
+        self.stats.events += 1;
+        let fields = CanhEvent::new(event);
+        self.route_table.route(&self.mapping, fields.root(), &mut routed);
+        let detections = self.evaluate(&fields, &routed);
+        if !self.intel.is_empty() {
+            self.intel.matches(event, &mut intel_hits);
+        }
+        if !(detections.is_empty() && intel_hits.is_empty()) {
+            self.alerts_of(&fields, detections, &intel_hits, now, run);
+        }
+        self.routed = routed;
+        self.intel_hits = intel_hits;
+    }
+
+    /// The alerts of one event's matches, into the batch's.
+    fn alerts_of(
+        &mut self,
+        fields: &CanhEvent,
+        detections: Vec<EvaluationResult>,
+        intel_hits: &[intel::Hit],
+        now: Timestamp,
+        run: &mut BatchRun,
+    ) {
+        self.stats.matches += (detections.len() + intel_hits.len()) as u64;
+        let time = event_time(fields.root());
+        let event = EventFields::new(fields.root());
+        let mut candidates = Vec::new();
+        let mut for_correlation = Vec::new();
+        for detection in detections {
+            let key = rule_key(detection.header.rule_id.as_deref(), &detection.header.rule_title);
+            let (referenced, generate) = self.correlation_role(&key);
+            self.count_rule(&key, 1, 0);
+            if !referenced || generate {
+                candidates.push(self.detection_alert(key, event, time));
+            }
+            if referenced {
+                for_correlation.push(detection);
+            }
+        }
+        for hit in intel_hits {
+            let candidate = self.intel_alert(hit, event, time);
+            self.count_rule(&candidate.rule, 1, 0);
+            candidates.push(candidate);
+        }
+        if !for_correlation.is_empty() {
+            candidates.extend(self.correlate(event, time, for_correlation));
+        }
+        for candidate in candidates {
+            self.emit(candidate, now, &mut run.alerts, &mut run.in_batch);
+        }
+    }
+
+    /// The batch's alerts as events, and what a later batch folds into.
+    fn finish(&mut self, run: BatchRun) -> Vec<Event> {
+        let BatchRun { alerts, in_batch } = run;
         // What this batch made of each alert is what a later batch's matches fold into.
         for (key, index) in in_batch {
             if let Some(open) = self.dedup.get_mut(&key) {
                 open.state.clone_from(&alerts[index]);
             }
         }
-        self.routed = routed;
-        self.intel_hits = intel_hits;
         // `emit` keeps only candidates of rules with metadata.
         alerts
             .into_iter()
@@ -786,6 +914,13 @@ impl Detector {
         }
         let started = Instant::now();
         let detections = self.evaluate_routed(event, routed);
+        self.share_time(routed, started);
+        detections
+    }
+
+    /// The time since `started`, on a sampled event, shared among the routed families by rule
+    /// count (scaled up by `TIME_SAMPLE`).
+    fn share_time(&mut self, routed: &[usize], started: Instant) {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let total: u64 = routed.iter().map(|&f| self.family_rules[f].len() as u64).sum();
         for &family in routed {
@@ -794,7 +929,6 @@ impl Detector {
             let counters = &mut self.group_counters[family];
             counters.nanos = counters.nanos.saturating_add(share);
         }
-        detections
     }
 
     /// The fields (indices into `correlation_fields`) the correlations fed by these matches read,

@@ -14,6 +14,7 @@
 //! pack, the applicable SigmaHQ rules and all SigmaHQ rules.
 
 use crate::detect::fields::{CanhEvent, FieldPath, Walk};
+use crate::detect::tape::{Leaf, TapeEvent, TapeWalk};
 use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 use rsigma_eval::matcher::GroupMode;
@@ -22,6 +23,7 @@ use rsigma_eval::{
 };
 use rsigma_parser::{ConditionExpr, Quantifier};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 
@@ -68,10 +70,15 @@ impl Screen {
     /// False only when every atom of the screen is false on this value.
     fn may_hit(&self, value: Walk) -> bool {
         let Walk::Found(Value::String(text)) = value else { return true };
+        self.may_hit_text(text)
+    }
+
+    /// `may_hit` for a string value.
+    fn may_hit_text(&self, text: &str) -> bool {
         if !text.is_ascii() || text.bytes().any(|b| b.is_ascii_uppercase()) {
             return true;
         }
-        self.needles.as_ref().is_some_and(|n| n.is_match(text.as_str()))
+        self.needles.as_ref().is_some_and(|n| n.is_match(text))
             || self.regexes.as_ref().is_some_and(|r| r.is_match(text))
     }
 }
@@ -150,6 +157,80 @@ pub struct Memo {
     lookups: Vec<Lookup<'static>>,
     /// The same for the top-level objects.
     tops: Vec<Lookup<'static>>,
+}
+
+/// What an atom is on an event of a tape: not yet looked at, true, false, or not known from the
+/// tape (then it may hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnTape {
+    NotYet,
+    True,
+    False,
+    Maybe,
+}
+
+/// Per-event memory of `Prefilter::may_pass_on_tape` (kept between events for the allocations).
+#[derive(Debug, Default)]
+pub struct TapeMemo {
+    atoms: Vec<OnTape>,
+    screens: Vec<OnTape>,
+    fields: Vec<Option<TapeWalk>>,
+}
+
+/// An rsigma `Event` over an event of a tape that answers keyword searches
+/// (`any_string_value`, what `matches_keyword` asks) and records whether it was asked anything
+/// else. A matcher given a value and this event answers as with the real event when it asked
+/// nothing else (rsigma's matchers read the event only for keywords, field references and
+/// templates).
+struct Probe<'e, 't> {
+    event: &'e TapeEvent<'t>,
+    asked: Cell<bool>,
+}
+
+impl<'e, 't> Probe<'e, 't> {
+    fn new(event: &'e TapeEvent<'t>) -> Probe<'e, 't> {
+        Probe { event, asked: Cell::new(false) }
+    }
+}
+
+impl Event for Probe<'_, '_> {
+    fn get_field(&self, _path: &str) -> Option<EventValue<'_>> {
+        self.asked.set(true);
+        None
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        self.event.any_string_value(pred)
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        self.asked.set(true);
+        Vec::new()
+    }
+
+    fn visit_string_values(&self, _visit: &mut dyn FnMut(&str)) {
+        self.asked.set(true);
+    }
+
+    fn to_json(&self) -> Value {
+        self.asked.set(true);
+        Value::Null
+    }
+
+    fn field_keys(&self) -> Vec<Cow<'_, str>> {
+        self.asked.set(true);
+        Vec::new()
+    }
+
+    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+        self.asked.set(true);
+        None
+    }
+
+    fn visit_top_level_keys(&self, _visit: &mut dyn FnMut(&str)) -> bool {
+        self.asked.set(true);
+        false
+    }
 }
 
 /// The lookups of one event: its fields and their top-level objects.
@@ -263,6 +344,11 @@ impl Prefilter {
         }
     }
 
+    /// The fields the atoms read.
+    pub fn fields(&self) -> &[FieldPath] {
+        &self.fields
+    }
+
     /// Whether every event passes (some rule has no clause).
     pub fn is_open(&self) -> bool {
         self.open
@@ -308,6 +394,85 @@ impl Prefilter {
             }
         });
         out
+    }
+
+    /// False only when the tape shows that no rule's gate holds on this event: then `may_match`
+    /// is false and `candidates` empty on its `Value`. Atoms are decided on the tape as on the
+    /// `Value` (`item_on_tape`); one the tape cannot decide (an array or object, a keyword search,
+    /// a matcher that reads other fields) is taken to hold, so the answer is true and the caller
+    /// asks the `Value`.
+    pub fn may_pass_on_tape(&mut self, event: &TapeEvent, memo: &mut TapeMemo) -> bool {
+        if self.open {
+            return true;
+        }
+        self.count_and_reorder();
+        memo.atoms.clear();
+        memo.atoms.resize(self.atoms.len(), OnTape::NotYet);
+        memo.screens.clear();
+        memo.screens.resize(self.screens.len(), OnTape::NotYet);
+        memo.fields.clear();
+        memo.fields.resize(self.fields.len(), None);
+        (0..self.rules.len()).any(|rule| match &self.rules[rule] {
+            None => true,
+            Some(clauses) => clauses.iter().all(|clause| {
+                clause.tried.set(clause.tried.get().saturating_add(1));
+                let holds = clause
+                    .atoms
+                    .iter()
+                    .any(|&atom| self.atom_on_tape(atom, event, memo) != OnTape::False);
+                if !holds {
+                    clause.failed.set(clause.failed.get().saturating_add(1));
+                }
+                holds
+            }),
+        })
+    }
+
+    fn atom_on_tape(&self, index: usize, event: &TapeEvent, memo: &mut TapeMemo) -> OnTape {
+        if memo.atoms[index] != OnTape::NotYet {
+            return memo.atoms[index];
+        }
+        let verdict = match &self.atoms[index] {
+            Atom::Item { item, field: Some(field), screen } => {
+                let found = match memo.fields[*field] {
+                    Some(found) => found,
+                    None => {
+                        let found = self.fields[*field].walk_tape(event);
+                        memo.fields[*field] = Some(found);
+                        found
+                    }
+                };
+                let screened_out = screen.is_some_and(|screen| {
+                    if memo.screens[screen] == OnTape::NotYet {
+                        let hit = match found {
+                            TapeWalk::Found(node) => match event.leaf(node) {
+                                Leaf::Str(text) => self.screens[screen].may_hit_text(text),
+                                _ => true,
+                            },
+                            _ => true,
+                        };
+                        memo.screens[screen] = if hit { OnTape::True } else { OnTape::False };
+                    }
+                    memo.screens[screen] == OnTape::False
+                });
+                if screened_out {
+                    OnTape::False
+                } else {
+                    item_on_tape(item, found, event)
+                }
+            }
+            // An item without a field, a keyword search: they read every string of the event.
+            Atom::Item { item, field: None, .. } => {
+                let probe = Probe::new(event);
+                decided(&probe, item_holds(item, &probe))
+            }
+            Atom::Keywords(matcher) => {
+                let probe = Probe::new(event);
+                decided(&probe, matcher.matches_keyword(&probe))
+            }
+        };
+        memo.atoms[index] = verdict;
+        verdict
     }
 
     /// Runs `work` with a test of one rule's gate on this event (true for a rule without
@@ -629,7 +794,7 @@ fn item_holds(item: &CompiledDetectionItem, event: &impl Event) -> bool {
 }
 
 /// `item_holds` with the item's field already looked up (`Unsure`: left to `item_holds`).
-fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &CanhEvent) -> bool {
+fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &impl Event) -> bool {
     let value = match found {
         Walk::Unsure => return item_holds(item, event),
         Walk::Found(value) => Some(value),
@@ -652,6 +817,52 @@ fn item_holds_at(item: &CompiledDetectionItem, found: Walk, event: &CanhEvent) -
             }
         }
         None => matches!(item.matcher, CompiledMatcher::Null),
+    }
+}
+
+/// `item_holds_at` on the value a walk on a tape found, when the tape can tell: the same steps on
+/// the same value (a string borrowed from the tape, a number, boolean or null as its `Value`),
+/// with a `Probe` for the event; `Maybe` when the value is an object or array, the walk was
+/// unsure, or the matcher asked the event something.
+fn item_on_tape(item: &CompiledDetectionItem, found: TapeWalk, event: &TapeEvent) -> OnTape {
+    let probe = Probe::new(event);
+    let verdict = match found {
+        TapeWalk::Unsure => return OnTape::Maybe,
+        TapeWalk::Absent => item_holds_at(item, Walk::Absent, &probe),
+        TapeWalk::Found(node) => match event.leaf(node) {
+            // Not null: there.
+            Leaf::Container if item.exists.is_some() => item.exists == Some(true),
+            Leaf::Container => match event.event_value(node) {
+                Some(value) => matches(&item.matcher, &value, &probe),
+                None => return OnTape::Maybe,
+            },
+            Leaf::Scalar(scalar) => item_holds_at(item, Walk::Found(&scalar.to_value()), &probe),
+            Leaf::Str(text) => match item.exists {
+                // A string is there and not null.
+                Some(expect_exists) => expect_exists,
+                None => {
+                    let value = EventValue::Str(Cow::Borrowed(text));
+                    if text.is_ascii() {
+                        match ascii_matches(&item.matcher, text) {
+                            Some(verdict) => verdict,
+                            None => matches(&item.matcher, &value, &probe),
+                        }
+                    } else {
+                        matches(&item.matcher, &value, &probe)
+                    }
+                }
+            },
+        },
+    };
+    decided(&probe, verdict)
+}
+
+/// A verdict reached with `probe`: `Maybe` when the matcher asked the probe what it cannot tell.
+fn decided(probe: &Probe, verdict: bool) -> OnTape {
+    match (probe.asked.get(), verdict) {
+        (true, _) => OnTape::Maybe,
+        (false, true) => OnTape::True,
+        (false, false) => OnTape::False,
     }
 }
 
