@@ -31,8 +31,16 @@ fi
 "$LOAD" fill --brokers "127.0.0.1:$KAFKA_PORT" --prefix "$RUN-" --templates "$WORK/templates.jsonl" \
     --events "$EVENTS" --sensor "$RUN" --pack-bytes "${BENCH_PACK_BYTES:-131072}"
 
-stored_query="SELECT (SELECT count() FROM flows) + (SELECT count() FROM dns) + (SELECT count() FROM http) \
-+ (SELECT count() FROM tls) + (SELECT count() FROM ssh) + (SELECT count() FROM icmp) + (SELECT count() FROM logs)"
+# Stored rows, polled 5 times a second: the rows of the tables' active parts (what `count()` counts,
+# from metadata), over HTTP. `clickhouse-client` costs ~0.06 CPU-s per start and `count()` reads
+# a column in ClickHouse 18.16: polled that way the measuring took about a third of a core.
+stored_query="SELECT sum(rows) FROM system.parts WHERE database = '$RUN' AND active \
+AND table IN ('flows', 'dns', 'http', 'tls', 'ssh', 'icmp', 'logs')"
+stored_rows() {
+    local rows
+    rows=$(curl -s --max-time 5 "http://127.0.0.1:$CH_HTTP/" --data-binary "$stored_query" 2>/dev/null)
+    case $rows in '' | *[!0-9]*) echo 0 ;; *) echo "$rows" ;; esac
+}
 broker_cpu0=$(cpu_of "$broker_pid_seen")
 ch_cpu0=$(cpu_of "${ch_pid:-0}")
 start=$(date +%s.%N)
@@ -50,7 +58,7 @@ first=""
 first_stored=0
 while [ "$stored" -lt "$EVENTS" ]; do
     sleep 0.2
-    stored=$(ch "$stored_query")
+    stored=$(stored_rows)
     if [ -z "$first" ] && [ "$stored" -gt 0 ]; then
         first=$(date +%s.%N)
         first_stored=$stored
