@@ -229,6 +229,15 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// The candidate families of an event of this dataset (`other` for an unknown one or none).
+    fn families_of(&self, dataset: Option<&str>) -> &[usize] {
+        dataset
+            .and_then(|dataset| {
+                self.by_dataset.iter().find(|(d, _)| d.len() == dataset.len() && d == dataset)
+            })
+            .map_or(&self.other, |(_, families)| families)
+    }
+
     /// Indices of the families whose rules see this event: what `Mapping::route_among` answers
     /// for the table's candidates.
     pub fn route(&self, mapping: &Mapping, root: &fields::Root, out: &mut Vec<usize>) {
@@ -236,11 +245,7 @@ impl RouteTable {
         // Not `pointer("/event/dataset")`: it parses the pointer (and allocates) on every call.
         let dataset =
             root.get("event").and_then(|e| fields::get(e, "dataset")).and_then(Value::as_str);
-        let families = dataset
-            .and_then(|dataset| {
-                self.by_dataset.iter().find(|(d, _)| d.len() == dataset.len() && d == dataset)
-            })
-            .map_or(&self.other, |(_, families)| families);
+        let families = self.families_of(dataset);
         // The field of the last `when` and its value: the log families all ask for
         // `process.name`, looked up once.
         let mut last_when: Option<(&str, Option<&Value>)> = None;
@@ -265,12 +270,7 @@ impl RouteTable {
     /// `route` for an event of a tape.
     pub fn route_tape(&self, mapping: &Mapping, event: &TapeEvent, out: &mut Vec<usize>) {
         out.clear();
-        let dataset = event.str_under(&["event", "dataset"]);
-        let families = dataset
-            .and_then(|dataset| {
-                self.by_dataset.iter().find(|(d, _)| d.len() == dataset.len() && d == dataset)
-            })
-            .map_or(&self.other, |(_, families)| families);
+        let families = self.families_of(event.str_under(&["event", "dataset"]));
         let mut last_when: Option<(&str, Option<usize>)> = None;
         for &index in families {
             let family = &mapping.families[index];

@@ -412,19 +412,23 @@ impl Prefilter {
         memo.screens.resize(self.screens.len(), OnTape::NotYet);
         memo.fields.clear();
         memo.fields.resize(self.fields.len(), None);
-        (0..self.rules.len()).any(|rule| match &self.rules[rule] {
-            None => true,
-            Some(clauses) => clauses.iter().all(|clause| {
-                clause.tried.set(clause.tried.get().saturating_add(1));
-                let holds = clause
-                    .atoms
-                    .iter()
-                    .any(|&atom| self.atom_on_tape(atom, event, memo) != OnTape::False);
-                if !holds {
-                    clause.failed.set(clause.failed.get().saturating_add(1));
-                }
-                holds
-            }),
+        (0..self.rules.len()).any(|rule| {
+            self.gate_holds(rule, |atom| self.atom_on_tape(atom, event, memo) != OnTape::False)
+        })
+    }
+
+    /// Whether rule `rule`'s gate holds (true for a rule without clauses): every clause has an
+    /// atom for which `atom_holds` is true. Each clause tested and each that fails is counted for
+    /// `reorder`, on the `Value` and on the tape alike.
+    fn gate_holds(&self, rule: usize, mut atom_holds: impl FnMut(usize) -> bool) -> bool {
+        let Some(clauses) = &self.rules[rule] else { return true };
+        clauses.iter().all(|clause| {
+            clause.tried.set(clause.tried.get().saturating_add(1));
+            let holds = clause.atoms.iter().any(|&atom| atom_holds(atom));
+            if !holds {
+                clause.failed.set(clause.failed.get().saturating_add(1));
+            }
+            holds
         })
     }
 
@@ -493,19 +497,8 @@ impl Prefilter {
         tops.resize(self.tops.len(), Lookup::NotYet);
         let mut lookups = Lookups { fields: lookups, tops };
         let (verdicts, screens) = (&mut memo.verdicts, &mut memo.screens);
-        let mut holds = |rule: usize| match &self.rules[rule] {
-            None => true,
-            Some(clauses) => clauses.iter().all(|clause| {
-                clause.tried.set(clause.tried.get().saturating_add(1));
-                let holds = clause
-                    .atoms
-                    .iter()
-                    .any(|&atom| self.atom(atom, event, verdicts, screens, &mut lookups));
-                if !holds {
-                    clause.failed.set(clause.failed.get().saturating_add(1));
-                }
-                holds
-            }),
+        let mut holds = |rule: usize| {
+            self.gate_holds(rule, |atom| self.atom(atom, event, verdicts, screens, &mut lookups))
         };
         let out = work(&mut holds);
         memo.lookups = reuse(lookups.fields);
