@@ -78,6 +78,15 @@ fn alert_dump(label: &str) -> Option<std::fs::File> {
     Some(std::fs::File::create(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
+/// A batch's alerts into the dump, one JSON line each, if there is one.
+fn write_alerts(dump: &mut Option<std::fs::File>, alerts: &[canh_event::Event]) {
+    let Some(file) = dump.as_mut() else { return };
+    for alert in alerts {
+        writeln!(file, "{}", serde_json::to_string(alert).expect("alert JSON"))
+            .expect("write the alert dump");
+    }
+}
+
 fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
     let mapping = Mapping::builtin();
     let loaded = load(dirs, &mapping);
@@ -99,12 +108,7 @@ fn routed(label: &str, dirs: &[&Path], events: &[Value]) {
         let mut alerts = 0;
         for chunk in events.chunks(5000) {
             let batch = detector.process(chunk, Timestamp(0));
-            if let Some(file) = dump.as_mut() {
-                for alert in &batch {
-                    writeln!(file, "{}", serde_json::to_string(alert).expect("alert JSON"))
-                        .expect("write the alert dump");
-                }
-            }
+            write_alerts(&mut dump, &batch);
             alerts += batch.len();
         }
         alerts
@@ -151,12 +155,7 @@ fn routed_tape(label: &str, dirs: &[&Path], events: &[Value]) {
         let mut alerts = 0;
         for tape in &tapes {
             let batch = detector.process_tape(tape, Timestamp(0));
-            if let Some(file) = dump.as_mut() {
-                for alert in &batch {
-                    writeln!(file, "{}", serde_json::to_string(alert).expect("alert JSON"))
-                        .expect("write the alert dump");
-                }
-            }
+            write_alerts(&mut dump, &batch);
             alerts += batch.len();
         }
         alerts

@@ -5,26 +5,16 @@
 
 #[path = "../benches/support/mix.rs"]
 mod mix;
+#[path = "support/rules.rs"]
+mod rules;
 
 use canh_collector::detect::load::{load_dirs, LoadedRules};
 use canh_collector::detect::mapping::Mapping;
-use canh_collector::detect::ruletest::TestFile;
 use canh_collector::detect::{Detector, Settings};
 use canh_event::Timestamp;
+use rules::{pack, root, rule_test_events, sigmahq};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn pack() -> PathBuf {
-    root().join("../rules")
-}
-
-fn sigmahq() -> PathBuf {
-    root().join("../../shared/data/sigma/rules")
-}
+use std::path::Path;
 
 fn load(dirs: &[&Path], mapping: &Mapping) -> LoadedRules {
     load_dirs(dirs, mapping).expect("rules")
@@ -41,23 +31,6 @@ fn read_lines(path: &Path) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect()
-}
-
-/// Every event of the pack's rule test files (must match and must not match).
-fn rule_test_events() -> Vec<Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(pack()).expect("rules dir") {
-        let path = entry.expect("entry").path();
-        if !path.to_string_lossy().ends_with(".test.yml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("test file");
-        let tests: TestFile = yaml_serde::from_str(&text).expect("test file parses");
-        for case in tests.must_match.iter().chain(&tests.must_not_match) {
-            out.extend(case.events.iter().cloned());
-        }
-    }
-    out
 }
 
 /// Per event, the rules that match, both ways; returns how many matches there were.

@@ -7,52 +7,25 @@
 
 #[path = "../benches/support/mix.rs"]
 mod mix;
+#[path = "support/rules.rs"]
+mod rules;
 
 use canh_collector::detect::fields::{CanhEvent, Walk};
 use canh_collector::detect::intel::{IntelReport, IntelSet};
 use canh_collector::detect::load::load_dirs;
 use canh_collector::detect::mapping::Mapping;
-use canh_collector::detect::ruletest::TestFile;
 use canh_collector::detect::tape::{Leaf, Tape, TapeWalk};
 use canh_collector::detect::{Detector, Settings, Stats};
 use canh_event::Timestamp;
+use rules::{pack, root, rule_test_events, sigmahq};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn pack() -> PathBuf {
-    root().join("../rules")
-}
-
-fn sigmahq() -> PathBuf {
-    root().join("../../shared/data/sigma/rules")
-}
 
 fn detector(dirs: &[&Path]) -> Detector {
     let mapping = Mapping::builtin();
     let loaded = load_dirs(dirs, &mapping).expect("rules");
     let settings = Settings { lateness_secs: 3650 * 86_400, ..Settings::default() };
     Detector::new(loaded, mapping, settings)
-}
-
-/// Every event of the pack's rule test files (must match and must not match).
-fn rule_test_events() -> Vec<Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(pack()).expect("rules dir") {
-        let path = entry.expect("entry").path();
-        if !path.to_string_lossy().ends_with(".test.yml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("test file");
-        let tests: TestFile = yaml_serde::from_str(&text).expect("test file parses");
-        for case in tests.must_match.iter().chain(&tests.must_not_match) {
-            out.extend(case.events.iter().cloned());
-        }
-    }
-    out
 }
 
 /// The golden events of the schema (one per dataset).

@@ -18,30 +18,9 @@ fn alerts(sensor_args: &[&str], inputs: &[&Path]) -> BTreeMap<String, usize> {
         .expect("run canh-sensor");
     assert!(events.status.success(), "canh-sensor {sensor_args:?} {inputs:?} failed");
     assert!(!events.stdout.is_empty(), "no events from {inputs:?}");
-    let rules = repo().join("rules");
-    let mut detect = Command::new(binary("canh-collector"))
-        .arg("detect")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--lateness", "24h", "--intel"])
-        .arg(rules.join("intel/example.csv"))
-        .arg("--intel")
-        .arg(rules.join("intel/example.stix.json"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run canh-collector detect");
-    let mut stdin = detect.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(&events.stdout).expect("feed events");
-    });
-    let output = detect.wait_with_output().expect("detect output");
-    writer.join().expect("writer");
-    assert!(output.status.success(), "canh-collector detect failed");
+    let output = detect_output(&events.stdout, false);
     let mut out = BTreeMap::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in String::from_utf8_lossy(&output).lines() {
         let alert: serde_json::Value = serde_json::from_str(line).expect("alert JSON");
         let name = alert["rule"]["name"].as_str().expect("rule name").to_string();
         *out.entry(name).or_default() += 1;
