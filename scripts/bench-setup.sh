@@ -87,10 +87,15 @@ memory)
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
     broker_pid=$!
-    for _ in $(seq 50); do
+    for _ in $(seq 100); do
         (echo >"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break
         sleep 0.2
     done
+    if ! (echo >"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then
+        echo "the memory broker does not listen on $KAFKA_PORT after 20 s:" >&2
+        cat "$WORK/tansu.log" >&2
+        exit 1
+    fi
     ;;
 *)
     echo "BENCH_BROKER must be sqlite or memory" >&2

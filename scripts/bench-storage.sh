@@ -7,6 +7,7 @@
 # Environment: the BENCH_* settings of scripts/bench-setup.sh (broker, partitions, rule pack,
 # batch, consumer options), and
 #   BENCH_PERF=1          record the collector with `perf record -g` into $CANH_HOME/perf-storage.data
+#   BENCH_KEEP=1          keep the run's database (named in the output) instead of dropping it
 # Events are copies of the sensor's output for four captures (collector/examples/storage_load.rs):
 # new ids, one sensor id, @timestamp = fill time. ClickHouse: the services of CANH_CLICKHOUSE_*.
 set -euo pipefail
@@ -73,6 +74,21 @@ cpu=$(cpu_of "$collector_pid")
 peak_rss=$(awk '/^VmHWM/ { print $2, $3 }' "/proc/$collector_pid/status" 2>/dev/null || echo "?")
 broker_cpu=$(echo "$(cpu_of "$broker_pid_seen") - $broker_cpu0" | bc)
 ch_cpu=$(echo "$(cpu_of "${ch_pid:-0}") - $ch_cpu0" | bc)
+# CPU-s per thread name of the collector (reader and writer tasks run on tokio's workers;
+# detection on its blocking threads; librdkafka's own threads are named rdk:*).
+threads=$(for t in /proc/"$collector_pid"/task/*; do
+    awk -v tck="$(getconf CLK_TCK)" '{ s = $0; sub(/^[0-9]+ \(/, "", s); name = substr(s, 1, index(s, ")") - 1)
+        sub(/^[^)]*\) /, "", s); split(s, f, " "); printf "%s %.2f\n", name, (f[12] + f[13]) / tck }' "$t/stat" 2>/dev/null
+done | awk '{ cpu[$1] += $2; n[$1]++ } END { for (k in cpu) if (cpu[k] >= 0.05) printf "%s %.2f (%d), ", k, cpu[k], n[k] }')
+# The writer's time per batch from the collector's own metrics (its admin port is chosen by the OS).
+admin_port=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$collector_pid," '$0 ~ p { n = split($4, a, ":"); print a[n]; exit }')
+stages=""
+if [ -n "$admin_port" ]; then
+    stages=$(curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics" | awk '
+        /^canh_collector_(write|detect|commit)_seconds_(sum|count) / { v[$1] = $2 }
+        END { for (s in v) if (s ~ /_count$/) { n = s; sub(/_count$/, "", n); sub(/^canh_collector_/, "", n)
+            printf "%s %d batches, mean %.3f s; ", n, v[s], (v[s] > 0 ? v[substr(s, 1, length(s) - 6) "_sum"] / v[s] : 0) } }')
+fi
 kill -INT "$collector_pid"
 wait "$collector_pid" || true
 collector_pid=""
@@ -83,5 +99,11 @@ sustained=$(echo "($stored - $first_stored) / ($end - $first)" | bc)
 echo "stored: $stored events in $wall s wall from the collector's start (group join included) = $(echo "$stored / $wall" | bc) events/s; after the first write: $sustained events/s"
 echo "CPU-s (per million events): collector $cpu ($(per_m "$cpu")), broker $broker_cpu ($(per_m "$broker_cpu")), clickhouse $ch_cpu ($(per_m "$ch_cpu"))"
 echo "collector peak RSS: $peak_rss"
+echo "collector CPU-s by thread name (threads): ${threads%, }"
+echo "collector stages: ${stages%; }"
 echo "alerts: $(ch "SELECT count() FROM alerts FINAL")   dead letters: $(ch "SELECT count() FROM dead_letters")   load: $(cut -d' ' -f1-3 /proc/loadavg)"
-clickhouse-client --port "$CH_TCP" -q "DROP DATABASE IF EXISTS $RUN"
+if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    echo "kept database: $RUN"
+else
+    clickhouse-client --port "$CH_TCP" -q "DROP DATABASE IF EXISTS $RUN"
+fi

@@ -5,7 +5,8 @@
 use crate::config::Settings;
 use crate::detect::load::{self, LoadReport};
 use crate::detect::mapping::Mapping;
-use crate::detect::{intel, suppress, Detector, HealthLedger};
+use crate::detect::tape::Tape;
+use crate::detect::{intel, suppress, Detector, HealthLedger, Stats};
 use crate::metrics::Metrics;
 use crate::store::{self, Batch, DeadLetterRow, Origin};
 use canh_event::{Dataset, DecodeError, Event, Timestamp};
@@ -302,6 +303,13 @@ pub(crate) fn client_config(settings: &Settings) -> ClientConfig {
     client
 }
 
+/// A batch's detection under way on a blocking thread (`Detection::begin`).
+struct DetectJob {
+    /// The detector, the alerts, the inputs' tape and the time detection took on its thread.
+    handle: tokio::task::JoinHandle<(Detector, Vec<Event>, Tape, Duration)>,
+    before: Stats,
+}
+
 /// Detection in the consumer: the active rule set, and the producer its alerts go to.
 pub struct Detection {
     /// Taken out while a batch is evaluated on a blocking thread.
@@ -431,31 +439,46 @@ impl Detection {
         self.detector = Some(detector);
     }
 
-    /// Run the batch's events through detection on a blocking thread and add the alert rows. Runs
-    /// once per batch: the inputs are taken.
-    async fn run(&mut self, batch: &mut Batch, settings: &Settings, metrics: &Metrics) {
-        let Some(inputs) = batch.detect_inputs.take() else { return };
+    /// Start detection over the batch's events on a blocking thread: the batch's detection
+    /// inputs go with it, its rows stay for the writes that run meanwhile. `finish` takes the
+    /// alerts. Runs once per batch: the inputs are taken. None when there is nothing to detect.
+    fn begin(&mut self, batch: &mut Batch) -> Option<DetectJob> {
+        let inputs = batch.detect_inputs.take()?;
         if inputs.is_empty() {
             batch.detect_inputs = Some(inputs);
-            return;
+            return None;
         }
         let Some(mut detector) = self.detector.take() else {
             batch.detect_inputs = Some(inputs);
-            return;
+            return None;
         };
         let before = detector.stats().clone();
-        let started = Instant::now();
         let now = wall_clock();
-        let job = tokio::task::spawn_blocking(move || {
+        let handle = tokio::task::spawn_blocking(move || {
             // In event-time order (`Tape::time_order`): a batch holds several partitions'
             // records, each partition in order but a whole fetch of one after another's; a
             // sensor's events are spread over the partitions by key, so correlation would
             // otherwise see older events after newer ones from the same sensor, and keep them
             // out as late.
+            let started = Instant::now();
             let alerts = detector.process_tape(&inputs, now);
-            (detector, alerts, inputs)
+            (detector, alerts, inputs, started.elapsed())
         });
-        let (detector, alerts, inputs) = match job.await {
+        Some(DetectJob { handle, before })
+    }
+
+    /// Wait for a batch's detection, count it, and add its alert rows to the batch (`raised`
+    /// of them at the end of `alerts`). The detector and the inputs' tape come back for the next
+    /// batch.
+    async fn finish(
+        &mut self,
+        job: DetectJob,
+        batch: &mut Batch,
+        settings: &Settings,
+        metrics: &Metrics,
+    ) {
+        let DetectJob { handle, before } = job;
+        let (detector, alerts, inputs, took) = match handle.await {
             Ok(done) => done,
             Err(err) => {
                 // Only a bug in detection gets here; the batch is still stored, its alerts lost.
@@ -468,7 +491,7 @@ impl Detection {
                 return;
             }
         };
-        metrics.detect_seconds.observe(started.elapsed().as_secs_f64());
+        metrics.detect_seconds.observe(took.as_secs_f64());
         let after = detector.stats();
         metrics.detect_events.inc_by(after.events - before.events);
         metrics.detect_value_events.inc_by(after.tape_fallbacks - before.tape_fallbacks);
@@ -688,7 +711,14 @@ struct Pending {
 /// Where the writer puts a batch and commits its offsets: ClickHouse and Kafka ([`Store`]), or
 /// a test's record.
 trait Sink: Send + Sync + 'static {
+    /// Write the batch's rows, every table.
     fn write(&self, batch: &Batch) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// Write the alerts the batch's detection raised (after its rows: detection runs while they
+    /// are written).
+    fn write_alerts(
+        &self,
+        alerts: &[store::AlertRow],
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
     fn commit(
         &self,
         offsets: &Offsets,
@@ -704,6 +734,10 @@ struct Store {
 impl Sink for Store {
     async fn write(&self, batch: &Batch) -> Result<(), String> {
         store::write(&self.db, batch).await.map_err(|err| err.to_string())
+    }
+
+    async fn write_alerts(&self, alerts: &[store::AlertRow]) -> Result<(), String> {
+        store::write_alerts(&self.db, alerts).await.map_err(|err| err.to_string())
     }
 
     async fn commit(&self, offsets: &Offsets) -> Result<(), String> {
@@ -1015,9 +1049,10 @@ async fn write_batches<S: Sink>(
 }
 
 impl<S: Sink> Writer<S> {
-    /// Run detection over the batch, write it with its alerts (retrying with backoff until it
-    /// lands), produce the alerts, and only then commit its offsets. Returns false if shutdown
-    /// came first: nothing is committed then, and Kafka redelivers the batch after restart.
+    /// Write the batch's rows while detection runs over its events, then the alerts detection
+    /// raised (each write retried with backoff until it lands), produce the alerts, and only then
+    /// commit its offsets. Returns false if shutdown came first: nothing is committed then, and
+    /// Kafka redelivers the batch after restart.
     async fn flush(
         &mut self,
         batch: &mut Batch,
@@ -1025,31 +1060,35 @@ impl<S: Sink> Writer<S> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         let Writer { settings, sink, db, metrics, detection } = self;
+        // Detection takes the batch's inputs to a blocking thread; ClickHouse stores the rows
+        // meanwhile (the alerts read from the alert topic among them).
+        let job = detection.as_mut().and_then(|detection| detection.begin(batch));
+        let started = Instant::now();
+        let stored = write_until_stored(settings, metrics, shutdown, || sink.write(batch)).await;
+        if stored {
+            metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        // Waited for even when shutdown came first: the detector comes back with it.
+        if let (Some(job), Some(detection)) = (job, detection.as_mut()) {
+            detection.finish(job, batch, settings, metrics).await;
+        }
+        if !stored {
+            return false;
+        }
         if let Some(detection) = detection.as_mut() {
-            detection.run(batch, settings, metrics).await;
             detection.write_health(db, metrics, settings.rule_stats_interval, false).await;
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let started = Instant::now();
-            match sink.write(batch).await {
-                Ok(()) => {
-                    metrics.write_seconds.observe(started.elapsed().as_secs_f64());
-                    break;
-                }
-                Err(err) => {
-                    metrics.write_retries.inc();
-                    metrics.errors.with_label_values(&["store", "clickhouse"]).inc();
-                    tracing::warn!(error = %err, retry_in = ?backoff, "batch write failed; consumption paused");
-                    if !back_off(&mut backoff, settings.max_backoff, shutdown).await {
-                        return false;
-                    }
-                }
+        if batch.raised > 0 {
+            let raised = &batch.alerts[batch.alerts.len() - batch.raised..];
+            if !write_until_stored(settings, metrics, shutdown, || sink.write_alerts(raised)).await
+            {
+                return false;
             }
         }
         for (table, rows) in batch.counts() {
             metrics.rows_written.with_label_values(&[table]).inc_by(rows as u64);
         }
+        let stored_at = Instant::now();
 
         // `&mut`: a shared reference to the detector (not `Sync`) would keep this future off
         // other threads.
@@ -1067,13 +1106,44 @@ impl<S: Sink> Writer<S> {
         // A failed commit (e.g. after a rebalance took the partition) means a redelivery later;
         // the rows' event ids make that harmless.
         match sink.commit(offsets).await {
-            Ok(()) => metrics.commits.inc(),
+            Ok(()) => {
+                metrics.commits.inc();
+                metrics.commit_seconds.observe(stored_at.elapsed().as_secs_f64());
+            }
             Err(err) => {
                 metrics.errors.with_label_values(&["commit", "kafka"]).inc();
                 tracing::warn!(error = %err, "offset commit failed; records will be redelivered");
             }
         }
         true
+    }
+}
+
+/// Run `write` until it succeeds, backing off between tries (consumption pauses meanwhile: the
+/// reader waits for this batch). False if shutdown came first.
+async fn write_until_stored<F, W>(
+    settings: &Settings,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+    mut write: W,
+) -> bool
+where
+    W: FnMut() -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Ok(()) => return true,
+            Err(err) => {
+                metrics.write_retries.inc();
+                metrics.errors.with_label_values(&["store", "clickhouse"]).inc();
+                tracing::warn!(error = %err, retry_in = ?backoff, "batch write failed; consumption paused");
+                if !back_off(&mut backoff, settings.max_backoff, shutdown).await {
+                    return false;
+                }
+            }
+        }
     }
 }
 
@@ -1094,7 +1164,6 @@ async fn back_off(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::tape::Tape;
 
     fn origin() -> Origin<'static> {
         Origin { topic: "canh-flow", partition: 2, offset: 41 }
@@ -1136,6 +1205,11 @@ mod tests {
                 return Err("down".into());
             }
             self.log.lock().expect("log").push(format!("write {id}"));
+            Ok(())
+        }
+
+        async fn write_alerts(&self, alerts: &[store::AlertRow]) -> Result<(), String> {
+            self.log.lock().expect("log").push(format!("write {} alerts", alerts.len()));
             Ok(())
         }
 

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub rows_written: IntCounterVec,
     pub write_seconds: Histogram,
+    /// Producing a batch's alerts (until acknowledged) and committing its offsets.
+    pub commit_seconds: Histogram,
     pub write_retries: IntCounter,
     pub commits: IntCounter,
     pub batch_records: IntGauge,
@@ -75,6 +77,11 @@ impl Metrics {
         let write_seconds = Histogram::with_opts(HistogramOpts::new(
             "canh_collector_write_seconds",
             "time to write one batch to ClickHouse",
+        ))
+        .expect("valid metric");
+        let commit_seconds = Histogram::with_opts(HistogramOpts::new(
+            "canh_collector_commit_seconds",
+            "time from a batch stored to its offsets committed (its alerts produced first)",
         ))
         .expect("valid metric");
         let write_retries = IntCounter::new(
@@ -205,6 +212,7 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(rows_written.clone()),
             Box::new(write_seconds.clone()),
+            Box::new(commit_seconds.clone()),
             Box::new(write_retries.clone()),
             Box::new(commits.clone()),
             Box::new(batch_records.clone()),
@@ -227,6 +235,7 @@ impl Metrics {
             errors,
             rows_written,
             write_seconds,
+            commit_seconds,
             write_retries,
             commits,
             batch_records,
