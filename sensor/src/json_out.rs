@@ -614,7 +614,7 @@ fn write_tls(mut o: Obj<'_>, t: &tls::Summary) {
     let client = t.client_hello.as_ref();
     let server = t.server_hello.as_ref();
     let version = server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
-    if let Some(v) = &version {
+    if let Some(v) = version {
         o.str("version", v);
         o.str("version_protocol", if v == "3.0" { "ssl" } else { "tls" });
     }
@@ -628,14 +628,14 @@ fn write_tls(mut o: Obj<'_>, t: &tls::Summary) {
     if let Some(c) = client {
         let mut co = o.obj("client");
         co.opt_str("server_name", &c.server_name);
-        co.str("ja3", &tls::ja3(c));
-        co.str("ja4", &tls::ja4(c));
+        co.str("ja3", tls::ja3(c).as_str());
+        co.str("ja4", tls::ja4(c).as_str());
         co.end();
     }
     if let Some(s) = server {
         let cert = t.server_certificate.as_ref();
         let mut so = o.obj("server");
-        so.str("ja3s", &tls::ja3s(s));
+        so.str("ja3s", tls::ja3s(s).as_str());
         if let Some(c) = cert {
             so.str("subject", &c.subject);
             so.str("issuer", &c.issuer);

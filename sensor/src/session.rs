@@ -514,21 +514,20 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
             event.tls = Some(Tls {
                 version_protocol: version
-                    .as_ref()
                     .map(|v| if v == "3.0" { "ssl" } else { "tls" }.to_string()),
-                version,
-                cipher: server.map(|s| tls::cipher_name(s.cipher)),
+                version: version.map(str::to_string),
+                cipher: server.map(|s| tls::cipher_name(s.cipher).into_owned()),
                 established: Some(t.established),
                 next_protocol: server.and_then(|s| s.alpn.clone()),
                 client: client.map(|c| TlsClient {
                     server_name: c.server_name.clone(),
-                    ja3: Some(tls::ja3(c)),
-                    ja4: Some(tls::ja4(c)),
+                    ja3: Some(tls::ja3(c).as_str().to_string()),
+                    ja4: Some(tls::ja4(c).as_str().to_string()),
                 }),
                 server: server.map(|s| {
                     let cert = t.server_certificate.as_ref();
                     TlsServer {
-                        ja3s: Some(tls::ja3s(s)),
+                        ja3s: Some(tls::ja3s(s).as_str().to_string()),
                         subject: cert.map(|c| c.subject.clone()),
                         issuer: cert.map(|c| c.issuer.clone()),
                         not_before: cert.map(|c| Timestamp(c.not_before_ns)),
