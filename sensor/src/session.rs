@@ -74,6 +74,23 @@ pub struct Sessions {
     max_sessions: usize,
     pub stats: SessionStats,
     scratch: Vec<u8>,
+    done: Done,
+}
+
+/// Transactions an analyser finished, before they are tagged with their flow: kept between
+/// packets, so that finishing one costs no allocation of its own.
+#[derive(Default)]
+struct Done {
+    dns: Vec<dns::Transaction>,
+    http: Vec<http::Transaction>,
+}
+
+impl Done {
+    /// Everything held, tagged with `view`, to `out`.
+    fn to(&mut self, view: &FlowView, out: &mut Vec<(FlowView, Meta)>) {
+        out.extend(self.dns.drain(..).map(|t| (view.clone(), Meta::Dns(t))));
+        out.extend(self.http.drain(..).map(|t| (view.clone(), Meta::Http(t))));
+    }
 }
 
 fn dns_port(port: u16) -> bool {
@@ -92,7 +109,13 @@ fn looks_like_http_request(data: &[u8]) -> bool {
 
 impl Sessions {
     pub fn new(max_sessions: usize) -> Sessions {
-        Sessions { live: 0, max_sessions, stats: SessionStats::default(), scratch: Vec::new() }
+        Sessions {
+            live: 0,
+            max_sessions,
+            stats: SessionStats::default(),
+            scratch: Vec::new(),
+            done: Done::default(),
+        }
     }
 
     /// One packet of the flow `view`, whose analysis state is `slot`; finished metadata goes to
@@ -221,10 +244,9 @@ impl Sessions {
             match dns::parse(p.payload, netbios) {
                 Ok(msg) => {
                     if let App::Dns(flow) = &mut session.app {
-                        let mut done = Vec::new();
-                        flow.message(ts_ns, msg, &mut done);
+                        flow.message(ts_ns, msg, &mut self.done.dns);
                         self.stats.buffer_full += std::mem::take(&mut flow.dropped);
-                        out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+                        self.done.to(view, out);
                     }
                 }
                 Err(_) => self.stats.parse_errors += 1,
@@ -233,18 +255,17 @@ impl Sessions {
         }
         let Some(tcp) = p.tcp else { return };
         let dir = usize::from(!view.from_orig);
-        self.scratch.clear();
-        let delivery = session.streams[dir].segment(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
+        let (data, delivery) =
+            session.streams[dir].segment_bytes(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
         if delivery.gap {
             // The out-of-order hold was full: a hole was skipped.
             self.stats.buffer_full += 1;
         }
-        if self.scratch.is_empty() && !delivery.gap {
+        if data.is_empty() && !delivery.gap {
             return;
         }
-        let data = std::mem::take(&mut self.scratch);
-        feed(session, view, &mut self.stats, ts_ns, view.from_orig, &data, delivery.gap, out);
-        self.scratch = data;
+        let (stats, done) = (&mut self.stats, &mut self.done);
+        feed(session, view, stats, done, ts_ns, view.from_orig, data, delivery.gap, out);
     }
 
     /// The flow `view` ended with analysis state `analysis`: flush whatever its analyser holds.
@@ -262,14 +283,12 @@ impl Sessions {
         };
         match session.app {
             App::Dns(mut flow) => {
-                let mut done = Vec::new();
-                flow.finish(&mut done);
-                out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+                flow.finish(&mut self.done.dns);
+                self.done.to(view, out);
             }
             App::Http(mut flow) => {
-                let mut done = Vec::new();
-                flow.finish(&mut done);
-                out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+                flow.finish(&mut self.done.http);
+                self.done.to(view, out);
             }
             App::Tls(flow) => out.push((view.clone(), Meta::Tls(flow.summary))),
             App::Ssh(flow) => {
@@ -296,6 +315,7 @@ fn feed(
     s: &mut Session,
     view: &FlowView,
     stats: &mut SessionStats,
+    done: &mut Done,
     ts_ns: i64,
     from_orig: bool,
     data: &[u8],
@@ -324,9 +344,8 @@ fn feed(
     // A plaintext protocol that upgrades (STARTTLS): a ClientHello from the client starts TLS.
     if from_orig && !matches!(s.app, App::Tls(_) | App::Dns(_)) && tls::looks_like_tls(data) {
         if let App::Http(flow) = &mut s.app {
-            let mut done = Vec::new();
-            flow.finish(&mut done);
-            out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+            flow.finish(&mut done.http);
+            done.to(view, out);
         }
         s.app = App::Tls(TlsFlow::new(ts_ns));
     }
@@ -344,10 +363,9 @@ fn feed(
                 let Some(msg) = buf.get(pos + 2..pos + 2 + len) else { break };
                 match dns::parse(msg, false) {
                     Ok(m) => {
-                        let mut done = Vec::new();
-                        flow.message(ts_ns, m, &mut done);
+                        flow.message(ts_ns, m, &mut done.dns);
                         stats.buffer_full += std::mem::take(&mut flow.dropped);
-                        out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+                        done.to(view, out);
                     }
                     Err(_) => stats.parse_errors += 1,
                 }
@@ -359,17 +377,16 @@ fn feed(
             if gap {
                 flow.gap(from_orig);
             }
-            let mut done = Vec::new();
             if from_orig {
-                flow.request_data(ts_ns, data, &mut done);
+                flow.request_data(ts_ns, data, &mut done.http);
             } else {
-                flow.response_data(data, &mut done);
+                flow.response_data(data, &mut done.http);
             }
             if flow.overflowed {
                 stats.buffer_full += 1;
                 flow.overflowed = false;
             }
-            out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+            done.to(view, out);
         }
         App::Tls(flow) => flow.data(from_orig, data),
         App::Ssh(flow) => flow.data(from_orig, data),
