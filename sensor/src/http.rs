@@ -5,6 +5,7 @@
 //! detection sees POSTed payloads; nothing else of a body is stored. Pure and bounded: header
 //! blocks larger than `MAX_HEADER_BYTES` stop the parser for that flow.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 /// Most bytes of an unfinished request/status line plus headers held per direction.
@@ -18,10 +19,12 @@ pub const REQUEST_BODY_KEPT: usize = 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
     pub ts_ns: i64,
-    pub method: Option<String>,
+    /// The method and the versions are nearly always one of a few: those are borrowed, not
+    /// copied ([`token`]).
+    pub method: Option<Cow<'static, str>>,
     pub uri: Option<String>,
     /// Version of the request line ("1.1"; "0.9" for a request line without one).
-    pub request_version: Option<String>,
+    pub request_version: Option<Cow<'static, str>>,
     pub host: Option<String>,
     pub user_agent: Option<String>,
     pub referrer: Option<String>,
@@ -29,8 +32,20 @@ pub struct Transaction {
     /// The first `REQUEST_BODY_KEPT` bytes of a textual request body (empty otherwise).
     pub request_body: Vec<u8>,
     pub status_code: Option<u16>,
-    pub response_version: Option<String>,
+    pub response_version: Option<Cow<'static, str>>,
     pub response_body_bytes: u64,
+}
+
+/// Methods and versions borrowed by [`token`].
+const COMMON_METHODS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT"];
+const COMMON_VERSIONS: &[&str] = &["1.1", "1.0", "0.9"];
+
+/// `text`, borrowed when it is one of `common`.
+fn token(text: &str, common: &[&'static str]) -> Cow<'static, str> {
+    match common.iter().find(|c| **c == text) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(text.to_string()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,21 +387,21 @@ impl HttpFlow {
                         self.req.state = Body::Stopped;
                         break;
                     }
-                    tx.method = Some(method.to_string());
+                    tx.method = Some(token(method, COMMON_METHODS));
                     if let Some(version) = target.strip_prefix("HTTP/") {
                         // No request target at all.
                         tx.uri = Some(String::new());
-                        tx.request_version = Some(version.to_string());
+                        tx.request_version = Some(token(version, COMMON_VERSIONS));
                     } else {
                         match target.rsplit_once(' ') {
                             Some((uri, version)) if version.starts_with("HTTP/") => {
                                 tx.uri = Some(uri.trim().to_string());
-                                tx.request_version = Some(version[5..].to_string());
+                                tx.request_version = Some(token(&version[5..], COMMON_VERSIONS));
                             }
                             _ => {
                                 // HTTP/0.9: no version, and the reply is a bare body.
                                 tx.uri = Some(target.to_string());
-                                tx.request_version = Some("0.9".to_string());
+                                tx.request_version = Some(Cow::Borrowed("0.9"));
                             }
                         }
                     }
@@ -485,7 +500,7 @@ impl HttpFlow {
                         break;
                     };
                     let mut parts = version.splitn(3, ' ');
-                    let version = parts.next().unwrap_or("").to_string();
+                    let version = parts.next().unwrap_or("");
                     let code = parts.next().and_then(|c| c.trim().parse::<u16>().ok());
                     self.interim = code.is_some_and(|c| (100..200).contains(&c));
                     if self.current.is_none() {
@@ -493,7 +508,7 @@ impl HttpFlow {
                     }
                     if let Some(tx) = self.current.as_mut() {
                         if !self.interim || tx.status_code.is_none() {
-                            tx.response_version = Some(version);
+                            tx.response_version = Some(token(version, COMMON_VERSIONS));
                         }
                         if !self.interim {
                             tx.status_code = code;
@@ -780,6 +795,27 @@ mod tests {
         assert_eq!(out[1].uri.as_deref(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    #[test]
+    fn common_methods_and_versions_are_borrowed_others_kept_as_sent() {
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"GET / HTTP/1.1\r\n\r\nPROPFIND /d HTTP/1.2\r\n\r\n", &mut out);
+        flow.response_data(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &mut out);
+        flow.response_data(b"HTTP/3.9 207 Multi\r\nContent-Length: 0\r\n\r\n", &mut out);
+        flow.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        let borrowed = |t: &Option<Cow<'static, str>>| matches!(t, Some(Cow::Borrowed(_)));
+        assert_eq!(out[0].method.as_deref(), Some("GET"));
+        assert_eq!(out[0].request_version.as_deref(), Some("1.1"));
+        assert_eq!(out[0].response_version.as_deref(), Some("1.0"));
+        assert!(borrowed(&out[0].method));
+        assert!(borrowed(&out[0].request_version) && borrowed(&out[0].response_version));
+        assert_eq!(out[1].method.as_deref(), Some("PROPFIND"));
+        assert_eq!(out[1].request_version.as_deref(), Some("1.2"));
+        assert_eq!(out[1].response_version.as_deref(), Some("3.9"));
+        assert!(!borrowed(&out[1].method) && !borrowed(&out[1].response_version));
     }
 
     #[test]

@@ -577,12 +577,13 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
 /// `http`, `url` and `user_agent` of `session::to_event`.
 fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
     let mut h = o.obj("http");
-    h.opt_str(
-        "version",
-        if t.response_version.is_some() { &t.response_version } else { &t.request_version },
-    );
+    if let Some(version) = t.response_version.as_deref().or(t.request_version.as_deref()) {
+        h.str("version", version);
+    }
     let mut req = h.obj("request");
-    req.opt_str("method", &t.method);
+    if let Some(method) = t.method.as_deref() {
+        req.str("method", method);
+    }
     req.opt_str("referrer", &t.referrer);
     let mut body = req.obj("body");
     body.u64("bytes", t.request_body_bytes);

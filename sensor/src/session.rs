@@ -507,9 +507,13 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
         }
         Meta::Http(t) => {
             event.http = Some(Http {
-                version: t.response_version.clone().or_else(|| t.request_version.clone()),
+                version: t
+                    .response_version
+                    .as_deref()
+                    .or(t.request_version.as_deref())
+                    .map(str::to_string),
                 request: Some(HttpRequest {
-                    method: t.method.clone(),
+                    method: t.method.as_deref().map(str::to_string),
                     referrer: t.referrer.clone(),
                     body: Some(Body {
                         bytes: t.request_body_bytes,
