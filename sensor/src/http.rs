@@ -305,8 +305,18 @@ impl HttpFlow {
             }
         }
         let data = &data[used..];
-        self.req.buf.extend_from_slice(data);
-        self.parse_requests(ts_ns);
+        if self.req.buf.is_empty() {
+            // Nothing left over from earlier segments: parsed where it lies, and only what is
+            // not consumed yet is copied.
+            let pos = self.parse_requests(ts_ns, data);
+            self.req.buf.extend_from_slice(&data[pos..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.req.buf);
+            buf.extend_from_slice(data);
+            let pos = self.parse_requests(ts_ns, &buf);
+            buf.drain(..pos);
+            self.req.buf = buf;
+        }
         self.check_cap(out);
     }
 
@@ -326,8 +336,17 @@ impl HttpFlow {
             }
         }
         let data = &data[used..];
-        self.resp.buf.extend_from_slice(data);
-        self.parse_responses(out);
+        if self.resp.buf.is_empty() {
+            // As for requests: parsed in place, the rest kept.
+            let pos = self.parse_responses(data, out);
+            self.resp.buf.extend_from_slice(&data[pos..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.resp.buf);
+            buf.extend_from_slice(data);
+            let pos = self.parse_responses(&buf, out);
+            buf.drain(..pos);
+            self.resp.buf = buf;
+        }
         self.check_cap(out);
     }
 
@@ -362,10 +381,11 @@ impl HttpFlow {
         out.extend(self.pending.drain(..).filter(|tx| tx.method.is_some()));
     }
 
-    fn parse_requests(&mut self, ts_ns: i64) {
+    /// Parse what `input` holds of the request stream; returns how many bytes were consumed.
+    fn parse_requests(&mut self, ts_ns: i64, input: &[u8]) -> usize {
         let mut pos = 0;
         loop {
-            let rest = &self.req.buf[pos..];
+            let rest = &input[pos..];
             match self.req.state {
                 Body::Stopped => break,
                 Body::Idle => {
@@ -461,13 +481,14 @@ impl HttpFlow {
                 }
             }
         }
-        self.req.buf.drain(..pos);
+        pos
     }
 
-    fn parse_responses(&mut self, out: &mut Vec<Transaction>) {
+    /// Parse what `input` holds of the response stream; returns how many bytes were consumed.
+    fn parse_responses(&mut self, input: &[u8], out: &mut Vec<Transaction>) -> usize {
         let mut pos = 0;
         loop {
-            let rest = &self.resp.buf[pos..];
+            let rest = &input[pos..];
             match self.resp.state {
                 Body::Stopped => break,
                 Body::Idle => {
@@ -590,7 +611,7 @@ impl HttpFlow {
                 }
             }
         }
-        self.resp.buf.drain(..pos);
+        pos
     }
 }
 
@@ -795,6 +816,42 @@ mod tests {
         assert_eq!(out[1].uri.as_deref(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    /// `stream` fed in pieces cut at `cuts` (offsets, any order).
+    fn pieces<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        at.push(0);
+        at.push(stream.len());
+        at.sort_unstable();
+        at.windows(2).map(|w| &stream[w[0]..w[1]]).collect()
+    }
+
+    proptest::proptest! {
+        /// Parsing in place (nothing held) and through the held buffer give the same
+        /// transactions wherever the segments end.
+        #[test]
+        fn transactions_do_not_depend_on_segment_boundaries(
+            req_cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..8),
+            resp_cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..8),
+        ) {
+            let mut whole = HttpFlow::default();
+            let mut expected = Vec::new();
+            whole.request_data(1, REQS, &mut expected);
+            whole.response_data(RESPS, &mut expected);
+            whole.finish(&mut expected);
+            let mut cut = HttpFlow::default();
+            let mut out = Vec::new();
+            for piece in pieces(REQS, &req_cuts) {
+                cut.request_data(1, piece, &mut out);
+            }
+            for piece in pieces(RESPS, &resp_cuts) {
+                cut.response_data(piece, &mut out);
+            }
+            cut.finish(&mut out);
+            proptest::prop_assert_eq!(expected.len(), 2);
+            proptest::prop_assert_eq!(out, expected);
+        }
     }
 
     #[test]
