@@ -97,15 +97,22 @@ impl TlsFlow {
         if side.stopped {
             return;
         }
-        side.buf.extend_from_slice(data);
+        // Records are read where they lie when nothing is left over from earlier segments (then
+        // only an incomplete record's bytes are copied), else after the new bytes are appended.
+        let held = !side.buf.is_empty();
+        let mut buf = std::mem::take(&mut side.buf);
+        if held {
+            buf.extend_from_slice(data);
+        }
+        let input: &[u8] = if held { &buf } else { data };
         let mut pos = 0;
-        while let Some(header) = side.buf.get(pos..pos + 5) {
+        while let Some(header) = input.get(pos..pos + 5) {
             let (ctype, len) = (header[0], usize::from(u16::from_be_bytes([header[3], header[4]])));
             if header[1] != 3 || len + 5 > MAX_RECORD {
                 side.stopped = true;
                 break;
             }
-            let Some(body) = side.buf.get(pos + 5..pos + 5 + len) else { break };
+            let Some(body) = input.get(pos + 5..pos + 5 + len) else { break };
             match ctype {
                 20 | 23 => side.encrypted = true,
                 // A fatal alert before the handshake finished (plaintext alert level 2).
@@ -121,11 +128,16 @@ impl TlsFlow {
             }
             pos += 5 + len;
         }
-        side.buf.drain(..pos.min(side.buf.len()));
-        if side.buf.len() > MAX_RECORD {
+        let consumed = pos.min(input.len());
+        if input.len() - consumed > MAX_RECORD {
             side.stopped = true;
-            side.buf.clear();
+            buf.clear();
+        } else if held {
+            buf.drain(..consumed);
+        } else {
+            buf.extend_from_slice(&data[consumed..]);
         }
+        side.buf = buf;
         // Complete handshake messages.
         let mut hpos = 0;
         while let Some(h) = side.handshake.get(hpos..hpos + 4) {
@@ -724,6 +736,44 @@ mod tests {
         assert_eq!(ja4(&h).as_str(), "t00i000000_000000000000_000000000000");
         let s = ServerHello::default();
         assert_eq!(ja3s(&s).as_str(), ja3s_reference(&s));
+    }
+
+    proptest::proptest! {
+        /// Records read in place (nothing held) and through the held buffer give the same
+        /// summary wherever the segments end.
+        #[test]
+        fn summary_does_not_depend_on_segment_boundaries(
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..8),
+        ) {
+            // Two records: the ClientHello's handshake split across them, then application data.
+            let body = client_hello();
+            let mut message = vec![1, 0];
+            message.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            message.extend_from_slice(&body);
+            let (a, b) = message.split_at(7);
+            let mut stream = Vec::new();
+            for part in [a, b] {
+                stream.extend_from_slice(&[22, 3, 1]);
+                stream.extend_from_slice(&(part.len() as u16).to_be_bytes());
+                stream.extend_from_slice(part);
+            }
+            stream.extend_from_slice(&[23, 3, 3, 0, 2, 0xaa, 0xbb]);
+            let mut whole = TlsFlow::new(0);
+            whole.data(true, &stream);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+            at.push(0);
+            at.push(stream.len());
+            at.sort_unstable();
+            let mut cut = TlsFlow::new(0);
+            for w in at.windows(2) {
+                cut.data(true, &stream[w[0]..w[1]]);
+            }
+            proptest::prop_assert!(whole.summary.client_hello.is_some());
+            proptest::prop_assert!(whole.client.encrypted);
+            proptest::prop_assert_eq!(&cut.summary, &whole.summary);
+            proptest::prop_assert_eq!(cut.client.encrypted, whole.client.encrypted);
+            proptest::prop_assert_eq!(cut.client.buf.len(), 0);
+        }
     }
 
     #[test]
