@@ -511,18 +511,20 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
     }
     // As `to_event`: the question's name from the query (or the lone response), its type and
     // class only from a query; without a question, the first answer's name.
-    let question = t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first());
-    if let Some(q) = question {
+    let question =
+        t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first().map(|q| (m, q)));
+    if let Some((m, q)) = question {
         let mut qo = d.obj("question");
-        qo.str("name", &q.name);
+        qo.str("name", m.text(q.name));
         if t.query.is_some() {
             qo.str("type", &dns::type_name(q.qtype));
             qo.str("class", &dns::class_name(q.qclass));
         }
         qo.end();
-    } else if let Some(a) = t.response.as_ref().and_then(|r| r.answers.first()) {
+    } else if let Some((r, a)) = t.response.as_ref().and_then(|r| r.answers.first().map(|a| (r, a)))
+    {
         let mut qo = d.obj("question");
-        qo.str("name", &a.name);
+        qo.str("name", r.text(a.name));
         qo.end();
     }
     if let Some(r) = &t.response {
@@ -560,11 +562,13 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
                     b.push(b',');
                 }
                 let mut ao = Obj::begin(b);
-                ao.str("name", &a.name);
+                ao.str("name", r.text(a.name));
                 ao.str("type", &dns::type_name(a.rtype));
                 ao.str("class", &dns::class_name(a.class));
                 ao.u64("ttl", u64::from(a.ttl));
-                ao.opt_str("data", &a.data);
+                if let Some(data) = a.data {
+                    ao.str("data", r.text(data));
+                }
                 ao.end();
             }
             b.push(b']');

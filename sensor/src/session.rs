@@ -468,21 +468,26 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
             }
             // As Zeek: the question's name from the query (or the lone response); its type and
             // class only from a query.
-            let question =
-                t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first());
-            if let Some(q) = question {
+            let question = t
+                .query
+                .as_ref()
+                .or(t.response.as_ref())
+                .and_then(|m| m.questions.first().map(|q| (m, q)));
+            if let Some((m, q)) = question {
                 d.question = Some(DnsQuestion {
-                    name: Some(q.name.clone()),
+                    name: Some(m.text(q.name).to_string()),
                     r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype).into_owned()),
                     class: t.query.as_ref().map(|_| dns::class_name(q.qclass).into_owned()),
                 });
             }
             // A response without a question (mDNS announcements): Zeek names the first answer.
             if question.is_none() {
-                let first = t.response.as_ref().and_then(|r| r.answers.first());
-                if let Some(a) = first {
-                    d.question =
-                        Some(DnsQuestion { name: Some(a.name.clone()), ..DnsQuestion::default() });
+                let first = t.response.as_ref().and_then(|r| r.answers.first().map(|a| (r, a)));
+                if let Some((r, a)) = first {
+                    d.question = Some(DnsQuestion {
+                        name: Some(r.text(a.name).to_string()),
+                        ..DnsQuestion::default()
+                    });
                 }
             }
             if let Some(r) = &t.response {
@@ -492,11 +497,11 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     .iter()
                     .filter(|a| a.data.is_some())
                     .map(|a| DnsAnswer {
-                        name: Some(a.name.clone()),
+                        name: Some(r.text(a.name).to_string()),
                         r#type: Some(dns::type_name(a.rtype).into_owned()),
                         class: Some(dns::class_name(a.class).into_owned()),
                         ttl: Some(a.ttl),
-                        data: a.data.clone(),
+                        data: a.data.map(|d| r.text(d).to_string()),
                     })
                     .collect();
                 if !answers.is_empty() {
