@@ -41,7 +41,9 @@ pub struct Session {
 pub enum Meta {
     Dns(dns::Transaction),
     Http(http::Transaction),
-    Tls(tls::Summary),
+    /// Boxed: a summary is larger than the other kinds (336 bytes) and rare; every `Meta` is
+    /// moved a few times on its way out.
+    Tls(Box<tls::Summary>),
     Ssh(SshFlow),
 }
 
@@ -290,7 +292,7 @@ impl Sessions {
                 flow.finish(&mut self.done.http);
                 self.done.to(view, out);
             }
-            App::Tls(flow) => out.push((view.clone(), Meta::Tls(flow.summary))),
+            App::Tls(flow) => out.push((view.clone(), Meta::Tls(Box::new(flow.summary)))),
             App::Ssh(flow) => {
                 if flow.client.is_some() || flow.server.is_some() {
                     out.push((view.clone(), Meta::Ssh(flow)));
