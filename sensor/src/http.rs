@@ -262,7 +262,8 @@ fn valid_method(m: &str) -> bool {
 }
 
 fn take_line(buf: &[u8]) -> Option<(&[u8], usize)> {
-    let end = buf.iter().position(|&c| c == b'\n')?;
+    // SIMD search: a byte loop here was half of the request parser's samples.
+    let end = memchr::memchr(b'\n', buf)?;
     let line = &buf[..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some((line, end + 1))
@@ -630,7 +631,7 @@ enum HeaderName {
 
 /// A header line's name and value: the bytes before and after its first colon.
 fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = line.iter().position(|&b| b == b':')?;
+    let colon = memchr::memchr(b':', line)?;
     Some((&line[..colon], &line[colon + 1..]))
 }
 
