@@ -364,36 +364,55 @@ impl<D: Digest> HashedText<D> {
         self.len += bytes.len();
     }
 
-    /// `items` in decimal, `sep` between them.
+    /// Room for `n` more bytes in the buffer (`n` at most its size).
+    fn room(&mut self, n: usize) {
+        if self.len + n > self.buf.len() {
+            self.digest.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+
+    /// `items` in decimal, `sep` between them. Each item's bytes are written in place: a
+    /// `copy_from_slice` of a few bytes is a `memcpy` call.
     fn decimals(&mut self, items: impl Iterator<Item = u16>, sep: u8) {
         for (n, item) in items.enumerate() {
+            // A separator and at most 5 digits.
+            self.room(6);
             if n > 0 {
-                self.put(&[sep]);
+                self.buf[self.len] = sep;
+                self.len += 1;
             }
-            let mut digits = [0u8; 5];
-            let mut at = digits.len();
+            let digits = if item >= 10_000 {
+                5
+            } else if item >= 1_000 {
+                4
+            } else if item >= 100 {
+                3
+            } else if item >= 10 {
+                2
+            } else {
+                1
+            };
             let mut v = item;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (v % 10) as u8;
+            for at in (self.len..self.len + digits).rev() {
+                self.buf[at] = b'0' + (v % 10) as u8;
                 v /= 10;
-                if v == 0 {
-                    break;
-                }
             }
-            self.put(&digits[at..]);
+            self.len += digits;
         }
     }
 
     /// `items` as four hex digits each (`{:04x}`), `,` between them.
     fn hex_list(&mut self, items: &[u16]) {
         for (n, item) in items.iter().enumerate() {
+            self.room(5);
             if n > 0 {
-                self.put(b",");
+                self.buf[self.len] = b',';
+                self.len += 1;
             }
-            let mut digits = [0u8; 4];
-            hex_into(&item.to_be_bytes(), &mut digits);
-            self.put(&digits);
+            let at = self.len;
+            hex_into(&item.to_be_bytes(), &mut self.buf[at..at + 4]);
+            self.len += 4;
         }
     }
 
