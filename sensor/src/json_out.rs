@@ -4,7 +4,7 @@
 //! give the same bytes as serde_json on `FlowRecord::to_event` and `session::to_event`;
 //! `tests/json_output.rs` checks that on every shared capture.
 
-use crate::flow::{FlowRecord, FlowView, Identity};
+use crate::flow::{EndReason, FlowRecord, FlowView, History, Identity};
 use crate::packets::EventSink;
 use crate::session::Meta;
 use crate::{dns, http, tls};
@@ -177,8 +177,8 @@ fn flow_line(
     l.put(b",\"destination\":");
     l.endpoint(r.resp_ip, r.resp_port, r.resp_packets, r.resp_ip_bytes);
     l.put(b",\"network\":{\"transport\":");
-    match transport_str(r.proto) {
-        Some(name) => l.put(name),
+    match TRANSPORTS_PADDED.iter().find(|t| t.0 == r.proto) {
+        Some((_, name, len)) => l.put_padded(name, *len),
         None => {
             l.put(b"\"");
             l.u64(u64::from(r.proto));
@@ -203,7 +203,11 @@ fn flow_line(
     l.put(b"},\"flow\":{\"state\":\"");
     l.put(r.state.as_bytes());
     l.put(b"\",\"history\":\"");
-    l.put(r.history.as_str().as_bytes());
+    match &r.history {
+        // The inline letters copied whole (a fixed-size copy), the line cut at their length.
+        History::Inline { len, letters } => l.put_padded(letters, usize::from(*len)),
+        History::Heap(text) => l.put(text.as_bytes()),
+    }
     l.put(b"\",\"orig_payload_bytes\":");
     l.u64(r.orig_payload_bytes);
     l.put(b",\"resp_payload_bytes\":");
@@ -211,7 +215,12 @@ fn flow_line(
     l.put(b",\"missed_bytes\":");
     l.u64(r.missed_bytes);
     l.put(b",\"reason\":\"");
-    l.put(r.reason.as_str().as_bytes());
+    let (reason, len) = match r.reason {
+        EndReason::End => &REASONS_PADDED[0],
+        EndReason::Evicted => &REASONS_PADDED[1],
+        EndReason::Shutdown => &REASONS_PADDED[2],
+    };
+    l.put_padded(reason, *len);
     l.put(b"\"}");
     if let Some((t, c)) = r.icmp {
         l.put(b",\"icmp\":{\"type\":");
@@ -236,6 +245,15 @@ impl Line<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
         self.at += bytes.len();
+    }
+
+    /// The first `len` bytes of `bytes`, written with a copy of all `N` (a fixed-size copy is a
+    /// few moves; a copy of a few bytes of unknown length is a `memcpy` call). The caller's
+    /// bound leaves room past the line for the bytes beyond `len`, which later writes cover.
+    #[inline(always)]
+    fn put_padded<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
+        self.buf[self.at..self.at + N].copy_from_slice(bytes);
+        self.at += len.min(N);
     }
 
     /// Decimal digits, written in place (as itoa, without the copy).
@@ -297,6 +315,28 @@ impl Line<'_> {
         }
     }
 }
+
+/// A short constant in a 16-byte array (at compile time), for [`Line::put_padded`].
+const fn padded(text: &[u8]) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < text.len() {
+        out[i] = text[i];
+        i += 1;
+    }
+    (out, text.len())
+}
+
+/// [`transport_str`]'s names, padded (a unit test keeps the two in step).
+const TRANSPORTS_PADDED: [(u8, [u8; 16], usize); 4] = {
+    let (tcp, udp, icmp, icmp6) =
+        (padded(b"\"tcp\""), padded(b"\"udp\""), padded(b"\"icmp\""), padded(b"\"ipv6-icmp\""));
+    [(6, tcp.0, tcp.1), (17, udp.0, udp.1), (1, icmp.0, icmp.1), (58, icmp6.0, icmp6.1)]
+};
+
+/// `EndReason::as_str` of End, Evicted and Shutdown, padded (a unit test keeps them in step).
+const REASONS_PADDED: [([u8; 16], usize); 3] =
+    [padded(b"end"), padded(b"evicted"), padded(b"shutdown")];
 
 /// Per octet value: its decimal digits followed by a dot, padded to 4 bytes, and how many of
 /// those bytes count (2 to 4).
@@ -697,6 +737,21 @@ mod tests {
 
     /// The fast writer gives the general writer's bytes, up to its bound on the variable parts
     /// (longest addresses and numbers, every optional member).
+    #[test]
+    fn padded_names_equal_their_sources() {
+        for proto in 0..=255u8 {
+            let padded = TRANSPORTS_PADDED.iter().find(|t| t.0 == proto);
+            let padded = padded.map(|(_, name, len)| &name[..*len]);
+            assert_eq!(padded, transport_str(proto), "proto {proto}");
+        }
+        for (i, reason) in
+            [EndReason::End, EndReason::Evicted, EndReason::Shutdown].iter().enumerate()
+        {
+            let (name, len) = &REASONS_PADDED[i];
+            assert_eq!(&name[..*len], reason.as_str().as_bytes());
+        }
+    }
+
     #[test]
     fn fast_flow_line_equals_the_general_writer_at_its_bounds() {
         let who = Identity {
