@@ -22,18 +22,96 @@ pub struct Transaction {
     /// The method and the versions are nearly always one of a few: those are borrowed, not
     /// copied ([`token`]).
     pub method: Option<Cow<'static, str>>,
-    pub uri: Option<String>,
+    /// Where the URI and the kept header values lie in `text` ([`Transaction::uri`], ...).
+    uri: Option<Span>,
     /// Version of the request line ("1.1"; "0.9" for a request line without one).
     pub request_version: Option<Cow<'static, str>>,
-    pub host: Option<String>,
-    pub user_agent: Option<String>,
-    pub referrer: Option<String>,
+    host: Option<Span>,
+    user_agent: Option<Span>,
+    referrer: Option<Span>,
+    /// The URI and the kept header values, one after another: one allocation per transaction
+    /// instead of one per field.
+    text: String,
     pub request_body_bytes: u64,
     /// The first `REQUEST_BODY_KEPT` bytes of a textual request body (empty otherwise).
     pub request_body: Vec<u8>,
     pub status_code: Option<u16>,
     pub response_version: Option<Cow<'static, str>>,
     pub response_body_bytes: u64,
+}
+
+/// Where a field lies in its transaction's `text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// Room reserved for a transaction's text at its first field (a URI, Host and User-Agent
+/// usually fit).
+const TEXT_RESERVED: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Uri,
+    Host,
+    UserAgent,
+    Referrer,
+}
+
+impl Transaction {
+    pub fn uri(&self) -> Option<&str> {
+        self.field(self.uri)
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.field(self.host)
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.field(self.user_agent)
+    }
+
+    pub fn referrer(&self) -> Option<&str> {
+        self.field(self.referrer)
+    }
+
+    fn field(&self, span: Option<Span>) -> Option<&str> {
+        span.map(|s| self.text.get(s.start as usize..s.end as usize).unwrap_or_default())
+    }
+
+    /// Set `field` to `value` (a repeated header replaces the earlier value, as before).
+    fn set(&mut self, field: Field, value: &str) {
+        // A value replaced leaves its bytes behind: past the header cap, only the live values
+        // are kept, so repeated headers cannot grow the text without bound.
+        if self.text.len() + value.len() > MAX_HEADER_BYTES {
+            self.compact();
+        }
+        if self.text.capacity() == 0 {
+            self.text.reserve(TEXT_RESERVED.max(value.len()));
+        }
+        let start = self.text.len() as u32;
+        self.text.push_str(value);
+        let span = Some(Span { start, end: self.text.len() as u32 });
+        match field {
+            Field::Uri => self.uri = span,
+            Field::Host => self.host = span,
+            Field::UserAgent => self.user_agent = span,
+            Field::Referrer => self.referrer = span,
+        }
+    }
+
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.text);
+        for span in [&mut self.uri, &mut self.host, &mut self.user_agent, &mut self.referrer]
+            .into_iter()
+            .flatten()
+        {
+            let start = self.text.len() as u32;
+            self.text.push_str(old.get(span.start as usize..span.end as usize).unwrap_or_default());
+            *span = Span { start, end: self.text.len() as u32 };
+        }
+    }
 }
 
 /// Methods and versions borrowed by [`token`].
@@ -411,17 +489,17 @@ impl HttpFlow {
                     tx.method = Some(token(method, COMMON_METHODS));
                     if let Some(version) = target.strip_prefix("HTTP/") {
                         // No request target at all.
-                        tx.uri = Some(String::new());
+                        tx.set(Field::Uri, "");
                         tx.request_version = Some(token(version, COMMON_VERSIONS));
                     } else {
                         match target.rsplit_once(' ') {
                             Some((uri, version)) if version.starts_with("HTTP/") => {
-                                tx.uri = Some(uri.trim().to_string());
+                                tx.set(Field::Uri, uri.trim());
                                 tx.request_version = Some(token(&version[5..], COMMON_VERSIONS));
                             }
                             _ => {
                                 // HTTP/0.9: no version, and the reply is a bare body.
-                                tx.uri = Some(target.to_string());
+                                tx.set(Field::Uri, target);
                                 tx.request_version = Some(Cow::Borrowed("0.9"));
                             }
                         }
@@ -458,9 +536,9 @@ impl HttpFlow {
                     if let Some(tx) = self.pending.back_mut() {
                         // Only the values kept are copied.
                         match name {
-                            HeaderName::Host => tx.host = Some(value.to_string()),
-                            HeaderName::UserAgent => tx.user_agent = Some(value.to_string()),
-                            HeaderName::Referer => tx.referrer = Some(value.to_string()),
+                            HeaderName::Host => tx.set(Field::Host, value),
+                            HeaderName::UserAgent => tx.set(Field::UserAgent, value),
+                            HeaderName::Referer => tx.set(Field::Referrer, value),
                             _ => {}
                         }
                     }
@@ -810,11 +888,11 @@ mod tests {
         flow.finish(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].method.as_deref(), Some("GET"));
-        assert_eq!(out[0].host.as_deref(), Some("example.com"));
-        assert_eq!(out[0].user_agent.as_deref(), Some("t/1"));
-        assert_eq!(out[0].referrer.as_deref(), Some("http://r/"));
+        assert_eq!(out[0].host(), Some("example.com"));
+        assert_eq!(out[0].user_agent(), Some("t/1"));
+        assert_eq!(out[0].referrer(), Some("http://r/"));
         assert_eq!((out[0].status_code, out[0].response_body_bytes), (Some(200), 3));
-        assert_eq!(out[1].uri.as_deref(), Some("/b"));
+        assert_eq!(out[1].uri(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
     }
@@ -853,6 +931,28 @@ mod tests {
             proptest::prop_assert_eq!(expected.len(), 2);
             proptest::prop_assert_eq!(out, expected);
         }
+    }
+
+    #[test]
+    fn repeated_headers_keep_the_last_value_in_bounded_text() {
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"GET /x HTTP/1.1\r\nUser-Agent: ua\r\n", &mut out);
+        let value = "h".repeat(1000);
+        for i in 0..200 {
+            let line = format!("Host: {value}{i}\r\n");
+            flow.request_data(1, line.as_bytes(), &mut out);
+        }
+        flow.request_data(1, b"\r\n", &mut out);
+        flow.finish(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].host(), Some(format!("{value}199").as_str()));
+        assert_eq!(
+            (out[0].uri(), out[0].user_agent(), out[0].referrer()),
+            (Some("/x"), Some("ua"), None)
+        );
+        // 200 values of ~1 KB were set; the text holds the live ones, not all of them.
+        assert!(out[0].text.len() <= MAX_HEADER_BYTES + 2000, "{}", out[0].text.len());
     }
 
     #[test]
@@ -927,7 +1027,7 @@ mod tests {
                 flow.finish(&mut out);
                 assert_eq!(out.len(), 1);
                 let kept = &out[0].request_body;
-                match out[0].uri.as_deref() {
+                match out[0].uri() {
                     Some("/login") => assert_eq!(kept, b"user=admin'--&password=x&a="),
                     Some("/api") => assert_eq!(kept, br#"{"a":1}"#),
                     Some("/up") => assert!(kept.is_empty()),

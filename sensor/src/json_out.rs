@@ -628,7 +628,9 @@ fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
     if let Some(method) = t.method.as_deref() {
         req.str("method", method);
     }
-    req.opt_str("referrer", &t.referrer);
+    if let Some(referrer) = t.referrer() {
+        req.str("referrer", referrer);
+    }
     let mut body = req.obj("body");
     body.u64("bytes", t.request_body_bytes);
     if !t.request_body.is_empty() {
@@ -644,10 +646,14 @@ fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
     resp.end();
     h.end();
     let mut url = o.obj("url");
-    url.opt_str("domain", &t.host);
-    url.opt_str("original", &t.uri);
+    if let Some(host) = t.host() {
+        url.str("domain", host);
+    }
+    if let Some(uri) = t.uri() {
+        url.str("original", uri);
+    }
     url.end();
-    if let Some(agent) = &t.user_agent {
+    if let Some(agent) = t.user_agent() {
         let mut u = o.obj("user_agent");
         u.str("original", agent);
         u.end();

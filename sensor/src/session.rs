@@ -521,7 +521,7 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     .map(str::to_string),
                 request: Some(HttpRequest {
                     method: t.method.as_deref().map(str::to_string),
-                    referrer: t.referrer.clone(),
+                    referrer: t.referrer().map(str::to_string),
                     body: Some(Body {
                         bytes: t.request_body_bytes,
                         content: http::body_text(&t.request_body),
@@ -532,8 +532,12 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     body: Some(Body { bytes: t.response_body_bytes, content: None }),
                 }),
             });
-            event.url = Some(Url { domain: t.host.clone(), original: t.uri.clone() });
-            event.user_agent = t.user_agent.clone().map(|original| UserAgent { original });
+            event.url = Some(Url {
+                domain: t.host().map(str::to_string),
+                original: t.uri().map(str::to_string),
+            });
+            event.user_agent =
+                t.user_agent().map(|original| UserAgent { original: original.to_string() });
         }
         Meta::Tls(t) => {
             let client = t.client_hello.as_ref();
