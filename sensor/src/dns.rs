@@ -14,21 +14,28 @@ pub enum DnsError {
     BadName,
 }
 
+/// Where a name or a record's text lies in its message's [`Message::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {
-    pub name: String,
+    pub name: Span,
     pub qtype: u16,
     pub qclass: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub name: String,
+    pub name: Span,
     pub rtype: u16,
     pub class: u16,
     pub ttl: u32,
     /// The record's data as Zeek's dns.log shows it; None for types Zeek does not print.
-    pub data: Option<String>,
+    pub data: Option<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +53,22 @@ pub struct Message {
     pub questions: Vec<Question>,
     /// The answer section only (as Zeek's `answers`).
     pub answers: Vec<Answer>,
+    /// The questions' and answers' names and record texts, one after another: one allocation
+    /// per message instead of one per name and per record.
+    text: String,
+}
+
+impl Message {
+    /// The text of a name or record of this message.
+    pub fn text(&self, span: Span) -> &str {
+        self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
+    }
+}
+
+/// The text appended to `text` since it was `start` bytes long. A message's text is far below
+/// 4 GiB (at most 128 records of at most a few KiB), so the offsets fit `u32`.
+fn span_from(text: &str, start: usize) -> Span {
+    Span { start: start as u32, end: text.len() as u32 }
 }
 
 /// Most questions and answers kept from one message; the rest are skipped.
@@ -70,30 +93,43 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
     let qd = usize::from(u16_at(msg, 4)?);
     let an = usize::from(u16_at(msg, 6)?);
     let mut pos = 12;
+    let mut text = String::with_capacity(256);
     let mut questions = Vec::new();
     for _ in 0..qd {
-        let (name, next) = read_name(msg, pos)?;
+        let start = text.len();
+        let next = read_name(msg, pos, &mut text)?;
         let qtype = u16_at(msg, next)?;
         let qclass = u16_at(msg, next + 2)?;
         pos = next + 4;
         if questions.len() < MAX_RECORDS {
-            let name = if netbios { decode_netbios(&name) } else { name };
-            questions.push(Question { name, qtype, qclass });
+            if netbios {
+                let decoded = decode_netbios(&text[start..]);
+                text.truncate(start);
+                text.push_str(&decoded);
+            }
+            questions.push(Question { name: span_from(&text, start), qtype, qclass });
+        } else {
+            // Read to find where the next record starts, not kept.
+            text.truncate(start);
         }
     }
     let mut answers = Vec::new();
     for _ in 0..an {
-        let (name, next) = read_name(msg, pos)?;
+        let start = text.len();
+        let next = read_name(msg, pos, &mut text)?;
         let rtype = u16_at(msg, next)?;
         let class = u16_at(msg, next + 2)?;
         let ttl = u32_at(msg, next + 4)?;
         let rdlen = usize::from(u16_at(msg, next + 8)?);
-        let start = next + 10;
-        let rdata = msg.get(start..start + rdlen).ok_or(DnsError::Truncated)?;
-        pos = start + rdlen;
+        let rdata_at = next + 10;
+        let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated)?;
+        pos = rdata_at + rdlen;
         if answers.len() < MAX_RECORDS {
-            let data = rdata_text(msg, start, rdata, rtype)?;
+            let name = span_from(&text, start);
+            let data = rdata_text(msg, rdata_at, rdata, rtype, &mut text)?;
             answers.push(Answer { name, rtype, class, ttl, data });
+        } else {
+            text.truncate(start);
         }
     }
     Ok(Message {
@@ -109,13 +145,13 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
         rcode: (flags & 0xf) as u8,
         questions,
         answers,
+        text,
     })
 }
 
-/// A possibly compressed name at `pos`; returns the name and the position after it.
-fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
-    // One allocation for nearly every name (instead of growing label by label).
-    let mut name = String::with_capacity(64);
+/// A possibly compressed name at `pos`, appended to `name`; returns the position after it.
+fn read_name(msg: &[u8], mut pos: usize, name: &mut String) -> Result<usize, DnsError> {
+    let start = name.len();
     let mut end = None;
     let mut pointers = 0;
     loop {
@@ -123,11 +159,11 @@ fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
-                    return Ok((name, end.unwrap_or(pos + 1)));
+                    return Ok(end.unwrap_or(pos + 1));
                 }
                 let label =
                     msg.get(pos + 1..pos + 1 + usize::from(len)).ok_or(DnsError::Truncated)?;
-                if !name.is_empty() {
+                if name.len() > start {
                     name.push('.');
                 }
                 name.reserve(label.len());
@@ -143,7 +179,7 @@ fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
                         name.push(char::from(HEX[usize::from(c & 0xf)]));
                     }
                 }
-                if name.len() > 1024 {
+                if name.len() - start > 1024 {
                     return Err(DnsError::BadName);
                 }
                 pos += 1 + usize::from(len);
@@ -180,27 +216,39 @@ fn decode_netbios(name: &str) -> String {
     }
 }
 
+/// The record's data as Zeek prints it, appended to `text`; None (nothing appended) for types
+/// Zeek does not print.
 fn rdata_text(
     msg: &[u8],
     start: usize,
     rdata: &[u8],
     rtype: u16,
-) -> Result<Option<String>, DnsError> {
-    let text = match rtype {
+    text: &mut String,
+) -> Result<Option<Span>, DnsError> {
+    let from = text.len();
+    match rtype {
         1 => {
             let a: [u8; 4] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
-            ipv4_text(a)
+            ipv4_text(a, text);
         }
         28 => {
+            use std::fmt::Write;
             let a: [u8; 16] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
-            Ipv6Addr::from(a).to_string()
+            let _ = write!(text, "{}", Ipv6Addr::from(a));
         }
-        2 | 5 | 12 | 39 => read_name(msg, start)?.0,
-        6 => read_name(msg, start)?.0,
-        15 => read_name(msg, start + 2)?.0,
-        33 => read_name(msg, start + 6)?.0,
+        2 | 5 | 12 | 39 => {
+            read_name(msg, start, text)?;
+        }
+        6 => {
+            read_name(msg, start, text)?;
+        }
+        15 => {
+            read_name(msg, start + 2, text)?;
+        }
+        33 => {
+            read_name(msg, start + 6, text)?;
+        }
         16 | 99 => {
-            let mut text = String::new();
             let mut i = 0;
             while i < rdata.len() {
                 let n = usize::from(rdata[i]);
@@ -208,22 +256,26 @@ fn rdata_text(
                 text.push_str(&String::from_utf8_lossy(s));
                 i += 1 + n;
             }
-            text
         }
         46 => {
             // RRSIG: Zeek prints the covered type number and the signer's name.
+            use std::fmt::Write;
             let covered = u16_at(rdata, 0)?;
-            let signer = read_name(msg, start + 18)?.0;
-            format!("RRSIG {covered} {}", if signer.is_empty() { "<Root>" } else { &signer })
+            let _ = write!(text, "RRSIG {covered} ");
+            let signer_at = text.len();
+            read_name(msg, start + 18, text)?;
+            if text.len() == signer_at {
+                text.push_str("<Root>");
+            }
         }
         _ => return Ok(None),
-    };
-    Ok(Some(text))
+    }
+    Ok(Some(span_from(text, from)))
 }
 
-/// An IPv4 address in dotted-quad form (as `Ipv4Addr`'s `Display`, without the formatter).
-fn ipv4_text(octets: [u8; 4]) -> String {
-    let mut text = String::with_capacity(15);
+/// An IPv4 address in dotted-quad form (as `Ipv4Addr`'s `Display`, without the formatter),
+/// appended to `text`.
+fn ipv4_text(octets: [u8; 4], text: &mut String) {
     for (i, octet) in octets.into_iter().enumerate() {
         if i > 0 {
             text.push('.');
@@ -236,7 +288,6 @@ fn ipv4_text(octets: [u8; 4]) -> String {
         }
         text.push(char::from(b'0' + octet % 10));
     }
-    text
 }
 
 /// Query type names as Zeek's `DNS::query_types` prints them.
@@ -392,7 +443,9 @@ mod tests {
         for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
             for b in [0u8, 7, 42, 250] {
                 let octets = [a, b, a ^ b, b.wrapping_add(a)];
-                assert_eq!(ipv4_text(octets), std::net::Ipv4Addr::from(octets).to_string());
+                let mut text = String::from("x");
+                ipv4_text(octets, &mut text);
+                assert_eq!(text[1..], std::net::Ipv4Addr::from(octets).to_string());
             }
         }
     }
@@ -401,7 +454,8 @@ mod tests {
     fn name_bytes_outside_printable_ascii_are_escaped_as_zeek_does() {
         // Labels "A\x01b" and "\xab c" (a space stays), then the root.
         let msg = [3, b'A', 1, b'b', 3, 0xab, b' ', b'c', 0];
-        let (name, end) = read_name(&msg, 0).expect("name");
+        let mut name = String::new();
+        let end = read_name(&msg, 0, &mut name).expect("name");
         assert_eq!(name, "a\\x01b.\\xab c");
         assert_eq!(end, msg.len());
     }
@@ -422,11 +476,46 @@ mod tests {
         let m = parse(RESPONSE, false).expect("parses");
         assert_eq!(m.id, 0x1234);
         assert!(m.response && m.rd && m.ra && !m.aa);
-        assert_eq!(m.questions[0], Question { name: "example.com".into(), qtype: 1, qclass: 1 });
-        assert_eq!(m.answers[0].data.as_deref(), Some("93.184.216.34"));
+        let q = &m.questions[0];
+        assert_eq!((m.text(q.name), q.qtype, q.qclass), ("example.com", 1, 1));
+        assert_eq!(m.answers[0].data.map(|d| m.text(d)), Some("93.184.216.34"));
+        assert_eq!(m.text(m.answers[0].name), "example.com");
         assert_eq!(m.answers[0].ttl, 3600);
-        assert_eq!(m.answers[1].data.as_deref(), Some("hiyo"));
+        assert_eq!(m.answers[1].data.map(|d| m.text(d)), Some("hiyo"));
         assert_eq!(type_name(m.answers[1].rtype), "TXT");
+    }
+
+    #[test]
+    fn records_past_the_cap_are_read_but_not_kept() {
+        // 70 questions "qN.example", then 70 A answers pointing at the first question's name.
+        let n = MAX_RECORDS + 6;
+        let mut msg = vec![0, 7, 0x81, 0x80, 0, n as u8, 0, n as u8, 0, 0, 0, 0];
+        for i in 0..n {
+            let label = format!("q{i}");
+            msg.push(label.len() as u8);
+            msg.extend_from_slice(label.as_bytes());
+            msg.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
+        }
+        for i in 0..n {
+            msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, i as u8]);
+        }
+        let m = parse(&msg, false).expect("parses");
+        assert_eq!((m.questions.len(), m.answers.len()), (MAX_RECORDS, MAX_RECORDS));
+        let last_q = &m.questions[MAX_RECORDS - 1];
+        assert_eq!(m.text(last_q.name), format!("q{}.example", MAX_RECORDS - 1));
+        let last_a = &m.answers[MAX_RECORDS - 1];
+        assert_eq!(m.text(last_a.name), "q0.example");
+        assert_eq!(
+            last_a.data.map(|d| m.text(d)),
+            Some(format!("10.0.0.{}", MAX_RECORDS - 1).as_str())
+        );
+        // Only what is kept takes room in the text.
+        let kept: usize = m.questions.iter().map(|q| m.text(q.name).len()).sum::<usize>()
+            + m.answers
+                .iter()
+                .map(|a| m.text(a.name).len() + a.data.map_or(0, |d| m.text(d).len()))
+                .sum::<usize>();
+        assert_eq!(m.text.len(), kept);
     }
 
     #[test]

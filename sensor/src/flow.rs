@@ -463,8 +463,9 @@ pub struct FlowTable {
     /// When each slot's flow must next be looked at: a sweep visits only the flows that may be
     /// due, not the whole table.
     timers: Timers,
-    /// Scratch list of the flows a sweep looks at.
+    /// Scratch lists of the flows a sweep looks at, and of those it found due.
     candidates: Vec<u32>,
+    due: Vec<u32>,
     free: Vec<u32>,
     last_sweep_ns: i64,
     pub stats: FlowStats,
@@ -479,6 +480,7 @@ impl FlowTable {
             slots: Vec::new(),
             timers: Timers::default(),
             candidates: Vec::new(),
+            due: Vec::new(),
             free: Vec::new(),
             last_sweep_ns: i64::MIN,
             stats: FlowStats::default(),
@@ -608,27 +610,28 @@ impl FlowTable {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         self.timers.take_due(now_ns, &mut candidates);
-        let mut done = Vec::new();
+        let mut done = std::mem::take(&mut self.due);
+        done.clear();
         for &i in &candidates {
-            let i = i as usize;
-            let slot = &self.slots[i];
+            let slot = &self.slots[i as usize];
             let Some(flow) = slot.flow.as_ref() else { continue };
             if is_due(&self.config, &slot.head.key, flow, now_ns) {
                 done.push(i);
             } else {
                 // Its deadline moved on since it was scheduled: look again then.
                 let wake = wake_time(&self.config, slot.head.key.proto, flow);
-                self.timers.schedule(i, wake.max(now_ns.saturating_add(1)));
+                self.timers.schedule(i as usize, wake.max(now_ns.saturating_add(1)));
             }
         }
         self.candidates = candidates;
         // Slot order, as a sweep over the whole table would write them.
         done.sort_unstable();
-        for i in done {
-            if let Some(finished) = self.remove(i, EndReason::End) {
+        for &i in &done {
+            if let Some(finished) = self.remove(i as usize, EndReason::End) {
                 out.push(finished);
             }
         }
+        self.due = done;
     }
 
     /// Write every flow still open (the input ended), one at a time to `emit`, by start time.

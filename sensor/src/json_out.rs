@@ -4,7 +4,7 @@
 //! give the same bytes as serde_json on `FlowRecord::to_event` and `session::to_event`;
 //! `tests/json_output.rs` checks that on every shared capture.
 
-use crate::flow::{FlowRecord, FlowView, Identity};
+use crate::flow::{EndReason, FlowRecord, FlowView, History, Identity};
 use crate::packets::EventSink;
 use crate::session::Meta;
 use crate::{dns, http, tls};
@@ -177,8 +177,8 @@ fn flow_line(
     l.put(b",\"destination\":");
     l.endpoint(r.resp_ip, r.resp_port, r.resp_packets, r.resp_ip_bytes);
     l.put(b",\"network\":{\"transport\":");
-    match transport_str(r.proto) {
-        Some(name) => l.put(name),
+    match TRANSPORTS_PADDED.iter().find(|t| t.0 == r.proto) {
+        Some((_, name, len)) => l.put_padded(name, *len),
         None => {
             l.put(b"\"");
             l.u64(u64::from(r.proto));
@@ -203,7 +203,11 @@ fn flow_line(
     l.put(b"},\"flow\":{\"state\":\"");
     l.put(r.state.as_bytes());
     l.put(b"\",\"history\":\"");
-    l.put(r.history.as_str().as_bytes());
+    match &r.history {
+        // The inline letters copied whole (a fixed-size copy), the line cut at their length.
+        History::Inline { len, letters } => l.put_padded(letters, usize::from(*len)),
+        History::Heap(text) => l.put(text.as_bytes()),
+    }
     l.put(b"\",\"orig_payload_bytes\":");
     l.u64(r.orig_payload_bytes);
     l.put(b",\"resp_payload_bytes\":");
@@ -211,7 +215,12 @@ fn flow_line(
     l.put(b",\"missed_bytes\":");
     l.u64(r.missed_bytes);
     l.put(b",\"reason\":\"");
-    l.put(r.reason.as_str().as_bytes());
+    let (reason, len) = match r.reason {
+        EndReason::End => &REASONS_PADDED[0],
+        EndReason::Evicted => &REASONS_PADDED[1],
+        EndReason::Shutdown => &REASONS_PADDED[2],
+    };
+    l.put_padded(reason, *len);
     l.put(b"\"}");
     if let Some((t, c)) = r.icmp {
         l.put(b",\"icmp\":{\"type\":");
@@ -236,6 +245,15 @@ impl Line<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
         self.at += bytes.len();
+    }
+
+    /// The first `len` bytes of `bytes`, written with a copy of all `N` (a fixed-size copy is a
+    /// few moves; a copy of a few bytes of unknown length is a `memcpy` call). The caller's
+    /// bound leaves room past the line for the bytes beyond `len`, which later writes cover.
+    #[inline(always)]
+    fn put_padded<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
+        self.buf[self.at..self.at + N].copy_from_slice(bytes);
+        self.at += len.min(N);
     }
 
     /// Decimal digits, written in place (as itoa, without the copy).
@@ -297,6 +315,28 @@ impl Line<'_> {
         }
     }
 }
+
+/// A short constant in a 16-byte array (at compile time), for [`Line::put_padded`].
+const fn padded(text: &[u8]) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < text.len() {
+        out[i] = text[i];
+        i += 1;
+    }
+    (out, text.len())
+}
+
+/// [`transport_str`]'s names, padded (a unit test keeps the two in step).
+const TRANSPORTS_PADDED: [(u8, [u8; 16], usize); 4] = {
+    let (tcp, udp, icmp, icmp6) =
+        (padded(b"\"tcp\""), padded(b"\"udp\""), padded(b"\"icmp\""), padded(b"\"ipv6-icmp\""));
+    [(6, tcp.0, tcp.1), (17, udp.0, udp.1), (1, icmp.0, icmp.1), (58, icmp6.0, icmp6.1)]
+};
+
+/// `EndReason::as_str` of End, Evicted and Shutdown, padded (a unit test keeps them in step).
+const REASONS_PADDED: [([u8; 16], usize); 3] =
+    [padded(b"end"), padded(b"evicted"), padded(b"shutdown")];
 
 /// Per octet value: its decimal digits followed by a dot, padded to 4 bytes, and how many of
 /// those bytes count (2 to 4).
@@ -511,18 +551,20 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
     }
     // As `to_event`: the question's name from the query (or the lone response), its type and
     // class only from a query; without a question, the first answer's name.
-    let question = t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first());
-    if let Some(q) = question {
+    let question =
+        t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first().map(|q| (m, q)));
+    if let Some((m, q)) = question {
         let mut qo = d.obj("question");
-        qo.str("name", &q.name);
+        qo.str("name", m.text(q.name));
         if t.query.is_some() {
             qo.str("type", &dns::type_name(q.qtype));
             qo.str("class", &dns::class_name(q.qclass));
         }
         qo.end();
-    } else if let Some(a) = t.response.as_ref().and_then(|r| r.answers.first()) {
+    } else if let Some((r, a)) = t.response.as_ref().and_then(|r| r.answers.first().map(|a| (r, a)))
+    {
         let mut qo = d.obj("question");
-        qo.str("name", &a.name);
+        qo.str("name", r.text(a.name));
         qo.end();
     }
     if let Some(r) = &t.response {
@@ -560,11 +602,13 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
                     b.push(b',');
                 }
                 let mut ao = Obj::begin(b);
-                ao.str("name", &a.name);
+                ao.str("name", r.text(a.name));
                 ao.str("type", &dns::type_name(a.rtype));
                 ao.str("class", &dns::class_name(a.class));
                 ao.u64("ttl", u64::from(a.ttl));
-                ao.opt_str("data", &a.data);
+                if let Some(data) = a.data {
+                    ao.str("data", r.text(data));
+                }
                 ao.end();
             }
             b.push(b']');
@@ -577,13 +621,16 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
 /// `http`, `url` and `user_agent` of `session::to_event`.
 fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
     let mut h = o.obj("http");
-    h.opt_str(
-        "version",
-        if t.response_version.is_some() { &t.response_version } else { &t.request_version },
-    );
+    if let Some(version) = t.response_version.as_deref().or(t.request_version.as_deref()) {
+        h.str("version", version);
+    }
     let mut req = h.obj("request");
-    req.opt_str("method", &t.method);
-    req.opt_str("referrer", &t.referrer);
+    if let Some(method) = t.method.as_deref() {
+        req.str("method", method);
+    }
+    if let Some(referrer) = t.referrer() {
+        req.str("referrer", referrer);
+    }
     let mut body = req.obj("body");
     body.u64("bytes", t.request_body_bytes);
     if !t.request_body.is_empty() {
@@ -599,10 +646,14 @@ fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
     resp.end();
     h.end();
     let mut url = o.obj("url");
-    url.opt_str("domain", &t.host);
-    url.opt_str("original", &t.uri);
+    if let Some(host) = t.host() {
+        url.str("domain", host);
+    }
+    if let Some(uri) = t.uri() {
+        url.str("original", uri);
+    }
     url.end();
-    if let Some(agent) = &t.user_agent {
+    if let Some(agent) = t.user_agent() {
         let mut u = o.obj("user_agent");
         u.str("original", agent);
         u.end();
@@ -614,7 +665,7 @@ fn write_tls(mut o: Obj<'_>, t: &tls::Summary) {
     let client = t.client_hello.as_ref();
     let server = t.server_hello.as_ref();
     let version = server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
-    if let Some(v) = &version {
+    if let Some(v) = version {
         o.str("version", v);
         o.str("version_protocol", if v == "3.0" { "ssl" } else { "tls" });
     }
@@ -628,14 +679,14 @@ fn write_tls(mut o: Obj<'_>, t: &tls::Summary) {
     if let Some(c) = client {
         let mut co = o.obj("client");
         co.opt_str("server_name", &c.server_name);
-        co.str("ja3", &tls::ja3(c));
-        co.str("ja4", &tls::ja4(c));
+        co.str("ja3", tls::ja3(c).as_str());
+        co.str("ja4", tls::ja4(c).as_str());
         co.end();
     }
     if let Some(s) = server {
         let cert = t.server_certificate.as_ref();
         let mut so = o.obj("server");
-        so.str("ja3s", &tls::ja3s(s));
+        so.str("ja3s", tls::ja3s(s).as_str());
         if let Some(c) = cert {
             so.str("subject", &c.subject);
             so.str("issuer", &c.issuer);
@@ -692,6 +743,21 @@ mod tests {
 
     /// The fast writer gives the general writer's bytes, up to its bound on the variable parts
     /// (longest addresses and numbers, every optional member).
+    #[test]
+    fn padded_names_equal_their_sources() {
+        for proto in 0..=255u8 {
+            let padded = TRANSPORTS_PADDED.iter().find(|t| t.0 == proto);
+            let padded = padded.map(|(_, name, len)| &name[..*len]);
+            assert_eq!(padded, transport_str(proto), "proto {proto}");
+        }
+        for (i, reason) in
+            [EndReason::End, EndReason::Evicted, EndReason::Shutdown].iter().enumerate()
+        {
+            let (name, len) = &REASONS_PADDED[i];
+            assert_eq!(&name[..*len], reason.as_str().as_bytes());
+        }
+    }
+
     #[test]
     fn fast_flow_line_equals_the_general_writer_at_its_bounds() {
         let who = Identity {

@@ -41,7 +41,9 @@ pub struct Session {
 pub enum Meta {
     Dns(dns::Transaction),
     Http(http::Transaction),
-    Tls(tls::Summary),
+    /// Boxed: a summary is larger than the other kinds (336 bytes) and rare; every `Meta` is
+    /// moved a few times on its way out.
+    Tls(Box<tls::Summary>),
     Ssh(SshFlow),
 }
 
@@ -74,6 +76,23 @@ pub struct Sessions {
     max_sessions: usize,
     pub stats: SessionStats,
     scratch: Vec<u8>,
+    done: Done,
+}
+
+/// Transactions an analyser finished, before they are tagged with their flow: kept between
+/// packets, so that finishing one costs no allocation of its own.
+#[derive(Default)]
+struct Done {
+    dns: Vec<dns::Transaction>,
+    http: Vec<http::Transaction>,
+}
+
+impl Done {
+    /// Everything held, tagged with `view`, to `out`.
+    fn to(&mut self, view: &FlowView, out: &mut Vec<(FlowView, Meta)>) {
+        out.extend(self.dns.drain(..).map(|t| (view.clone(), Meta::Dns(t))));
+        out.extend(self.http.drain(..).map(|t| (view.clone(), Meta::Http(t))));
+    }
 }
 
 fn dns_port(port: u16) -> bool {
@@ -92,7 +111,13 @@ fn looks_like_http_request(data: &[u8]) -> bool {
 
 impl Sessions {
     pub fn new(max_sessions: usize) -> Sessions {
-        Sessions { live: 0, max_sessions, stats: SessionStats::default(), scratch: Vec::new() }
+        Sessions {
+            live: 0,
+            max_sessions,
+            stats: SessionStats::default(),
+            scratch: Vec::new(),
+            done: Done::default(),
+        }
     }
 
     /// One packet of the flow `view`, whose analysis state is `slot`; finished metadata goes to
@@ -221,10 +246,9 @@ impl Sessions {
             match dns::parse(p.payload, netbios) {
                 Ok(msg) => {
                     if let App::Dns(flow) = &mut session.app {
-                        let mut done = Vec::new();
-                        flow.message(ts_ns, msg, &mut done);
+                        flow.message(ts_ns, msg, &mut self.done.dns);
                         self.stats.buffer_full += std::mem::take(&mut flow.dropped);
-                        out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+                        self.done.to(view, out);
                     }
                 }
                 Err(_) => self.stats.parse_errors += 1,
@@ -233,18 +257,17 @@ impl Sessions {
         }
         let Some(tcp) = p.tcp else { return };
         let dir = usize::from(!view.from_orig);
-        self.scratch.clear();
-        let delivery = session.streams[dir].segment(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
+        let (data, delivery) =
+            session.streams[dir].segment_bytes(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
         if delivery.gap {
             // The out-of-order hold was full: a hole was skipped.
             self.stats.buffer_full += 1;
         }
-        if self.scratch.is_empty() && !delivery.gap {
+        if data.is_empty() && !delivery.gap {
             return;
         }
-        let data = std::mem::take(&mut self.scratch);
-        feed(session, view, &mut self.stats, ts_ns, view.from_orig, &data, delivery.gap, out);
-        self.scratch = data;
+        let (stats, done) = (&mut self.stats, &mut self.done);
+        feed(session, view, stats, done, ts_ns, view.from_orig, data, delivery.gap, out);
     }
 
     /// The flow `view` ended with analysis state `analysis`: flush whatever its analyser holds.
@@ -262,16 +285,14 @@ impl Sessions {
         };
         match session.app {
             App::Dns(mut flow) => {
-                let mut done = Vec::new();
-                flow.finish(&mut done);
-                out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+                flow.finish(&mut self.done.dns);
+                self.done.to(view, out);
             }
             App::Http(mut flow) => {
-                let mut done = Vec::new();
-                flow.finish(&mut done);
-                out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+                flow.finish(&mut self.done.http);
+                self.done.to(view, out);
             }
-            App::Tls(flow) => out.push((view.clone(), Meta::Tls(flow.summary))),
+            App::Tls(flow) => out.push((view.clone(), Meta::Tls(Box::new(flow.summary)))),
             App::Ssh(flow) => {
                 if flow.client.is_some() || flow.server.is_some() {
                     out.push((view.clone(), Meta::Ssh(flow)));
@@ -296,6 +317,7 @@ fn feed(
     s: &mut Session,
     view: &FlowView,
     stats: &mut SessionStats,
+    done: &mut Done,
     ts_ns: i64,
     from_orig: bool,
     data: &[u8],
@@ -324,9 +346,8 @@ fn feed(
     // A plaintext protocol that upgrades (STARTTLS): a ClientHello from the client starts TLS.
     if from_orig && !matches!(s.app, App::Tls(_) | App::Dns(_)) && tls::looks_like_tls(data) {
         if let App::Http(flow) = &mut s.app {
-            let mut done = Vec::new();
-            flow.finish(&mut done);
-            out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+            flow.finish(&mut done.http);
+            done.to(view, out);
         }
         s.app = App::Tls(TlsFlow::new(ts_ns));
     }
@@ -344,10 +365,9 @@ fn feed(
                 let Some(msg) = buf.get(pos + 2..pos + 2 + len) else { break };
                 match dns::parse(msg, false) {
                     Ok(m) => {
-                        let mut done = Vec::new();
-                        flow.message(ts_ns, m, &mut done);
+                        flow.message(ts_ns, m, &mut done.dns);
                         stats.buffer_full += std::mem::take(&mut flow.dropped);
-                        out.extend(done.into_iter().map(|t| (view.clone(), Meta::Dns(t))));
+                        done.to(view, out);
                     }
                     Err(_) => stats.parse_errors += 1,
                 }
@@ -359,17 +379,16 @@ fn feed(
             if gap {
                 flow.gap(from_orig);
             }
-            let mut done = Vec::new();
             if from_orig {
-                flow.request_data(ts_ns, data, &mut done);
+                flow.request_data(ts_ns, data, &mut done.http);
             } else {
-                flow.response_data(data, &mut done);
+                flow.response_data(data, &mut done.http);
             }
             if flow.overflowed {
                 stats.buffer_full += 1;
                 flow.overflowed = false;
             }
-            out.extend(done.into_iter().map(|t| (view.clone(), Meta::Http(t))));
+            done.to(view, out);
         }
         App::Tls(flow) => flow.data(from_orig, data),
         App::Ssh(flow) => flow.data(from_orig, data),
@@ -451,21 +470,26 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
             }
             // As Zeek: the question's name from the query (or the lone response); its type and
             // class only from a query.
-            let question =
-                t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.first());
-            if let Some(q) = question {
+            let question = t
+                .query
+                .as_ref()
+                .or(t.response.as_ref())
+                .and_then(|m| m.questions.first().map(|q| (m, q)));
+            if let Some((m, q)) = question {
                 d.question = Some(DnsQuestion {
-                    name: Some(q.name.clone()),
+                    name: Some(m.text(q.name).to_string()),
                     r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype).into_owned()),
                     class: t.query.as_ref().map(|_| dns::class_name(q.qclass).into_owned()),
                 });
             }
             // A response without a question (mDNS announcements): Zeek names the first answer.
             if question.is_none() {
-                let first = t.response.as_ref().and_then(|r| r.answers.first());
-                if let Some(a) = first {
-                    d.question =
-                        Some(DnsQuestion { name: Some(a.name.clone()), ..DnsQuestion::default() });
+                let first = t.response.as_ref().and_then(|r| r.answers.first().map(|a| (r, a)));
+                if let Some((r, a)) = first {
+                    d.question = Some(DnsQuestion {
+                        name: Some(r.text(a.name).to_string()),
+                        ..DnsQuestion::default()
+                    });
                 }
             }
             if let Some(r) = &t.response {
@@ -475,11 +499,11 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     .iter()
                     .filter(|a| a.data.is_some())
                     .map(|a| DnsAnswer {
-                        name: Some(a.name.clone()),
+                        name: Some(r.text(a.name).to_string()),
                         r#type: Some(dns::type_name(a.rtype).into_owned()),
                         class: Some(dns::class_name(a.class).into_owned()),
                         ttl: Some(a.ttl),
-                        data: a.data.clone(),
+                        data: a.data.map(|d| r.text(d).to_string()),
                     })
                     .collect();
                 if !answers.is_empty() {
@@ -490,10 +514,14 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
         }
         Meta::Http(t) => {
             event.http = Some(Http {
-                version: t.response_version.clone().or_else(|| t.request_version.clone()),
+                version: t
+                    .response_version
+                    .as_deref()
+                    .or(t.request_version.as_deref())
+                    .map(str::to_string),
                 request: Some(HttpRequest {
-                    method: t.method.clone(),
-                    referrer: t.referrer.clone(),
+                    method: t.method.as_deref().map(str::to_string),
+                    referrer: t.referrer().map(str::to_string),
                     body: Some(Body {
                         bytes: t.request_body_bytes,
                         content: http::body_text(&t.request_body),
@@ -504,8 +532,12 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                     body: Some(Body { bytes: t.response_body_bytes, content: None }),
                 }),
             });
-            event.url = Some(Url { domain: t.host.clone(), original: t.uri.clone() });
-            event.user_agent = t.user_agent.clone().map(|original| UserAgent { original });
+            event.url = Some(Url {
+                domain: t.host().map(str::to_string),
+                original: t.uri().map(str::to_string),
+            });
+            event.user_agent =
+                t.user_agent().map(|original| UserAgent { original: original.to_string() });
         }
         Meta::Tls(t) => {
             let client = t.client_hello.as_ref();
@@ -514,21 +546,20 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
             event.tls = Some(Tls {
                 version_protocol: version
-                    .as_ref()
                     .map(|v| if v == "3.0" { "ssl" } else { "tls" }.to_string()),
-                version,
-                cipher: server.map(|s| tls::cipher_name(s.cipher)),
+                version: version.map(str::to_string),
+                cipher: server.map(|s| tls::cipher_name(s.cipher).into_owned()),
                 established: Some(t.established),
                 next_protocol: server.and_then(|s| s.alpn.clone()),
                 client: client.map(|c| TlsClient {
                     server_name: c.server_name.clone(),
-                    ja3: Some(tls::ja3(c)),
-                    ja4: Some(tls::ja4(c)),
+                    ja3: Some(tls::ja3(c).as_str().to_string()),
+                    ja4: Some(tls::ja4(c).as_str().to_string()),
                 }),
                 server: server.map(|s| {
                     let cert = t.server_certificate.as_ref();
                     TlsServer {
-                        ja3s: Some(tls::ja3s(s)),
+                        ja3s: Some(tls::ja3s(s).as_str().to_string()),
                         subject: cert.map(|c| c.subject.clone()),
                         issuer: cert.map(|c| c.issuer.clone()),
                         not_before: cert.map(|c| Timestamp(c.not_before_ns)),

@@ -83,6 +83,37 @@ impl Stream {
         delivery
     }
 
+    /// [`Stream::segment`], with the in-order bytes returned: borrowed from `payload` when
+    /// nothing is held out of order (nearly always, and then no byte is copied), else assembled
+    /// in `scratch` (cleared first).
+    pub fn segment_bytes<'a>(
+        &mut self,
+        seq: u32,
+        syn: bool,
+        payload: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> (&'a [u8], Delivery) {
+        if self.held.is_empty() && !payload.is_empty() {
+            let next = if syn {
+                *self.next.get_or_insert(seq.wrapping_add(1))
+            } else {
+                *self.next.get_or_insert(seq)
+            };
+            // In order or overlapping what was delivered: `take`'s case, with nothing to drain.
+            if seq.wrapping_sub(next) as i32 <= 0 {
+                let skip = next.wrapping_sub(seq) as usize;
+                if skip >= payload.len() {
+                    return (&[], Delivery::default());
+                }
+                self.next = Some(seq.wrapping_add(payload.len() as u32));
+                return (&payload[skip..], Delivery::default());
+            }
+        }
+        scratch.clear();
+        let delivery = self.segment(seq, syn, payload, scratch);
+        (scratch, delivery)
+    }
+
     fn take(&mut self, seq: u32, payload: &[u8], out: &mut Vec<u8>) {
         let Some(next) = self.next else { return };
         let skip = next.wrapping_sub(seq) as usize;
@@ -136,6 +167,34 @@ mod tests {
                 proptest::prop_assert!(s.held.len() <= MAX_HELD_SEGMENTS + 1);
                 proptest::prop_assert!(s.held_bytes <= MAX_HELD_BYTES + 2000);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Near-in-order segments (retransmissions, overlaps, holes, SYNs) with distinct bytes:
+        /// the borrowing path delivers what `segment` appends, with the same gaps and state.
+        #[test]
+        fn segment_bytes_delivers_what_segment_appends(
+            start in proptest::prelude::any::<u32>(),
+            segs in proptest::collection::vec((0u32..3000, 0usize..700, 0u8..8), 0..60)
+        ) {
+            let data: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 251) as u8).collect();
+            let (mut a, mut b) = (Stream::default(), Stream::default());
+            let (mut appended, mut returned, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+            for (offset, len, syn) in segs {
+                let seq = start.wrapping_add(offset);
+                let payload = &data[offset as usize..offset as usize + len];
+                let syn = syn == 0;
+                let before = appended.len();
+                let d1 = a.segment(seq, syn, payload, &mut appended);
+                let (bytes, d2) = b.segment_bytes(seq, syn, payload, &mut scratch);
+                proptest::prop_assert_eq!(&appended[before..], bytes);
+                returned.extend_from_slice(bytes);
+                proptest::prop_assert_eq!(d1, d2);
+                proptest::prop_assert_eq!(a.next, b.next);
+                proptest::prop_assert_eq!(&a.held, &b.held);
+            }
+            proptest::prop_assert_eq!(appended, returned);
         }
     }
 

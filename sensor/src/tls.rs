@@ -97,15 +97,22 @@ impl TlsFlow {
         if side.stopped {
             return;
         }
-        side.buf.extend_from_slice(data);
+        // Records are read where they lie when nothing is left over from earlier segments (then
+        // only an incomplete record's bytes are copied), else after the new bytes are appended.
+        let held = !side.buf.is_empty();
+        let mut buf = std::mem::take(&mut side.buf);
+        if held {
+            buf.extend_from_slice(data);
+        }
+        let input: &[u8] = if held { &buf } else { data };
         let mut pos = 0;
-        while let Some(header) = side.buf.get(pos..pos + 5) {
+        while let Some(header) = input.get(pos..pos + 5) {
             let (ctype, len) = (header[0], usize::from(u16::from_be_bytes([header[3], header[4]])));
             if header[1] != 3 || len + 5 > MAX_RECORD {
                 side.stopped = true;
                 break;
             }
-            let Some(body) = side.buf.get(pos + 5..pos + 5 + len) else { break };
+            let Some(body) = input.get(pos + 5..pos + 5 + len) else { break };
             match ctype {
                 20 | 23 => side.encrypted = true,
                 // A fatal alert before the handshake finished (plaintext alert level 2).
@@ -121,11 +128,16 @@ impl TlsFlow {
             }
             pos += 5 + len;
         }
-        side.buf.drain(..pos.min(side.buf.len()));
-        if side.buf.len() > MAX_RECORD {
+        let consumed = pos.min(input.len());
+        if input.len() - consumed > MAX_RECORD {
             side.stopped = true;
-            side.buf.clear();
+            buf.clear();
+        } else if held {
+            buf.drain(..consumed);
+        } else {
+            buf.extend_from_slice(&data[consumed..]);
         }
+        side.buf = buf;
         // Complete handshake messages.
         let mut hpos = 0;
         while let Some(h) = side.handshake.get(hpos..hpos + 4) {
@@ -291,7 +303,7 @@ fn is_grease(v: u16) -> bool {
 }
 
 /// "1.2", "1.3", ... for a protocol version number; drafts of 1.3 count as 1.3.
-pub fn version_text(v: u16) -> Option<String> {
+pub fn version_text(v: u16) -> Option<&'static str> {
     let text = match v {
         0x0300 => "3.0",
         0x0301 => "1.0",
@@ -301,87 +313,211 @@ pub fn version_text(v: u16) -> Option<String> {
         0x7f00..=0x7fff => "1.3",
         _ => return None,
     };
-    Some(text.to_string())
+    Some(text)
 }
 
-fn join<T: ToString>(items: impl Iterator<Item = T>, sep: &str) -> String {
-    items.map(|i| i.to_string()).collect::<Vec<_>>().join(sep)
+/// A fingerprint's text (ASCII: hex digits, `_` and JA4's prefix), held without an allocation:
+/// a TLS event's three fingerprints were ~60 small `String`s (one per list item) before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint<const N: usize>([u8; N]);
+
+impl<const N: usize> Fingerprint<N> {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
-fn md5_hex(text: &str) -> String {
-    let digest = Md5::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The lower-case hex digits of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
 }
 
-fn sha256_12(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// Text hashed as it is written, through a small buffer: a fingerprint's lists are fed item by
+/// item without building the text.
+struct HashedText<D: Digest> {
+    digest: D,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl<D: Digest> HashedText<D> {
+    fn new() -> Self {
+        HashedText { digest: D::new(), buf: [0; 256], len: 0 }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.digest.update(&self.buf[..self.len]);
+            self.len = 0;
+            if bytes.len() > self.buf.len() {
+                self.digest.update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Room for `n` more bytes in the buffer (`n` at most its size).
+    fn room(&mut self, n: usize) {
+        if self.len + n > self.buf.len() {
+            self.digest.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+
+    /// `items` in decimal, `sep` between them. Each item's bytes are written in place: a
+    /// `copy_from_slice` of a few bytes is a `memcpy` call.
+    fn decimals(&mut self, items: impl Iterator<Item = u16>, sep: u8) {
+        for (n, item) in items.enumerate() {
+            // A separator and at most 5 digits.
+            self.room(6);
+            if n > 0 {
+                self.buf[self.len] = sep;
+                self.len += 1;
+            }
+            let digits = if item >= 10_000 {
+                5
+            } else if item >= 1_000 {
+                4
+            } else if item >= 100 {
+                3
+            } else if item >= 10 {
+                2
+            } else {
+                1
+            };
+            let mut v = item;
+            for at in (self.len..self.len + digits).rev() {
+                self.buf[at] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            self.len += digits;
+        }
+    }
+
+    /// `items` as four hex digits each (`{:04x}`), `,` between them.
+    fn hex_list(&mut self, items: &[u16]) {
+        for (n, item) in items.iter().enumerate() {
+            self.room(5);
+            if n > 0 {
+                self.buf[self.len] = b',';
+                self.len += 1;
+            }
+            let at = self.len;
+            hex_into(&item.to_be_bytes(), &mut self.buf[at..at + 4]);
+            self.len += 4;
+        }
+    }
+
+    fn finish(self) -> md5::digest::Output<D> {
+        let HashedText { mut digest, buf, len } = self;
+        digest.update(&buf[..len]);
+        digest.finalize()
+    }
+}
+
+/// The MD5 of `text` in hex.
+fn md5_fingerprint(text: HashedText<Md5>) -> Fingerprint<32> {
+    let mut out = [0u8; 32];
+    hex_into(&text.finish(), &mut out);
+    Fingerprint(out)
 }
 
 /// JA3: MD5 of version, ciphers, extensions, groups and point formats, GREASE removed.
-pub fn ja3(h: &ClientHello) -> String {
-    let text = format!(
-        "{},{},{},{},{}",
-        h.version,
-        join(h.ciphers.iter().filter(|c| !is_grease(**c)), "-"),
-        join(h.extensions.iter().filter(|c| !is_grease(**c)), "-"),
-        join(h.groups.iter().filter(|c| !is_grease(**c)), "-"),
-        join(h.point_formats.iter(), "-"),
-    );
-    md5_hex(&text)
+pub fn ja3(h: &ClientHello) -> Fingerprint<32> {
+    let mut text = HashedText::<Md5>::new();
+    text.decimals(std::iter::once(h.version), b',');
+    text.put(b",");
+    text.decimals(h.ciphers.iter().copied().filter(|c| !is_grease(*c)), b'-');
+    text.put(b",");
+    text.decimals(h.extensions.iter().copied().filter(|c| !is_grease(*c)), b'-');
+    text.put(b",");
+    text.decimals(h.groups.iter().copied().filter(|c| !is_grease(*c)), b'-');
+    text.put(b",");
+    text.decimals(h.point_formats.iter().map(|p| u16::from(*p)), b'-');
+    md5_fingerprint(text)
 }
 
 /// JA3S: MD5 of the server's version, chosen cipher and extensions.
-pub fn ja3s(h: &ServerHello) -> String {
-    md5_hex(&format!("{},{},{}", h.version, h.cipher, join(h.extensions.iter(), "-")))
+pub fn ja3s(h: &ServerHello) -> Fingerprint<32> {
+    let mut text = HashedText::<Md5>::new();
+    text.decimals([h.version, h.cipher].into_iter(), b',');
+    text.put(b",");
+    text.decimals(h.extensions.iter().copied(), b'-');
+    md5_fingerprint(text)
 }
 
-/// JA4 (TCP) of a ClientHello, per the FoxIO JA4 specification.
-pub fn ja4(h: &ClientHello) -> String {
+/// JA4 (TCP) of a ClientHello, per the FoxIO JA4 specification: `a_b_c`, 10 + 1 + 12 + 1 + 12
+/// bytes.
+pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
+    let mut out = [0u8; 36];
     let version =
         h.supported_versions.iter().copied().filter(|v| !is_grease(*v)).max().unwrap_or(h.version);
     let v = match version {
-        0x0304 => "13",
-        0x0303 => "12",
-        0x0302 => "11",
-        0x0301 => "10",
-        0x0300 => "s3",
-        _ => "00",
+        0x0304 => b"13",
+        0x0303 => b"12",
+        0x0302 => b"11",
+        0x0301 => b"10",
+        0x0300 => b"s3",
+        _ => b"00",
     };
-    let sni = if h.server_name.is_some() { 'd' } else { 'i' };
-    let ciphers: Vec<u16> = h.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
-    let exts: Vec<u16> = h.extensions.iter().copied().filter(|c| !is_grease(*c)).collect();
+    let sni = if h.server_name.is_some() { b'd' } else { b'i' };
+    let ciphers = h.ciphers.iter().filter(|c| !is_grease(**c)).count().min(99) as u8;
+    let exts = h.extensions.iter().filter(|c| !is_grease(**c)).count().min(99) as u8;
     let alpn = match h.alpn.first().map(|a| a.as_bytes()) {
         Some([first, .., last])
             if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() =>
         {
-            format!("{}{}", char::from(*first), char::from(*last))
+            [*first, *last]
         }
-        Some([only]) if only.is_ascii_alphanumeric() => format!("{0}{0}", char::from(*only)),
-        Some([first, .., last]) => format!("{:x}{:x}", first >> 4, last & 0xf),
-        _ => "00".to_string(),
+        Some([only]) if only.is_ascii_alphanumeric() => [*only, *only],
+        Some([first, .., last]) => [HEX[usize::from(first >> 4)], HEX[usize::from(last & 0xf)]],
+        _ => *b"00",
     };
-    let a = format!("t{v}{sni}{:02}{:02}{alpn}", ciphers.len().min(99), exts.len().min(99));
-    let mut sorted_ciphers = ciphers.clone();
-    sorted_ciphers.sort_unstable();
-    let b = if sorted_ciphers.is_empty() {
-        "000000000000".to_string()
+    out[0] = b't';
+    out[1..3].copy_from_slice(v);
+    out[3] = sni;
+    out[4..6].copy_from_slice(&[b'0' + ciphers / 10, b'0' + ciphers % 10]);
+    out[6..8].copy_from_slice(&[b'0' + exts / 10, b'0' + exts % 10]);
+    out[8..10].copy_from_slice(&alpn);
+    out[10] = b'_';
+    out[23] = b'_';
+    // One list reused for the sorted ciphers, then the sorted extensions.
+    let mut sorted: Vec<u16> = h.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        out[11..23].fill(b'0');
     } else {
-        sha256_12(&join(sorted_ciphers.iter().map(|c| format!("{c:04x}")), ","))
-    };
-    let mut sorted_exts: Vec<u16> = exts.into_iter().filter(|e| *e != 0 && *e != 16).collect();
-    sorted_exts.sort_unstable();
-    let mut c_text = join(sorted_exts.iter().map(|e| format!("{e:04x}")), ",");
-    if !h.signature_algorithms.is_empty() {
-        c_text.push('_');
-        c_text.push_str(&join(h.signature_algorithms.iter().map(|s| format!("{s:04x}")), ","));
+        let mut text = HashedText::<Sha256>::new();
+        text.hex_list(&sorted);
+        hex_into(&text.finish()[..6], &mut out[11..23]);
     }
-    let c = if sorted_exts.is_empty() { "000000000000".to_string() } else { sha256_12(&c_text) };
-    format!("{a}_{b}_{c}")
+    sorted.clear();
+    sorted.extend(h.extensions.iter().copied().filter(|e| !is_grease(*e) && *e != 0 && *e != 16));
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        out[24..36].fill(b'0');
+    } else {
+        let mut text = HashedText::<Sha256>::new();
+        text.hex_list(&sorted);
+        if !h.signature_algorithms.is_empty() {
+            text.put(b"_");
+            text.hex_list(&h.signature_algorithms);
+        }
+        hex_into(&text.finish()[..6], &mut out[24..36]);
+    }
+    Fingerprint(out)
 }
 
 /// IANA names of cipher suites (as Zeek prints them), for the suites seen in practice.
-pub fn cipher_name(id: u16) -> String {
+pub fn cipher_name(id: u16) -> std::borrow::Cow<'static, str> {
     let name = match id {
         0x0004 => "TLS_RSA_WITH_RC4_128_MD5",
         0x0005 => "TLS_RSA_WITH_RC4_128_SHA",
@@ -428,9 +564,9 @@ pub fn cipher_name(id: u16) -> String {
         0xcca8 => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
         0xcca9 => "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
         0xccaa => "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-        _ => return format!("unknown-{id}"),
+        _ => return format!("unknown-{id}").into(),
     };
-    name.to_string()
+    name.into()
 }
 
 #[cfg(test)]
@@ -461,10 +597,202 @@ mod tests {
         assert_eq!(h.alpn, vec!["h2".to_string()]);
         assert_eq!(h.extensions, vec![0, 16, 10, 11]);
         // JA3 string per the spec: 771,49199,0-16-10-11,29,0 (GREASE cipher dropped).
-        assert_eq!(ja3(&h), md5_hex("771,49199,0-16-10-11,29,0"));
+        assert_eq!(ja3(&h).as_str(), md5_hex("771,49199,0-16-10-11,29,0"));
         let j4 = ja4(&h);
+        let j4 = j4.as_str();
         assert!(j4.starts_with("t12d0104h2_"), "{j4}");
         assert_eq!(cipher_name(0xc02f), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+    }
+
+    /// The fingerprints as first written (a `String` per item, then `format!` and `join`): the
+    /// reference the allocation-free ones must equal.
+    fn join<T: ToString>(items: impl Iterator<Item = T>, sep: &str) -> String {
+        items.map(|i| i.to_string()).collect::<Vec<_>>().join(sep)
+    }
+
+    fn md5_hex(text: &str) -> String {
+        let digest = Md5::digest(text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn sha256_12(text: &str) -> String {
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn ja3_reference(h: &ClientHello) -> String {
+        let text = format!(
+            "{},{},{},{},{}",
+            h.version,
+            join(h.ciphers.iter().filter(|c| !is_grease(**c)), "-"),
+            join(h.extensions.iter().filter(|c| !is_grease(**c)), "-"),
+            join(h.groups.iter().filter(|c| !is_grease(**c)), "-"),
+            join(h.point_formats.iter(), "-"),
+        );
+        md5_hex(&text)
+    }
+
+    fn ja3s_reference(h: &ServerHello) -> String {
+        md5_hex(&format!("{},{},{}", h.version, h.cipher, join(h.extensions.iter(), "-")))
+    }
+
+    fn ja4_reference(h: &ClientHello) -> String {
+        let version = h
+            .supported_versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v))
+            .max()
+            .unwrap_or(h.version);
+        let v = match version {
+            0x0304 => "13",
+            0x0303 => "12",
+            0x0302 => "11",
+            0x0301 => "10",
+            0x0300 => "s3",
+            _ => "00",
+        };
+        let sni = if h.server_name.is_some() { 'd' } else { 'i' };
+        let ciphers: Vec<u16> = h.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+        let exts: Vec<u16> = h.extensions.iter().copied().filter(|c| !is_grease(*c)).collect();
+        let alpn = match h.alpn.first().map(|a| a.as_bytes()) {
+            Some([first, .., last])
+                if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() =>
+            {
+                format!("{}{}", char::from(*first), char::from(*last))
+            }
+            Some([only]) if only.is_ascii_alphanumeric() => format!("{0}{0}", char::from(*only)),
+            Some([first, .., last]) => format!("{:x}{:x}", first >> 4, last & 0xf),
+            _ => "00".to_string(),
+        };
+        let a = format!("t{v}{sni}{:02}{:02}{alpn}", ciphers.len().min(99), exts.len().min(99));
+        let mut sorted_ciphers = ciphers.clone();
+        sorted_ciphers.sort_unstable();
+        let b = if sorted_ciphers.is_empty() {
+            "000000000000".to_string()
+        } else {
+            sha256_12(&join(sorted_ciphers.iter().map(|c| format!("{c:04x}")), ","))
+        };
+        let mut sorted_exts: Vec<u16> = exts.into_iter().filter(|e| *e != 0 && *e != 16).collect();
+        sorted_exts.sort_unstable();
+        let mut c_text = join(sorted_exts.iter().map(|e| format!("{e:04x}")), ",");
+        if !h.signature_algorithms.is_empty() {
+            c_text.push('_');
+            c_text.push_str(&join(h.signature_algorithms.iter().map(|s| format!("{s:04x}")), ","));
+        }
+        let c =
+            if sorted_exts.is_empty() { "000000000000".to_string() } else { sha256_12(&c_text) };
+        format!("{a}_{b}_{c}")
+    }
+
+    /// Lists drawn mostly from a few values (GREASE, SNI and ALPN types among them) so that
+    /// filtering and sorting matter; long enough to pass the hashing buffer's 256 bytes.
+    fn u16s(max: usize) -> impl proptest::strategy::Strategy<Value = Vec<u16>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                Just(0u16),
+                Just(16),
+                Just(0x0a0a),
+                Just(0xfafa),
+                Just(0x0304),
+                Just(0x0303),
+                Just(0x0300),
+                Just(0x7f1c),
+                any::<u16>(),
+            ],
+            0..max,
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fingerprints_equal_the_formatted_reference(
+            version in proptest::prelude::any::<u16>(),
+            ciphers in u16s(120),
+            extensions in u16s(40),
+            groups in u16s(20),
+            point_formats in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            supported_versions in u16s(6),
+            signature_algorithms in u16s(30),
+            sni in proptest::prelude::any::<bool>(),
+            alpn in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4), 0..3),
+        ) {
+            let alpn: Vec<String> =
+                alpn.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let h = ClientHello {
+                version,
+                ciphers: ciphers.clone(),
+                extensions: extensions.clone(),
+                server_name: sni.then(|| "a.b".to_string()),
+                alpn: alpn.clone(),
+                groups,
+                point_formats,
+                supported_versions,
+                signature_algorithms,
+            };
+            let (j3, j4) = (ja3(&h), ja4(&h));
+            proptest::prop_assert_eq!(j3.as_str(), ja3_reference(&h));
+            proptest::prop_assert_eq!(j4.as_str(), ja4_reference(&h));
+            let s = ServerHello {
+                version,
+                cipher: ciphers.first().copied().unwrap_or(0),
+                extensions,
+                selected_version: None,
+                alpn: alpn.first().cloned(),
+            };
+            let j3s = ja3s(&s);
+            proptest::prop_assert_eq!(j3s.as_str(), ja3s_reference(&s));
+        }
+    }
+
+    #[test]
+    fn fingerprints_of_empty_hellos() {
+        let h = ClientHello::default();
+        assert_eq!(ja3(&h).as_str(), ja3_reference(&h));
+        assert_eq!(ja4(&h).as_str(), ja4_reference(&h));
+        assert_eq!(ja4(&h).as_str(), "t00i000000_000000000000_000000000000");
+        let s = ServerHello::default();
+        assert_eq!(ja3s(&s).as_str(), ja3s_reference(&s));
+    }
+
+    proptest::proptest! {
+        /// Records read in place (nothing held) and through the held buffer give the same
+        /// summary wherever the segments end.
+        #[test]
+        fn summary_does_not_depend_on_segment_boundaries(
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..8),
+        ) {
+            // Two records: the ClientHello's handshake split across them, then application data.
+            let body = client_hello();
+            let mut message = vec![1, 0];
+            message.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            message.extend_from_slice(&body);
+            let (a, b) = message.split_at(7);
+            let mut stream = Vec::new();
+            for part in [a, b] {
+                stream.extend_from_slice(&[22, 3, 1]);
+                stream.extend_from_slice(&(part.len() as u16).to_be_bytes());
+                stream.extend_from_slice(part);
+            }
+            stream.extend_from_slice(&[23, 3, 3, 0, 2, 0xaa, 0xbb]);
+            let mut whole = TlsFlow::new(0);
+            whole.data(true, &stream);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+            at.push(0);
+            at.push(stream.len());
+            at.sort_unstable();
+            let mut cut = TlsFlow::new(0);
+            for w in at.windows(2) {
+                cut.data(true, &stream[w[0]..w[1]]);
+            }
+            proptest::prop_assert!(whole.summary.client_hello.is_some());
+            proptest::prop_assert!(whole.client.encrypted);
+            proptest::prop_assert_eq!(&cut.summary, &whole.summary);
+            proptest::prop_assert_eq!(cut.client.encrypted, whole.client.encrypted);
+            proptest::prop_assert_eq!(cut.client.buf.len(), 0);
+        }
     }
 
     #[test]

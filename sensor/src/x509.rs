@@ -35,18 +35,42 @@ fn element(b: &[u8]) -> Result<(u8, &[u8], usize), X509Error> {
     Ok((tag, contents, header + len))
 }
 
-/// The elements inside a constructed element's contents.
-fn children(mut b: &[u8]) -> Result<Vec<(u8, &[u8])>, X509Error> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let (tag, contents, used) = element(b)?;
-        out.push((tag, contents));
-        b = &b[used..];
-        if out.len() > 256 {
-            return Err(X509Error::Malformed);
+/// The elements inside a constructed element's contents, in order: an error at a malformed one
+/// or past 256 of them (after which it ends).
+struct Children<'a> {
+    rest: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = Result<(u8, &'a [u8]), X509Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
         }
+        self.count += 1;
+        let element = element(self.rest).and_then(|(tag, contents, used)| {
+            if self.count > 256 {
+                return Err(X509Error::Malformed);
+            }
+            self.rest = &self.rest[used..];
+            Ok((tag, contents))
+        });
+        if element.is_err() {
+            self.rest = &[];
+        }
+        Some(element)
     }
-    Ok(out)
+}
+
+fn each_child(b: &[u8]) -> Children<'_> {
+    Children { rest: b, count: 0 }
+}
+
+/// The elements inside a constructed element's contents.
+fn children(b: &[u8]) -> Result<Vec<(u8, &[u8])>, X509Error> {
+    each_child(b).collect()
 }
 
 pub fn parse(der: &[u8]) -> Result<Certificate, X509Error> {
@@ -66,18 +90,20 @@ pub fn parse(der: &[u8]) -> Result<Certificate, X509Error> {
     Ok(Certificate { subject, issuer, not_before_ns: time_at(0)?, not_after_ns: time_at(1)? })
 }
 
-fn oid_text(b: &[u8]) -> String {
-    let mut parts = Vec::new();
+/// The dotted text of an OID's DER contents, appended to `out`.
+fn oid_text(b: &[u8], out: &mut String) {
+    use std::fmt::Write;
+    let mut first = true;
     let mut value: u64 = 0;
     for (i, &byte) in b.iter().enumerate() {
         value = (value << 7) | u64::from(byte & 0x7f);
         if byte & 0x80 == 0 {
-            if parts.is_empty() {
-                let first = if value < 80 { value / 40 } else { 2 };
-                parts.push(first);
-                parts.push(value - first * 40);
+            if first {
+                let arc = if value < 80 { value / 40 } else { 2 };
+                let _ = write!(out, "{arc}.{}", value - arc * 40);
+                first = false;
             } else {
-                parts.push(value);
+                let _ = write!(out, ".{value}");
             }
             value = 0;
         }
@@ -85,10 +111,10 @@ fn oid_text(b: &[u8]) -> String {
             break;
         }
     }
-    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
-fn attribute_name(oid: &str) -> String {
+/// OpenSSL's short name of an attribute type, for those it has one for.
+fn attribute_name(oid: &str) -> Option<&'static str> {
     let name = match oid {
         "2.5.4.3" => "CN",
         "2.5.4.4" => "SN",
@@ -110,14 +136,13 @@ fn attribute_name(oid: &str) -> String {
         "1.3.6.1.4.1.311.60.2.1.1" => "jurisdictionL",
         "1.3.6.1.4.1.311.60.2.1.2" => "jurisdictionST",
         "1.3.6.1.4.1.311.60.2.1.3" => "jurisdictionC",
-        other => return other.to_string(),
+        _ => return None,
     };
-    name.to_string()
+    Some(name)
 }
 
-/// RFC 2253 escaping of an attribute value.
-fn escape(value: &str) -> String {
-    let mut out = String::new();
+/// RFC 2253 escaping of an attribute value, appended to `out`.
+fn escape(value: &str, out: &mut String) {
     let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
         let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
@@ -128,40 +153,53 @@ fn escape(value: &str) -> String {
         }
         out.push(c);
     }
-    out
 }
 
-fn string_value(tag: u8, b: &[u8]) -> String {
+fn string_value(tag: u8, b: &[u8]) -> std::borrow::Cow<'_, str> {
     match tag {
         // BMPString: UTF-16BE.
         0x1e => {
             let units: Vec<u16> =
                 b.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-            String::from_utf16_lossy(&units)
+            String::from_utf16_lossy(&units).into()
         }
-        _ => String::from_utf8_lossy(b).into_owned(),
+        _ => String::from_utf8_lossy(b),
     }
 }
 
+/// A Name in RFC 2253 form, written into one `String` (an attribute cost ~8 allocations when
+/// each part was its own `String`).
 fn name(b: &[u8]) -> Result<String, X509Error> {
-    let mut rdns = Vec::new();
-    for (_, set) in children(b)? {
-        let mut parts = Vec::new();
-        for (_, attr) in children(set)? {
-            let kv = children(attr)?;
-            let (Some((_, oid)), Some((tag, value))) = (kv.first(), kv.get(1)) else {
+    let rdns = children(b)?;
+    let mut out = String::new();
+    let mut oid = String::new();
+    for (n, (_, set)) in rdns.iter().rev().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        for (k, attr) in each_child(set).enumerate() {
+            let (_, attr) = attr?;
+            let mut kv = each_child(attr);
+            let (Some((_, oid_der)), Some((tag, value))) =
+                (kv.next().transpose()?, kv.next().transpose()?)
+            else {
                 return Err(X509Error::Malformed);
             };
-            parts.push(format!(
-                "{}={}",
-                attribute_name(&oid_text(oid)),
-                escape(&string_value(*tag, value))
-            ));
+            // The rest of the attribute must be well-formed too.
+            for rest in kv {
+                rest?;
+            }
+            if k > 0 {
+                out.push('+');
+            }
+            oid.clear();
+            oid_text(oid_der, &mut oid);
+            out.push_str(attribute_name(&oid).unwrap_or(&oid));
+            out.push('=');
+            escape(&string_value(tag, value), &mut out);
         }
-        rdns.push(parts.join("+"));
     }
-    rdns.reverse();
-    Ok(rdns.join(","))
+    Ok(out)
 }
 
 fn digits(b: &[u8]) -> Result<i64, X509Error> {
@@ -268,10 +306,108 @@ mod tests {
 
     #[test]
     fn oids_print_dotted() {
-        assert_eq!(
-            oid_text(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01]),
-            "1.2.840.113549.1.9.1"
-        );
+        let mut text = String::new();
+        oid_text(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01], &mut text);
+        assert_eq!(text, "1.2.840.113549.1.9.1");
+    }
+
+    /// `name` as first written (a `String` per part, joined): the reference for the one-buffer
+    /// writer.
+    fn name_reference(b: &[u8]) -> Result<String, X509Error> {
+        let mut rdns = Vec::new();
+        for (_, set) in children(b)? {
+            let mut parts = Vec::new();
+            for (_, attr) in children(set)? {
+                let kv = children(attr)?;
+                let (Some((_, oid)), Some((tag, value))) = (kv.first(), kv.get(1)) else {
+                    return Err(X509Error::Malformed);
+                };
+                let mut oid_dotted = String::new();
+                oid_text(oid, &mut oid_dotted);
+                let mut escaped = String::new();
+                escape(&string_value(*tag, value), &mut escaped);
+                let short = attribute_name(&oid_dotted).map(str::to_string);
+                parts.push(format!("{}={}", short.unwrap_or(oid_dotted), escaped));
+            }
+            rdns.push(parts.join("+"));
+        }
+        rdns.reverse();
+        Ok(rdns.join(","))
+    }
+
+    /// An attribute: OID contents, string tag, value.
+    type Attribute = (Vec<u8>, u8, Vec<u8>);
+
+    /// A Name's DER from its RDNs, plus optional extra bytes inside each attribute (well-formed
+    /// or not).
+    fn name_der(rdns: &[Vec<Attribute>], extra: &[u8]) -> Vec<u8> {
+        let mut sets = Vec::new();
+        for rdn in rdns {
+            let mut set = Vec::new();
+            for (oid, tag, value) in rdn {
+                let mut attr = der(0x06, oid);
+                attr.extend(der(*tag, value));
+                attr.extend_from_slice(extra);
+                set.extend(der(0x30, &attr));
+            }
+            sets.extend(der(0x31, &set));
+        }
+        sets
+    }
+
+    #[test]
+    fn names_with_more_than_256_parts_are_errors() {
+        let rdn = vec![(vec![0x55, 0x04, 0x03], 0x0c, b"a".to_vec())];
+        let many = name_der(&vec![rdn.clone(); 257], &[]);
+        assert_eq!(name(&many), Err(X509Error::Malformed));
+        assert_eq!(name_reference(&many), Err(X509Error::Malformed));
+        let most = name_der(&vec![rdn; 256], &[]);
+        assert_eq!(name(&most), name_reference(&most));
+        assert!(name(&most).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_equals_the_joined_reference(
+            rdns in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        proptest::prop_oneof![
+                            proptest::strategy::Just(vec![0x55, 0x04, 0x03]),
+                            proptest::strategy::Just(vec![0x55, 0x04, 0x0a]),
+                            proptest::strategy::Just(
+                                vec![0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01]),
+                            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+                        ],
+                        proptest::prop_oneof![
+                            proptest::strategy::Just(0x0cu8),
+                            proptest::strategy::Just(0x13u8),
+                            proptest::strategy::Just(0x1eu8),
+                        ],
+                        proptest::collection::vec(
+                            proptest::prop_oneof![
+                                proptest::strategy::Just(b' '),
+                                proptest::strategy::Just(b','),
+                                proptest::strategy::Just(b'#'),
+                                proptest::strategy::Just(b'\\'),
+                                proptest::strategy::Just(b'a'),
+                                proptest::prelude::any::<u8>(),
+                            ],
+                            0..8,
+                        ),
+                    ),
+                    0..3,
+                ),
+                0..4,
+            ),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let b = name_der(&rdns, &extra);
+            proptest::prop_assert_eq!(name(&b), name_reference(&b));
+            let cut = b[..cut % (b.len() + 1)].to_vec();
+            proptest::prop_assert_eq!(name(&cut), name_reference(&cut));
+        }
     }
 
     proptest::proptest! {
