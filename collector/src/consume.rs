@@ -52,7 +52,7 @@ pub fn route(
     let Some(raw) = payload.filter(|p| !p.is_empty()) else {
         return dead(batch, "empty", "record has no payload".into(), &[]);
     };
-    let event = match Event::from_json(raw) {
+    let mut event = match Event::from_json_boxed(raw) {
         Ok(event) => event,
         Err(err @ DecodeError::Json(_)) => {
             return dead(batch, classify_json_error(raw), err.to_string(), raw)
@@ -81,7 +81,7 @@ pub fn route(
             let _ = inputs.push(&event);
         }
     }
-    batch.push(event, raw, origin);
+    batch.push(&mut event, raw, origin);
     Ok(())
 }
 

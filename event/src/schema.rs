@@ -201,16 +201,17 @@ impl Event {
 
     /// Decode one event from JSON, checking what serde cannot: the schema version.
     pub fn from_json(bytes: &[u8]) -> Result<Event, DecodeError> {
-        // One UTF-8 check over the whole text is cheaper than serde_json's check of each string
-        // (a fifth of the decode). Text that is not UTF-8 goes the slice way, for its error.
-        let decoded = match std::str::from_utf8(bytes) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(bytes),
-        };
-        let event: Event = decoded.map_err(DecodeError::Json)?;
-        if event.canh.schema_version != crate::SCHEMA_VERSION {
-            return Err(DecodeError::SchemaVersion(event.canh.schema_version));
-        }
+        let event: Event = parse(bytes)?;
+        check_version(event.canh.schema_version)?;
+        Ok(event)
+    }
+
+    /// [`Event::from_json`] onto the heap: the ~2 KB event is moved once, from where serde builds
+    /// it into its box, instead of at every return on the way (the collector's reader moved each
+    /// event five or six times; memcpy was an eighth of its time).
+    pub fn from_json_boxed(bytes: &[u8]) -> Result<Box<Event>, DecodeError> {
+        let event: Box<Event> = parse(bytes)?;
+        check_version(event.canh.schema_version)?;
         Ok(event)
     }
 
@@ -220,6 +221,24 @@ impl Event {
         self.write_json(&mut out);
         // The writer copies valid UTF-8 strings and writes ASCII around them.
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// One UTF-8 check over the whole text is cheaper than serde_json's check of each string (a fifth
+/// of the decode). Text that is not UTF-8 goes the slice way, for its error.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let decoded = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    decoded.map_err(DecodeError::Json)
+}
+
+fn check_version(version: u32) -> Result<(), DecodeError> {
+    if version == crate::SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::SchemaVersion(version))
     }
 }
 

@@ -249,6 +249,7 @@ fn wrong_schema_version_is_refused() {
     event.canh.schema_version = 99;
     let json = serde_json::to_vec(&event).expect("serialise");
     assert!(matches!(Event::from_json(&json), Err(DecodeError::SchemaVersion(99))));
+    assert!(matches!(Event::from_json_boxed(&json), Err(DecodeError::SchemaVersion(99))));
     assert!(matches!(Event::from_json(b"{not json"), Err(DecodeError::Json(_))));
 }
 
@@ -272,15 +273,21 @@ fn decode_errors_are_those_of_parsing_the_bytes() {
     for bytes in cases {
         let direct = serde_json::from_slice::<Event>(&bytes).map_err(|e| e.to_string());
         let ours = Event::from_json(&bytes);
-        match (direct, ours) {
-            (Err(expected), Err(DecodeError::Json(err))) => {
-                assert_eq!(err.to_string(), expected, "{}", String::from_utf8_lossy(&bytes))
+        let boxed = Event::from_json_boxed(&bytes);
+        match (direct, ours, boxed) {
+            (Err(expected), Err(DecodeError::Json(err)), Err(DecodeError::Json(boxed))) => {
+                assert_eq!(err.to_string(), expected, "{}", String::from_utf8_lossy(&bytes));
+                assert_eq!(boxed.to_string(), expected, "{}", String::from_utf8_lossy(&bytes));
             }
-            (Ok(expected), Ok(event)) => assert_eq!(event, expected),
-            (direct, ours) => panic!("{direct:?} vs {ours:?}"),
+            (Ok(expected), Ok(event), Ok(boxed)) => {
+                assert_eq!(event, expected);
+                assert_eq!(*boxed, expected);
+            }
+            (direct, ours, boxed) => panic!("{direct:?} vs {ours:?} vs {boxed:?}"),
         }
     }
     assert_eq!(Event::from_json(valid.as_bytes()).expect("decodes"), flow());
+    assert_eq!(*Event::from_json_boxed(valid.as_bytes()).expect("decodes"), flow());
 }
 
 mod round_trip {
