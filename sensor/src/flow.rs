@@ -466,6 +466,8 @@ pub struct FlowTable {
     /// Scratch lists of the flows a sweep looks at, and of those it found due.
     candidates: Vec<u32>,
     due: Vec<u32>,
+    /// How many of `due` were taken out so far.
+    due_taken: usize,
     free: Vec<u32>,
     last_sweep_ns: i64,
     pub stats: FlowStats,
@@ -481,6 +483,7 @@ impl FlowTable {
             timers: Timers::default(),
             candidates: Vec::new(),
             due: Vec::new(),
+            due_taken: 0,
             free: Vec::new(),
             last_sweep_ns: i64::MIN,
             stats: FlowStats::default(),
@@ -607,6 +610,43 @@ impl FlowTable {
 
     /// Write every flow whose idle timeout or close delay has passed at `now_ns`, in slot order.
     pub fn expire(&mut self, now_ns: i64, out: &mut Vec<Finished>) {
+        self.note_due(now_ns);
+        while self.expire_some(out, usize::MAX) {}
+    }
+
+    /// Start the sweep `observe` would make at `ts_ns`, if one is due then: the flows due are
+    /// noted (in slot order) and taken out by [`FlowTable::expire_some`], a few at a time, so a
+    /// sweep that finds tens of thousands of flows due never holds all their records at once.
+    /// Every noted flow must be taken out before the next packet is observed.
+    pub fn start_sweep(&mut self, ts_ns: i64) -> bool {
+        if ts_ns.saturating_sub(self.last_sweep_ns) < SWEEP_INTERVAL_NS {
+            return false;
+        }
+        self.note_due(ts_ns);
+        self.last_sweep_ns = ts_ns;
+        true
+    }
+
+    /// Take out up to `max` of the flows the sweep noted, in slot order, appending their records
+    /// to `out`. False when none were left.
+    pub fn expire_some(&mut self, out: &mut Vec<Finished>, max: usize) -> bool {
+        if self.due_taken >= self.due.len() {
+            return false;
+        }
+        let end = self.due.len().min(self.due_taken.saturating_add(max));
+        for k in self.due_taken..end {
+            let i = self.due[k] as usize;
+            if let Some(finished) = self.remove(i, EndReason::End) {
+                out.push(finished);
+            }
+        }
+        self.due_taken = end;
+        true
+    }
+
+    /// The flows due at `now_ns`, into `due` in slot order; the others looked at are scheduled
+    /// again.
+    fn note_due(&mut self, now_ns: i64) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         self.timers.take_due(now_ns, &mut candidates);
@@ -626,12 +666,8 @@ impl FlowTable {
         self.candidates = candidates;
         // Slot order, as a sweep over the whole table would write them.
         done.sort_unstable();
-        for &i in &done {
-            if let Some(finished) = self.remove(i as usize, EndReason::End) {
-                out.push(finished);
-            }
-        }
         self.due = done;
+        self.due_taken = 0;
     }
 
     /// Write every flow still open (the input ended), one at a time to `emit`, by start time.
@@ -1414,6 +1450,42 @@ mod tests {
         table.expire(110 * NANOS + 1, &mut out);
         assert_eq!(out.len(), 4);
         assert!(table.is_empty());
+    }
+
+    /// A sweep taken out a few flows at a time writes the same flows in the same order as one
+    /// taken out at once, and leaves the table as that one does.
+    #[test]
+    fn a_sweep_in_chunks_writes_what_a_whole_sweep_writes() {
+        let fill = |table: &mut FlowTable| {
+            let mut out = Vec::new();
+            for port in 0..10u16 {
+                table.observe(0, &udp(1000 + port), &mut out);
+            }
+            // Refreshed: not due at the sweep below.
+            table.observe(50 * NANOS, &udp(1004), &mut out);
+            assert!(out.is_empty());
+        };
+        let now = 61 * NANOS;
+        let mut whole = FlowTable::new(FlowConfig::default());
+        fill(&mut whole);
+        let mut all = Vec::new();
+        whole.expire(now, &mut all);
+
+        let mut chunked = FlowTable::new(FlowConfig::default());
+        fill(&mut chunked);
+        assert!(chunked.start_sweep(now));
+        let mut ports = Vec::new();
+        let mut chunk = Vec::new();
+        while chunked.expire_some(&mut chunk, 4) {
+            assert!(chunk.len() <= 4);
+            ports.extend(chunk.drain(..).map(|f| f.0.orig_port));
+        }
+        assert_eq!(ports, all.iter().map(|f| f.0.orig_port).collect::<Vec<_>>());
+        assert_eq!(ports.len(), 9);
+        assert_eq!(chunked.len(), whole.len());
+        assert_eq!(chunked.len(), 1);
+        // Not due again before the sweep interval has passed.
+        assert!(!chunked.start_sweep(now + 1));
     }
 
     #[test]

@@ -31,6 +31,9 @@ impl EventSink for Vec<Event> {
     }
 }
 
+/// Flows a sweep writes at a time (`PacketPipeline::sweep`).
+const SWEEP_CHUNK: usize = 256;
+
 pub struct PacketPipeline<'m> {
     who: Identity,
     table: FlowTable,
@@ -82,12 +85,12 @@ impl<'m> PacketPipeline<'m> {
         self.metrics.packets.inc();
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
         match decode(link, data) {
-            Ok(packet) => self.packet(ts_ns, &packet),
+            Ok(packet) => self.packet(ts_ns, &packet, out),
             Err(DecodeError::Fragment) => {
                 let whole = crate::decode::fragment_of(link, data).and_then(|(fragment, outer)| {
                     // A fragment out of a tunnel: the tunnel's packet counts in its flow now.
                     if let Some(outer) = &outer {
-                        self.tunnel(ts_ns, outer);
+                        self.tunnel(ts_ns, outer, out);
                     }
                     self.defrag.add(ts_ns, &fragment)
                 });
@@ -102,7 +105,7 @@ impl<'m> PacketPipeline<'m> {
                                     packet.inner_vlan = whole.inner_vlan;
                                 }
                             }
-                            self.packet(ts_ns, &packet);
+                            self.packet(ts_ns, &packet, out);
                         }
                         Err(err) => {
                             self.metrics.decode_errors.with_label_values(&[err.reason()]).inc()
@@ -116,10 +119,11 @@ impl<'m> PacketPipeline<'m> {
         self.drain(out);
     }
 
-    fn packet(&mut self, ts_ns: i64, packet: &crate::decode::Packet<'_>) {
+    fn packet(&mut self, ts_ns: i64, packet: &crate::decode::Packet<'_>, out: &mut impl EventSink) {
         if let Some(outer) = &packet.outer {
-            self.tunnel(ts_ns, outer);
+            self.tunnel(ts_ns, outer, out);
         }
+        self.sweep(ts_ns, out);
         if let Some((view, analysis)) = self.table.observe(ts_ns, packet, &mut self.finished) {
             self.sessions.packet(analysis, &view, ts_ns, packet, &mut self.metas);
         }
@@ -127,11 +131,25 @@ impl<'m> PacketPipeline<'m> {
 
     /// The UDP flows of the tunnels around a packet, outermost first (as Zeek meets them). Their
     /// payload is the tunnel: counted, not analysed.
-    fn tunnel(&mut self, ts_ns: i64, outer: &crate::decode::OuterUdp) {
+    fn tunnel(&mut self, ts_ns: i64, outer: &crate::decode::OuterUdp, out: &mut impl EventSink) {
         if let Some(further) = &outer.outer {
-            self.tunnel(ts_ns, further);
+            self.tunnel(ts_ns, further, out);
         }
+        self.sweep(ts_ns, out);
         let _ = self.table.observe(ts_ns, &outer.packet(), &mut self.finished);
+    }
+
+    /// The flow table's sweep, when one is due before the packet at `ts_ns` is observed: the flows
+    /// it finds due are written SWEEP_CHUNK at a time, so their records are never all held at once
+    /// (on a SYN flood one sweep finds tens of thousands: ~35 bytes per active flow of peak memory
+    /// when they were listed together). They are written before the packet's own events.
+    fn sweep(&mut self, ts_ns: i64, out: &mut impl EventSink) {
+        if !self.table.start_sweep(ts_ns) {
+            return;
+        }
+        while self.table.expire_some(&mut self.finished, SWEEP_CHUNK) {
+            self.write_finished(out);
+        }
     }
 
     fn report_defrag(&mut self) {
@@ -187,14 +205,7 @@ impl<'m> PacketPipeline<'m> {
             self.metrics.flow_evictions.inc_by(self.table.stats.evicted - self.reported_evictions);
             self.reported_evictions = self.table.stats.evicted;
         }
-        let mut finished = std::mem::take(&mut self.finished);
-        // By reference: a finished flow is not moved again on its way out.
-        for (record, analysis) in finished.iter_mut() {
-            let analysis = std::mem::replace(analysis, Analysis::Off);
-            self.write_flow(record, analysis, out);
-        }
-        finished.clear();
-        self.finished = finished;
+        self.write_finished(out);
         self.emit_metadata(out);
         if self.sessions.stats == self.reported {
             return;
@@ -211,6 +222,18 @@ impl<'m> PacketPipeline<'m> {
             .with_label_values(&["parse_error"])
             .inc_by(stats.parse_errors - self.reported.parse_errors);
         self.reported = stats;
+    }
+
+    /// The finished flows waiting in `finished`, in order.
+    fn write_finished(&mut self, out: &mut impl EventSink) {
+        let mut finished = std::mem::take(&mut self.finished);
+        // By reference: a finished flow is not moved again on its way out.
+        for (record, analysis) in finished.iter_mut() {
+            let analysis = std::mem::replace(analysis, Analysis::Off);
+            self.write_flow(record, analysis, out);
+        }
+        finished.clear();
+        self.finished = finished;
     }
 
     /// A finished flow: its analyser's last metadata, then the flow record.
