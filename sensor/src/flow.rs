@@ -644,9 +644,9 @@ impl FlowTable {
         true
     }
 
-    /// The flows due at `now_ns`, into `due` in slot order; the others looked at are scheduled
-    /// again.
-    fn note_due(&mut self, now_ns: i64) {
+    /// Note the flows due at `now_ns` (in slot order) for [`FlowTable::expire_some`]; the others
+    /// looked at are scheduled again.
+    pub fn note_due(&mut self, now_ns: i64) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         self.timers.take_due(now_ns, &mut candidates);

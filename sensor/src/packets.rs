@@ -170,7 +170,11 @@ impl<'m> PacketPipeline<'m> {
 
     /// Time passed without packets (live capture): expire idle flows.
     pub fn tick(&mut self, now_ns: i64, out: &mut impl EventSink) {
-        self.table.expire(now_ns, &mut self.finished);
+        // SWEEP_CHUNK at a time, as a packet's sweep writes them.
+        self.table.note_due(now_ns);
+        while self.table.expire_some(&mut self.finished, SWEEP_CHUNK) {
+            self.write_finished(out);
+        }
         self.drain(out);
     }
 
