@@ -260,6 +260,20 @@ write_clickhouse_config() {
     cp "$CLICKHOUSE_TEMPLATE_DIR/users.xml" "$CLICKHOUSE_DIR/users.xml"
 }
 
+# ClickHouse writes a few dozen files per insert. On ext4 mounted without a journal the kernel
+# checks each free inode it considers for a recent deletion, which took most of ClickHouse's CPU
+# on such a disk (collector/STORAGE.md, "ClickHouse's disk"): say so, and go on.
+warn_unjournaled_disk() {
+    local dir=$1 source fstype dev
+    read -r source fstype < <(findmnt -no SOURCE,FSTYPE -T "$dir" 2>/dev/null) || return 0
+    [ "$fstype" = ext4 ] || return 0
+    dev=$(basename "$source")
+    if [ "$(cat "/sys/fs/ext4/$dev/journal_task" 2>/dev/null)" = "<none>" ]; then
+        say "clickhouse: note: $dir is on ext4 without a journal ($source); inserts cost ClickHouse" \
+            "much more CPU there, use a journaled filesystem for its data (collector/STORAGE.md)"
+    fi
+}
+
 start_clickhouse() {
     local pid
     if pid=$(running_pid "$CLICKHOUSE_PID_FILE" "$CLICKHOUSE_MATCH"); then
@@ -277,6 +291,7 @@ start_clickhouse() {
         require_free_port "$CANH_CLICKHOUSE_HTTP_PORT" clickhouse
         require_free_port "$CANH_CLICKHOUSE_TCP_PORT" clickhouse
         write_clickhouse_config
+        warn_unjournaled_disk "$CLICKHOUSE_DIR"
         say "clickhouse: starting on http $CANH_CLICKHOUSE_HTTP_PORT, tcp $CANH_CLICKHOUSE_TCP_PORT (log $CLICKHOUSE_LOG)"
         start_detached "$CLICKHOUSE_DIR" "$CLICKHOUSE_OUT_LOG" "$CLICKHOUSE_PID_FILE" \
             clickhouse-server --config-file="$CLICKHOUSE_DIR/config.xml"
