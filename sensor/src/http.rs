@@ -383,19 +383,9 @@ impl HttpFlow {
                 keep_body(tx, &data[..used]);
             }
         }
-        let data = &data[used..];
-        if self.req.buf.is_empty() {
-            // Nothing left over from earlier segments: parsed where it lies, and only what is
-            // not consumed yet is copied.
-            let pos = self.parse_requests(ts_ns, data);
-            self.req.buf.extend_from_slice(&data[pos..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.req.buf);
-            buf.extend_from_slice(data);
-            let pos = self.parse_requests(ts_ns, &buf);
-            buf.drain(..pos);
-            self.req.buf = buf;
-        }
+        let mut buf = std::mem::take(&mut self.req.buf);
+        parse_buffered(&mut buf, &data[used..], |text| self.parse_requests(ts_ns, text));
+        self.req.buf = buf;
         self.check_cap(out);
     }
 
@@ -414,18 +404,9 @@ impl HttpFlow {
                 out.push(tx);
             }
         }
-        let data = &data[used..];
-        if self.resp.buf.is_empty() {
-            // As for requests: parsed in place, the rest kept.
-            let pos = self.parse_responses(data, out);
-            self.resp.buf.extend_from_slice(&data[pos..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.resp.buf);
-            buf.extend_from_slice(data);
-            let pos = self.parse_responses(&buf, out);
-            buf.drain(..pos);
-            self.resp.buf = buf;
-        }
+        let mut buf = std::mem::take(&mut self.resp.buf);
+        parse_buffered(&mut buf, &data[used..], |text| self.parse_responses(text, out));
+        self.resp.buf = buf;
         self.check_cap(out);
     }
 
@@ -808,6 +789,20 @@ pub fn body_text(body: &[u8]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(body).into_owned())
+}
+
+/// Parse `data`, the next in-order bytes of one direction, after `buf`, what earlier segments
+/// left unconsumed; `parse` returns how many bytes it consumed, and the rest stays in `buf`. With
+/// nothing left over, `data` is parsed where it lies and only its unconsumed tail is copied.
+fn parse_buffered(buf: &mut Vec<u8>, data: &[u8], mut parse: impl FnMut(&[u8]) -> usize) {
+    if buf.is_empty() {
+        let pos = parse(data);
+        buf.extend_from_slice(&data[pos..]);
+    } else {
+        buf.extend_from_slice(data);
+        let pos = parse(buf);
+        buf.drain(..pos);
+    }
 }
 
 /// With nothing buffered and a body being read, count body bytes directly from `data`; returns

@@ -492,28 +492,29 @@ pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
     // One list reused for the sorted ciphers, then the sorted extensions.
     let mut sorted: Vec<u16> = h.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
     sorted.sort_unstable();
-    if sorted.is_empty() {
-        out[11..23].fill(b'0');
-    } else {
-        let mut text = HashedText::<Sha256>::new();
-        text.hex_list(&sorted);
-        hex_into(&text.finish()[..6], &mut out[11..23]);
-    }
+    ja4_hash(&sorted, &[], &mut out[11..23]);
     sorted.clear();
     sorted.extend(h.extensions.iter().copied().filter(|e| !is_grease(*e) && *e != 0 && *e != 16));
     sorted.sort_unstable();
-    if sorted.is_empty() {
-        out[24..36].fill(b'0');
-    } else {
-        let mut text = HashedText::<Sha256>::new();
-        text.hex_list(&sorted);
-        if !h.signature_algorithms.is_empty() {
-            text.put(b"_");
-            text.hex_list(&h.signature_algorithms);
-        }
-        hex_into(&text.finish()[..6], &mut out[24..36]);
-    }
+    ja4_hash(&sorted, &h.signature_algorithms, &mut out[24..36]);
     Fingerprint(out)
+}
+
+/// A JA4 hash part into `out` (12 hex digits): the first 6 bytes of the SHA-256 of `list` as
+/// comma-separated 4-digit hex, then `_` and `after` the same way when `after` is not empty;
+/// twelve zeros for an empty `list`.
+fn ja4_hash(list: &[u16], after: &[u16], out: &mut [u8]) {
+    if list.is_empty() {
+        out.fill(b'0');
+        return;
+    }
+    let mut text = HashedText::<Sha256>::new();
+    text.hex_list(list);
+    if !after.is_empty() {
+        text.put(b"_");
+        text.hex_list(after);
+    }
+    hex_into(&text.finish()[..6], out);
 }
 
 /// IANA names of cipher suites (as Zeek prints them), for the suites seen in practice.
