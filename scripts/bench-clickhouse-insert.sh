@@ -24,7 +24,8 @@ trap 'rm -rf "$WORK"' EXIT
 TABLES=(flows dns http tls ssh icmp logs)
 
 q() { curl -sS --fail-with-body "$CH_URL" --data-binary "$1"; }
-cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat"; }
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO_DIR/scripts/bench-lib.sh"
 
 # The kept rows, cut into BATCHES slices per table in the order they were consumed.
 for t in "${TABLES[@]}"; do

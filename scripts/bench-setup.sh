@@ -141,5 +141,6 @@ if [ "${BENCH_DETECTION:-1}" = 1 ]; then
 fi
 "$COLLECTOR" migrate --config "$WORK/collector.toml" 2>/dev/null
 
-cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO_DIR/scripts/bench-lib.sh"
 ch() { clickhouse-client --port "$CH_TCP" --database "$RUN" -q "$1" 2>/dev/null || echo 0; }

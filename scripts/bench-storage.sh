@@ -76,10 +76,8 @@ broker_cpu=$(echo "$(cpu_of "$broker_pid_seen") - $broker_cpu0" | bc)
 ch_cpu=$(echo "$(cpu_of "${ch_pid:-0}") - $ch_cpu0" | bc)
 # CPU-s per thread name of the collector (reader and writer tasks run on tokio's workers;
 # detection on its blocking threads; librdkafka's own threads are named rdk:*).
-threads=$(for t in /proc/"$collector_pid"/task/*; do
-    awk -v tck="$(getconf CLK_TCK)" '{ s = $0; sub(/^[0-9]+ \(/, "", s); name = substr(s, 1, index(s, ")") - 1)
-        sub(/^[^)]*\) /, "", s); split(s, f, " "); printf "%s %.2f\n", name, (f[12] + f[13]) / tck }' "$t/stat" 2>/dev/null
-done | awk '{ cpu[$1] += $2; n[$1]++ } END { for (k in cpu) if (cpu[k] >= 0.05) printf "%s %.2f (%d), ", k, cpu[k], n[k] }')
+threads=$(cat /proc/"$collector_pid"/task/*/stat 2>/dev/null | thread_cpu |
+    awk -F '\t' '$2 >= 0.05 { printf "%s %s (%s), ", $1, $2, $3 }')
 # The writer's time per batch from the collector's own metrics (its admin port is chosen by the OS).
 admin_port=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$collector_pid," '$0 ~ p { n = split($4, a, ":"); print a[n]; exit }')
 stages=""

@@ -21,6 +21,8 @@ export LC_ALL=C
 pcap=${1:?usage: bench-uplink.sh PCAP [CONFIG_LINE...]}
 shift
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$repo/scripts/bench-lib.sh"
 sensor=${CANH_SENSOR:-$repo/target/release/canh-sensor}
 dir=${BENCH_DIR:-/tmp/canh-bench-uplink}
 port=${BENCH_PORT:-39193}
@@ -107,11 +109,9 @@ done
 wait "$time_pid" || true
 b1=$(broker_cpu)
 say "sensor threads (CPU s, last sample):"
-for l in "${last[@]}"; do echo "$l"; done | awk -v t="$tick" '{
-    name = $2; gsub(/[()]/, "", name); sub(/[0-9]+$/, "", name)
-    n = split($0, f, ") "); split(f[n], r, " ");
-    cpu[name] += (r[12] + r[13]) / t; total += (r[12] + r[13]) / t
-} END { for (k in cpu) printf "   %-16s %7.2f\n", k, cpu[k]; printf "   %-16s %7.2f\n", "all", total }'
+for l in "${last[@]}"; do echo "$l"; done | thread_cpu | awk -F '\t' '{
+    printf "   %-16s %7.2f\n", $1, $2; total += $2
+} END { printf "   %-16s %7.2f\n", "all", total }'
 echo "   broker CPU s: $(awk -v a="$b0" -v b="$b1" -v t="$tick" 'BEGIN{printf "%.2f", (b-a)/t}')"
 grep -E "run:|capture (file )?read|why events|sensor stopped|WARN|ERROR" "$dir/sensor.log" | sed 's/^/   /'
 spool=$dir/state/spool
