@@ -84,8 +84,9 @@ fn run(
     let (mut stored, mut dead, mut alerts) = (0usize, 0usize, 0usize);
     // The largest tape (bytes held, events on it) a batch left.
     let mut tape_bytes = (0usize, 0usize);
+    let mut reader = canh_event::pack::PackReader::new().expect("zstd context");
     for (n, pack) in packs.iter().enumerate() {
-        route_record(Some(pack), origin, &mut batch, |routed| match routed {
+        route_record(Some(pack), origin, &mut batch, &mut reader, |routed| match routed {
             Ok(()) => stored += 1,
             Err(_) => dead += 1,
         });

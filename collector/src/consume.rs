@@ -9,6 +9,7 @@ use crate::detect::tape::Tape;
 use crate::detect::{intel, suppress, Detector, HealthLedger, Stats};
 use crate::metrics::Metrics;
 use crate::store::{self, Batch, DeadLetterRow, Origin};
+use canh_event::pack::PackReader;
 use canh_event::{Dataset, DecodeError, Event, Timestamp};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -86,18 +87,38 @@ pub fn route(
 }
 
 /// Decode one Kafka record into the batch. A record holds one event or, from Canh's sensor, a pack
-/// of events one per line (sensor/UPLINK.md; event JSON never holds a raw newline). Each line is
-/// routed as [`route`] routes a record: a bad line becomes a dead letter of its own and the rest of
-/// the pack is stored. Empty lines are skipped; a record with nothing else is one "empty" dead
-/// letter. `outcome` is called with each line's result.
+/// of events one per line (sensor/UPLINK.md; event JSON never holds a raw newline), which the
+/// sensor may have compressed as one zstd frame (`packs` reads it). Each line is routed as
+/// [`route`] routes a record: a bad line becomes a dead letter of its own and the rest of the pack
+/// is stored. Empty lines are skipped; a record with nothing else is one "empty" dead letter; a
+/// compressed record that does not decompress (or would expand past `pack::MAX_PACK_BYTES`) is one
+/// "bad_compression" dead letter with the record's bytes. `outcome` is called with each line's
+/// result.
 pub fn route_record(
     payload: Option<&[u8]>,
     origin: Origin,
     batch: &mut Batch,
+    packs: &mut PackReader,
     mut outcome: impl FnMut(Result<(), &'static str>),
 ) {
     let mut lines = 0;
-    let payload = payload.unwrap_or_default();
+    let value = payload.unwrap_or_default();
+    let payload = match packs.lines(value) {
+        Ok(payload) => payload,
+        Err(err) => {
+            batch.dead_letters.push(DeadLetterRow {
+                received_at: now_secs(),
+                topic: origin.topic.to_string(),
+                kafka_partition: origin.partition,
+                kafka_offset: origin.offset,
+                reason: "bad_compression".to_string(),
+                error: err.to_string(),
+                raw: value.to_vec(),
+            });
+            outcome(Err("bad_compression"));
+            return;
+        }
+    };
     // The line ends found with SIMD (`memchr`): a byte loop over every pack was 8 % of the
     // collector's time on the storage path.
     let mut start = 0;
@@ -677,11 +698,12 @@ fn take(
     batch: &mut Batch,
     offsets: &mut Offsets,
     counters: &Counters,
+    packs: &mut PackReader,
 ) {
     let origin =
         Origin { topic: message.topic(), partition: message.partition(), offset: message.offset() };
     counters.kafka_records.inc();
-    route_record(message.payload(), origin, batch, |routed| match routed {
+    route_record(message.payload(), origin, batch, packs, |routed| match routed {
         Ok(()) => counters.stored.inc(),
         Err(reason) => {
             counters.dead_letter.inc();
@@ -859,6 +881,8 @@ impl Reader<'_> {
         let mut batch_deadline: Option<tokio::time::Instant> = None;
         let mut revocations = self.in_flight.revocations();
         let counters = Counters::new(metrics);
+        // Reads the sensor's compressed packs (a zstd context and a buffer, kept for the run).
+        let mut packs = PackReader::new().expect("a zstd context (fails only without memory)");
         // Partitions were revoked while `recv` served the group: what is batched was read under
         // the old assignment. It is dropped, not written: the new owner (maybe this collector
         // again) reads it from the committed offsets, and no commit goes out while the group
@@ -892,7 +916,7 @@ impl Reader<'_> {
             forget_revoked(&mut batch, &mut offsets, &mut batch_deadline);
             match received {
                 Some(Ok(message)) => {
-                    take(&message, &mut batch, &mut offsets, &counters);
+                    take(&message, &mut batch, &mut offsets, &counters, &mut packs);
                     batch_deadline.get_or_insert_with(|| {
                         tokio::time::Instant::now() + self.settings.max_wait
                     });
@@ -909,7 +933,7 @@ impl Reader<'_> {
                         forget_revoked(&mut batch, &mut offsets, &mut batch_deadline);
                         match next {
                             Ok(message) => {
-                                take(&message, &mut batch, &mut offsets, &counters);
+                                take(&message, &mut batch, &mut offsets, &counters, &mut packs);
                                 batch_deadline.get_or_insert_with(|| {
                                     tokio::time::Instant::now() + self.settings.max_wait
                                 });
@@ -1463,7 +1487,8 @@ mod tests {
         pack.extend_from_slice(b"\n{nope\n");
         pack.extend_from_slice(dns("d").to_json().as_bytes());
         let mut outcomes = Vec::new();
-        route_record(Some(&pack), origin(), &mut batch, |o| outcomes.push(o));
+        let mut packs = PackReader::new().expect("zstd context");
+        route_record(Some(&pack), origin(), &mut batch, &mut packs, |o| outcomes.push(o));
         assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(()), Err("invalid_json"), Ok(())]);
         let ids: Vec<&str> = batch.dns.iter().map(|r| r.event_id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c", "d"]);
@@ -1475,14 +1500,39 @@ mod tests {
         let mut single = Batch::default();
         let mut outcomes = Vec::new();
         let one = dns("e").to_json();
-        route_record(Some(one.as_bytes()), origin(), &mut single, |o| outcomes.push(o));
-        route_record(Some(format!("{one}\n").as_bytes()), origin(), &mut single, |o| {
+        route_record(Some(one.as_bytes()), origin(), &mut single, &mut packs, |o| outcomes.push(o));
+        route_record(Some(format!("{one}\n").as_bytes()), origin(), &mut single, &mut packs, |o| {
             outcomes.push(o)
         });
-        route_record(Some(b"\n"), origin(), &mut single, |o| outcomes.push(o));
-        route_record(None, origin(), &mut single, |o| outcomes.push(o));
+        route_record(Some(b"\n"), origin(), &mut single, &mut packs, |o| outcomes.push(o));
+        route_record(None, origin(), &mut single, &mut packs, |o| outcomes.push(o));
         assert_eq!(outcomes, vec![Ok(()), Ok(()), Err("empty"), Err("empty")]);
         assert_eq!(single.dns.len(), 2);
+
+        // The same pack compressed by the sensor (one zstd frame): the same rows and dead letter.
+        let mut compressed = Vec::new();
+        canh_event::pack::PackWriter::new(1)
+            .expect("zstd context")
+            .compress(&pack, &mut compressed)
+            .expect("compress");
+        let mut unpacked = Batch::default();
+        let mut outcomes = Vec::new();
+        route_record(Some(&compressed), origin(), &mut unpacked, &mut packs, |o| outcomes.push(o));
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(()), Err("invalid_json"), Ok(())]);
+        let ids: Vec<&str> = unpacked.dns.iter().map(|r| r.event_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(unpacked.dead_letters[0].raw, b"{nope");
+
+        // A damaged frame: one dead letter holding the record's bytes, nothing stored.
+        let cut = &compressed[..compressed.len() - 7];
+        let mut damaged = Batch::default();
+        let mut outcomes = Vec::new();
+        route_record(Some(cut), origin(), &mut damaged, &mut packs, |o| outcomes.push(o));
+        assert_eq!(outcomes, vec![Err("bad_compression")]);
+        assert_eq!(damaged.dns.len(), 0);
+        assert_eq!(damaged.dead_letters.len(), 1);
+        assert_eq!(damaged.dead_letters[0].reason, "bad_compression");
+        assert_eq!(damaged.dead_letters[0].raw, cut);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod community_id;
 mod id;
 pub mod json;
 pub mod kafka;
+pub mod pack;
 mod schema;
 mod timestamp;
 

@@ -161,6 +161,14 @@ pub struct UplinkSection {
     /// A pack is sent at the latest this long after its first event.
     #[serde(default = "default_pack_linger")]
     pub pack_linger: String,
+    /// How the uplink compresses each pack before it is written ahead and sent: "zstd" (one
+    /// zstd frame per record, which the collector reads; sensor/UPLINK.md) or "none".
+    #[serde(default = "default_pack_compression")]
+    pub pack_compression: String,
+    /// zstd's level for packs: 1 (its fastest positive level, the default) to 22, or a negative
+    /// level (faster, less compression) down to -50.
+    #[serde(default = "default_pack_compression_level")]
+    pub pack_compression_level: i32,
 }
 
 impl Default for UplinkSection {
@@ -176,6 +184,8 @@ impl Default for UplinkSection {
             write_ahead: true,
             pack_bytes: default_pack_bytes(),
             pack_linger: default_pack_linger(),
+            pack_compression: default_pack_compression(),
+            pack_compression_level: default_pack_compression_level(),
         }
     }
 }
@@ -407,6 +417,12 @@ fn default_pack_bytes() -> usize {
 fn default_pack_linger() -> String {
     "5ms".into()
 }
+fn default_pack_compression() -> String {
+    "zstd".into()
+}
+fn default_pack_compression_level() -> i32 {
+    1
+}
 /// Largest pack: below librdkafka's `message.max.bytes` and Kafka's default record size limit
 /// (both about 1 MB), with room for a last event past the bound and the record's framing.
 pub const MAX_PACK_BYTES: usize = 512 << 10;
@@ -559,6 +575,18 @@ fn validate(path: &str, config: Config) -> Result<Settings, ConfigError> {
         return Err(invalid(
             "uplink.pack_bytes",
             format!("{} is above the limit of {MAX_PACK_BYTES}", config.uplink.pack_bytes),
+        ));
+    }
+    if !["zstd", "none"].contains(&config.uplink.pack_compression.as_str()) {
+        return Err(invalid(
+            "uplink.pack_compression",
+            format!("{:?} is neither \"zstd\" nor \"none\"", config.uplink.pack_compression),
+        ));
+    }
+    if !(-50..=22).contains(&config.uplink.pack_compression_level) {
+        return Err(invalid(
+            "uplink.pack_compression_level",
+            format!("{} is not in -50..=22", config.uplink.pack_compression_level),
         ));
     }
     let spool_sync_interval = duration("spool.sync_interval", &config.spool.sync_interval)?;
@@ -808,6 +836,21 @@ mod tests {
         assert!(err.to_string().contains("kafka.compression"), "{err}");
         let unknown = toml::from_str::<Config>(&text.replace("[input]", "[input]\ntypo = 1"));
         assert!(unknown.is_err());
+        let zstd = text.replace("\"brotli\"", "\"zstd\"");
+        for (line, field) in [
+            ("pack_compression = \"lz4\"", "uplink.pack_compression"),
+            ("pack_compression_level = 23", "uplink.pack_compression_level"),
+            ("pack_compression_level = -51", "uplink.pack_compression_level"),
+        ] {
+            let config: Config =
+                toml::from_str(&format!("{zstd}\n[uplink]\n{line}\n")).expect("parses");
+            let err = validate("x.toml", config).expect_err(line);
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let config: Config = toml::from_str(&zstd).expect("parses");
+        let settings = validate("x.toml", config).expect("valid");
+        let uplink = &settings.config.uplink;
+        assert_eq!((uplink.pack_compression.as_str(), uplink.pack_compression_level), ("zstd", 1));
     }
 
     #[test]

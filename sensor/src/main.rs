@@ -571,6 +571,8 @@ fn start_uplink(
         write_ahead: cfg.uplink.write_ahead,
         pack_bytes: cfg.uplink.pack_bytes,
         pack_linger: settings.pack_linger,
+        pack_compression: (cfg.uplink.pack_compression == "zstd")
+            .then_some(cfg.uplink.pack_compression_level),
     };
     let metadata = produce::client_config(&cfg.kafka, tuning);
     uplink::Uplink::start(config, producer, Some(&metadata), metrics.clone())

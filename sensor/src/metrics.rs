@@ -47,6 +47,9 @@ pub struct Metrics {
     pub spool_damaged_bytes: IntCounter,
     pub spool_errors: IntCounter,
     pub write_ahead_skipped: IntCounter,
+    /// JSON bytes of the packs the uplink compressed, and the bytes they compressed to.
+    pub pack_plain_bytes: IntCounter,
+    pub pack_compressed_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -216,6 +219,16 @@ impl Metrics {
             "events sent from memory without a write-ahead record (spool full or failing)",
         )
         .expect("valid metric");
+        let pack_plain_bytes = IntCounter::new(
+            "canh_sensor_pack_plain_bytes_total",
+            "JSON bytes of the packs the uplink compressed (uplink.pack_compression)",
+        )
+        .expect("valid metric");
+        let pack_compressed_bytes = IntCounter::new(
+            "canh_sensor_pack_compressed_bytes_total",
+            "bytes those packs compressed to (what was written ahead and sent)",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(capture_received.clone()),
@@ -248,6 +261,8 @@ impl Metrics {
             Box::new(spool_damaged_bytes.clone()),
             Box::new(spool_errors.clone()),
             Box::new(write_ahead_skipped.clone()),
+            Box::new(pack_plain_bytes.clone()),
+            Box::new(pack_compressed_bytes.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -299,6 +314,8 @@ impl Metrics {
             spool_damaged_bytes,
             spool_errors,
             write_ahead_skipped,
+            pack_plain_bytes,
+            pack_compressed_bytes,
         }
     }
 }

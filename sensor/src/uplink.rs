@@ -27,6 +27,7 @@ use crate::packets::EventSink;
 use crate::produce::{self, KafkaProducer, Origin, Outcome, PartitionWatch, Partitions, Tag, Tags};
 use crate::session::Meta;
 use crate::spool::{Appended, Class, RecordRef, Spool, SpoolError, SpoolLimits};
+use canh_event::pack::{PackReader, PackWriter};
 use canh_event::{Dataset, Event, SensorStats, Timestamp};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -48,6 +49,8 @@ pub enum UplinkError {
     Thread(std::io::Error),
     #[error("the uplink thread stopped")]
     Stopped,
+    #[error("making a zstd context for packs: {0}")]
+    Zstd(std::io::Error),
 }
 
 /// Everything the uplink needs besides the producer.
@@ -82,6 +85,9 @@ pub struct UplinkConfig {
     pub pack_bytes: usize,
     /// A pack is sent at the latest this long after its first event.
     pub pack_linger: Duration,
+    /// zstd level at which the uplink thread compresses each pack (one frame per record);
+    /// `None`: packs go as plain JSON lines.
+    pub pack_compression: Option<i32>,
 }
 
 /// The uplink thread polls its queue instead of blocking on it while it takes at least
@@ -248,7 +254,17 @@ impl Uplink {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_records(&config));
         let packer = Arc::new(Mutex::new(Packer::new(tx, &config)));
         let recycle = Arc::new(Recycle::default());
-        let worker = Worker::new(config, producer, spool, metrics, recycle.clone(), packer.clone());
+        let packs = Packs {
+            writer: config
+                .pack_compression
+                .map(PackWriter::new)
+                .transpose()
+                .map_err(UplinkError::Zstd)?,
+            reader: PackReader::new().map_err(UplinkError::Zstd)?,
+            compressed: Vec::new(),
+        };
+        let worker =
+            Worker::new(config, producer, spool, metrics, recycle.clone(), packer.clone(), packs);
         let thread = std::thread::Builder::new()
             .name("uplink".into())
             .spawn(move || worker.run(rx))
@@ -607,10 +623,14 @@ impl Packer {
     }
 }
 
-/// How many events a record of `payload` holds: one per line.
-pub(crate) fn events_in(payload: &[u8]) -> u32 {
-    let newlines = payload.iter().filter(|b| **b == b'\n').count();
-    u32::try_from(newlines + 1).unwrap_or(u32::MAX)
+/// The uplink thread's zstd contexts for packs.
+struct Packs {
+    /// `None`: packs go as plain JSON lines (`uplink.pack_compression = "none"`).
+    writer: Option<PackWriter>,
+    /// Reads records back from the spool to count their events.
+    reader: PackReader,
+    /// Where packs are compressed (reused).
+    compressed: Vec<u8>,
 }
 
 /// The spool segment being sent.
@@ -673,6 +693,7 @@ struct Worker {
     outcomes: Vec<Outcome>,
     /// Tags of the records in flight.
     tags: Tags,
+    packs: Packs,
 }
 
 impl Worker {
@@ -683,6 +704,7 @@ impl Worker {
         metrics: Metrics,
         recycle: Arc<Recycle>,
         packer: Arc<Mutex<Packer>>,
+        packs: Packs,
     ) -> Self {
         let now = Instant::now();
         let config_max_in_flight = config.max_in_flight;
@@ -721,6 +743,7 @@ impl Worker {
             recycle,
             outcomes: Vec::new(),
             tags: Tags::default(),
+            packs,
         }
     }
 
@@ -729,6 +752,32 @@ impl Worker {
         if item.recycle && item.payload.capacity() <= 2 * self.config.pack_bytes {
             self.recycle.put(item.payload);
         }
+    }
+
+    /// A pack from the queue compressed as one zstd frame, when packs are compressed: its JSON
+    /// buffer goes back to be filled again. Runs before the pack is routed, so the write-ahead
+    /// record, the spool and librdkafka all hold the compressed bytes. A pack zstd refuses (it
+    /// has no reason to) goes as it is.
+    fn compress(&mut self, mut item: Outgoing) -> Outgoing {
+        let Some(writer) = self.packs.writer.as_mut().filter(|_| item.recycle) else {
+            return item;
+        };
+        let out = &mut self.packs.compressed;
+        if let Err(err) = writer.compress(&item.payload, out) {
+            self.metrics.spool_errors.inc();
+            tracing::error!(error = %err, "cannot compress a pack: sending it uncompressed");
+            return item;
+        }
+        self.metrics.pack_plain_bytes.inc_by(item.payload.len() as u64);
+        self.metrics.pack_compressed_bytes.inc_by(out.len() as u64);
+        // Copied out at its size (a fraction of the pack's): the scratch buffer keeps zstd's
+        // worst-case capacity for the next pack.
+        let plain = std::mem::replace(&mut item.payload, out.as_slice().to_vec());
+        if plain.capacity() <= 2 * self.config.pack_bytes {
+            self.recycle.put(plain);
+        }
+        item.recycle = false;
+        item
     }
 
     fn run(mut self, rx: Receiver<Item>) -> Summary {
@@ -790,6 +839,7 @@ impl Worker {
         match item {
             Item::Event(item) => {
                 let events = item.events as usize;
+                let item = self.compress(item);
                 self.route(item);
                 events
             }
@@ -1278,7 +1328,7 @@ impl Worker {
                             dataset: r.dataset,
                             topic: Some(Arc::from(r.topic)),
                             key: r.key,
-                            events: events_in(&r.payload),
+                            events: canh_event::pack::events_in(&r.payload, &mut self.packs.reader),
                             payload: r.payload,
                             recycle: false,
                         });
@@ -1505,6 +1555,7 @@ mod tests {
             write_ahead: true,
             pack_bytes,
             pack_linger: Duration::from_millis(5),
+            pack_compression: Some(1),
         };
         let metrics = Metrics::new();
         let uplink = Uplink::start(config, producer, None, metrics.clone()).expect("start");
@@ -1525,9 +1576,10 @@ mod tests {
         let mut out = Vec::new();
         while let Some(batch) = spool.next_batch().expect("read") {
             spool.ack(batch.segment, batch.records.len() as u64).expect("ack");
+            let mut reader = PackReader::new().expect("zstd context");
             for record in batch.records {
-                let events = record
-                    .payload
+                let lines = reader.lines(&record.payload).expect("a readable record").to_vec();
+                let events = lines
                     .split(|b| *b == b'\n')
                     .map(|line| Event::from_json(line).expect("an event per line"))
                     .collect();
@@ -1647,14 +1699,24 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         let mut flow_records = 0;
         for (record, events) in spooled(&dir) {
-            assert_eq!(crate::uplink::events_in(&record.payload) as usize, events.len());
+            let mut reader = PackReader::new().expect("zstd context");
+            assert_eq!(
+                canh_event::pack::events_in(&record.payload, &mut reader) as usize,
+                events.len()
+            );
             let dataset = events[0].event.dataset;
             assert_eq!(record.topic, format!("canh-{}", dataset.as_str()));
             if dataset != Dataset::Flow {
                 assert_eq!(events.len(), 1, "{} events go alone", dataset.as_str());
+                assert!(!canh_event::pack::is_compressed(&record.payload), "alone: plain JSON");
             } else {
                 flow_records += 1;
-                assert!(record.payload.len() <= pack_bytes, "pack of {}", record.payload.len());
+                assert!(canh_event::pack::is_compressed(&record.payload), "packs are compressed");
+                let plain = reader.lines(&record.payload).expect("readable").len();
+                assert!(plain <= pack_bytes, "pack of {plain}");
+                if events.len() >= 5 {
+                    assert!(record.payload.len() < plain, "{} of {plain}", record.payload.len());
+                }
                 assert_eq!(record.key, produce::key_of(&events[0]).as_bytes());
                 let partition = produce::partition_of(&record.key, 4);
                 for event in &events {

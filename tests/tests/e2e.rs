@@ -992,7 +992,9 @@ fn events_of(
     partitions: i32,
 ) -> Vec<(Event, Vec<u8>)> {
     use rdkafka::Message;
-    let payload = message.payload().unwrap_or_default();
+    let value = message.payload().unwrap_or_default();
+    let mut reader = canh_event::pack::PackReader::new().expect("zstd context");
+    let payload = reader.lines(value).expect("records on the topics are plain or readable packs");
     let mut events = Vec::new();
     for line in payload.split(|b| *b == b'\n') {
         let event = Event::from_json(line).expect("lines of the records on the topics are events");
