@@ -24,6 +24,7 @@ kill -0 "$collector_pid" || {
 cpu0=$(cpu_of "$collector_pid")
 "$LOAD" latency --brokers "127.0.0.1:$KAFKA_PORT" --prefix "$RUN-" --templates "$WORK/templates.jsonl" \
     --sensor "$RUN" --rate "$RATE" --seconds "$SECONDS_RUN" --pack-bytes "${BENCH_PACK_BYTES:-131072}" \
+    --pack-compression "${BENCH_PACK_COMPRESSION:-zstd}" \
     --clickhouse "http://127.0.0.1:$CH_HTTP" --database "$RUN"
 cpu=$(echo "$(cpu_of "$collector_pid") - $cpu0" | bc)
 kill -INT "$collector_pid"

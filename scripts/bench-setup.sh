@@ -20,6 +20,7 @@
 #   BENCH_MIX=mixed|detect|flood  the event templates (below)
 #   BENCH_PACK_BYTES      events per Kafka record as the sensor packs them, up to this many bytes
 #                         (default 131072, the sensor's uplink.pack_bytes); 0: one event per record
+#   BENCH_PACK_COMPRESSION  zstd (default: each pack one zstd frame, as the sensor sends them) or none
 # Sets: KAFKA_PORT CH_HTTP CH_TCP WORK SENSOR COLLECTOR LOAD broker_pid collector_pid, and the
 # functions cpu_of PID (user+sys CPU seconds) and ch QUERY (one value from the run's database).
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -30,7 +30,8 @@ if [ -z "$ch_pid" ] && [ -n "${CANH_HOME:-}" ] && [ -f "$CANH_HOME/run/clickhous
 fi
 
 "$LOAD" fill --brokers "127.0.0.1:$KAFKA_PORT" --prefix "$RUN-" --templates "$WORK/templates.jsonl" \
-    --events "$EVENTS" --sensor "$RUN" --pack-bytes "${BENCH_PACK_BYTES:-131072}"
+    --events "$EVENTS" --sensor "$RUN" --pack-bytes "${BENCH_PACK_BYTES:-131072}" \
+    --pack-compression "${BENCH_PACK_COMPRESSION:-zstd}"
 
 # Stored rows, polled 5 times a second: the rows of the tables' active parts (what `count()` counts,
 # from metadata), over HTTP. `clickhouse-client` costs ~0.06 CPU-s per start and `count()` reads

@@ -9,7 +9,8 @@
 //! sensor's uplink (sensor/UPLINK.md), events are packed several per Kafka record, one JSON line
 //! each, per topic and partition, the partition chosen from the event's key (community id, host or
 //! sensor id), a pack sent at `--pack-bytes` (0: one event per record) or at the end of a tick.
-//! Compression zstd as the sensor's default.
+//! As the sensor's defaults: each pack compressed as one zstd frame at level 1
+//! (`--pack-compression none`: plain JSON lines), and librdkafka's compression zstd.
 //!
 //! `templates`: print the detection benchmark's synthetic mix (`benches/support/mix.rs`: ~50 % flow,
 //! 20 % dns, 15 % http, 10 % tls, 5 % sshd log, ~1 % attacks from random sources) as JSON lines,
@@ -60,6 +61,10 @@ struct Source {
     /// producers other than Canh's sensor).
     #[arg(long, default_value_t = 128 * 1024)]
     pack_bytes: usize,
+    /// "zstd": each pack compressed as one zstd frame at level 1, as the sensor's uplink does by
+    /// default; "none": packs of plain JSON lines.
+    #[arg(long, default_value = "zstd")]
+    pack_compression: String,
 }
 
 #[derive(Subcommand)]
@@ -215,10 +220,19 @@ struct Packer {
     limit: usize,
     records: u64,
     waits: u64,
+    /// Compresses each pack before it is sent (`--pack-compression zstd`).
+    writer: Option<canh_event::pack::PackWriter>,
+    compressed: Vec<u8>,
 }
 
 impl Packer {
-    fn new(producer: &BaseProducer, prefix: &str, limit: usize) -> Result<Packer> {
+    fn new(producer: &BaseProducer, source: &Source) -> Result<Packer> {
+        let (prefix, limit) = (&source.prefix, source.pack_bytes);
+        let writer = match source.pack_compression.as_str() {
+            "zstd" => Some(canh_event::pack::PackWriter::new(1).context("zstd context")?),
+            "none" => None,
+            other => bail!("--pack-compression must be zstd or none, not {other:?}"),
+        };
         let topics: HashMap<Dataset, String> =
             Dataset::ALL.iter().map(|d| (*d, format!("{prefix}{}", d.as_str()))).collect();
         let mut partitions = HashMap::new();
@@ -230,7 +244,36 @@ impl Packer {
             let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as u32;
             partitions.insert(*dataset, n.max(1));
         }
-        Ok(Packer { topics, partitions, packs: HashMap::new(), limit, records: 0, waits: 0 })
+        Ok(Packer {
+            topics,
+            partitions,
+            packs: HashMap::new(),
+            limit,
+            records: 0,
+            waits: 0,
+            writer,
+            compressed: Vec::new(),
+        })
+    }
+
+    /// Send one pack, compressed if packs are.
+    fn send(
+        &mut self,
+        producer: &BaseProducer,
+        dataset: Dataset,
+        partition: i32,
+        pack: &[u8],
+    ) -> Result<()> {
+        let payload = match self.writer.as_mut() {
+            Some(writer) => {
+                writer.compress(pack, &mut self.compressed).context("compressing a pack")?;
+                &self.compressed[..]
+            }
+            None => pack,
+        };
+        self.waits += send(producer, &self.topics[&dataset], partition, payload)?;
+        self.records += 1;
+        Ok(())
     }
 
     fn add(&mut self, producer: &BaseProducer, event: &Event) -> Result<()> {
@@ -246,20 +289,18 @@ impl Packer {
         pack.extend_from_slice(event.to_json().as_bytes());
         if pack.len() >= self.limit {
             let pack = std::mem::take(pack);
-            self.waits += send(producer, &self.topics[&dataset], partition, &pack)?;
-            self.records += 1;
+            self.send(producer, dataset, partition, &pack)?;
         }
         Ok(())
     }
 
     /// Send every open pack.
     fn flush(&mut self, producer: &BaseProducer) -> Result<()> {
-        for ((dataset, partition), pack) in &mut self.packs {
-            if !pack.is_empty() {
-                let pack = std::mem::take(pack);
-                self.waits += send(producer, &self.topics[dataset], *partition, &pack)?;
-                self.records += 1;
-            }
+        let open: Vec<(Dataset, i32)> =
+            self.packs.iter().filter(|(_, p)| !p.is_empty()).map(|(k, _)| *k).collect();
+        for (dataset, partition) in open {
+            let pack = self.packs.remove(&(dataset, partition)).unwrap_or_default();
+            self.send(producer, dataset, partition, &pack)?;
         }
         Ok(())
     }
@@ -268,7 +309,7 @@ impl Packer {
 fn fill(source: &Source, events: u64) -> Result<()> {
     let templates = load_templates(&source.templates)?;
     let producer = producer(source)?;
-    let mut packer = Packer::new(&producer, &source.prefix, source.pack_bytes)?;
+    let mut packer = Packer::new(&producer, source)?;
     let started = Instant::now();
     let mut per_dataset: HashMap<Dataset, u64> = HashMap::new();
     for seq in 0..events {
@@ -322,7 +363,7 @@ fn latency(
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producing = {
         let producer = producer(source)?;
-        let mut packer = Packer::new(&producer, &source.prefix, source.pack_bytes)?;
+        let mut packer = Packer::new(&producer, source)?;
         let samples = Arc::clone(&samples);
         let done = Arc::clone(&done);
         let sensor = source.sensor.clone();

@@ -476,6 +476,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         dropped = summary.dropped,
         damaged_regions = summary.damaged_regions,
         spool_bytes_left = summary.spool_bytes_left,
+        queue_full_waits = summary.queue_full_waits,
         "sensor stopped"
     );
     if summary.spool_bytes_left > 0 {

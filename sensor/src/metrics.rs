@@ -50,6 +50,8 @@ pub struct Metrics {
     /// JSON bytes of the packs the uplink compressed, and the bytes they compressed to.
     pub pack_plain_bytes: IntCounter,
     pub pack_compressed_bytes: IntCounter,
+    /// Times a thread making events found the uplink's queue full and waited for it.
+    pub uplink_queue_full: IntCounter,
 }
 
 impl Metrics {
@@ -229,6 +231,12 @@ impl Metrics {
             "bytes those packs compressed to (what was written ahead and sent)",
         )
         .expect("valid metric");
+        let uplink_queue_full = IntCounter::new(
+            "canh_sensor_uplink_queue_full_total",
+            "times a thread making events (capture, logs) found the uplink's queue full and waited: \
+             the uplink was the slower side",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(capture_received.clone()),
@@ -263,6 +271,7 @@ impl Metrics {
             Box::new(write_ahead_skipped.clone()),
             Box::new(pack_plain_bytes.clone()),
             Box::new(pack_compressed_bytes.clone()),
+            Box::new(uplink_queue_full.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -316,6 +325,7 @@ impl Metrics {
             write_ahead_skipped,
             pack_plain_bytes,
             pack_compressed_bytes,
+            uplink_queue_full,
         }
     }
 }

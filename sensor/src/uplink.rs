@@ -182,6 +182,8 @@ pub struct Summary {
     pub spool_bytes_left: u64,
     /// Events on disk sent again after a failed delivery or a refusal by the producer.
     pub retried: u64,
+    /// Times a thread making events found the queue full and waited (the uplink was behind).
+    pub queue_full_waits: u64,
 }
 
 /// Why events went to the spool instead of straight to Kafka (logged at shutdown).
@@ -252,7 +254,8 @@ impl Uplink {
             None => None,
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_records(&config));
-        let packer = Arc::new(Mutex::new(Packer::new(tx, &config)));
+        let packer =
+            Arc::new(Mutex::new(Packer::new(tx, &config, metrics.uplink_queue_full.clone())));
         let recycle = Arc::new(Recycle::default());
         let packs = Packs {
             writer: config
@@ -327,7 +330,8 @@ impl Uplink {
         if let Some(watch) = self.watch {
             watch.stop();
         }
-        summary
+        let waits = self.packer.lock().unwrap_or_else(|p| p.into_inner()).queue_full.get();
+        summary.map(|summary| Summary { queue_full_waits: waits, ..summary })
     }
 }
 
@@ -463,6 +467,8 @@ struct Packer {
     packs: Vec<Vec<Pack>>,
     /// Open packs holding at least one event.
     open: usize,
+    /// `canh_sensor_uplink_queue_full_total`: sends that found the queue full and waited.
+    queue_full: prometheus::IntCounter,
 }
 
 /// How a closed pack goes on the queue.
@@ -475,7 +481,11 @@ enum Put {
 }
 
 impl Packer {
-    fn new(tx: SyncSender<Item>, config: &UplinkConfig) -> Packer {
+    fn new(
+        tx: SyncSender<Item>,
+        config: &UplinkConfig,
+        queue_full: prometheus::IntCounter,
+    ) -> Packer {
         Packer {
             tx: Some(tx),
             pack_bytes: config.pack_bytes,
@@ -485,6 +495,7 @@ impl Packer {
             },
             packs: Dataset::ALL.iter().map(|_| Vec::new()).collect(),
             open: 0,
+            queue_full,
         }
     }
 
@@ -493,7 +504,10 @@ impl Packer {
         let Some(tx) = &self.tx else { return Err(UplinkError::Stopped) };
         match tx.try_send(item) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(item)) => tx.send(item).map_err(|_| UplinkError::Stopped),
+            Err(TrySendError::Full(item)) => {
+                self.queue_full.inc();
+                tx.send(item).map_err(|_| UplinkError::Stopped)
+            }
             Err(TrySendError::Disconnected(_)) => Err(UplinkError::Stopped),
         }
     }
@@ -764,7 +778,6 @@ impl Worker {
         };
         let out = &mut self.packs.compressed;
         if let Err(err) = writer.compress(&item.payload, out) {
-            self.metrics.spool_errors.inc();
             tracing::error!(error = %err, "cannot compress a pack: sending it uncompressed");
             return item;
         }

@@ -984,9 +984,9 @@ fn consume_with(
     consume_datasets(brokers, settings, prefix, &["flow", "sensor"], partitions, timeout, done)
 }
 
-/// The events of one record: a pack holds several, one per line (sensor/UPLINK.md). Every event's
-/// key must lead to the record's partition (events are packed by partition), `partitions` being the
-/// topic's partition count.
+/// The events of one record: a pack holds several, one per line, compressed as one zstd frame
+/// (sensor/UPLINK.md). Every event's key must lead to the record's partition (events are packed by
+/// partition), `partitions` being the topic's partition count.
 fn events_of(
     message: &rdkafka::message::BorrowedMessage<'_>,
     partitions: i32,
@@ -1008,6 +1008,12 @@ fn events_of(
         );
         events.push((event, line.to_vec()));
     }
+    // The sensors of these tests run with the default `uplink.pack_compression = "zstd"`.
+    assert!(
+        events.len() == 1 || canh_event::pack::is_compressed(value),
+        "a pack of {} events arrived as plain JSON",
+        events.len()
+    );
     events
 }
 
