@@ -13,7 +13,7 @@ use canh_event::{Event, Timestamp};
 use std::io::Write;
 
 /// Bytes gathered before one write to the output.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 16;
 
 pub struct JsonLines<W: Write> {
     out: W,
