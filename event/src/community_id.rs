@@ -61,7 +61,10 @@ pub fn community_id_v1_bytes(
     // The spec's input (seed, addresses, protocol, a zero byte, ports: at most 40 bytes) fits one
     // SHA-1 block with its padding (a 0x80 byte, the bit length in the last 8 bytes), so the block
     // is built here and compressed once, without the hasher's buffering.
-    let mut block = [0u8; 64];
+    // Built where `compress` reads it (a `[u8; 64]` converted into the block type was copied
+    // with wide loads that waited for the byte stores that built it).
+    let mut block =
+        sha1::digest::generic_array::GenericArray::<u8, sha1::digest::consts::U64>::default();
     block[..2].copy_from_slice(&seed.to_be_bytes());
     let mut n = 2;
     for ip in [sip, dip] {
@@ -79,7 +82,7 @@ pub fn community_id_v1_bytes(
     block[n] = 0x80;
     block[56..].copy_from_slice(&(n as u64 * 8).to_be_bytes());
     let mut state = SHA1_INIT;
-    sha1::compress(&mut state, &[block.into()]);
+    sha1::compress(&mut state, std::slice::from_ref(&block));
     let mut digest = [0u8; 20];
     for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
         bytes.copy_from_slice(&word.to_be_bytes());

@@ -18,6 +18,13 @@ pub fn event_id(sensor_id: &str, seq: u64) -> String {
 /// prefix of the last sensor id asked for is kept per thread, so a sensor's events cost no hash.
 pub fn event_id_bytes(sensor_id: &str, seq: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
+    write_event_id(sensor_id, seq, &mut out);
+    out
+}
+
+/// [`event_id_bytes`] written into `out` in place (see `Timestamp::write_rfc3339`: no copy of a
+/// returned array that waits on the stores that built it).
+pub fn write_event_id(sensor_id: &str, seq: u64, out: &mut [u8; 32]) {
     LAST_PREFIX.with_borrow_mut(|last| {
         if last.0.as_deref() != Some(sensor_id) {
             last.1 = sensor_prefix(sensor_id);
@@ -31,8 +38,9 @@ pub fn event_id_bytes(sensor_id: &str, seq: u64) -> [u8; 32] {
         }
         out[..16].copy_from_slice(&last.1);
     });
-    out[16..].copy_from_slice(&seq_hex(seq));
-    out
+    for (i, slot) in out[16..].iter_mut().enumerate() {
+        *slot = HEX[(seq >> (60 - 4 * i) & 0x0f) as usize];
+    }
 }
 
 /// [`event_id_bytes`] for a caller that keeps the sensor's prefix itself ([`sensor_prefix`]).

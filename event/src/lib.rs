@@ -12,7 +12,7 @@ pub mod pack;
 mod schema;
 mod timestamp;
 
-pub use id::{event_id, event_id_bytes, event_id_with_prefix, sensor_prefix};
+pub use id::{event_id, event_id_bytes, event_id_with_prefix, sensor_prefix, write_event_id};
 pub use schema::*;
 pub use timestamp::{Timestamp, TimestampError};
 

@@ -57,11 +57,21 @@ impl Timestamp {
     /// nanoseconds falls in the years 1677-2262, so the year always has four digits.
     #[inline]
     pub fn rfc3339(self) -> [u8; 30] {
+        let mut out = [0; 30];
+        self.write_rfc3339(&mut out);
+        out
+    }
+
+    /// [`Timestamp::rfc3339`] written into `out` in place: for a writer that puts it straight
+    /// into its line, instead of copying it there from a returned array (a wide copy of bytes
+    /// just stored one or two at a time has to wait for those stores).
+    #[inline]
+    pub fn write_rfc3339(self, out: &mut [u8; 30]) {
         let secs = self.secs();
         let days = secs.div_euclid(86_400);
         // In 0..86_400: fits u32.
         let second_of_day = secs.rem_euclid(86_400) as u32;
-        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        *out = *b"0000-00-00T00:00:00.000000000Z";
         out[..10].copy_from_slice(&date_text(days));
         out[11..13].copy_from_slice(pair(second_of_day / 3600));
         out[14..16].copy_from_slice(pair(second_of_day / 60 % 60));
@@ -72,7 +82,6 @@ impl Timestamp {
         out[23..25].copy_from_slice(pair(nanos / 10_000 % 100));
         out[25..27].copy_from_slice(pair(nanos / 100 % 100));
         out[27..29].copy_from_slice(pair(nanos % 100));
-        out
     }
 }
 

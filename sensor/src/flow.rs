@@ -3,12 +3,16 @@
 //! packets, not from a clock.
 
 use crate::decode::Packet;
-use crate::slot_index::SlotIndex;
+use crate::slot_index::{prefetch_all, SlotIndex};
 use std::net::IpAddr;
 
 const NANOS: i64 = 1_000_000_000;
 /// How often idle and closed flows are looked for, in packet time.
 const SWEEP_INTERVAL_NS: i64 = 5 * NANOS;
+/// How many flows ahead a sweep asks for the slots it will read, and for the index entries it
+/// will remove (fewer: the slot's key must have arrived to find the entry).
+const SLOT_AHEAD: usize = 8;
+const INDEX_AHEAD: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -523,6 +527,21 @@ impl FlowTable {
         Some(finished)
     }
 
+    /// Start loading slot `i` into the cache (it need not hold a flow).
+    fn prefetch_slot(&self, i: u32) {
+        if let Some(slot) = self.slots.get(i as usize) {
+            prefetch_all(slot);
+        }
+    }
+
+    /// Start loading the index entry of the flow in slot `i`: the slot's key is read (so it
+    /// should be on its way already) and hashed.
+    fn prefetch_index_entry(&self, i: u32) {
+        if let Some(slot) = self.slots.get(i as usize) {
+            self.index.prefetch(self.hash(&slot.head.key));
+        }
+    }
+
     fn insert(&mut self, head: Head, flow: Flow, hash: u64) -> usize {
         let i = match self.free.pop() {
             Some(i) => {
@@ -635,6 +654,15 @@ impl FlowTable {
         }
         let end = self.due.len().min(self.due_taken.saturating_add(max));
         for k in self.due_taken..end {
+            // The flows a sweep takes out have been idle for a while: their slots and index
+            // entries are in no cache. Ask for them a few flows ahead, the slot first (its key
+            // locates the index entry).
+            if let Some(&ahead) = self.due.get(k + SLOT_AHEAD) {
+                self.prefetch_slot(ahead);
+            }
+            if let Some(&ahead) = self.due.get(k + INDEX_AHEAD) {
+                self.prefetch_index_entry(ahead);
+            }
             let i = self.due[k] as usize;
             if let Some(finished) = self.remove(i, EndReason::End) {
                 out.push(finished);
@@ -652,7 +680,10 @@ impl FlowTable {
         self.timers.take_due(now_ns, &mut candidates);
         let mut done = std::mem::take(&mut self.due);
         done.clear();
-        for &i in &candidates {
+        for (k, &i) in candidates.iter().enumerate() {
+            if let Some(&ahead) = candidates.get(k + SLOT_AHEAD) {
+                self.prefetch_slot(ahead);
+            }
             let slot = &self.slots[i as usize];
             let Some(flow) = slot.flow.as_ref() else { continue };
             if is_due(&self.config, &slot.head.key, flow, now_ns) {

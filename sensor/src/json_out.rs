@@ -13,7 +13,7 @@ use canh_event::{Event, Timestamp};
 use std::io::Write;
 
 /// Bytes gathered before one write to the output.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 16;
 
 pub struct JsonLines<W: Write> {
     out: W,
@@ -158,16 +158,18 @@ fn flow_line(
     ident: &[u8],
     cid: &[u8; 30],
 ) -> usize {
-    let start = Timestamp(r.start_ns).rfc3339();
+    // Times and the id are written in place (`Line::fill`), the start time once and then copied
+    // within the line.
     let mut l = Line { buf, at: 0 };
     l.put(b"{\"@timestamp\":\"");
-    l.put(&start);
+    let start = l.at;
+    l.fill(|text| Timestamp(r.start_ns).write_rfc3339(text));
     l.put(b"\",\"event\":{\"id\":\"");
-    l.put(&canh_event::event_id_bytes(&who.sensor_id, seq));
+    l.fill(|text| canh_event::write_event_id(&who.sensor_id, seq, text));
     l.put(b"\",\"kind\":\"event\",\"dataset\":\"flow\",\"start\":\"");
-    l.put(&start);
+    l.copy_from(start, 30);
     l.put(b"\",\"end\":\"");
-    l.put(&Timestamp(r.end_ns).rfc3339());
+    l.fill(|text| Timestamp(r.end_ns).write_rfc3339(text));
     l.put(b"\",\"duration\":");
     l.i64(r.end_ns - r.start_ns);
     l.put(b"},");
@@ -245,6 +247,24 @@ impl Line<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
         self.at += bytes.len();
+    }
+
+    /// `N` bytes written in place by `write`: no copy from a returned array, which would have to
+    /// wait for the narrow stores that built it.
+    #[inline(always)]
+    fn fill<const N: usize>(&mut self, write: impl FnOnce(&mut [u8; N])) {
+        // A range of N bytes always converts (and indexing past the end panics, as in `put`).
+        if let Ok(bytes) = <&mut [u8; N]>::try_from(&mut self.buf[self.at..self.at + N]) {
+            write(bytes);
+        }
+        self.at += N;
+    }
+
+    /// The `len` bytes written earlier at `from`, again.
+    #[inline(always)]
+    fn copy_from(&mut self, from: usize, len: usize) {
+        self.buf.copy_within(from..from + len, self.at);
+        self.at += len;
     }
 
     /// The first `len` bytes of `bytes`, written with a copy of all `N` (a fixed-size copy is a

@@ -84,8 +84,10 @@ impl<'m> PacketPipeline<'m> {
     pub fn frame(&mut self, link: LinkType, ts_ns: i64, data: &[u8], out: &mut impl EventSink) {
         self.metrics.packets.inc();
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
-        match decode(link, data) {
-            Ok(packet) => self.packet(ts_ns, &packet, out),
+        // Matched by reference: the decoded packet is used where `decode` wrote it, not copied
+        // out of the `Result` first (a copy that waited on decode's narrower stores).
+        match &decode(link, data) {
+            Ok(packet) => self.packet(ts_ns, packet, out),
             Err(DecodeError::Fragment) => {
                 let whole = crate::decode::fragment_of(link, data).and_then(|(fragment, outer)| {
                     // A fragment out of a tunnel: the tunnel's packet counts in its flow now.
@@ -124,8 +126,9 @@ impl<'m> PacketPipeline<'m> {
             self.tunnel(ts_ns, outer, out);
         }
         self.sweep(ts_ns, out);
-        if let Some((view, analysis)) = self.table.observe(ts_ns, packet, &mut self.finished) {
-            self.sessions.packet(analysis, &view, ts_ns, packet, &mut self.metas);
+        // By reference, for the same reason as the decoded packet in `frame`.
+        if let Some((view, analysis)) = &mut self.table.observe(ts_ns, packet, &mut self.finished) {
+            self.sessions.packet(analysis, view, ts_ns, packet, &mut self.metas);
         }
     }
 

@@ -10,6 +10,42 @@ const EMPTY: u64 = 0;
 /// The fewest entries once the index holds anything.
 const MIN_ENTRIES: usize = 16;
 
+/// Ask the CPU to start loading the cache line holding `value`, so that a read of it a little
+/// later does not wait for memory: loops over many cold flows (a sweep's) issue this a few flows
+/// ahead. Only a hint: it reads nothing into the program, cannot fault, and is a no-op elsewhere.
+#[inline(always)]
+pub(crate) fn prefetch<T>(value: &T) {
+    prefetch_address((value as *const T).cast());
+}
+
+/// [`prefetch`] for every cache line `value` spans (a flow slot spans four or five).
+#[inline(always)]
+pub(crate) fn prefetch_all<T>(value: &T) {
+    let start: *const u8 = (value as *const T).cast();
+    let size = std::mem::size_of::<T>();
+    let mut offset = 0;
+    while offset < size {
+        prefetch_address(start.wrapping_add(offset));
+        offset += 64;
+    }
+    // The last line, when the value does not start on a line boundary.
+    prefetch_address(start.wrapping_add(size.saturating_sub(1)));
+}
+
+#[inline(always)]
+fn prefetch_address(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // `unsafe` only because the intrinsic is declared for CPUs with SSE, which every x86_64 has;
+    // a prefetch of any address is harmless (it is never dereferenced).
+    #[allow(unsafe_code)]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 #[derive(Default)]
 pub(crate) struct SlotIndex {
     /// A power of two in length (or empty).
@@ -133,6 +169,13 @@ impl SlotIndex {
         self.entries[hole] = EMPTY;
         self.len -= 1;
         true
+    }
+
+    /// Start loading the index line a lookup of `hash` reads first (see [`prefetch`]).
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if let Some(e) = self.entries.get(self.home(hash as u32)) {
+            prefetch(e);
+        }
     }
 
     /// Every slot held, in index order.
