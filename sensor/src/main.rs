@@ -477,6 +477,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         damaged_regions = summary.damaged_regions,
         spool_bytes_left = summary.spool_bytes_left,
         queue_full_waits = summary.queue_full_waits,
+        queue_wait_ms = summary.queue_wait_ms,
         "sensor stopped"
     );
     if summary.spool_bytes_left > 0 {

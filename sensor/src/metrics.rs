@@ -50,8 +50,10 @@ pub struct Metrics {
     /// JSON bytes of the packs the uplink compressed, and the bytes they compressed to.
     pub pack_plain_bytes: IntCounter,
     pub pack_compressed_bytes: IntCounter,
-    /// Times a thread making events found the uplink's queue full and waited for it.
+    /// Times a thread making events found the uplink's queue full and waited for it, and how long
+    /// those waits took together.
     pub uplink_queue_full: IntCounter,
+    pub uplink_queue_wait_seconds: prometheus::Counter,
 }
 
 impl Metrics {
@@ -237,6 +239,11 @@ impl Metrics {
              the uplink was the slower side",
         )
         .expect("valid metric");
+        let uplink_queue_wait_seconds = prometheus::Counter::new(
+            "canh_sensor_uplink_queue_wait_seconds_total",
+            "time the threads making events spent waiting for room in the uplink's full queue",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(capture_received.clone()),
@@ -272,6 +279,7 @@ impl Metrics {
             Box::new(pack_plain_bytes.clone()),
             Box::new(pack_compressed_bytes.clone()),
             Box::new(uplink_queue_full.clone()),
+            Box::new(uplink_queue_wait_seconds.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -326,6 +334,7 @@ impl Metrics {
             pack_plain_bytes,
             pack_compressed_bytes,
             uplink_queue_full,
+            uplink_queue_wait_seconds,
         }
     }
 }

@@ -182,8 +182,10 @@ pub struct Summary {
     pub spool_bytes_left: u64,
     /// Events on disk sent again after a failed delivery or a refusal by the producer.
     pub retried: u64,
-    /// Times a thread making events found the queue full and waited (the uplink was behind).
+    /// Times a thread making events found the queue full and waited (the uplink was behind), and
+    /// the milliseconds those waits took together.
     pub queue_full_waits: u64,
+    pub queue_wait_ms: u64,
 }
 
 /// Why events went to the spool instead of straight to Kafka (logged at shutdown).
@@ -254,8 +256,7 @@ impl Uplink {
             None => None,
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_records(&config));
-        let packer =
-            Arc::new(Mutex::new(Packer::new(tx, &config, metrics.uplink_queue_full.clone())));
+        let packer = Arc::new(Mutex::new(Packer::new(tx, &config, QueueWaits::new(&metrics))));
         let recycle = Arc::new(Recycle::default());
         let packs = Packs {
             writer: config
@@ -330,8 +331,12 @@ impl Uplink {
         if let Some(watch) = self.watch {
             watch.stop();
         }
-        let waits = self.packer.lock().unwrap_or_else(|p| p.into_inner()).queue_full.get();
-        summary.map(|summary| Summary { queue_full_waits: waits, ..summary })
+        let waits = self.packer.lock().unwrap_or_else(|p| p.into_inner()).waits.clone();
+        summary.map(|summary| Summary {
+            queue_full_waits: waits.count.get(),
+            queue_wait_ms: (waits.seconds.get() * 1e3) as u64,
+            ..summary
+        })
     }
 }
 
@@ -467,8 +472,24 @@ struct Packer {
     packs: Vec<Vec<Pack>>,
     /// Open packs holding at least one event.
     open: usize,
-    /// `canh_sensor_uplink_queue_full_total`: sends that found the queue full and waited.
-    queue_full: prometheus::IntCounter,
+    waits: QueueWaits,
+}
+
+/// Sends that found the queue full and waited, and how long they waited
+/// (`canh_sensor_uplink_queue_full_total`, `canh_sensor_uplink_queue_wait_seconds_total`).
+#[derive(Clone)]
+struct QueueWaits {
+    count: prometheus::IntCounter,
+    seconds: prometheus::Counter,
+}
+
+impl QueueWaits {
+    fn new(metrics: &Metrics) -> QueueWaits {
+        QueueWaits {
+            count: metrics.uplink_queue_full.clone(),
+            seconds: metrics.uplink_queue_wait_seconds.clone(),
+        }
+    }
 }
 
 /// How a closed pack goes on the queue.
@@ -481,11 +502,7 @@ enum Put {
 }
 
 impl Packer {
-    fn new(
-        tx: SyncSender<Item>,
-        config: &UplinkConfig,
-        queue_full: prometheus::IntCounter,
-    ) -> Packer {
+    fn new(tx: SyncSender<Item>, config: &UplinkConfig, waits: QueueWaits) -> Packer {
         Packer {
             tx: Some(tx),
             pack_bytes: config.pack_bytes,
@@ -495,7 +512,7 @@ impl Packer {
             },
             packs: Dataset::ALL.iter().map(|_| Vec::new()).collect(),
             open: 0,
-            queue_full,
+            waits,
         }
     }
 
@@ -505,8 +522,11 @@ impl Packer {
         match tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(item)) => {
-                self.queue_full.inc();
-                tx.send(item).map_err(|_| UplinkError::Stopped)
+                let since = Instant::now();
+                let sent = tx.send(item).map_err(|_| UplinkError::Stopped);
+                self.waits.count.inc();
+                self.waits.seconds.inc_by(since.elapsed().as_secs_f64());
+                sent
             }
             Err(TrySendError::Disconnected(_)) => Err(UplinkError::Stopped),
         }
