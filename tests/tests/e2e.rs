@@ -402,7 +402,8 @@ async fn pcap_to_clickhouse_equals_offline_output() {
 }
 
 /// Poison records on a topic go to the dead-letter table with a reason; good records around them
-/// are stored.
+/// are stored. Compressed packs too: a good one is stored, a damaged one and a decompression bomb
+/// are dead letters kept whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_dead_letters() {
     let _shared = SERVICES.read().await;
@@ -444,6 +445,22 @@ async fn poison_records_go_to_dead_letters() {
             good_json.replace(&good.event.id, &canh_event::event_id("poison-test", 2)).into_bytes(),
         ),
     ];
+    // Compressed packs as the sensor sends them (one zstd frame of JSON lines): a good one, one
+    // cut short, and a bomb whose frame (a few KiB) claims 17 MiB, past the collector's limit.
+    let mut writer = canh_event::pack::PackWriter::new(1).expect("zstd context");
+    let pack = [3, 4]
+        .map(|seq| good_json.replace(&good.event.id, &canh_event::event_id("poison-test", seq)))
+        .join("\n");
+    let mut compressed = Vec::new();
+    writer.compress(pack.as_bytes(), &mut compressed).expect("compress");
+    let cut = compressed[..compressed.len() - 9].to_vec();
+    let mut bomb = Vec::new();
+    writer.compress(&vec![b'x'; 17 << 20], &mut bomb).expect("compress");
+    assert!(bomb.len() < 64 << 10, "the bomb is small: {} bytes", bomb.len());
+    let records: Vec<(&str, Vec<u8>)> = records
+        .into_iter()
+        .chain([("bad_compression", cut.clone()), ("bad_compression", bomb), ("good", compressed)])
+        .collect();
     for (_, payload) in &records {
         producer
             .send(FutureRecord::<(), _>::to(&topic).payload(payload), Duration::from_secs(10))
@@ -458,12 +475,12 @@ async fn poison_records_go_to_dead_letters() {
         async move {
             let dead = count(&db, "SELECT count() FROM dead_letters FINAL").await;
             let events = count(&db, "SELECT count() FROM dns FINAL").await;
-            (dead >= 5 && events >= 2).then_some((dead, events))
+            (dead >= 7 && events >= 4).then_some((dead, events))
         }
     })
     .await;
     let status = stop(&mut collector);
-    assert_eq!(done, Some((5, 2)), "dead letters and stored events");
+    assert_eq!(done, Some((7, 4)), "dead letters and stored events");
     assert!(status.success());
 
     #[derive(Row, Deserialize, Debug)]
@@ -482,14 +499,17 @@ async fn poison_records_go_to_dead_letters() {
         records.iter().map(|(reason, _)| *reason).filter(|r| *r != "good").collect();
     assert_eq!(reasons, expected);
     assert_eq!(dead[1].raw, vec![0xff, 0x00, 0xfe], "raw bytes kept exactly");
-    assert_eq!(dead.iter().map(|d| d.kafka_offset).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(dead[5].raw, cut, "a damaged pack is kept whole");
+    let offsets: Vec<i64> =
+        (0..records.len() as i64).filter(|i| records[*i as usize].0 != "good").collect();
+    assert_eq!(dead.iter().map(|d| d.kafka_offset).collect::<Vec<_>>(), offsets);
     // The good record, consumed from the flow topic, was stored by its own dataset.
     let ids: Vec<String> =
         db.query("SELECT event_id FROM dns FINAL").fetch_all().await.expect("dns rows");
     let mut ids = ids;
     ids.sort();
-    let mut want =
-        vec![canh_event::event_id("poison-test", 1), canh_event::event_id("poison-test", 2)];
+    let mut want: Vec<String> =
+        (1..=4).map(|seq| canh_event::event_id("poison-test", seq)).collect();
     want.sort();
     assert_eq!(ids, want);
 }
