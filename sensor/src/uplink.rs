@@ -1549,22 +1549,26 @@ mod tests {
 
     /// An uplink to a Kafka that is not there, spooling into `dir`.
     fn unreachable_uplink(dir: &std::path::Path, pack_bytes: usize) -> (Uplink, Metrics) {
-        unreachable_uplink_limited(dir, pack_bytes, 50, 1 << 20)
+        unreachable_uplink_limited(dir, pack_bytes, 50, 1 << 20, Duration::from_millis(200))
     }
 
-    /// [`unreachable_uplink`] with the in-flight limits given.
+    /// [`unreachable_uplink`] with the in-flight limits given, and how long the uplink waits for an
+    /// acknowledgement before it calls the link down (`stall_timeout`; librdkafka's message
+    /// timeout is ten times that, at least 2 s).
     fn unreachable_uplink_limited(
         dir: &std::path::Path,
         pack_bytes: usize,
         max_in_flight: usize,
         max_in_flight_bytes: usize,
+        stall_timeout: Duration,
     ) -> (Uplink, Metrics) {
+        let message_timeout = (stall_timeout * 10).max(Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(dir);
         let kafka: KafkaSection =
             toml::from_str("brokers = \"127.0.0.1:1\"\nidempotence = false").expect("kafka");
         let tuning = ProducerTuning {
             linger: Duration::from_millis(5),
-            message_timeout: Duration::from_secs(2),
+            message_timeout,
             queue_records: 10_000,
         };
         let producer = produce::connect(&kafka, tuning).expect("producer");
@@ -1577,9 +1581,9 @@ mod tests {
             max_in_flight_bytes,
             rate_limit: None,
             health_interval: None,
-            stall_timeout: Duration::from_millis(200),
+            stall_timeout,
             retry_backoff: Duration::from_millis(200),
-            message_timeout: Duration::from_secs(2),
+            message_timeout,
             flush_timeout: Duration::from_secs(1),
             sensor_id: "unit".into(),
             tenant: "t".into(),
@@ -1654,12 +1658,15 @@ mod tests {
 
     /// `max_in_flight_bytes` bounds what is handed to the producer by payload bytes, whatever
     /// the event count allows: with room for 10 events' bytes, no more than 10 are in flight and
-    /// the others wait in the spool.
+    /// the others wait in the spool. The link is given 30 s before it counts as down, so what is
+    /// in flight stays there while the test looks (with 200 ms, a loaded machine could let the
+    /// link go down, and the records in flight back to the spool, before the first look).
     #[test]
     fn in_flight_payload_bytes_are_bounded() {
         let dir = std::env::temp_dir().join(format!("canh-uplink-bytes-{}", std::process::id()));
         let size = event(Dataset::Flow, 100).to_json().len();
-        let (uplink, metrics) = unreachable_uplink_limited(&dir, 0, 100_000, 10 * size);
+        let patience = Duration::from_secs(30);
+        let (uplink, metrics) = unreachable_uplink_limited(&dir, 0, 100_000, 10 * size, patience);
         let mut peak = 0;
         for seq in 100..300 {
             uplink.send(&event(Dataset::Flow, seq)).expect("send");
@@ -1672,6 +1679,9 @@ mod tests {
             peak = peak.max(metrics.in_flight.get());
             std::thread::sleep(Duration::from_millis(1));
         }
+        // The gauges can reach 200 together before any look above saw them (the uplink thread
+        // sets them once per turn): look once more, while the 10 are still in flight.
+        peak = peak.max(metrics.in_flight.get());
         let summary = uplink.shutdown().expect("shutdown");
         assert!(peak > 0 && peak <= 10, "{peak} events in flight");
         assert_eq!((summary.delivered, summary.dropped, summary.spooled), (0, 0, 200));
