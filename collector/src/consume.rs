@@ -39,16 +39,7 @@ pub fn route(
     batch: &mut Batch,
 ) -> Result<(), &'static str> {
     let dead = |batch: &mut Batch, reason: &'static str, error: String, raw: &[u8]| {
-        batch.dead_letters.push(DeadLetterRow {
-            received_at: now_secs(),
-            topic: origin.topic.to_string(),
-            kafka_partition: origin.partition,
-            kafka_offset: origin.offset,
-            reason: reason.to_string(),
-            error,
-            raw: raw.to_vec(),
-        });
-        Err(reason)
+        dead_letter(batch, origin, reason, error, raw)
     };
     let Some(raw) = payload.filter(|p| !p.is_empty()) else {
         return dead(batch, "empty", "record has no payload".into(), &[]);
@@ -106,16 +97,7 @@ pub fn route_record(
     let payload = match packs.lines(value) {
         Ok(payload) => payload,
         Err(err) => {
-            batch.dead_letters.push(DeadLetterRow {
-                received_at: now_secs(),
-                topic: origin.topic.to_string(),
-                kafka_partition: origin.partition,
-                kafka_offset: origin.offset,
-                reason: "bad_compression".to_string(),
-                error: err.to_string(),
-                raw: value.to_vec(),
-            });
-            outcome(Err("bad_compression"));
+            outcome(dead_letter(batch, origin, "bad_compression", err.to_string(), value));
             return;
         }
     };
@@ -134,6 +116,26 @@ pub fn route_record(
     if lines == 0 {
         outcome(route(None, origin, batch));
     }
+}
+
+/// Keep `raw` as a dead letter of the batch, with its Kafka coordinates and why; the reason back.
+fn dead_letter(
+    batch: &mut Batch,
+    origin: Origin,
+    reason: &'static str,
+    error: String,
+    raw: &[u8],
+) -> Result<(), &'static str> {
+    batch.dead_letters.push(DeadLetterRow {
+        received_at: now_secs(),
+        topic: origin.topic.to_string(),
+        kafka_partition: origin.partition,
+        kafka_offset: origin.offset,
+        reason: reason.to_string(),
+        error,
+        raw: raw.to_vec(),
+    });
+    Err(reason)
 }
 
 /// Why a record that does not decode as an event failed: not JSON at all, JSON naming a dataset

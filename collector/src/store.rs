@@ -302,9 +302,8 @@ impl Batch {
         self.len() == 0
     }
 
-    /// Add a decoded event to the table of its dataset. The event's strings move into the row.
-    /// Add the event's row. The row takes the event's strings (`event` is left partly
-    /// emptied): the event is decoded once and never moved whole (~2 KB).
+    /// Add a decoded event's row to the table of its dataset. The row takes the event's strings
+    /// (`event` is left partly emptied): the event is decoded once and never moved whole (~2 KB).
     pub fn push(&mut self, event: &mut Event, raw: &[u8], origin: Origin) {
         match event.event.dataset {
             Dataset::Flow => self.flows.push(flow_row(event, origin)),

@@ -38,26 +38,22 @@ pub fn write_event_id(sensor_id: &str, seq: u64, out: &mut [u8; 32]) {
         }
         out[..16].copy_from_slice(&last.1);
     });
-    for (i, slot) in out[16..].iter_mut().enumerate() {
-        *slot = HEX[(seq >> (60 - 4 * i) & 0x0f) as usize];
-    }
+    write_seq_hex(seq, &mut out[16..]);
 }
 
 /// [`event_id_bytes`] for a caller that keeps the sensor's prefix itself ([`sensor_prefix`]).
 pub fn event_id_with_prefix(prefix: &[u8; 16], seq: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
     out[..16].copy_from_slice(prefix);
-    out[16..].copy_from_slice(&seq_hex(seq));
+    write_seq_hex(seq, &mut out[16..]);
     out
 }
 
-/// `seq` as 16 lowercase hex digits, big-endian.
-fn seq_hex(seq: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
+/// `seq` as 16 lowercase hex digits, big-endian, into `out` (16 bytes).
+fn write_seq_hex(seq: u64, out: &mut [u8]) {
     for (i, slot) in out.iter_mut().enumerate() {
         *slot = HEX[(seq >> (60 - 4 * i) & 0x0f) as usize];
     }
-    out
 }
 
 /// The first half of a sensor's event ids: the first 8 bytes of SHA-1 over `"canh-event-id\0"`

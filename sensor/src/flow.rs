@@ -568,10 +568,10 @@ impl FlowTable {
         out: &mut Vec<Finished>,
     ) -> Option<(FlowView, &mut Analysis)> {
         // A sweep visits every flow, so it runs every few seconds of packet time; a flow that is due
-        // is also written as soon as its own next packet arrives, so no record depends on it.
-        if ts_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
-            self.expire(ts_ns, out);
-            self.last_sweep_ns = ts_ns;
+        // is also written as soon as its own next packet arrives, so no record depends on it. (The
+        // packet pipeline starts it itself, before this, to write the flows a chunk at a time.)
+        if self.start_sweep(ts_ns) {
+            while self.expire_some(out, usize::MAX) {}
         }
         let (key, src_is_lo) = key_of(packet);
         let hash = self.hash(&key);

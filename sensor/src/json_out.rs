@@ -761,8 +761,7 @@ mod tests {
         }
     }
 
-    /// The fast writer gives the general writer's bytes, up to its bound on the variable parts
-    /// (longest addresses and numbers, every optional member).
+    /// The padded transport names and end reasons are those of `transport_str` and `as_str`.
     #[test]
     fn padded_names_equal_their_sources() {
         for proto in 0..=255u8 {
@@ -778,6 +777,8 @@ mod tests {
         }
     }
 
+    /// The fast writer gives the general writer's bytes, up to its bound on the variable parts
+    /// (longest addresses and numbers, every optional member).
     #[test]
     fn fast_flow_line_equals_the_general_writer_at_its_bounds() {
         let who = Identity {

@@ -147,9 +147,13 @@ impl<'m> PacketPipeline<'m> {
     /// (on a SYN flood one sweep finds tens of thousands: ~35 bytes per active flow of peak memory
     /// when they were listed together). They are written before the packet's own events.
     fn sweep(&mut self, ts_ns: i64, out: &mut impl EventSink) {
-        if !self.table.start_sweep(ts_ns) {
-            return;
+        if self.table.start_sweep(ts_ns) {
+            self.write_due(out);
         }
+    }
+
+    /// The flows the table's sweep noted as due, written SWEEP_CHUNK at a time.
+    fn write_due(&mut self, out: &mut impl EventSink) {
         while self.table.expire_some(&mut self.finished, SWEEP_CHUNK) {
             self.write_finished(out);
         }
@@ -175,9 +179,7 @@ impl<'m> PacketPipeline<'m> {
     pub fn tick(&mut self, now_ns: i64, out: &mut impl EventSink) {
         // SWEEP_CHUNK at a time, as a packet's sweep writes them.
         self.table.note_due(now_ns);
-        while self.table.expire_some(&mut self.finished, SWEEP_CHUNK) {
-            self.write_finished(out);
-        }
+        self.write_due(out);
         self.drain(out);
     }
 

@@ -352,14 +352,14 @@ impl<D: Digest> HashedText<D> {
     }
 
     fn put(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > self.buf.len() {
+        if bytes.len() > self.buf.len() {
+            // Larger than the buffer: hashed after what it holds, without passing through it.
             self.digest.update(&self.buf[..self.len]);
             self.len = 0;
-            if bytes.len() > self.buf.len() {
-                self.digest.update(bytes);
-                return;
-            }
+            self.digest.update(bytes);
+            return;
         }
+        self.room(bytes.len());
         self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
         self.len += bytes.len();
     }

@@ -783,8 +783,16 @@ impl Worker {
 
     /// `item` has been copied where it goes: a pack's buffer goes back to be filled again.
     fn spend(&mut self, item: Outgoing) {
-        if item.recycle && item.payload.capacity() <= 2 * self.config.pack_bytes {
-            self.recycle.put(item.payload);
+        if item.recycle {
+            self.give_back(item.payload);
+        }
+    }
+
+    /// A pack's JSON buffer back to the threads that fill packs, unless it grew past twice
+    /// `pack_bytes` (then it is freed).
+    fn give_back(&self, payload: Vec<u8>) {
+        if payload.capacity() <= 2 * self.config.pack_bytes {
+            self.recycle.put(payload);
         }
     }
 
@@ -806,9 +814,7 @@ impl Worker {
         // Copied out at its size (a fraction of the pack's): the scratch buffer keeps zstd's
         // worst-case capacity for the next pack.
         let plain = std::mem::replace(&mut item.payload, out.as_slice().to_vec());
-        if plain.capacity() <= 2 * self.config.pack_bytes {
-            self.recycle.put(plain);
-        }
+        self.give_back(plain);
         item.recycle = false;
         item
     }
