@@ -235,17 +235,17 @@ fn read_frames(
     let link = LinkType::from_pcap(linktype)
         .ok_or(CaptureError::LinkType { path: name.clone(), linktype })?;
     let mut frames = 0u64;
-    loop {
-        match capture.next_packet() {
-            Ok(packet) => {
-                frames += 1;
-                // Nanosecond precision: tv_usec holds nanoseconds.
-                let ts = packet.header.ts.tv_sec * 1_000_000_000 + packet.header.ts.tv_usec;
-                on_frame(link, ts, packet.data);
-            }
-            Err(pcap::Error::NoMorePackets) => return Ok(frames),
-            Err(source) => return Err(CaptureError::Read { path: name, source }),
-        }
+    // One pcap_loop over the whole file: libpcap calls back for each frame, without
+    // pcap_next_ex's entry and one-shot callback per frame.
+    let read = capture.for_each(None, |packet| {
+        frames += 1;
+        // Nanosecond precision: tv_usec holds nanoseconds.
+        let ts = packet.header.ts.tv_sec * 1_000_000_000 + packet.header.ts.tv_usec;
+        on_frame(link, ts, packet.data);
+    });
+    match read {
+        Ok(()) => Ok(frames),
+        Err(source) => Err(CaptureError::Read { path: name, source }),
     }
 }
 
