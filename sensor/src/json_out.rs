@@ -169,7 +169,12 @@ fn flow_line(
     l.put(b"\",\"kind\":\"event\",\"dataset\":\"flow\",\"start\":\"");
     l.copy_from(start, 30);
     l.put(b"\",\"end\":\"");
-    l.fill(|text| Timestamp(r.end_ns).write_rfc3339(text));
+    if r.end_ns == r.start_ns {
+        // A flow of one packet (most of a scan or a flood): its start time again.
+        l.copy_from(start, 30);
+    } else {
+        l.fill(|text| Timestamp(r.end_ns).write_rfc3339(text));
+    }
     l.put(b"\",\"duration\":");
     l.i64(r.end_ns - r.start_ns);
     l.put(b"},");
