@@ -75,6 +75,25 @@ pub struct Packet<'a> {
     pub outer: Option<Box<OuterUdp>>,
 }
 
+impl Packet<'_> {
+    /// A placeholder to decode into ([`decode_into`]): no addresses, ports or payload.
+    pub const EMPTY: Packet<'static> = Packet {
+        src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        proto: 0,
+        src_port: 0,
+        dst_port: 0,
+        ip_len: 0,
+        payload_len: 0,
+        payload: &[],
+        tcp: None,
+        vlan: None,
+        inner_vlan: None,
+        icmp: None,
+        outer: None,
+    };
+}
+
 /// The outer UDP packet of a tunnelled one: what its own flow needs (the payload is the tunnel,
 /// not analysed). `outer` is the tunnel around it, if it came out of one too.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,13 +198,27 @@ impl DecodeError {
 
 /// Decode one captured frame.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    let mut packet = Packet::EMPTY;
+    decode_into(link, frame, &mut packet).map(|()| packet)
+}
+
+/// [`decode`], written into `packet` (whose earlier content does not matter, and which holds
+/// no packet after an error). The common frame's fields are stored where the caller reads them:
+/// a returned `Packet` was copied with wide loads right after the narrow stores that built it,
+/// and each such load waited for them (store-to-load forwarding fails).
+pub fn decode_into<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    packet: &mut Packet<'a>,
+) -> Result<(), DecodeError> {
     if link == LinkType::Ethernet {
-        if let Some(packet) = ethernet_tcp_udp(frame) {
-            return packet;
+        if let Some(done) = ethernet_tcp_udp(frame, packet) {
+            return done;
         }
     }
     let sliced = slice(link, frame)?;
-    from_sliced(&sliced, 0)
+    *packet = from_sliced(&sliced, 0)?;
+    Ok(())
 }
 
 /// The common case, read straight from the frame's bytes: Ethernet, at most two VLAN tags, an
@@ -194,7 +227,11 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
 /// etherparse; both give the same `Packet` where this one answers (a property test compares them
 /// on damaged frames). The lengths follow etherparse's lax slices: a length field that is zero,
 /// too small or past the captured bytes gives way to what was captured.
-fn ethernet_tcp_udp(frame: &[u8]) -> Option<Result<Packet<'_>, DecodeError>> {
+/// The packet is written into `packet`; it may be left half written when this answers None.
+fn ethernet_tcp_udp<'a>(
+    frame: &'a [u8],
+    packet: &mut Packet<'a>,
+) -> Option<Result<(), DecodeError>> {
     let mut ether_type = be16(frame, 12)?;
     let mut at = 14;
     let mut vlans = [None; 2];
@@ -251,31 +288,16 @@ fn ethernet_tcp_udp(frame: &[u8]) -> Option<Result<Packet<'_>, DecodeError>> {
     };
     // Transport length per the IP header, so truncated captures still count the real sizes.
     let transport_len = u64::from(ip_len.saturating_sub(header_len));
-    let mut packet = Packet {
-        src,
-        dst,
-        proto,
-        src_port: be16(ip_payload, 0)?,
-        dst_port: be16(ip_payload, 2)?,
-        ip_len,
-        payload_len: 0,
-        payload: &[],
-        tcp: None,
-        vlan: vlans[0],
-        inner_vlan: vlans[1],
-        icmp: None,
-        outer: None,
-    };
-    match proto {
+    let src_port = be16(ip_payload, 0)?;
+    let dst_port = be16(ip_payload, 2)?;
+    let (payload_len, payload, tcp) = match proto {
         6 => {
             let tcp_header_len = usize::from(*ip_payload.get(12)? >> 4) * 4;
             if tcp_header_len < 20 || ip_payload.len() < tcp_header_len {
                 return None;
             }
             let flags = ip_payload[13];
-            packet.payload_len = transport_len.saturating_sub(tcp_header_len as u64) as u32;
-            packet.payload = &ip_payload[tcp_header_len..];
-            packet.tcp = Some(TcpInfo {
+            let tcp = TcpInfo {
                 syn: flags & 0x02 != 0,
                 ack: flags & 0x10 != 0,
                 fin: flags & 0x01 != 0,
@@ -283,8 +305,12 @@ fn ethernet_tcp_udp(frame: &[u8]) -> Option<Result<Packet<'_>, DecodeError>> {
                 seq: be32(ip_payload, 4)?,
                 ack_number: be32(ip_payload, 8)?,
                 window: be16(ip_payload, 14)?,
-            });
-            Some(Ok(packet))
+            };
+            (
+                transport_len.saturating_sub(tcp_header_len as u64),
+                &ip_payload[tcp_header_len..],
+                Some(tcp),
+            )
         }
         17 => {
             if ip_payload.len() < 8 {
@@ -296,13 +322,34 @@ fn ethernet_tcp_udp(frame: &[u8]) -> Option<Result<Packet<'_>, DecodeError>> {
             } else {
                 &ip_payload[..udp_len]
             };
-            packet.payload_len = transport_len.saturating_sub(8) as u32;
-            packet.payload = &udp[8..];
-            // A UDP tunnel's packet comes out as the packet inside it.
-            Some(decapsulate(&packet, 0).unwrap_or(Ok(packet)))
+            (transport_len.saturating_sub(8), &udp[8..], None)
         }
-        _ => None,
+        _ => return None,
+    };
+    *packet = Packet {
+        src,
+        dst,
+        proto,
+        src_port,
+        dst_port,
+        ip_len,
+        payload_len: payload_len as u32,
+        payload,
+        tcp,
+        vlan: vlans[0],
+        inner_vlan: vlans[1],
+        icmp: None,
+        outer: None,
+    };
+    if proto == 17 {
+        // A UDP tunnel's packet comes out as the packet inside it.
+        match decapsulate(packet, 0) {
+            Some(Ok(inner)) => *packet = inner,
+            Some(Err(e)) => return Some(Err(e)),
+            None => {}
+        }
     }
+    Some(Ok(()))
 }
 
 /// The big-endian `u16` at `at`, if the bytes are there.
@@ -907,6 +954,12 @@ mod tests {
     use super::*;
     use etherparse::PacketBuilder;
 
+    /// The short path's answer as a value.
+    fn short_path(frame: &[u8]) -> Option<Result<Packet<'_>, DecodeError>> {
+        let mut packet = Packet::EMPTY;
+        ethernet_tcp_udp(frame, &mut packet).map(|done| done.map(|()| packet))
+    }
+
     fn tcp_frame(payload: &[u8]) -> Vec<u8> {
         let builder = PacketBuilder::ethernet2([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12])
             .single_vlan(etherparse::VlanId::try_new(100).expect("vlan"))
@@ -922,7 +975,7 @@ mod tests {
     fn the_short_path_takes_plain_tcp_and_udp() {
         for kind in 0..SHORT_PATH_FRAMES {
             let frame = short_path_frame(kind);
-            let short = ethernet_tcp_udp(&frame).expect("short path");
+            let short = short_path(&frame).expect("short path");
             assert_eq!(short, full_path(&frame));
         }
         assert_eq!(udp_v6_frame(2).len(), 14 + 8 + 40 + 8 + 11);
@@ -940,7 +993,7 @@ mod tests {
             for flags in [[0x20u8, 0], [0, 1], [0x3f, 0xff], [0x40, 0]] {
                 let mut frame = short_path_frame(kind);
                 frame[ip + 6..ip + 8].copy_from_slice(&flags);
-                let short = ethernet_tcp_udp(&frame);
+                let short = short_path(&frame);
                 if flags == [0x40, 0] {
                     assert_eq!(short.expect("not a fragment"), full_path(&frame));
                 } else {
@@ -1172,7 +1225,7 @@ mod tests {
                     frame[i] = byte;
                 }
             }
-            if let Some(short) = ethernet_tcp_udp(&frame) {
+            if let Some(short) = short_path(&frame) {
                 proptest::prop_assert_eq!(short, full_path(&frame));
             }
         }

@@ -1,6 +1,6 @@
 //! The packet path without I/O: frames in, events out. Capture feeds it; a sink takes the events.
 
-use crate::decode::{decode, DecodeError, LinkType};
+use crate::decode::{decode, decode_into, DecodeError, LinkType, Packet};
 use crate::defrag::{Defrag, DefragStats};
 use crate::flow::{Analysis, Finished, FlowConfig, FlowRecord, FlowTable, FlowView, Identity};
 use crate::metrics::Metrics;
@@ -84,10 +84,11 @@ impl<'m> PacketPipeline<'m> {
     pub fn frame(&mut self, link: LinkType, ts_ns: i64, data: &[u8], out: &mut impl EventSink) {
         self.metrics.packets.inc();
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
-        // Matched by reference: the decoded packet is used where `decode` wrote it, not copied
-        // out of the `Result` first (a copy that waited on decode's narrower stores).
-        match &decode(link, data) {
-            Ok(packet) => self.packet(ts_ns, packet, out),
+        // Decoded in place: the packet is used where `decode_into` wrote it, not copied out of
+        // a returned value first (a copy that waited on decode's narrower stores).
+        let mut packet = Packet::EMPTY;
+        match decode_into(link, data, &mut packet) {
+            Ok(()) => self.packet(ts_ns, &packet, out),
             Err(DecodeError::Fragment) => {
                 let whole = crate::decode::fragment_of(link, data).and_then(|(fragment, outer)| {
                     // A fragment out of a tunnel: the tunnel's packet counts in its flow now.
