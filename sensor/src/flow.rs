@@ -542,19 +542,20 @@ impl FlowTable {
         }
     }
 
-    fn insert(&mut self, head: Head, flow: Flow, hash: u64) -> usize {
+    /// A new flow whose first packet is `packet`, built in its slot: a `Flow` built first and
+    /// then moved in was copied with wide loads right after the narrow stores that built it.
+    fn insert(&mut self, head: Head, ts_ns: i64, packet: &Packet<'_>, hash: u64) -> usize {
         let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Slot { head, flow: Some(flow) };
-                self.timers.add_slot(i as usize);
-                i as usize
-            }
+            Some(i) => i as usize,
             None => {
-                self.slots.push(Slot { head, flow: Some(flow) });
-                self.timers.add_slot(self.slots.len() - 1);
+                self.slots.push(Slot { head, flow: None });
                 self.slots.len() - 1
             }
         };
+        let slot = &mut self.slots[i];
+        slot.head = head;
+        slot.flow = Some(new_flow(ts_ns, packet));
+        self.timers.add_slot(i);
         self.index.insert(hash, i as u32);
         i
     }
@@ -599,7 +600,7 @@ impl FlowTable {
                     self.evict_one(out);
                 }
                 self.stats.created += 1;
-                self.insert(head_of(key, packet, src_is_lo), new_flow(ts_ns, packet), hash)
+                self.insert(head_of(key, packet, src_is_lo), ts_ns, packet, hash)
             }
         };
         let lo_is_orig = self.slots[i].head.lo_is_orig;
