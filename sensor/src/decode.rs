@@ -202,8 +202,8 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
     decode_into(link, frame, &mut packet).map(|()| packet)
 }
 
-/// [`decode`], written into `packet` (whose earlier content does not matter, and which holds
-/// no packet after an error). The common frame's fields are stored where the caller reads them:
+/// [`decode`], written into `packet` (whose earlier content does not matter; after an error
+/// it holds nothing to use). The common frame's fields are stored where the caller reads them:
 /// a returned `Packet` was copied with wide loads right after the narrow stores that built it,
 /// and each such load waited for them (store-to-load forwarding fails).
 pub fn decode_into<'a>(
@@ -227,7 +227,7 @@ pub fn decode_into<'a>(
 /// etherparse; both give the same `Packet` where this one answers (a property test compares them
 /// on damaged frames). The lengths follow etherparse's lax slices: a length field that is zero,
 /// too small or past the captured bytes gives way to what was captured.
-/// The packet is written into `packet`; it may be left half written when this answers None.
+/// The packet is written into `packet`, which is left as it was when this answers None.
 fn ethernet_tcp_udp<'a>(
     frame: &'a [u8],
     packet: &mut Packet<'a>,
