@@ -801,6 +801,8 @@ impl Worker {
     /// record, the spool and librdkafka all hold the compressed bytes. A pack zstd refuses (it
     /// has no reason to) goes as it is.
     fn compress(&mut self, mut item: Outgoing) -> Outgoing {
+        // Only packs are filled in recycled buffers (`recycle`); an event that goes alone (an
+        // alert, a health event) stays plain JSON, which librdkafka compresses itself.
         let Some(writer) = self.packs.writer.as_mut().filter(|_| item.recycle) else {
             return item;
         };
