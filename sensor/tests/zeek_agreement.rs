@@ -460,17 +460,31 @@ fn tsv_tuple(row: &HashMap<String, String>) -> (String, String, String, String) 
     )
 }
 
+/// The sample captures that have a reference folder: (name, reference folder, capture).
+fn sample_cases() -> Vec<(String, PathBuf, PathBuf)> {
+    let reference = data_dir().join("pcap/tshark-reference");
+    let samples = data_dir().join("pcap/samples");
+    let Ok(dirs) = std::fs::read_dir(&reference) else { return Vec::new() };
+    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    cases.sort();
+    cases
+        .into_iter()
+        .filter_map(|case| {
+            let name = case.file_name()?.to_string_lossy().to_string();
+            let pcap = ["pcap", "pcapng"]
+                .iter()
+                .map(|x| samples.join(format!("{name}.{x}")))
+                .find(|p| p.exists())?;
+            Some((name, case, pcap))
+        })
+        .collect()
+}
+
 const TSHARK_HTTP_FIELDS: &[&str] = &["method", "host", "uri", "user_agent"];
 
 /// HTTP requests over TCP from the reference tables: method, Host, URI and User-Agent.
 fn tshark_http(tally: &mut Tally) {
-    let reference = data_dir().join("pcap/tshark-reference");
-    let samples = data_dir().join("pcap/samples");
-    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
-    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    cases.sort();
-    for case in cases {
-        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    for (name, case, pcap) in sample_cases() {
         let rows: Vec<_> = read_tsv(&case.join("http.tsv"))
             .into_iter()
             .filter(|r| {
@@ -481,11 +495,6 @@ fn tshark_http(tally: &mut Tally) {
         if rows.is_empty() {
             continue;
         }
-        let pcap = ["pcap", "pcapng"]
-            .iter()
-            .map(|x| samples.join(format!("{name}.{x}")))
-            .find(|p| p.exists());
-        let Some(pcap) = pcap else { continue };
         let field = |row: &HashMap<String, String>, f: &str| {
             let v = row.get(f).cloned().unwrap_or_default();
             if v.is_empty() {
@@ -519,13 +528,7 @@ const TSHARK_DNS_FIELDS: &[&str] = &["trans_id", "query", "rcode_name", "a"];
 
 /// DNS responses from the reference tables: id, question name, rcode and the A records.
 fn tshark_dns(tally: &mut Tally) {
-    let reference = data_dir().join("pcap/tshark-reference");
-    let samples = data_dir().join("pcap/samples");
-    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
-    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    cases.sort();
-    for case in cases {
-        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    for (name, case, pcap) in sample_cases() {
         let rows: Vec<_> = read_tsv(&case.join("dns.tsv"))
             .into_iter()
             .filter(|r| r.get("dns.flags.response").map(String::as_str) == Some("1"))
@@ -533,11 +536,6 @@ fn tshark_dns(tally: &mut Tally) {
         if rows.is_empty() {
             continue;
         }
-        let pcap = ["pcap", "pcapng"]
-            .iter()
-            .map(|x| samples.join(format!("{name}.{x}")))
-            .find(|p| p.exists());
-        let Some(pcap) = pcap else { continue };
         let reference: Vec<Record> = rows
             .iter()
             .map(|row| {
@@ -594,22 +592,11 @@ fn tshark_dns(tally: &mut Tally) {
 }
 
 fn tshark_tls(tally: &mut Tally) {
-    let reference = data_dir().join("pcap/tshark-reference");
-    let samples = data_dir().join("pcap/samples");
-    let Ok(dirs) = std::fs::read_dir(&reference) else { return };
-    let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    cases.sort();
-    for case in cases {
-        let name = case.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    for (name, case, pcap) in sample_cases() {
         let hellos = read_tsv(&case.join("tls_client_hello.tsv"));
         if hellos.is_empty() {
             continue;
         }
-        let pcap = ["pcap", "pcapng"]
-            .iter()
-            .map(|x| samples.join(format!("{name}.{x}")))
-            .find(|p| p.exists());
-        let Some(pcap) = pcap else { continue };
         // One record per ClientHello; the ServerHello of the reverse tuple adds JA3S.
         let mut zeek_like: Vec<Record> = Vec::new();
         for row in &hellos {
@@ -653,6 +640,87 @@ fn tshark_tls(tally: &mut Tally) {
             })
             .collect();
         compare(&name, "tshark-tls", TSHARK_TLS_FIELDS, zeek_like, ours, tally);
+    }
+}
+
+const TSHARK_CONVERSATION_FIELDS: &[&str] = &["frames a->b", "frames b->a"];
+
+type Endpoint = (std::net::IpAddr, u16);
+
+/// One row of `tshark -z conv,tcp` / `conv,udp`: `A:port <-> B:port`, then frames and bytes from
+/// B to A, from A to B, and in all. Only the frame counts are exact (bytes are rounded to kB/MB and
+/// count whole frames, link header and padding included), so only they are read.
+fn parse_conversation(line: &str) -> Option<(Endpoint, Endpoint, u64, u64)> {
+    let endpoint = |s: &str| -> Option<Endpoint> {
+        let (host, port) = s.rsplit_once(':')?;
+        Some((host.parse().ok()?, port.parse().ok()?))
+    };
+    let mut words = line.split_whitespace();
+    let a = endpoint(words.next()?)?;
+    if words.next()? != "<->" {
+        return None;
+    }
+    let b = endpoint(words.next()?)?;
+    let b_to_a: u64 = words.next()?.parse().ok()?;
+    let _bytes = (words.next()?, words.next()?);
+    let a_to_b: u64 = words.next()?.parse().ok()?;
+    Some((a, b, a_to_b, b_to_a))
+}
+
+/// Wireshark's conversations are per address and port pair over the whole capture; ours are
+/// flows, which timeouts and connection reuse split. Our flows' packets are summed per direction
+/// of each pair and compared with tshark's frames each way: every frame of a TCP or UDP packet
+/// (reassembled fragments count once) must be in exactly one flow, in the right direction.
+fn tshark_conversations(tally: &mut Tally) {
+    for (name, case, pcap) in sample_cases() {
+        let events = run_sensor(&pcap, 0);
+        for transport in ["tcp", "udp"] {
+            let Ok(text) = std::fs::read_to_string(case.join(format!("conv_{transport}.txt")))
+            else {
+                continue;
+            };
+            let mut ours: HashMap<(Endpoint, Endpoint), u64> = HashMap::new();
+            for event in events.iter().filter(|e| is(e, canh_event::Dataset::Flow)) {
+                if event.network.as_ref().and_then(|n| n.transport.as_deref()) != Some(transport) {
+                    continue;
+                }
+                let (Some(src), Some(dst)) = (&event.source, &event.destination) else { continue };
+                let (Some(si), Some(sp), Some(di), Some(dp)) = (src.ip, src.port, dst.ip, dst.port)
+                else {
+                    continue;
+                };
+                *ours.entry(((si, sp), (di, dp))).or_default() += src.packets.unwrap_or(0);
+                *ours.entry(((di, dp), (si, sp))).or_default() += dst.packets.unwrap_or(0);
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (a, b, a_to_b, b_to_a) in text.lines().filter_map(parse_conversation) {
+                tally.baseline += 1;
+                seen.insert((a, b));
+                seen.insert((b, a));
+                let got = |from: Endpoint, to: Endpoint| ours.get(&(from, to)).copied();
+                if got(a, b).is_none() {
+                    tally.mismatches.push(format!("{name} {transport}: no flow for {a:?} {b:?}"));
+                    continue;
+                }
+                tally.matched += 1;
+                for (field, want, have) in [
+                    ("frames a->b", a_to_b, got(a, b).unwrap_or(0)),
+                    ("frames b->a", b_to_a, got(b, a).unwrap_or(0)),
+                ] {
+                    let entry = tally.fields.entry(field.to_string()).or_default();
+                    entry.1 += 1;
+                    if want == have {
+                        entry.0 += 1;
+                    } else {
+                        tally.mismatches.push(format!(
+                            "{name} {transport} {a:?} {b:?} {field}: ours {have} tshark {want}"
+                        ));
+                    }
+                }
+            }
+            tally.ours_extra +=
+                ours.iter().filter(|(pair, n)| **n > 0 && !seen.contains(*pair)).count();
+        }
     }
 }
 
@@ -946,12 +1014,58 @@ struct Floors {
     tshark_tls: Floor,
     tshark_http: Floor,
     tshark_dns: Floor,
+    tshark_conversations: Floor,
     suricata: SuricataFloor,
 }
 
 #[derive(serde::Deserialize)]
 struct SuricataFloor {
     passed: usize,
+}
+
+/// A reference comparison: title, label, fields compared, the run that fills a tally, its floor.
+type Reference<'a> = (&'a str, &'a str, &'a [&'a str], fn(&mut Tally), &'a Floor);
+
+/// Print one comparison's agreement table (records matched, then each field) and its first
+/// mismatches, and add a failure for each ratio below its floor.
+fn report(
+    label: &str,
+    fields: &[&str],
+    t: &Tally,
+    floor: &Floor,
+    what: &str,
+    failures: &mut Vec<String>,
+) {
+    let rec = ratio(t.matched, t.baseline);
+    println!(
+        "{label:<6} {:<28} {:>9} {:>9} {:>7.1}%   (our extra records: {})",
+        "records matched",
+        t.matched,
+        t.baseline,
+        rec * 100.0,
+        t.ours_extra
+    );
+    let (mut eq, mut cmp) = (0, 0);
+    for f in fields {
+        let (e, c) = t.fields.get(*f).copied().unwrap_or((0, 0));
+        eq += e;
+        cmp += c;
+        println!("{label:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", ratio(e, c) * 100.0);
+    }
+    let fr = ratio(eq, cmp);
+    println!("{label:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "ALL FIELDS", fr * 100.0);
+    for m in t.mismatches.iter().take(20) {
+        println!("  {m}");
+    }
+    if t.mismatches.len() > 20 {
+        println!("  ... and {} more", t.mismatches.len() - 20);
+    }
+    if rec + 1e-9 < floor.records {
+        failures.push(format!("{what}: records matched {rec:.4} below floor {}", floor.records));
+    }
+    if fr + 1e-9 < floor.fields {
+        failures.push(format!("{what}: fields equal {fr:.4} below floor {}", floor.fields));
+    }
 }
 
 #[test]
@@ -972,24 +1086,6 @@ fn agreement_with_zeek_and_suricata() {
             fields: t.fields.clone(),
             ..*t
         });
-        let rec = ratio(t.matched, t.baseline);
-        println!(
-            "{log:<6} {:<28} {:>9} {:>9} {:>7.1}%   (our extra records: {})",
-            "records matched",
-            t.matched,
-            t.baseline,
-            rec * 100.0,
-            t.ours_extra
-        );
-        let (mut eq, mut cmp) = (0, 0);
-        for f in fields.iter() {
-            let (e, c) = t.fields.get(*f).copied().unwrap_or((0, 0));
-            eq += e;
-            cmp += c;
-            println!("{log:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", ratio(e, c) * 100.0);
-        }
-        let fr = ratio(eq, cmp);
-        println!("{log:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%\n", "ALL FIELDS", fr * 100.0);
         let floor = match log {
             "conn" => &floors.conn,
             "dns" => &floors.dns,
@@ -998,12 +1094,8 @@ fn agreement_with_zeek_and_suricata() {
             "ssh" => &floors.ssh,
             _ => &floors.x509,
         };
-        if rec + 1e-9 < floor.records {
-            failures.push(format!("{log}: records matched {rec:.4} below floor {}", floor.records));
-        }
-        if fr + 1e-9 < floor.fields {
-            failures.push(format!("{log}: fields equal {fr:.4} below floor {}", floor.fields));
-        }
+        report(log, fields, &t, floor, log, &mut failures);
+        println!();
     }
     println!("mismatches:");
     for t in tallies.values() {
@@ -1012,115 +1104,23 @@ fn agreement_with_zeek_and_suricata() {
         }
     }
 
-    let mut tshark = Tally::default();
-    tshark_tls(&mut tshark);
-    let rec = ratio(tshark.matched, tshark.baseline);
-    println!("\ntshark reference (sample captures), TLS per ClientHello:");
-    println!(
-        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
-        "tls",
-        "records matched",
-        tshark.matched,
-        tshark.baseline,
-        rec * 100.0
-    );
-    let (mut eq, mut cmp) = (0, 0);
-    for f in TSHARK_TLS_FIELDS {
-        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
-        eq += e;
-        cmp += c;
-        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "tls", ratio(e, c) * 100.0);
-    }
-    let fr = ratio(eq, cmp);
-    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "tls", "ALL FIELDS", fr * 100.0);
-    for m in &tshark.mismatches {
-        println!("  {m}");
-    }
-    if rec + 1e-9 < floors.tshark_tls.records {
-        failures.push(format!(
-            "tshark tls: records matched {rec:.4} below floor {}",
-            floors.tshark_tls.records
-        ));
-    }
-    if fr + 1e-9 < floors.tshark_tls.fields {
-        failures.push(format!(
-            "tshark tls: fields equal {fr:.4} below floor {}",
-            floors.tshark_tls.fields
-        ));
-    }
-
-    let mut tshark = Tally::default();
-    tshark_http(&mut tshark);
-    let rec = ratio(tshark.matched, tshark.baseline);
-    println!("\ntshark reference (sample captures), HTTP requests over TCP:");
-    println!(
-        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
-        "http",
-        "records matched",
-        tshark.matched,
-        tshark.baseline,
-        rec * 100.0
-    );
-    let (mut eq, mut cmp) = (0, 0);
-    for f in TSHARK_HTTP_FIELDS {
-        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
-        eq += e;
-        cmp += c;
-        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "http", ratio(e, c) * 100.0);
-    }
-    let fr = ratio(eq, cmp);
-    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "http", "ALL FIELDS", fr * 100.0);
-    for m in &tshark.mismatches {
-        println!("  {m}");
-    }
-    if rec + 1e-9 < floors.tshark_http.records {
-        failures.push(format!(
-            "tshark http: records matched {rec:.4} below floor {}",
-            floors.tshark_http.records
-        ));
-    }
-    if fr + 1e-9 < floors.tshark_http.fields {
-        failures.push(format!(
-            "tshark http: fields equal {fr:.4} below floor {}",
-            floors.tshark_http.fields
-        ));
-    }
-
-    let mut tshark = Tally::default();
-    tshark_dns(&mut tshark);
-    let rec = ratio(tshark.matched, tshark.baseline);
-    println!("\ntshark reference (sample captures), DNS responses:");
-    println!(
-        "{:<6} {:<28} {:>9} {:>9} {:>7.1}%",
-        "dns",
-        "records matched",
-        tshark.matched,
-        tshark.baseline,
-        rec * 100.0
-    );
-    let (mut eq, mut cmp) = (0, 0);
-    for f in TSHARK_DNS_FIELDS {
-        let (e, c) = tshark.fields.get(*f).copied().unwrap_or((0, 0));
-        eq += e;
-        cmp += c;
-        println!("{:<6} {f:<28} {e:>9} {c:>9} {:>7.1}%", "dns", ratio(e, c) * 100.0);
-    }
-    let fr = ratio(eq, cmp);
-    println!("{:<6} {:<28} {eq:>9} {cmp:>9} {:>7.1}%", "dns", "ALL FIELDS", fr * 100.0);
-    for m in tshark.mismatches.iter().take(20) {
-        println!("  {m}");
-    }
-    if rec + 1e-9 < floors.tshark_dns.records {
-        failures.push(format!(
-            "tshark dns: records matched {rec:.4} below floor {}",
-            floors.tshark_dns.records
-        ));
-    }
-    if fr + 1e-9 < floors.tshark_dns.fields {
-        failures.push(format!(
-            "tshark dns: fields equal {fr:.4} below floor {}",
-            floors.tshark_dns.fields
-        ));
+    let references: [Reference; 4] = [
+        ("TLS per ClientHello", "tls", TSHARK_TLS_FIELDS, tshark_tls, &floors.tshark_tls),
+        ("HTTP requests over TCP", "http", TSHARK_HTTP_FIELDS, tshark_http, &floors.tshark_http),
+        ("DNS responses", "dns", TSHARK_DNS_FIELDS, tshark_dns, &floors.tshark_dns),
+        (
+            "TCP and UDP conversations, frames each way",
+            "conv",
+            TSHARK_CONVERSATION_FIELDS,
+            tshark_conversations,
+            &floors.tshark_conversations,
+        ),
+    ];
+    for (title, label, fields, run, floor) in references {
+        let mut tally = Tally::default();
+        run(&mut tally);
+        println!("\ntshark reference (sample captures), {title}:");
+        report(label, fields, &tally, floor, &format!("tshark {label}"), &mut failures);
     }
 
     let checks = suricata_checks();
@@ -1150,4 +1150,12 @@ fn parses_zeek_ascii_logs() {
     assert_eq!(normalise_zeek_answer("1.2.3.4"), "1.2.3.4");
     assert_eq!(case_of(Path::new("x/icmp-events__icmp-ping.pcap")), "icmp-events");
     assert_eq!(base64_decode("RQAA"), vec![0x45, 0, 0]);
+    let row =
+        "fe80::1:546    <-> ff02::1:2:547     0 0 bytes   3 312 bytes   3 312 bytes   1.5   2.0";
+    let (a, b, a_to_b, b_to_a) = parse_conversation(row).expect("IPv6 row");
+    assert_eq!((a.1, b.1, a_to_b, b_to_a), (546, 547, 3, 0));
+    assert_eq!(b.0, ip("ff02::1:2"));
+    let row = "10.0.0.1:80  <-> 10.0.0.2:5000   12 14 kB   7 1,024 bytes   19 15 kB  0.1  9.9";
+    assert_eq!(parse_conversation(row).map(|r| (r.2, r.3)), Some((7, 12)));
+    assert_eq!(parse_conversation("TCP Conversations"), None);
 }
