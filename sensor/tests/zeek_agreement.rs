@@ -524,6 +524,32 @@ fn tshark_http(tally: &mut Tally) {
     }
 }
 
+/// A DNS name as tshark prints it: we escape bytes above 0x7e as `\xNN` (Zeek's form); tshark
+/// reads the name as UTF-8, printing valid sequences as their characters and each invalid one as
+/// the replacement character U+FFFD. Our escapes are undone and the bytes read the same way.
+fn as_tshark_prints(name: &str) -> String {
+    let mut bytes = Vec::with_capacity(name.len());
+    let mut rest = name.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        let hex = tail
+            .strip_prefix(b"x")
+            .and_then(|t| t.get(..2))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(byte) if first == b'\\' && byte > 0x7e => {
+                bytes.push(byte);
+                rest = &tail[3..];
+            }
+            _ => {
+                bytes.push(first);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 const TSHARK_DNS_FIELDS: &[&str] = &["trans_id", "query", "rcode_name", "a"];
 
 /// DNS responses from the reference tables: id, question name, rcode and the A records.
@@ -573,7 +599,8 @@ fn tshark_dns(tally: &mut Tally) {
                 tuple(e, &mut r);
                 let d = e.dns.clone().unwrap_or_default();
                 r.insert("trans_id".into(), opt(d.id));
-                r.insert("query".into(), opt(d.question.and_then(|q| q.name)));
+                let name = d.question.and_then(|q| q.name).map(|n| as_tshark_prints(&n));
+                r.insert("query".into(), opt(name));
                 r.insert("rcode_name".into(), opt(d.response_code));
                 let mut a: Vec<String> = d
                     .answers
@@ -1150,6 +1177,8 @@ fn parses_zeek_ascii_logs() {
     assert_eq!(normalise_zeek_answer("1.2.3.4"), "1.2.3.4");
     assert_eq!(case_of(Path::new("x/icmp-events__icmp-ping.pcap")), "icmp-events");
     assert_eq!(base64_decode("RQAA"), vec![0x45, 0, 0]);
+    assert_eq!(as_tshark_prints("j\\xe4ger\\x01\\x"), "j\u{fffd}ger\\x01\\x");
+    assert_eq!(as_tshark_prints("a\\xe4\\xbd\\xbdb"), "a\u{4f7d}b");
     let row =
         "fe80::1:546    <-> ff02::1:2:547     0 0 bytes   3 312 bytes   3 312 bytes   1.5   2.0";
     let (a, b, a_to_b, b_to_a) = parse_conversation(row).expect("IPv6 row");
