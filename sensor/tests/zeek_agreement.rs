@@ -429,7 +429,7 @@ fn zeek_agreement() -> BTreeMap<String, Tally> {
 // ---------------------------------------------------------------------------------------------
 // Wireshark (tshark) reference tables for the sample captures: JA3, SNI and JA3S per TLS flow.
 
-const TSHARK_TLS_FIELDS: &[&str] = &["server_name", "ja3", "ja3s"];
+const TSHARK_TLS_FIELDS: &[&str] = &["server_name", "ja3", "ja3s", "version", "cipher"];
 
 fn read_tsv(path: &Path) -> Vec<HashMap<String, String>> {
     let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
@@ -641,6 +641,17 @@ fn tshark_tls(tally: &mut Tally) {
         for row in read_tsv(&case.join("tls_server_hello.tsv")) {
             let (sh, sp, dh, dp) = tsv_tuple(&row);
             let ja3s = row.get("tls.handshake.ja3s").cloned().unwrap_or_default();
+            // The version chosen: the supported_versions extension's (TLS 1.3), else the
+            // ServerHello's own; the cipher by its IANA number, named with our table.
+            let hex = |f: &str| {
+                let v = row.get(f).map_or("", String::as_str);
+                u16::from_str_radix(v.split(',').next().unwrap_or("").trim_start_matches("0x"), 16)
+                    .ok()
+            };
+            let version = hex("tls.handshake.extensions.supported_version")
+                .or_else(|| hex("tls.handshake.version"))
+                .and_then(canh_sensor::tls::version_text);
+            let cipher = hex("tls.handshake.ciphersuite").map(canh_sensor::tls::cipher_name);
             if let Some(r) = zeek_like.iter_mut().find(|r| {
                 r["id.orig_h"] == dh
                     && r["id.orig_p"] == dp
@@ -649,6 +660,8 @@ fn tshark_tls(tally: &mut Tally) {
                     && !r.contains_key("ja3s")
             }) {
                 r.insert("ja3s".into(), ja3s);
+                r.insert("version".into(), opt(version));
+                r.insert("cipher".into(), opt(cipher));
             }
         }
         let events = run_sensor(&pcap, 0);
@@ -663,6 +676,8 @@ fn tshark_tls(tally: &mut Tally) {
                 r.insert("server_name".into(), opt(client.server_name));
                 r.insert("ja3".into(), opt(client.ja3));
                 r.insert("ja3s".into(), opt(tls.server.and_then(|s| s.ja3s)));
+                r.insert("version".into(), opt(tls.version));
+                r.insert("cipher".into(), opt(tls.cipher));
                 r
             })
             .collect();
