@@ -425,11 +425,46 @@ impl HttpFlow {
         }
     }
 
-    /// A hole in one direction: stop parsing it (the framing is lost).
-    pub fn gap(&mut self, from_client: bool) {
+    /// A hole of `len` bytes in one direction. Inside a body whose remaining length is known
+    /// (its `Content-Length` or the current chunk's size) and that the hole does not overrun, the
+    /// missing bytes are body: counted as such, and parsing goes on after them, as Zeek's HTTP
+    /// analyser does. Anywhere else the framing is lost and that direction is not parsed any more.
+    pub fn gap(&mut self, from_client: bool, len: u64, out: &mut Vec<Transaction>) {
         let side = if from_client { &mut self.req } else { &mut self.resp };
-        side.state = Body::Stopped;
-        side.buf.clear();
+        let left = match side.state {
+            Body::Length(n) | Body::ChunkData(n) if side.buf.is_empty() => n,
+            _ => 0,
+        };
+        if len == 0 || len > left {
+            side.state = Body::Stopped;
+            side.buf.clear();
+            return;
+        }
+        side.state = match side.state {
+            Body::Length(_) if len == left => Body::Idle,
+            Body::Length(_) => Body::Length(left - len),
+            _ if len == left => Body::ChunkEnd,
+            _ => Body::ChunkData(left - len),
+        };
+        if from_client {
+            if let Some(tx) = self.pending.back_mut() {
+                tx.request_body_bytes += len;
+            }
+            return;
+        }
+        // A compressed body cannot be decoded past a hole: the hole counts as sent, the rest of
+        // the body nothing (as where decompression fails).
+        if let Some(decoder) = self.decoder.as_mut() {
+            decoder.failed = true;
+        }
+        if let Some(tx) = self.current.as_mut() {
+            tx.response_body_bytes += len;
+        }
+        if self.resp.state == Body::Idle {
+            if let Some(tx) = self.current.take() {
+                out.push(tx);
+            }
+        }
     }
 
     /// The connection ended: every transaction still open is written.
@@ -890,6 +925,57 @@ mod tests {
         assert_eq!(out[1].uri(), Some("/b"));
         assert_eq!(out[1].request_body_bytes, 5);
         assert_eq!((out[1].status_code, out[1].response_body_bytes), (Some(201), 6));
+    }
+
+    /// A hole inside a body of known length is body: counted, and the messages after it are
+    /// parsed (chunked and Content-Length, both directions). A hole in headers, one that overruns
+    /// the body, or one in a body read until the close stops that direction.
+    #[test]
+    fn holes_inside_known_bodies_are_skipped_and_elsewhere_stop_the_direction() {
+        let resp_of = |hole_at: usize, hole: usize| {
+            let mut flow = HttpFlow::default();
+            let mut out = Vec::new();
+            flow.request_data(1, REQS, &mut out);
+            flow.response_data(&RESPS[..hole_at], &mut out);
+            flow.gap(false, hole as u64, &mut out);
+            flow.response_data(&RESPS[hole_at + hole..], &mut out);
+            flow.finish(&mut out);
+            out.iter().map(|t| (t.status_code, t.response_body_bytes)).collect::<Vec<_>>()
+        };
+        let whole = vec![(Some(200), 3), (Some(201), 6)];
+        // "abc" of the first body: one byte missing, then all of it.
+        let body = RESPS.windows(3).position(|w| w == b"abc").expect("body");
+        assert_eq!(resp_of(body + 1, 1), whole);
+        assert_eq!(resp_of(body, 3), whole);
+        // Inside the chunk "wxyz".
+        let chunk = RESPS.windows(4).position(|w| w == b"wxyz").expect("chunk");
+        assert_eq!(resp_of(chunk + 1, 2), whole);
+        // Overrunning the first body into the next status line: the rest is not parsed.
+        assert_eq!(resp_of(body + 1, 4), vec![(Some(200), 1), (None, 0)]);
+        // In the headers of the first response.
+        assert_eq!(resp_of(5, 2), vec![(None, 0), (None, 0)]);
+
+        // The request side: a hole in the POST body.
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        let hello = REQS.windows(5).position(|w| w == b"hello").expect("body");
+        flow.request_data(1, &REQS[..hello + 1], &mut out);
+        flow.gap(true, 2, &mut out);
+        flow.request_data(1, &REQS[hello + 3..], &mut out);
+        flow.request_data(1, b"GET /c HTTP/1.1\r\n\r\n", &mut out);
+        flow.finish(&mut out);
+        let uris: Vec<_> = out.iter().map(|t| (t.uri(), t.request_body_bytes)).collect();
+        assert_eq!(uris, vec![(Some("/a"), 0), (Some("/b"), 5), (Some("/c"), 0)]);
+
+        // A body read until the close has no known length: a hole there stops the direction.
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"GET / HTTP/1.0\r\n\r\n", &mut out);
+        flow.response_data(b"HTTP/1.0 200 OK\r\n\r\nab", &mut out);
+        flow.gap(false, 10, &mut out);
+        flow.response_data(b"cd", &mut out);
+        flow.finish(&mut out);
+        assert_eq!(out.iter().map(|t| t.response_body_bytes).collect::<Vec<_>>(), vec![2]);
     }
 
     /// `stream` fed in pieces cut at `cuts` (offsets, any order).

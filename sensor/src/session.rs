@@ -267,7 +267,8 @@ impl Sessions {
             return;
         }
         let (stats, done) = (&mut self.stats, &mut self.done);
-        feed(session, view, stats, done, ts_ns, view.from_orig, data, delivery.gap, out);
+        let gap = delivery.gap.then_some(u64::from(delivery.skipped));
+        feed(session, view, stats, done, ts_ns, view.from_orig, data, gap, out);
     }
 
     /// The flow `view` ended with analysis state `analysis`: flush whatever its analyser holds.
@@ -321,7 +322,7 @@ fn feed(
     ts_ns: i64,
     from_orig: bool,
     data: &[u8],
-    gap: bool,
+    gap: Option<u64>,
     out: &mut Vec<(FlowView, Meta)>,
 ) {
     if matches!(s.app, App::Unknown) {
@@ -354,7 +355,7 @@ fn feed(
     match &mut s.app {
         App::Dns(flow) => {
             let buf = &mut s.dns_tcp[usize::from(!from_orig)];
-            if gap {
+            if gap.is_some() {
                 buf.clear();
             }
             buf.extend_from_slice(data);
@@ -376,8 +377,8 @@ fn feed(
             buf.drain(..pos);
         }
         App::Http(flow) => {
-            if gap {
-                flow.gap(from_orig);
+            if let Some(len) = gap {
+                flow.gap(from_orig, len, &mut done.http);
             }
             if from_orig {
                 flow.request_data(ts_ns, data, &mut done.http);
