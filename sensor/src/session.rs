@@ -257,6 +257,25 @@ impl Sessions {
         }
         let Some(tcp) = p.tcp else { return };
         let dir = usize::from(!view.from_orig);
+        if tcp.fin {
+            let fin = tcp.seq.wrapping_add(u32::from(tcp.syn)).wrapping_add(p.payload_len);
+            session.streams[dir].fin_at(fin);
+        }
+        // What this packet acknowledges of the other direction and was never seen is a hole:
+        // the other direction's analyser hears of it, and of what was held after it, first.
+        if tcp.ack && !tcp.rst {
+            let other = 1 - dir;
+            loop {
+                self.scratch.clear();
+                let Some(hole) = session.streams[other].acked(tcp.ack_number, &mut self.scratch)
+                else {
+                    break;
+                };
+                let (stats, done) = (&mut self.stats, &mut self.done);
+                let gap = Some(u64::from(hole.skipped));
+                feed(session, view, stats, done, ts_ns, !view.from_orig, &self.scratch, gap, out);
+            }
+        }
         let (data, delivery) =
             session.streams[dir].segment_bytes(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
         if delivery.gap {
@@ -391,7 +410,12 @@ fn feed(
             }
             done.to(view, out);
         }
-        App::Tls(flow) => flow.data(from_orig, data),
+        App::Tls(flow) => {
+            if gap.is_some() {
+                flow.gap();
+            }
+            flow.data(from_orig, data);
+        }
         App::Ssh(flow) => flow.data(from_orig, data),
         App::Unknown | App::None => {}
     }

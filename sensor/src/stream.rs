@@ -12,6 +12,9 @@ pub struct Stream {
     next: Option<u32>,
     held: Vec<(u32, Vec<u8>)>,
     held_bytes: usize,
+    /// Where this direction's FIN sits, once seen: an acknowledgment of the FIN is not one of
+    /// a byte.
+    fin: Option<u32>,
 }
 
 /// What one segment produced.
@@ -38,6 +41,38 @@ impl Stream {
     /// No out-of-order segment is held.
     pub fn holds_nothing(&self) -> bool {
         self.held.is_empty()
+    }
+
+    /// This direction sent its FIN at sequence number `seq`.
+    pub fn fin_at(&mut self, seq: u32) {
+        self.fin.get_or_insert(seq);
+    }
+
+    /// The peer acknowledged every byte before `ack`: those not seen by now never will be (the
+    /// capture missed them), as Zeek's reassembler concludes. Skips the first such hole (up to
+    /// the first held segment after it, or to `ack`) and appends to `out` what then lies in
+    /// order. None when nothing before `ack` is missing; call again until None, as each hole is
+    /// reported on its own.
+    pub fn acked(&mut self, ack: u32, out: &mut Vec<u8>) -> Option<Delivery> {
+        let next = self.next?;
+        let ack = match self.fin {
+            Some(fin) if after(ack, fin) => fin,
+            _ => ack,
+        };
+        if !after(ack, next) {
+            return None;
+        }
+        // Held segments all start after `next` (they are drained as soon as they do not).
+        let end = self
+            .held
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| !after(*s, ack))
+            .min_by_key(|s| s.wrapping_sub(next))
+            .unwrap_or(ack);
+        self.next = Some(end);
+        self.drain_held(out);
+        Some(Delivery { gap: true, skipped: end.wrapping_sub(next) })
     }
 
     /// Feed one segment; in-order bytes are appended to `out`.
@@ -140,6 +175,11 @@ impl Stream {
     }
 }
 
+/// `a` lies after `b` in sequence space (within half of it, as TCP compares).
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +209,18 @@ mod tests {
                 s.segment(seq, syn, &data[..len], &mut out);
                 proptest::prop_assert!(s.held.len() <= MAX_HELD_SEGMENTS + 1);
                 proptest::prop_assert!(s.held_bytes <= MAX_HELD_BYTES + 2000);
+                // An acknowledgment near the segment: every hole before it is skipped, and what
+                // stays held lies after it.
+                let ack = seq.wrapping_add(len as u32 / 2);
+                let mut holes = 0;
+                while s.acked(ack, &mut out).is_some() {
+                    holes += 1;
+                    proptest::prop_assert!(holes <= MAX_HELD_SEGMENTS + 2);
+                }
+                if let Some(next) = s.next {
+                    proptest::prop_assert!(!after(ack, next));
+                    proptest::prop_assert!(s.held.iter().all(|(h, _)| after(*h, next)));
+                }
             }
         }
     }
@@ -199,6 +251,38 @@ mod tests {
             }
             proptest::prop_assert_eq!(appended, returned);
         }
+    }
+
+    /// Acknowledged bytes that never came are a hole: skipped at once, each hole on its own,
+    /// and what is held after it delivered; the FIN's sequence number is not a missing byte.
+    #[test]
+    fn an_acknowledged_hole_is_skipped_at_once() {
+        let mut s = Stream::default();
+        let mut out = Vec::new();
+        s.segment(99, true, b"", &mut out);
+        s.segment(100, false, b"abc", &mut out);
+        // 103..106 and 109..110 never come; 106..109 and 110..112 are held.
+        s.segment(106, false, b"ghi", &mut out);
+        s.segment(110, false, b"kl", &mut out);
+        assert_eq!(out, b"abc");
+        assert_eq!(s.acked(103, &mut out), None, "nothing missing before 103");
+        let mut gaps = Vec::new();
+        while let Some(d) = s.acked(112, &mut out) {
+            gaps.push(d.skipped);
+        }
+        assert_eq!(gaps, vec![3, 1]);
+        assert_eq!(out, b"abcghikl");
+        assert!(s.holds_nothing());
+        // Byte 112 not acknowledged yet: "n" is held, no hole.
+        s.segment(113, false, b"n", &mut out);
+        assert_eq!(s.acked(112, &mut out), None);
+        s.fin_at(114);
+        // The peer acknowledges the FIN (115): only byte 112 is missing.
+        assert_eq!(s.acked(115, &mut out), Some(Delivery { gap: true, skipped: 1 }));
+        assert_eq!(s.acked(115, &mut out), None);
+        assert_eq!(out, b"abcghikln");
+        // A stream that has not started knows of no hole.
+        assert_eq!(Stream::default().acked(5, &mut out), None);
     }
 
     #[test]

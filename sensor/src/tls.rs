@@ -91,6 +91,13 @@ impl TlsFlow {
             && (self.server.encrypted || self.server.stopped)
     }
 
+    /// A hole in either direction: records can no longer be found, and, as Zeek's SSL
+    /// analyser does after a content gap, neither side is read further.
+    pub fn gap(&mut self) {
+        self.client.stopped = true;
+        self.server.stopped = true;
+    }
+
     /// In-order bytes from one side.
     pub fn data(&mut self, from_client: bool, data: &[u8]) {
         let side = if from_client { &mut self.client } else { &mut self.server };

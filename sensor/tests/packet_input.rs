@@ -411,3 +411,77 @@ fn tunnelled_traffic_gives_the_inner_events_and_the_tunnel_flow() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(compared >= 6 || !shared("").exists(), "only {compared} cases compared");
 }
+
+/// A server segment the capture lost inside a response body of known length (`rig-ek-infection`,
+/// connection 192.168.1.46:49163 -> :80: three responses in 16 segments, the first with
+/// `Content-Length: 6877`; its segment at relative sequence number 2921..4381 is left out). The
+/// client's acknowledgment past it tells the sensor those bytes will not come, as Zeek's
+/// reassembler concludes: the hole counts as body and both responses after it are still read,
+/// though far fewer segments follow it than the reorder buffer holds.
+#[test]
+fn a_lost_segment_inside_a_response_body_leaves_the_later_responses_readable() {
+    let source = shared("samples/rig-ek-infection.pcapng");
+    if !source.exists() {
+        eprintln!("shared data set absent, nothing to check");
+        return;
+    }
+    const PORT: u16 = 49163;
+    let responses = |events: &[Event]| -> Vec<(Option<u16>, u64)> {
+        events
+            .iter()
+            .filter(|e| e.http.is_some() && e.source.as_ref().and_then(|s| s.port) == Some(PORT))
+            .map(|e| {
+                let response = e.http.as_ref().and_then(|h| h.response.as_ref());
+                let status = response.and_then(|r| r.status_code);
+                let body = response.and_then(|r| r.body.as_ref()).map(|b| b.bytes);
+                (status, body.unwrap_or(0))
+            })
+            .collect()
+    };
+    let missed = |events: &[Event]| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| e.flow.is_some() && e.source.as_ref().and_then(|s| s.port) == Some(PORT))
+            .filter_map(|e| e.flow.as_ref()?.missed_bytes)
+            .collect()
+    };
+    let whole = events(&source);
+    let before = responses(&whole);
+    assert_eq!(before, vec![(Some(200), 6877), (Some(200), 1718), (Some(200), 9903)]);
+    assert_eq!(missed(&whole), vec![0]);
+
+    let dir = std::env::temp_dir().join(format!("canh-lost-segment-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join("lost.pcap");
+    let mut server_isn = None;
+    let mut dropped = 0;
+    rewritten(&source, 1, &out, |frame| {
+        let tcp_of = |f: &[u8]| -> Option<(u16, u16, u32, u8, usize)> {
+            if f.get(12..14)? != [0x08, 0x00] || f.get(23)? != &6 {
+                return None;
+            }
+            let ihl = usize::from(f.get(14)? & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?]));
+            let t = f.get(14 + ihl..)?;
+            let doff = usize::from(t.get(12)? >> 4) * 4;
+            let sport = u16::from_be_bytes([t[0], t[1]]);
+            let dport = u16::from_be_bytes([t[2], t[3]]);
+            let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            Some((sport, dport, seq, t[13], total.saturating_sub(ihl + doff)))
+        };
+        if let Some((80, PORT, seq, flags, len)) = tcp_of(frame) {
+            if flags & 0x02 != 0 {
+                server_isn = Some(seq);
+            } else if server_isn.is_some_and(|isn| seq.wrapping_sub(isn) == 2921 && len > 0) {
+                dropped += 1;
+                return None;
+            }
+        }
+        Some(frame.to_vec())
+    });
+    assert_eq!(dropped, 1, "the segment at 2921 was found");
+    let lossy = events(&out);
+    assert_eq!(responses(&lossy), before, "every response read, the hole counted as body");
+    assert_eq!(missed(&lossy), vec![1460]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
