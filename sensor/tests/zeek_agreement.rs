@@ -524,6 +524,61 @@ fn tshark_http(tally: &mut Tally) {
     }
 }
 
+const TSHARK_RESPONSE_FIELDS: &[&str] = &["status codes"];
+
+/// HTTP responses over TCP, per connection: the status codes of its final responses (tshark
+/// lists `100 Continue` too, which are not transactions) in order. Per connection rather than
+/// per response, because tshark leaves out a response it cannot dissect (one a lost segment
+/// cut), which would shift every response after it.
+fn tshark_http_responses(tally: &mut Tally) {
+    for (name, case, pcap) in sample_cases() {
+        let mut reference: BTreeMap<(String, String, String, String), Vec<String>> =
+            BTreeMap::new();
+        for row in read_tsv(&case.join("http.tsv")) {
+            let code = row.get("http.response.code").cloned().unwrap_or_default();
+            if code.is_empty() || code.starts_with('1') {
+                continue;
+            }
+            // HTTP over TCP only (tshark also dissects SSDP's HTTP over UDP).
+            if row.get("tcp.srcport").is_none_or(|p| p.is_empty()) {
+                continue;
+            }
+            let (sh, sp, dh, dp) = tsv_tuple(&row);
+            // A response travels server -> client; the connection is keyed client first.
+            reference.entry((dh, dp, sh, sp)).or_default().push(code);
+        }
+        if reference.is_empty() {
+            continue;
+        }
+        let mut ours: HashMap<(String, String, String, String), Vec<String>> = HashMap::new();
+        for event in run_sensor(&pcap, 0).iter().filter(|e| is(e, canh_event::Dataset::Http)) {
+            let code = event.http.as_ref().and_then(|h| h.response.as_ref()?.status_code);
+            let Some(code) = code else { continue };
+            let mut r = Record::new();
+            tuple(event, &mut r);
+            let key = ["id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"].map(|f| r[f].clone());
+            ours.entry(key.into()).or_default().push(code.to_string());
+        }
+        for (key, codes) in reference {
+            tally.baseline += 1;
+            let Some(got) = ours.get(&key) else {
+                tally.mismatches.push(format!("{name} tshark-http-responses: none for {key:?}"));
+                continue;
+            };
+            tally.matched += 1;
+            let entry = tally.fields.entry("status codes".to_string()).or_default();
+            entry.1 += 1;
+            if *got == codes {
+                entry.0 += 1;
+            } else {
+                tally.mismatches.push(format!(
+                    "{name} tshark-http-responses {key:?}: ours {got:?} tshark {codes:?}"
+                ));
+            }
+        }
+    }
+}
+
 /// A DNS name as tshark prints it: we escape bytes above 0x7e as `\xNN` (Zeek's form); tshark
 /// reads the name as UTF-8, printing valid sequences as their characters and each invalid one as
 /// the replacement character U+FFFD. Our escapes are undone and the bytes read the same way.
@@ -1055,6 +1110,7 @@ struct Floors {
     x509: Floor,
     tshark_tls: Floor,
     tshark_http: Floor,
+    tshark_http_responses: Floor,
     tshark_dns: Floor,
     tshark_conversations: Floor,
     suricata: SuricataFloor,
@@ -1146,9 +1202,16 @@ fn agreement_with_zeek_and_suricata() {
         }
     }
 
-    let references: [Reference; 4] = [
+    let references: [Reference; 5] = [
         ("TLS per ClientHello", "tls", TSHARK_TLS_FIELDS, tshark_tls, &floors.tshark_tls),
         ("HTTP requests over TCP", "http", TSHARK_HTTP_FIELDS, tshark_http, &floors.tshark_http),
+        (
+            "HTTP responses, per connection",
+            "resp",
+            TSHARK_RESPONSE_FIELDS,
+            tshark_http_responses,
+            &floors.tshark_http_responses,
+        ),
         ("DNS responses", "dns", TSHARK_DNS_FIELDS, tshark_dns, &floors.tshark_dns),
         (
             "TCP and UDP conversations, frames each way",
