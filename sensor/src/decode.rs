@@ -20,6 +20,17 @@ pub enum LinkType {
     /// Linux "cooked" capture v2 (`tcpdump -i any` and `tshark -i any` with libpcap 1.10 and
     /// later): a 20-byte header that starts with the EtherType.
     LinuxSll2,
+    /// PPP (RFC 1661), with or without the HDLC-like address and control bytes `ff 03`.
+    Ppp,
+    /// PPP in HDLC-like framing (`ff 03`, or Cisco HDLC's address byte), always 4 header bytes.
+    PppSerial,
+    /// IEEE 802.11 frames as the radio sent them (data frames carry LLC/SNAP and an EtherType).
+    Ieee80211,
+    /// IEEE 802.11 behind a radiotap header (monitor-mode captures).
+    Radiotap,
+    /// Linux netfilter log (`nflog:` interfaces): a header, then type-length-value attributes,
+    /// one of which is the packet.
+    Nflog,
 }
 
 impl LinkType {
@@ -31,6 +42,11 @@ impl LinkType {
             0 | 108 => Some(LinkType::Null),
             113 => Some(LinkType::LinuxSll),
             276 => Some(LinkType::LinuxSll2),
+            9 => Some(LinkType::Ppp),
+            50 => Some(LinkType::PppSerial),
+            105 => Some(LinkType::Ieee80211),
+            127 => Some(LinkType::Radiotap),
+            239 => Some(LinkType::Nflog),
             _ => None,
         }
     }
@@ -529,36 +545,59 @@ fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeErro
 /// Most MPLS labels a frame may carry before the stack counts as damaged.
 const MAX_MPLS_LABELS: usize = 8;
 
-/// The IP packet under an MPLS label stack (EtherType 0x8847 or 0x8848) or in a PPPoE session
-/// (0x8864, PPP protocol 0x0021 IPv4 or 0x0057 IPv6) after the link header and its VLAN tags,
-/// sliced as IP with the frame's link header and VLAN tags kept. As in Zeek, the payload after the
-/// bottom-of-stack label is IPv4 or IPv6 by its version nibble; anything else (a pseudowire, a
-/// control word, PPP control protocols) is not decoded.
+/// What a frame whose EtherType etherparse does not decode carries, sliced with the frame's
+/// link header and VLAN tags kept (the inner ones where there are any):
+/// - the IP packet under an MPLS label stack (EtherType 0x8847 or 0x8848) or in a PPPoE session
+///   (0x8864, PPP protocol 0x0021 IPv4 or 0x0057 IPv6). As in Zeek, the payload after the
+///   bottom-of-stack label is IPv4 or IPv6 by its version nibble; anything else (a pseudowire, a
+///   control word, PPP control protocols) is not decoded;
+/// - what follows a Cisco VN-Tag (0x8926: a 4-byte tag, then the next EtherType);
+/// - the customer frame inside an 802.1ah provider backbone frame (0x88e7: a 4-byte I-TAG, then
+///   an Ethernet header) or a Cisco FabricPath frame (0x8903: 2 bytes, then an Ethernet header).
+///
+/// Up to four of these may nest.
 fn encapsulated_ip<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<LaxSlicedPacket<'a>> {
-    let payload = match sliced.link_exts.last() {
-        Some(etherparse::LaxLinkExtSlice::Vlan(vlan)) => vlan.payload(),
-        Some(_) => return None,
-        None => match &sliced.link {
-            Some(LinkSlice::Ethernet2(ethernet)) => ethernet.payload(),
-            Some(LinkSlice::EtherPayload(payload)) => payload.clone(),
-            _ => return None,
-        },
-    };
-    let ip = match payload.ether_type.0 {
-        0x8847 | 0x8848 => below_mpls_labels(payload.payload)?,
-        0x8864 => {
-            let session = payload.payload;
-            match session.get(6..8)? {
-                [0x00, 0x21] | [0x00, 0x57] => session.get(8..)?,
+    let mut outer = sliced.clone();
+    for _ in 0..4 {
+        let payload = match outer.link_exts.last() {
+            Some(etherparse::LaxLinkExtSlice::Vlan(vlan)) => vlan.payload(),
+            Some(_) => return None,
+            None => match &outer.link {
+                Some(LinkSlice::Ethernet2(ethernet)) => ethernet.payload(),
+                Some(LinkSlice::EtherPayload(payload)) => payload.clone(),
                 _ => return None,
+            },
+        };
+        let rest = payload.payload;
+        let mut inner = match payload.ether_type.0 {
+            0x8847 | 0x8848 => LaxSlicedPacket::from_ip(below_mpls_labels(rest)?).ok()?,
+            0x8864 => match rest.get(6..8)? {
+                [0x00, 0x21] | [0x00, 0x57] => LaxSlicedPacket::from_ip(rest.get(8..)?).ok()?,
+                _ => return None,
+            },
+            0x8926 => {
+                let next = etherparse::EtherType(be16(rest, 4)?);
+                LaxSlicedPacket::from_ether_type(next, rest.get(6..)?)
             }
+            0x88e7 => LaxSlicedPacket::from_ethernet(rest.get(4..)?).ok()?,
+            0x8903 => LaxSlicedPacket::from_ethernet(rest.get(2..)?).ok()?,
+            _ => return None,
+        };
+        if inner.link_exts.is_empty() {
+            inner.link_exts = outer.link_exts.clone();
         }
-        _ => return None,
-    };
-    let mut inner = LaxSlicedPacket::from_ip(ip).ok()?;
-    inner.link = sliced.link.clone();
-    inner.link_exts = sliced.link_exts.clone();
-    Some(inner)
+        if !matches!(inner.link, Some(LinkSlice::Ethernet2(_))) {
+            inner.link = outer.link.clone();
+        }
+        if inner.net.is_some() {
+            return Some(inner);
+        }
+        if inner.stop_err.is_some() {
+            return None;
+        }
+        outer = inner;
+    }
+    None
 }
 
 /// What follows the bottom-of-stack label, when it is IPv4 or IPv6.
@@ -594,7 +633,94 @@ fn slice_link(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Decod
             let ether_type = u16::from_be_bytes([frame[0], frame[1]]);
             LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), rest)
         }
+        LinkType::Ppp => {
+            let rest = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
+            let protocol = be16(rest, 0).ok_or(DecodeError::TruncatedLink)?;
+            ppp_ip(protocol, &rest[2..])?
+        }
+        LinkType::PppSerial => {
+            let protocol = be16(frame, 2).ok_or(DecodeError::TruncatedLink)?;
+            ppp_ip(protocol, &frame[4..])?
+        }
+        LinkType::Ieee80211 => ieee80211(frame)?,
+        LinkType::Radiotap => {
+            // The radiotap header's length is little-endian, at bytes 2-3.
+            let len = frame.get(2..4).ok_or(DecodeError::TruncatedLink)?;
+            let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+            ieee80211(frame.get(len..).ok_or(DecodeError::TruncatedLink)?)?
+        }
+        LinkType::Nflog => nflog(frame)?,
     })
+}
+
+/// The IP packet a PPP frame carries (protocol 0x0021 IPv4, 0x0057 IPv6, 0x0281 MPLS over IP).
+fn ppp_ip(protocol: u16, rest: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    let ip = match protocol {
+        0x0021 | 0x0057 => rest,
+        0x0281 => below_mpls_labels(rest).ok_or(DecodeError::NotIp)?,
+        _ => return Err(DecodeError::NotIp),
+    };
+    LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::BadIpHeader)
+}
+
+/// An 802.11 data frame's content, as Zeek reads it: data frames with data (not the "null"
+/// subtypes), the fourth address when both DS bits are set, the QoS control field of QoS
+/// subtypes, then an LLC/SNAP header with a zero organisation code and the EtherType.
+/// Management and control frames, encrypted QoS frames and A-MSDU aggregates are not IP here.
+fn ieee80211(frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    let (fc, flags) = match frame {
+        [fc, flags, ..] if frame.len() > 24 => (*fc, *flags),
+        _ => return Err(DecodeError::TruncatedLink),
+    };
+    let data_type = (fc >> 2) & 0x02 != 0;
+    let no_data = (fc >> 4) & 0x04 != 0;
+    if !data_type || no_data {
+        return Err(DecodeError::NotIp);
+    }
+    let mut len = 24;
+    if flags & 0x03 == 0x03 {
+        len += 6;
+    }
+    if (fc >> 4) & 0x08 != 0 {
+        let qos = *frame.get(len).ok_or(DecodeError::TruncatedLink)?;
+        let amsdu = qos & 0x80 != 0;
+        let protected = flags & 0x40 != 0;
+        if amsdu || protected {
+            return Err(DecodeError::NotIp);
+        }
+        len += 2;
+    }
+    let llc = frame.get(len..len + 8).ok_or(DecodeError::TruncatedLink)?;
+    if llc[..6] != [0xaa, 0xaa, 0x03, 0, 0, 0] {
+        return Err(DecodeError::NotIp);
+    }
+    let ether_type = u16::from_be_bytes([llc[6], llc[7]]);
+    Ok(LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), &frame[len + 8..]))
+}
+
+/// The packet in an NFLOG record: after the 4-byte header (address family, version 0, resource
+/// id), attributes of (length, type) in the capturing host's byte order (libpcap swaps them for
+/// a file from another host), each padded to 4 bytes; type 9 holds the packet.
+fn nflog(frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
+    if frame.len() <= 4 {
+        return Err(DecodeError::TruncatedLink);
+    }
+    if frame[1] != 0 {
+        return Err(DecodeError::NotIp);
+    }
+    let mut rest = &frame[4..];
+    loop {
+        let tlv = rest.get(..4).ok_or(DecodeError::TruncatedLink)?;
+        let len = usize::from(u16::from_ne_bytes([tlv[0], tlv[1]]));
+        if u16::from_ne_bytes([tlv[2], tlv[3]]) == 9 {
+            let packet = &rest[4..];
+            return LaxSlicedPacket::from_ip(packet).map_err(|_| DecodeError::BadIpHeader);
+        }
+        if len < 4 {
+            return Err(DecodeError::TruncatedLink);
+        }
+        rest = rest.get(len.next_multiple_of(4)..).ok_or(DecodeError::TruncatedLink)?;
+    }
 }
 
 /// How many tunnel layers are unwrapped at most.
@@ -660,7 +786,18 @@ fn tunnel_inner<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
             let rest = b.get(len..)?;
             match ether_type {
                 0x0800 | 0x86dd => LaxSlicedPacket::from_ip(rest).ok()?,
-                0x6558 => LaxSlicedPacket::from_ethernet(rest).ok()?,
+                0x6558 => ethernet_inner(rest)?,
+                // ERSPAN type I (no sequence number: no ERSPAN header) and II (8 bytes), then
+                // the mirrored Ethernet frame.
+                0x88be if version == 0 => {
+                    ethernet_inner(rest.get(if flags & 0x10 != 0 { 8 } else { 0 }..)?)?
+                }
+                // ERSPAN type III: 12 bytes, and 8 more when its last bit (O) says a
+                // platform-specific subheader follows.
+                0x22eb if version == 0 => {
+                    let header = if rest.get(11)? & 0x01 != 0 { 20 } else { 12 };
+                    ethernet_inner(rest.get(header..)?)?
+                }
                 0x880b => {
                     // PPP: optional address/control bytes, then the protocol (0x0021 IPv4, 0x0057 IPv6).
                     let ppp = rest.strip_prefix(&[0xff, 0x03]).unwrap_or(rest);
@@ -677,6 +814,15 @@ fn tunnel_inner<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
         17 => udp_tunnel(outer)?,
         _ => return None,
     })
+}
+
+/// An Ethernet frame carried in a tunnel, with what `encapsulated_ip` finds under it.
+fn ethernet_inner(frame: &[u8]) -> Option<LaxSlicedPacket<'_>> {
+    let sliced = LaxSlicedPacket::from_ethernet(frame).ok()?;
+    if sliced.net.is_none() && sliced.stop_err.is_none() {
+        return encapsulated_ip(&sliced);
+    }
+    Some(sliced)
 }
 
 /// Put the UDP packet `outer` (if it is UDP) at the end of a chain of tunnels, which runs from the
@@ -722,7 +868,7 @@ fn udp_tunnel<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
         if b.len() < 8 || b[0] & 0x08 == 0 {
             return None;
         }
-        return LaxSlicedPacket::from_ethernet(&b[8..]).ok();
+        return ethernet_inner(&b[8..]);
     }
     if on(GENEVE_PORT) {
         // Geneve: version 0, options length in 4-byte words, then the protocol type of what
@@ -734,7 +880,7 @@ fn udp_tunnel<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
         let start = 8 + usize::from(first & 0x3f) * 4;
         let inner = rest.get(start - 1..)?;
         return match u16::from_be_bytes([b[2], b[3]]) {
-            0x6558 => LaxSlicedPacket::from_ethernet(inner).ok(),
+            0x6558 => ethernet_inner(inner),
             0x0800 | 0x86dd => LaxSlicedPacket::from_ip(inner).ok(),
             _ => None,
         };
@@ -1047,6 +1193,158 @@ mod tests {
         assert_eq!(decode(LinkType::Ethernet, &pppoe([0xc0, 0x21])), Err(DecodeError::NotIp));
     }
 
+    /// The frame a VN-Tag, an 802.1ah backbone header or a FabricPath header wraps decodes as
+    /// the frame itself, also nested and around MPLS; VLAN tags inside win over those outside.
+    #[test]
+    fn decodes_ip_behind_vn_tag_backbone_and_fabricpath_headers() {
+        let plain = tcp_frame(b"hello"); // VLAN 100, then IPv4
+        let want = decode(LinkType::Ethernet, &plain);
+        let macs = &plain[..12];
+        let wrap = |ether_type: [u8; 2], header: &[u8], inner: &[u8]| {
+            let mut frame = macs.to_vec();
+            frame.extend_from_slice(&ether_type);
+            frame.extend_from_slice(header);
+            frame.extend_from_slice(inner);
+            frame
+        };
+        // VN-Tag: 4 bytes of tag, then the EtherType of the VLAN tag that follows.
+        let vntag = wrap([0x89, 0x26], &[0x80, 0x01, 0x00, 0x02], &plain[12..]);
+        assert_eq!(decode(LinkType::Ethernet, &vntag), want);
+        // 802.1ah: a 4-byte I-TAG, then the customer's whole Ethernet frame.
+        let pbb = wrap([0x88, 0xe7], &[0x00, 0x00, 0x01, 0x00], &plain);
+        assert_eq!(decode(LinkType::Ethernet, &pbb), want);
+        // The same behind a backbone VLAN tag (200): the customer's tag (100) is the flow's.
+        let mut tagged = macs.to_vec();
+        tagged.extend_from_slice(&[0x88, 0xa8, 0x00, 200]);
+        tagged.extend_from_slice(&pbb[12..]);
+        assert_eq!(decode(LinkType::Ethernet, &tagged), want);
+        // FabricPath: 2 bytes of FTag and TTL, then the frame; around a VN-Tag frame.
+        let fabricpath = wrap([0x89, 0x03], &[0x00, 0x3f], &vntag);
+        assert_eq!(decode(LinkType::Ethernet, &fabricpath), want);
+        // Around MPLS: the label stack's IP packet, VLAN from the outer frame.
+        let mut mpls = plain[..16].to_vec();
+        mpls.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x21, 0x40]);
+        mpls.extend_from_slice(&plain[18..]);
+        let around_mpls = wrap([0x89, 0x03], &[0x00, 0x3f], &mpls);
+        assert_eq!(decode(LinkType::Ethernet, &around_mpls), want);
+        // What is not IP under them stays not IP; cut short, an error, never a panic.
+        let arp = wrap([0x89, 0x26], &[0, 0, 0, 0, 0x08, 0x06], &[0u8; 28]);
+        assert_eq!(decode(LinkType::Ethernet, &arp), Err(DecodeError::NotIp));
+        for frame in [&vntag, &pbb, &tagged, &fabricpath, &around_mpls] {
+            for len in 0..frame.len() {
+                let _ = decode(LinkType::Ethernet, &frame[..len]);
+            }
+        }
+    }
+
+    /// ERSPAN in GRE: type I (no sequence number, no ERSPAN header), II (sequence number, 8
+    /// bytes) and III (12 bytes, 8 more with the O bit) carry the mirrored frame.
+    #[test]
+    fn erspan_in_gre_is_unwrapped_to_the_mirrored_frame() {
+        let mirrored = tcp_frame(b"mirrored");
+        let want = decode(LinkType::Ethernet, &mirrored).expect("decodes");
+        let outer = |gre: &[u8]| {
+            let mut out = Vec::new();
+            PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+                .write(&mut out, etherparse::IpNumber(47), gre)
+                .expect("build");
+            out
+        };
+        let type_1 = [&[0x00, 0x00, 0x88, 0xbe][..], &mirrored].concat();
+        let type_2 =
+            [&[0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 9][..], &[0x10, 0, 0, 1, 0, 0, 0, 0], &mirrored]
+                .concat();
+        let erspan_3 = [0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let type_3 = [&[0x00, 0x00, 0x22, 0xeb][..], &erspan_3, &mirrored].concat();
+        let mut erspan_3_o = erspan_3;
+        erspan_3_o[11] = 0x01;
+        let type_3_o = [&[0x00, 0x00, 0x22, 0xeb][..], &erspan_3_o, &[7u8; 8], &mirrored].concat();
+        for gre in [type_1, type_2, type_3, type_3_o] {
+            let frame = outer(&gre);
+            let p = decode(LinkType::Raw, &frame).expect("decodes");
+            assert_eq!((p.src, p.dst, p.src_port, p.dst_port), (want.src, want.dst, 40000, 80));
+            assert_eq!((p.vlan, p.payload), (Some(100), &b"mirrored"[..]));
+            for len in 0..frame.len() {
+                let _ = decode(LinkType::Raw, &frame[..len]);
+            }
+        }
+    }
+
+    /// The link types beyond Ethernet that Zeek reads: PPP (with and without `ff 03`), PPP in
+    /// HDLC framing, 802.11 data frames (plain and behind radiotap; the fourth address and QoS
+    /// control skipped), NFLOG. Each gives the packet inside; what carries no IP is not IP.
+    #[test]
+    fn decodes_ppp_wifi_and_nflog_link_types() {
+        let plain = tcp_frame(b"hello");
+        let ip = &plain[18..];
+        let want = decode(LinkType::Raw, ip);
+        assert!(want.is_ok());
+        let with = |header: &[u8]| [header, ip].concat();
+        assert_eq!(decode(LinkType::Ppp, &with(&[0x00, 0x21])), want);
+        assert_eq!(decode(LinkType::Ppp, &with(&[0xff, 0x03, 0x00, 0x21])), want);
+        assert_eq!(decode(LinkType::Ppp, &with(&[0xc0, 0x21])), Err(DecodeError::NotIp));
+        assert_eq!(decode(LinkType::PppSerial, &with(&[0x0f, 0x00, 0x00, 0x21])), want);
+        let mpls = [&[0xff, 0x03, 0x02, 0x81, 0x00, 0x01, 0x21, 0x40][..], ip].concat();
+        assert_eq!(decode(LinkType::PppSerial, &mpls), want);
+
+        let snap = [0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00];
+        // Data frame, from the distribution system: 24-byte header.
+        let mut data = vec![0x08, 0x02];
+        data.extend_from_slice(&[0u8; 22]);
+        let data = [&data[..], &snap, ip].concat();
+        assert_eq!(decode(LinkType::Ieee80211, &data), want);
+        // QoS data, both DS bits (a fourth address), QoS control.
+        let mut qos = vec![0x88, 0x03];
+        qos.extend_from_slice(&[0u8; 28]);
+        qos.extend_from_slice(&[0x00, 0x00]);
+        let qos = [&qos[..], &snap, ip].concat();
+        assert_eq!(decode(LinkType::Ieee80211, &qos), want);
+        // Protected QoS data, an A-MSDU, a null-data frame and a beacon are not IP.
+        let mut protected = qos.clone();
+        protected[1] |= 0x40;
+        let mut amsdu = qos.clone();
+        amsdu[30] = 0x80;
+        let mut null = data.clone();
+        null[0] = 0x48;
+        let mut beacon = data.clone();
+        beacon[0] = 0x80;
+        for frame in [&protected, &amsdu, &null, &beacon] {
+            assert_eq!(decode(LinkType::Ieee80211, frame), Err(DecodeError::NotIp));
+        }
+        // Radiotap: version, pad, length 12 (little-endian), present flags, then the frame.
+        let radiotap = [&[0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], &data].concat();
+        assert_eq!(decode(LinkType::Radiotap, &radiotap), want);
+
+        // NFLOG: AF_INET, version 0, resource 0; a prefix attribute of 6 bytes (padded to 8),
+        // then the packet attribute (type 9).
+        let host = |v: u16| v.to_ne_bytes();
+        let mut nflog = vec![2, 0, 0, 0];
+        nflog.extend_from_slice(&host(6));
+        nflog.extend_from_slice(&host(10));
+        nflog.extend_from_slice(&[b'x', b'y', 0, 0]);
+        nflog.extend_from_slice(&host((4 + ip.len()) as u16));
+        nflog.extend_from_slice(&host(9));
+        nflog.extend_from_slice(ip);
+        assert_eq!(decode(LinkType::Nflog, &nflog), want);
+        let mut bad_version = nflog.clone();
+        bad_version[1] = 1;
+        assert_eq!(decode(LinkType::Nflog, &bad_version), Err(DecodeError::NotIp));
+
+        for (link, frame) in [
+            (LinkType::Ppp, with(&[0xff, 0x03, 0x00, 0x21])),
+            (LinkType::PppSerial, mpls),
+            (LinkType::Ieee80211, qos),
+            (LinkType::Radiotap, radiotap),
+            (LinkType::Nflog, nflog),
+        ] {
+            for len in 0..frame.len() {
+                let _ = decode(link, &frame[..len]);
+            }
+        }
+        assert_eq!(LinkType::from_pcap(239), Some(LinkType::Nflog));
+        assert_eq!(LinkType::from_pcap(127), Some(LinkType::Radiotap));
+    }
+
     #[test]
     fn decodes_vlan_tcp() {
         let frame = tcp_frame(b"hello");
@@ -1238,8 +1536,18 @@ mod tests {
                 LinkType::Null,
                 LinkType::LinuxSll,
                 LinkType::LinuxSll2,
+                LinkType::Ppp,
+                LinkType::PppSerial,
+                LinkType::Ieee80211,
+                LinkType::Radiotap,
+                LinkType::Nflog,
             ] {
                 let _ = decode(link, &bytes);
+            }
+            // The same bytes behind each EtherType that `encapsulated_ip` unwraps.
+            for ether_type in [[0x89, 0x26], [0x88, 0xe7], [0x89, 0x03], [0x88, 0x47], [0x88, 0x64]] {
+                let frame = [&[0u8; 12][..], &ether_type, &bytes].concat();
+                let _ = decode(LinkType::Ethernet, &frame);
             }
         }
 

@@ -219,10 +219,13 @@ fn over_mpls(data: &[u8]) -> Option<Vec<u8>> {
     Some(frame)
 }
 
-/// The same traffic captured on Ethernet, on Linux's "any" device (cooked v1 and v2) and on an
-/// MPLS link gives the same events: flows, DNS, HTTP, TLS and SSH metadata alike.
+/// The same traffic captured on Ethernet, on Linux's "any" device (cooked v1 and v2), on an
+/// MPLS link, on PPP links (plain and HDLC-framed), on Wi-Fi (802.11, plain and behind radiotap),
+/// through netfilter's NFLOG, and behind VN-Tag, 802.1ah and FabricPath headers gives the same
+/// events: flows, DNS, HTTP, TLS and SSH metadata alike. Each is written as a capture file of
+/// its own link type and read back through libpcap.
 #[test]
-fn cooked_and_mpls_captures_give_the_events_of_the_ethernet_capture() {
+fn every_link_type_and_ethernet_encapsulation_gives_the_events_of_the_ethernet_capture() {
     let dir = std::env::temp_dir().join(format!("canh-cooked-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut compared = 0;
@@ -234,10 +237,20 @@ fn cooked_and_mpls_captures_give_the_events_of_the_ethernet_capture() {
         let ethernet: Vec<String> =
             events(&source).iter().map(|e| serde_json::to_string(e).expect("json")).collect();
         assert!(!ethernet.is_empty(), "{name}");
-        let variants: [(&str, i32, &Rewrite); 3] = [
+        let variants: [(&str, i32, &Rewrite); 11] = [
             ("cooked v1", 113, &|d| cooked(d, 1)),
             ("cooked v2", 276, &|d| cooked(d, 2)),
             ("MPLS", 1, &over_mpls),
+            ("PPP", 9, &|d| ip_of(d).map(|(ip, ppp)| [&[0xff, 0x03, 0x00, ppp][..], ip].concat())),
+            ("PPP serial", 50, &|d| {
+                ip_of(d).map(|(ip, ppp)| [&[0x0f, 0, 0, ppp][..], ip].concat())
+            }),
+            ("802.11", 105, &|d| wifi(d)),
+            ("radiotap", 127, &|d| wifi(d).map(|w| [&[0, 0, 8, 0, 0, 0, 0, 0][..], &w].concat())),
+            ("NFLOG", 239, &nflog),
+            ("VN-Tag", 1, &|d| Some([&d[..12], &[0x89, 0x26, 0x80, 0, 0, 7], &d[12..]].concat())),
+            ("802.1ah", 1, &|d| Some([&d[..12], &[0x88, 0xe7, 0, 0, 0, 9], d].concat())),
+            ("FabricPath", 1, &|d| Some([&d[..12], &[0x89, 0x03, 0, 0x3f], d].concat())),
         ];
         for (what, linktype, rewrite) in variants {
             let out = dir.join(format!("{name}.{linktype}.pcap"));
@@ -251,6 +264,45 @@ fn cooked_and_mpls_captures_give_the_events_of_the_ethernet_capture() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(compared >= 3 || !shared("").exists(), "only {compared} captures compared");
+}
+
+/// The IP packet of an untagged Ethernet frame and its PPP protocol's low byte (0x21 IPv4,
+/// 0x57 IPv6); None for anything else.
+fn ip_of(frame: &[u8]) -> Option<(&[u8], u8)> {
+    match frame.get(12..14)? {
+        [0x08, 0x00] => Some((&frame[14..], 0x21)),
+        [0x86, 0xdd] => Some((&frame[14..], 0x57)),
+        _ => None,
+    }
+}
+
+/// An untagged Ethernet frame's IP packet as an 802.11 QoS data frame from the distribution
+/// system (24-byte header, QoS control, LLC/SNAP with the EtherType).
+fn wifi(frame: &[u8]) -> Option<Vec<u8>> {
+    ip_of(frame)?;
+    let mut out = vec![0x88, 0x02, 0, 0];
+    out.extend_from_slice(&frame[..6]); // receiver
+    out.extend_from_slice(&frame[6..12]); // transmitter
+    out.extend_from_slice(&frame[6..12]); // source
+    out.extend_from_slice(&[0, 0, 0, 0]); // sequence control, QoS control
+    out.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0]);
+    out.extend_from_slice(&frame[12..]);
+    Some(out)
+}
+
+/// An untagged Ethernet frame's IP packet as an NFLOG record: header (family, version 0,
+/// resource), a prefix attribute (4 + 5 bytes, padded to 12), then the packet attribute.
+fn nflog(frame: &[u8]) -> Option<Vec<u8>> {
+    let (ip, ppp) = ip_of(frame)?;
+    let family = if ppp == 0x21 { 2 } else { 10 };
+    let mut out = vec![family, 0, 0, 1];
+    out.extend_from_slice(&9u16.to_ne_bytes());
+    out.extend_from_slice(&10u16.to_ne_bytes());
+    out.extend_from_slice(b"canh\0\0\0\0");
+    out.extend_from_slice(&((4 + ip.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&9u16.to_ne_bytes());
+    out.extend_from_slice(ip);
+    Some(out)
 }
 
 /// UDP tunnels Zeek decapsulates, with how each wraps a captured Ethernet frame (None: the frame
