@@ -31,6 +31,8 @@ pub enum LinkType {
     /// Linux netfilter log (`nflog:` interfaces): a header, then type-length-value attributes,
     /// one of which is the packet.
     Nflog,
+    /// FDDI: a 13-byte MAC header and an 8-byte LLC/SNAP header, then (as Zeek takes it) IP.
+    Fddi,
 }
 
 impl LinkType {
@@ -47,6 +49,7 @@ impl LinkType {
             105 => Some(LinkType::Ieee80211),
             127 => Some(LinkType::Radiotap),
             239 => Some(LinkType::Nflog),
+            10 => Some(LinkType::Fddi),
             _ => None,
         }
     }
@@ -650,6 +653,11 @@ fn slice_link(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Decod
             ieee80211(frame.get(len..).ok_or(DecodeError::TruncatedLink)?)?
         }
         LinkType::Nflog => nflog(frame)?,
+        LinkType::Fddi => {
+            let ip =
+                frame.get(21..).filter(|ip| !ip.is_empty()).ok_or(DecodeError::TruncatedLink)?;
+            LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::BadIpHeader)?
+        }
     })
 }
 
@@ -1272,7 +1280,7 @@ mod tests {
 
     /// The link types beyond Ethernet that Zeek reads: PPP (with and without `ff 03`), PPP in
     /// HDLC framing, 802.11 data frames (plain and behind radiotap; the fourth address and QoS
-    /// control skipped), NFLOG. Each gives the packet inside; what carries no IP is not IP.
+    /// control skipped), NFLOG, FDDI. Each gives the packet inside; what carries no IP is not IP.
     #[test]
     fn decodes_ppp_wifi_and_nflog_link_types() {
         let plain = tcp_frame(b"hello");
@@ -1329,6 +1337,12 @@ mod tests {
         let mut bad_version = nflog.clone();
         bad_version[1] = 1;
         assert_eq!(decode(LinkType::Nflog, &bad_version), Err(DecodeError::NotIp));
+        // FDDI: frame control, two addresses, LLC/SNAP with the EtherType, then IP.
+        let mut fddi = vec![0x50];
+        fddi.extend_from_slice(&[1u8; 12]);
+        fddi.extend_from_slice(&snap);
+        let fddi = [&fddi[..], ip].concat();
+        assert_eq!(decode(LinkType::Fddi, &fddi), want);
 
         for (link, frame) in [
             (LinkType::Ppp, with(&[0xff, 0x03, 0x00, 0x21])),
@@ -1336,6 +1350,7 @@ mod tests {
             (LinkType::Ieee80211, qos),
             (LinkType::Radiotap, radiotap),
             (LinkType::Nflog, nflog),
+            (LinkType::Fddi, fddi),
         ] {
             for len in 0..frame.len() {
                 let _ = decode(link, &frame[..len]);
@@ -1541,6 +1556,7 @@ mod tests {
                 LinkType::Ieee80211,
                 LinkType::Radiotap,
                 LinkType::Nflog,
+                LinkType::Fddi,
             ] {
                 let _ = decode(link, &bytes);
             }

@@ -220,10 +220,10 @@ fn over_mpls(data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The same traffic captured on Ethernet, on Linux's "any" device (cooked v1 and v2), on an
-/// MPLS link, on PPP links (plain and HDLC-framed), on Wi-Fi (802.11, plain and behind radiotap),
-/// through netfilter's NFLOG, and behind VN-Tag, 802.1ah and FabricPath headers gives the same
-/// events: flows, DNS, HTTP, TLS and SSH metadata alike. Each is written as a capture file of
-/// its own link type and read back through libpcap.
+/// MPLS link, on PPP links (plain and HDLC-framed), on Wi-Fi (802.11, plain and behind
+/// radiotap), through netfilter's NFLOG, on FDDI, and behind VN-Tag, 802.1ah and FabricPath
+/// headers gives the same events: flows, DNS, HTTP, TLS and SSH metadata alike. Each is written
+/// as a capture file of its own link type and read back through libpcap.
 #[test]
 fn every_link_type_and_ethernet_encapsulation_gives_the_events_of_the_ethernet_capture() {
     let dir = std::env::temp_dir().join(format!("canh-cooked-{}", std::process::id()));
@@ -237,7 +237,7 @@ fn every_link_type_and_ethernet_encapsulation_gives_the_events_of_the_ethernet_c
         let ethernet: Vec<String> =
             events(&source).iter().map(|e| serde_json::to_string(e).expect("json")).collect();
         assert!(!ethernet.is_empty(), "{name}");
-        let variants: [(&str, i32, &Rewrite); 11] = [
+        let variants: [(&str, i32, &Rewrite); 12] = [
             ("cooked v1", 113, &|d| cooked(d, 1)),
             ("cooked v2", 276, &|d| cooked(d, 2)),
             ("MPLS", 1, &over_mpls),
@@ -248,6 +248,7 @@ fn every_link_type_and_ethernet_encapsulation_gives_the_events_of_the_ethernet_c
             ("802.11", 105, &|d| wifi(d)),
             ("radiotap", 127, &|d| wifi(d).map(|w| [&[0, 0, 8, 0, 0, 0, 0, 0][..], &w].concat())),
             ("NFLOG", 239, &nflog),
+            ("FDDI", 10, &|d| fddi(d)),
             ("VN-Tag", 1, &|d| Some([&d[..12], &[0x89, 0x26, 0x80, 0, 0, 7], &d[12..]].concat())),
             ("802.1ah", 1, &|d| Some([&d[..12], &[0x88, 0xe7, 0, 0, 0, 9], d].concat())),
             ("FabricPath", 1, &|d| Some([&d[..12], &[0x89, 0x03, 0, 0x3f], d].concat())),
@@ -288,6 +289,14 @@ fn wifi(frame: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0]);
     out.extend_from_slice(&frame[12..]);
     Some(out)
+}
+
+/// An untagged Ethernet frame's IP packet as an FDDI frame: frame control, destination and
+/// source addresses, LLC/SNAP with the EtherType.
+fn fddi(frame: &[u8]) -> Option<Vec<u8>> {
+    let (ip, _) = ip_of(frame)?;
+    let header = [&[0x50][..], &frame[..12], &[0xaa, 0xaa, 0x03, 0, 0, 0], &frame[12..14]];
+    Some([&header.concat()[..], ip].concat())
 }
 
 /// An untagged Ethernet frame's IP packet as an NFLOG record: header (family, version 0,
