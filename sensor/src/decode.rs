@@ -536,13 +536,19 @@ fn ipv6_fragment_header(mut next: u8, mut exts: &[u8]) -> Option<(u16, bool, u32
 
 #[inline(always)]
 fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
-    let sliced = slice_link(link, frame)?;
+    Ok(unwrapped(slice_link(link, frame)?))
+}
+
+/// A sliced frame that etherparse left without an IP layer (and without an error) as what
+/// `encapsulated_ip` finds under it; anything else, or when it finds nothing, the frame itself.
+#[inline(always)]
+fn unwrapped(sliced: LaxSlicedPacket<'_>) -> LaxSlicedPacket<'_> {
     if sliced.net.is_none() && sliced.stop_err.is_none() {
         if let Some(inner) = encapsulated_ip(&sliced) {
-            return Ok(inner);
+            return inner;
         }
     }
-    Ok(sliced)
+    sliced
 }
 
 /// Most MPLS labels a frame may carry before the stack counts as damaged.
@@ -824,13 +830,9 @@ fn tunnel_inner<'a>(outer: &Packet<'a>) -> Option<LaxSlicedPacket<'a>> {
     })
 }
 
-/// An Ethernet frame carried in a tunnel, with what `encapsulated_ip` finds under it.
+/// An Ethernet frame carried in a tunnel, unwrapped as a captured one is.
 fn ethernet_inner(frame: &[u8]) -> Option<LaxSlicedPacket<'_>> {
-    let sliced = LaxSlicedPacket::from_ethernet(frame).ok()?;
-    if sliced.net.is_none() && sliced.stop_err.is_none() {
-        return encapsulated_ip(&sliced);
-    }
-    Some(sliced)
+    Some(unwrapped(LaxSlicedPacket::from_ethernet(frame).ok()?))
 }
 
 /// Put the UDP packet `outer` (if it is UDP) at the end of a chain of tunnels, which runs from the

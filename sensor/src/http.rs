@@ -440,12 +440,7 @@ impl HttpFlow {
             side.buf.clear();
             return;
         }
-        side.state = match side.state {
-            Body::Length(_) if len == left => Body::Idle,
-            Body::Length(_) => Body::Length(left - len),
-            _ if len == left => Body::ChunkEnd,
-            _ => Body::ChunkData(left - len),
-        };
+        skip_known_body(&mut side.state, len);
         if from_client {
             if let Some(tx) = self.pending.back_mut() {
                 tx.request_body_bytes += len;
@@ -858,12 +853,29 @@ fn count_body(side: &mut Side, data: &[u8]) -> (usize, u64) {
     (used, body)
 }
 
+/// Pass up to `len` bytes of a body whose remaining length is known (a `Content-Length` body or
+/// a chunk's data); returns how many were passed. Other states are left as they are.
+fn skip_known_body(state: &mut Body, len: u64) -> u64 {
+    match *state {
+        Body::Length(n) => {
+            let take = len.min(n);
+            *state = if take == n { Body::Idle } else { Body::Length(n - take) };
+            take
+        }
+        Body::ChunkData(n) => {
+            let take = len.min(n);
+            *state = if take == n { Body::ChunkEnd } else { Body::ChunkData(n - take) };
+            take
+        }
+        _ => 0,
+    }
+}
+
 /// Advance through body bytes; returns (bytes consumed, body bytes counted).
 fn body_step(state: &mut Body, rest: &[u8]) -> (usize, u64) {
     match *state {
-        Body::Length(n) => {
-            let take = (rest.len() as u64).min(n);
-            *state = if take == n { Body::Idle } else { Body::Length(n - take) };
+        Body::Length(_) | Body::ChunkData(_) => {
+            let take = skip_known_body(state, rest.len() as u64);
             (take as usize, take)
         }
         Body::UntilClose => (rest.len(), rest.len() as u64),
@@ -877,11 +889,6 @@ fn body_step(state: &mut Body, rest: &[u8]) -> (usize, u64) {
                 Err(_) => *state = Body::Stopped,
             }
             (used, 0)
-        }
-        Body::ChunkData(n) => {
-            let take = (rest.len() as u64).min(n);
-            *state = if take == n { Body::ChunkEnd } else { Body::ChunkData(n - take) };
-            (take as usize, take)
         }
         Body::ChunkEnd => {
             let Some((_, used)) = take_line(rest) else { return (0, 0) };

@@ -272,21 +272,21 @@ impl Sessions {
                     break;
                 };
                 let (stats, done) = (&mut self.stats, &mut self.done);
-                let gap = Some(u64::from(hole.skipped));
+                let gap = Some(u64::from(hole));
                 feed(session, view, stats, done, ts_ns, !view.from_orig, &self.scratch, gap, out);
             }
         }
         let (data, delivery) =
             session.streams[dir].segment_bytes(tcp.seq, tcp.syn, p.payload, &mut self.scratch);
-        if delivery.gap {
+        if delivery.gap.is_some() {
             // The out-of-order hold was full: a hole was skipped.
             self.stats.buffer_full += 1;
         }
-        if data.is_empty() && !delivery.gap {
+        if data.is_empty() && delivery.gap.is_none() {
             return;
         }
         let (stats, done) = (&mut self.stats, &mut self.done);
-        let gap = delivery.gap.then_some(u64::from(delivery.skipped));
+        let gap = delivery.gap.map(u64::from);
         feed(session, view, stats, done, ts_ns, view.from_orig, data, gap, out);
     }
 

@@ -20,10 +20,8 @@ pub struct Stream {
 /// What one segment produced.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Delivery {
-    /// A hole was skipped before the bytes appended this time.
-    pub gap: bool,
-    /// How many bytes the hole held (when `gap`).
-    pub skipped: u32,
+    /// A hole was skipped before the bytes appended this time: how many bytes it held.
+    pub gap: Option<u32>,
 }
 
 impl Stream {
@@ -50,10 +48,10 @@ impl Stream {
 
     /// The peer acknowledged every byte before `ack`: those not seen by now never will be (the
     /// capture missed them), as Zeek's reassembler concludes. Skips the first such hole (up to
-    /// the first held segment after it, or to `ack`) and appends to `out` what then lies in
-    /// order. None when nothing before `ack` is missing; call again until None, as each hole is
-    /// reported on its own.
-    pub fn acked(&mut self, ack: u32, out: &mut Vec<u8>) -> Option<Delivery> {
+    /// the first held segment after it, or to `ack`), appends to `out` what then lies in order
+    /// and returns how many bytes the hole held. None when nothing before `ack` is missing; call
+    /// again until None, as each hole is reported on its own.
+    pub fn acked(&mut self, ack: u32, out: &mut Vec<u8>) -> Option<u32> {
         let next = self.next?;
         let ack = match self.fin {
             Some(fin) if after(ack, fin) => fin,
@@ -72,7 +70,7 @@ impl Stream {
             .unwrap_or(ack);
         self.next = Some(end);
         self.drain_held(out);
-        Some(Delivery { gap: true, skipped: end.wrapping_sub(next) })
+        Some(end.wrapping_sub(next))
     }
 
     /// Feed one segment; in-order bytes are appended to `out`.
@@ -108,8 +106,7 @@ impl Stream {
                 .min_by_key(|s| s.wrapping_sub(next))
                 .unwrap_or(seq);
             self.next = Some(earliest);
-            delivery.gap = true;
-            delivery.skipped = earliest.wrapping_sub(next);
+            delivery.gap = Some(earliest.wrapping_sub(next));
             if earliest == seq {
                 self.take(seq, payload, out);
             } else {
@@ -267,8 +264,8 @@ mod tests {
         assert_eq!(out, b"abc");
         assert_eq!(s.acked(103, &mut out), None, "nothing missing before 103");
         let mut gaps = Vec::new();
-        while let Some(d) = s.acked(112, &mut out) {
-            gaps.push(d.skipped);
+        while let Some(skipped) = s.acked(112, &mut out) {
+            gaps.push(skipped);
         }
         assert_eq!(gaps, vec![3, 1]);
         assert_eq!(out, b"abcghikl");
@@ -278,7 +275,7 @@ mod tests {
         assert_eq!(s.acked(112, &mut out), None);
         s.fin_at(114);
         // The peer acknowledges the FIN (115): only byte 112 is missing.
-        assert_eq!(s.acked(115, &mut out), Some(Delivery { gap: true, skipped: 1 }));
+        assert_eq!(s.acked(115, &mut out), Some(1));
         assert_eq!(s.acked(115, &mut out), None);
         assert_eq!(out, b"abcghikln");
         // A stream that has not started knows of no hole.
@@ -292,10 +289,7 @@ mod tests {
         s.segment(0, false, b"a", &mut out);
         let mut gaps = Vec::new();
         for i in 0..=MAX_HELD_SEGMENTS as u32 {
-            let d = s.segment(10 + i, false, b"x", &mut out);
-            if d.gap {
-                gaps.push(d.skipped);
-            }
+            gaps.extend(s.segment(10 + i, false, b"x", &mut out).gap);
         }
         // Bytes 1..10 never came: one hole of 9 bytes, then everything held is delivered.
         assert_eq!(gaps, vec![9]);
