@@ -460,22 +460,30 @@ fn tsv_tuple(row: &HashMap<String, String>) -> (String, String, String, String) 
     )
 }
 
-/// The sample captures that have a reference folder: (name, reference folder, capture).
-fn sample_cases() -> Vec<(String, PathBuf, PathBuf)> {
+/// A sample capture that has a reference folder, and our events for it.
+struct Sample {
+    name: String,
+    dir: PathBuf,
+    events: Vec<Event>,
+}
+
+/// Every sample capture with a reference folder, run through the sensor once for all the
+/// comparisons.
+fn samples() -> Vec<Sample> {
     let reference = data_dir().join("pcap/tshark-reference");
-    let samples = data_dir().join("pcap/samples");
+    let captures = data_dir().join("pcap/samples");
     let Ok(dirs) = std::fs::read_dir(&reference) else { return Vec::new() };
     let mut cases: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
     cases.sort();
     cases
         .into_iter()
-        .filter_map(|case| {
-            let name = case.file_name()?.to_string_lossy().to_string();
+        .filter_map(|dir| {
+            let name = dir.file_name()?.to_string_lossy().to_string();
             let pcap = ["pcap", "pcapng"]
                 .iter()
-                .map(|x| samples.join(format!("{name}.{x}")))
+                .map(|x| captures.join(format!("{name}.{x}")))
                 .find(|p| p.exists())?;
-            Some((name, case, pcap))
+            Some(Sample { name, dir, events: run_sensor(&pcap, 0) })
         })
         .collect()
 }
@@ -483,8 +491,8 @@ fn sample_cases() -> Vec<(String, PathBuf, PathBuf)> {
 const TSHARK_HTTP_FIELDS: &[&str] = &["method", "host", "uri", "user_agent"];
 
 /// HTTP requests over TCP from the reference tables: method, Host, URI and User-Agent.
-fn tshark_http(tally: &mut Tally) {
-    for (name, case, pcap) in sample_cases() {
+fn tshark_http(samples: &[Sample], tally: &mut Tally) {
+    for Sample { name, dir: case, events } in samples {
         let rows: Vec<_> = read_tsv(&case.join("http.tsv"))
             .into_iter()
             .filter(|r| {
@@ -519,8 +527,8 @@ fn tshark_http(tally: &mut Tally) {
                 r
             })
             .collect();
-        let ours = as_zeek(&run_sensor(&pcap, 0), "http");
-        compare(&name, "tshark-http", TSHARK_HTTP_FIELDS, reference, ours, tally);
+        let ours = as_zeek(events, "http");
+        compare(name, "tshark-http", TSHARK_HTTP_FIELDS, reference, ours, tally);
     }
 }
 
@@ -530,8 +538,8 @@ const TSHARK_RESPONSE_FIELDS: &[&str] = &["status codes"];
 /// lists `100 Continue` too, which are not transactions) in order. Per connection rather than
 /// per response, because tshark leaves out a response it cannot dissect (one a lost segment
 /// cut), which would shift every response after it.
-fn tshark_http_responses(tally: &mut Tally) {
-    for (name, case, pcap) in sample_cases() {
+fn tshark_http_responses(samples: &[Sample], tally: &mut Tally) {
+    for Sample { name, dir: case, events } in samples {
         let mut reference: BTreeMap<(String, String, String, String), Vec<String>> =
             BTreeMap::new();
         for row in read_tsv(&case.join("http.tsv")) {
@@ -551,7 +559,7 @@ fn tshark_http_responses(tally: &mut Tally) {
             continue;
         }
         let mut ours: HashMap<(String, String, String, String), Vec<String>> = HashMap::new();
-        for event in run_sensor(&pcap, 0).iter().filter(|e| is(e, canh_event::Dataset::Http)) {
+        for event in events.iter().filter(|e| is(e, canh_event::Dataset::Http)) {
             let code = event.http.as_ref().and_then(|h| h.response.as_ref()?.status_code);
             let Some(code) = code else { continue };
             let mut r = Record::new();
@@ -608,8 +616,8 @@ fn as_tshark_prints(name: &str) -> String {
 const TSHARK_DNS_FIELDS: &[&str] = &["trans_id", "query", "rcode_name", "a"];
 
 /// DNS responses from the reference tables: id, question name, rcode and the A records.
-fn tshark_dns(tally: &mut Tally) {
-    for (name, case, pcap) in sample_cases() {
+fn tshark_dns(samples: &[Sample], tally: &mut Tally) {
+    for Sample { name, dir: case, events } in samples {
         let rows: Vec<_> = read_tsv(&case.join("dns.tsv"))
             .into_iter()
             .filter(|r| r.get("dns.flags.response").map(String::as_str) == Some("1"))
@@ -646,7 +654,7 @@ fn tshark_dns(tally: &mut Tally) {
                 r
             })
             .collect();
-        let ours: Vec<Record> = run_sensor(&pcap, 0)
+        let ours: Vec<Record> = events
             .iter()
             .filter(|e| e.dns.as_ref().is_some_and(|d| d.response_code.is_some()))
             .map(|e| {
@@ -669,12 +677,12 @@ fn tshark_dns(tally: &mut Tally) {
                 r
             })
             .collect();
-        compare(&name, "tshark-dns", TSHARK_DNS_FIELDS, reference, ours, tally);
+        compare(name, "tshark-dns", TSHARK_DNS_FIELDS, reference, ours, tally);
     }
 }
 
-fn tshark_tls(tally: &mut Tally) {
-    for (name, case, pcap) in sample_cases() {
+fn tshark_tls(samples: &[Sample], tally: &mut Tally) {
+    for Sample { name, dir: case, events } in samples {
         let hellos = read_tsv(&case.join("tls_client_hello.tsv"));
         if hellos.is_empty() {
             continue;
@@ -719,7 +727,6 @@ fn tshark_tls(tally: &mut Tally) {
                 r.insert("cipher".into(), opt(cipher));
             }
         }
-        let events = run_sensor(&pcap, 0);
         let ours: Vec<Record> = events
             .iter()
             .filter(|e| e.event.dataset == canh_event::Dataset::Tls)
@@ -736,7 +743,7 @@ fn tshark_tls(tally: &mut Tally) {
                 r
             })
             .collect();
-        compare(&name, "tshark-tls", TSHARK_TLS_FIELDS, zeek_like, ours, tally);
+        compare(name, "tshark-tls", TSHARK_TLS_FIELDS, zeek_like, ours, tally);
     }
 }
 
@@ -768,9 +775,8 @@ fn parse_conversation(line: &str) -> Option<(Endpoint, Endpoint, u64, u64)> {
 /// flows, which timeouts and connection reuse split. Our flows' packets are summed per direction
 /// of each pair and compared with tshark's frames each way: every frame of a TCP or UDP packet
 /// (reassembled fragments count once) must be in exactly one flow, in the right direction.
-fn tshark_conversations(tally: &mut Tally) {
-    for (name, case, pcap) in sample_cases() {
-        let events = run_sensor(&pcap, 0);
+fn tshark_conversations(samples: &[Sample], tally: &mut Tally) {
+    for Sample { name, dir: case, events } in samples {
         for transport in ["tcp", "udp"] {
             let Ok(text) = std::fs::read_to_string(case.join(format!("conv_{transport}.txt")))
             else {
@@ -1122,7 +1128,7 @@ struct SuricataFloor {
 }
 
 /// A reference comparison: title, label, fields compared, the run that fills a tally, its floor.
-type Reference<'a> = (&'a str, &'a str, &'a [&'a str], fn(&mut Tally), &'a Floor);
+type Reference<'a> = (&'a str, &'a str, &'a [&'a str], fn(&[Sample], &mut Tally), &'a Floor);
 
 /// Print one comparison's agreement table (records matched, then each field) and its first
 /// mismatches, and add a failure for each ratio below its floor.
@@ -1202,6 +1208,7 @@ fn agreement_with_zeek_and_suricata() {
         }
     }
 
+    let samples = samples();
     let references: [Reference; 5] = [
         ("TLS per ClientHello", "tls", TSHARK_TLS_FIELDS, tshark_tls, &floors.tshark_tls),
         ("HTTP requests over TCP", "http", TSHARK_HTTP_FIELDS, tshark_http, &floors.tshark_http),
@@ -1223,7 +1230,7 @@ fn agreement_with_zeek_and_suricata() {
     ];
     for (title, label, fields, run, floor) in references {
         let mut tally = Tally::default();
-        run(&mut tally);
+        run(&samples, &mut tally);
         println!("\ntshark reference (sample captures), {title}:");
         report(label, fields, &tally, floor, &format!("tshark {label}"), &mut failures);
     }
