@@ -53,6 +53,8 @@ pub struct Message {
     pub questions: Vec<Question>,
     /// The answer section only (as Zeek's `answers`).
     pub answers: Vec<Answer>,
+    /// A NetBIOS name service message (port 137).
+    pub netbios: bool,
     /// The questions' and answers' names and record texts, one after another: one allocation
     /// per message instead of one per name and per record.
     text: String,
@@ -62,6 +64,21 @@ impl Message {
     /// The text of a name or record of this message.
     pub fn text(&self, span: Span) -> &str {
         self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
+    }
+
+    /// The name of a question's type: Zeek's `query_types` name, except that type 33 of NetBIOS
+    /// is a node status request (`NBSTAT`), not SRV, as Zeek's dns script renames it.
+    pub fn question_type_name(&self, qtype: u16) -> Cow<'static, str> {
+        if self.netbios && qtype == 33 {
+            return Cow::Borrowed("NBSTAT");
+        }
+        type_name(qtype)
+    }
+
+    /// The name Zeek logs as the query of a response without a question (mDNS announcements, a
+    /// NetBIOS node status reply): the owner of the first answer it logs, if any.
+    pub fn first_logged_answer_name(&self) -> Option<&str> {
+        self.answers.iter().find(|a| a.data.is_some()).map(|a| self.text(a.name))
     }
 }
 
@@ -122,11 +139,17 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
         let ttl = u32_at(msg, next + 4)?;
         let rdlen = usize::from(u16_at(msg, next + 8)?);
         let rdata_at = next + 10;
+        if rdlen == 0 && msg.len() > rdata_at {
+            // Zeek's analyser stops reading a message at an empty record that more bytes follow
+            // ("DNS_zero_rdlength"): the answers before it are kept, it and the rest are not.
+            break;
+        }
         let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated)?;
         pos = rdata_at + rdlen;
         if answers.len() < MAX_RECORDS {
             let name = span_from(&text, start);
-            let data = rdata_text(msg, rdata_at, rdata, rtype, &mut text)?;
+            let record = Record { msg, start: rdata_at, rdata, rtype, owner: name, netbios };
+            let data = rdata_text(&record, &mut text)?;
             answers.push(Answer { name, rtype, class, ttl, data });
         } else {
             text.truncate(start);
@@ -145,6 +168,7 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
         rcode: (flags & 0xf) as u8,
         questions,
         answers,
+        netbios,
         text,
     })
 }
@@ -216,27 +240,39 @@ fn decode_netbios(name: &str) -> String {
     }
 }
 
-/// The record's data as Zeek prints it, appended to `text`; None (nothing appended) for types
-/// Zeek does not print.
-fn rdata_text(
-    msg: &[u8],
+/// One answer record being read: its message, where its data starts, the data, its type, its
+/// owner name (already in the message's text) and whether the message is NetBIOS (port 137).
+struct Record<'a> {
+    msg: &'a [u8],
     start: usize,
-    rdata: &[u8],
+    rdata: &'a [u8],
     rtype: u16,
-    text: &mut String,
-) -> Result<Option<Span>, DnsError> {
+    owner: Span,
+    netbios: bool,
+}
+
+/// The record's data as Zeek's dns.log `answers` prints it, appended to `text`; None (nothing
+/// appended) for the types Zeek parses without logging (WKS, HINFO, NB, CAA, SVCB, HTTPS, EDNS's
+/// OPT, TSIG, and SRV on NetBIOS, where type 33 is NBSTAT). Types Zeek's DNS analyser does not
+/// know are `<unknown type=N>`, as its `dns_unknown_reply` handler writes them. The formats follow
+/// Zeek's `base/protocols/dns/main.zeek` handlers (DNSSEC records as their algorithm numbers, the
+/// covered type and signer, or a fixed word).
+fn rdata_text(r: &Record<'_>, text: &mut String) -> Result<Option<Span>, DnsError> {
+    use std::fmt::Write;
+    let (msg, start, rdata) = (r.msg, r.start, r.rdata);
+    let byte = |at: usize| rdata.get(at).copied().ok_or(DnsError::Truncated);
     let from = text.len();
-    match rtype {
+    match r.rtype {
         1 => {
             let a: [u8; 4] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
             ipv4_text(a, text);
         }
-        28 => {
-            use std::fmt::Write;
+        // AAAA, and A6 (read by Zeek as a plain 16-byte address).
+        28 | 38 => {
             let a: [u8; 16] = rdata.try_into().map_err(|_| DnsError::Truncated)?;
             let _ = write!(text, "{}", Ipv6Addr::from(a));
         }
-        2 | 5 | 12 | 39 => {
+        2 | 5 | 12 => {
             read_name(msg, start, text)?;
         }
         6 => {
@@ -245,6 +281,7 @@ fn rdata_text(
         15 => {
             read_name(msg, start + 2, text)?;
         }
+        33 if r.netbios => return Ok(None),
         33 => {
             read_name(msg, start + 6, text)?;
         }
@@ -259,7 +296,6 @@ fn rdata_text(
         }
         46 => {
             // RRSIG: Zeek prints the covered type number and the signer's name.
-            use std::fmt::Write;
             let covered = u16_at(rdata, 0)?;
             let _ = write!(text, "RRSIG {covered} ");
             let signer_at = text.len();
@@ -268,7 +304,45 @@ fn rdata_text(
                 text.push_str("<Root>");
             }
         }
-        _ => return Ok(None),
+        // DNSKEY: flags (2 bytes), protocol, then the algorithm number.
+        48 => {
+            let algorithm = byte(3)?;
+            let _ = write!(text, "DNSKEY {algorithm}");
+        }
+        // DS: key tag (2 bytes), algorithm, digest type.
+        43 => {
+            let (algorithm, digest_type) = (byte(2)?, byte(3)?);
+            let _ = write!(text, "DS {algorithm} {digest_type}");
+        }
+        // NSEC: the record's own name, then the next name.
+        47 => {
+            let owner = text.get(r.owner.start as usize..r.owner.end as usize);
+            let owner = owner.unwrap_or_default().to_string();
+            let _ = write!(text, "NSEC {owner} ");
+            read_name(msg, start, text)?;
+        }
+        50 => text.push_str("NSEC3"),
+        51 => text.push_str("NSEC3PARAM"),
+        // BIND's private signing-state record.
+        65534 => text.push_str("BIND9 signing signal"),
+        // SSHFP: algorithm, fingerprint type, then the fingerprint, printed in hex.
+        44 => {
+            let fingerprint = rdata.get(2..).ok_or(DnsError::Truncated)?;
+            text.push_str("SSHFP: ");
+            for b in fingerprint {
+                let _ = write!(text, "{b:02x}");
+            }
+        }
+        // LOC: version, size, horizontal and vertical precision (two spaces after the colon,
+        // as Zeek's format string has them).
+        29 => {
+            let (size, horizontal, vertical) = (byte(1)?, byte(2)?, byte(3)?);
+            let _ = write!(text, "LOC:  {size} {horizontal} {vertical}");
+        }
+        11 | 13 | 32 | 41 | 64 | 65 | 250 | 257 => return Ok(None),
+        other => {
+            let _ = write!(text, "<unknown type={other}>");
+        }
     }
     Ok(Some(span_from(text, from)))
 }
@@ -483,6 +557,92 @@ mod tests {
         assert_eq!(m.answers[0].ttl, 3600);
         assert_eq!(m.answers[1].data.map(|d| m.text(d)), Some("hiyo"));
         assert_eq!(type_name(m.answers[1].rtype), "TXT");
+    }
+
+    /// A response to "Ex.org" with one answer per `(type, rdata)`, each owned by the question's
+    /// name (a pointer to offset 12).
+    fn response_with(records: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut msg = vec![0, 9, 0x81, 0x80, 0, 1, 0, records.len() as u8, 0, 0, 0, 0];
+        msg.extend_from_slice(&[2, b'E', b'x', 3, b'o', b'r', b'g', 0, 0, 255, 0, 1]);
+        for (rtype, rdata) in records {
+            msg.extend_from_slice(&[0xc0, 12]);
+            msg.extend_from_slice(&rtype.to_be_bytes());
+            msg.extend_from_slice(&[0, 1, 0, 0, 1, 0]);
+            msg.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            msg.extend_from_slice(rdata);
+        }
+        msg
+    }
+
+    fn answer_texts(m: &Message) -> Vec<Option<&str>> {
+        m.answers.iter().map(|a| a.data.map(|d| m.text(d))).collect()
+    }
+
+    #[test]
+    fn dnssec_and_other_records_are_written_as_zeek_writes_them() {
+        // Expected strings from the format strings of Zeek's base/protocols/dns/main.zeek
+        // handlers; the rdata below is hand-built, its fields chosen to be told apart.
+        let msg = response_with(&[
+            // DNSKEY: flags 257, protocol 3, algorithm 13, key bytes.
+            (48, &[1, 1, 3, 13, 0xaa, 0xbb]),
+            // DS: key tag 2371, algorithm 8, digest type 2, digest bytes.
+            (43, &[0x09, 0x43, 8, 2, 0xde, 0xad]),
+            // NSEC: next name "A.Ex.org" (pointer to the question's name), one bitmap window.
+            (47, &[1, b'A', 0xc0, 12, 0, 1, 0x40]),
+            // NSEC3 and NSEC3PARAM: hash 1, flags 0, 10 iterations, no salt.
+            (50, &[1, 0, 0, 10, 0, 1, 0xff]),
+            (51, &[1, 0, 0, 10, 0]),
+            // SSHFP: algorithm 4, SHA-256 type, fingerprint bytes in hex, lower case.
+            (44, &[4, 2, 0x0f, 0xa0, 0x5c]),
+            // LOC: version 0, size 0x12, precisions 0x16 and 0x13, then the coordinates.
+            (29, &[0, 0x12, 0x16, 0x13, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0x00, 0x98, 0x96, 0x80]),
+            // BIND's signing record (type 65534).
+            (65534, &[8, 0x12, 0x34, 0, 0]),
+            // DNAME and TLSA: not in Zeek's analyser, so `dns_unknown_reply`.
+            (39, &[3, b'n', b'e', b't', 0]),
+            (52, &[3, 1, 1, 0xab]),
+            // CAA, HINFO and HTTPS: parsed by Zeek, not logged.
+            (257, &[0, 5, b'i', b's', b's', b'u', b'e', b'x']),
+            (13, &[1, b'a', 1, b'b']),
+            (65, &[0, 1, 0]),
+        ]);
+        let m = parse(&msg, false).expect("parses");
+        assert_eq!(
+            answer_texts(&m),
+            vec![
+                Some("DNSKEY 13"),
+                Some("DS 8 2"),
+                Some("NSEC ex.org a.ex.org"),
+                Some("NSEC3"),
+                Some("NSEC3PARAM"),
+                Some("SSHFP: 0fa05c"),
+                Some("LOC:  18 22 19"),
+                Some("BIND9 signing signal"),
+                Some("<unknown type=39>"),
+                Some("<unknown type=52>"),
+                None,
+                None,
+                None,
+            ]
+        );
+        // NBSTAT (type 33 on NetBIOS) is not logged; elsewhere 33 is SRV and logs its target.
+        let srv = response_with(&[(33, &[0, 1, 0, 2, 0, 80, 0xc0, 12])]);
+        assert_eq!(answer_texts(&parse(&srv, false).expect("parses")), vec![Some("ex.org")]);
+        assert_eq!(answer_texts(&parse(&srv, true).expect("parses")), vec![None]);
+        // Too short for the fields Zeek reads: an error, as for a short A record.
+        assert!(parse(&response_with(&[(48, &[1, 1, 3])]), false).is_err());
+        assert!(parse(&response_with(&[(29, &[0, 1])]), false).is_err());
+    }
+
+    #[test]
+    fn an_empty_record_with_more_to_follow_ends_the_message_as_in_zeek() {
+        let a: &[u8] = &[10, 0, 0, 1];
+        // The empty record is not last: the answers before it are kept, the rest dropped.
+        let m = parse(&response_with(&[(1, a), (10, &[]), (1, a)]), false).expect("parses");
+        assert_eq!(answer_texts(&m), vec![Some("10.0.0.1")]);
+        // Last in the message: read like any other record (type 10, NULL, is unknown to Zeek).
+        let m = parse(&response_with(&[(1, a), (10, &[])]), false).expect("parses");
+        assert_eq!(answer_texts(&m), vec![Some("10.0.0.1"), Some("<unknown type=10>")]);
     }
 
     #[test]

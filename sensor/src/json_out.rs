@@ -582,14 +582,13 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
         let mut qo = d.obj("question");
         qo.str("name", m.text(q.name));
         if t.query.is_some() {
-            qo.str("type", &dns::type_name(q.qtype));
+            qo.str("type", &m.question_type_name(q.qtype));
             qo.str("class", &dns::class_name(q.qclass));
         }
         qo.end();
-    } else if let Some((r, a)) = t.response.as_ref().and_then(|r| r.answers.first().map(|a| (r, a)))
-    {
+    } else if let Some(name) = t.response.as_ref().and_then(|r| r.first_logged_answer_name()) {
         let mut qo = d.obj("question");
-        qo.str("name", r.text(a.name));
+        qo.str("name", name);
         qo.end();
     }
     if let Some(r) = &t.response {

@@ -503,16 +503,16 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
             if let Some((m, q)) = question {
                 d.question = Some(DnsQuestion {
                     name: Some(m.text(q.name).to_string()),
-                    r#type: t.query.as_ref().map(|_| dns::type_name(q.qtype).into_owned()),
+                    r#type: t.query.as_ref().map(|_| m.question_type_name(q.qtype).into_owned()),
                     class: t.query.as_ref().map(|_| dns::class_name(q.qclass).into_owned()),
                 });
             }
-            // A response without a question (mDNS announcements): Zeek names the first answer.
+            // A response without a question (mDNS announcements): Zeek names the first answer
+            // it logs.
             if question.is_none() {
-                let first = t.response.as_ref().and_then(|r| r.answers.first().map(|a| (r, a)));
-                if let Some((r, a)) = first {
+                if let Some(name) = t.response.as_ref().and_then(|r| r.first_logged_answer_name()) {
                     d.question = Some(DnsQuestion {
-                        name: Some(r.text(a.name).to_string()),
+                        name: Some(name.to_string()),
                         ..DnsQuestion::default()
                     });
                 }
