@@ -321,6 +321,25 @@ fn rdata_text(r: &Record<'_>, text: &mut String) -> Result<Option<Span>, DnsErro
             let _ = write!(text, "NSEC {owner} ");
             read_name(msg, start, text)?;
         }
+        // NAPTR: order, preference, then flags, service and regexp as character-strings and the
+        // replacement name; Zeek joins regexp and replacement with a space when both are there.
+        35 => {
+            let (order, preference) = (u16_at(rdata, 0)?, u16_at(rdata, 2)?);
+            let mut at = 4;
+            let mut strings: [&[u8]; 3] = [&[]; 3];
+            for s in &mut strings {
+                let n = usize::from(byte(at)?);
+                *s = rdata.get(at + 1..at + 1 + n).ok_or(DnsError::Truncated)?;
+                at += 1 + n;
+            }
+            let [flags, service, regexp] = strings.map(String::from_utf8_lossy);
+            let _ = write!(text, "NAPTR {order} {preference} {flags} {service} {regexp}");
+            let replacement_at = text.len();
+            read_name(msg, start + at, text)?;
+            if !regexp.is_empty() && text.len() > replacement_at {
+                text.insert(replacement_at, ' ');
+            }
+        }
         50 => text.push_str("NSEC3"),
         51 => text.push_str("NSEC3PARAM"),
         // BIND's private signing-state record.
@@ -596,6 +615,11 @@ mod tests {
             (44, &[4, 2, 0x0f, 0xa0, 0x5c]),
             // LOC: version 0, size 0x12, precisions 0x16 and 0x13, then the coordinates.
             (29, &[0, 0x12, 0x16, 0x13, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0x00, 0x98, 0x96, 0x80]),
+            // NAPTR: order 100, preference 10, flags "S", service "SIPS+D2T", no regexp, and
+            // the replacement name "_sips._tcp.Ex.org" (its last labels a pointer).
+            (35, b"\x00\x64\x00\x0a\x01S\x08SIPS+D2T\x00\x05_sips\x04_tcp\xc0\x0c"),
+            // The same with a regexp and the root as replacement.
+            (35, b"\x00\x64\x00\x0a\x01U\x07E2U+sip\x06!^.*$!\x00"),
             // BIND's signing record (type 65534).
             (65534, &[8, 0x12, 0x34, 0, 0]),
             // DNAME and TLSA: not in Zeek's analyser, so `dns_unknown_reply`.
@@ -617,6 +641,8 @@ mod tests {
                 Some("NSEC3PARAM"),
                 Some("SSHFP: 0fa05c"),
                 Some("LOC:  18 22 19"),
+                Some("NAPTR 100 10 S SIPS+D2T _sips._tcp.ex.org"),
+                Some("NAPTR 100 10 U E2U+sip !^.*$!"),
                 Some("BIND9 signing signal"),
                 Some("<unknown type=39>"),
                 Some("<unknown type=52>"),
