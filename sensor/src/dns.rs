@@ -404,17 +404,28 @@ pub fn type_name(t: u16) -> Cow<'static, str> {
         16 => "TXT",
         17 => "RP",
         18 => "AFSDB",
+        19 => "X25",
+        20 => "ISDN",
+        21 => "RT",
+        22 => "NSAP",
+        23 => "NSAP-PTR",
         24 => "SIG",
         25 => "KEY",
+        26 => "PX",
+        27 => "GPOS",
         28 => "AAAA",
         29 => "LOC",
+        30 => "NXT",
+        31 => "EID",
         32 => "NIMLOC",
         33 => "SRV",
+        34 => "ATMA",
         35 => "NAPTR",
         36 => "KX",
         37 => "CERT",
         38 => "A6",
         39 => "DNAME",
+        40 => "SINK",
         41 => "OPT",
         42 => "APL",
         43 => "DS",
@@ -427,9 +438,29 @@ pub fn type_name(t: u16) -> Cow<'static, str> {
         50 => "NSEC3",
         51 => "NSEC3PARAM",
         52 => "TLSA",
+        53 => "SMIMEA",
+        55 => "HIP",
+        56 => "NINFO",
+        57 => "RKEY",
+        58 => "TALINK",
+        59 => "CDS",
+        60 => "CDNSKEY",
+        61 => "OPENPGPKEY",
+        62 => "CSYNC",
+        63 => "ZONEMD",
         64 => "SVCB",
         65 => "HTTPS",
         99 => "SPF",
+        100 => "UINFO",
+        101 => "UID",
+        102 => "GID",
+        103 => "UNSPEC",
+        104 => "NID",
+        105 => "L32",
+        106 => "L64",
+        107 => "LP",
+        108 => "EUI48",
+        109 => "EUI64",
         249 => "TKEY",
         250 => "TSIG",
         251 => "IXFR",
@@ -439,6 +470,12 @@ pub fn type_name(t: u16) -> Cow<'static, str> {
         255 => "*",
         256 => "URI",
         257 => "CAA",
+        32768 => "TA",
+        32769 => "DLV",
+        65281 => "WINS",
+        65282 => "WINS-R",
+        65422 => "XPF",
+        65521 => "INTEGRITY",
         _ => return Cow::Owned(format!("query-{t}")),
     };
     Cow::Borrowed(name)
@@ -455,10 +492,20 @@ pub fn rcode_name(code: u8) -> Cow<'static, str> {
         5 => "REFUSED",
         6 => "YXDOMAIN",
         7 => "YXRRSET",
-        8 => "NXRRSET",
+        // Zeek's spelling.
+        8 => "NXRRSet",
         9 => "NOTAUTH",
         10 => "NOTZONE",
-        _ => return Cow::Owned(format!("unknown-{code}")),
+        11..=15 => return Cow::Owned(format!("unassigned-{code}")),
+        16 => "BADVERS",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
+        _ => return Cow::Owned(format!("rcode-{code}")),
     };
     Cow::Borrowed(name)
 }
@@ -658,6 +705,21 @@ mod tests {
         // Too short for the fields Zeek reads: an error, as for a short A record.
         assert!(parse(&response_with(&[(48, &[1, 1, 3])]), false).is_err());
         assert!(parse(&response_with(&[(29, &[0, 1])]), false).is_err());
+    }
+
+    #[test]
+    fn type_and_rcode_names_are_zeeks() {
+        // Values from Zeek's base/protocols/dns/consts.zeek (query_types, base_errors).
+        let types =
+            [(59, "CDS"), (65422, "XPF"), (32769, "DLV"), (255, "*"), (65534, "query-65534")];
+        for (t, name) in types {
+            assert_eq!(type_name(t), name);
+        }
+        let rcodes = [(3, "NXDOMAIN"), (8, "NXRRSet"), (12, "unassigned-12"), (23, "BADCOOKIE")];
+        for (code, name) in rcodes {
+            assert_eq!(rcode_name(code), name);
+        }
+        assert_eq!(rcode_name(200), "rcode-200");
     }
 
     #[test]
