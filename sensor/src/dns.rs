@@ -12,6 +12,8 @@ pub enum DnsError {
     Truncated,
     #[error("dns name with a bad label or compression loop")]
     BadName,
+    #[error("dns message announcing more than 25 questions")]
+    TooManyQuestions,
 }
 
 /// Where a name or a record's text lies in its message's [`Message::text`].
@@ -55,6 +57,9 @@ pub struct Message {
     pub answers: Vec<Answer>,
     /// A NetBIOS name service message (port 137).
     pub netbios: bool,
+    /// Why reading stopped before the end of the question and answer sections (the records
+    /// before it are here).
+    pub error: Option<DnsError>,
     /// The questions' and answers' names and record texts, one after another: one allocation
     /// per message instead of one per name and per record.
     text: String,
@@ -103,59 +108,20 @@ fn u32_at(b: &[u8], pos: usize) -> Result<u32, DnsError> {
     Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
+/// Zeek's `dns_max_queries`: a message announcing more questions is not read past its header.
+const MAX_QUESTIONS: usize = 25;
+
 /// Parse one DNS message. `netbios` decodes NetBIOS first-level encoded names (port 137).
+///
+/// Only a message shorter than its 12-byte header is an error. Past the header, the records are
+/// read until one is malformed; what was read before it is kept and the reason is in
+/// [`Message::error`], as Zeek's analyser logs a message with what it parsed before a bad record.
 pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
     let id = u16_at(msg, 0)?;
     let flags = u16_at(msg, 2)?;
     let qd = usize::from(u16_at(msg, 4)?);
     let an = usize::from(u16_at(msg, 6)?);
-    let mut pos = 12;
-    let mut text = String::with_capacity(256);
-    let mut questions = Vec::new();
-    for _ in 0..qd {
-        let start = text.len();
-        let next = read_name(msg, pos, &mut text)?;
-        let qtype = u16_at(msg, next)?;
-        let qclass = u16_at(msg, next + 2)?;
-        pos = next + 4;
-        if questions.len() < MAX_RECORDS {
-            if netbios {
-                let decoded = decode_netbios(&text[start..]);
-                text.truncate(start);
-                text.push_str(&decoded);
-            }
-            questions.push(Question { name: span_from(&text, start), qtype, qclass });
-        } else {
-            // Read to find where the next record starts, not kept.
-            text.truncate(start);
-        }
-    }
-    let mut answers = Vec::new();
-    for _ in 0..an {
-        let start = text.len();
-        let next = read_name(msg, pos, &mut text)?;
-        let rtype = u16_at(msg, next)?;
-        let class = u16_at(msg, next + 2)?;
-        let ttl = u32_at(msg, next + 4)?;
-        let rdlen = usize::from(u16_at(msg, next + 8)?);
-        let rdata_at = next + 10;
-        if rdlen == 0 && msg.len() > rdata_at {
-            // Zeek's analyser stops reading a message at an empty record that more bytes follow
-            // ("DNS_zero_rdlength"): the answers before it are kept, it and the rest are not.
-            break;
-        }
-        let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated)?;
-        pos = rdata_at + rdlen;
-        if answers.len() < MAX_RECORDS {
-            let name = span_from(&text, start);
-            let record = Record { msg, start: rdata_at, rdata, rtype, owner: name, netbios };
-            let data = rdata_text(&record, &mut text)?;
-            answers.push(Answer { name, rtype, class, ttl, data });
-        } else {
-            text.truncate(start);
-        }
-    }
-    Ok(Message {
+    let mut m = Message {
         id,
         response: flags & 0x8000 != 0,
         opcode: ((flags >> 11) & 0xf) as u8,
@@ -166,11 +132,72 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
         ad: flags & 0x0020 != 0,
         cd: flags & 0x0010 != 0,
         rcode: (flags & 0xf) as u8,
-        questions,
-        answers,
+        questions: Vec::new(),
+        answers: Vec::new(),
         netbios,
-        text,
-    })
+        error: None,
+        text: String::with_capacity(256),
+    };
+    if let Err(e) = read_records(msg, qd, an, &mut m) {
+        m.error = Some(e);
+    }
+    Ok(m)
+}
+
+/// The question and answer sections of `msg` into `m`, up to the first malformed record.
+fn read_records(msg: &[u8], qd: usize, an: usize, m: &mut Message) -> Result<(), DnsError> {
+    if qd > MAX_QUESTIONS {
+        return Err(DnsError::TooManyQuestions);
+    }
+    let netbios = m.netbios;
+    let text = &mut m.text;
+    let mut pos = 12;
+    for _ in 0..qd {
+        let start = text.len();
+        let question = (|| {
+            let next = read_name(msg, pos, text)?;
+            Ok((next, u16_at(msg, next)?, u16_at(msg, next + 2)?))
+        })();
+        let (next, qtype, qclass) = question.inspect_err(|_| text.truncate(start))?;
+        pos = next + 4;
+        if netbios {
+            let decoded = decode_netbios(&text[start..]);
+            text.truncate(start);
+            text.push_str(&decoded);
+        }
+        m.questions.push(Question { name: span_from(text, start), qtype, qclass });
+    }
+    for _ in 0..an {
+        let start = text.len();
+        let next = read_name(msg, pos, text).inspect_err(|_| text.truncate(start))?;
+        let header = (|| {
+            let rtype = u16_at(msg, next)?;
+            let class = u16_at(msg, next + 2)?;
+            let ttl = u32_at(msg, next + 4)?;
+            let rdlen = usize::from(u16_at(msg, next + 8)?);
+            Ok((rtype, class, ttl, rdlen))
+        })();
+        let (rtype, class, ttl, rdlen) = header.inspect_err(|_| text.truncate(start))?;
+        let rdata_at = next + 10;
+        if rdlen == 0 && msg.len() > rdata_at {
+            // Zeek's analyser stops reading a message at an empty record that more bytes follow
+            // ("DNS_zero_rdlength"): the answers before it are kept, it and the rest are not.
+            text.truncate(start);
+            break;
+        }
+        let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated);
+        let rdata = rdata.inspect_err(|_| text.truncate(start))?;
+        pos = rdata_at + rdlen;
+        if m.answers.len() < MAX_RECORDS {
+            let name = span_from(text, start);
+            let record = Record { msg, start: rdata_at, rdata, rtype, owner: name, netbios };
+            let data = rdata_text(&record, text).inspect_err(|_| text.truncate(start))?;
+            m.answers.push(Answer { name, rtype, class, ttl, data });
+        } else {
+            text.truncate(start);
+        }
+    }
+    Ok(())
 }
 
 /// A possibly compressed name at `pos`, appended to `name`; returns the position after it.
@@ -253,7 +280,7 @@ struct Record<'a> {
 
 /// The record's data as Zeek's dns.log `answers` prints it, appended to `text`; None (nothing
 /// appended) for the types Zeek parses without logging (WKS, HINFO, NB, CAA, SVCB, HTTPS, EDNS's
-/// OPT, TSIG, and SRV on NetBIOS, where type 33 is NBSTAT). Types Zeek's DNS analyser does not
+/// OPT, TKEY, TSIG, SRV on NetBIOS, where type 33 is NBSTAT, and LOC not of 16 bytes). Types Zeek's DNS analyser does not
 /// know are `<unknown type=N>`, as its `dns_unknown_reply` handler writes them. The formats follow
 /// Zeek's `base/protocols/dns/main.zeek` handlers (DNSSEC records as their algorithm numbers, the
 /// covered type and signer, or a fixed word).
@@ -354,11 +381,13 @@ fn rdata_text(r: &Record<'_>, text: &mut String) -> Result<Option<Span>, DnsErro
         }
         // LOC: version, size, horizontal and vertical precision (two spaces after the colon,
         // as Zeek's format string has them).
+        // Zeek takes a LOC record of exactly 16 bytes only ("dns_invalid_loc_length").
+        29 if rdata.len() != 16 => return Ok(None),
         29 => {
             let (size, horizontal, vertical) = (byte(1)?, byte(2)?, byte(3)?);
             let _ = write!(text, "LOC:  {size} {horizontal} {vertical}");
         }
-        11 | 13 | 32 | 41 | 64 | 65 | 250 | 257 => return Ok(None),
+        11 | 13 | 32 | 41 | 64 | 65 | 249 | 250 | 257 => return Ok(None),
         other => {
             let _ = write!(text, "<unknown type={other}>");
         }
@@ -702,9 +731,17 @@ mod tests {
         let srv = response_with(&[(33, &[0, 1, 0, 2, 0, 80, 0xc0, 12])]);
         assert_eq!(answer_texts(&parse(&srv, false).expect("parses")), vec![Some("ex.org")]);
         assert_eq!(answer_texts(&parse(&srv, true).expect("parses")), vec![None]);
-        // Too short for the fields Zeek reads: an error, as for a short A record.
-        assert!(parse(&response_with(&[(48, &[1, 1, 3])]), false).is_err());
-        assert!(parse(&response_with(&[(29, &[0, 1])]), false).is_err());
+        // Too short for the fields Zeek reads: reading stops there, as for a short A record;
+        // the record before it is kept.
+        let a: &[u8] = &[10, 0, 0, 1];
+        let m = parse(&response_with(&[(1, a), (48, &[1, 1, 3]), (1, a)]), false).expect("header");
+        assert_eq!(
+            (answer_texts(&m), m.error),
+            (vec![Some("10.0.0.1")], Some(DnsError::Truncated))
+        );
+        // A LOC record of another length than 16 bytes is not logged, and reading goes on.
+        let m = parse(&response_with(&[(29, &[0, 1]), (1, a)]), false).expect("parses");
+        assert_eq!((answer_texts(&m), m.error), (vec![None, Some("10.0.0.1")], None));
     }
 
     #[test]
@@ -735,10 +772,11 @@ mod tests {
 
     #[test]
     fn records_past_the_cap_are_read_but_not_kept() {
-        // 70 questions "qN.example", then 70 A answers pointing at the first question's name.
-        let n = MAX_RECORDS + 6;
-        let mut msg = vec![0, 7, 0x81, 0x80, 0, n as u8, 0, n as u8, 0, 0, 0, 0];
-        for i in 0..n {
+        // 25 questions "qN.example" (Zeek's most), then 70 A answers pointing at the first
+        // question's name.
+        let (nq, n) = (MAX_QUESTIONS, MAX_RECORDS + 6);
+        let mut msg = vec![0, 7, 0x81, 0x80, 0, nq as u8, 0, n as u8, 0, 0, 0, 0];
+        for i in 0..nq {
             let label = format!("q{i}");
             msg.push(label.len() as u8);
             msg.extend_from_slice(label.as_bytes());
@@ -748,9 +786,9 @@ mod tests {
             msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, i as u8]);
         }
         let m = parse(&msg, false).expect("parses");
-        assert_eq!((m.questions.len(), m.answers.len()), (MAX_RECORDS, MAX_RECORDS));
-        let last_q = &m.questions[MAX_RECORDS - 1];
-        assert_eq!(m.text(last_q.name), format!("q{}.example", MAX_RECORDS - 1));
+        assert_eq!((m.questions.len(), m.answers.len()), (nq, MAX_RECORDS));
+        let last_q = &m.questions[nq - 1];
+        assert_eq!(m.text(last_q.name), format!("q{}.example", nq - 1));
         let last_a = &m.answers[MAX_RECORDS - 1];
         assert_eq!(m.text(last_a.name), "q0.example");
         assert_eq!(
@@ -767,16 +805,60 @@ mod tests {
     }
 
     #[test]
-    fn every_truncated_prefix_is_an_error() {
+    fn a_truncated_message_keeps_the_records_before_the_cut() {
+        let whole = parse(RESPONSE, false).expect("parses");
+        assert_eq!(whole.error, None);
         for len in 0..RESPONSE.len() {
-            assert!(parse(&RESPONSE[..len], false).is_err(), "prefix {len}");
+            let Ok(m) = parse(&RESPONSE[..len], false) else {
+                assert!(len < 12, "prefix {len}: only a short header is an error");
+                continue;
+            };
+            assert_eq!(m.error, Some(DnsError::Truncated), "prefix {len}");
+            assert_eq!(m.id, whole.id);
+            // What was kept is what the whole message has, record for record.
+            assert!(m.questions.len() <= whole.questions.len() && m.answers.len() < 2, "{len}");
+            for (q, w) in m.questions.iter().zip(&whole.questions) {
+                assert_eq!((m.text(q.name), q.qtype), (whole.text(w.name), w.qtype));
+            }
+            for (a, w) in m.answers.iter().zip(&whole.answers) {
+                let data = |m: &Message, d: Option<Span>| d.map(|d| m.text(d).to_string());
+                assert_eq!(
+                    (m.text(a.name), data(&m, a.data)),
+                    (whole.text(w.name), data(&whole, w.data))
+                );
+            }
+            // Nothing of a cut record is left in the text.
+            let kept: usize = m.questions.iter().map(|q| m.text(q.name).len()).sum::<usize>()
+                + m.answers
+                    .iter()
+                    .map(|a| m.text(a.name).len() + a.data.map_or(0, |d| m.text(d).len()))
+                    .sum::<usize>();
+            assert_eq!(m.text.len(), kept, "prefix {len}");
         }
+        // A question cut short: no questions, the header's fields kept.
+        let m = parse(&RESPONSE[..20], false).expect("header");
+        assert!(m.questions.is_empty() && m.response && m.rd);
+    }
+
+    #[test]
+    fn more_than_25_questions_are_not_read() {
+        let mut msg = vec![0, 7, 0x01, 0x00, 0, 26, 0, 0, 0, 0, 0, 0];
+        for _ in 0..26 {
+            msg.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+        }
+        let m = parse(&msg, false).expect("header");
+        assert_eq!((m.questions.len(), m.error), (0, Some(DnsError::TooManyQuestions)));
+        msg[5] = 25;
+        msg.truncate(12 + 25 * 7);
+        let m = parse(&msg, false).expect("parses");
+        assert_eq!((m.questions.len(), m.error), (25, None));
     }
 
     #[test]
     fn compression_loops_are_errors() {
         let msg = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
-        assert_eq!(parse(&msg, false), Err(DnsError::BadName));
+        let m = parse(&msg, false).expect("header");
+        assert_eq!((m.questions.len(), m.error), (0, Some(DnsError::BadName)));
     }
 
     #[test]

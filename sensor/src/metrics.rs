@@ -101,7 +101,7 @@ impl Metrics {
         let metadata_drops = IntCounterVec::new(
             Opts::new(
                 "canh_sensor_metadata_drops_total",
-                "protocol metadata not produced: analyser table or per-flow buffer full, or a message that did not parse",
+                "protocol metadata not produced: analyser table or per-flow buffer full, or a message that did not parse (all of it, or, for DNS, its records from the first bad one on)",
             ),
             &["reason"],
         )

@@ -265,3 +265,46 @@ impl<'m> PacketPipeline<'m> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw IPv4/UDP packet from 10.0.0.53:53 to 10.0.0.1:40000 carrying `payload` (checksums
+    /// are not verified, so they are left zero).
+    fn udp_from_server(payload: &[u8]) -> Vec<u8> {
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 53, 10, 0, 0, 1];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&53u16.to_be_bytes());
+        p.extend_from_slice(&40000u16.to_be_bytes());
+        p.extend_from_slice(&(total - 20).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn a_dns_response_with_a_bad_record_keeps_the_records_before_it() {
+        // A response to "ex.org" A: one good answer, then an A record whose data is 3 bytes.
+        let mut dns = vec![0, 9, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        dns.extend_from_slice(&[2, b'e', b'x', 3, b'o', b'r', b'g', 0, 0, 1, 0, 1]);
+        dns.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+        dns.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 3, 192, 0, 2]);
+        let metrics = Metrics::new();
+        let who = Identity { sensor_id: "t".into(), tenant: "t".into(), community_id_seed: 0 };
+        let mut pipeline = PacketPipeline::new(who, FlowConfig::default(), 0, &metrics);
+        let mut events: Vec<Event> = Vec::new();
+        pipeline.frame(LinkType::Raw, 1_000_000_000, &udp_from_server(&dns), &mut events);
+        pipeline.finish(&mut events);
+        let dns_events: Vec<_> = events.iter().filter_map(|e| e.dns.as_ref()).collect();
+        assert_eq!(dns_events.len(), 1, "{events:?}");
+        let d = dns_events[0];
+        assert_eq!(d.question.as_ref().and_then(|q| q.name.as_deref()), Some("ex.org"));
+        let answers = d.answers.as_ref().expect("answers");
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].data.as_deref(), Some("192.0.2.7"));
+        let drops = metrics.metadata_drops.with_label_values(&["parse_error"]).get();
+        assert_eq!(drops, 1);
+    }
+}

@@ -245,6 +245,8 @@ impl Sessions {
             let netbios = view.orig_port == 137 || view.resp_port == 137;
             match dns::parse(p.payload, netbios) {
                 Ok(msg) => {
+                    // A bad record: counted, and the records before it still logged (as Zeek).
+                    self.stats.parse_errors += u64::from(msg.error.is_some());
                     if let App::Dns(flow) = &mut session.app {
                         flow.message(ts_ns, msg, &mut self.done.dns);
                         self.stats.buffer_full += std::mem::take(&mut flow.dropped);
@@ -385,6 +387,7 @@ fn feed(
                 let Some(msg) = buf.get(pos + 2..pos + 2 + len) else { break };
                 match dns::parse(msg, false) {
                     Ok(m) => {
+                        stats.parse_errors += u64::from(m.error.is_some());
                         flow.message(ts_ns, m, &mut done.dns);
                         stats.buffer_full += std::mem::take(&mut flow.dropped);
                         done.to(view, out);
@@ -494,12 +497,13 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 d.header_flags = Some(flags);
             }
             // As Zeek: the question's name from the query (or the lone response); its type and
-            // class only from a query.
+            // class only from a query. Of several questions the last, as Zeek's `dns_request`
+            // handler keeps the last it is called for.
             let question = t
                 .query
                 .as_ref()
                 .or(t.response.as_ref())
-                .and_then(|m| m.questions.first().map(|q| (m, q)));
+                .and_then(|m| m.questions.last().map(|q| (m, q)));
             if let Some((m, q)) = question {
                 d.question = Some(DnsQuestion {
                     name: Some(m.text(q.name).to_string()),
