@@ -915,8 +915,17 @@ fn is_sender_orig(p: &Packet<'_>) -> bool {
     match p.tcp {
         Some(tcp) if tcp.syn && !tcp.ack => true,
         Some(tcp) if tcp.syn && tcp.ack => false,
-        // A DNS response from port 53 as the first packet: its receiver asked (Zeek flips these).
-        None if p.proto == 17 && p.src_port == 53 && is_dns_response(p.payload) => false,
+        // A DNS response as the first packet to a port Zeek's DNS analyser serves (53, NetBIOS
+        // 137, mDNS 5353, LLMNR 5355): its receiver asked, and Zeek's analyser flips the
+        // connection, unless the receiver is a multicast group. A response from port 53 to
+        // another port is flipped by the port rule below.
+        None if p.proto == 17
+            && matches!(p.dst_port, 53 | 137 | 5353 | 5355)
+            && !p.dst.is_multicast()
+            && is_dns_response(p.payload) =>
+        {
+            false
+        }
         _ => !is_service_port(p.proto, p.src_port) || is_service_port(p.proto, p.dst_port),
     }
 }
@@ -1463,6 +1472,34 @@ mod tests {
 
     fn udp(sport: u16) -> Packet<'static> {
         Packet { proto: 17, tcp: None, ..tcp(C, sport, S, 53, "", 0, 4) }
+    }
+
+    #[test]
+    fn a_dns_response_first_makes_its_receiver_the_originator_as_zeek() {
+        // A DNS header with the response bit set, then nothing: enough for the check.
+        static RESPONSE: [u8; 12] = [0, 1, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
+        let dns = |src: &str, sport: u16, dst: &str, dport: u16, response: bool| Packet {
+            proto: 17,
+            tcp: None,
+            payload: if response { &RESPONSE[..] } else { &ZEROS[..12] },
+            payload_len: 12,
+            ..tcp(src, sport, dst, dport, "", 0, 12)
+        };
+        let orig = |p: Packet<'static>| {
+            let r = &run(&[p])[0];
+            (r.orig_ip.to_string(), r.orig_port)
+        };
+        // NetBIOS and LLMNR between service ports: the port rule keeps the sender, the DNS
+        // analyser flips.
+        assert_eq!(orig(dns(S, 137, C, 137, true)), (C.to_string(), 137));
+        assert_eq!(orig(dns(S, 5355, C, 5355, true)), (C.to_string(), 5355));
+        // From port 53 to a client port: flipped by the port rule.
+        assert_eq!(orig(dns(S, 53, C, 40000, true)), (C.to_string(), 40000));
+        // A query first, or a response to a multicast group (mDNS): the sender stays.
+        assert_eq!(orig(dns(S, 137, C, 137, false)), (S.to_string(), 137));
+        assert_eq!(orig(dns(S, 5353, "224.0.0.251", 5353, true)), (S.to_string(), 5353));
+        // A response to a port Zeek's DNS analyser does not serve: only the port rule.
+        assert_eq!(orig(dns(S, 53, C, 123, true)), (S.to_string(), 53));
     }
 
     #[test]
