@@ -347,6 +347,12 @@ fn take_line(buf: &[u8]) -> Option<(&[u8], usize)> {
     Some((line, end + 1))
 }
 
+/// What follows the `HTTP/` of a version, the keyword in any case (Zeek accepts `http/1.1` and
+/// notes a weird).
+fn strip_http(text: &str) -> Option<&str> {
+    text.get(..5).filter(|k| k.eq_ignore_ascii_case("HTTP/")).and_then(|_| text.get(5..))
+}
+
 /// `String::from_utf8_lossy`, with valid UTF-8 (nearly every line) checked by the faster
 /// validator first: borrowed, no allocation.
 fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -498,15 +504,16 @@ impl HttpFlow {
                         break;
                     }
                     tx.method = Some(token(method, COMMON_METHODS));
-                    if let Some(version) = target.strip_prefix("HTTP/") {
+                    if let Some(version) = strip_http(target) {
                         // No request target at all.
                         tx.set(Field::Uri, "");
                         tx.request_version = Some(token(version, COMMON_VERSIONS));
                     } else {
                         match target.rsplit_once(' ') {
-                            Some((uri, version)) if version.starts_with("HTTP/") => {
+                            Some((uri, version)) if strip_http(version).is_some() => {
                                 tx.set(Field::Uri, uri.trim());
-                                tx.request_version = Some(token(&version[5..], COMMON_VERSIONS));
+                                let version = strip_http(version).unwrap_or_default();
+                                tx.request_version = Some(token(version, COMMON_VERSIONS));
                             }
                             _ => {
                                 // HTTP/0.9: no version, and the reply is a bare body.
@@ -593,8 +600,10 @@ impl HttpFlow {
                         // A reply to an HTTP/0.9 request is the body alone, up to the close.
                         let mut tx = self.pending.pop_front().unwrap_or_default();
                         tx.response_body_bytes = rest.len() as u64;
-                        // No status line; Zeek reports status code 0 for such replies.
+                        // No status line; Zeek reports status code 0 and the request's version
+                        // for such replies.
                         tx.status_code = Some(0);
+                        tx.response_version = Some(Cow::Borrowed("0.9"));
                         pos += rest.len();
                         self.current = Some(tx);
                         self.resp.state = Body::UntilClose;
@@ -606,7 +615,7 @@ impl HttpFlow {
                         continue;
                     }
                     let line = lossy(line);
-                    let Some(version) = line.strip_prefix("HTTP/") else {
+                    let Some(version) = strip_http(&line) else {
                         self.resp.state = Body::Stopped;
                         break;
                     };
@@ -618,12 +627,11 @@ impl HttpFlow {
                         self.current = Some(self.pending.pop_front().unwrap_or_default());
                     }
                     if let Some(tx) = self.current.as_mut() {
-                        if !self.interim || tx.status_code.is_none() {
-                            tx.response_version = Some(token(version, COMMON_VERSIONS));
-                        }
-                        if !self.interim {
-                            tx.status_code = code;
-                        }
+                        // As Zeek's `http_reply` handler: every reply, 1xx included, sets the
+                        // version and code, and the final reply's overwrite an interim one's (a
+                        // 101 upgrade, or a 100 Continue whose reply never came, stays logged).
+                        tx.response_version = Some(token(version, COMMON_VERSIONS));
+                        tx.status_code = code;
                     }
                     self.resp.content_length = None;
                     self.resp.chunked = false;
@@ -644,14 +652,16 @@ impl HttpFlow {
                         }
                         continue;
                     }
-                    if self.interim {
-                        self.resp.state = Body::Idle;
-                        continue;
-                    }
                     let tx = self.current.as_ref();
                     let code = tx.and_then(|t| t.status_code).unwrap_or(0);
                     let method = tx.and_then(|t| t.method.as_deref()).unwrap_or("");
-                    if method == "CONNECT" && (200..300).contains(&code) {
+                    if self.interim && code != 101 {
+                        self.resp.state = Body::Idle;
+                        continue;
+                    }
+                    // A tunnel (CONNECT answered) or a protocol switch (101, e.g. to WebSocket):
+                    // what follows is not HTTP, and Zeek parses neither side further.
+                    if code == 101 || (method == "CONNECT" && (200..300).contains(&code)) {
                         // A tunnel: what follows is not HTTP.
                         if let Some(tx) = self.current.take() {
                             out.push(tx);
@@ -983,6 +993,55 @@ mod tests {
         flow.response_data(b"cd", &mut out);
         flow.finish(&mut out);
         assert_eq!(out.iter().map(|t| t.response_body_bytes).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn interim_replies_protocol_switches_and_lower_case_keywords_as_zeek() {
+        let run = |requests: &[&[u8]], responses: &[&[u8]]| {
+            let mut flow = HttpFlow::default();
+            let mut out = Vec::new();
+            for (i, r) in requests.iter().enumerate() {
+                flow.request_data(i as i64, r, &mut out);
+            }
+            for r in responses {
+                flow.response_data(r, &mut out);
+            }
+            flow.finish(&mut out);
+            out
+        };
+        // A 101 switch to WebSocket: logged with 101, and the frames after it on either side
+        // are not read as HTTP (Zeek's websocket baseline has the one row).
+        let out = run(
+            &[b"GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", b"\x81\x85GET /x"],
+            &[b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x03abc"],
+        );
+        let rows: Vec<_> = out.iter().map(|t| (t.uri(), t.status_code)).collect();
+        assert_eq!(rows, vec![(Some("/echo"), Some(101))]);
+        // A 100 Continue whose final reply never came: the 100 is what is logged.
+        let post: &[u8] =
+            b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab";
+        let out = run(&[post], &[b"HTTP/1.1 100 Continue\r\n\r\n"]);
+        assert_eq!(out[0].status_code, Some(100));
+        // ...and with one, the final reply's code and version.
+        let out = run(
+            &[post],
+            &[b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nz"],
+        );
+        let t = &out[0];
+        assert_eq!((t.status_code, t.response_version.as_deref()), (Some(200), Some("1.0")));
+        // The version keyword in lower case (Zeek's http-lower-case trace): parsed as HTTP.
+        let out = run(
+            &[b"GET /index.html http/1.1\r\nHost: h\r\n\r\n"],
+            &[b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+        );
+        let t = &out[0];
+        assert_eq!((t.uri(), t.request_version.as_deref()), (Some("/index.html"), Some("1.1")));
+        assert_eq!((t.status_code, t.response_version.as_deref()), (Some(200), Some("1.1")));
+        // No reply: no response version (Zeek logs none); the request's is kept apart.
+        let out = run(&[b"GET / HTTP/1.1\r\n\r\n"], &[]);
+        let t = &out[0];
+        let versions = (t.response_version.as_deref(), t.request_version.as_deref());
+        assert_eq!(versions, (None, Some("1.1")));
     }
 
     /// `stream` fed in pieces cut at `cuts` (offsets, any order).

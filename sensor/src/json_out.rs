@@ -645,7 +645,8 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
 /// `http`, `url` and `user_agent` of `session::to_event`.
 fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
     let mut h = o.obj("http");
-    if let Some(version) = t.response_version.as_deref().or(t.request_version.as_deref()) {
+    // The response's version only: Zeek logs none for a request without a reply.
+    if let Some(version) = t.response_version.as_deref() {
         h.str("version", version);
     }
     let mut req = h.obj("request");

@@ -543,11 +543,8 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
         }
         Meta::Http(t) => {
             event.http = Some(Http {
-                version: t
-                    .response_version
-                    .as_deref()
-                    .or(t.request_version.as_deref())
-                    .map(str::to_string),
+                // The response's version only: Zeek logs none for a request without a reply.
+                version: t.response_version.as_deref().map(str::to_string),
                 request: Some(HttpRequest {
                     method: t.method.as_deref().map(str::to_string),
                     referrer: t.referrer().map(str::to_string),
