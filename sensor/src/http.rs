@@ -776,9 +776,20 @@ enum Framing {
     Nothing,
 }
 
+/// A Content-Length value as Zeek's HTTP analyser reads it: decimal digits (leading zeros
+/// allowed) up to 2^63 - 1; anything else (a sign, letters, an overflow) is HTTP_bad_content_length
+/// and counts as 0, so the message has no body and what follows is the next message.
+fn content_length(value: &str) -> u64 {
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    value.parse::<u64>().ok().filter(|&n| n <= i64::MAX as u64).unwrap_or(0)
+}
+
 fn header(name: HeaderName, value: &str) -> Framing {
     match name {
-        HeaderName::ContentLength => Framing::Length(value.trim().parse().ok()),
+        HeaderName::ContentLength => Framing::Length(Some(content_length(value))),
         HeaderName::TransferEncoding => Framing::Chunked(contains_ignore_case(value, "chunked")),
         HeaderName::ContentType => Framing::Textual(textual_type(value)),
         HeaderName::ContentEncoding => {
@@ -893,10 +904,11 @@ fn body_step(state: &mut Body, rest: &[u8]) -> (usize, u64) {
             let Some((line, used)) = take_line(rest) else { return (0, 0) };
             let size = lossy(line);
             let size = size.split(';').next().unwrap_or("").trim();
+            // A size that is not a number, or above 2^63 - 1, is Zeek's HTTP_bad_chunk_size:
+            // taken as 0, the last chunk, and the message ends after its trailers.
             match u64::from_str_radix(size, 16) {
-                Ok(0) => *state = Body::Trailers,
-                Ok(n) => *state = Body::ChunkData(n),
-                Err(_) => *state = Body::Stopped,
+                Ok(n) if n > 0 && n <= i64::MAX as u64 => *state = Body::ChunkData(n),
+                _ => *state = Body::Trailers,
             }
             (used, 0)
         }
@@ -1042,6 +1054,30 @@ mod tests {
         let t = &out[0];
         let versions = (t.response_version.as_deref(), t.request_version.as_deref());
         assert_eq!(versions, (None, Some("1.1")));
+    }
+
+    #[test]
+    fn bad_lengths_and_chunk_sizes_count_as_zero_as_in_zeek() {
+        assert_eq!(content_length(" 000050 "), 50);
+        for bad in ["-1", "18446744073709551615", "9223372036854775808", "12a", "", "1 2"] {
+            assert_eq!(content_length(bad), 0, "{bad:?}");
+        }
+        assert_eq!(content_length("9223372036854775807"), i64::MAX as u64);
+        // A request whose length overflows has no body: the request after it is read (Zeek's
+        // 261/cl-uint64max trace logs the smuggled GET).
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        let req = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
+        flow.request_data(1, req, &mut out);
+        // A chunk size past 2^63 is the last chunk: the reply after it is read.
+        flow.response_data(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n\r\n",
+            &mut out,
+        );
+        flow.response_data(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", &mut out);
+        flow.finish(&mut out);
+        let rows: Vec<_> = out.iter().map(|t| (t.uri(), t.status_code)).collect();
+        assert_eq!(rows, vec![(Some("/"), Some(200)), (Some("/smuggled"), Some(404))]);
     }
 
     /// `stream` fed in pieces cut at `cuts` (offsets, any order).
