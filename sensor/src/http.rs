@@ -374,6 +374,19 @@ fn contains_ignore_case(text: &str, needle: &str) -> bool {
     text.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
+/// The transaction of the request being read: the newest one, still waiting for its reply, or
+/// already taken by a reply that started before the request's body ended (a server that answers
+/// an upload early: the rest of the body still counts, as in Zeek).
+fn request_tx<'a>(
+    pending: &'a mut VecDeque<Transaction>,
+    current: &'a mut Option<Transaction>,
+) -> Option<&'a mut Transaction> {
+    match pending.back_mut() {
+        Some(tx) => Some(tx),
+        None => current.as_mut(),
+    }
+}
+
 impl HttpFlow {
     /// In-order bytes from the client.
     pub fn request_data(&mut self, ts_ns: i64, data: &[u8], out: &mut Vec<Transaction>) {
@@ -382,7 +395,7 @@ impl HttpFlow {
         }
         // Body bytes are counted straight from the segment, not copied into the buffer.
         let (used, body) = count_body(&mut self.req, data);
-        if let Some(tx) = self.pending.back_mut() {
+        if let Some(tx) = request_tx(&mut self.pending, &mut self.current) {
             tx.request_body_bytes += body;
             // count_body consumes body bytes only, so all `used` bytes are the body.
             if self.req.textual && body > 0 {
@@ -448,7 +461,7 @@ impl HttpFlow {
         }
         skip_known_body(&mut side.state, len);
         if from_client {
-            if let Some(tx) = self.pending.back_mut() {
+            if let Some(tx) = request_tx(&mut self.pending, &mut self.current) {
                 tx.request_body_bytes += len;
             }
             return;
@@ -551,7 +564,7 @@ impl HttpFlow {
                     let value = lossy(value);
                     let value = value.trim();
                     let framing = header(name, value);
-                    if let Some(tx) = self.pending.back_mut() {
+                    if let Some(tx) = request_tx(&mut self.pending, &mut self.current) {
                         // Only the values kept are copied.
                         match name {
                             HeaderName::Host => tx.set(Field::Host, value),
@@ -564,7 +577,7 @@ impl HttpFlow {
                 }
                 _ => {
                     let (used, body) = body_step(&mut self.req.state, rest);
-                    if let Some(tx) = self.pending.back_mut() {
+                    if let Some(tx) = request_tx(&mut self.pending, &mut self.current) {
                         tx.request_body_bytes += body;
                         // Body bytes only when something was counted (not chunk framing).
                         if self.req.textual && body > 0 {
@@ -1078,6 +1091,23 @@ mod tests {
         flow.finish(&mut out);
         let rows: Vec<_> = out.iter().map(|t| (t.uri(), t.status_code)).collect();
         assert_eq!(rows, vec![(Some("/"), Some(200)), (Some("/smuggled"), Some(404))]);
+    }
+
+    #[test]
+    fn a_request_body_that_goes_on_after_the_reply_began_still_counts() {
+        // Zeek's missing-http-entity trace: the server answers while the upload goes on.
+        let mut flow = HttpFlow::default();
+        let mut out = Vec::new();
+        flow.request_data(1, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabcde", &mut out);
+        flow.response_data(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n", &mut out);
+        flow.request_data(2, b"fghij", &mut out);
+        flow.response_data(b"\r\nxyz", &mut out);
+        flow.finish(&mut out);
+        let rows: Vec<_> = out
+            .iter()
+            .map(|t| (t.request_body_bytes, t.response_body_bytes, t.status_code))
+            .collect();
+        assert_eq!(rows, vec![(10, 3, Some(200))]);
     }
 
     /// `stream` fed in pieces cut at `cuts` (offsets, any order).
