@@ -314,7 +314,14 @@ impl Sessions {
                 flow.finish(&mut self.done.http);
                 self.done.to(view, out);
             }
-            App::Tls(flow) => out.push((view.clone(), Meta::Tls(Box::new(flow.summary)))),
+            // As Zeek: an ssl.log row only for a connection whose handshake showed a hello
+            // (bytes that merely looked like TLS, or a ClientHello from the responder, give none).
+            App::Tls(flow) => {
+                let s = &flow.summary;
+                if s.client_hello.is_some() || s.server_hello.is_some() {
+                    out.push((view.clone(), Meta::Tls(Box::new(flow.summary))));
+                }
+            }
             App::Ssh(flow) => {
                 if flow.client.is_some() || flow.server.is_some() {
                     out.push((view.clone(), Meta::Ssh(flow)));

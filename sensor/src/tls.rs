@@ -80,6 +80,12 @@ pub fn looks_like_tls(data: &[u8]) -> bool {
     data.len() >= 6 && data[0] == 0x16 && data[1] == 3 && data[2] <= 4 && matches!(data[5], 1 | 2)
 }
 
+/// The `random` of a HelloRetryRequest (RFC 8446, 4.1.3: SHA-256 of "HelloRetryRequest").
+const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
 impl TlsFlow {
     pub fn new(ts_ns: i64) -> TlsFlow {
         TlsFlow { summary: Summary { ts_ns, ..Summary::default() }, ..TlsFlow::default() }
@@ -112,6 +118,10 @@ impl TlsFlow {
             buf.extend_from_slice(data);
         }
         let input: &[u8] = if held { &buf } else { data };
+        // Under TLS 1.3 a ChangeCipherSpec is only for middlebox compatibility: the side is
+        // encrypted from its first application-data record (Zeek ignores it too).
+        let tls13 =
+            self.summary.server_hello.as_ref().is_some_and(|s| s.selected_version.is_some());
         let mut pos = 0;
         while let Some(header) = input.get(pos..pos + 5) {
             let (ctype, len) = (header[0], usize::from(u16::from_be_bytes([header[3], header[4]])));
@@ -121,6 +131,7 @@ impl TlsFlow {
             }
             let Some(body) = input.get(pos + 5..pos + 5 + len) else { break };
             match ctype {
+                20 if tls13 => {}
                 20 | 23 => side.encrypted = true,
                 // A fatal alert before the handshake finished (plaintext alert level 2).
                 21 if !side.encrypted && body.first() == Some(&2) => self.summary.alert = true,
@@ -165,6 +176,9 @@ impl TlsFlow {
                     self.summary.server_certificate =
                         first.and_then(|der| crate::x509::parse(der).ok());
                 }
+                // A HelloRetryRequest (a ServerHello with that fixed random): the client
+                // tries again, and the ServerHello that follows in plaintext is the one kept.
+                (2, false) if body.get(2..34) == Some(&HELLO_RETRY_RANDOM[..]) => {}
                 (2, false) if self.summary.server_hello.is_none() => {
                     let hello = parse_server_hello(body).ok();
                     // TLS 1.3: everything after the ServerHello is encrypted.
@@ -1169,6 +1183,71 @@ mod tests {
             proptest::prop_assert_eq!(cut.client.encrypted, whole.client.encrypted);
             proptest::prop_assert_eq!(cut.client.buf.len(), 0);
         }
+    }
+
+    /// A TLS record of `ctype` holding one handshake message of `htype` (or, for other record
+    /// types, `body` as it is).
+    fn record(ctype: u8, htype: u8, body: &[u8]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        if ctype == 22 {
+            payload.extend_from_slice(&[htype, 0]);
+            payload.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        }
+        payload.extend_from_slice(body);
+        let mut r = vec![ctype, 3, 3];
+        r.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        r.extend_from_slice(&payload);
+        r
+    }
+
+    /// A TLS 1.3 ServerHello body (supported_versions 0x0304) with `random` and `cipher`.
+    fn server_hello_13(random: [u8; 32], cipher: u16) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&random);
+        b.push(0); // session id
+        b.extend_from_slice(&cipher.to_be_bytes());
+        b.push(0); // compression
+        b.extend_from_slice(&[0, 6, 0, 43, 0, 2, 3, 4]);
+        b
+    }
+
+    #[test]
+    fn tls13_is_established_by_the_clients_first_encrypted_record_not_its_ccs() {
+        let hello = record(22, 1, &client_hello());
+        let ccs = record(20, 0, &[1]);
+        let encrypted = record(23, 0, &[0xaa; 8]);
+        // Client hello, server hello (TLS 1.3), then the client's compatibility CCS and nothing
+        // more: not established (Zeek ignores the CCS under TLS 1.3).
+        let mut flow = TlsFlow::new(0);
+        flow.data(true, &hello);
+        flow.data(false, &record(22, 2, &server_hello_13([7; 32], 0x1301)));
+        flow.data(true, &ccs);
+        assert!(!flow.summary.established);
+        // Its first encrypted record (the Finished) establishes it.
+        flow.data(true, &encrypted);
+        assert!(flow.summary.established);
+
+        // A HelloRetryRequest first: the ServerHello that follows it is the one kept.
+        let mut flow = TlsFlow::new(0);
+        flow.data(true, &hello);
+        flow.data(false, &record(22, 2, &server_hello_13(HELLO_RETRY_RANDOM, 0x1302)));
+        flow.data(true, &ccs);
+        flow.data(true, &hello);
+        assert!(!flow.summary.established);
+        flow.data(false, &record(22, 2, &server_hello_13([7; 32], 0x1303)));
+        flow.data(true, &encrypted);
+        let cipher = flow.summary.server_hello.as_ref().map(|s| s.cipher);
+        assert_eq!((cipher, flow.summary.established), (Some(0x1303), true));
+
+        // Before TLS 1.3 a CCS from each side establishes the connection, as before.
+        let mut flow = TlsFlow::new(0);
+        flow.data(true, &hello);
+        let mut hello12 = server_hello_13([7; 32], 0xc02f);
+        hello12.truncate(hello12.len() - 8);
+        flow.data(false, &record(22, 2, &hello12));
+        flow.data(true, &ccs);
+        flow.data(false, &ccs);
+        assert!(flow.summary.established);
     }
 
     #[test]
