@@ -80,6 +80,14 @@ impl Message {
         type_name(qtype)
     }
 
+    /// Where the text of the records read so far ends (each record's text follows the one
+    /// before it, a name before its answer's data).
+    fn records_text_end(&self) -> usize {
+        let answer = self.answers.last().map(|a| a.data.map_or(a.name.end, |d| d.end));
+        let question = || self.questions.last().map(|q| q.name.end);
+        answer.or_else(question).map_or(0, |end| end as usize)
+    }
+
     /// The name Zeek logs as the query of a response without a question (mDNS announcements, a
     /// NetBIOS node status reply): the owner of the first answer it logs, if any.
     pub fn first_logged_answer_name(&self) -> Option<&str> {
@@ -139,6 +147,8 @@ pub fn parse(msg: &[u8], netbios: bool) -> Result<Message, DnsError> {
         text: String::with_capacity(256),
     };
     if let Err(e) = read_records(msg, qd, an, &mut m) {
+        // The text of the record that failed goes: what is kept ends with the last record read.
+        m.text.truncate(m.records_text_end());
         m.error = Some(e);
     }
     Ok(m)
@@ -154,11 +164,9 @@ fn read_records(msg: &[u8], qd: usize, an: usize, m: &mut Message) -> Result<(),
     let mut pos = 12;
     for _ in 0..qd {
         let start = text.len();
-        let question = (|| {
-            let next = read_name(msg, pos, text)?;
-            Ok((next, u16_at(msg, next)?, u16_at(msg, next + 2)?))
-        })();
-        let (next, qtype, qclass) = question.inspect_err(|_| text.truncate(start))?;
+        let next = read_name(msg, pos, text)?;
+        let qtype = u16_at(msg, next)?;
+        let qclass = u16_at(msg, next + 2)?;
         pos = next + 4;
         if netbios {
             let decoded = decode_netbios(&text[start..]);
@@ -169,15 +177,11 @@ fn read_records(msg: &[u8], qd: usize, an: usize, m: &mut Message) -> Result<(),
     }
     for _ in 0..an {
         let start = text.len();
-        let next = read_name(msg, pos, text).inspect_err(|_| text.truncate(start))?;
-        let header = (|| {
-            let rtype = u16_at(msg, next)?;
-            let class = u16_at(msg, next + 2)?;
-            let ttl = u32_at(msg, next + 4)?;
-            let rdlen = usize::from(u16_at(msg, next + 8)?);
-            Ok((rtype, class, ttl, rdlen))
-        })();
-        let (rtype, class, ttl, rdlen) = header.inspect_err(|_| text.truncate(start))?;
+        let next = read_name(msg, pos, text)?;
+        let rtype = u16_at(msg, next)?;
+        let class = u16_at(msg, next + 2)?;
+        let ttl = u32_at(msg, next + 4)?;
+        let rdlen = usize::from(u16_at(msg, next + 8)?);
         let rdata_at = next + 10;
         if rdlen == 0 && msg.len() > rdata_at {
             // Zeek's analyser stops reading a message at an empty record that more bytes follow
@@ -185,13 +189,12 @@ fn read_records(msg: &[u8], qd: usize, an: usize, m: &mut Message) -> Result<(),
             text.truncate(start);
             break;
         }
-        let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated);
-        let rdata = rdata.inspect_err(|_| text.truncate(start))?;
+        let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated)?;
         pos = rdata_at + rdlen;
         if m.answers.len() < MAX_RECORDS {
             let name = span_from(text, start);
             let record = Record { msg, start: rdata_at, rdata, rtype, owner: name, netbios };
-            let data = rdata_text(&record, text).inspect_err(|_| text.truncate(start))?;
+            let data = rdata_text(&record, text)?;
             m.answers.push(Answer { name, rtype, class, ttl, data });
         } else {
             text.truncate(start);
@@ -280,8 +283,9 @@ struct Record<'a> {
 
 /// The record's data as Zeek's dns.log `answers` prints it, appended to `text`; None (nothing
 /// appended) for the types Zeek parses without logging (WKS, HINFO, NB, CAA, SVCB, HTTPS, EDNS's
-/// OPT, TKEY, TSIG, SRV on NetBIOS, where type 33 is NBSTAT, and LOC not of 16 bytes). Types Zeek's DNS analyser does not
-/// know are `<unknown type=N>`, as its `dns_unknown_reply` handler writes them. The formats follow
+/// OPT, TKEY, TSIG, SRV on NetBIOS, where type 33 is NBSTAT, and LOC not of 16 bytes). Types
+/// Zeek's DNS analyser does not know are `<unknown type=N>`, as its `dns_unknown_reply` handler
+/// writes them. The formats follow
 /// Zeek's `base/protocols/dns/main.zeek` handlers (DNSSEC records as their algorithm numbers, the
 /// covered type and signer, or a fixed word).
 fn rdata_text(r: &Record<'_>, text: &mut String) -> Result<Option<Span>, DnsError> {
@@ -343,9 +347,9 @@ fn rdata_text(r: &Record<'_>, text: &mut String) -> Result<Option<Span>, DnsErro
         }
         // NSEC: the record's own name, then the next name.
         47 => {
-            let owner = text.get(r.owner.start as usize..r.owner.end as usize);
-            let owner = owner.unwrap_or_default().to_string();
-            let _ = write!(text, "NSEC {owner} ");
+            text.push_str("NSEC ");
+            text.extend_from_within(r.owner.start as usize..r.owner.end as usize);
+            text.push(' ');
             read_name(msg, start, text)?;
         }
         // NAPTR: order, preference, then flags, service and regexp as character-strings and the
@@ -380,8 +384,8 @@ fn rdata_text(r: &Record<'_>, text: &mut String) -> Result<Option<Span>, DnsErro
             }
         }
         // LOC: version, size, horizontal and vertical precision (two spaces after the colon,
-        // as Zeek's format string has them).
-        // Zeek takes a LOC record of exactly 16 bytes only ("dns_invalid_loc_length").
+        // as Zeek's format string has them); Zeek takes a record of exactly 16 bytes only
+        // ("dns_invalid_loc_length").
         29 if rdata.len() != 16 => return Ok(None),
         29 => {
             let (size, horizontal, vertical) = (byte(1)?, byte(2)?, byte(3)?);
@@ -556,6 +560,16 @@ pub struct Transaction {
     pub query: Option<Message>,
     pub response: Option<Message>,
     pub rtt_ns: Option<i64>,
+}
+
+impl Transaction {
+    /// The question that names the transaction, with its message: the query's (or a lone
+    /// response's) last question, as Zeek's `dns_request` handler keeps the last it is called
+    /// for. Its type and class count only when it is the query's.
+    pub fn question(&self) -> Option<(&Message, &Question)> {
+        let message = self.query.as_ref().or(self.response.as_ref())?;
+        message.questions.last().map(|q| (message, q))
+    }
 }
 
 /// Per-flow DNS state: queries waiting for their response.

@@ -522,10 +522,10 @@ impl HttpFlow {
                         tx.set(Field::Uri, "");
                         tx.request_version = Some(token(version, COMMON_VERSIONS));
                     } else {
-                        match target.rsplit_once(' ') {
-                            Some((uri, version)) if strip_http(version).is_some() => {
+                        let split = target.rsplit_once(' ');
+                        match split.and_then(|(uri, last)| Some((uri, strip_http(last)?))) {
+                            Some((uri, version)) => {
                                 tx.set(Field::Uri, uri.trim());
-                                let version = strip_http(version).unwrap_or_default();
                                 tx.request_version = Some(token(version, COMMON_VERSIONS));
                             }
                             _ => {

@@ -574,10 +574,9 @@ fn write_dns(mut d: Obj<'_>, t: &dns::Transaction) {
             }
         }
     }
-    // As `to_event`: the (last) question's name from the query (or the lone response), its type
-    // and class only from a query; without a question, the first logged answer's name.
-    let question =
-        t.query.as_ref().or(t.response.as_ref()).and_then(|m| m.questions.last().map(|q| (m, q)));
+    // As `to_event`: the question's name (`Transaction::question`), its type and class only from
+    // a query; without a question, the first logged answer's name.
+    let question = t.question();
     if let Some((m, q)) = question {
         let mut qo = d.obj("question");
         qo.str("name", m.text(q.name));

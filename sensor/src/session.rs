@@ -503,14 +503,9 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 }
                 d.header_flags = Some(flags);
             }
-            // As Zeek: the question's name from the query (or the lone response); its type and
-            // class only from a query. Of several questions the last, as Zeek's `dns_request`
-            // handler keeps the last it is called for.
-            let question = t
-                .query
-                .as_ref()
-                .or(t.response.as_ref())
-                .and_then(|m| m.questions.last().map(|q| (m, q)));
+            // As Zeek: the question's name (`Transaction::question`); its type and class only
+            // from a query.
+            let question = t.question();
             if let Some((m, q)) = question {
                 d.question = Some(DnsQuestion {
                     name: Some(m.text(q.name).to_string()),

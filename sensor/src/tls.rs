@@ -32,6 +32,13 @@ pub struct ServerHello {
     pub alpn: Option<String>,
 }
 
+impl ServerHello {
+    /// TLS 1.3 (or a draft of it) chosen: only those ServerHellos carry supported_versions.
+    fn is_tls13(&self) -> bool {
+        self.selected_version.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
     #[error("tls handshake message shorter than its fields")]
@@ -120,8 +127,7 @@ impl TlsFlow {
         let input: &[u8] = if held { &buf } else { data };
         // Under TLS 1.3 a ChangeCipherSpec is only for middlebox compatibility: the side is
         // encrypted from its first application-data record (Zeek ignores it too).
-        let tls13 =
-            self.summary.server_hello.as_ref().is_some_and(|s| s.selected_version.is_some());
+        let tls13 = self.summary.server_hello.as_ref().is_some_and(ServerHello::is_tls13);
         let mut pos = 0;
         while let Some(header) = input.get(pos..pos + 5) {
             let (ctype, len) = (header[0], usize::from(u16::from_be_bytes([header[3], header[4]])));
@@ -182,7 +188,7 @@ impl TlsFlow {
                 (2, false) if self.summary.server_hello.is_none() => {
                     let hello = parse_server_hello(body).ok();
                     // TLS 1.3: everything after the ServerHello is encrypted.
-                    if hello.as_ref().is_some_and(|s| s.selected_version.is_some()) {
+                    if hello.as_ref().is_some_and(ServerHello::is_tls13) {
                         side.encrypted = true;
                     }
                     self.summary.server_hello = hello;
