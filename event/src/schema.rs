@@ -336,7 +336,7 @@ pub struct Network {
     /// `tcp`, `udp`, `icmp`, `ipv6-icmp`, or the IANA protocol number as text.
     #[serde(default)]
     pub transport: Option<String>,
-    /// Application protocol, lowercase (`dns`, `http`, `tls`, `ssh`).
+    /// Application protocol, lowercase (`dns`, `http`, `tls`, `dtls`, `ssh`).
     #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]
@@ -491,7 +491,7 @@ pub struct UserAgent {
 #[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tls {
-    /// "1.2", "1.3", ...
+    /// "1.2", "1.3", ... (of TLS, or of DTLS when `version_protocol` is `dtls`)
     #[serde(default)]
     pub version: Option<String>,
     #[serde(default)]

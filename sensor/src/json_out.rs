@@ -688,10 +688,9 @@ fn write_http(o: &mut Obj<'_>, t: &http::Transaction) {
 fn write_tls(mut o: Obj<'_>, t: &tls::Summary) {
     let client = t.client_hello.as_ref();
     let server = t.server_hello.as_ref();
-    let version = server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
-    if let Some(v) = version {
-        o.str("version", v);
-        o.str("version_protocol", if v == "3.0" { "ssl" } else { "tls" });
+    if let Some((protocol, version)) = server.and_then(tls::negotiated_version) {
+        o.str("version", version);
+        o.str("version_protocol", protocol);
     }
     if let Some(s) = server {
         o.str("cipher", &tls::cipher_name(s.cipher));

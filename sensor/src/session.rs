@@ -53,7 +53,7 @@ impl Meta {
         match self {
             Meta::Dns(t) => (Dataset::Dns, t.ts_ns, "dns"),
             Meta::Http(t) => (Dataset::Http, t.ts_ns, "http"),
-            Meta::Tls(t) => (Dataset::Tls, t.ts_ns, "tls"),
+            Meta::Tls(t) => (Dataset::Tls, t.ts_ns, if t.dtls { "dtls" } else { "tls" }),
             Meta::Ssh(t) => (Dataset::Ssh, t.ts_ns, "ssh"),
         }
     }
@@ -131,12 +131,15 @@ impl Sessions {
         out: &mut Vec<(FlowView, Meta)>,
     ) {
         if matches!(slot, Analysis::Off) {
-            // Only flows that may carry something we analyse get state.
-            let maybe = match p.proto {
-                17 => dns_port(view.orig_port) || dns_port(view.resp_port),
-                6 => true,
-                _ => false,
-            };
+            // Only flows that may carry something we analyse get state: UDP flows on DNS's ports,
+            // and those whose originator sends a DTLS ClientHello (on any port, as Zeek's
+            // signature finds it).
+            let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
+            let dtls = p.proto == 17
+                && !udp_dns
+                && view.from_orig
+                && tls::looks_like_dtls_client_hello(p.payload);
+            let maybe = udp_dns || dtls || p.proto == 6;
             if !maybe {
                 return;
             }
@@ -148,6 +151,12 @@ impl Sessions {
             // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
             // stream's start, and with it the protocol's framing, is unknown.
             *slot = match p.tcp {
+                _ if dtls => Analysis::Active(Box::new(Session {
+                    app: App::Tls(TlsFlow::new_dtls(ts_ns)),
+                    streams: [Stream::default(), Stream::default()],
+                    dns_tcp: [Vec::new(), Vec::new()],
+                    chunks: 0,
+                })),
                 _ if p.proto == 17 => {
                     Analysis::Pending { dns: true, has_next: 0, next: [0; 2], chunks: 0 }
                 }
@@ -240,6 +249,10 @@ impl Sessions {
         }
         if p.proto == 17 {
             if !has_payload {
+                return;
+            }
+            if let App::Tls(flow) = &mut session.app {
+                flow.datagram(view.from_orig, p.payload);
                 return;
             }
             let netbios = view.orig_port == 137 || view.resp_port == 137;
@@ -570,12 +583,10 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
         Meta::Tls(t) => {
             let client = t.client_hello.as_ref();
             let server = t.server_hello.as_ref();
-            let version =
-                server.and_then(|s| tls::version_text(s.selected_version.unwrap_or(s.version)));
+            let version = server.and_then(tls::negotiated_version);
             event.tls = Some(Tls {
-                version_protocol: version
-                    .map(|v| if v == "3.0" { "ssl" } else { "tls" }.to_string()),
-                version: version.map(str::to_string),
+                version_protocol: version.map(|(protocol, _)| protocol.to_string()),
+                version: version.map(|(_, v)| v.to_string()),
                 cipher: server.map(|s| tls::cipher_name(s.cipher).into_owned()),
                 established: Some(t.established),
                 next_protocol: server.and_then(|s| s.alpn.clone()),

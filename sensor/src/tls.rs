@@ -1,6 +1,7 @@
-//! TLS handshake parsing over reassembled TCP streams: ClientHello and ServerHello fields as Zeek's
-//! ssl.log shows them (version, cipher, SNI, ALPN chosen, established) plus JA3, JA3S and JA4.
-//! Pure and bounded: each direction buffers at most one record (`MAX_RECORD` bytes).
+//! TLS handshake parsing over reassembled TCP streams, and DTLS over UDP datagrams: ClientHello and
+//! ServerHello fields as Zeek's ssl.log shows them (version, cipher, SNI, ALPN chosen, established)
+//! plus JA3, JA3S and JA4. Pure and bounded: each direction buffers at most one record
+//! (`MAX_RECORD` bytes) and one handshake message being assembled (`MAX_HANDSHAKE` bytes).
 
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -53,6 +54,8 @@ pub struct Summary {
     pub server_hello: Option<ServerHello>,
     pub established: bool,
     pub alert: bool,
+    /// Datagram TLS (over UDP): versions are DTLS's, and the ClientHello carries a cookie.
+    pub dtls: bool,
     /// The server's (first) certificate, visible in TLS 1.2 and earlier.
     pub server_certificate: Option<crate::x509::Certificate>,
 }
@@ -64,6 +67,12 @@ struct Side {
     /// Sent ChangeCipherSpec or application data: what follows is encrypted.
     encrypted: bool,
     stopped: bool,
+    /// DTLS: the message sequence number of the message in `handshake` (being assembled from
+    /// fragments), and the next one expected (earlier ones are retransmissions).
+    dtls_seq: u16,
+    dtls_next: u16,
+    /// DTLS: the type and length of the message in `handshake`, when one is being assembled.
+    dtls_message: Option<(u8, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +94,28 @@ fn slice(b: &[u8], pos: usize, len: usize) -> Result<&[u8], TlsError> {
 /// Does this look like the start of a TLS handshake record?
 pub fn looks_like_tls(data: &[u8]) -> bool {
     data.len() >= 6 && data[0] == 0x16 && data[1] == 3 && data[2] <= 4 && matches!(data[5], 1 | 2)
+}
+
+/// Length of a DTLS record header (RFC 6347 4.1: type, version, epoch, sequence number, length)
+/// and of a DTLS handshake message header (RFC 6347 4.2.2: type, length, message sequence,
+/// fragment offset, fragment length).
+const DTLS_RECORD_HEADER: usize = 13;
+const DTLS_HANDSHAKE_HEADER: usize = 12;
+
+/// Does this UDP payload start with a DTLS ClientHello: a plaintext handshake record (epoch 0) of
+/// DTLS 1.0 or 1.2 (DTLS 1.3 sends its ClientHello in such a record too) holding a ClientHello?
+pub fn looks_like_dtls_client_hello(data: &[u8]) -> bool {
+    data.len() > DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER
+        && data[0] == 0x16
+        && data[1] == 0xfe
+        && matches!(data[2], 0xff | 0xfd)
+        && data[3] == 0
+        && data[4] == 0
+        && data[DTLS_RECORD_HEADER] == 1
+}
+
+fn be24(b: &[u8]) -> usize {
+    (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
 }
 
 /// The `random` of a HelloRetryRequest (RFC 8446, 4.1.3: SHA-256 of "HelloRetryRequest").
@@ -163,45 +194,153 @@ impl TlsFlow {
         }
         side.buf = buf;
         // Complete handshake messages.
+        let mut handshake = std::mem::take(&mut self.side(from_client).handshake);
         let mut hpos = 0;
-        while let Some(h) = side.handshake.get(hpos..hpos + 4) {
-            let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
-            let Some(body) = side.handshake.get(hpos + 4..hpos + 4 + len) else { break };
-            match (h[0], from_client) {
-                (1, true) if self.summary.client_hello.is_none() => {
-                    self.summary.client_hello = parse_client_hello(body).ok();
-                }
-                (11, false) if self.summary.server_certificate.is_none() => {
-                    // certificate_list length (3 bytes), then the first entry's length and DER.
-                    let first = body.get(3..6).and_then(|l| {
-                        let len = (usize::from(l[0]) << 16)
-                            | (usize::from(l[1]) << 8)
-                            | usize::from(l[2]);
-                        body.get(6..6 + len)
-                    });
-                    self.summary.server_certificate =
-                        first.and_then(|der| crate::x509::parse(der).ok());
-                }
-                // A HelloRetryRequest (a ServerHello with that fixed random): the client
-                // tries again, and the ServerHello that follows in plaintext is the one kept.
-                (2, false) if body.get(2..34) == Some(&HELLO_RETRY_RANDOM[..]) => {}
-                (2, false) if self.summary.server_hello.is_none() => {
-                    let hello = parse_server_hello(body).ok();
-                    // TLS 1.3: everything after the ServerHello is encrypted.
-                    if hello.as_ref().is_some_and(ServerHello::is_tls13) {
-                        side.encrypted = true;
-                    }
-                    self.summary.server_hello = hello;
-                }
-                _ => {}
-            }
+        while let Some(h) = handshake.get(hpos..hpos + 4) {
+            let (msg_type, len) = (h[0], be24(&h[1..4]));
+            let Some(body) = handshake.get(hpos + 4..hpos + 4 + len) else { break };
+            self.message(from_client, msg_type, body);
             hpos += 4 + len;
         }
-        side.handshake.drain(..hpos.min(side.handshake.len()));
+        handshake.drain(..hpos);
+        self.side(from_client).handshake = handshake;
+        self.update_established();
+    }
+
+    fn update_established(&mut self) {
         self.summary.established = self.summary.server_hello.is_some()
             && self.client.encrypted
             && self.server.encrypted
             && !self.summary.alert;
+    }
+
+    /// One complete handshake message of type `msg_type` from one side.
+    fn message(&mut self, from_client: bool, msg_type: u8, body: &[u8]) {
+        match (msg_type, from_client) {
+            (1, true) if self.summary.client_hello.is_none() => {
+                self.summary.client_hello = parse_hello_from_client(body, self.summary.dtls).ok();
+            }
+            (11, false) if self.summary.server_certificate.is_none() => {
+                // certificate_list length (3 bytes), then the first entry's length and DER.
+                let first = body.get(3..6).and_then(|l| body.get(6..6 + be24(l)));
+                self.summary.server_certificate =
+                    first.and_then(|der| crate::x509::parse(der).ok());
+            }
+            // A HelloRetryRequest (a ServerHello with that fixed random): the client
+            // tries again, and the ServerHello that follows in plaintext is the one kept.
+            (2, false) if body.get(2..34) == Some(&HELLO_RETRY_RANDOM[..]) => {}
+            (2, false) if self.summary.server_hello.is_none() => {
+                let hello = parse_server_hello(body).ok();
+                // TLS 1.3: everything after the ServerHello is encrypted.
+                if hello.as_ref().is_some_and(ServerHello::is_tls13) {
+                    self.server.encrypted = true;
+                }
+                self.summary.server_hello = hello;
+            }
+            _ => {}
+        }
+    }
+
+    /// A DTLS flow (see [`looks_like_dtls_client_hello`]).
+    pub fn new_dtls(ts_ns: i64) -> TlsFlow {
+        let mut flow = TlsFlow::new(ts_ns);
+        flow.summary.dtls = true;
+        flow
+    }
+
+    /// One UDP datagram of a DTLS flow: whole records, each handshake record holding fragments of
+    /// handshake messages, which are put together in order of their message sequence numbers.
+    /// Retransmitted messages (a sequence number already seen) are skipped.
+    pub fn datagram(&mut self, from_client: bool, data: &[u8]) {
+        let side = if from_client { &self.client } else { &self.server };
+        if side.stopped {
+            return;
+        }
+        let tls13 = self.summary.server_hello.as_ref().is_some_and(ServerHello::is_tls13);
+        let mut pos = 0;
+        while pos < data.len() {
+            // DTLS 1.3's encrypted records have a short header whose first bits are 001
+            // (RFC 9147 4): this side encrypts from here on.
+            if data[pos] & 0xe0 == 0x20 {
+                self.side(from_client).encrypted = true;
+                break;
+            }
+            let Some(header) = data.get(pos..pos + DTLS_RECORD_HEADER) else { break };
+            let ctype = header[0];
+            let epoch = u16::from_be_bytes([header[3], header[4]]);
+            let len = usize::from(u16::from_be_bytes([header[11], header[12]]));
+            if header[1] != 0xfe {
+                self.side(from_client).stopped = true;
+                break;
+            }
+            let Some(body) = data.get(pos + DTLS_RECORD_HEADER..pos + DTLS_RECORD_HEADER + len)
+            else {
+                break;
+            };
+            let side = self.side(from_client);
+            match ctype {
+                20 if tls13 => {}
+                20 | 23 => side.encrypted = true,
+                21 if epoch == 0 && body.first() == Some(&2) => self.summary.alert = true,
+                // Epoch 0 is plaintext; a later epoch's handshake record is an encrypted Finished.
+                22 if epoch == 0 && !side.encrypted => self.handshake_fragments(from_client, body),
+                _ => {}
+            }
+            pos += DTLS_RECORD_HEADER + len;
+        }
+        self.update_established();
+    }
+
+    fn side(&mut self, from_client: bool) -> &mut Side {
+        if from_client {
+            &mut self.client
+        } else {
+            &mut self.server
+        }
+    }
+
+    /// The handshake message fragments of one DTLS record from one side.
+    fn handshake_fragments(&mut self, from_client: bool, mut record: &[u8]) {
+        while let Some(h) = record.get(..DTLS_HANDSHAKE_HEADER) {
+            let (msg_type, len, seq) = (h[0], be24(&h[1..4]), u16::from_be_bytes([h[4], h[5]]));
+            let (offset, frag_len) = (be24(&h[6..9]), be24(&h[9..12]));
+            let Some(fragment) =
+                record.get(DTLS_HANDSHAKE_HEADER..DTLS_HANDSHAKE_HEADER + frag_len)
+            else {
+                break;
+            };
+            record = &record[DTLS_HANDSHAKE_HEADER + frag_len..];
+            let side = self.side(from_client);
+            if len > MAX_HANDSHAKE || offset + frag_len > len {
+                continue;
+            }
+            // A message's first fragment starts it (a later sequence number than the one being
+            // assembled means that one's missing fragments were lost); earlier sequence numbers
+            // are retransmissions.
+            let assembling = side.dtls_message.is_some() && side.dtls_seq == seq;
+            if !assembling {
+                if offset != 0 || seq < side.dtls_next {
+                    continue;
+                }
+                side.dtls_seq = seq;
+                side.dtls_message = Some((msg_type, len));
+                side.handshake.clear();
+            }
+            // Fragments in order (or overlapping what is held) extend the message.
+            let held = side.handshake.len();
+            if offset <= held && offset + frag_len > held {
+                side.handshake.extend_from_slice(&fragment[held - offset..]);
+            }
+            if side.handshake.len() == len {
+                side.dtls_message = None;
+                side.dtls_next = seq.wrapping_add(1);
+                let message = std::mem::take(&mut side.handshake);
+                self.message(from_client, msg_type, &message);
+                let side = self.side(from_client);
+                side.handshake = message;
+                side.handshake.clear();
+            }
+        }
     }
 }
 
@@ -253,10 +392,19 @@ fn alpn_list(data: &[u8]) -> Result<Vec<String>, TlsError> {
 }
 
 pub fn parse_client_hello(b: &[u8]) -> Result<ClientHello, TlsError> {
+    parse_hello_from_client(b, false)
+}
+
+/// A ClientHello's body; DTLS's has a cookie after the session id (RFC 6347 4.2.1).
+fn parse_hello_from_client(b: &[u8], dtls: bool) -> Result<ClientHello, TlsError> {
     let mut hello = ClientHello { version: be16(b, 0)?, ..ClientHello::default() };
     let mut pos = 2 + 32;
     let sid = usize::from(*b.get(pos).ok_or(TlsError::Truncated)?);
     pos += 1 + sid;
+    if dtls {
+        let cookie = usize::from(*b.get(pos).ok_or(TlsError::Truncated)?);
+        pos += 1 + cookie;
+    }
     let clen = usize::from(be16(b, pos)?);
     hello.ciphers = slice(b, pos + 2, clen)?
         .chunks_exact(2)
@@ -329,18 +477,30 @@ fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
 }
 
-/// "1.2", "1.3", ... for a protocol version number; drafts of 1.3 count as 1.3.
+/// "1.2", "1.3", ... for a protocol version number (TLS's or DTLS's); drafts of 1.3 count as 1.3.
 pub fn version_text(v: u16) -> Option<&'static str> {
     let text = match v {
         0x0300 => "3.0",
-        0x0301 => "1.0",
+        0x0301 | 0xfeff => "1.0",
         0x0302 => "1.1",
-        0x0303 => "1.2",
-        0x0304 => "1.3",
+        0x0303 | 0xfefd => "1.2",
+        0x0304 | 0xfefc => "1.3",
         0x7f00..=0x7fff => "1.3",
         _ => return None,
     };
     Some(text)
+}
+
+/// ECS `tls.version_protocol` and `tls.version` of the version a ServerHello chose: `ssl` for
+/// SSL 3.0, `dtls` for DTLS's versions (RFC 6347's one's-complement numbers), `tls` for the rest.
+pub fn negotiated_version(s: &ServerHello) -> Option<(&'static str, &'static str)> {
+    let v = s.selected_version.unwrap_or(s.version);
+    let protocol = match v {
+        0x0300 => "ssl",
+        0xfe00.. => "dtls",
+        _ => "tls",
+    };
+    Some((protocol, version_text(v)?))
 }
 
 /// A fingerprint's text (ASCII: hex digits, `_` and JA4's prefix), held without an allocation:
@@ -481,7 +641,7 @@ pub fn ja3s(h: &ServerHello) -> Fingerprint<32> {
     md5_fingerprint(text)
 }
 
-/// JA4 (TCP) of a ClientHello, per the FoxIO JA4 specification: `a_b_c`, 10 + 1 + 12 + 1 + 12
+/// JA4 of a ClientHello (over TCP, or DTLS), per the FoxIO JA4 specification: `a_b_c`, 10 + 1 + 12 + 1 + 12
 /// bytes.
 pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
     let mut out = [0u8; 36];
@@ -493,6 +653,10 @@ pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
         0x0302 => b"11",
         0x0301 => b"10",
         0x0300 => b"s3",
+        0x0002 => b"s2",
+        0xfeff => b"d1",
+        0xfefd => b"d2",
+        0xfefc => b"d3",
         _ => b"00",
     };
     let sni = if h.server_name.is_some() { b'd' } else { b'i' };
@@ -508,7 +672,8 @@ pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
         Some([first, .., last]) => [HEX[usize::from(first >> 4)], HEX[usize::from(last & 0xf)]],
         _ => *b"00",
     };
-    out[0] = b't';
+    // The protocol: DTLS's hello carries a DTLS version (0xfeff, 0xfefd), TLS's does not.
+    out[0] = if h.version >= 0xfe00 { b'd' } else { b't' };
     out[1..3].copy_from_slice(v);
     out[3] = sni;
     out[4..6].copy_from_slice(&[b'0' + ciphers / 10, b'0' + ciphers % 10]);
@@ -1046,8 +1211,13 @@ mod tests {
             0x0302 => "11",
             0x0301 => "10",
             0x0300 => "s3",
+            0x0002 => "s2",
+            0xfeff => "d1",
+            0xfefd => "d2",
+            0xfefc => "d3",
             _ => "00",
         };
+        let protocol = if matches!(h.version, 0xfe00..) { 'd' } else { 't' };
         let sni = if h.server_name.is_some() { 'd' } else { 'i' };
         let ciphers: Vec<u16> = h.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
         let exts: Vec<u16> = h.extensions.iter().copied().filter(|c| !is_grease(*c)).collect();
@@ -1061,7 +1231,8 @@ mod tests {
             Some([first, .., last]) => format!("{:x}{:x}", first >> 4, last & 0xf),
             _ => "00".to_string(),
         };
-        let a = format!("t{v}{sni}{:02}{:02}{alpn}", ciphers.len().min(99), exts.len().min(99));
+        let (nc, ne) = (ciphers.len().min(99), exts.len().min(99));
+        let a = format!("{protocol}{v}{sni}{nc:02}{ne:02}{alpn}");
         let mut sorted_ciphers = ciphers.clone();
         sorted_ciphers.sort_unstable();
         let b = if sorted_ciphers.is_empty() {
@@ -1256,6 +1427,141 @@ mod tests {
         assert!(flow.summary.established);
     }
 
+    /// A DTLS record of `epoch` (RFC 6347 4.1), sequence number 0.
+    fn dtls_record(ctype: u8, epoch: u16, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ctype, 0xfe, 0xfd];
+        r.extend_from_slice(&epoch.to_be_bytes());
+        r.extend_from_slice(&[0; 6]);
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    /// A DTLS handshake fragment: `message[offset..offset + len]` of message `seq`.
+    fn dtls_fragment(htype: u8, seq: u16, message: &[u8], offset: usize, len: usize) -> Vec<u8> {
+        let be24 = |n: usize| [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let mut f = vec![htype];
+        f.extend_from_slice(&be24(message.len()));
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&be24(offset));
+        f.extend_from_slice(&be24(len));
+        f.extend_from_slice(&message[offset..offset + len]);
+        f
+    }
+
+    /// A whole DTLS handshake message in one plaintext record.
+    fn dtls_message(htype: u8, seq: u16, message: &[u8]) -> Vec<u8> {
+        dtls_record(22, 0, &dtls_fragment(htype, seq, message, 0, message.len()))
+    }
+
+    /// `client_hello()` as DTLS 1.2 sends it: its version, and a cookie after the session id.
+    fn dtls_client_hello(cookie: &[u8]) -> Vec<u8> {
+        let mut b = client_hello();
+        b[..2].copy_from_slice(&[0xfe, 0xfd]);
+        let at = 2 + 32 + 1;
+        b.insert(at, cookie.len() as u8);
+        b.splice(at + 1..at + 1, cookie.iter().copied());
+        b
+    }
+
+    #[test]
+    fn dtls_client_hello_is_recognised_only_in_a_plaintext_handshake_record() {
+        let hello = dtls_message(1, 0, &dtls_client_hello(&[]));
+        assert!(looks_like_dtls_client_hello(&hello));
+        let mut v10 = hello.clone();
+        v10[2] = 0xff;
+        assert!(looks_like_dtls_client_hello(&v10));
+        // A ServerHello, a later epoch, TLS over TCP's record, or a truncated record: no.
+        assert!(!looks_like_dtls_client_hello(&dtls_message(2, 0, &dtls_client_hello(&[]))));
+        let mut epoch1 = hello.clone();
+        epoch1[4] = 1;
+        assert!(!looks_like_dtls_client_hello(&epoch1));
+        assert!(!looks_like_dtls_client_hello(&record(22, 1, &client_hello())));
+        assert!(!looks_like_dtls_client_hello(&hello[..20]));
+        // Every truncated prefix: no hello (the record is incomplete), no panic; the whole one
+        // gives it.
+        for n in 0..hello.len() {
+            let mut flow = TlsFlow::new_dtls(0);
+            flow.datagram(true, &hello[..n]);
+            assert!(flow.summary.client_hello.is_none(), "{n}");
+        }
+        let mut flow = TlsFlow::new_dtls(0);
+        flow.datagram(true, &hello);
+        assert!(flow.summary.client_hello.is_some());
+    }
+
+    #[test]
+    fn dtls_handshake_from_fragments_with_retransmissions() {
+        let mut flow = TlsFlow::new_dtls(0);
+        // The first ClientHello, the server's HelloVerifyRequest, the ClientHello with the cookie.
+        flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
+        flow.datagram(false, &dtls_message(3, 0, &[0xfe, 0xff, 2, 0xab, 0xcd]));
+        flow.datagram(true, &dtls_message(1, 1, &dtls_client_hello(&[0xab, 0xcd])));
+        let client = flow.summary.client_hello.clone().expect("client hello");
+        assert_eq!(client.version, 0xfefd);
+        assert_eq!(client.server_name.as_deref(), Some("a.b"));
+        assert_eq!(client.ciphers, [0xc02f, 0x0a0a]);
+        assert_eq!(client.alpn, ["h2"]);
+        // The ServerHello (message 1) in three fragments: the second arrives first and is
+        // dropped (nothing is being assembled), then all three in order, the first twice.
+        let mut server_hello = server_hello_13([7; 32], 0xc02f);
+        server_hello.truncate(server_hello.len() - 8);
+        server_hello[..2].copy_from_slice(&[0xfe, 0xfd]);
+        let n = server_hello.len();
+        let part = |offset, len| dtls_record(22, 0, &dtls_fragment(2, 1, &server_hello, offset, len));
+        flow.datagram(false, &part(10, 10));
+        flow.datagram(false, &part(0, 10));
+        flow.datagram(false, &part(0, 10));
+        assert!(flow.summary.server_hello.is_none());
+        // The second and third fragments in one datagram (two records).
+        let mut datagram = part(10, 10);
+        datagram.extend_from_slice(&part(20, n - 20));
+        flow.datagram(false, &datagram);
+        let server = flow.summary.server_hello.clone().expect("server hello");
+        assert_eq!((server.version, server.cipher), (0xfefd, 0xc02f));
+        assert_eq!(negotiated_version(&server), Some(("dtls", "1.2")));
+        // A retransmitted ClientHello (an earlier message) changes nothing; a CCS from each side
+        // (then the epoch-1 Finished) establishes the connection.
+        flow.datagram(true, &dtls_message(1, 0, &client_hello()));
+        assert_eq!(flow.summary.client_hello.as_ref(), Some(&client));
+        assert!(!flow.summary.established);
+        let mut finish = dtls_record(20, 0, &[1]);
+        finish.extend_from_slice(&dtls_record(22, 1, &[0x55; 40]));
+        flow.datagram(true, &finish);
+        flow.datagram(false, &finish);
+        assert!(flow.summary.established);
+        assert!(flow.done());
+        assert!(ja4(&client).as_str().starts_with("dd2d"), "{}", ja4(&client).as_str());
+    }
+
+    #[test]
+    fn dtls_alerts_and_dtls13() {
+        // A fatal plaintext alert: not established.
+        let mut flow = TlsFlow::new_dtls(0);
+        flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
+        let mut hello12 = server_hello_13([7; 32], 0xc02f);
+        hello12.truncate(hello12.len() - 8);
+        flow.datagram(false, &dtls_message(2, 0, &hello12));
+        flow.datagram(false, &dtls_record(21, 0, &[2, 40]));
+        flow.datagram(true, &dtls_record(20, 0, &[1]));
+        flow.datagram(false, &dtls_record(20, 0, &[1]));
+        assert!(!flow.summary.established);
+
+        // DTLS 1.3 (supported_versions 0xfefc): the server encrypts after its ServerHello, the
+        // client from its first record with the short encrypted header.
+        let mut flow = TlsFlow::new_dtls(0);
+        flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
+        let mut hello13 = server_hello_13([7; 32], 0x1301);
+        let last = hello13.len() - 2;
+        hello13[last..].copy_from_slice(&[0xfe, 0xfc]);
+        flow.datagram(false, &dtls_message(2, 0, &hello13));
+        let server = flow.summary.server_hello.clone().expect("server hello");
+        assert_eq!(negotiated_version(&server), Some(("dtls", "1.3")));
+        assert!(!flow.summary.established);
+        flow.datagram(true, &[0x2c, 0x00, 0x01, 0x00, 0x20, 0xaa, 0xbb]);
+        assert!(flow.summary.established);
+    }
+
     #[test]
     fn truncated_hellos_are_errors_never_panics() {
         let b = client_hello();
@@ -1281,6 +1587,10 @@ mod tests {
             flow.data(false, &b);
             let _ = parse_client_hello(&a);
             let _ = parse_server_hello(&b);
+            let mut flow = TlsFlow::new_dtls(0);
+            flow.datagram(true, &a);
+            flow.datagram(false, &b);
+            let _ = parse_hello_from_client(&a, true);
         }
     }
 }

@@ -546,3 +546,65 @@ fn a_lost_segment_inside_a_response_body_leaves_the_later_responses_readable() {
     assert_eq!(missed(&lossy), vec![1460]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// DTLS handshakes between OpenSSL's client and server (`tests/dtls/`, made by
+/// `scripts/make-dtls-captures.sh`): one tls event per connection, with the values Wireshark's
+/// dissection and the certificate give (tests/dtls/README.md). Both captures exchange a cookie
+/// (two ClientHellos) and send the certificate in fragments spread over several datagrams.
+#[test]
+fn dtls_handshakes_give_what_wireshark_and_the_certificate_show() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dtls");
+    // (file, version, cipher (Wireshark's number, by its IANA name), SNI, ALPN chosen, JA3, JA3S)
+    let cases = [
+        (
+            "dtls1_0.pcap",
+            "1.0",
+            "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", // 0xc014
+            "vpn.example.net",
+            None,
+            "286a367bb52e0536fe50f326e484150b",
+            "63e4df981626f8f548debbc59b70d0ac",
+        ),
+        (
+            "dtls1_2.pcap",
+            "1.2",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", // 0xc030
+            "media.example.org",
+            Some("webrtc"),
+            "096df697a18c538158d6a52abc65a0db",
+            "e0fa7acd03af071725a47e9c2d72017b",
+        ),
+    ];
+    for (file, version, cipher, sni, alpn, ja3, ja3s) in cases {
+        let events = events(&dir.join(file));
+        let tls: Vec<&Event> =
+            events.iter().filter(|e| e.event.dataset == canh_event::Dataset::Tls).collect();
+        assert_eq!(tls.len(), 1, "{file}: {tls:?}");
+        let e = tls[0];
+        let network = e.network.as_ref().expect("network fields");
+        assert_eq!(network.protocol.as_deref(), Some("dtls"), "{file}");
+        assert_eq!(network.transport.as_deref(), Some("udp"), "{file}");
+        let t = e.tls.as_ref().expect("tls fields");
+        assert_eq!(t.version_protocol.as_deref(), Some("dtls"), "{file}");
+        assert_eq!(t.version.as_deref(), Some(version), "{file}");
+        assert_eq!(t.cipher.as_deref(), Some(cipher), "{file}");
+        assert_eq!(t.established, Some(true), "{file}");
+        assert_eq!(t.next_protocol.as_deref(), alpn, "{file}");
+        let client = t.client.as_ref().expect("client hello");
+        assert_eq!(client.server_name.as_deref(), Some(sni), "{file}");
+        assert_eq!(client.ja3.as_deref(), Some(ja3), "{file}");
+        // JA4's protocol letter and version for DTLS: "d", then d1 / d2.
+        let ja4_start = format!("dd{}d", if version == "1.0" { 1 } else { 2 });
+        assert!(client.ja4.as_deref().is_some_and(|j| j.starts_with(&ja4_start)), "{file}");
+        let server = t.server.as_ref().expect("server hello");
+        assert_eq!(server.ja3s.as_deref(), Some(ja3s), "{file}");
+        // The certificate, put together from its fragments (names in Zeek's order).
+        let names = "O=Canh Test,CN=dtls.canh.test";
+        assert_eq!(server.subject.as_deref(), Some(names), "{file}");
+        assert_eq!(server.issuer.as_deref(), Some(names), "{file}");
+        let not_before = server.not_before.map(|t| t.0);
+        assert_eq!(not_before, Some(1_795_591_633_000_000_000), "{file}: 2026-11-25T07:27:13Z");
+        let not_after = server.not_after.map(|t| t.0);
+        assert_eq!(not_after, Some(1_827_127_633_000_000_000), "{file}: 2027-11-25T07:27:13Z");
+    }
+}

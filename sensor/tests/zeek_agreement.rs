@@ -193,9 +193,11 @@ fn as_zeek(events: &[Event], log: &str) -> Vec<Record> {
             }
             ("ssl", canh_event::Dataset::Tls) => {
                 let tls = event.tls.clone().unwrap_or_default();
+                let dtls = tls.version_protocol.as_deref() == Some("dtls");
                 let version = tls.version.as_deref().map(|v| match v {
                     "3.0" => "SSLv3".to_string(),
                     "2.0" => "SSLv2".to_string(),
+                    v if dtls => format!("DTLSv{}", v.replace('.', "")),
                     v => format!("TLSv{}", v.replace('.', "")),
                 });
                 r.insert("version".into(), opt(version));
