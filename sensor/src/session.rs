@@ -132,13 +132,11 @@ impl Sessions {
     ) {
         if matches!(slot, Analysis::Off) {
             // Only flows that may carry something we analyse get state: UDP flows on DNS's ports,
-            // and those whose originator sends a DTLS ClientHello (on any port, as Zeek's
-            // signature finds it).
+            // and those in which either side sends a DTLS ClientHello (on any port and at any
+            // point, as Zeek's signature finds it: WebRTC sends STUN first).
             let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
-            let dtls = p.proto == 17
-                && !udp_dns
-                && view.from_orig
-                && tls::looks_like_dtls_client_hello(p.payload);
+            let dtls =
+                p.proto == 17 && !udp_dns && tls::looks_like_dtls_client_hello(p.payload);
             let maybe = udp_dns || dtls || p.proto == 6;
             if !maybe {
                 return;
@@ -152,7 +150,7 @@ impl Sessions {
             // stream's start, and with it the protocol's framing, is unknown.
             *slot = match p.tcp {
                 _ if dtls => Analysis::Active(Box::new(Session {
-                    app: App::Tls(TlsFlow::new_dtls(ts_ns)),
+                    app: App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig)),
                     streams: [Stream::default(), Stream::default()],
                     dns_tcp: [Vec::new(), Vec::new()],
                     chunks: 0,

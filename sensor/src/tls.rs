@@ -80,6 +80,8 @@ pub struct TlsFlow {
     client: Side,
     server: Side,
     pub summary: Summary,
+    /// DTLS: the flow's responder sent the ClientHello (over TCP the client is the originator).
+    client_is_responder: bool,
 }
 
 fn be16(b: &[u8], pos: usize) -> Result<u16, TlsError> {
@@ -102,16 +104,17 @@ pub fn looks_like_tls(data: &[u8]) -> bool {
 const DTLS_RECORD_HEADER: usize = 13;
 const DTLS_HANDSHAKE_HEADER: usize = 12;
 
-/// Does this UDP payload start with a DTLS ClientHello: a plaintext handshake record (epoch 0) of
-/// DTLS 1.0 or 1.2 (DTLS 1.3 sends its ClientHello in such a record too) holding a ClientHello?
+/// Does this UDP payload start with a DTLS ClientHello: a plaintext handshake record (epoch 0, an
+/// early record sequence number) of DTLS 1.0 or 1.2 holding a ClientHello of DTLS 1.0 or 1.2 (DTLS
+/// 1.3 sends its ClientHello that way too)? The same test as Zeek's DTLS signature.
 pub fn looks_like_dtls_client_hello(data: &[u8]) -> bool {
-    data.len() > DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER
+    let dtls_version = |at: usize| data[at] == 0xfe && matches!(data[at + 1], 0xff | 0xfd);
+    data.len() > DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER + 2
         && data[0] == 0x16
-        && data[1] == 0xfe
-        && matches!(data[2], 0xff | 0xfd)
-        && data[3] == 0
-        && data[4] == 0
+        && dtls_version(1)
+        && data[3..9].iter().all(|&b| b == 0)
         && data[DTLS_RECORD_HEADER] == 1
+        && dtls_version(DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER)
 }
 
 fn be24(b: &[u8]) -> usize {
@@ -241,17 +244,20 @@ impl TlsFlow {
         }
     }
 
-    /// A DTLS flow (see [`looks_like_dtls_client_hello`]).
-    pub fn new_dtls(ts_ns: i64) -> TlsFlow {
+    /// A DTLS flow (see [`looks_like_dtls_client_hello`]) whose ClientHello came from the
+    /// originator or, in a flow another protocol started (WebRTC's STUN), from the responder.
+    pub fn new_dtls(ts_ns: i64, client_is_orig: bool) -> TlsFlow {
         let mut flow = TlsFlow::new(ts_ns);
         flow.summary.dtls = true;
+        flow.client_is_responder = !client_is_orig;
         flow
     }
 
     /// One UDP datagram of a DTLS flow: whole records, each handshake record holding fragments of
     /// handshake messages, which are put together in order of their message sequence numbers.
     /// Retransmitted messages (a sequence number already seen) are skipped.
-    pub fn datagram(&mut self, from_client: bool, data: &[u8]) {
+    pub fn datagram(&mut self, from_orig: bool, data: &[u8]) {
+        let from_client = from_orig != self.client_is_responder;
         let side = if from_client { &self.client } else { &self.server };
         if side.stopped {
             return;
@@ -1477,22 +1483,25 @@ mod tests {
         epoch1[4] = 1;
         assert!(!looks_like_dtls_client_hello(&epoch1));
         assert!(!looks_like_dtls_client_hello(&record(22, 1, &client_hello())));
+        let mut tls_version_inside = hello.clone();
+        tls_version_inside[25..27].copy_from_slice(&[3, 3]);
+        assert!(!looks_like_dtls_client_hello(&tls_version_inside));
         assert!(!looks_like_dtls_client_hello(&hello[..20]));
         // Every truncated prefix: no hello (the record is incomplete), no panic; the whole one
         // gives it.
         for n in 0..hello.len() {
-            let mut flow = TlsFlow::new_dtls(0);
+            let mut flow = TlsFlow::new_dtls(0, true);
             flow.datagram(true, &hello[..n]);
             assert!(flow.summary.client_hello.is_none(), "{n}");
         }
-        let mut flow = TlsFlow::new_dtls(0);
+        let mut flow = TlsFlow::new_dtls(0, true);
         flow.datagram(true, &hello);
         assert!(flow.summary.client_hello.is_some());
     }
 
     #[test]
     fn dtls_handshake_from_fragments_with_retransmissions() {
-        let mut flow = TlsFlow::new_dtls(0);
+        let mut flow = TlsFlow::new_dtls(0, true);
         // The first ClientHello, the server's HelloVerifyRequest, the ClientHello with the cookie.
         flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
         flow.datagram(false, &dtls_message(3, 0, &[0xfe, 0xff, 2, 0xab, 0xcd]));
@@ -1535,9 +1544,21 @@ mod tests {
     }
 
     #[test]
+    fn dtls_client_may_be_the_flows_responder() {
+        // A WebRTC flow whose first packet (STUN) came from the side that is the DTLS server.
+        let mut flow = TlsFlow::new_dtls(0, false);
+        flow.datagram(false, &dtls_message(1, 0, &dtls_client_hello(&[])));
+        let mut hello12 = server_hello_13([7; 32], 0xc02f);
+        hello12.truncate(hello12.len() - 8);
+        flow.datagram(true, &dtls_message(2, 0, &hello12));
+        assert!(flow.summary.client_hello.is_some());
+        assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0xc02f));
+    }
+
+    #[test]
     fn dtls_alerts_and_dtls13() {
         // A fatal plaintext alert: not established.
-        let mut flow = TlsFlow::new_dtls(0);
+        let mut flow = TlsFlow::new_dtls(0, true);
         flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
         let mut hello12 = server_hello_13([7; 32], 0xc02f);
         hello12.truncate(hello12.len() - 8);
@@ -1549,7 +1570,7 @@ mod tests {
 
         // DTLS 1.3 (supported_versions 0xfefc): the server encrypts after its ServerHello, the
         // client from its first record with the short encrypted header.
-        let mut flow = TlsFlow::new_dtls(0);
+        let mut flow = TlsFlow::new_dtls(0, true);
         flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
         let mut hello13 = server_hello_13([7; 32], 0x1301);
         let last = hello13.len() - 2;
@@ -1587,7 +1608,7 @@ mod tests {
             flow.data(false, &b);
             let _ = parse_client_hello(&a);
             let _ = parse_server_hello(&b);
-            let mut flow = TlsFlow::new_dtls(0);
+            let mut flow = TlsFlow::new_dtls(0, true);
             flow.datagram(true, &a);
             flow.datagram(false, &b);
             let _ = parse_hello_from_client(&a, true);

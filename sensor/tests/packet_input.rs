@@ -164,20 +164,25 @@ fn rewritten(
     capture::read_file(source, |link, ts, data| {
         assert_eq!(link, LinkType::Ethernet, "{}", source.display());
         let Some(frame) = rewrite(data) else { return };
-        let header = pcap::PacketHeader {
-            ts: libc::timeval {
-                tv_sec: ts.div_euclid(1_000_000_000) as libc::time_t,
-                tv_usec: ts.rem_euclid(1_000_000_000) as libc::suseconds_t,
-            },
-            caplen: frame.len() as u32,
-            len: frame.len() as u32,
-        };
-        file.write(&pcap::Packet::new(&header, &frame));
+        write_frame(&mut file, ts, &frame);
         written += 1;
     })
     .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
     file.flush().expect("flush");
     written
+}
+
+/// One frame of time `ts_ns` into a capture file being written.
+fn write_frame(file: &mut pcap::Savefile, ts_ns: i64, frame: &[u8]) {
+    let header = pcap::PacketHeader {
+        ts: libc::timeval {
+            tv_sec: ts_ns.div_euclid(1_000_000_000) as libc::time_t,
+            tv_usec: ts_ns.rem_euclid(1_000_000_000) as libc::suseconds_t,
+        },
+        caplen: frame.len() as u32,
+        len: frame.len() as u32,
+    };
+    file.write(&pcap::Packet::new(&header, frame));
 }
 
 /// An Ethernet frame as a Linux "cooked" capture has it (what `tcpdump -i any` writes): version 1
@@ -607,4 +612,51 @@ fn dtls_handshakes_give_what_wireshark_and_the_certificate_show() {
         let not_after = server.not_after.map(|t| t.0);
         assert_eq!(not_after, Some(1_827_127_633_000_000_000), "{file}: 2027-11-25T07:27:13Z");
     }
+}
+
+/// WebRTC sends STUN before DTLS, and either peer may be the DTLS client: here the DTLS server's
+/// STUN packet comes first (so it is the flow's originator) and the ClientHello comes from the
+/// responder. The client's fields are still the client's.
+#[test]
+fn dtls_after_stun_with_the_responder_as_client() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dtls/dtls1_2.pcap");
+    let mut frames = Vec::new();
+    capture::read_file(&source, |_, ts, data| frames.push((ts, data.to_vec())))
+        .expect("dtls1_2.pcap");
+    // The second frame is the server's HelloVerifyRequest; a copy of it whose UDP payload is a STUN
+    // binding request (type 1, length, magic cookie, transaction id) goes first.
+    let mut stun = frames[1].1.clone();
+    let payload = &mut stun[14 + 20 + 8..];
+    let attributes = (payload.len() - 20) as u16;
+    payload.fill(0);
+    payload[..2].copy_from_slice(&[0, 1]);
+    payload[2..4].copy_from_slice(&attributes.to_be_bytes());
+    payload[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    payload[8..20].copy_from_slice(b"canh-stun-id");
+    frames.insert(0, (frames[0].0 - 1_000_000, stun));
+    let dir = std::env::temp_dir().join(format!("canh-dtls-stun-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join("stun-first.pcap");
+    let dead = pcap::Capture::dead_with_precision(pcap::Linktype(1), pcap::Precision::Nano)
+        .expect("dead capture");
+    let mut file = dead.savefile(&out).expect("savefile");
+    for (ts, frame) in &frames {
+        write_frame(&mut file, *ts, frame);
+    }
+    file.flush().expect("flush");
+    drop(file);
+    let events = events(&out);
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    let tls: Vec<&Event> =
+        events.iter().filter(|e| e.event.dataset == canh_event::Dataset::Tls).collect();
+    assert_eq!(tls.len(), 1, "{tls:?}");
+    // The flow's originator is the server (port 4435, the STUN packet's sender).
+    assert_eq!(tls[0].source.as_ref().and_then(|s| s.port), Some(4435));
+    let t = tls[0].tls.as_ref().expect("tls fields");
+    let client = t.client.as_ref().expect("client hello");
+    assert_eq!(client.server_name.as_deref(), Some("media.example.org"));
+    assert_eq!(client.ja3.as_deref(), Some("096df697a18c538158d6a52abc65a0db"));
+    let ja3s = t.server.as_ref().and_then(|s| s.ja3s.as_deref());
+    assert_eq!(ja3s, Some("e0fa7acd03af071725a47e9c2d72017b"));
+    assert_eq!((t.version.as_deref(), t.established), (Some("1.2"), Some(true)));
 }
