@@ -135,8 +135,7 @@ impl Sessions {
             // and those in which either side sends a DTLS ClientHello (on any port and at any
             // point, as Zeek's signature finds it: WebRTC sends STUN first).
             let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
-            let dtls =
-                p.proto == 17 && !udp_dns && tls::looks_like_dtls_client_hello(p.payload);
+            let dtls = p.proto == 17 && !udp_dns && tls::looks_like_dtls_client_hello(p.payload);
             let maybe = udp_dns || dtls || p.proto == 6;
             if !maybe {
                 return;

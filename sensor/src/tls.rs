@@ -67,12 +67,10 @@ struct Side {
     /// Sent ChangeCipherSpec or application data: what follows is encrypted.
     encrypted: bool,
     stopped: bool,
-    /// DTLS: the message sequence number of the message in `handshake` (being assembled from
-    /// fragments), and the next one expected (earlier ones are retransmissions).
-    dtls_seq: u16,
+    /// DTLS: the message sequence number of the message being assembled from fragments in
+    /// `handshake`, if any, and the next one expected (earlier ones are retransmissions).
+    dtls_assembling: Option<u16>,
     dtls_next: u16,
-    /// DTLS: the type and length of the message in `handshake`, when one is being assembled.
-    dtls_message: Option<(u8, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -323,13 +321,11 @@ impl TlsFlow {
             // A message's first fragment starts it (a later sequence number than the one being
             // assembled means that one's missing fragments were lost); earlier sequence numbers
             // are retransmissions.
-            let assembling = side.dtls_message.is_some() && side.dtls_seq == seq;
-            if !assembling {
+            if side.dtls_assembling != Some(seq) {
                 if offset != 0 || seq < side.dtls_next {
                     continue;
                 }
-                side.dtls_seq = seq;
-                side.dtls_message = Some((msg_type, len));
+                side.dtls_assembling = Some(seq);
                 side.handshake.clear();
             }
             // Fragments in order (or overlapping what is held) extend the message.
@@ -338,7 +334,7 @@ impl TlsFlow {
                 side.handshake.extend_from_slice(&fragment[held - offset..]);
             }
             if side.handshake.len() == len {
-                side.dtls_message = None;
+                side.dtls_assembling = None;
                 side.dtls_next = seq.wrapping_add(1);
                 let message = std::mem::take(&mut side.handshake);
                 self.message(from_client, msg_type, &message);
@@ -647,8 +643,8 @@ pub fn ja3s(h: &ServerHello) -> Fingerprint<32> {
     md5_fingerprint(text)
 }
 
-/// JA4 of a ClientHello (over TCP, or DTLS), per the FoxIO JA4 specification: `a_b_c`, 10 + 1 + 12 + 1 + 12
-/// bytes.
+/// JA4 of a ClientHello (over TCP, or DTLS), per the FoxIO JA4 specification: `a_b_c`,
+/// 10 + 1 + 12 + 1 + 12 bytes.
 pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
     let mut out = [0u8; 36];
     let version =
@@ -1517,7 +1513,8 @@ mod tests {
         server_hello.truncate(server_hello.len() - 8);
         server_hello[..2].copy_from_slice(&[0xfe, 0xfd]);
         let n = server_hello.len();
-        let part = |offset, len| dtls_record(22, 0, &dtls_fragment(2, 1, &server_hello, offset, len));
+        let part =
+            |offset, len| dtls_record(22, 0, &dtls_fragment(2, 1, &server_hello, offset, len));
         flow.datagram(false, &part(10, 10));
         flow.datagram(false, &part(0, 10));
         flow.datagram(false, &part(0, 10));
