@@ -336,7 +336,7 @@ pub struct Network {
     /// `tcp`, `udp`, `icmp`, `ipv6-icmp`, or the IANA protocol number as text.
     #[serde(default)]
     pub transport: Option<String>,
-    /// Application protocol, lowercase (`dns`, `http`, `tls`, `dtls`, `ssh`).
+    /// Application protocol, lowercase (`dns`, `http`, `tls`, `dtls`, `quic`, `ssh`).
     #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]

@@ -703,7 +703,7 @@ fn write_tls(mut o: Obj<'_>, t: &tls::Summary) {
         let mut co = o.obj("client");
         co.opt_str("server_name", &c.server_name);
         co.str("ja3", tls::ja3(c).as_str());
-        co.str("ja4", tls::ja4(c).as_str());
+        co.str("ja4", tls::ja4(c, t.carrier).as_str());
         co.end();
     }
     if let Some(s) = server {

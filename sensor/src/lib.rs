@@ -14,6 +14,7 @@ pub mod logs;
 pub mod metrics;
 pub mod packets;
 pub mod produce;
+pub mod quic;
 pub mod sequence;
 pub mod session;
 mod slot_index;

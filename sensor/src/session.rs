@@ -8,6 +8,7 @@ use crate::decode::Packet;
 use crate::dns::{self, DnsFlow};
 use crate::flow::{Analysis, FlowView, Identity};
 use crate::http::{self, HttpFlow};
+use crate::quic::{self, QuicFlow};
 use crate::ssh::{self, SshFlow};
 use crate::stream::Stream;
 use crate::tls::{self, TlsFlow};
@@ -22,6 +23,8 @@ enum App {
     Dns(DnsFlow),
     Http(HttpFlow),
     Tls(TlsFlow),
+    /// Boxed: its Initial keys make it several times larger than the other analysers' state.
+    Quic(Box<QuicFlow>),
     Ssh(SshFlow),
     /// Nothing we analyse.
     None,
@@ -53,7 +56,7 @@ impl Meta {
         match self {
             Meta::Dns(t) => (Dataset::Dns, t.ts_ns, "dns"),
             Meta::Http(t) => (Dataset::Http, t.ts_ns, "http"),
-            Meta::Tls(t) => (Dataset::Tls, t.ts_ns, if t.dtls { "dtls" } else { "tls" }),
+            Meta::Tls(t) => (Dataset::Tls, t.ts_ns, t.carrier.protocol()),
             Meta::Ssh(t) => (Dataset::Ssh, t.ts_ns, "ssh"),
         }
     }
@@ -134,9 +137,12 @@ impl Sessions {
             // Only flows that may carry something we analyse get state: UDP flows on DNS's ports,
             // and those in which either side sends a DTLS ClientHello (on any port and at any
             // point, as Zeek's signature finds it: WebRTC sends STUN first).
+            // A client's QUIC Initial is looked for the same way.
             let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
-            let dtls = p.proto == 17 && !udp_dns && tls::looks_like_dtls_client_hello(p.payload);
-            let maybe = udp_dns || dtls || p.proto == 6;
+            let udp = p.proto == 17 && !udp_dns;
+            let dtls = udp && tls::looks_like_dtls_client_hello(p.payload);
+            let quic = udp && !dtls && quic::looks_like_client_initial(p.payload);
+            let maybe = udp_dns || dtls || quic || p.proto == 6;
             if !maybe {
                 return;
             }
@@ -147,13 +153,20 @@ impl Sessions {
             self.live += 1;
             // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
             // stream's start, and with it the protocol's framing, is unknown.
-            *slot = match p.tcp {
-                _ if dtls => Analysis::Active(Box::new(Session {
-                    app: App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig)),
+            let datagrams = |app| {
+                Analysis::Active(Box::new(Session {
+                    app,
                     streams: [Stream::default(), Stream::default()],
                     dns_tcp: [Vec::new(), Vec::new()],
                     chunks: 0,
-                })),
+                }))
+            };
+            *slot = match p.tcp {
+                _ if dtls => datagrams(App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig))),
+                _ if quic => match QuicFlow::new(ts_ns, p.payload, view.from_orig) {
+                    Some(flow) => datagrams(App::Quic(Box::new(flow))),
+                    None => Analysis::Idle,
+                },
                 _ if p.proto == 17 => {
                     Analysis::Pending { dns: true, has_next: 0, next: [0; 2], chunks: 0 }
                 }
@@ -238,6 +251,7 @@ impl Sessions {
         let done = match &session.app {
             App::None => true,
             App::Tls(flow) => flow.done(),
+            App::Quic(flow) => flow.done(),
             App::Ssh(flow) => flow.done(),
             _ => false,
         };
@@ -248,9 +262,10 @@ impl Sessions {
             if !has_payload {
                 return;
             }
-            if let App::Tls(flow) = &mut session.app {
-                flow.datagram(view.from_orig, p.payload);
-                return;
+            match &mut session.app {
+                App::Tls(flow) => return flow.datagram(view.from_orig, p.payload),
+                App::Quic(flow) => return flow.datagram(view.from_orig, p.payload),
+                _ => {}
             }
             let netbios = view.orig_port == 137 || view.resp_port == 137;
             match dns::parse(p.payload, netbios) {
@@ -330,6 +345,12 @@ impl Sessions {
                 let s = &flow.summary;
                 if s.client_hello.is_some() || s.server_hello.is_some() {
                     out.push((view.clone(), Meta::Tls(Box::new(flow.summary))));
+                }
+            }
+            App::Quic(flow) => {
+                let s = flow.summary;
+                if s.client_hello.is_some() || s.server_hello.is_some() {
+                    out.push((view.clone(), Meta::Tls(Box::new(s))));
                 }
             }
             App::Ssh(flow) => {
@@ -437,7 +458,8 @@ fn feed(
             flow.data(from_orig, data);
         }
         App::Ssh(flow) => flow.data(from_orig, data),
-        App::Unknown | App::None => {}
+        // QUIC is UDP only.
+        App::Quic(_) | App::Unknown | App::None => {}
     }
 }
 
@@ -590,7 +612,7 @@ pub fn to_event(view: &FlowView, meta: &Meta, who: &Identity, seq: u64) -> Event
                 client: client.map(|c| TlsClient {
                     server_name: c.server_name.clone(),
                     ja3: Some(tls::ja3(c).as_str().to_string()),
-                    ja4: Some(tls::ja4(c).as_str().to_string()),
+                    ja4: Some(tls::ja4(c, t.carrier).as_str().to_string()),
                 }),
                 server: server.map(|s| {
                     let cert = t.server_certificate.as_ref();

@@ -40,6 +40,27 @@ impl ServerHello {
     }
 }
 
+/// What carries a TLS handshake: records over a TCP stream, DTLS records in UDP datagrams (DTLS
+/// versions, a cookie in the ClientHello), or QUIC's CRYPTO frames (in Initial packets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Carrier {
+    #[default]
+    Tcp,
+    Dtls,
+    Quic,
+}
+
+impl Carrier {
+    /// `network.protocol` of the event.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Carrier::Tcp => "tls",
+            Carrier::Dtls => "dtls",
+            Carrier::Quic => "quic",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
     #[error("tls handshake message shorter than its fields")]
@@ -54,8 +75,8 @@ pub struct Summary {
     pub server_hello: Option<ServerHello>,
     pub established: bool,
     pub alert: bool,
-    /// Datagram TLS (over UDP): versions are DTLS's, and the ClientHello carries a cookie.
-    pub dtls: bool,
+    /// What carried the handshake.
+    pub carrier: Carrier,
     /// The server's (first) certificate, visible in TLS 1.2 and earlier.
     pub server_certificate: Option<crate::x509::Certificate>,
 }
@@ -219,7 +240,8 @@ impl TlsFlow {
     fn message(&mut self, from_client: bool, msg_type: u8, body: &[u8]) {
         match (msg_type, from_client) {
             (1, true) if self.summary.client_hello.is_none() => {
-                self.summary.client_hello = parse_hello_from_client(body, self.summary.dtls).ok();
+                self.summary.client_hello =
+                    parse_hello_from_client(body, self.summary.carrier == Carrier::Dtls).ok();
             }
             (11, false) if self.summary.server_certificate.is_none() => {
                 // certificate_list length (3 bytes), then the first entry's length and DER.
@@ -246,7 +268,7 @@ impl TlsFlow {
     /// originator or, in a flow another protocol started (WebRTC's STUN), from the responder.
     pub fn new_dtls(ts_ns: i64, client_is_orig: bool) -> TlsFlow {
         let mut flow = TlsFlow::new(ts_ns);
-        flow.summary.dtls = true;
+        flow.summary.carrier = Carrier::Dtls;
         flow.client_is_responder = !client_is_orig;
         flow
     }
@@ -645,7 +667,7 @@ pub fn ja3s(h: &ServerHello) -> Fingerprint<32> {
 
 /// JA4 of a ClientHello (over TCP, or DTLS), per the FoxIO JA4 specification: `a_b_c`,
 /// 10 + 1 + 12 + 1 + 12 bytes.
-pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
+pub fn ja4(h: &ClientHello, carrier: Carrier) -> Fingerprint<36> {
     let mut out = [0u8; 36];
     let version =
         h.supported_versions.iter().copied().filter(|v| !is_grease(*v)).max().unwrap_or(h.version);
@@ -674,8 +696,11 @@ pub fn ja4(h: &ClientHello) -> Fingerprint<36> {
         Some([first, .., last]) => [HEX[usize::from(first >> 4)], HEX[usize::from(last & 0xf)]],
         _ => *b"00",
     };
-    // The protocol: DTLS's hello carries a DTLS version (0xfeff, 0xfefd), TLS's does not.
-    out[0] = if h.version >= 0xfe00 { b'd' } else { b't' };
+    out[0] = match carrier {
+        Carrier::Tcp => b't',
+        Carrier::Dtls => b'd',
+        Carrier::Quic => b'q',
+    };
     out[1..3].copy_from_slice(v);
     out[3] = sni;
     out[4..6].copy_from_slice(&[b'0' + ciphers / 10, b'0' + ciphers % 10]);
@@ -1161,7 +1186,7 @@ mod tests {
         assert_eq!(h.extensions, vec![0, 16, 10, 11]);
         // JA3 string per the spec: 771,49199,0-16-10-11,29,0 (GREASE cipher dropped).
         assert_eq!(ja3(&h).as_str(), md5_hex("771,49199,0-16-10-11,29,0"));
-        let j4 = ja4(&h);
+        let j4 = ja4(&h, Carrier::Tcp);
         let j4 = j4.as_str();
         assert!(j4.starts_with("t12d0104h2_"), "{j4}");
         assert_eq!(cipher_name(0xc02f), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
@@ -1199,7 +1224,7 @@ mod tests {
         md5_hex(&format!("{},{},{}", h.version, h.cipher, join(h.extensions.iter(), "-")))
     }
 
-    fn ja4_reference(h: &ClientHello) -> String {
+    fn ja4_reference(h: &ClientHello, protocol: char) -> String {
         let version = h
             .supported_versions
             .iter()
@@ -1219,7 +1244,6 @@ mod tests {
             0xfefc => "d3",
             _ => "00",
         };
-        let protocol = if matches!(h.version, 0xfe00..) { 'd' } else { 't' };
         let sni = if h.server_name.is_some() { 'd' } else { 'i' };
         let ciphers: Vec<u16> = h.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
         let exts: Vec<u16> = h.extensions.iter().copied().filter(|c| !is_grease(*c)).collect();
@@ -1268,6 +1292,8 @@ mod tests {
                 Just(0x0303),
                 Just(0x0300),
                 Just(0x7f1c),
+                Just(0xfefd),
+                Just(0xfeff),
                 any::<u16>(),
             ],
             0..max,
@@ -1285,6 +1311,7 @@ mod tests {
             supported_versions in u16s(6),
             signature_algorithms in u16s(30),
             sni in proptest::prelude::any::<bool>(),
+            carrier in 0..3usize,
             alpn in proptest::collection::vec(
                 proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4), 0..3),
         ) {
@@ -1301,9 +1328,11 @@ mod tests {
                 supported_versions,
                 signature_algorithms,
             };
-            let (j3, j4) = (ja3(&h), ja4(&h));
+            let (carrier, letter) =
+                [(Carrier::Tcp, 't'), (Carrier::Dtls, 'd'), (Carrier::Quic, 'q')][carrier];
+            let (j3, j4) = (ja3(&h), ja4(&h, carrier));
             proptest::prop_assert_eq!(j3.as_str(), ja3_reference(&h));
-            proptest::prop_assert_eq!(j4.as_str(), ja4_reference(&h));
+            proptest::prop_assert_eq!(j4.as_str(), ja4_reference(&h, letter));
             let s = ServerHello {
                 version,
                 cipher: ciphers.first().copied().unwrap_or(0),
@@ -1320,8 +1349,8 @@ mod tests {
     fn fingerprints_of_empty_hellos() {
         let h = ClientHello::default();
         assert_eq!(ja3(&h).as_str(), ja3_reference(&h));
-        assert_eq!(ja4(&h).as_str(), ja4_reference(&h));
-        assert_eq!(ja4(&h).as_str(), "t00i000000_000000000000_000000000000");
+        assert_eq!(ja4(&h, Carrier::Tcp).as_str(), ja4_reference(&h, 't'));
+        assert_eq!(ja4(&h, Carrier::Tcp).as_str(), "t00i000000_000000000000_000000000000");
         let s = ServerHello::default();
         assert_eq!(ja3s(&s).as_str(), ja3s_reference(&s));
     }
@@ -1537,7 +1566,8 @@ mod tests {
         flow.datagram(false, &finish);
         assert!(flow.summary.established);
         assert!(flow.done());
-        assert!(ja4(&client).as_str().starts_with("dd2d"), "{}", ja4(&client).as_str());
+        let fingerprint = ja4(&client, Carrier::Dtls);
+        assert!(fingerprint.as_str().starts_with("dd2d"), "{}", fingerprint.as_str());
     }
 
     #[test]

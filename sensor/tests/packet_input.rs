@@ -581,11 +581,9 @@ fn dtls_handshakes_give_what_wireshark_and_the_certificate_show() {
         ),
     ];
     for (file, version, cipher, sni, alpn, ja3, ja3s) in cases {
-        let events = events(&dir.join(file));
-        let tls: Vec<&Event> =
-            events.iter().filter(|e| e.event.dataset == canh_event::Dataset::Tls).collect();
+        let tls = tls_events(&dir.join(file));
         assert_eq!(tls.len(), 1, "{file}: {tls:?}");
-        let e = tls[0];
+        let e = &tls[0];
         let network = e.network.as_ref().expect("network fields");
         assert_eq!(network.protocol.as_deref(), Some("dtls"), "{file}");
         assert_eq!(network.transport.as_deref(), Some("udp"), "{file}");
@@ -645,10 +643,8 @@ fn dtls_after_stun_with_the_responder_as_client() {
     }
     file.flush().expect("flush");
     drop(file);
-    let events = events(&out);
+    let tls = tls_events(&out);
     std::fs::remove_dir_all(&dir).expect("remove temp dir");
-    let tls: Vec<&Event> =
-        events.iter().filter(|e| e.event.dataset == canh_event::Dataset::Tls).collect();
     assert_eq!(tls.len(), 1, "{tls:?}");
     // The flow's originator is the server (port 4435, the STUN packet's sender).
     assert_eq!(tls[0].source.as_ref().and_then(|s| s.port), Some(4435));
@@ -659,4 +655,80 @@ fn dtls_after_stun_with_the_responder_as_client() {
     let ja3s = t.server.as_ref().and_then(|s| s.ja3s.as_deref());
     assert_eq!(ja3s, Some("e0fa7acd03af071725a47e9c2d72017b"));
     assert_eq!((t.version.as_deref(), t.established), (Some("1.2"), Some(true)));
+}
+
+/// The tls events of a capture.
+fn tls_events(file: &Path) -> Vec<Event> {
+    events(file).into_iter().filter(|e| e.event.dataset == canh_event::Dataset::Tls).collect()
+}
+
+/// QUIC handshakes between aioquic's client and server (`tests/quic/`, made by
+/// `scripts/make-quic-captures.sh`): the hellos inside the Initial packets, protection removed,
+/// give one tls event per connection with what Wireshark shows of them (tests/quic/README.md).
+/// As in Zeek's ssl.log for QUIC, the connection is not marked established and has no ALPN
+/// chosen: the rest of the handshake is encrypted.
+#[test]
+fn quic_initial_packets_give_the_hellos_wireshark_shows() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quic");
+    for (file, sni, alpn) in [
+        ("quic-v1.pcap", "www.example.org", "h3"),
+        ("quic-v2-retry.pcap", "video.example.net", "h3"),
+        ("quic-v1-long-hello.pcap", "big.example.com", "p1"),
+    ] {
+        let tls = tls_events(&dir.join(file));
+        assert_eq!(tls.len(), 1, "{file}: {tls:?}");
+        let network = tls[0].network.as_ref().expect("network fields");
+        assert_eq!(network.protocol.as_deref(), Some("quic"), "{file}");
+        assert_eq!(network.transport.as_deref(), Some("udp"), "{file}");
+        let t = tls[0].tls.as_ref().expect("tls fields");
+        assert_eq!(t.version.as_deref(), Some("1.3"), "{file}");
+        assert_eq!(t.version_protocol.as_deref(), Some("tls"), "{file}");
+        assert_eq!(t.cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"), "{file}");
+        assert_eq!((t.established, t.next_protocol.as_deref()), (Some(false), None), "{file}");
+        let client = t.client.as_ref().expect("client hello");
+        assert_eq!(client.server_name.as_deref(), Some(sni), "{file}");
+        assert_eq!(client.ja3.as_deref(), Some("121f6e4f22ee3205214b0676ed64b9e2"), "{file}");
+        // JA4: QUIC, TLS 1.3, an SNI, 3 suites, 7 extensions, the first ALPN's first and last
+        // characters.
+        let ja4_start = format!("q13d0307{alpn}_");
+        assert!(client.ja4.as_deref().is_some_and(|j| j.starts_with(&ja4_start)), "{file}");
+        let ja3s = t.server.as_ref().and_then(|s| s.ja3s.as_deref());
+        assert_eq!(ja3s, Some("15af977ce25de452b96affa2addb1036"), "{file}");
+    }
+}
+
+/// A damaged client Initial fails its authentication tag and is not read (no client fields),
+/// while the server's Initial, whose keys come from the same connection ID, still is; a capture
+/// with no Initial packet (the datagrams after the handshake) gives no tls event at all.
+#[test]
+fn damaged_or_missing_quic_initials_are_not_misread() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quic/quic-v1.pcap");
+    let dir = std::env::temp_dir().join(format!("canh-quic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let damaged = dir.join("damaged.pcap");
+    let mut first = true;
+    rewritten(&source, 1, &damaged, |frame| {
+        let mut frame = frame.to_vec();
+        if std::mem::take(&mut first) {
+            // A byte of the first Initial's encrypted payload, well past its header.
+            frame[14 + 20 + 8 + 200] ^= 0x40;
+        }
+        Some(frame)
+    });
+    let tls = tls_events(&damaged);
+    assert_eq!(tls.len(), 1, "{tls:?}");
+    let t = tls[0].tls.as_ref().expect("tls fields");
+    assert!(t.client.is_none(), "{t:?}");
+    assert_eq!(t.cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+
+    let late = dir.join("late.pcap");
+    let mut n = 0;
+    rewritten(&source, 1, &late, |frame| {
+        n += 1;
+        (n > 4).then(|| frame.to_vec())
+    });
+    let all = events(&late);
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    assert!(!all.is_empty());
+    assert!(all.iter().all(|e| e.event.dataset != canh_event::Dataset::Tls), "{all:?}");
 }

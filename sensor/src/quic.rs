@@ -1,0 +1,514 @@
+//! QUIC's Initial packets (versions 1 and 2, and drafts 29 to 32): their protection removed with
+//! the keys any observer derives from the client's Destination Connection ID (RFC 9001 5.2 and
+//! 5.4, RFC 9369 3.3), and the TLS ClientHello and ServerHello their CRYPTO frames carry read by
+//! the TLS parser. That is what Zeek's QUIC analyser puts in ssl.log: version, cipher and server
+//! name; not established and no ALPN chosen, as the rest of the handshake is encrypted with keys
+//! an observer does not have. Pure and bounded: at most `MAX_CRYPTO` bytes of CRYPTO data are held
+//! per direction.
+
+use crate::tls::{self, Carrier, Summary};
+use ring::{aead, hkdf};
+
+/// Most CRYPTO bytes held per direction before the hello is given up (a ClientHello with large
+/// post-quantum key shares is a few KiB).
+const MAX_CRYPTO: usize = 64 * 1024;
+/// A client's datagram carrying an Initial packet is at least this long (RFC 9000 14.1).
+const MIN_CLIENT_INITIAL: usize = 1200;
+
+/// The versions whose Initial packets are read: the salt of the initial secret, the prefix of
+/// the key labels, and the long-header packet type an Initial has.
+struct Version {
+    salt: [u8; 20],
+    labels: &'static str,
+    initial_type: u8,
+}
+
+const V1: Version = Version {
+    salt: [
+        0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c,
+        0xad, 0xcc, 0xbb, 0x7f, 0x0a,
+    ],
+    labels: "quic",
+    initial_type: 0,
+};
+
+const V2: Version = Version {
+    salt: [
+        0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d,
+        0xcb, 0xf9, 0xbd, 0x2e, 0xd9,
+    ],
+    labels: "quicv2",
+    initial_type: 1,
+};
+
+const DRAFT_29: Version = Version {
+    salt: [
+        0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61, 0x11,
+        0xe0, 0x43, 0x90, 0xa8, 0x99,
+    ],
+    labels: "quic",
+    initial_type: 0,
+};
+
+fn version(number: u32) -> Option<&'static Version> {
+    match number {
+        1 => Some(&V1),
+        0x6b33_43cf => Some(&V2),
+        0xff00_001d..=0xff00_0020 => Some(&DRAFT_29),
+        _ => None,
+    }
+}
+
+/// The long header of one packet in a datagram.
+struct LongHeader<'a> {
+    version: &'static Version,
+    packet_type: u8,
+    dcid: &'a [u8],
+    /// Where the (protected) packet number starts, and where the packet ends, in the datagram
+    /// slice it was read from.
+    pn_offset: usize,
+    end: usize,
+}
+
+/// A variable-length integer (RFC 9000 16) at `*pos`, advancing it.
+fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let first = *b.get(*pos)?;
+    let len = 1usize << (first >> 6);
+    let bytes = b.get(*pos..*pos + len)?;
+    let mut v = u64::from(first & 0x3f);
+    for &byte in &bytes[1..] {
+        v = (v << 8) | u64::from(byte);
+    }
+    *pos += len;
+    Some(v)
+}
+
+/// The long header at the start of `b`, if it is one of a version we read. Packets without a
+/// length (Retry, Version Negotiation) give None.
+fn long_header(b: &[u8]) -> Option<LongHeader<'_>> {
+    let first = *b.first()?;
+    if first & 0x80 == 0 {
+        return None;
+    }
+    let version = version(u32::from_be_bytes(b.get(1..5)?.try_into().ok()?))?;
+    let packet_type = (first >> 4) & 3;
+    let retry = if version.initial_type == 0 { 3 } else { 0 };
+    if packet_type == retry {
+        return None;
+    }
+    let mut pos = 5;
+    let dcid_len = usize::from(*b.get(pos)?);
+    let dcid = b.get(pos + 1..pos + 1 + dcid_len)?;
+    pos += 1 + dcid_len;
+    let scid_len = usize::from(*b.get(pos)?);
+    pos += 1 + scid_len;
+    if dcid_len > 20 || scid_len > 20 {
+        return None;
+    }
+    if packet_type == version.initial_type {
+        let token = usize::try_from(varint(b, &mut pos)?).ok()?;
+        pos = pos.checked_add(token)?;
+    }
+    let length = usize::try_from(varint(b, &mut pos)?).ok()?;
+    let end = pos.checked_add(length)?;
+    if end > b.len() {
+        return None;
+    }
+    Some(LongHeader { version, packet_type, dcid, pn_offset: pos, end })
+}
+
+/// The Source Connection ID of the Retry packet at the start of `b`, if it is one: the client's
+/// next Initial is sent to it, and the Initial keys of both directions derive from it from then on
+/// (RFC 9001 5.2).
+fn retry_scid(b: &[u8]) -> Option<&[u8]> {
+    let first = *b.first()?;
+    let version = version(u32::from_be_bytes(b.get(1..5)?.try_into().ok()?))?;
+    let retry = if version.initial_type == 0 { 3 } else { 0 };
+    if first & 0x80 == 0 || (first >> 4) & 3 != retry {
+        return None;
+    }
+    let dcid_len = usize::from(*b.get(5)?);
+    let scid_at = 6 + dcid_len;
+    let scid_len = usize::from(*b.get(scid_at)?);
+    b.get(scid_at + 1..scid_at + 1 + scid_len).filter(|scid| scid.len() <= 20)
+}
+
+/// Does this UDP payload start with a client's QUIC Initial packet: a long header of a version
+/// we read, of the Initial type, a Destination Connection ID of 8 to 20 bytes (RFC 9000 7.2), in
+/// a datagram of at least 1,200 bytes?
+pub fn looks_like_client_initial(payload: &[u8]) -> bool {
+    payload.len() >= MIN_CLIENT_INITIAL
+        && payload[0] & 0xc0 == 0xc0
+        && long_header(payload).is_some_and(|h| {
+            h.packet_type == h.version.initial_type && (8..=20).contains(&h.dcid.len())
+        })
+}
+
+/// An output length for ring's HKDF.
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-Expand-Label (RFC 8446 7.1) with an empty context, `N` bytes.
+fn expand_label<const N: usize>(secret: &hkdf::Prk, label: &str) -> [u8; N] {
+    let length = (N as u16).to_be_bytes();
+    let full_len = [(6 + label.len()) as u8];
+    let info: [&[u8]; 5] = [&length, &full_len, b"tls13 ", label.as_bytes(), &[0]];
+    let mut out = [0u8; N];
+    // Only fails for an output longer than 255 hash lengths; N is at most 32.
+    if let Ok(okm) = secret.expand(&info, Len(N)) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
+/// The Initial keys of one direction.
+struct Keys {
+    key: aead::LessSafeKey,
+    iv: [u8; 12],
+    hp: aead::quic::HeaderProtectionKey,
+}
+
+/// The raw key material of one direction's Initial keys: (key, iv, hp).
+fn key_material(v: &Version, dcid: &[u8], client: bool) -> ([u8; 16], [u8; 12], [u8; 16]) {
+    let initial = hkdf::Salt::new(hkdf::HKDF_SHA256, &v.salt).extract(dcid);
+    let secret: [u8; 32] = expand_label(&initial, if client { "client in" } else { "server in" });
+    let secret = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &secret);
+    let label = |what: &str| format!("{} {what}", v.labels);
+    (
+        expand_label(&secret, &label("key")),
+        expand_label(&secret, &label("iv")),
+        expand_label(&secret, &label("hp")),
+    )
+}
+
+fn keys(v: &Version, dcid: &[u8], client: bool) -> Option<Keys> {
+    let (key, iv, hp) = key_material(v, dcid, client);
+    Some(Keys {
+        key: aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &key).ok()?),
+        iv,
+        hp: aead::quic::HeaderProtectionKey::new(&aead::quic::AES_128, &hp).ok()?,
+    })
+}
+
+/// The payload of the Initial packet `packet` (its header `h`), protection removed, into `out`.
+fn decrypt(keys: &Keys, packet: &[u8], h: &LongHeader<'_>, out: &mut Vec<u8>) -> Option<()> {
+    let sample = packet.get(h.pn_offset + 4..h.pn_offset + 20)?;
+    let mask = keys.hp.new_mask(sample).ok()?;
+    out.clear();
+    out.extend_from_slice(packet.get(..h.end)?);
+    out[0] ^= mask[0] & 0x0f;
+    let pn_len = usize::from(out[0] & 3) + 1;
+    let mut pn = 0u64;
+    for i in 0..pn_len {
+        out[h.pn_offset + i] ^= mask[1 + i];
+        pn = (pn << 8) | u64::from(out[h.pn_offset + i]);
+    }
+    let header_end = h.pn_offset + pn_len;
+    if header_end > h.end {
+        return None;
+    }
+    // The nonce is the IV with the packet number XORed into its last bytes. The truncated number
+    // is the full one for the first 2^(8 * pn_len) packets, which is where the hellos are.
+    let mut nonce = keys.iv;
+    for (n, p) in nonce[4..].iter_mut().zip(pn.to_be_bytes()) {
+        *n ^= p;
+    }
+    let (header, payload) = out.split_at_mut(header_end);
+    let nonce = aead::Nonce::assume_unique_for_key(nonce);
+    let plain_len = keys.key.open_in_place(nonce, aead::Aad::from(&*header), payload).ok()?.len();
+    out.copy_within(header_end..header_end + plain_len, 0);
+    out.truncate(plain_len);
+    Some(())
+}
+
+/// The CRYPTO frames of a decrypted Initial payload, as (offset, data); parsing stops at a frame
+/// type an Initial packet may not carry.
+fn crypto_frames(payload: &[u8], mut each: impl FnMut(u64, &[u8])) {
+    let mut pos = 0;
+    while pos < payload.len() {
+        let Some(frame) = varint(payload, &mut pos) else { return };
+        let ok = match frame {
+            // PADDING, PING.
+            0x00 | 0x01 => Some(()),
+            // ACK (0x03 with ECN counts): largest, delay, range count, first range, ranges.
+            0x02 | 0x03 => (|| {
+                varint(payload, &mut pos)?;
+                varint(payload, &mut pos)?;
+                let ranges = varint(payload, &mut pos)?;
+                varint(payload, &mut pos)?;
+                for _ in 0..ranges.min(payload.len() as u64) {
+                    varint(payload, &mut pos)?;
+                    varint(payload, &mut pos)?;
+                }
+                if frame == 0x03 {
+                    for _ in 0..3 {
+                        varint(payload, &mut pos)?;
+                    }
+                }
+                Some(())
+            })(),
+            0x06 => (|| {
+                let offset = varint(payload, &mut pos)?;
+                let len = usize::try_from(varint(payload, &mut pos)?).ok()?;
+                let data = payload.get(pos..pos.checked_add(len)?)?;
+                each(offset, data);
+                pos += len;
+                Some(())
+            })(),
+            // CONNECTION_CLOSE: error code, (0x1c) frame type, reason.
+            0x1c | 0x1d => (|| {
+                varint(payload, &mut pos)?;
+                if frame == 0x1c {
+                    varint(payload, &mut pos)?;
+                }
+                let len = usize::try_from(varint(payload, &mut pos)?).ok()?;
+                pos = pos.checked_add(len)?;
+                Some(())
+            })(),
+            _ => None,
+        };
+        if ok.is_none() {
+            return;
+        }
+    }
+}
+
+/// One direction's CRYPTO stream: the bytes from offset 0 on that arrived in order, and the
+/// frames that arrived ahead of them.
+#[derive(Default)]
+struct Crypto {
+    data: Vec<u8>,
+    ahead: Vec<(u64, Vec<u8>)>,
+    held: usize,
+    /// The hello was read (or cannot be): nothing more is kept.
+    done: bool,
+}
+
+impl Crypto {
+    fn add(&mut self, offset: u64, bytes: &[u8]) {
+        if self.done {
+            return;
+        }
+        let Ok(offset) = usize::try_from(offset) else { return };
+        if offset.saturating_add(bytes.len()) > MAX_CRYPTO {
+            return;
+        }
+        if offset > self.data.len() {
+            if self.held + bytes.len() <= MAX_CRYPTO {
+                self.held += bytes.len();
+                self.ahead.push((offset as u64, bytes.to_vec()));
+            }
+            return;
+        }
+        self.extend(offset, bytes);
+        // Frames that arrived early and now join on.
+        while let Some(i) = self.ahead.iter().position(|(o, _)| *o as usize <= self.data.len()) {
+            let (o, b) = self.ahead.swap_remove(i);
+            self.held -= b.len();
+            self.extend(o as usize, &b);
+        }
+    }
+
+    fn extend(&mut self, offset: usize, bytes: &[u8]) {
+        let have = self.data.len();
+        if offset + bytes.len() > have {
+            self.data.extend_from_slice(&bytes[have - offset..]);
+        }
+    }
+
+    /// The first handshake message, once complete: (type, body).
+    fn first_message(&self) -> Option<(u8, &[u8])> {
+        let h = self.data.get(..4)?;
+        let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+        Some((h[0], self.data.get(4..4 + len)?))
+    }
+}
+
+/// The QUIC handshake of one flow, as far as an observer can read it.
+pub struct QuicFlow {
+    /// The Destination Connection ID the Initial keys derive from (the client's first, or the
+    /// one a Retry gave), and the version.
+    dcid: Vec<u8>,
+    version: &'static Version,
+    /// Client and server Initial keys.
+    keys: [Keys; 2],
+    crypto: [Crypto; 2],
+    /// The flow's responder sent the client's Initial (the flow began otherwise).
+    client_is_responder: bool,
+    scratch: Vec<u8>,
+    pub summary: Summary,
+}
+
+impl QuicFlow {
+    /// A flow whose first client Initial is `payload` (see [`looks_like_client_initial`]), sent by
+    /// the originator or the responder.
+    pub fn new(ts_ns: i64, payload: &[u8], client_is_orig: bool) -> Option<QuicFlow> {
+        let h = long_header(payload)?;
+        let version = h.version;
+        Some(QuicFlow {
+            dcid: h.dcid.to_vec(),
+            version,
+            keys: [keys(version, h.dcid, true)?, keys(version, h.dcid, false)?],
+            crypto: [Crypto::default(), Crypto::default()],
+            client_is_responder: !client_is_orig,
+            scratch: Vec::new(),
+            summary: Summary { ts_ns, carrier: Carrier::Quic, ..Summary::default() },
+        })
+    }
+
+    /// Both hellos read (or given up on): nothing more to learn.
+    pub fn done(&self) -> bool {
+        self.crypto[0].done && self.crypto[1].done
+    }
+
+    /// One UDP datagram of the flow: its coalesced long-header packets are walked, the Initial
+    /// ones decrypted and their CRYPTO frames collected.
+    pub fn datagram(&mut self, from_orig: bool, payload: &[u8]) {
+        let from_client = from_orig != self.client_is_responder;
+        let dir = usize::from(!from_client);
+        if !from_client {
+            if let Some(scid) = retry_scid(payload) {
+                let version = self.version;
+                if let (Some(client), Some(server)) =
+                    (keys(version, scid, true), keys(version, scid, false))
+                {
+                    self.keys = [client, server];
+                    self.dcid = scid.to_vec();
+                }
+                return;
+            }
+        }
+        if self.crypto[dir].done {
+            return;
+        }
+        let mut rest = payload;
+        while let Some(h) = long_header(rest) {
+            if h.packet_type == h.version.initial_type {
+                self.initial(dir, rest, &h);
+            }
+            rest = &rest[h.end..];
+        }
+        self.read_hello(dir);
+    }
+
+    fn initial(&mut self, dir: usize, packet: &[u8], h: &LongHeader<'_>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if decrypt(&self.keys[dir], packet, h, &mut scratch).is_some() {
+            let crypto = &mut self.crypto[dir];
+            crypto_frames(&scratch, |offset, data| crypto.add(offset, data));
+        }
+        self.scratch = scratch;
+    }
+
+    fn read_hello(&mut self, dir: usize) {
+        let crypto = &mut self.crypto[dir];
+        let Some((msg_type, body)) = crypto.first_message() else {
+            // Without a handshake message's header after this many bytes it never comes.
+            crypto.done |= crypto.data.len() >= MAX_CRYPTO;
+            return;
+        };
+        match (msg_type, dir) {
+            (1, 0) => self.summary.client_hello = tls::parse_client_hello(body).ok(),
+            (2, 1) => self.summary.server_hello = tls::parse_server_hello(body).ok(),
+            _ => {}
+        }
+        crypto.done = true;
+        crypto.data = Vec::new();
+        crypto.ahead = Vec::new();
+        crypto.held = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// RFC 9001 Appendix A.1: the keys of connection ID 0x8394c8f03e515708.
+    #[test]
+    fn initial_keys_are_rfc_9001s() {
+        let dcid = hex("8394c8f03e515708");
+        let (key, iv, hp) = key_material(&V1, &dcid, true);
+        assert_eq!(key.to_vec(), hex("1f369613dd76d5467730efcbe3b1a22d"));
+        assert_eq!(iv.to_vec(), hex("fa044b2f42a3fd3b46fb255c"));
+        assert_eq!(hp.to_vec(), hex("9f50449e04a0e810283a1e9933adedd2"));
+        let (key, iv, hp) = key_material(&V1, &dcid, false);
+        assert_eq!(key.to_vec(), hex("cf3a5331653c364c88f0f379b6067e37"));
+        assert_eq!(iv.to_vec(), hex("0ac1493ca1905853b0bba03e"));
+        assert_eq!(hp.to_vec(), hex("c206b8d9b9f0f37644430b490eeaa314"));
+    }
+
+    /// RFC 9369 Appendix A.1: the same connection ID under QUIC version 2.
+    #[test]
+    fn initial_keys_are_rfc_9369s() {
+        let dcid = hex("8394c8f03e515708");
+        let (key, iv, hp) = key_material(&V2, &dcid, true);
+        assert_eq!(key.to_vec(), hex("8b1a0bc121284290a29e0971b5cd045d"));
+        assert_eq!(iv.to_vec(), hex("91f73e2351d8fa91660e909f"));
+        assert_eq!(hp.to_vec(), hex("45b95e15235d6f45a6b19cbcb0294ba9"));
+    }
+
+    #[test]
+    fn crypto_frames_are_put_together_in_offset_order() {
+        // The stream "0123456789abc" in overlapping frames, most of them early.
+        let mut c = Crypto::default();
+        c.add(6, b"6789a");
+        c.add(10, b"abc");
+        assert!(c.data.is_empty());
+        c.add(0, b"0123");
+        assert_eq!(c.data, b"0123");
+        c.add(2, b"23456");
+        assert_eq!(c.data, b"0123456789abc");
+        assert_eq!(c.held, 0);
+        // Past the cap: dropped, nothing kept.
+        c.add(MAX_CRYPTO as u64, b"x");
+        assert_eq!(c.ahead.len(), 0);
+    }
+
+    #[test]
+    fn varints_are_rfc_9000s() {
+        // RFC 9000 A.1's examples.
+        for (bytes, value) in [
+            ("c2197c5eff14e88c", 151_288_809_941_952_652u64),
+            ("9d7f3e7d", 494_878_333),
+            ("7bbd", 15_293),
+            ("25", 37),
+            ("4025", 37),
+        ] {
+            let mut pos = 0;
+            assert_eq!(varint(&hex(bytes), &mut pos), Some(value), "{bytes}");
+            assert_eq!(pos, bytes.len() / 2);
+        }
+        assert_eq!(varint(&hex("c2197c"), &mut 0), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1400),
+                                b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = looks_like_client_initial(&a);
+            let mut client_initial = a.clone();
+            // A v1 Initial header with an 8-byte DCID in front of the noise.
+            let mut head = vec![0xc0, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0];
+            head.extend_from_slice(&[0x44, 0xd0]);
+            head.append(&mut client_initial);
+            if let Some(mut flow) = QuicFlow::new(0, &head, true) {
+                flow.datagram(true, &head);
+                flow.datagram(false, &b);
+                flow.datagram(true, &a);
+            }
+            crypto_frames(&b, |_, _| {});
+        }
+    }
+}
