@@ -133,48 +133,8 @@ impl Sessions {
         p: &Packet<'_>,
         out: &mut Vec<(FlowView, Meta)>,
     ) {
-        if matches!(slot, Analysis::Off) {
-            // Only flows that may carry something we analyse get state: UDP flows on DNS's ports,
-            // and those in which either side sends a DTLS ClientHello (on any port and at any
-            // point, as Zeek's signature finds it: WebRTC sends STUN first).
-            // A client's QUIC Initial is looked for the same way.
-            let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
-            let udp = p.proto == 17 && !udp_dns;
-            let dtls = udp && tls::looks_like_dtls_client_hello(p.payload);
-            let quic = udp && !dtls && quic::looks_like_client_initial(p.payload);
-            let maybe = udp_dns || dtls || quic || p.proto == 6;
-            if !maybe {
-                return;
-            }
-            if self.live >= self.max_sessions {
-                self.stats.table_full += 1;
-                return;
-            }
-            self.live += 1;
-            // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
-            // stream's start, and with it the protocol's framing, is unknown.
-            let datagrams = |app| {
-                Analysis::Active(Box::new(Session {
-                    app,
-                    streams: [Stream::default(), Stream::default()],
-                    dns_tcp: [Vec::new(), Vec::new()],
-                    chunks: 0,
-                }))
-            };
-            *slot = match p.tcp {
-                _ if dtls => datagrams(App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig))),
-                _ if quic => match QuicFlow::new(ts_ns, p.payload, view.from_orig) {
-                    Some(flow) => datagrams(App::Quic(Box::new(flow))),
-                    None => Analysis::Idle,
-                },
-                _ if p.proto == 17 => {
-                    Analysis::Pending { dns: true, has_next: 0, next: [0; 2], chunks: 0 }
-                }
-                Some(tcp) if tcp.syn => {
-                    Analysis::Pending { dns: false, has_next: 0, next: [0; 2], chunks: 0 }
-                }
-                _ => Analysis::Idle,
-            };
+        if matches!(slot, Analysis::Off) && !self.start(slot, view, ts_ns, p) {
+            return;
         }
         match slot {
             Analysis::Pending { dns: true, .. } => {
@@ -235,6 +195,79 @@ impl Sessions {
         if let Analysis::Active(session) = slot {
             self.analyse(session, view, ts_ns, p, out);
         }
+    }
+
+    /// The first packet of a flow, or a later one of a flow nothing was found in yet: give the
+    /// flow analysis state if it may carry something we analyse (false: it does not, yet).
+    fn start(&mut self, slot: &mut Analysis, view: &FlowView, ts_ns: i64, p: &Packet<'_>) -> bool {
+        let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
+        if p.proto == 17 && !udp_dns {
+            // Other UDP flows only when a datagram (from either side, at any point: WebRTC sends
+            // STUN first) starts with a DTLS ClientHello, as Zeek's signature finds it, or with
+            // a client's QUIC Initial. Most datagrams fail the first byte's test.
+            let first = p.payload.first().copied().unwrap_or(0);
+            return (first == 0x16 || first & 0xc0 == 0xc0)
+                && self.start_datagrams(slot, view, ts_ns, p);
+        }
+        if !udp_dns && p.proto != 6 {
+            return false;
+        }
+        if !self.count_session() {
+            return false;
+        }
+        // Like Zeek, a TCP connection joined without its SYN or SYN-ACK is not analysed: the
+        // stream's start, and with it the protocol's framing, is unknown.
+        *slot = match p.tcp {
+            _ if p.proto == 17 => {
+                Analysis::Pending { dns: true, has_next: 0, next: [0; 2], chunks: 0 }
+            }
+            Some(tcp) if tcp.syn => {
+                Analysis::Pending { dns: false, has_next: 0, next: [0; 2], chunks: 0 }
+            }
+            _ => Analysis::Idle,
+        };
+        true
+    }
+
+    /// A flow in the session count, unless the table is full (counted).
+    fn count_session(&mut self) -> bool {
+        if self.live >= self.max_sessions {
+            self.stats.table_full += 1;
+            return false;
+        }
+        self.live += 1;
+        true
+    }
+
+    /// A UDP flow off DNS's ports whose datagram may start a DTLS or QUIC handshake.
+    #[inline(never)]
+    fn start_datagrams(
+        &mut self,
+        slot: &mut Analysis,
+        view: &FlowView,
+        ts_ns: i64,
+        p: &Packet<'_>,
+    ) -> bool {
+        let app = if tls::looks_like_dtls_client_hello(p.payload) {
+            App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig))
+        } else if quic::looks_like_client_initial(p.payload) {
+            match QuicFlow::new(ts_ns, p.payload, view.from_orig) {
+                Some(flow) => App::Quic(Box::new(flow)),
+                None => return false,
+            }
+        } else {
+            return false;
+        };
+        if !self.count_session() {
+            return false;
+        }
+        *slot = Analysis::Active(Box::new(Session {
+            app,
+            streams: [Stream::default(), Stream::default()],
+            dns_tcp: [Vec::new(), Vec::new()],
+            chunks: 0,
+        }));
+        true
     }
 
     /// One packet through a flow's analyser state.
