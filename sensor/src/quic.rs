@@ -494,6 +494,32 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any frames cut from one stream, in any order and overlapping, put together give a
+        /// prefix of the stream: all of it when they cover it.
+        #[test]
+        fn crypto_frames_give_a_prefix_of_their_stream(
+            stream in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..3000),
+            cuts in proptest::collection::vec((0..3000usize, 1..800usize), 1..30),
+            cover in proptest::prelude::any::<bool>(),
+        ) {
+            let mut frames: Vec<(usize, usize)> = cuts
+                .iter()
+                .map(|&(at, len)| (at % stream.len(), len.min(stream.len() - at % stream.len())))
+                .collect();
+            if cover {
+                frames.extend((0..stream.len()).step_by(700).map(|at| (at, 700.min(stream.len() - at))));
+            }
+            let mut c = Crypto::default();
+            for &(at, len) in &frames {
+                c.add(at as u64, &stream[at..at + len]);
+            }
+            proptest::prop_assert!(stream.starts_with(&c.data));
+            if cover {
+                proptest::prop_assert_eq!(&c.data, &stream);
+                proptest::prop_assert!(c.ahead.is_empty());
+            }
+        }
+
         #[test]
         fn garbage_never_panics(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1400),
                                 b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
