@@ -197,6 +197,11 @@ fn keys(v: &Version, dcid: &[u8], client: bool) -> Option<Keys> {
 
 /// The payload of the Initial packet `packet` (its header `h`), protection removed, into `out`.
 fn decrypt(keys: &Keys, packet: &[u8], h: &LongHeader<'_>, out: &mut Vec<u8>) -> Option<()> {
+    // The header protection sample lies 4 bytes past the packet number's start, inside the
+    // packet (RFC 9001 5.4.2): a packet shorter than that is not one.
+    if h.end < h.pn_offset + 20 {
+        return None;
+    }
     let sample = packet.get(h.pn_offset + 4..h.pn_offset + 20)?;
     let mask = keys.hp.new_mask(sample).ok()?;
     out.clear();
@@ -209,9 +214,6 @@ fn decrypt(keys: &Keys, packet: &[u8], h: &LongHeader<'_>, out: &mut Vec<u8>) ->
         pn = (pn << 8) | u64::from(out[h.pn_offset + i]);
     }
     let header_end = h.pn_offset + pn_len;
-    if header_end > h.end {
-        return None;
-    }
     // The nonce is the IV with the packet number XORed into its last bytes. The truncated number
     // is the full one for the first 2^(8 * pn_len) packets, which is where the hellos are.
     let mut nonce = keys.iv;
@@ -522,7 +524,8 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1400),
-                                b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+                                b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                                length in 0..64u8) {
             let _ = looks_like_client_initial(&a);
             let mut client_initial = a.clone();
             // A v1 Initial header with an 8-byte DCID in front of the noise.
@@ -533,6 +536,13 @@ mod tests {
                 flow.datagram(true, &head);
                 flow.datagram(false, &b);
                 flow.datagram(true, &a);
+                // Initials of every short length (one-byte Length field), as the fuzzer found
+                // one shorter than its header protection sample.
+                let mut short = head[..16].to_vec();
+                short.push(length);
+                short.extend_from_slice(&a);
+                flow.datagram(true, &short);
+                flow.datagram(false, &short);
             }
             crypto_frames(&b, |_, _| {});
         }
