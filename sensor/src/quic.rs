@@ -12,8 +12,6 @@ use ring::{aead, hkdf};
 /// Most CRYPTO bytes held per direction before the hello is given up (a ClientHello with large
 /// post-quantum key shares is a few KiB).
 const MAX_CRYPTO: usize = 64 * 1024;
-/// A client's datagram carrying an Initial packet is at least this long (RFC 9000 14.1).
-const MIN_CLIENT_INITIAL: usize = 1200;
 
 /// The versions whose Initial packets are read: the salt of the initial secret, the prefix of
 /// the key labels, and the long-header packet type an Initial has.
@@ -23,7 +21,7 @@ struct Version {
     initial_type: u8,
 }
 
-const V1: Version = Version {
+static V1: Version = Version {
     salt: [
         0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c,
         0xad, 0xcc, 0xbb, 0x7f, 0x0a,
@@ -32,7 +30,7 @@ const V1: Version = Version {
     initial_type: 0,
 };
 
-const V2: Version = Version {
+static V2: Version = Version {
     salt: [
         0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d,
         0xcb, 0xf9, 0xbd, 0x2e, 0xd9,
@@ -41,7 +39,7 @@ const V2: Version = Version {
     initial_type: 1,
 };
 
-const DRAFT_29: Version = Version {
+static DRAFT_29: Version = Version {
     salt: [
         0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61, 0x11,
         0xe0, 0x43, 0x90, 0xa8, 0x99,
@@ -50,11 +48,34 @@ const DRAFT_29: Version = Version {
     initial_type: 0,
 };
 
+static DRAFT_23: Version = Version {
+    salt: [
+        0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7, 0xd2, 0x43, 0x2b, 0xb4, 0x63,
+        0x65, 0xbe, 0xf9, 0xf5, 0x02,
+    ],
+    labels: "quic",
+    initial_type: 0,
+};
+
+static DRAFT_22: Version = Version {
+    salt: [
+        0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb, 0xe9, 0x19, 0x3a, 0x96, 0xcd, 0x21, 0x51, 0x9e,
+        0xbd, 0x7a, 0x02, 0x64, 0x4a,
+    ],
+    labels: "quic",
+    initial_type: 0,
+};
+
+/// The versions Zeek's QUIC analyser decrypts: 1 and 2, the IETF drafts 22 to 34 (each draft
+/// range has its salt; 33 and 34 have version 1's), and Facebook's mvfst versions, which use
+/// the salts of drafts 22 and 23.
 fn version(number: u32) -> Option<&'static Version> {
     match number {
-        1 => Some(&V1),
+        1 | 0xff00_0021..=0xff00_0022 => Some(&V1),
         0x6b33_43cf => Some(&V2),
         0xff00_001d..=0xff00_0020 => Some(&DRAFT_29),
+        0xff00_0017..=0xff00_001c | 0xface_b002..=0xface_b013 => Some(&DRAFT_23),
+        0xff00_0016 | 0xface_b001 => Some(&DRAFT_22),
         _ => None,
     }
 }
@@ -133,15 +154,12 @@ fn retry_scid(b: &[u8]) -> Option<&[u8]> {
     b.get(scid_at + 1..scid_at + 1 + scid_len).filter(|scid| scid.len() <= 20)
 }
 
-/// Does this UDP payload start with a client's QUIC Initial packet: a long header of a version
-/// we read, of the Initial type, a Destination Connection ID of 8 to 20 bytes (RFC 9000 7.2), in
-/// a datagram of at least 1,200 bytes?
-pub fn looks_like_client_initial(payload: &[u8]) -> bool {
-    payload.len() >= MIN_CLIENT_INITIAL
-        && payload[0] & 0xc0 == 0xc0
-        && long_header(payload).is_some_and(|h| {
-            h.packet_type == h.version.initial_type && (8..=20).contains(&h.dcid.len())
-        })
+/// Does this UDP payload start with a QUIC Initial packet of a version we read, its fixed bit
+/// set (what Zeek's QUIC signature looks for; Zeek also takes any QUIC packet on ports 443, 853
+/// and 784, which this test finds there too)?
+pub fn looks_like_initial(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|&b| b & 0xc0 == 0xc0)
+        && long_header(payload).is_some_and(|h| h.packet_type == h.version.initial_type)
 }
 
 /// An output length for ring's HKDF.
@@ -347,8 +365,8 @@ pub struct QuicFlow {
 }
 
 impl QuicFlow {
-    /// A flow whose first client Initial is `payload` (see [`looks_like_client_initial`]), sent by
-    /// the originator or the responder.
+    /// A flow whose first client Initial is `payload` (see [`looks_like_initial`]), sent by the
+    /// originator or the responder.
     pub fn new(ts_ns: i64, payload: &[u8], client_is_orig: bool) -> Option<QuicFlow> {
         let h = long_header(payload)?;
         let version = h.version;
@@ -399,6 +417,18 @@ impl QuicFlow {
     }
 
     fn initial(&mut self, dir: usize, packet: &[u8], h: &LongHeader<'_>) {
+        // Each packet's own version picks the salt: under compatible version negotiation (RFC
+        // 9368) the server answers a version 1 Initial in version 2, with keys from the same
+        // connection ID.
+        if !std::ptr::eq(h.version, self.version) {
+            let (Some(client), Some(server)) =
+                (keys(h.version, &self.dcid, true), keys(h.version, &self.dcid, false))
+            else {
+                return;
+            };
+            self.keys = [client, server];
+            self.version = h.version;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         if decrypt(&self.keys[dir], packet, h, &mut scratch).is_some() {
             let crypto = &mut self.crypto[dir];
@@ -495,6 +525,151 @@ mod tests {
         assert_eq!(varint(&hex("c2197c"), &mut 0), None);
     }
 
+    /// A client or server Initial packet of `number` (a version we read) carrying `frames`,
+    /// protected with the keys of `dcid` as a QUIC stack does it (RFC 9001 5.3, 5.4).
+    fn seal_initial(number: u32, dcid: &[u8], client: bool, pn: u8, frames: &[u8]) -> Vec<u8> {
+        let v = version(number).expect("a version we read");
+        let (key, iv, hp) = key_material(v, dcid, client);
+        let mut payload = frames.to_vec();
+        // PADDING, so that the header protection sample lies inside the packet.
+        payload.resize(payload.len().max(20), 0);
+        let length = 1 + payload.len() + 16;
+        let mut packet = vec![0xc0 | (v.initial_type << 4)];
+        packet.extend_from_slice(&number.to_be_bytes());
+        packet.push(dcid.len() as u8);
+        packet.extend_from_slice(dcid);
+        packet.extend_from_slice(&[4, 9, 9, 9, 9, 0]); // SCID, no token
+        packet.extend_from_slice(&[0x40 | (length >> 8) as u8, length as u8]);
+        let pn_offset = packet.len();
+        packet.push(pn);
+        let mut nonce = iv;
+        nonce[11] ^= pn;
+        let key =
+            aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &key).expect("key"));
+        let aad = aead::Aad::from(packet.clone());
+        key.seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce), aad, &mut payload)
+            .expect("seal");
+        packet.extend_from_slice(&payload);
+        let hp = aead::quic::HeaderProtectionKey::new(&aead::quic::AES_128, &hp).expect("hp");
+        let mask = hp.new_mask(&packet[pn_offset + 4..pn_offset + 20]).expect("mask");
+        packet[0] ^= mask[0] & 0x0f;
+        packet[pn_offset] ^= mask[1];
+        packet
+    }
+
+    /// A CRYPTO frame.
+    fn crypto(offset: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x06, offset, 0x40 | (data.len() >> 8) as u8, data.len() as u8];
+        f.extend_from_slice(data);
+        f
+    }
+
+    /// A TLS 1.3 ClientHello handshake message with an SNI, and a ServerHello choosing `cipher`.
+    fn hellos(sni: &str, cipher: u16) -> (Vec<u8>, Vec<u8>) {
+        let message = |kind: u8, body: Vec<u8>| {
+            let mut m = vec![kind, 0, (body.len() >> 8) as u8, body.len() as u8];
+            m.extend_from_slice(&body);
+            m
+        };
+        let mut ch = vec![3, 3];
+        ch.extend_from_slice(&[7; 32]);
+        ch.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        let n = sni.len() as u8;
+        let ext = [&[0, 0, 0, n + 5, 0, n + 3, 0, 0, n][..], sni.as_bytes()].concat();
+        ch.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        ch.extend_from_slice(&ext);
+        let mut sh = vec![3, 3];
+        sh.extend_from_slice(&[8; 32]);
+        sh.push(0);
+        sh.extend_from_slice(&cipher.to_be_bytes());
+        sh.extend_from_slice(&[0, 0, 6, 0, 43, 0, 2, 3, 4]);
+        (message(1, ch), message(2, sh))
+    }
+
+    fn flow_of(first: &[u8]) -> QuicFlow {
+        assert!(looks_like_initial(first));
+        QuicFlow::new(0, first, true).expect("a flow")
+    }
+
+    #[test]
+    fn every_version_zeek_reads_is_read() {
+        let dcid = [0x11; 8];
+        for number in [
+            1,
+            0x6b33_43cf,
+            0xff00_0016,
+            0xff00_001b,
+            0xff00_001d,
+            0xff00_0022,
+            0xface_b001,
+            0xface_b00d,
+        ] {
+            let (ch, sh) = hellos("v.example", 0x1302);
+            let first = seal_initial(number, &dcid, true, 0, &crypto(0, &ch));
+            let mut flow = flow_of(&first);
+            flow.datagram(true, &first);
+            flow.datagram(false, &seal_initial(number, &dcid, false, 0, &crypto(0, &sh)));
+            let client = flow.summary.client_hello.as_ref().map(|c| c.server_name.clone());
+            assert_eq!(client, Some(Some("v.example".to_string())), "{number:#x}");
+            let cipher = flow.summary.server_hello.as_ref().map(|s| s.cipher);
+            assert_eq!(cipher, Some(0x1302), "{number:#x}");
+            assert!(flow.done());
+        }
+        // A version we do not read is not taken for QUIC.
+        let other = seal_initial(1, &dcid, true, 0, &crypto(0, b"x"));
+        let mut unknown = other.clone();
+        unknown[1..5].copy_from_slice(&0x1a2a_3a4au32.to_be_bytes());
+        assert!(!looks_like_initial(&unknown));
+    }
+
+    #[test]
+    fn server_may_answer_in_version_2_with_the_same_connection_id() {
+        let dcid = [0x22; 12];
+        let (ch, sh) = hellos("compat.example", 0x1301);
+        let first = seal_initial(1, &dcid, true, 0, &crypto(0, &ch));
+        let mut flow = flow_of(&first);
+        flow.datagram(true, &first);
+        flow.datagram(false, &seal_initial(0x6b33_43cf, &dcid, false, 0, &crypto(0, &sh)));
+        assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0x1301));
+    }
+
+    #[test]
+    fn frames_in_any_order_among_acks_pings_and_padding() {
+        let dcid = [0x33; 8];
+        let (ch, sh) = hellos("chaos.example", 0x1303);
+        // Chrome's "chaos protection": the ClientHello cut into CRYPTO frames sent out of order,
+        // with PING and PADDING between; the rest of it in a second packet.
+        let mut frames = crypto(20, &ch[20..40]);
+        frames.extend_from_slice(&[0x01, 0x00, 0x00]);
+        frames.extend_from_slice(&crypto(0, &ch[..20]));
+        let first = seal_initial(1, &dcid, true, 0, &frames);
+        let mut flow = flow_of(&first);
+        flow.datagram(true, &first);
+        assert!(flow.summary.client_hello.is_none());
+        flow.datagram(true, &seal_initial(1, &dcid, true, 1, &crypto(40, &ch[40..])));
+        assert!(flow.summary.client_hello.is_some());
+        // The server's Initial: an ACK (with ECN counts) before its CRYPTO frame.
+        let mut frames = vec![0x03, 0x01, 0x00, 0x01, 0x00, 0x00, 0x05, 0x01, 0x00, 0x00, 0x00];
+        frames.extend_from_slice(&crypto(0, &sh));
+        flow.datagram(false, &seal_initial(1, &dcid, false, 0, &frames));
+        assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0x1303));
+    }
+
+    #[test]
+    fn a_server_that_closes_gives_no_server_hello() {
+        let dcid = [0x44; 8];
+        let (ch, _) = hellos("closed.example", 0x1301);
+        let first = seal_initial(1, &dcid, true, 0, &crypto(0, &ch));
+        let mut flow = flow_of(&first);
+        flow.datagram(true, &first);
+        // CONNECTION_CLOSE (0x1c): error code, frame type, reason "no".
+        let close = [0x1c, 0x01, 0x06, 0x02, b'n', b'o'];
+        flow.datagram(false, &seal_initial(1, &dcid, false, 0, &close));
+        assert!(flow.summary.client_hello.is_some());
+        assert!(flow.summary.server_hello.is_none());
+        assert!(!flow.done());
+    }
+
     proptest::proptest! {
         /// Any frames cut from one stream, in any order and overlapping, put together give a
         /// prefix of the stream: all of it when they cover it.
@@ -526,7 +701,7 @@ mod tests {
         fn garbage_never_panics(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1400),
                                 b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
                                 length in 0..64u8) {
-            let _ = looks_like_client_initial(&a);
+            let _ = looks_like_initial(&a);
             let mut client_initial = a.clone();
             // A v1 Initial header with an 8-byte DCID in front of the noise.
             let mut head = vec![0xc0, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0];

@@ -250,7 +250,7 @@ impl Sessions {
     ) -> bool {
         let app = if tls::looks_like_dtls_client_hello(p.payload) {
             App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig))
-        } else if quic::looks_like_client_initial(p.payload) {
+        } else if quic::looks_like_initial(p.payload) {
             match QuicFlow::new(ts_ns, p.payload, view.from_orig) {
                 Some(flow) => App::Quic(Box::new(flow)),
                 None => return false,
