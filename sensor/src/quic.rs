@@ -12,6 +12,9 @@ use ring::{aead, hkdf};
 /// Most CRYPTO bytes held per direction before the hello is given up (a ClientHello with large
 /// post-quantum key shares is a few KiB).
 const MAX_CRYPTO: usize = 64 * 1024;
+/// Most CRYPTO frames held ahead of the bytes put together, per direction (a client that cuts its
+/// ClientHello into frames sent out of order uses a few dozen; each frame joined rescans them).
+const MAX_AHEAD: usize = 64;
 
 /// The versions whose Initial packets are read: the salt of the initial secret, the prefix of
 /// the key labels, and the long-header packet type an Initial has.
@@ -104,17 +107,33 @@ fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     Some(v)
 }
 
-/// The long header at the start of `b`, if it is one of a version we read. Packets without a
-/// length (Retry, Version Negotiation) give None.
-fn long_header(b: &[u8]) -> Option<LongHeader<'_>> {
+/// The version and packet type of the long header at the start of `b`, if it is one of a
+/// version we read.
+fn version_and_type(b: &[u8]) -> Option<(&'static Version, u8)> {
     let first = *b.first()?;
     if first & 0x80 == 0 {
         return None;
     }
     let version = version(u32::from_be_bytes(b.get(1..5)?.try_into().ok()?))?;
-    let packet_type = (first >> 4) & 3;
-    let retry = if version.initial_type == 0 { 3 } else { 0 };
-    if packet_type == retry {
+    Some((version, (first >> 4) & 3))
+}
+
+impl Version {
+    /// The long-header type of a Retry: 3 in version 1 and the drafts, 0 in version 2.
+    fn retry_type(&self) -> u8 {
+        if self.initial_type == 0 {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// The long header at the start of `b`, if it is one of a version we read. Packets without a
+/// length (Retry, Version Negotiation) give None.
+fn long_header(b: &[u8]) -> Option<LongHeader<'_>> {
+    let (version, packet_type) = version_and_type(b)?;
+    if packet_type == version.retry_type() {
         return None;
     }
     let mut pos = 5;
@@ -142,10 +161,8 @@ fn long_header(b: &[u8]) -> Option<LongHeader<'_>> {
 /// next Initial is sent to it, and the Initial keys of both directions derive from it from then on
 /// (RFC 9001 5.2).
 fn retry_scid(b: &[u8]) -> Option<&[u8]> {
-    let first = *b.first()?;
-    let version = version(u32::from_be_bytes(b.get(1..5)?.try_into().ok()?))?;
-    let retry = if version.initial_type == 0 { 3 } else { 0 };
-    if first & 0x80 == 0 || (first >> 4) & 3 != retry {
+    let (version, packet_type) = version_and_type(b)?;
+    if packet_type != version.retry_type() {
         return None;
     }
     let dcid_len = usize::from(*b.get(5)?);
@@ -319,7 +336,7 @@ impl Crypto {
             return;
         }
         if offset > self.data.len() {
-            if self.held + bytes.len() <= MAX_CRYPTO {
+            if self.held + bytes.len() <= MAX_CRYPTO && self.ahead.len() < MAX_AHEAD {
                 self.held += bytes.len();
                 self.ahead.push((offset as u64, bytes.to_vec()));
             }
@@ -506,6 +523,11 @@ mod tests {
         // Past the cap: dropped, nothing kept.
         c.add(MAX_CRYPTO as u64, b"x");
         assert_eq!(c.ahead.len(), 0);
+        // At most MAX_AHEAD frames wait.
+        for i in 0..2 * MAX_AHEAD as u64 {
+            c.add(100 + 2 * i, b"y");
+        }
+        assert_eq!(c.ahead.len(), MAX_AHEAD);
     }
 
     #[test]
