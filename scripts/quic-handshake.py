@@ -1,5 +1,5 @@
 """One QUIC handshake between aioquic's client and server on loopback, for the sensor's test
-captures (scripts/make-quic-captures.sh records it). Needs `pip install aioquic`.
+captures (scripts/make-handshake-captures.sh records it). Needs `pip install aioquic`.
 
 Usage: quic-handshake.py PORT CERT KEY SNI VERSION RETRY ALPN...
 """

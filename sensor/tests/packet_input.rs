@@ -553,8 +553,8 @@ fn a_lost_segment_inside_a_response_body_leaves_the_later_responses_readable() {
 }
 
 /// DTLS handshakes between OpenSSL's client and server (`tests/dtls/`, made by
-/// `scripts/make-dtls-captures.sh`): one tls event per connection, with the values Wireshark's
-/// dissection and the certificate give (tests/dtls/README.md). Both captures exchange a cookie
+/// `scripts/make-handshake-captures.sh dtls`): one tls event per connection, with the values
+/// Wireshark's dissection and the certificate give (tests/dtls/README.md). Both captures exchange a cookie
 /// (two ClientHellos) and send the certificate in fragments spread over several datagrams.
 #[test]
 fn dtls_handshakes_give_what_wireshark_and_the_certificate_show() {
@@ -663,8 +663,9 @@ fn tls_events(file: &Path) -> Vec<Event> {
 }
 
 /// QUIC handshakes between aioquic's client and server (`tests/quic/`, made by
-/// `scripts/make-quic-captures.sh`): the hellos inside the Initial packets, protection removed,
-/// give one tls event per connection with what Wireshark shows of them (tests/quic/README.md).
+/// `scripts/make-handshake-captures.sh quic`): the hellos inside the Initial packets, protection
+/// removed, give one tls event per connection with what Wireshark shows of them
+/// (tests/quic/README.md).
 /// As in Zeek's ssl.log for QUIC, the connection is not marked established and has no ALPN
 /// chosen: the rest of the handshake is encrypted.
 #[test]
