@@ -15,6 +15,12 @@ const MAX_CRYPTO: usize = 64 * 1024;
 /// Most CRYPTO frames held ahead of the bytes put together, per direction (a client that cuts its
 /// ClientHello into frames sent out of order uses a few dozen; each frame joined rescans them).
 const MAX_AHEAD: usize = 64;
+/// Most Initial packets read from one datagram (a QUIC stack coalesces one Initial with its
+/// Handshake and 1-RTT packets), and most times a flow's keys are derived again for another
+/// version or a Retry: each derivation is a few microseconds, and a datagram could otherwise
+/// hold a hundred tiny packets alternating versions.
+const MAX_INITIALS_PER_DATAGRAM: usize = 4;
+const MAX_REKEYS: u8 = 4;
 
 /// The versions whose Initial packets are read: the salt of the initial secret, the prefix of
 /// the key labels, and the long-header packet type an Initial has.
@@ -358,11 +364,9 @@ impl Crypto {
         }
     }
 
-    /// The first handshake message, once complete: (type, body).
-    fn first_message(&self) -> Option<(u8, &[u8])> {
-        let h = self.data.get(..4)?;
-        let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
-        Some((h[0], self.data.get(4..4 + len)?))
+    /// Nothing more is kept of this direction (its hello was read, or cannot be).
+    fn finish(&mut self) {
+        *self = Crypto { done: true, ..Crypto::default() };
     }
 }
 
@@ -377,25 +381,53 @@ pub struct QuicFlow {
     crypto: [Crypto; 2],
     /// The flow's responder sent the client's Initial (the flow began otherwise).
     client_is_responder: bool,
+    /// Times the keys were derived again (another version, a Retry), up to `MAX_REKEYS`.
+    rekeys: u8,
+    /// A Retry was taken (a client acts on one only).
+    retried: bool,
     scratch: Vec<u8>,
     pub summary: Summary,
 }
 
 impl QuicFlow {
     /// A flow whose first client Initial is `payload` (see [`looks_like_initial`]), sent by the
-    /// originator or the responder.
+    /// originator or the responder; None unless that Initial's protection comes off with the
+    /// client keys of its connection ID (a server's Initial, or bytes that only look like one, do
+    /// not start a flow).
     pub fn new(ts_ns: i64, payload: &[u8], client_is_orig: bool) -> Option<QuicFlow> {
         let h = long_header(payload)?;
         let version = h.version;
+        let client = keys(version, h.dcid, true)?;
+        let mut scratch = Vec::new();
+        decrypt(&client, payload, &h, &mut scratch)?;
         Some(QuicFlow {
             dcid: h.dcid.to_vec(),
             version,
-            keys: [keys(version, h.dcid, true)?, keys(version, h.dcid, false)?],
+            keys: [client, keys(version, h.dcid, false)?],
             crypto: [Crypto::default(), Crypto::default()],
             client_is_responder: !client_is_orig,
-            scratch: Vec::new(),
+            rekeys: 0,
+            retried: false,
+            scratch,
             summary: Summary { ts_ns, carrier: Carrier::Quic, ..Summary::default() },
         })
+    }
+
+    /// The keys of both directions derived again, from `dcid` under `version`, if the flow has
+    /// not done so too often.
+    fn rekey(&mut self, version: &'static Version, dcid: &[u8]) -> bool {
+        if self.rekeys >= MAX_REKEYS {
+            return false;
+        }
+        self.rekeys += 1;
+        let (Some(client), Some(server)) = (keys(version, dcid, true), keys(version, dcid, false))
+        else {
+            return false;
+        };
+        self.keys = [client, server];
+        self.version = version;
+        self.dcid = dcid.to_vec();
+        true
     }
 
     /// Both hellos read (or given up on): nothing more to learn.
@@ -410,12 +442,12 @@ impl QuicFlow {
         let dir = usize::from(!from_client);
         if !from_client {
             if let Some(scid) = retry_scid(payload) {
-                let version = self.version;
-                if let (Some(client), Some(server)) =
-                    (keys(version, scid, true), keys(version, scid, false))
-                {
-                    self.keys = [client, server];
-                    self.dcid = scid.to_vec();
+                // The client acts on the first Retry only, and only before the server's
+                // Initial (RFC 9000 17.2.5.2).
+                let server_started = self.crypto[1].done || !self.crypto[1].data.is_empty();
+                if !self.retried && !server_started {
+                    self.retried = true;
+                    self.rekey(self.version, scid);
                 }
                 return;
             }
@@ -424,8 +456,10 @@ impl QuicFlow {
             return;
         }
         let mut rest = payload;
+        let mut initials = 0;
         while let Some(h) = long_header(rest) {
-            if h.packet_type == h.version.initial_type {
+            if h.packet_type == h.version.initial_type && initials < MAX_INITIALS_PER_DATAGRAM {
+                initials += 1;
                 self.initial(dir, rest, &h);
             }
             rest = &rest[h.end..];
@@ -434,17 +468,15 @@ impl QuicFlow {
     }
 
     fn initial(&mut self, dir: usize, packet: &[u8], h: &LongHeader<'_>) {
+        // Too short to hold a header protection sample: not a packet (see `decrypt`).
+        if h.end < h.pn_offset + 20 {
+            return;
+        }
         // Each packet's own version picks the salt: under compatible version negotiation (RFC
         // 9368) the server answers a version 1 Initial in version 2, with keys from the same
         // connection ID.
-        if !std::ptr::eq(h.version, self.version) {
-            let (Some(client), Some(server)) =
-                (keys(h.version, &self.dcid, true), keys(h.version, &self.dcid, false))
-            else {
-                return;
-            };
-            self.keys = [client, server];
-            self.version = h.version;
+        if !std::ptr::eq(h.version, self.version) && !self.rekey(h.version, &self.dcid.clone()) {
+            return;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         if decrypt(&self.keys[dir], packet, h, &mut scratch).is_some() {
@@ -456,20 +488,20 @@ impl QuicFlow {
 
     fn read_hello(&mut self, dir: usize) {
         let crypto = &mut self.crypto[dir];
-        let Some((msg_type, body)) = crypto.first_message() else {
-            // Without a handshake message's header after this many bytes it never comes.
-            crypto.done |= crypto.data.len() >= MAX_CRYPTO;
+        let Some(h) = crypto.data.get(..4) else { return };
+        let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+        if 4 + len > MAX_CRYPTO {
+            // It could never be held: given up.
+            crypto.finish();
             return;
-        };
-        match (msg_type, dir) {
+        }
+        let Some(body) = crypto.data.get(4..4 + len) else { return };
+        match (h[0], dir) {
             (1, 0) => self.summary.client_hello = tls::parse_client_hello(body).ok(),
             (2, 1) => self.summary.server_hello = tls::parse_server_hello(body).ok(),
             _ => {}
         }
-        crypto.done = true;
-        crypto.data = Vec::new();
-        crypto.ahead = Vec::new();
-        crypto.held = 0;
+        crypto.finish();
     }
 }
 
@@ -690,6 +722,56 @@ mod tests {
         assert!(flow.summary.client_hello.is_some());
         assert!(flow.summary.server_hello.is_none());
         assert!(!flow.done());
+    }
+
+    /// A version 1 Retry from the server giving the client `scid` as its new destination.
+    fn retry(scid: &[u8]) -> Vec<u8> {
+        let mut r = vec![0xf0, 0, 0, 0, 1, 4, 9, 9, 9, 9, scid.len() as u8];
+        r.extend_from_slice(scid);
+        r.extend_from_slice(b"token");
+        r.extend_from_slice(&[0xee; 16]); // integrity tag
+        r
+    }
+
+    #[test]
+    fn only_the_first_retry_before_the_servers_initial_changes_the_keys() {
+        let (first_dcid, retry_dcid, other) = ([0x55; 8], [0x66; 8], [0x77; 8]);
+        let (ch, sh) = hellos("retry.example", 0x1301);
+        let first = seal_initial(1, &first_dcid, true, 0, &crypto(0, &ch[..10]));
+        let mut flow = flow_of(&first);
+        flow.datagram(true, &first);
+        flow.datagram(false, &retry(&retry_dcid));
+        // A second Retry (a stateless server answering a retransmission) is not taken.
+        flow.datagram(false, &retry(&other));
+        flow.datagram(true, &seal_initial(1, &retry_dcid, true, 1, &crypto(0, &ch)));
+        assert!(flow.summary.client_hello.is_some());
+        flow.datagram(false, &seal_initial(1, &retry_dcid, false, 0, &crypto(0, &sh[..10])));
+        // Nor one after the server's Initial began.
+        flow.datagram(false, &retry(&other));
+        flow.datagram(false, &seal_initial(1, &retry_dcid, false, 1, &crypto(10, &sh[10..])));
+        assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0x1301));
+    }
+
+    #[test]
+    fn packets_alternating_versions_derive_keys_a_bounded_number_of_times() {
+        let dcid = [0x88; 8];
+        let (ch, _) = hellos("many.example", 0x1301);
+        let first = seal_initial(1, &dcid, true, 0, &crypto(0, &ch[..10]));
+        let mut flow = flow_of(&first);
+        // One datagram of 150 Initials of 9 bytes each, versions 1 and 2 in turn.
+        let mut datagram = Vec::new();
+        for i in 0..150 {
+            let (first, version) = if i % 2 == 0 { (0xc0, 1u32) } else { (0xd0, 0x6b33_43cf) };
+            datagram.push(first);
+            datagram.extend_from_slice(&version.to_be_bytes());
+            datagram.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        for _ in 0..10 {
+            flow.datagram(true, &datagram);
+            flow.datagram(true, &seal_initial(0x6b33_43cf, &dcid, true, 1, b"x"));
+            flow.datagram(true, &seal_initial(1, &dcid, true, 1, b"x"));
+        }
+        assert!(flow.rekeys <= MAX_REKEYS);
     }
 
     proptest::proptest! {

@@ -248,19 +248,22 @@ impl Sessions {
         ts_ns: i64,
         p: &Packet<'_>,
     ) -> bool {
-        let app = if tls::looks_like_dtls_client_hello(p.payload) {
-            App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig))
-        } else if quic::looks_like_initial(p.payload) {
-            match QuicFlow::new(ts_ns, p.payload, view.from_orig) {
-                Some(flow) => App::Quic(Box::new(flow)),
-                None => return false,
-            }
-        } else {
+        let dtls = tls::looks_like_dtls_client_hello(p.payload);
+        if !dtls && !quic::looks_like_initial(p.payload) {
             return false;
-        };
+        }
+        // The table is checked before a QUIC flow's keys are derived.
         if !self.count_session() {
             return false;
         }
+        let app = if dtls {
+            App::Tls(TlsFlow::new_dtls(ts_ns, view.from_orig))
+        } else if let Some(flow) = QuicFlow::new(ts_ns, p.payload, view.from_orig) {
+            App::Quic(Box::new(flow))
+        } else {
+            self.live -= 1;
+            return false;
+        };
         *slot = Analysis::Active(Box::new(Session {
             app,
             streams: [Stream::default(), Stream::default()],

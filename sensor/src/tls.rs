@@ -279,7 +279,9 @@ impl TlsFlow {
     pub fn datagram(&mut self, from_orig: bool, data: &[u8]) {
         let from_client = from_orig != self.client_is_responder;
         let side = if from_client { &self.client } else { &self.server };
-        if side.stopped {
+        // DTLS shares its flow with STUN, TURN channels, ZRTP and RTP in WebRTC; their datagrams
+        // are told apart by the first byte, DTLS's being 20 to 63 (RFC 7983 7), and are skipped.
+        if side.stopped || !matches!(data.first(), Some(20..=63)) {
             return;
         }
         let tls13 = self.summary.server_hello.as_ref().is_some_and(ServerHello::is_tls13);
@@ -295,8 +297,8 @@ impl TlsFlow {
             let ctype = header[0];
             let epoch = u16::from_be_bytes([header[3], header[4]]);
             let len = usize::from(u16::from_be_bytes([header[11], header[12]]));
+            // Not a DTLS record after all: the rest of this datagram is not read.
             if header[1] != 0xfe {
-                self.side(from_client).stopped = true;
                 break;
             }
             let Some(body) = data.get(pos + DTLS_RECORD_HEADER..pos + DTLS_RECORD_HEADER + len)
@@ -1568,6 +1570,22 @@ mod tests {
         assert!(flow.done());
         let fingerprint = ja4(&client, Carrier::Dtls);
         assert!(fingerprint.as_str().starts_with("dd2d"), "{}", fingerprint.as_str());
+    }
+
+    #[test]
+    fn stun_between_dtls_datagrams_is_skipped() {
+        let mut flow = TlsFlow::new_dtls(0, true);
+        flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
+        // ICE consent checks (STUN binding request and response, first bytes 0x00 0x01 and 0x01
+        // 0x01) and an RTP packet (0x80) arrive during the handshake.
+        let stun = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8];
+        flow.datagram(false, &stun);
+        flow.datagram(false, &[0x01, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]);
+        flow.datagram(true, &[0x80, 0x60, 0x00, 0x01, 0, 0, 0, 0]);
+        let mut hello12 = server_hello_13([7; 32], 0xc02f);
+        hello12.truncate(hello12.len() - 8);
+        flow.datagram(false, &dtls_message(2, 0, &hello12));
+        assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0xc02f));
     }
 
     #[test]

@@ -698,28 +698,42 @@ fn quic_initial_packets_give_the_hellos_wireshark_shows() {
     }
 }
 
-/// A damaged client Initial fails its authentication tag and is not read (no client fields),
-/// while the server's Initial, whose keys come from the same connection ID, still is; a capture
-/// with no Initial packet (the datagrams after the handshake) gives no tls event at all.
+/// A damaged client Initial fails its authentication tag: it does not start a QUIC analysis, and
+/// nor does the server's Initial that answers it (a server's Initial cannot be opened with client
+/// keys), as Zeek logs no ssl.log row when decryption fails from the start. When the client's
+/// intact Initial follows the damaged one, the handshake is read as usual. A capture with no
+/// Initial packet (the datagrams after the handshake) gives no tls event at all.
 #[test]
 fn damaged_or_missing_quic_initials_are_not_misread() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quic/quic-v1.pcap");
     let dir = std::env::temp_dir().join(format!("canh-quic-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let damaged = dir.join("damaged.pcap");
-    let mut first = true;
-    rewritten(&source, 1, &damaged, |frame| {
-        let mut frame = frame.to_vec();
-        if std::mem::take(&mut first) {
-            // A byte of the first Initial's encrypted payload, well past its header.
-            frame[14 + 20 + 8 + 200] ^= 0x40;
+    let mut frames = Vec::new();
+    capture::read_file(&source, |_, ts, data| frames.push((ts, data.to_vec())))
+        .expect("quic-v1.pcap");
+    // A byte of the first Initial's encrypted payload, well past its header.
+    let mut broken = frames[0].clone();
+    broken.1[14 + 20 + 8 + 200] ^= 0x40;
+    let write = |name: &str, frames: &[(i64, Vec<u8>)]| {
+        let out = dir.join(name);
+        let dead = pcap::Capture::dead_with_precision(pcap::Linktype(1), pcap::Precision::Nano)
+            .expect("dead capture");
+        let mut file = dead.savefile(&out).expect("savefile");
+        for (ts, frame) in frames {
+            write_frame(&mut file, *ts, frame);
         }
-        Some(frame)
-    });
-    let tls = tls_events(&damaged);
+        file.flush().expect("flush");
+        out
+    };
+    let damaged = [vec![broken.clone()], frames[1..].to_vec()].concat();
+    let tls = tls_events(&write("damaged.pcap", &damaged));
+    assert!(tls.is_empty(), "{tls:?}");
+    let retransmitted = [vec![(broken.0 - 1_000, broken.1)], frames.clone()].concat();
+    let tls = tls_events(&write("retransmitted.pcap", &retransmitted));
     assert_eq!(tls.len(), 1, "{tls:?}");
     let t = tls[0].tls.as_ref().expect("tls fields");
-    assert!(t.client.is_none(), "{t:?}");
+    let sni = t.client.as_ref().and_then(|c| c.server_name.as_deref());
+    assert_eq!(sni, Some("www.example.org"));
     assert_eq!(t.cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
 
     let late = dir.join("late.pcap");
