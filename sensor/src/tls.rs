@@ -92,7 +92,22 @@ struct Side {
     /// `handshake`, if any, and the next one expected (earlier ones are retransmissions).
     dtls_assembling: Option<u16>,
     dtls_next: u16,
+    /// DTLS: fragments that arrived before the bytes they follow (at most `MAX_EARLY`).
+    dtls_early: Vec<Fragment>,
 }
+
+/// A DTLS handshake fragment held until the bytes before it arrive.
+#[derive(Debug)]
+struct Fragment {
+    msg_type: u8,
+    len: usize,
+    seq: u16,
+    offset: usize,
+    bytes: Vec<u8>,
+}
+
+/// Most DTLS fragments held per direction ahead of the bytes they follow.
+const MAX_EARLY: usize = 16;
 
 #[derive(Debug, Default)]
 pub struct TlsFlow {
@@ -332,39 +347,88 @@ impl TlsFlow {
         while let Some(h) = record.get(..DTLS_HANDSHAKE_HEADER) {
             let (msg_type, len, seq) = (h[0], be24(&h[1..4]), u16::from_be_bytes([h[4], h[5]]));
             let (offset, frag_len) = (be24(&h[6..9]), be24(&h[9..12]));
-            let Some(fragment) =
-                record.get(DTLS_HANDSHAKE_HEADER..DTLS_HANDSHAKE_HEADER + frag_len)
+            let Some(bytes) = record.get(DTLS_HANDSHAKE_HEADER..DTLS_HANDSHAKE_HEADER + frag_len)
             else {
                 break;
             };
             record = &record[DTLS_HANDSHAKE_HEADER + frag_len..];
+            if len <= MAX_HANDSHAKE && offset + frag_len <= len {
+                let fragment = Fragment { msg_type, len, seq, offset, bytes: bytes.to_vec() };
+                self.fragment(from_client, fragment);
+            }
+        }
+    }
+
+    /// One DTLS handshake fragment: messages are put together in message-sequence order, each
+    /// from its fragments in offset order. Earlier sequence numbers are retransmissions; a
+    /// fragment that comes before the bytes it follows waits (up to `MAX_EARLY` of them).
+    fn fragment(&mut self, from_client: bool, fragment: Fragment) {
+        let side = self.side(from_client);
+        if fragment.seq < side.dtls_next {
+            return;
+        }
+        let joins = match side.dtls_assembling {
+            Some(seq) => seq == fragment.seq && fragment.offset <= side.handshake.len(),
+            // A message's first fragment starts it, unless a fragment of an earlier message is
+            // waiting (then that message comes first).
+            None => {
+                fragment.offset == 0
+                    && !side
+                        .dtls_early
+                        .iter()
+                        .any(|e| e.seq >= side.dtls_next && e.seq < fragment.seq)
+            }
+        };
+        if !joins {
+            let held: usize = side.dtls_early.iter().map(|f| f.bytes.len()).sum();
+            if side.dtls_early.len() < MAX_EARLY && held + fragment.bytes.len() <= MAX_HANDSHAKE {
+                side.dtls_early.push(fragment);
+                return;
+            }
+        }
+        // With no room to wait, the first fragment of a later message starts it: the one being
+        // assembled is given up.
+        let restarts = !joins
+            && fragment.offset == 0
+            && side.dtls_assembling.is_some_and(|seq| fragment.seq > seq);
+        if !joins && !restarts {
+            return;
+        }
+        if restarts || side.dtls_assembling.is_none() {
+            side.dtls_assembling = Some(fragment.seq);
+            side.handshake.clear();
+        }
+        let mut next = Some(fragment);
+        while let Some(f) = next.take() {
             let side = self.side(from_client);
-            if len > MAX_HANDSHAKE || offset + frag_len > len {
-                continue;
-            }
-            // A message's first fragment starts it (a later sequence number than the one being
-            // assembled means that one's missing fragments were lost); earlier sequence numbers
-            // are retransmissions.
-            if side.dtls_assembling != Some(seq) {
-                if offset != 0 || seq < side.dtls_next {
-                    continue;
-                }
-                side.dtls_assembling = Some(seq);
-                side.handshake.clear();
-            }
-            // Fragments in order (or overlapping what is held) extend the message.
             let held = side.handshake.len();
-            if offset <= held && offset + frag_len > held {
-                side.handshake.extend_from_slice(&fragment[held - offset..]);
+            if f.offset + f.bytes.len() > held {
+                side.handshake.extend_from_slice(&f.bytes[held - f.offset..]);
             }
-            if side.handshake.len() == len {
+            if side.handshake.len() == f.len {
                 side.dtls_assembling = None;
-                side.dtls_next = seq.wrapping_add(1);
+                side.dtls_next = f.seq.wrapping_add(1);
                 let message = std::mem::take(&mut side.handshake);
-                self.message(from_client, msg_type, &message);
+                self.message(from_client, f.msg_type, &message);
                 let side = self.side(from_client);
                 side.handshake = message;
                 side.handshake.clear();
+                side.dtls_early.retain(|e| e.seq >= side.dtls_next);
+            }
+            // A held fragment that now joins: of the message being assembled, or the first of
+            // the next one.
+            let side = self.side(from_client);
+            let (assembling, held) = (side.dtls_assembling, side.handshake.len());
+            let i = side.dtls_early.iter().position(|e| match assembling {
+                Some(seq) => e.seq == seq && e.offset <= held,
+                None => e.seq == side.dtls_next && e.offset == 0,
+            });
+            if let Some(i) = i {
+                let f = side.dtls_early.swap_remove(i);
+                if assembling.is_none() {
+                    side.dtls_assembling = Some(f.seq);
+                }
+                next = Some(f);
             }
         }
     }
@@ -1538,8 +1602,8 @@ mod tests {
         assert_eq!(client.server_name.as_deref(), Some("a.b"));
         assert_eq!(client.ciphers, [0xc02f, 0x0a0a]);
         assert_eq!(client.alpn, ["h2"]);
-        // The ServerHello (message 1) in three fragments: the second arrives first and is
-        // dropped (nothing is being assembled), then all three in order, the first twice.
+        // The ServerHello (message 1) in three fragments: the second arrives first and waits,
+        // then the first (twice), then the second again with the third.
         let mut server_hello = server_hello_13([7; 32], 0xc02f);
         server_hello.truncate(server_hello.len() - 8);
         server_hello[..2].copy_from_slice(&[0xfe, 0xfd]);
@@ -1598,6 +1662,40 @@ mod tests {
         flow.datagram(true, &dtls_message(2, 0, &hello12));
         assert!(flow.summary.client_hello.is_some());
         assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0xc02f));
+    }
+
+    #[test]
+    fn dtls_fragments_in_any_order_make_their_messages() {
+        // The ServerHello (message 0) and a second message (1) from the server, each in three
+        // fragments, reordered: each message's fragments backwards, and the second message's
+        // first fragment before the first message's.
+        let mut hello12 = server_hello_13([7; 32], 0xc030);
+        hello12.truncate(hello12.len() - 8);
+        let done = [14u8, 0, 0, 0]; // a ServerHelloDone-like body, never parsed
+        let mut fragments = Vec::new();
+        for (seq, msg, htype) in [(0u16, &hello12[..], 2u8), (1, &done[..], 14)] {
+            let n = msg.len();
+            for (offset, len) in [(0, n / 3), (n / 3, n / 3), (2 * (n / 3), n - 2 * (n / 3))] {
+                fragments.push(dtls_record(22, 0, &dtls_fragment(htype, seq, msg, offset, len)));
+            }
+        }
+        let mut flow = TlsFlow::new_dtls(0, true);
+        flow.datagram(true, &dtls_message(1, 0, &dtls_client_hello(&[])));
+        // The ServerHello is complete from its first fragment on, not before.
+        let mut complete = false;
+        for i in [2, 1, 3, 0, 5, 4] {
+            flow.datagram(false, &fragments[i]);
+            complete |= i == 0;
+            assert_eq!(flow.summary.server_hello.is_some(), complete, "after fragment {i}");
+        }
+        assert_eq!(flow.summary.server_hello.as_ref().map(|s| s.cipher), Some(0xc030));
+        assert_eq!(flow.server.dtls_next, 2);
+        assert!(flow.server.dtls_early.is_empty());
+        // A fragment far ahead of anything waits at most MAX_EARLY times.
+        for i in 0..40 {
+            flow.datagram(false, &dtls_record(22, 0, &dtls_fragment(2, 9, &[0; 100], 10 + i, 1)));
+        }
+        assert_eq!(flow.server.dtls_early.len(), MAX_EARLY);
     }
 
     #[test]
