@@ -1,4 +1,5 @@
-//! QUIC's Initial packets (versions 1 and 2, and drafts 29 to 32): their protection removed with
+//! QUIC's Initial packets (the versions Zeek reads: 1 and 2, the drafts 22 to 34, Facebook's mvfst
+//! versions): their protection removed with
 //! the keys any observer derives from the client's Destination Connection ID (RFC 9001 5.2 and
 //! 5.4, RFC 9369 3.3), and the TLS ClientHello and ServerHello their CRYPTO frames carry read by
 //! the TLS parser. That is what Zeek's QUIC analyser puts in ssl.log: version, cipher and server
@@ -163,6 +164,14 @@ fn long_header(b: &[u8]) -> Option<LongHeader<'_>> {
     Some(LongHeader { version, packet_type, dcid, pn_offset: pos, end })
 }
 
+impl LongHeader<'_> {
+    /// The header protection sample lies 4 bytes past the packet number's start, inside the
+    /// packet (RFC 9001 5.4.2): a packet shorter than that is not one.
+    fn holds_sample(&self) -> bool {
+        self.end >= self.pn_offset + 20
+    }
+}
+
 /// The Source Connection ID of the Retry packet at the start of `b`, if it is one: the client's
 /// next Initial is sent to it, and the Initial keys of both directions derive from it from then on
 /// (RFC 9001 5.2).
@@ -238,9 +247,7 @@ fn keys(v: &Version, dcid: &[u8], client: bool) -> Option<Keys> {
 
 /// The payload of the Initial packet `packet` (its header `h`), protection removed, into `out`.
 fn decrypt(keys: &Keys, packet: &[u8], h: &LongHeader<'_>, out: &mut Vec<u8>) -> Option<()> {
-    // The header protection sample lies 4 bytes past the packet number's start, inside the
-    // packet (RFC 9001 5.4.2): a packet shorter than that is not one.
-    if h.end < h.pn_offset + 20 {
+    if !h.holds_sample() {
         return None;
     }
     let sample = packet.get(h.pn_offset + 4..h.pn_offset + 20)?;
@@ -327,7 +334,6 @@ fn crypto_frames(payload: &[u8], mut each: impl FnMut(u64, &[u8])) {
 struct Crypto {
     data: Vec<u8>,
     ahead: Vec<(u64, Vec<u8>)>,
-    held: usize,
     /// The hello was read (or cannot be): nothing more is kept.
     done: bool,
 }
@@ -342,8 +348,8 @@ impl Crypto {
             return;
         }
         if offset > self.data.len() {
-            if self.held + bytes.len() <= MAX_CRYPTO && self.ahead.len() < MAX_AHEAD {
-                self.held += bytes.len();
+            let held: usize = self.ahead.iter().map(|(_, b)| b.len()).sum();
+            if held + bytes.len() <= MAX_CRYPTO && self.ahead.len() < MAX_AHEAD {
                 self.ahead.push((offset as u64, bytes.to_vec()));
             }
             return;
@@ -352,7 +358,6 @@ impl Crypto {
         // Frames that arrived early and now join on.
         while let Some(i) = self.ahead.iter().position(|(o, _)| *o as usize <= self.data.len()) {
             let (o, b) = self.ahead.swap_remove(i);
-            self.held -= b.len();
             self.extend(o as usize, &b);
         }
     }
@@ -468,8 +473,8 @@ impl QuicFlow {
     }
 
     fn initial(&mut self, dir: usize, packet: &[u8], h: &LongHeader<'_>) {
-        // Too short to hold a header protection sample: not a packet (see `decrypt`).
-        if h.end < h.pn_offset + 20 {
+        // Before keys are derived for it: a packet too short to decrypt.
+        if !h.holds_sample() {
             return;
         }
         // Each packet's own version picks the salt: under compatible version negotiation (RFC
@@ -489,7 +494,7 @@ impl QuicFlow {
     fn read_hello(&mut self, dir: usize) {
         let crypto = &mut self.crypto[dir];
         let Some(h) = crypto.data.get(..4) else { return };
-        let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+        let len = tls::be24(&h[1..4]);
         if 4 + len > MAX_CRYPTO {
             // It could never be held: given up.
             crypto.finish();
@@ -551,7 +556,7 @@ mod tests {
         assert_eq!(c.data, b"0123");
         c.add(2, b"23456");
         assert_eq!(c.data, b"0123456789abc");
-        assert_eq!(c.held, 0);
+        assert!(c.ahead.is_empty());
         // Past the cap: dropped, nothing kept.
         c.add(MAX_CRYPTO as u64, b"x");
         assert_eq!(c.ahead.len(), 0);

@@ -40,6 +40,18 @@ pub struct Session {
     chunks: u32,
 }
 
+impl Session {
+    /// State for a flow whose analyser is known from its first payload (UDP: DNS, DTLS, QUIC).
+    fn with(app: App) -> Session {
+        Session {
+            app,
+            streams: [Stream::default(), Stream::default()],
+            dns_tcp: [Vec::new(), Vec::new()],
+            chunks: 0,
+        }
+    }
+}
+
 /// What analysers finished, tagged with the flow it belongs to.
 pub enum Meta {
     Dns(dns::Transaction),
@@ -141,13 +153,7 @@ impl Sessions {
                 if p.payload.is_empty() {
                     return;
                 }
-                let session = Session {
-                    app: App::Dns(DnsFlow::default()),
-                    streams: [Stream::default(), Stream::default()],
-                    dns_tcp: [Vec::new(), Vec::new()],
-                    chunks: 0,
-                };
-                *slot = Analysis::Active(Box::new(session));
+                *slot = Analysis::Active(Box::new(Session::with(App::Dns(DnsFlow::default()))));
             }
             Analysis::Pending { dns: false, has_next, next, chunks } => {
                 if p.payload.is_empty() {
@@ -264,12 +270,7 @@ impl Sessions {
             self.live -= 1;
             return false;
         };
-        *slot = Analysis::Active(Box::new(Session {
-            app,
-            streams: [Stream::default(), Stream::default()],
-            dns_tcp: [Vec::new(), Vec::new()],
-            chunks: 0,
-        }));
+        *slot = Analysis::Active(Box::new(Session::with(app)));
         true
     }
 
@@ -375,20 +376,8 @@ impl Sessions {
                 flow.finish(&mut self.done.http);
                 self.done.to(view, out);
             }
-            // As Zeek: an ssl.log row only for a connection whose handshake showed a hello
-            // (bytes that merely looked like TLS, or a ClientHello from the responder, give none).
-            App::Tls(flow) => {
-                let s = &flow.summary;
-                if s.client_hello.is_some() || s.server_hello.is_some() {
-                    out.push((view.clone(), Meta::Tls(Box::new(flow.summary))));
-                }
-            }
-            App::Quic(flow) => {
-                let s = flow.summary;
-                if s.client_hello.is_some() || s.server_hello.is_some() {
-                    out.push((view.clone(), Meta::Tls(Box::new(s))));
-                }
-            }
+            App::Tls(flow) => tls_event(flow.summary, view, out),
+            App::Quic(flow) => tls_event(flow.summary, view, out),
             App::Ssh(flow) => {
                 if flow.client.is_some() || flow.server.is_some() {
                     out.push((view.clone(), Meta::Ssh(flow)));
@@ -405,6 +394,15 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+}
+
+/// The tls event of a finished handshake. As Zeek: an ssl.log row only for a connection whose
+/// handshake showed a hello (bytes that merely looked like TLS, or a ClientHello from the
+/// responder, give none).
+fn tls_event(summary: tls::Summary, view: &FlowView, out: &mut Vec<(FlowView, Meta)>) {
+    if summary.client_hello.is_some() || summary.server_hello.is_some() {
+        out.push((view.clone(), Meta::Tls(Box::new(summary))));
     }
 }
 

@@ -151,7 +151,8 @@ pub fn looks_like_dtls_client_hello(data: &[u8]) -> bool {
         && dtls_version(DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER)
 }
 
-fn be24(b: &[u8]) -> usize {
+/// A 24-bit big-endian length (handshake message headers); `b` holds at least 3 bytes.
+pub(crate) fn be24(b: &[u8]) -> usize {
     (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
 }
 

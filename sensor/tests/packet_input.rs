@@ -185,6 +185,24 @@ fn write_frame(file: &mut pcap::Savefile, ts_ns: i64, frame: &[u8]) {
     file.write(&pcap::Packet::new(&header, frame));
 }
 
+/// The frames of an Ethernet capture, as (time, bytes).
+fn ethernet_frames(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let all = frames(path, |p, f| capture::read_file(p, f)).expect("reads");
+    assert!(all.iter().all(|(link, _, _)| *link == LinkType::Ethernet), "{}", path.display());
+    all.into_iter().map(|(_, ts, data)| (ts, data)).collect()
+}
+
+/// `frames` saved as an Ethernet capture at `out`.
+fn save_ethernet(out: &Path, frames: &[(i64, Vec<u8>)]) {
+    let dead = pcap::Capture::dead_with_precision(pcap::Linktype(1), pcap::Precision::Nano)
+        .expect("dead capture");
+    let mut file = dead.savefile(out).expect("savefile");
+    for (ts, frame) in frames {
+        write_frame(&mut file, *ts, frame);
+    }
+    file.flush().expect("flush");
+}
+
 /// An Ethernet frame as a Linux "cooked" capture has it (what `tcpdump -i any` writes): version 1
 /// (16-byte header, EtherType at 14) or version 2 (20-byte header, EtherType at 0). Frames with a
 /// VLAN tag are left out: on "any" the kernel has already removed the tag.
@@ -618,9 +636,7 @@ fn dtls_handshakes_give_what_wireshark_and_the_certificate_show() {
 #[test]
 fn dtls_after_stun_with_the_responder_as_client() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dtls/dtls1_2.pcap");
-    let mut frames = Vec::new();
-    capture::read_file(&source, |_, ts, data| frames.push((ts, data.to_vec())))
-        .expect("dtls1_2.pcap");
+    let mut frames = ethernet_frames(&source);
     // The second frame is the server's HelloVerifyRequest; a copy of it whose UDP payload is a STUN
     // binding request (type 1, length, magic cookie, transaction id) goes first.
     let mut stun = frames[1].1.clone();
@@ -635,14 +651,7 @@ fn dtls_after_stun_with_the_responder_as_client() {
     let dir = std::env::temp_dir().join(format!("canh-dtls-stun-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let out = dir.join("stun-first.pcap");
-    let dead = pcap::Capture::dead_with_precision(pcap::Linktype(1), pcap::Precision::Nano)
-        .expect("dead capture");
-    let mut file = dead.savefile(&out).expect("savefile");
-    for (ts, frame) in &frames {
-        write_frame(&mut file, *ts, frame);
-    }
-    file.flush().expect("flush");
-    drop(file);
+    save_ethernet(&out, &frames);
     let tls = tls_events(&out);
     std::fs::remove_dir_all(&dir).expect("remove temp dir");
     assert_eq!(tls.len(), 1, "{tls:?}");
@@ -708,21 +717,13 @@ fn damaged_or_missing_quic_initials_are_not_misread() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quic/quic-v1.pcap");
     let dir = std::env::temp_dir().join(format!("canh-quic-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut frames = Vec::new();
-    capture::read_file(&source, |_, ts, data| frames.push((ts, data.to_vec())))
-        .expect("quic-v1.pcap");
+    let frames = ethernet_frames(&source);
     // A byte of the first Initial's encrypted payload, well past its header.
     let mut broken = frames[0].clone();
     broken.1[14 + 20 + 8 + 200] ^= 0x40;
     let write = |name: &str, frames: &[(i64, Vec<u8>)]| {
         let out = dir.join(name);
-        let dead = pcap::Capture::dead_with_precision(pcap::Linktype(1), pcap::Precision::Nano)
-            .expect("dead capture");
-        let mut file = dead.savefile(&out).expect("savefile");
-        for (ts, frame) in frames {
-            write_frame(&mut file, *ts, frame);
-        }
-        file.flush().expect("flush");
+        save_ethernet(&out, frames);
         out
     };
     let damaged = [vec![broken.clone()], frames[1..].to_vec()].concat();
