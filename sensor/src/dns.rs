@@ -119,6 +119,11 @@ fn u32_at(b: &[u8], pos: usize) -> Result<u32, DnsError> {
 /// Zeek's `dns_max_queries`: a message announcing more questions is not read past its header.
 const MAX_QUESTIONS: usize = 25;
 
+/// The ports Zeek's DNS analyser serves: DNS, NetBIOS name service, mDNS, LLMNR.
+pub fn is_dns_port(port: u16) -> bool {
+    matches!(port, 53 | 137 | 5353 | 5355)
+}
+
 /// Parse one DNS message. `netbios` decodes NetBIOS first-level encoded names (port 137).
 ///
 /// Only a message shorter than its 12-byte header is an error. Past the header, the records are

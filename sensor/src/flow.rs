@@ -920,7 +920,7 @@ fn is_sender_orig(p: &Packet<'_>) -> bool {
         // connection, unless the receiver is a multicast group. A response from port 53 to
         // another port is flipped by the port rule below.
         None if p.proto == 17
-            && matches!(p.dst_port, 53 | 137 | 5353 | 5355)
+            && crate::dns::is_dns_port(p.dst_port)
             && !p.dst.is_multicast()
             && is_dns_response(p.payload) =>
         {

@@ -110,10 +110,6 @@ impl Done {
     }
 }
 
-fn dns_port(port: u16) -> bool {
-    matches!(port, 53 | 5353 | 5355 | 137)
-}
-
 fn looks_like_http_request(data: &[u8]) -> bool {
     let end = data.iter().take(24).position(|&c| c == b' ');
     match end {
@@ -206,7 +202,8 @@ impl Sessions {
     /// The first packet of a flow, or a later one of a flow nothing was found in yet: give the
     /// flow analysis state if it may carry something we analyse (false: it does not, yet).
     fn start(&mut self, slot: &mut Analysis, view: &FlowView, ts_ns: i64, p: &Packet<'_>) -> bool {
-        let udp_dns = p.proto == 17 && (dns_port(view.orig_port) || dns_port(view.resp_port));
+        let udp_dns =
+            p.proto == 17 && (dns::is_dns_port(view.orig_port) || dns::is_dns_port(view.resp_port));
         if p.proto == 17 && !udp_dns {
             // Other UDP flows only when a datagram (from either side, at any point: WebRTC sends
             // STUN first) starts with a DTLS ClientHello, as Zeek's signature finds it, or with
@@ -420,7 +417,7 @@ fn feed(
 ) {
     if matches!(s.app, App::Unknown) {
         s.chunks += 1;
-        if dns_port(view.resp_port) || dns_port(view.orig_port) {
+        if dns::is_dns_port(view.resp_port) || dns::is_dns_port(view.orig_port) {
             s.app = App::Dns(DnsFlow::default());
         } else if tls::looks_like_tls(data) {
             s.app = App::Tls(TlsFlow::new(ts_ns));
